@@ -1,0 +1,1 @@
+//! o2c in-store agent (work in progress).

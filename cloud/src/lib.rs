@@ -1,0 +1,1 @@
+//! o2c cloud side (work in progress).
