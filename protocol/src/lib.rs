@@ -1,1 +1,35 @@
-//! o2c wire protocol.
+//! # o2c-protocol: the wire contract shared by the store agent and the cloud
+//!
+//! Pure code: types, encoding, versioning and the sync state machine. No
+//! I/O, no clocks, no async runtime; time and randomness are passed in.
+//!
+//! Layout (start with [`envelope`] and [`frame`]):
+//! - [`ids`]: typed ids (`StoreId`, `AgentId`, `TerminalId`, `OrderId`,
+//!   `EventId`, `Seq`), validated at construction.
+//! - [`money`]: `Money { minor, currency }` with checked arithmetic.
+//! - [`order`]: the order model (lines, payments, fulfillment, customer).
+//! - [`validate`]: `Order::validate()` with field paths, and the card-number
+//!   detector.
+//! - [`event`]: event types, their Kafka topics and payloads.
+//! - [`envelope`]: the `Envelope` around every event; JSON encode/decode
+//!   with typed errors for unknown versions and types.
+//! - [`frame`]: sync frames `Batch`, `Ack` and `StatusUpdate`.
+//! - [`topic`]: MQTT topic builders/parsers and Kafka topic names.
+
+pub mod envelope;
+pub mod event;
+pub mod frame;
+pub mod ids;
+pub mod money;
+pub mod order;
+pub mod topic;
+pub mod validate;
+
+pub use envelope::{DecodeError, EncodeError, Envelope, SCHEMA_VERSION, Traceparent};
+pub use event::{Event, EventType};
+pub use frame::{Ack, Batch, CloudStatus, FrameError, RawBatch, Rejection, StatusUpdate};
+pub use ids::{AgentId, EventId, IdError, OrderId, Seq, StoreId, TerminalId};
+pub use money::{Currency, Money, MoneyError};
+pub use order::{Address, CardAuthorization, Customer, Fulfillment, Order, OrderLine, Payment};
+pub use topic::{Channel, KafkaTopics, TopicError};
+pub use validate::{ValidationError, ValidationErrors};

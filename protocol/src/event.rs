@@ -1,0 +1,289 @@
+//! Order-to-Cash events: their types and payloads.
+//!
+//! `OrderCreated` and `OrderCancelled` come from stores; the rest come from
+//! the cloud saga. The cloud's order service may also emit `OrderCancelled`
+//! (for example after a declined payment).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::OrderId;
+use crate::money::Money;
+use crate::order::Order;
+
+/// The type of an event, as written in the envelope's `event_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum EventType {
+    /// A store captured an order.
+    OrderCreated,
+    /// The order was voided by the store or cancelled by the saga.
+    OrderCancelled,
+    /// The payment processor captured the money.
+    PaymentCaptured,
+    /// The payment processor declined.
+    PaymentFailed,
+    /// Stock was reserved.
+    InventoryConfirmed,
+    /// A reservation was released (compensation).
+    InventoryReleased,
+    /// A shipment was booked for a ship-to-home order.
+    ShipmentScheduled,
+    /// The saga finished the order.
+    OrderCompleted,
+    /// Money was returned after a void (compensation).
+    RefundIssued,
+}
+
+impl EventType {
+    /// Every event type.
+    pub const ALL: [EventType; 9] = [
+        EventType::OrderCreated,
+        EventType::OrderCancelled,
+        EventType::PaymentCaptured,
+        EventType::PaymentFailed,
+        EventType::InventoryConfirmed,
+        EventType::InventoryReleased,
+        EventType::ShipmentScheduled,
+        EventType::OrderCompleted,
+        EventType::RefundIssued,
+    ];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::OrderCreated => "OrderCreated",
+            EventType::OrderCancelled => "OrderCancelled",
+            EventType::PaymentCaptured => "PaymentCaptured",
+            EventType::PaymentFailed => "PaymentFailed",
+            EventType::InventoryConfirmed => "InventoryConfirmed",
+            EventType::InventoryReleased => "InventoryReleased",
+            EventType::ShipmentScheduled => "ShipmentScheduled",
+            EventType::OrderCompleted => "OrderCompleted",
+            EventType::RefundIssued => "RefundIssued",
+        }
+    }
+
+    /// The Kafka topic (without prefix) that carries this type.
+    pub fn kafka_topic(self) -> &'static str {
+        match self {
+            EventType::OrderCreated => "orders.created",
+            EventType::OrderCancelled => "orders.cancelled",
+            EventType::PaymentCaptured => "payments.captured",
+            EventType::PaymentFailed => "payments.failed",
+            EventType::InventoryConfirmed => "inventory.confirmed",
+            EventType::InventoryReleased => "inventory.released",
+            EventType::ShipmentScheduled => "shipments.scheduled",
+            EventType::OrderCompleted => "orders.completed",
+            EventType::RefundIssued => "refunds.issued",
+        }
+    }
+
+    /// Whether a store agent may send this type.
+    pub fn is_store_event(self) -> bool {
+        matches!(self, EventType::OrderCreated | EventType::OrderCancelled)
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An `event_type` string that names no known event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event type {0:?}")]
+pub struct UnknownEventType(pub String);
+
+impl FromStr for EventType {
+    type Err = UnknownEventType;
+    fn from_str(s: &str) -> Result<Self, UnknownEventType> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| UnknownEventType(s.chars().take(64).collect()))
+    }
+}
+
+/// `OrderCancelled`: a store void, or a saga cancellation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderCancelled {
+    /// The order.
+    pub order_id: OrderId,
+    /// Why, e.g. `store_void` or `payment_declined`.
+    pub reason: String,
+}
+
+/// `PaymentCaptured`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentCaptured {
+    /// The order.
+    pub order_id: OrderId,
+    /// Amount captured.
+    pub amount: Money,
+    /// The processor's reference for the capture.
+    pub psp_reference: String,
+}
+
+/// `PaymentFailed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentFailed {
+    /// The order.
+    pub order_id: OrderId,
+    /// Machine reason, e.g. `payment_declined`.
+    pub reason: String,
+}
+
+/// One reserved SKU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reservation {
+    /// SKU.
+    pub sku: String,
+    /// Units reserved.
+    pub quantity: i64,
+    /// Warehouse or store the stock comes from.
+    pub warehouse: String,
+}
+
+/// `InventoryConfirmed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryConfirmed {
+    /// The order.
+    pub order_id: OrderId,
+    /// What was reserved, where.
+    pub reservations: Vec<Reservation>,
+}
+
+/// `InventoryReleased`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryReleased {
+    /// The order.
+    pub order_id: OrderId,
+    /// Why, e.g. `order_cancelled` or `insufficient_stock`.
+    pub reason: String,
+}
+
+/// `ShipmentScheduled`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipmentScheduled {
+    /// The order.
+    pub order_id: OrderId,
+    /// The shipment's id.
+    pub shipment_id: String,
+}
+
+/// `OrderCompleted`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderCompleted {
+    /// The order.
+    pub order_id: OrderId,
+}
+
+/// `RefundIssued`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundIssued {
+    /// The order.
+    pub order_id: OrderId,
+    /// Amount refunded.
+    pub amount: Money,
+    /// The processor's refund reference.
+    pub psp_reference: String,
+}
+
+/// An event payload; its variant determines the envelope's `event_type`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// See [`EventType::OrderCreated`].
+    OrderCreated(Box<Order>),
+    /// See [`EventType::OrderCancelled`].
+    OrderCancelled(OrderCancelled),
+    /// See [`EventType::PaymentCaptured`].
+    PaymentCaptured(PaymentCaptured),
+    /// See [`EventType::PaymentFailed`].
+    PaymentFailed(PaymentFailed),
+    /// See [`EventType::InventoryConfirmed`].
+    InventoryConfirmed(InventoryConfirmed),
+    /// See [`EventType::InventoryReleased`].
+    InventoryReleased(InventoryReleased),
+    /// See [`EventType::ShipmentScheduled`].
+    ShipmentScheduled(ShipmentScheduled),
+    /// See [`EventType::OrderCompleted`].
+    OrderCompleted(OrderCompleted),
+    /// See [`EventType::RefundIssued`].
+    RefundIssued(RefundIssued),
+}
+
+impl Event {
+    /// The event's type.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Event::OrderCreated(_) => EventType::OrderCreated,
+            Event::OrderCancelled(_) => EventType::OrderCancelled,
+            Event::PaymentCaptured(_) => EventType::PaymentCaptured,
+            Event::PaymentFailed(_) => EventType::PaymentFailed,
+            Event::InventoryConfirmed(_) => EventType::InventoryConfirmed,
+            Event::InventoryReleased(_) => EventType::InventoryReleased,
+            Event::ShipmentScheduled(_) => EventType::ShipmentScheduled,
+            Event::OrderCompleted(_) => EventType::OrderCompleted,
+            Event::RefundIssued(_) => EventType::RefundIssued,
+        }
+    }
+
+    /// The order this event is about (the Kafka key).
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            Event::OrderCreated(o) => o.order_id,
+            Event::OrderCancelled(e) => e.order_id,
+            Event::PaymentCaptured(e) => e.order_id,
+            Event::PaymentFailed(e) => e.order_id,
+            Event::InventoryConfirmed(e) => e.order_id,
+            Event::InventoryReleased(e) => e.order_id,
+            Event::ShipmentScheduled(e) => e.order_id,
+            Event::OrderCompleted(e) => e.order_id,
+            Event::RefundIssued(e) => e.order_id,
+        }
+    }
+
+    /// Serializes the payload alone.
+    pub(crate) fn payload_json(
+        &self,
+    ) -> Result<Box<serde_json::value::RawValue>, serde_json::Error> {
+        match self {
+            Event::OrderCreated(e) => serde_json::value::to_raw_value(e),
+            Event::OrderCancelled(e) => serde_json::value::to_raw_value(e),
+            Event::PaymentCaptured(e) => serde_json::value::to_raw_value(e),
+            Event::PaymentFailed(e) => serde_json::value::to_raw_value(e),
+            Event::InventoryConfirmed(e) => serde_json::value::to_raw_value(e),
+            Event::InventoryReleased(e) => serde_json::value::to_raw_value(e),
+            Event::ShipmentScheduled(e) => serde_json::value::to_raw_value(e),
+            Event::OrderCompleted(e) => serde_json::value::to_raw_value(e),
+            Event::RefundIssued(e) => serde_json::value::to_raw_value(e),
+        }
+    }
+
+    /// Decodes a payload of a known type.
+    pub(crate) fn from_payload(t: EventType, json: &str) -> Result<Event, serde_json::Error> {
+        Ok(match t {
+            EventType::OrderCreated => Event::OrderCreated(serde_json::from_str(json)?),
+            EventType::OrderCancelled => Event::OrderCancelled(serde_json::from_str(json)?),
+            EventType::PaymentCaptured => Event::PaymentCaptured(serde_json::from_str(json)?),
+            EventType::PaymentFailed => Event::PaymentFailed(serde_json::from_str(json)?),
+            EventType::InventoryConfirmed => Event::InventoryConfirmed(serde_json::from_str(json)?),
+            EventType::InventoryReleased => Event::InventoryReleased(serde_json::from_str(json)?),
+            EventType::ShipmentScheduled => Event::ShipmentScheduled(serde_json::from_str(json)?),
+            EventType::OrderCompleted => Event::OrderCompleted(serde_json::from_str(json)?),
+            EventType::RefundIssued => Event::RefundIssued(serde_json::from_str(json)?),
+        })
+    }
+}

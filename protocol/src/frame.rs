@@ -1,0 +1,229 @@
+//! Sync frames exchanged over MQTT: `Batch` (agent → cloud), `Ack`
+//! (cloud → agent) and `StatusUpdate` (cloud → agent).
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+use crate::envelope::{DecodeError, EncodeError, Envelope};
+use crate::ids::{AgentId, EventId, OrderId, Seq};
+
+/// Largest frame either side accepts, in bytes. MQTT brokers and rumqttc
+/// must be configured to allow at least this packet size.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024;
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Bigger than [`MAX_FRAME_BYTES`].
+    #[error("frame of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    /// Not JSON, or not the frame's shape.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+impl FrameError {
+    /// Stable machine code, used as the dead-letter reason.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FrameError::TooLarge(_) => "frame_too_large",
+            FrameError::Malformed(_) => "malformed_frame",
+        }
+    }
+}
+
+fn check_size(bytes: &[u8]) -> Result<(), FrameError> {
+    if bytes.len() > MAX_FRAME_BYTES {
+        Err(FrameError::TooLarge(bytes.len()))
+    } else {
+        Ok(())
+    }
+}
+
+fn malformed(e: serde_json::Error) -> FrameError {
+    FrameError::Malformed(e.to_string())
+}
+
+/// Events from one agent, in seq order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Batch {
+    /// The sending agent.
+    pub agent_id: AgentId,
+    /// Envelopes, in increasing seq order.
+    pub events: Vec<Envelope>,
+}
+
+impl Batch {
+    /// Encodes to JSON bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        Ok(serde_json::to_vec(self)?)
+    }
+
+    /// Strictly decodes a batch: the frame and every envelope.
+    pub fn decode(bytes: &[u8]) -> Result<Batch, BatchDecodeError> {
+        let raw = RawBatch::decode(bytes)?;
+        let events = raw
+            .events
+            .iter()
+            .enumerate()
+            .map(|(index, e)| {
+                Envelope::decode(e.get().as_bytes())
+                    .map_err(|error| BatchDecodeError::Event { index, error })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Batch {
+            agent_id: raw.agent_id,
+            events,
+        })
+    }
+}
+
+/// Why a batch could not be strictly decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchDecodeError {
+    /// The frame itself is bad.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// One envelope is bad.
+    #[error("event {index}: {error}")]
+    Event {
+        /// Position in the batch.
+        index: usize,
+        /// What was wrong.
+        error: DecodeError,
+    },
+}
+
+/// A batch whose envelopes are kept as the exact bytes the agent sent, so
+/// the ingest forwards them unchanged and decodes each one separately (a
+/// bad event must not sink its neighbours).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBatch<'a> {
+    /// The sending agent.
+    pub agent_id: AgentId,
+    /// Envelopes as raw JSON.
+    #[serde(borrow)]
+    pub events: Vec<&'a RawValue>,
+}
+
+impl<'a> RawBatch<'a> {
+    /// Decodes the frame, leaving envelopes undecoded.
+    pub fn decode(bytes: &'a [u8]) -> Result<RawBatch<'a>, FrameError> {
+        check_size(bytes)?;
+        serde_json::from_slice(bytes).map_err(malformed)
+    }
+}
+
+/// Builds a batch frame from envelopes already encoded by
+/// [`Envelope::encode`] (the agent stores them encoded at capture, so the
+/// bytes that reach Kafka are the bytes that were committed).
+pub fn encode_raw_batch<'e>(
+    agent_id: &AgentId,
+    events: impl IntoIterator<Item = &'e [u8]>,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(4096);
+    out.extend_from_slice(b"{\"agent_id\":");
+    serde_json::to_writer(&mut out, agent_id)?;
+    out.extend_from_slice(b",\"events\":[");
+    for (i, e) in events.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(e);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
+}
+
+/// One event the cloud refused for good; the agent must not resend it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rejection {
+    /// Its seq.
+    pub seq: Seq,
+    /// Its event id, when it could be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<EventId>,
+    /// Machine reason, e.g. `identity_mismatch`.
+    pub code: String,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+/// Cumulative acknowledgement: every seq ≤ `through_seq` is durable in
+/// Kafka or listed in `rejected`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ack {
+    /// Highest seq covered.
+    pub through_seq: Seq,
+    /// Events refused for good.
+    #[serde(default)]
+    pub rejected: Vec<Rejection>,
+}
+
+impl Ack {
+    /// Encodes to JSON bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        Ok(serde_json::to_vec(self)?)
+    }
+
+    /// Decodes JSON bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Ack, FrameError> {
+        check_size(bytes)?;
+        serde_json::from_slice(bytes).map_err(malformed)
+    }
+}
+
+/// An order's status as the cloud saga sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloudStatus {
+    /// In Kafka, saga started.
+    Accepted,
+    /// Payment captured.
+    Paid,
+    /// Stock reserved.
+    InventoryConfirmed,
+    /// Shipment booked.
+    ShipmentScheduled,
+    /// Done.
+    Completed,
+    /// Cancelled (see the reason).
+    Cancelled,
+    /// Refunded after a void.
+    Refunded,
+}
+
+/// A status change for one order, sent down to its store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusUpdate {
+    /// The order.
+    pub order_id: OrderId,
+    /// Its new status.
+    pub status: CloudStatus,
+    /// Why, for `cancelled`, e.g. `payment_declined`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The saga event that caused it (dedup key at the agent).
+    pub event_id: EventId,
+    /// When that event happened.
+    #[serde(with = "time::serde::rfc3339")]
+    pub occurred_at: OffsetDateTime,
+}
+
+impl StatusUpdate {
+    /// Encodes to JSON bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        Ok(serde_json::to_vec(self)?)
+    }
+
+    /// Decodes JSON bytes.
+    pub fn decode(bytes: &[u8]) -> Result<StatusUpdate, FrameError> {
+        check_size(bytes)?;
+        serde_json::from_slice(bytes).map_err(malformed)
+    }
+}

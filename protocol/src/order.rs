@@ -1,0 +1,193 @@
+//! The order model carried by `OrderCreated`: lines, payments, fulfillment
+//! and an optional customer contact. Validation lives in [`crate::validate`].
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::ids::{OrderId, StoreId, TerminalId};
+use crate::money::{Currency, Money, MoneyError};
+
+/// A captured store order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Order {
+    /// Minted by the agent at capture.
+    pub order_id: OrderId,
+    /// The selling store.
+    pub store_id: StoreId,
+    /// The terminal that rang the sale.
+    pub terminal_id: TerminalId,
+    /// The order's currency; every line and payment must use it.
+    pub currency: Currency,
+    /// What was sold.
+    pub lines: Vec<OrderLine>,
+    /// How it was paid; must sum to the total.
+    pub payments: Vec<Payment>,
+    /// Carry out or ship to home.
+    pub fulfillment: Fulfillment,
+    /// Optional contact, for receipts and shipping notices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer: Option<Customer>,
+    /// When the agent committed the order.
+    #[serde(with = "time::serde::rfc3339")]
+    pub captured_at: OffsetDateTime,
+}
+
+/// One line of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLine {
+    /// Catalog stock-keeping unit.
+    pub sku: String,
+    /// Units sold; must be at least 1.
+    pub quantity: i64,
+    /// Price of one unit.
+    pub unit_price: Money,
+}
+
+impl OrderLine {
+    /// `unit_price * quantity`, checked.
+    pub fn line_total(&self) -> Result<Money, MoneyError> {
+        self.unit_price.checked_mul(self.quantity)
+    }
+}
+
+/// How a card payment was authorised at the till.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardAuthorization {
+    /// Authorised online by the processor before the sale completed.
+    Online,
+    /// Accepted offline under the store's floor limit; captured later.
+    Offline,
+}
+
+/// One tender of an order. Card data is never carried: only a processor
+/// token, the brand and the last four digits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Payment {
+    /// A card, tokenised by the terminal's payment device.
+    Card {
+        /// Amount tendered.
+        amount: Money,
+        /// Processor token (never a card number).
+        token: String,
+        /// Card brand, e.g. `visa`.
+        brand: String,
+        /// Last four digits of the card number.
+        last4: String,
+        /// Online or offline authorisation.
+        authorization: CardAuthorization,
+    },
+    /// Cash.
+    Cash {
+        /// Amount tendered (after change).
+        amount: Money,
+    },
+    /// A gift card, tokenised.
+    GiftCard {
+        /// Amount tendered.
+        amount: Money,
+        /// Gift card token.
+        token: String,
+    },
+}
+
+impl Payment {
+    /// The tendered amount.
+    pub fn amount(&self) -> Money {
+        match self {
+            Payment::Card { amount, .. }
+            | Payment::Cash { amount }
+            | Payment::GiftCard { amount, .. } => *amount,
+        }
+    }
+
+    /// The wire name of the method.
+    pub fn method(&self) -> &'static str {
+        match self {
+            Payment::Card { .. } => "card",
+            Payment::Cash { .. } => "cash",
+            Payment::GiftCard { .. } => "gift_card",
+        }
+    }
+}
+
+/// How the customer receives the goods.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Fulfillment {
+    /// Taken away at the till.
+    CarryOut,
+    /// Shipped from a warehouse.
+    ShipToHome {
+        /// Delivery address.
+        address: Address,
+    },
+}
+
+/// A postal address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Address {
+    /// Recipient.
+    pub name: String,
+    /// Street line.
+    pub line1: String,
+    /// Second line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line2: Option<String>,
+    /// City.
+    pub city: String,
+    /// Province, state or region.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Postal code.
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: String,
+}
+
+/// Optional customer contact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Customer {
+    /// E-mail address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Phone number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+}
+
+impl Order {
+    /// Sum of the line totals; errors on overflow or mixed currencies.
+    pub fn total(&self) -> Result<Money, MoneyError> {
+        let mut total = Money::zero(self.currency);
+        for line in &self.lines {
+            total = total.checked_add(line.line_total()?)?;
+        }
+        Ok(total)
+    }
+
+    /// Sum of the payments; errors on overflow or mixed currencies.
+    pub fn paid(&self) -> Result<Money, MoneyError> {
+        Money::checked_sum(self.currency, self.payments.iter().map(Payment::amount))
+    }
+
+    /// Sum of card payments authorised offline, in the order's currency.
+    pub fn offline_card_total(&self) -> Result<Money, MoneyError> {
+        Money::checked_sum(
+            self.currency,
+            self.payments.iter().filter_map(|p| match p {
+                Payment::Card {
+                    amount,
+                    authorization: CardAuthorization::Offline,
+                    ..
+                } => Some(*amount),
+                _ => None,
+            }),
+        )
+    }
+}

@@ -1,0 +1,199 @@
+//! MQTT topic builders and parsers, and Kafka topic names.
+//!
+//! MQTT, per agent:
+//! - up:   `o2c/v1/stores/{store_id}/agents/{agent_id}/events`
+//! - down: `o2c/v1/stores/{store_id}/agents/{agent_id}/acks` and `.../status`
+
+use crate::event::EventType;
+use crate::ids::{AgentId, IdError, StoreId};
+
+const ROOT: &str = "o2c/v1/stores";
+
+/// Why a topic or prefix was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    /// Not of the form `o2c/v1/stores/{store}/agents/{agent}/{kind}`.
+    #[error("not an o2c agent topic: {0:?}")]
+    Shape(String),
+    /// The store or agent segment is not a valid id.
+    #[error("bad id in topic: {0}")]
+    Id(#[from] IdError),
+    /// A Kafka topic prefix or shared-subscription group with bad characters.
+    #[error("invalid name {0:?}: use 1-100 of A-Z a-z 0-9 . _ -")]
+    Name(String),
+}
+
+/// Which per-agent channel a topic is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Agent → cloud batches.
+    Events,
+    /// Cloud → agent acks.
+    Acks,
+    /// Cloud → agent order status.
+    Status,
+}
+
+impl Channel {
+    /// The last topic segment.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Events => "events",
+            Channel::Acks => "acks",
+            Channel::Status => "status",
+        }
+    }
+}
+
+/// The MQTT topic of one agent's channel.
+pub fn agent_topic(store: &StoreId, agent: &AgentId, channel: Channel) -> String {
+    format!("{ROOT}/{store}/agents/{agent}/{}", channel.as_str())
+}
+
+/// Parses an agent topic into its store, agent and channel.
+pub fn parse_agent_topic(topic: &str) -> Result<(StoreId, AgentId, Channel), TopicError> {
+    let shape = || TopicError::Shape(topic.chars().take(200).collect());
+    let rest = topic
+        .strip_prefix(ROOT)
+        .and_then(|r| r.strip_prefix('/'))
+        .ok_or_else(shape)?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [store, "agents", agent, channel] = parts.as_slice() else {
+        return Err(shape());
+    };
+    let channel = match *channel {
+        "events" => Channel::Events,
+        "acks" => Channel::Acks,
+        "status" => Channel::Status,
+        _ => return Err(shape()),
+    };
+    Ok((StoreId::new(*store)?, AgentId::new(*agent)?, channel))
+}
+
+fn check_name(s: &str, allow_empty: bool) -> Result<(), TopicError> {
+    let ok = (allow_empty || !s.is_empty())
+        && s.len() <= 100
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(TopicError::Name(s.chars().take(100).collect()))
+    }
+}
+
+/// The shared subscription every ingest replica uses:
+/// `$share/{group}/o2c/v1/stores/+/agents/+/events`.
+pub fn shared_events_filter(group: &str) -> Result<String, TopicError> {
+    check_name(group, false)?;
+    Ok(format!("$share/{group}/{ROOT}/+/agents/+/events"))
+}
+
+/// Kafka topic names, with an optional prefix (e.g. `prod.`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KafkaTopics {
+    prefix: String,
+}
+
+impl KafkaTopics {
+    /// The dead-letter topic, without prefix.
+    pub const DLQ: &'static str = "o2c.dlq";
+
+    /// Uses `prefix` (may be empty) before every name.
+    pub fn new(prefix: impl Into<String>) -> Result<Self, TopicError> {
+        let prefix = prefix.into();
+        check_name(&prefix, true)?;
+        Ok(Self { prefix })
+    }
+
+    /// The topic for an event type.
+    pub fn for_event(&self, t: EventType) -> String {
+        format!("{}{}", self.prefix, t.kafka_topic())
+    }
+
+    /// The dead-letter topic.
+    pub fn dlq(&self) -> String {
+        format!("{}{}", self.prefix, Self::DLQ)
+    }
+
+    /// Every topic o2c uses, for creating them up front.
+    pub fn all(&self) -> Vec<String> {
+        EventType::ALL
+            .into_iter()
+            .map(|t| self.for_event(t))
+            .chain(std::iter::once(self.dlq()))
+            .collect()
+    }
+
+    /// The event type a topic carries, if any.
+    pub fn event_type_of(&self, topic: &str) -> Option<EventType> {
+        let rest = topic.strip_prefix(&self.prefix)?;
+        EventType::ALL.into_iter().find(|t| t.kafka_topic() == rest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agent_topics_round_trip() {
+        let s = StoreId::new("S001").unwrap();
+        let a = AgentId::new("S001-A1").unwrap();
+        let t = agent_topic(&s, &a, Channel::Events);
+        assert_eq!(t, "o2c/v1/stores/S001/agents/S001-A1/events");
+        assert_eq!(
+            parse_agent_topic(&t).unwrap(),
+            (s.clone(), a.clone(), Channel::Events)
+        );
+        let acks = agent_topic(&s, &a, Channel::Acks);
+        assert_eq!(parse_agent_topic(&acks).unwrap().2, Channel::Acks);
+        assert_eq!(
+            parse_agent_topic(&agent_topic(&s, &a, Channel::Status))
+                .unwrap()
+                .2,
+            Channel::Status
+        );
+    }
+
+    #[test]
+    fn bad_topics_are_errors() {
+        for t in [
+            "",
+            "o2c/v1/stores",
+            "o2c/v1/stores/S1/agents/A1",
+            "o2c/v1/stores/S1/agents/A1/events/x",
+            "o2c/v1/stores/S1/agent/A1/events",
+            "o2c/v2/stores/S1/agents/A1/events",
+            "o2c/v1/stores/S1/agents/A1/other",
+            "o2c/v1/stores//agents/A1/events",
+        ] {
+            assert!(parse_agent_topic(t).is_err(), "{t:?} accepted");
+        }
+        assert!(matches!(
+            parse_agent_topic("o2c/v1/stores/S 1/agents/A1/events"),
+            Err(TopicError::Id(_))
+        ));
+    }
+
+    #[test]
+    fn kafka_topics() {
+        let k = KafkaTopics::new("t1.").unwrap();
+        assert_eq!(k.for_event(EventType::OrderCreated), "t1.orders.created");
+        assert_eq!(k.dlq(), "t1.o2c.dlq");
+        assert_eq!(k.all().len(), 10);
+        assert_eq!(
+            k.event_type_of("t1.refunds.issued"),
+            Some(EventType::RefundIssued)
+        );
+        assert_eq!(k.event_type_of("refunds.issued"), None);
+        assert!(KafkaTopics::new("a/b").is_err());
+        assert_eq!(KafkaTopics::default().dlq(), "o2c.dlq");
+        assert_eq!(
+            shared_events_filter("ingest").unwrap(),
+            "$share/ingest/o2c/v1/stores/+/agents/+/events"
+        );
+        assert!(shared_events_filter("").is_err());
+        assert!(shared_events_filter("a/#").is_err());
+    }
+}

@@ -1,0 +1,294 @@
+//! Order validation: every problem, each with a field path such as
+//! `lines[0].quantity`, and the card-number detector that keeps PANs out of
+//! the system.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Money;
+use crate::order::{Address, Customer, Fulfillment, Order, Payment};
+
+/// Most lines one order may have.
+pub const MAX_LINES: usize = 500;
+/// Most payments one order may have.
+pub const MAX_PAYMENTS: usize = 16;
+/// Largest quantity on one line.
+pub const MAX_QUANTITY: i64 = 1_000_000;
+/// Longest SKU.
+pub const MAX_SKU_LEN: usize = 64;
+/// Longest payment or gift-card token.
+pub const MAX_TOKEN_LEN: usize = 128;
+
+/// One problem found in an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationError {
+    /// Path of the offending field, e.g. `payments[1].last4`.
+    pub field: String,
+    /// Stable machine code, e.g. `out_of_range`, `card_data_rejected`.
+    pub code: String,
+    /// Human-readable explanation. Never contains the offending value when
+    /// that value may be card data.
+    pub message: String,
+}
+
+/// Every problem found in an order (never empty).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ValidationErrors(pub Vec<ValidationError>);
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{}: {}", e.field, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl ValidationErrors {
+    /// The first problem (the list is never empty).
+    pub fn first(&self) -> Option<&ValidationError> {
+        self.0.first()
+    }
+
+    /// Whether any problem is card data.
+    pub fn has_card_data(&self) -> bool {
+        self.0.iter().any(|e| e.code == CARD_DATA)
+    }
+}
+
+/// Code for a value that looks like a card number.
+pub const CARD_DATA: &str = "card_data_rejected";
+
+/// Whether `s` holds a Luhn-valid run of 13–19 digits, the shape of a
+/// primary account number. Digits may be separated by single spaces or
+/// dashes, as people type them. Whole runs are tested, so a longer numeric
+/// id is not flagged by an accidental Luhn-valid window inside it.
+pub fn contains_card_number(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    let mut digits: Vec<u8> = Vec::with_capacity(19);
+    let mut i = 0;
+    while i <= bytes.len() {
+        let b = bytes.get(i).copied();
+        match b {
+            Some(d) if d.is_ascii_digit() => digits.push(d - b'0'),
+            Some(b' ' | b'-')
+                if !digits.is_empty()
+                    && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
+                    && bytes.get(i.wrapping_sub(1)).is_some_and(u8::is_ascii_digit) => {}
+            _ => {
+                if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
+                    return true;
+                }
+                digits.clear();
+            }
+        }
+        i += 1;
+    }
+    false
+}
+
+/// The Luhn checksum over decimal digits.
+pub fn luhn_valid(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    !digits.is_empty() && sum.is_multiple_of(10)
+}
+
+#[derive(Default)]
+struct Collector(Vec<ValidationError>);
+
+impl Collector {
+    fn push(&mut self, field: impl Into<String>, code: &str, message: impl Into<String>) {
+        self.0.push(ValidationError {
+            field: field.into(),
+            code: code.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// A free-text field: length limits and the card-number check.
+    fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
+        let len = value.chars().count();
+        if len < min {
+            self.push(field, "required", format!("{field} must not be empty"));
+        } else if len > max {
+            self.push(
+                field,
+                "too_long",
+                format!("{field} must be at most {max} characters"),
+            );
+        }
+        if contains_card_number(value) {
+            self.push(
+                field,
+                CARD_DATA,
+                format!("{field} looks like a card number; send a payment token instead"),
+            );
+        }
+    }
+
+    fn opt_text(&mut self, field: &str, value: Option<&str>, max: usize) {
+        if let Some(v) = value {
+            self.text(field, v, 1, max);
+        }
+    }
+
+    fn amount(&mut self, field: &str, amount: &Money, order: &Order, positive: bool) {
+        if amount.currency != order.currency {
+            self.push(
+                format!("{field}.currency"),
+                "currency_mismatch",
+                format!(
+                    "{field} is in {} but the order is in {}",
+                    amount.currency, order.currency
+                ),
+            );
+        }
+        let bad = if positive {
+            amount.minor <= 0
+        } else {
+            amount.minor < 0
+        };
+        if bad {
+            let need = if positive { "> 0" } else { ">= 0" };
+            self.push(
+                format!("{field}.minor"),
+                "out_of_range",
+                format!("{field} must be {need}"),
+            );
+        }
+    }
+}
+
+impl Order {
+    /// Checks every rule and returns all problems, each naming its field.
+    pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut c = Collector::default();
+        if self.lines.is_empty() {
+            c.push("lines", "required", "an order needs at least one line");
+        } else if self.lines.len() > MAX_LINES {
+            c.push("lines", "too_many", format!("at most {MAX_LINES} lines"));
+        }
+        for (i, line) in self.lines.iter().enumerate() {
+            let p = format!("lines[{i}]");
+            c.text(&format!("{p}.sku"), &line.sku, 1, MAX_SKU_LEN);
+            if line.quantity <= 0 || line.quantity > MAX_QUANTITY {
+                c.push(
+                    format!("{p}.quantity"),
+                    "out_of_range",
+                    format!("quantity must be between 1 and {MAX_QUANTITY}"),
+                );
+            }
+            c.amount(&format!("{p}.unit_price"), &line.unit_price, self, false);
+        }
+        if self.payments.is_empty() {
+            c.push(
+                "payments",
+                "required",
+                "an order needs at least one payment",
+            );
+        } else if self.payments.len() > MAX_PAYMENTS {
+            c.push(
+                "payments",
+                "too_many",
+                format!("at most {MAX_PAYMENTS} payments"),
+            );
+        }
+        for (i, pay) in self.payments.iter().enumerate() {
+            let p = format!("payments[{i}]");
+            c.amount(&format!("{p}.amount"), &pay.amount(), self, true);
+            match pay {
+                Payment::Card {
+                    token,
+                    brand,
+                    last4,
+                    ..
+                } => {
+                    c.text(&format!("{p}.token"), token, 1, MAX_TOKEN_LEN);
+                    c.text(&format!("{p}.brand"), brand, 1, 32);
+                    if last4.len() != 4 || !last4.bytes().all(|b| b.is_ascii_digit()) {
+                        c.push(
+                            format!("{p}.last4"),
+                            "invalid_format",
+                            "last4 must be exactly 4 digits",
+                        );
+                    }
+                }
+                Payment::GiftCard { token, .. } => {
+                    c.text(&format!("{p}.token"), token, 1, MAX_TOKEN_LEN);
+                }
+                Payment::Cash { .. } => {}
+            }
+        }
+        if let Fulfillment::ShipToHome { address } = &self.fulfillment {
+            check_address(&mut c, address);
+        }
+        if let Some(customer) = &self.customer {
+            check_customer(&mut c, customer);
+        }
+        // Totals only make sense once every amount is in the order currency.
+        if c.0.iter().all(|e| e.code != "currency_mismatch") {
+            match (self.total(), self.paid()) {
+                (Ok(total), Ok(paid)) if total != paid => c.push(
+                    "payments",
+                    "payment_total_mismatch",
+                    format!(
+                        "payments sum to {} but the order total is {}",
+                        paid.minor, total.minor
+                    ),
+                ),
+                (Err(_), _) => c.push("lines", "overflow", "order total overflows"),
+                (_, Err(_)) => c.push("payments", "overflow", "payment sum overflows"),
+                _ => {}
+            }
+        }
+        if c.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(c.0))
+        }
+    }
+}
+
+fn check_address(c: &mut Collector, a: &Address) {
+    let p = "fulfillment.address";
+    c.text(&format!("{p}.name"), &a.name, 1, 128);
+    c.text(&format!("{p}.line1"), &a.line1, 1, 128);
+    c.opt_text(&format!("{p}.line2"), a.line2.as_deref(), 128);
+    c.text(&format!("{p}.city"), &a.city, 1, 64);
+    c.opt_text(&format!("{p}.region"), a.region.as_deref(), 64);
+    c.text(&format!("{p}.postal_code"), &a.postal_code, 1, 16);
+    if a.country.len() != 2 || !a.country.bytes().all(|b| b.is_ascii_uppercase()) {
+        c.push(
+            format!("{p}.country"),
+            "invalid_format",
+            "country must be an ISO 3166-1 alpha-2 code such as CA",
+        );
+    }
+}
+
+fn check_customer(c: &mut Collector, cu: &Customer) {
+    if let Some(email) = &cu.email {
+        c.text("customer.email", email, 3, 254);
+        if !email.contains('@') {
+            c.push("customer.email", "invalid_format", "email must contain '@'");
+        }
+    }
+    c.opt_text("customer.phone", cu.phone.as_deref(), 32);
+}
