@@ -1,0 +1,138 @@
+//! Benchmark scenarios run by `o2c-bench <scenario> [--json FILE]`.
+//!
+//! Each scenario is one module exposing `pub const SCENARIO: Scenario`, and is
+//! registered once in [`SCENARIOS`]. A scenario gets the common [`BenchArgs`],
+//! measures, and returns a [`Measurement`]: its metrics, plus a baseline
+//! measured in the same run for comparison (for `fsync`, raw file fdatasync).
+//! Async scenarios build their own tokio runtime inside `run`.
+//!
+//! - [`fsync`]: SQLite WAL commit cost on this disk (the outbox's floor).
+//! - [`machine`]: the machine description stored with every result.
+//! - [`report`]: the JSON document and the printed table.
+
+pub mod fsync;
+pub mod machine;
+pub mod report;
+
+use std::path::PathBuf;
+
+/// Every scenario `o2c-bench` knows, in `--help` order. Add new ones here
+/// (`capture`, `drain`, `e2e`, `ingest`, `saga`, ...).
+pub const SCENARIOS: &[Scenario] = &[fsync::SCENARIO];
+
+/// Looks a scenario up by name.
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+/// One registered benchmark.
+#[derive(Debug)]
+pub struct Scenario {
+    /// The command-line name.
+    pub name: &'static str,
+    /// One line for `--help`.
+    pub about: &'static str,
+    /// Runs the benchmark.
+    pub run: fn(&BenchArgs) -> Result<Measurement, BenchError>,
+}
+
+/// Options every scenario may read; each documents its own defaults.
+#[derive(Debug, Clone, Default)]
+pub struct BenchArgs {
+    /// Number of operations to time (`--n`).
+    pub n: Option<u64>,
+    /// Items per batch where a scenario batches (`--batch`).
+    pub batch: Option<u64>,
+    /// Working directory for files (`--dir`); defaults to the current one.
+    pub dir: Option<PathBuf>,
+}
+
+/// What a scenario measured, in display order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measurement {
+    /// The parameters actually used (n, batch size, directory, ...).
+    pub params: Vec<(String, serde_json::Value)>,
+    /// The scenario's results; names carry their unit (`_per_s`, `_ms`).
+    pub metrics: Vec<(String, f64)>,
+    /// A reference measured in the same run on the same machine.
+    pub baseline: Vec<(String, f64)>,
+}
+
+impl Measurement {
+    /// Records a parameter.
+    pub fn param(&mut self, name: &str, value: impl Into<serde_json::Value>) {
+        self.params.push((name.to_owned(), value.into()));
+    }
+
+    /// Records a metric.
+    pub fn metric(&mut self, name: &str, value: f64) {
+        self.metrics.push((name.to_owned(), value));
+    }
+
+    /// Records a baseline value.
+    pub fn baseline(&mut self, name: &str, value: f64) {
+        self.baseline.push((name.to_owned(), value));
+    }
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What the benchmark was doing.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// SQLite failed.
+    #[error("sqlite: {what}: {source}")]
+    Sqlite {
+        /// What the benchmark was doing.
+        what: String,
+        /// The underlying error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The latency histogram could not be built or fed.
+    #[error("histogram: {0}")]
+    Histogram(String),
+    /// A bad argument.
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+}
+
+impl BenchError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn sqlite(what: impl Into<String>, source: rusqlite::Error) -> Self {
+        Self::Sqlite {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_names_are_unique_and_findable() {
+        for scenario in SCENARIOS {
+            assert_eq!(find(scenario.name).map(|s| s.name), Some(scenario.name));
+        }
+        let mut names: Vec<_> = SCENARIOS.iter().map(|s| s.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SCENARIOS.len());
+        assert!(find("no-such-scenario").is_none());
+    }
+}

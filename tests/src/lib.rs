@@ -1,0 +1,47 @@
+//! o2c-tests: the shared harness for o2c's end-to-end suites, and the
+//! `o2c-bench` benchmark runner.
+//!
+//! # Layout
+//! - [`env`]: [`TestEnv`], one test's temp dir, unique name prefix and the
+//!   shared services (`require_mqtt`, `require_kafka`, `require_postgres`,
+//!   `create_database`). Start here.
+//! - [`mosquitto`]: [`PrivateMosquitto`], a broker of the test's own that it may
+//!   stop, kill and restart.
+//! - [`tansu`]: [`PrivateTansu`], the same for Kafka (Tansu, SQLite storage).
+//! - [`kafka`]: [`create_topics`], [`consume_all`] and friends for assertions.
+//! - [`mqtt`]: a tiny MQTT CONNECT/CONNACK health probe.
+//! - [`process`]: [`ChildGuard`] (kill on drop) and [`free_port`].
+//! - [`wait`]: [`wait_until`] and [`wait_for_file`], polling with a deadline.
+//! - [`bins`]: [`bin_path`], the path of a workspace binary such as `o2c-agent`.
+//! - [`bench`]: the benchmark scenarios behind `src/bin/o2c-bench.rs`.
+//! - `broker` (private): the process plumbing both private brokers share.
+//!
+//! # Rules the harness keeps
+//! Tests never skip: a missing service panics with the command that starts it
+//! (`deploy/dev/services.sh up`). Every name on a shared service carries the
+//! env's unique prefix, every port is picked free, and nothing waits by sleeping:
+//! the wait helpers poll a condition until a deadline.
+
+pub mod bench;
+pub mod bins;
+mod broker;
+pub mod env;
+mod error;
+pub mod kafka;
+pub mod mosquitto;
+pub mod mqtt;
+pub mod process;
+pub mod tansu;
+pub mod wait;
+
+pub use bins::bin_path;
+pub use env::TestEnv;
+pub use error::HarnessError;
+pub use kafka::{
+    ConsumedRecord, consume_all, create_topics, create_topics_with_partitions, topic_partitions,
+    topic_record_count,
+};
+pub use mosquitto::PrivateMosquitto;
+pub use process::{ChildGuard, free_port};
+pub use tansu::PrivateTansu;
+pub use wait::{wait_for_file, wait_until, wait_until_named};

@@ -1,0 +1,150 @@
+//! [`PrivateTansu`]: a dedicated Tansu (Kafka-protocol broker, SQLite storage)
+//! on a free loopback port, so a fault test can stop or kill its Kafka.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tempfile::TempDir;
+
+use crate::HarnessError;
+use crate::broker::BrokerProcess;
+use crate::kafka::kafka_answers;
+use crate::process::{find_program, free_port};
+
+/// How long a fresh Tansu may take to answer a metadata request.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The SQLite file Tansu writes in its directory (a relative URL: Tansu
+/// resolves absolute `sqlite:///` paths wrongly).
+const DB_FILE: &str = "tansu.db";
+
+/// The index Tansu 0.6's SQLite storage lacks; without it fetches from big
+/// topics get very slow. Apply it only while Tansu is stopped.
+pub const HEADER_INDEX_SQL: &str =
+    "CREATE INDEX IF NOT EXISTS header_topition_offset_id ON header(topition, offset_id);";
+
+/// A Tansu process of this test's own, with its data in its own directory.
+/// Dropping it kills the broker and removes the data.
+#[derive(Debug)]
+pub struct PrivateTansu {
+    process: BrokerProcess,
+    dir: TempDir,
+}
+
+/// Finds the `tansu` binary: `$O2C_TANSU_BIN`, then `PATH`, then `~/.cargo/bin`.
+pub fn tansu_program() -> Result<PathBuf, HarnessError> {
+    if let Some(path) = std::env::var_os("O2C_TANSU_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
+        .map(|home| home.join("bin"));
+    find_program("tansu", cargo_bin.as_slice()).ok_or(HarnessError::ProgramNotFound {
+        name: "tansu".to_owned(),
+        hint: "`deploy/dev/services.sh up` installs it with cargo install",
+    })
+}
+
+impl PrivateTansu {
+    /// Starts Tansu on a free port and waits until it answers a metadata request.
+    pub async fn start() -> Result<Self, HarnessError> {
+        let program = tansu_program()?;
+        let dir = tempfile::Builder::new()
+            .prefix("o2c-tansu-")
+            .tempdir()
+            .map_err(|e| HarnessError::io("creating the Tansu dir", e))?;
+        let port = free_port()?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let process = BrokerProcess {
+            service: "tansu",
+            program,
+            args: vec![
+                "broker".to_owned(),
+                "--listener-url".to_owned(),
+                url.clone(),
+                "--advertised-listener-url".to_owned(),
+                url,
+                "--storage-engine".to_owned(),
+                format!("sqlite://{DB_FILE}"),
+            ],
+            cwd: dir.path().to_path_buf(),
+            log: dir.path().join("tansu.log"),
+            port,
+            stop_signal: Signal::SIGTERM,
+            child: None,
+        };
+        let mut broker = Self { process, dir };
+        broker.start_and_wait().await?;
+        Ok(broker)
+    }
+
+    /// The broker's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.process.port
+    }
+
+    /// Bootstrap servers for rdkafka: `127.0.0.1:PORT`.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.process.port)
+    }
+
+    /// The broker's directory (holds `tansu.db` and `tansu.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The broker's log file.
+    pub fn log_path(&self) -> &Path {
+        &self.process.log
+    }
+
+    /// True while the broker process runs.
+    pub fn is_running(&mut self) -> bool {
+        self.process.is_running()
+    }
+
+    /// Graceful stop (SIGTERM, SIGKILL after a grace period). Data stays.
+    pub async fn stop(&mut self) -> Result<(), HarnessError> {
+        self.process.stop().await
+    }
+
+    /// Hard stop: SIGKILL. Data stays.
+    pub fn kill(&mut self) -> Result<(), HarnessError> {
+        self.process.kill()
+    }
+
+    /// Stops the broker if it runs, adds the header index to its database,
+    /// and starts it again on the same port with the same data.
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        self.process.stop().await?;
+        let db = self.dir.path().join(DB_FILE);
+        if db.exists() {
+            apply_header_index(&db)?;
+        }
+        self.start_and_wait().await
+    }
+
+    async fn start_and_wait(&mut self) -> Result<(), HarnessError> {
+        self.process.spawn()?;
+        let brokers = self.brokers();
+        self.process
+            .wait_ready(READY_TIMEOUT, || {
+                kafka_answers(&brokers, Duration::from_secs(2))
+            })
+            .await
+    }
+}
+
+/// Adds [`HEADER_INDEX_SQL`] to a Tansu SQLite database. Tansu must be stopped.
+pub fn apply_header_index(db: &Path) -> Result<(), HarnessError> {
+    let conn = rusqlite::Connection::open(db).map_err(|source| HarnessError::Sqlite {
+        what: format!("opening {}", db.display()),
+        source,
+    })?;
+    conn.execute_batch(HEADER_INDEX_SQL)
+        .map_err(|source| HarnessError::Sqlite {
+            what: format!("creating the header index in {}", db.display()),
+            source,
+        })
+}
