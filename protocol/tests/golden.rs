@@ -1,0 +1,250 @@
+//! Schema stability: the example files under `tests/golden/` must keep
+//! decoding, and must re-encode to the same JSON. To add a file for a new
+//! type, run `O2C_WRITE_GOLDEN=1 cargo test -p o2c-protocol --test golden`
+//! once; never rewrite an existing file to make a change pass.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::*;
+use o2c_protocol::event::*;
+use o2c_protocol::*;
+use serde_json::Value;
+use time::macros::datetime;
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// Every golden example, by file name.
+fn examples() -> Vec<(&'static str, Vec<u8>)> {
+    let oid = order_id();
+    let mut ship = order();
+    ship.fulfillment = Fulfillment::ShipToHome { address: address() };
+    ship.payments = vec![
+        Payment::GiftCard {
+            amount: Money::new(998, cad()),
+            token: "gift_123".into(),
+        },
+        Payment::Cash {
+            amount: Money::new(2000, cad()),
+        },
+    ];
+    let cloud = |payload| {
+        let mut e = envelope(payload);
+        e.seq = None;
+        e
+    };
+    let events: Vec<(&str, Envelope)> = vec![
+        (
+            "order_created.json",
+            envelope(Event::OrderCreated(Box::new(order()))),
+        ),
+        (
+            "order_created_ship_to_home.json",
+            envelope(Event::OrderCreated(Box::new(ship))),
+        ),
+        (
+            "order_cancelled.json",
+            envelope(Event::OrderCancelled(OrderCancelled {
+                order_id: oid,
+                reason: "store_void".into(),
+            })),
+        ),
+        (
+            "payment_captured.json",
+            cloud(Event::PaymentCaptured(PaymentCaptured {
+                order_id: oid,
+                amount: Money::new(2998, cad()),
+                psp_reference: "psp_1".into(),
+            })),
+        ),
+        (
+            "payment_failed.json",
+            cloud(Event::PaymentFailed(PaymentFailed {
+                order_id: oid,
+                reason: "payment_declined".into(),
+            })),
+        ),
+        (
+            "inventory_confirmed.json",
+            cloud(Event::InventoryConfirmed(InventoryConfirmed {
+                order_id: oid,
+                reservations: vec![Reservation {
+                    sku: "SKU-1".into(),
+                    quantity: 2,
+                    warehouse: "WH1".into(),
+                }],
+            })),
+        ),
+        (
+            "inventory_released.json",
+            cloud(Event::InventoryReleased(InventoryReleased {
+                order_id: oid,
+                reason: "order_cancelled".into(),
+            })),
+        ),
+        (
+            "shipment_scheduled.json",
+            cloud(Event::ShipmentScheduled(ShipmentScheduled {
+                order_id: oid,
+                shipment_id: "shp_1".into(),
+            })),
+        ),
+        (
+            "order_completed.json",
+            cloud(Event::OrderCompleted(OrderCompleted { order_id: oid })),
+        ),
+        (
+            "refund_issued.json",
+            cloud(Event::RefundIssued(RefundIssued {
+                order_id: oid,
+                amount: Money::new(2998, cad()),
+                psp_reference: "rf_1".into(),
+            })),
+        ),
+    ];
+    let mut out: Vec<(&str, Vec<u8>)> = events
+        .iter()
+        .map(|(n, e)| (*n, e.encode().unwrap()))
+        .collect();
+    let batch = Batch {
+        agent_id: AgentId::new("S001-A1").unwrap(),
+        events: vec![events[0].1.clone(), events[2].1.clone()],
+    };
+    out.push(("batch.json", batch.encode().unwrap()));
+    let ack = Ack {
+        through_seq: Seq::new(2).unwrap(),
+        rejected: vec![Rejection {
+            seq: Seq::new(2).unwrap(),
+            event_id: Some(event_id()),
+            code: "invalid_payload".into(),
+            reason: "payload.lines: required".into(),
+        }],
+    };
+    out.push(("ack.json", ack.encode().unwrap()));
+    let status = StatusUpdate {
+        order_id: oid,
+        status: CloudStatus::Cancelled,
+        reason: Some("payment_declined".into()),
+        event_id: event_id(),
+        occurred_at: datetime!(2026-11-24 10:00:01 UTC),
+    };
+    out.push(("status_update.json", status.encode().unwrap()));
+    out
+}
+
+/// Decodes a golden file with the decoder for its kind, re-encodes it.
+fn reencode(name: &str, bytes: &[u8]) -> Vec<u8> {
+    match name {
+        "batch.json" => Batch::decode(bytes).unwrap().encode().unwrap(),
+        "ack.json" => Ack::decode(bytes).unwrap().encode().unwrap(),
+        "status_update.json" => StatusUpdate::decode(bytes).unwrap().encode().unwrap(),
+        _ => Envelope::decode(bytes)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .encode()
+            .unwrap(),
+    }
+}
+
+#[test]
+fn golden_files_keep_decoding() {
+    let write = std::env::var_os("O2C_WRITE_GOLDEN").is_some();
+    for (name, encoded) in examples() {
+        let path = dir().join(name);
+        if write && !path.exists() {
+            let v: Value = serde_json::from_slice(&encoded).unwrap();
+            std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap() + "\n").unwrap();
+        }
+        let file = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (missing golden file?)", path.display()));
+        let again: Value = serde_json::from_slice(&reencode(name, &file)).unwrap();
+        let original: Value = serde_json::from_slice(&file).unwrap();
+        assert_eq!(again, original, "{name} does not round-trip");
+        // The in-code example must still produce the checked-in bytes.
+        let now: Value = serde_json::from_slice(&encoded).unwrap();
+        assert_eq!(
+            now, original,
+            "{name}: encoding changed; bump schema_version instead"
+        );
+    }
+}
+
+#[test]
+fn every_event_type_has_a_golden_file() {
+    let names: Vec<&str> = examples().iter().map(|(n, _)| *n).collect();
+    for t in EventType::ALL {
+        let found = examples().iter().any(|(n, b)| {
+            n.ends_with(".json")
+                && Envelope::decode(b)
+                    .map(|e| e.event_type() == t)
+                    .unwrap_or(false)
+        });
+        assert!(found, "no golden file for {t} in {names:?}");
+    }
+}
+
+#[test]
+fn bad_envelopes_give_typed_errors() {
+    let good = std::fs::read(dir().join("order_created.json")).unwrap();
+    let mut v: Value = serde_json::from_slice(&good).unwrap();
+
+    v["schema_version"] = 99.into();
+    let e = Envelope::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert_eq!(e, DecodeError::UnsupportedSchemaVersion(99));
+    assert_eq!(e.code(), "unsupported_schema_version");
+
+    v["schema_version"] = 1.into();
+    v["event_type"] = "OrderTeleported".into();
+    let e = Envelope::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert_eq!(e, DecodeError::UnknownEventType("OrderTeleported".into()));
+
+    v["event_type"] = "OrderCancelled".into();
+    let e = Envelope::decode(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+    assert_eq!(e.code(), "invalid_payload");
+
+    for garbage in [
+        &b""[..],
+        b"{",
+        b"\xff\xfe",
+        b"[]",
+        b"null",
+        b"{\"schema_version\":1}",
+    ] {
+        let e = Envelope::decode(garbage).unwrap_err();
+        assert_eq!(e.code(), "malformed", "{garbage:?}");
+    }
+    assert!(matches!(
+        Batch::decode(b"{}"),
+        Err(o2c_protocol::frame::BatchDecodeError::Frame(FrameError::Malformed(_)))
+    ));
+    assert!(Ack::decode(b"{\"through_seq\":0}").is_err());
+}
+
+#[test]
+fn store_event_validation() {
+    let env = Envelope::decode(&std::fs::read(dir().join("order_created.json")).unwrap()).unwrap();
+    assert_eq!(env.validate_store_event(), Ok(()));
+
+    let mut spoof = env.clone();
+    spoof.store_id = StoreId::new("S002").unwrap();
+    let errs = spoof.validate_store_event().unwrap_err().0;
+    assert!(
+        errs.iter()
+            .any(|e| e.field == "payload.store_id" && e.code == "identity_mismatch")
+    );
+
+    let mut bad = env.clone();
+    if let Event::OrderCreated(o) = &mut bad.payload {
+        o.lines[0].quantity = 0;
+    }
+    let errs = bad.validate_store_event().unwrap_err().0;
+    assert!(errs.iter().any(|e| e.field == "payload.lines[0].quantity"));
+
+    let cloud =
+        Envelope::decode(&std::fs::read(dir().join("order_completed.json")).unwrap()).unwrap();
+    let errs = cloud.validate_store_event().unwrap_err().0;
+    assert!(errs.iter().any(|e| e.field == "event_type"));
+    assert!(errs.iter().any(|e| e.field == "seq"));
+}

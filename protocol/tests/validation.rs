@@ -1,0 +1,228 @@
+//! One failing input per validation rule, each asserting its field path.
+
+mod common;
+
+use common::*;
+use o2c_protocol::*;
+
+/// Asserts that validation fails with exactly one problem at `field`/`code`.
+fn assert_one(order: &Order, field: &str, code: &str) {
+    let errs = order.validate().expect_err("order should be invalid").0;
+    assert!(
+        errs.iter().any(|e| e.field == field && e.code == code),
+        "expected {field}/{code}, got {errs:#?}"
+    );
+}
+
+#[test]
+fn the_fixture_is_valid() {
+    assert_eq!(order().validate(), Ok(()));
+    let mut o = order();
+    o.fulfillment = Fulfillment::ShipToHome { address: address() };
+    assert_eq!(o.validate(), Ok(()));
+}
+
+#[test]
+fn empty_lines() {
+    let mut o = order();
+    o.lines.clear();
+    assert_one(&o, "lines", "required");
+}
+
+#[test]
+fn too_many_lines() {
+    let mut o = order();
+    o.lines = vec![o.lines[0].clone(); o2c_protocol::validate::MAX_LINES + 1];
+    assert_one(&o, "lines", "too_many");
+}
+
+#[test]
+fn zero_and_negative_quantity() {
+    for q in [0, -1] {
+        let mut o = order();
+        o.lines[0].quantity = q;
+        assert_one(&o, "lines[0].quantity", "out_of_range");
+    }
+}
+
+#[test]
+fn negative_unit_price() {
+    let mut o = order();
+    o.lines[0].unit_price.minor = -1;
+    assert_one(&o, "lines[0].unit_price.minor", "out_of_range");
+}
+
+#[test]
+fn empty_and_long_sku() {
+    let mut o = order();
+    o.lines[0].sku = String::new();
+    assert_one(&o, "lines[0].sku", "required");
+    o.lines[0].sku = "x".repeat(65);
+    assert_one(&o, "lines[0].sku", "too_long");
+}
+
+#[test]
+fn mixed_currencies() {
+    let usd = Currency::from_code("USD").unwrap();
+    let mut o = order();
+    o.lines.push(OrderLine {
+        sku: "SKU-2".into(),
+        quantity: 1,
+        unit_price: Money::new(100, usd),
+    });
+    assert_one(&o, "lines[1].unit_price.currency", "currency_mismatch");
+    let mut o = order();
+    o.payments = vec![Payment::Cash {
+        amount: Money::new(2998, usd),
+    }];
+    assert_one(&o, "payments[0].amount.currency", "currency_mismatch");
+}
+
+#[test]
+fn payments_must_sum_to_total() {
+    let mut o = order();
+    o.payments.push(Payment::Cash {
+        amount: Money::new(1, cad()),
+    });
+    assert_one(&o, "payments", "payment_total_mismatch");
+}
+
+#[test]
+fn split_payment_is_fine() {
+    let mut o = order();
+    o.payments = vec![
+        Payment::Card {
+            amount: Money::new(2000, cad()),
+            token: "tok_abc".into(),
+            brand: "visa".into(),
+            last4: "4242".into(),
+            authorization: CardAuthorization::Offline,
+        },
+        Payment::Cash {
+            amount: Money::new(998, cad()),
+        },
+    ];
+    assert_eq!(o.validate(), Ok(()));
+    assert_eq!(o.offline_card_total(), Ok(Money::new(2000, cad())));
+}
+
+#[test]
+fn no_payments() {
+    let mut o = order();
+    o.payments.clear();
+    assert_one(&o, "payments", "required");
+}
+
+#[test]
+fn non_positive_payment() {
+    let mut o = order();
+    o.payments = vec![
+        Payment::Cash {
+            amount: Money::new(0, cad()),
+        },
+        Payment::Cash {
+            amount: Money::new(2998, cad()),
+        },
+    ];
+    assert_one(&o, "payments[0].amount.minor", "out_of_range");
+}
+
+#[test]
+fn bad_last4_token_and_brand() {
+    let mut o = order();
+    if let Payment::Card {
+        last4,
+        token,
+        brand,
+        ..
+    } = &mut o.payments[0]
+    {
+        *last4 = "42a".into();
+        *token = "t".repeat(129);
+        *brand = String::new();
+    }
+    assert_one(&o, "payments[0].last4", "invalid_format");
+    assert_one(&o, "payments[0].token", "too_long");
+    assert_one(&o, "payments[0].brand", "required");
+}
+
+#[test]
+fn gift_card_token_required() {
+    let mut o = order();
+    o.payments = vec![Payment::GiftCard {
+        amount: Money::new(2998, cad()),
+        token: String::new(),
+    }];
+    assert_one(&o, "payments[0].token", "required");
+}
+
+#[test]
+fn over_long_strings() {
+    let mut o = order();
+    let mut a = address();
+    a.line1 = "x".repeat(129);
+    a.country = "Canada".into();
+    o.fulfillment = Fulfillment::ShipToHome { address: a };
+    o.customer = Some(Customer {
+        email: Some(format!("{}@example.com", "a".repeat(250))),
+        phone: Some("1".repeat(33)),
+    });
+    assert_one(&o, "fulfillment.address.line1", "too_long");
+    assert_one(&o, "fulfillment.address.country", "invalid_format");
+    assert_one(&o, "customer.email", "too_long");
+    assert_one(&o, "customer.phone", "too_long");
+}
+
+#[test]
+fn email_needs_at_sign() {
+    let mut o = order();
+    o.customer = Some(Customer {
+        email: Some("nobody".into()),
+        phone: None,
+    });
+    assert_one(&o, "customer.email", "invalid_format");
+}
+
+#[test]
+fn overflowing_total() {
+    let mut o = order();
+    o.lines[0].unit_price.minor = i64::MAX;
+    assert_one(&o, "lines", "overflow");
+}
+
+#[test]
+fn card_numbers_are_rejected_anywhere_without_echoing_them() {
+    let pan = "4111 1111 1111 1111";
+    let mut o = order();
+    o.lines[0].sku = pan.into();
+    o.customer = Some(Customer {
+        email: None,
+        phone: Some("4111-1111-1111-1111".into()),
+    });
+    if let Payment::Card { token, .. } = &mut o.payments[0] {
+        *token = "4242424242424242".into();
+    }
+    let errs = o.validate().unwrap_err();
+    assert!(errs.has_card_data());
+    assert_one(&o, "lines[0].sku", "card_data_rejected");
+    assert_one(&o, "customer.phone", "card_data_rejected");
+    assert_one(&o, "payments[0].token", "card_data_rejected");
+    let text = errs.to_string();
+    assert!(
+        !text.contains("1111") && !text.contains("4242424242"),
+        "{text}"
+    );
+}
+
+#[test]
+fn card_number_detector() {
+    use o2c_protocol::validate::contains_card_number;
+    assert!(contains_card_number("4111111111111111"));
+    assert!(contains_card_number("pan=378282246310005;")); // Amex, 15 digits
+    assert!(contains_card_number("6011-1111-1111-1117"));
+    assert!(!contains_card_number("4111111111111112")); // Luhn fails
+    assert!(!contains_card_number("123456789012")); // 12 digits
+    assert!(!contains_card_number("41111111111111111111")); // 20-digit run
+    assert!(!contains_card_number("SKU-1 qty 2"));
+    assert!(!contains_card_number("4242"));
+}
