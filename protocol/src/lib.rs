@@ -15,6 +15,8 @@
 //!   with typed errors for unknown versions and types.
 //! - [`frame`]: sync frames `Batch`, `Ack` and `StatusUpdate`.
 //! - [`topic`]: MQTT topic builders/parsers and Kafka topic names.
+//! - [`sync`]: the agent's sync window (batch, ack, resend, backoff) as a
+//!   sans-IO state machine.
 
 pub mod envelope;
 pub mod event;
@@ -22,6 +24,7 @@ pub mod frame;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod sync;
 pub mod topic;
 pub mod validate;
 

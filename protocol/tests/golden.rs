@@ -217,7 +217,9 @@ fn bad_envelopes_give_typed_errors() {
     }
     assert!(matches!(
         Batch::decode(b"{}"),
-        Err(o2c_protocol::frame::BatchDecodeError::Frame(FrameError::Malformed(_)))
+        Err(o2c_protocol::frame::BatchDecodeError::Frame(
+            FrameError::Malformed(_)
+        ))
     ));
     assert!(Ack::decode(b"{\"through_seq\":0}").is_err());
 }

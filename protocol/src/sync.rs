@@ -1,0 +1,311 @@
+//! The agent's sync window as a sans-IO state machine.
+//!
+//! It never touches a socket, a database or a clock: the shell (the agent's
+//! sync task) feeds it events and the current time in milliseconds, and
+//! polls it for what to do next. Methods, as in quinn-proto:
+//! - getters: [`SyncState::acked_through`], [`SyncState::in_flight`], …
+//! - `handle_*`: something happened (connected, events captured, ack, …);
+//! - `poll_*`: what the shell must do now ([`SyncState::poll_transmit`]) and
+//!   when to wake it next ([`SyncState::poll_deadline`]).
+//!
+//! Ordering: at most one batch is unacknowledged at a time, and every batch
+//! (first send or resend) starts right after the highest acknowledged seq.
+//! The cloud therefore sees each agent's events in seq order, whichever
+//! ingest replica takes the frame, and a cumulative ack is always exact.
+
+use crate::frame::Ack;
+
+/// Tunables of the sync window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncConfig {
+    /// Resend an unacknowledged batch after this long.
+    pub ack_timeout_ms: u64,
+    /// Most events per batch.
+    pub max_batch_events: usize,
+    /// Most payload bytes per batch.
+    pub max_batch_bytes: usize,
+    /// First reconnect delay.
+    pub backoff_initial_ms: u64,
+    /// Largest reconnect delay.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            ack_timeout_ms: 10_000,
+            max_batch_events: 2_000,
+            max_batch_bytes: 900 * 1024,
+            backoff_initial_ms: 200,
+            backoff_max_ms: 30_000,
+        }
+    }
+}
+
+/// The batch the cloud has not acknowledged yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFlight {
+    /// First seq of the batch.
+    pub first: u64,
+    /// Last seq of the batch.
+    pub last: u64,
+    /// When it was (re)sent.
+    pub sent_at_ms: u64,
+    /// How many times it was sent.
+    pub attempts: u32,
+}
+
+/// What the shell must publish now: read pending outbox events with
+/// `after_seq < seq <= up_to` (no upper bound when `None`), at most
+/// `max_events` and `max_bytes`, encode them as one `Batch`, publish it,
+/// then call [`SyncState::handle_sent`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Exclusive lower bound.
+    pub after_seq: u64,
+    /// Inclusive upper bound, set on a resend so it keeps the same range.
+    pub up_to: Option<u64>,
+    /// Event cap.
+    pub max_events: usize,
+    /// Byte cap.
+    pub max_bytes: usize,
+    /// Whether this is a resend.
+    pub resend: bool,
+}
+
+/// What to do with an ack, decided before anything is persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckVerdict {
+    /// New progress: persist it, then call [`SyncState::handle_ack_applied`].
+    Apply {
+        /// The ack's `through_seq`.
+        through: u64,
+    },
+    /// Already applied (a duplicate or late ack); nothing to do.
+    Stale,
+}
+
+/// An ack that cannot be right.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SyncError {
+    /// The ack covers seqs that were never captured.
+    #[error("ack through {through} is beyond the last captured seq {tail}")]
+    AckBeyondTail {
+        /// The ack's `through_seq`.
+        through: u64,
+        /// Highest captured seq.
+        tail: u64,
+    },
+    /// A rejection outside the acknowledged range.
+    #[error("rejection of seq {seq} outside the acked range ..={through}")]
+    RejectionOutOfRange {
+        /// The rejected seq.
+        seq: u64,
+        /// The ack's `through_seq`.
+        through: u64,
+    },
+}
+
+/// The sync window of one agent.
+#[derive(Debug, Clone)]
+pub struct SyncState {
+    cfg: SyncConfig,
+    connected: bool,
+    acked_through: u64,
+    tail: u64,
+    in_flight: Option<InFlight>,
+    resend_due: bool,
+    failures: u32,
+    rng: u64,
+}
+
+impl SyncState {
+    /// Starts from what the outbox holds: every seq ≤ `acked_through` is
+    /// acknowledged, events up to `tail` exist. `seed` drives the jitter.
+    pub fn new(cfg: SyncConfig, acked_through: u64, tail: u64, seed: u64) -> Self {
+        Self {
+            cfg,
+            connected: false,
+            acked_through,
+            tail: tail.max(acked_through),
+            in_flight: None,
+            resend_due: false,
+            failures: 0,
+            rng: seed | 1,
+        }
+    }
+
+    // ---- getters ----
+
+    /// Highest seq the cloud has acknowledged.
+    pub fn acked_through(&self) -> u64 {
+        self.acked_through
+    }
+
+    /// Highest seq known to exist in the outbox.
+    pub fn tail(&self) -> u64 {
+        self.tail
+    }
+
+    /// The unacknowledged batch, if any.
+    pub fn in_flight(&self) -> Option<InFlight> {
+        self.in_flight
+    }
+
+    /// Whether the transport is up.
+    pub fn is_connected(&self) -> bool {
+        self.connected
+    }
+
+    /// Events captured but not yet acknowledged.
+    pub fn backlog(&self) -> u64 {
+        self.tail - self.acked_through
+    }
+
+    // ---- handle_* ----
+
+    /// The transport came up. An unacknowledged batch is sent again: the
+    /// frame may have been lost with the old connection.
+    pub fn handle_connected(&mut self) {
+        self.connected = true;
+        self.failures = 0;
+        if self.in_flight.is_some() {
+            self.resend_due = true;
+        }
+    }
+
+    /// The transport went down. Returns how long to wait before the next
+    /// connection attempt: exponential backoff with full jitter.
+    pub fn handle_disconnected(&mut self) -> u64 {
+        self.connected = false;
+        let exp = self
+            .cfg
+            .backoff_initial_ms
+            .saturating_mul(1u64 << self.failures.min(20));
+        self.failures = self.failures.saturating_add(1);
+        let cap = exp.min(self.cfg.backoff_max_ms).max(1);
+        // Full jitter in [cap/2, cap].
+        cap / 2 + self.next_rand() % (cap - cap / 2 + 1)
+    }
+
+    /// Events up to `seq` are now in the outbox.
+    pub fn handle_captured(&mut self, seq: u64) {
+        self.tail = self.tail.max(seq);
+    }
+
+    /// The batch of `first..=last` was handed to the transport at `now_ms`.
+    pub fn handle_sent(&mut self, first: u64, last: u64, now_ms: u64) {
+        let attempts = match self.in_flight {
+            Some(f) if f.first == first => f.attempts + 1,
+            _ => 1,
+        };
+        self.in_flight = Some(InFlight {
+            first,
+            last,
+            sent_at_ms: now_ms,
+            attempts,
+        });
+        self.resend_due = false;
+    }
+
+    /// The outbox held nothing pending after `after_seq` (for example the
+    /// tail was over-estimated): forget the phantom backlog.
+    pub fn handle_nothing_pending(&mut self, after_seq: u64) {
+        if after_seq == self.acked_through && self.in_flight.is_none() {
+            self.tail = self.acked_through;
+        }
+    }
+
+    /// Decides what an incoming ack means, without changing state.
+    pub fn check_ack(&self, ack: &Ack) -> Result<AckVerdict, SyncError> {
+        let through = ack.through_seq.get();
+        if let Some(r) = ack.rejected.iter().find(|r| r.seq.get() > through) {
+            return Err(SyncError::RejectionOutOfRange {
+                seq: r.seq.get(),
+                through,
+            });
+        }
+        if through <= self.acked_through {
+            return Ok(AckVerdict::Stale);
+        }
+        if through > self.tail {
+            return Err(SyncError::AckBeyondTail {
+                through,
+                tail: self.tail,
+            });
+        }
+        Ok(AckVerdict::Apply { through })
+    }
+
+    /// The ack through `through` is persisted: those rows have left the
+    /// outbox's pending set.
+    pub fn handle_ack_applied(&mut self, through: u64) {
+        if through <= self.acked_through {
+            return;
+        }
+        self.acked_through = through;
+        self.tail = self.tail.max(through);
+        if let Some(f) = self.in_flight {
+            if through >= f.last {
+                self.in_flight = None;
+                self.resend_due = false;
+            } else if through >= f.first {
+                // Partial ack: the rest goes again, from through + 1.
+                self.in_flight = None;
+            }
+        }
+    }
+
+    /// Time passed: an overdue batch becomes due for resending.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        if let Some(f) = self.in_flight {
+            if now_ms >= f.sent_at_ms.saturating_add(self.cfg.ack_timeout_ms) {
+                self.resend_due = true;
+            }
+        }
+    }
+
+    // ---- poll_* ----
+
+    /// What to publish now, if anything.
+    pub fn poll_transmit(&self) -> Option<Transmit> {
+        if !self.connected {
+            return None;
+        }
+        match self.in_flight {
+            Some(f) if self.resend_due => Some(Transmit {
+                after_seq: self.acked_through,
+                up_to: Some(f.last),
+                max_events: self.cfg.max_batch_events,
+                max_bytes: self.cfg.max_batch_bytes,
+                resend: true,
+            }),
+            Some(_) => None,
+            None if self.tail > self.acked_through => Some(Transmit {
+                after_seq: self.acked_through,
+                up_to: None,
+                max_events: self.cfg.max_batch_events,
+                max_bytes: self.cfg.max_batch_bytes,
+                resend: false,
+            }),
+            None => None,
+        }
+    }
+
+    /// When to call [`SyncState::handle_timeout`] next.
+    pub fn poll_deadline(&self) -> Option<u64> {
+        self.in_flight
+            .filter(|_| !self.resend_due)
+            .map(|f| f.sent_at_ms.saturating_add(self.cfg.ack_timeout_ms))
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64*: jitter only, not security.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
