@@ -258,10 +258,10 @@ impl SyncState {
 
     /// Time passed: an overdue batch becomes due for resending.
     pub fn handle_timeout(&mut self, now_ms: u64) {
-        if let Some(f) = self.in_flight {
-            if now_ms >= f.sent_at_ms.saturating_add(self.cfg.ack_timeout_ms) {
-                self.resend_due = true;
-            }
+        if let Some(f) = self.in_flight
+            && now_ms >= f.sent_at_ms.saturating_add(self.cfg.ack_timeout_ms)
+        {
+            self.resend_due = true;
         }
     }
 
