@@ -1,0 +1,250 @@
+#!/usr/bin/env bash
+# o2c dev services: Mosquitto on 127.0.0.1:1883, PostgreSQL on 127.0.0.1:5432,
+# Tansu (Kafka protocol, SQLite storage) on 127.0.0.1:9092.
+#
+#   deploy/dev/services.sh up      start whatever is down (idempotent), install
+#                                  Tansu if missing, wait until each answers
+#   deploy/dev/services.sh down    stop what this script started
+#   deploy/dev/services.sh status  print each service's state (exit 1 if any is down)
+#
+# Tansu's state lives in ${O2C_DEV_DIR:-$HOME/.local/state/o2c-dev}: tansu/tansu.db,
+# tansu.pid, tansu.log. Health checks speak each protocol (deploy/dev/probe.py);
+# a TCP connect is not enough for Tansu.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+STATE_DIR=${O2C_DEV_DIR:-$HOME/.local/state/o2c-dev}
+TANSU_DIR=$STATE_DIR/tansu
+TANSU_PID=$STATE_DIR/tansu.pid
+TANSU_LOG=$STATE_DIR/tansu.log
+TANSU_VERSION=${O2C_TANSU_VERSION:-0.6.0}
+TANSU_FEATURES=dynostore,libsql
+HOST=127.0.0.1
+MQTT_PORT=1883
+PG_PORT=5432
+KAFKA_PORT=9092
+export PATH="$PATH:/usr/sbin:/sbin:${CARGO_HOME:-$HOME/.cargo}/bin"
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
+
+mqtt_ok() { python3 "$HERE/probe.py" mqtt "$HOST" "$MQTT_PORT" 2>/dev/null; }
+kafka_ok() { python3 "$HERE/probe.py" kafka "$HOST" "$KAFKA_PORT" 2>/dev/null; }
+pg_ok() { psql -h "$HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1; }
+
+# wait_for NAME SECONDS CHECK: poll CHECK until it succeeds or the deadline passes.
+wait_for() {
+  local name=$1 seconds=$2 check=$3
+  local deadline=$((SECONDS + seconds))
+  until "$check"; do
+    if ((SECONDS >= deadline)); then
+      return 1
+    fi
+    sleep 0.2
+  done
+  log "$name is answering"
+}
+
+# --- Mosquitto -------------------------------------------------------------
+mosquitto_up() {
+  if mqtt_ok; then
+    log "mosquitto: reusing the broker on $HOST:$MQTT_PORT"
+    return
+  fi
+  command -v mosquitto >/dev/null || die "mosquitto is not installed (apt-get install mosquitto)"
+  log "mosquitto: starting (mosquitto -d -c /etc/mosquitto/mosquitto.conf)"
+  mosquitto -d -c /etc/mosquitto/mosquitto.conf
+  touch "$STATE_DIR/mosquitto.started"
+  wait_for mosquitto 30 mqtt_ok || die "mosquitto does not answer MQTT on $HOST:$MQTT_PORT (see /var/log/mosquitto/)"
+}
+
+mosquitto_down() {
+  if [[ -f $STATE_DIR/mosquitto.started && -f /run/mosquitto/mosquitto.pid ]]; then
+    log "mosquitto: stopping (started by this script)"
+    kill -TERM "$(cat /run/mosquitto/mosquitto.pid)" 2>/dev/null || true
+    rm -f "$STATE_DIR/mosquitto.started"
+  else
+    log "mosquitto: leaving the system broker running"
+  fi
+}
+
+# --- PostgreSQL ------------------------------------------------------------
+pg_version() {
+  [[ -d /etc/postgresql ]] || die "PostgreSQL is not installed (apt-get install postgresql)"
+  ls /etc/postgresql | sort -V | tail -n 1
+}
+
+postgres_up() {
+  if pg_ok; then
+    log "postgres: reusing the server on $HOST:$PG_PORT"
+    return
+  fi
+  local version
+  version=$(pg_version)
+  log "postgres: starting cluster $version/main"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  touch "$STATE_DIR/postgres.started"
+  wait_for postgres 60 pg_ok || die "PostgreSQL does not answer on $HOST:$PG_PORT"
+}
+
+postgres_down() {
+  if [[ -f $STATE_DIR/postgres.started ]]; then
+    log "postgres: stopping (started by this script)"
+    pg_ctlcluster --skip-systemctl-redirect "$(pg_version)" main stop || true
+    rm -f "$STATE_DIR/postgres.started"
+  else
+    log "postgres: leaving the system server running"
+  fi
+}
+
+# --- Tansu -----------------------------------------------------------------
+tansu_bin() { command -v tansu || true; }
+
+tansu_install() {
+  if [[ -n $(tansu_bin) ]]; then
+    return
+  fi
+  command -v cargo >/dev/null || die "cargo is needed to install Tansu"
+  log "tansu: not found; cargo install tansu $TANSU_VERSION (several minutes, cached in ~/.cargo/bin)"
+  cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES"
+  [[ -n $(tansu_bin) ]] || die "tansu still not on PATH after cargo install"
+}
+
+# The pid of the Tansu this script started, if it still runs.
+tansu_pid() {
+  [[ -f $TANSU_PID ]] || return 1
+  local pid
+  pid=$(cat "$TANSU_PID")
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && grep -q tansu "/proc/$pid/comm" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+tansu_start() {
+  mkdir -p "$TANSU_DIR"
+  local bin
+  bin=$(tansu_bin)
+  log "tansu: starting on $HOST:$KAFKA_PORT (data $TANSU_DIR/tansu.db, log $TANSU_LOG)"
+  # Relative sqlite URL on purpose: Tansu resolves sqlite:///abs paths wrongly.
+  # setsid + redirected stdio: the broker outlives this script and holds no pipe of it.
+  (
+    cd "$TANSU_DIR"
+    exec setsid "$bin" broker \
+      --listener-url "tcp://$HOST:$KAFKA_PORT" \
+      --advertised-listener-url "tcp://$HOST:$KAFKA_PORT" \
+      --storage-engine "sqlite://tansu.db" \
+      </dev/null >>"$TANSU_LOG" 2>&1
+  ) &
+  echo $! >"$TANSU_PID"
+  if ! wait_for tansu 60 kafka_ok; then
+    tail -n 30 "$TANSU_LOG" >&2 || true
+    die "Tansu does not answer Kafka metadata on $HOST:$KAFKA_PORT"
+  fi
+}
+
+tansu_stop() {
+  local pid
+  pid=$(tansu_pid) || { rm -f "$TANSU_PID"; return 0; }
+  log "tansu: stopping pid $pid"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 20))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "tansu: still running after 20 s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    sleep 0.1
+  done
+  rm -f "$TANSU_PID"
+}
+
+tansu_db_query() { sqlite3 "$TANSU_DIR/tansu.db" "$1" 2>/dev/null || true; }
+
+tansu_needs_index() {
+  [[ -f $TANSU_DIR/tansu.db ]] || return 1
+  [[ $(tansu_db_query "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='header'") == 1 ]] || return 1
+  [[ $(tansu_db_query "SELECT count(*) FROM sqlite_master WHERE type='index' AND name='header_topition_offset_id'") != 1 ]]
+}
+
+# Tansu 0.6's SQLite schema lacks this index; fetches from big topics crawl
+# without it. It can only be added while Tansu is stopped.
+tansu_apply_index() {
+  command -v sqlite3 >/dev/null || die "sqlite3 is not installed (apt-get install sqlite3)"
+  log "tansu: adding the header(topition, offset_id) index"
+  tansu_stop
+  sqlite3 "$TANSU_DIR/tansu.db" \
+    'CREATE INDEX IF NOT EXISTS header_topition_offset_id ON header(topition, offset_id);'
+  tansu_start
+}
+
+tansu_up() {
+  tansu_install
+  if kafka_ok; then
+    if tansu_pid >/dev/null && tansu_needs_index; then
+      tansu_apply_index
+    else
+      log "tansu: reusing the broker on $HOST:$KAFKA_PORT"
+    fi
+    return
+  fi
+  if tansu_pid >/dev/null; then
+    log "tansu: our process runs but does not answer; restarting it"
+    tansu_stop
+  fi
+  tansu_start
+  if tansu_needs_index; then
+    tansu_apply_index
+  fi
+}
+
+tansu_state() {
+  if kafka_ok; then
+    local owner="external"
+    tansu_pid >/dev/null && owner="pid $(tansu_pid)"
+    local index="index missing"
+    tansu_needs_index || index="index ok"
+    [[ -f $TANSU_DIR/tansu.db ]] || index="no local db"
+    echo "up ($owner, $index)"
+  else
+    echo "down"
+  fi
+}
+
+# --- Commands ----------------------------------------------------------------
+cmd_up() {
+  command -v python3 >/dev/null || die "python3 is needed for the health probes"
+  mkdir -p "$STATE_DIR"
+  mosquitto_up
+  postgres_up
+  tansu_up
+  cmd_status
+}
+
+cmd_down() {
+  mkdir -p "$STATE_DIR"
+  tansu_stop
+  log "tansu: stopped"
+  mosquitto_down
+  postgres_down
+}
+
+cmd_status() {
+  local down=0 state
+  if mqtt_ok; then state=up; else state=down; down=1; fi
+  printf '%-10s %-16s %s\n' mosquitto "$HOST:$MQTT_PORT" "$state"
+  if pg_ok; then state=up; else state=down; down=1; fi
+  printf '%-10s %-16s %s\n' postgres "$HOST:$PG_PORT" "$state"
+  state=$(tansu_state)
+  [[ $state == down ]] && down=1
+  printf '%-10s %-16s %s\n' tansu "$HOST:$KAFKA_PORT" "$state"
+  return "$down"
+}
+
+case ${1:-} in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  *)
+    echo "usage: $0 up|down|status" >&2
+    exit 64
+    ;;
+esac
