@@ -1,1 +1,20 @@
-//! o2c cloud side (work in progress).
+//! # o2c-cloud: the cloud side of o2c
+//!
+//! Layout (start with [`ingest`]):
+//! - [`config`]: `cloud.toml` with `O2C_CLOUD__*` overrides, validated.
+//! - [`ingest`]: MQTT → validate → Kafka → ack. [`ingest::core`] is the pure
+//!   planner; `ingest/mod.rs` is the I/O shell.
+//! - [`kafka`]: idempotent producer, topic creation, log bridge.
+//! - [`mqtt`]: MQTT v5 client options (TLS, packet size).
+//! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`]: the Prometheus registry.
+//!
+//! The binary (`src/main.rs`) is a thin clap shell: `o2c-cloud ingest`,
+//! `o2c-cloud check-config`.
+
+pub mod config;
+pub mod http;
+pub mod ingest;
+pub mod kafka;
+pub mod metrics;
+pub mod mqtt;

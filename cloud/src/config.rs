@@ -1,0 +1,340 @@
+//! `cloud.toml`: one `Config` for every cloud process, read from TOML with
+//! environment overrides, validated before anything starts.
+//!
+//! Environment overrides: `O2C_CLOUD__<TABLE>__<KEY>=value`, e.g.
+//! `O2C_CLOUD__KAFKA__BROKERS=10.0.0.5:9092`. Values are read as TOML
+//! scalars (numbers, booleans) when they parse as such, else as strings.
+//! Unknown keys, in the file or the environment, are errors.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use o2c_protocol::KafkaTopics;
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "O2C_CLOUD__";
+
+/// Why the configuration is unusable. Exits with code 64.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax or an unknown or mistyped key.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value that parses but is not acceptable.
+    #[error("invalid config key {key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `kafka.topic_prefix`.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The whole cloud configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// MQTT broker connection.
+    pub mqtt: MqttConfig,
+    /// Kafka connection.
+    pub kafka: KafkaConfig,
+    /// Ingest settings.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Health and metrics endpoint.
+    #[serde(default)]
+    pub http: HttpConfig,
+}
+
+/// `[mqtt]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    /// Client id; a random suffix is added so replicas never collide.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Largest MQTT packet accepted or sent.
+    #[serde(default = "default_max_packet")]
+    pub max_packet_bytes: u32,
+    /// Keep-alive interval.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_secs: u64,
+    /// TLS material, required for `mqtts://`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[mqtt.tls]`: PEM files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA that signed the broker's certificate.
+    pub ca_file: PathBuf,
+    /// This service's certificate.
+    pub cert_file: PathBuf,
+    /// This service's private key.
+    pub key_file: PathBuf,
+}
+
+/// `[kafka]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]`.
+    pub brokers: String,
+    /// Prefix before every topic name.
+    #[serde(default)]
+    pub topic_prefix: String,
+    /// Producer `linger.ms`.
+    #[serde(default = "default_linger")]
+    pub linger_ms: u32,
+    /// Create the o2c topics at startup.
+    #[serde(default = "yes")]
+    pub create_topics: bool,
+    /// Partitions for created topics.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Shared-subscription group of all ingest replicas.
+    #[serde(default = "default_group")]
+    pub shared_group: String,
+    /// Frames processed at once; beyond it frames are shed (not acked, so
+    /// agents resend them).
+    #[serde(default = "default_inflight")]
+    pub max_inflight_frames: usize,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address for `/healthz`, `/readyz`, `/metrics`.
+    #[serde(default = "default_http")]
+    pub listen: SocketAddr,
+}
+
+fn default_client_id() -> String {
+    "o2c-ingest".into()
+}
+fn default_max_packet() -> u32 {
+    4 * 1024 * 1024
+}
+fn default_keep_alive() -> u64 {
+    15
+}
+fn default_linger() -> u32 {
+    1
+}
+fn default_partitions() -> i32 {
+    3
+}
+fn yes() -> bool {
+    true
+}
+fn default_group() -> String {
+    "o2c-ingest".into()
+}
+fn default_inflight() -> usize {
+    512
+}
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9300))
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            shared_group: default_group(),
+            max_inflight_frames: default_inflight(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_http(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies `O2C_CLOUD__*` overrides, validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, std::env::vars())
+    }
+
+    /// Parses TOML text with the given environment overrides.
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        for (k, v) in env {
+            if let Some(path) = k.strip_prefix(ENV_PREFIX) {
+                override_key(&mut value, path, &v)?;
+            }
+        }
+        let cfg: Config = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let scheme = self.mqtt.url.split("://").next().unwrap_or_default();
+        match scheme {
+            "mqtt" => {}
+            "mqtts" if self.mqtt.tls.is_some() => {}
+            "mqtts" => {
+                return Err(ConfigError::Invalid {
+                    key: "mqtt.tls",
+                    message: "mqtts:// needs a [mqtt.tls] table".into(),
+                });
+            }
+            _ => {
+                return Err(ConfigError::Invalid {
+                    key: "mqtt.url",
+                    message: format!("expected mqtt:// or mqtts://, got {:?}", self.mqtt.url),
+                });
+            }
+        }
+        KafkaTopics::new(&self.kafka.topic_prefix).map_err(|e| ConfigError::Invalid {
+            key: "kafka.topic_prefix",
+            message: e.to_string(),
+        })?;
+        o2c_protocol::topic::shared_events_filter(&self.ingest.shared_group).map_err(|e| {
+            ConfigError::Invalid {
+                key: "ingest.shared_group",
+                message: e.to_string(),
+            }
+        })?;
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "kafka.brokers",
+                message: "must not be empty".into(),
+            });
+        }
+        if self.ingest.max_inflight_frames == 0 {
+            return Err(ConfigError::Invalid {
+                key: "ingest.max_inflight_frames",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.kafka.partitions < 1 {
+            return Err(ConfigError::Invalid {
+                key: "kafka.partitions",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Kafka topic names for this deployment.
+    pub fn topics(&self) -> KafkaTopics {
+        // Validated in `validate`.
+        KafkaTopics::new(&self.kafka.topic_prefix).unwrap_or_default()
+    }
+}
+
+/// Sets `a__b__c` (case-insensitive) in `table` to `raw`.
+fn override_key(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), ConfigError> {
+    let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    let Some((last, parents)) = keys.split_last() else {
+        return Ok(());
+    };
+    let mut t = table;
+    for k in parents {
+        let entry = t
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Parse(format!("{ENV_PREFIX}{path}: {k} is not a table")))?;
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+[kafka]
+brokers = "127.0.0.1:9092"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::from_toml(MINIMAL, []).unwrap();
+        assert_eq!(c.ingest.shared_group, "o2c-ingest");
+        assert_eq!(c.kafka.linger_ms, 1);
+        assert_eq!(c.topics().dlq(), "o2c.dlq");
+    }
+
+    #[test]
+    fn env_overrides_and_unknown_keys() {
+        let env = [
+            (
+                "O2C_CLOUD__KAFKA__TOPIC_PREFIX".to_string(),
+                "t1.".to_string(),
+            ),
+            ("O2C_CLOUD__KAFKA__LINGER_MS".to_string(), "5".to_string()),
+            ("OTHER".to_string(), "x".to_string()),
+        ];
+        let c = Config::from_toml(MINIMAL, env).unwrap();
+        assert_eq!(c.kafka.topic_prefix, "t1.");
+        assert_eq!(c.kafka.linger_ms, 5);
+        let bad = [("O2C_CLOUD__KAFKA__NOPE".to_string(), "1".to_string())];
+        let e = Config::from_toml(MINIMAL, bad).unwrap_err().to_string();
+        assert!(e.contains("nope"), "{e}");
+        let e = Config::from_toml(&format!("{MINIMAL}\n[extra]\n"), [])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("extra"), "{e}");
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        let e = Config::from_toml(&MINIMAL.replace("mqtt://", "http://"), []).unwrap_err();
+        assert!(e.to_string().contains("mqtt.url"), "{e}");
+        let e = Config::from_toml(&MINIMAL.replace("mqtt://", "mqtts://"), []).unwrap_err();
+        assert!(e.to_string().contains("mqtt.tls"), "{e}");
+        let env = [(
+            "O2C_CLOUD__KAFKA__TOPIC_PREFIX".to_string(),
+            "a/b".to_string(),
+        )];
+        let e = Config::from_toml(MINIMAL, env).unwrap_err();
+        assert!(e.to_string().contains("kafka.topic_prefix"), "{e}");
+    }
+}

@@ -1,0 +1,307 @@
+//! The ingest's pure core: from one MQTT frame to a plan of Kafka records,
+//! dead letters and the ack to send once Kafka has them all.
+//!
+//! No I/O here. The shell produces the plan's records, waits for Kafka to
+//! acknowledge every one, publishes the ack, and only then commits the plan
+//! to the agent's [`Ledger`].
+
+use std::collections::VecDeque;
+
+use o2c_protocol::topic::{Channel, parse_agent_topic};
+use o2c_protocol::{
+    Ack, AgentId, Envelope, EventId, KafkaTopics, RawBatch, Rejection, Seq, StoreId,
+};
+use serde::Deserialize;
+
+/// Event ids remembered per agent to detect seq conflicts on resends.
+pub const LEDGER_WINDOW: usize = 4096;
+
+/// A record for an o2c event topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutRecord {
+    /// Kafka topic.
+    pub topic: String,
+    /// Key: the order id.
+    pub key: String,
+    /// Headers, in order.
+    pub headers: Vec<(&'static str, String)>,
+    /// The envelope exactly as the agent sent it.
+    pub value: Vec<u8>,
+    /// The event's seq.
+    pub seq: u64,
+    /// The event's id.
+    pub event_id: EventId,
+}
+
+/// A record for the dead-letter topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Machine reason, e.g. `identity_mismatch`.
+    pub reason: &'static str,
+    /// Human detail.
+    pub detail: String,
+    /// MQTT topic the bytes came from.
+    pub source_topic: String,
+    /// Agent named by the topic, when it parsed.
+    pub agent_id: Option<String>,
+    /// Seq, when known.
+    pub seq: Option<u64>,
+    /// Event id, when known.
+    pub event_id: Option<String>,
+    /// The raw bytes (the event, or the whole frame).
+    pub value: Vec<u8>,
+}
+
+/// What to do with one frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The whole frame is refused; nothing is acked (the agent on that topic
+    /// cannot be trusted with, or matched to, these seqs).
+    Refuse(DeadLetter),
+    /// A batch to produce, then ack.
+    Batch(Plan),
+}
+
+/// A batch's plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The store, from the topic.
+    pub store_id: StoreId,
+    /// The agent, from the topic.
+    pub agent_id: AgentId,
+    /// Records to produce (only seqs above the ledger's high-water mark).
+    pub produce: Vec<OutRecord>,
+    /// Dead letters for rejected events.
+    pub dead: Vec<DeadLetter>,
+    /// Events already in Kafka (resends), skipped.
+    pub duplicates: usize,
+    /// The ack to publish once every record above is durable.
+    pub ack: Ack,
+    /// Unix ms of the newest event's `occurred_at`, for lag metrics.
+    pub newest_occurred_ms: Option<i64>,
+}
+
+/// What the ingest remembers about one agent: the highest seq durable in
+/// Kafka, and the event ids of recent seqs.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    hwm: u64,
+    recent: VecDeque<(u64, EventId)>,
+}
+
+impl Ledger {
+    /// Highest seq known durable.
+    pub fn hwm(&self) -> u64 {
+        self.hwm
+    }
+
+    fn known(&self, seq: u64) -> Option<EventId> {
+        let i = self.recent.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
+        self.recent.get(i).map(|(_, e)| *e)
+    }
+
+    /// Records that the plan's events are durable (call after Kafka acked
+    /// every record of the plan and the ack was published).
+    pub fn commit(&mut self, plan: &Plan) {
+        for r in plan.produce.iter().filter(|r| r.seq > self.hwm) {
+            self.recent.push_back((r.seq, r.event_id));
+            if self.recent.len() > LEDGER_WINDOW {
+                self.recent.pop_front();
+            }
+        }
+        // Rejected seqs are settled too.
+        self.hwm = self.hwm.max(plan.ack.through_seq.get());
+    }
+}
+
+#[derive(Deserialize)]
+struct Head {
+    seq: Option<Seq>,
+    event_id: Option<EventId>,
+}
+
+fn refuse(
+    reason: &'static str,
+    detail: String,
+    topic: &str,
+    agent: Option<&str>,
+    bytes: &[u8],
+) -> Verdict {
+    Verdict::Refuse(DeadLetter {
+        reason,
+        detail,
+        source_topic: topic.to_owned(),
+        agent_id: agent.map(str::to_owned),
+        seq: None,
+        event_id: None,
+        value: bytes.to_vec(),
+    })
+}
+
+/// Plans one frame received on `topic`.
+pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) -> Verdict {
+    let (store, agent) = match parse_agent_topic(topic) {
+        Ok((s, a, Channel::Events)) => (s, a),
+        Ok(_) => {
+            return refuse(
+                "bad_topic",
+                "not an events topic".into(),
+                topic,
+                None,
+                bytes,
+            );
+        }
+        Err(e) => return refuse("bad_topic", e.to_string(), topic, None, bytes),
+    };
+    let a = Some(agent.as_str());
+    let raw = match RawBatch::decode(bytes) {
+        Ok(raw) => raw,
+        Err(e) => return refuse(e.code(), e.to_string(), topic, a, bytes),
+    };
+    if raw.agent_id != agent {
+        let detail = format!("frame agent_id {} on the topic of {agent}", raw.agent_id);
+        return refuse("identity_mismatch", detail, topic, a, bytes);
+    }
+    if raw.events.is_empty() {
+        return refuse(
+            "empty_batch",
+            "a batch needs events".into(),
+            topic,
+            a,
+            bytes,
+        );
+    }
+    // Every event's identity and seq must be readable and in order before
+    // anything is produced: a frame that lies about either is refused whole.
+    let mut heads = Vec::with_capacity(raw.events.len());
+    let mut expect: Option<u64> = None;
+    for ev in &raw.events {
+        let head: Option<Head> = serde_json::from_str(ev.get()).ok();
+        let Some(Head {
+            seq: Some(seq),
+            event_id,
+        }) = head
+        else {
+            return refuse(
+                "malformed_frame",
+                "an event has no readable seq".into(),
+                topic,
+                a,
+                bytes,
+            );
+        };
+        if expect.is_some_and(|e| e != seq.get()) {
+            let detail = format!("seqs not contiguous at {seq}");
+            return refuse("malformed_frame", detail, topic, a, bytes);
+        }
+        expect = Some(seq.get() + 1);
+        heads.push((seq, event_id));
+        // Identity fields are compared before full decoding: any event that
+        // names another store or agent sinks the whole frame.
+        if let Ok(v) = serde_json::from_str::<IdentityProbe>(ev.get())
+            && (v.store_id.as_deref().is_some_and(|s| s != store.as_str())
+                || v.agent_id.as_deref().is_some_and(|s| s != agent.as_str()))
+        {
+            let detail =
+                format!("event seq {seq} claims another store or agent than {store}/{agent}");
+            return refuse("identity_mismatch", detail, topic, a, bytes);
+        }
+    }
+    let mut produce = Vec::new();
+    let mut dead = Vec::new();
+    let mut rejected = Vec::new();
+    let mut duplicates = 0;
+    let mut newest = None;
+    for (ev, (seq, event_id)) in raw.events.iter().zip(heads) {
+        let s = seq.get();
+        let mut reject = |code: &'static str, reason: String| {
+            rejected.push(Rejection {
+                seq,
+                event_id,
+                code: code.to_owned(),
+                reason: reason.clone(),
+            });
+            dead.push(DeadLetter {
+                reason: code,
+                detail: reason,
+                source_topic: topic.to_owned(),
+                agent_id: Some(agent.to_string()),
+                seq: Some(s),
+                event_id: event_id.map(|e| e.to_string()),
+                value: ev.get().as_bytes().to_vec(),
+            });
+        };
+        if s <= ledger.hwm() {
+            match (ledger.known(s), event_id) {
+                (Some(known), Some(id)) if known != id => {
+                    reject("seq_conflict", format!("seq {s} was {known}, now {id}"));
+                }
+                _ => duplicates += 1,
+            }
+            continue;
+        }
+        let env = match Envelope::decode(ev.get().as_bytes()) {
+            Ok(env) => env,
+            Err(e) => {
+                reject(e.code(), e.to_string());
+                continue;
+            }
+        };
+        if let Err(errs) = env.validate_store_event() {
+            let code = if errs.has_card_data() {
+                "card_data_rejected"
+            } else {
+                "invalid_event"
+            };
+            reject(code, errs.to_string());
+            continue;
+        }
+        newest = Some(
+            env.occurred_at.unix_timestamp() * 1000 + i64::from(env.occurred_at.millisecond()),
+        );
+        let mut headers = vec![
+            ("event_id", env.event_id.to_string()),
+            ("event_type", env.event_type().as_str().to_owned()),
+            ("schema_version", env.schema_version.to_string()),
+            ("store_id", env.store_id.to_string()),
+            ("agent_id", env.agent_id.to_string()),
+            ("seq", s.to_string()),
+        ];
+        if let Some(tp) = &env.traceparent {
+            headers.push(("traceparent", tp.to_string()));
+        }
+        produce.push(OutRecord {
+            topic: topics.for_event(env.event_type()),
+            key: env.payload.order_id().to_string(),
+            headers,
+            value: ev.get().as_bytes().to_vec(),
+            seq: s,
+            event_id: env.event_id,
+        });
+    }
+    let through_seq = expect
+        .and_then(|e| Seq::new(e - 1).ok())
+        .unwrap_or(Seq::FIRST);
+    Verdict::Batch(Plan {
+        store_id: store,
+        agent_id: agent,
+        produce,
+        dead,
+        duplicates,
+        ack: Ack {
+            through_seq,
+            rejected,
+        },
+        newest_occurred_ms: newest,
+    })
+}
+
+#[derive(Deserialize)]
+struct IdentityProbe {
+    store_id: Option<String>,
+    agent_id: Option<String>,
+}
+
+#[cfg(test)]
+#[path = "core_tests.rs"]
+mod tests;

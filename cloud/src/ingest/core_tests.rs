@@ -1,0 +1,228 @@
+use o2c_protocol::frame::encode_raw_batch;
+use o2c_protocol::*;
+use time::macros::datetime;
+
+use super::*;
+
+fn cad() -> Currency {
+    Currency::from_code("CAD").unwrap()
+}
+
+const TOPIC: &str = "o2c/v1/stores/S001/agents/S001-A1/events";
+
+fn envelope(seq: u64, store: &str) -> Envelope {
+    let order = Order {
+        order_id: OrderId::from_parts(1_700_000_000_000 + seq, [seq as u8; 10]),
+        store_id: StoreId::new(store).unwrap(),
+        terminal_id: TerminalId::new("T1").unwrap(),
+        currency: cad(),
+        lines: vec![OrderLine {
+            sku: "SKU-1".into(),
+            quantity: 1,
+            unit_price: Money::new(500, cad()),
+        }],
+        payments: vec![Payment::Cash {
+            amount: Money::new(500, cad()),
+        }],
+        fulfillment: Fulfillment::CarryOut,
+        customer: None,
+        captured_at: datetime!(2026-11-24 10:00:00 UTC),
+    };
+    Envelope {
+        event_id: EventId::from_parts(1_700_000_000_000 + seq, [seq as u8 + 1; 10]),
+        schema_version: SCHEMA_VERSION,
+        store_id: StoreId::new(store).unwrap(),
+        agent_id: AgentId::new("S001-A1").unwrap(),
+        seq: Some(Seq::new(seq).unwrap()),
+        occurred_at: datetime!(2026-11-24 10:00:00 UTC),
+        traceparent: Traceparent::from_ids(1, 2).ok(),
+        payload: Event::OrderCreated(Box::new(order)),
+    }
+}
+
+fn frame(agent: &str, events: &[Vec<u8>]) -> Vec<u8> {
+    encode_raw_batch(
+        &AgentId::new(agent).unwrap(),
+        events.iter().map(Vec::as_slice),
+    )
+    .unwrap()
+}
+
+fn enc(e: &Envelope) -> Vec<u8> {
+    e.encode().unwrap()
+}
+
+fn topics() -> KafkaTopics {
+    KafkaTopics::new("t.").unwrap()
+}
+
+fn batch(v: Verdict) -> Plan {
+    match v {
+        Verdict::Batch(p) => p,
+        Verdict::Refuse(d) => panic!("refused: {} {}", d.reason, d.detail),
+    }
+}
+
+fn refused(v: Verdict) -> DeadLetter {
+    match v {
+        Verdict::Refuse(d) => d,
+        Verdict::Batch(p) => panic!("accepted: {p:?}"),
+    }
+}
+
+#[test]
+fn valid_batch_is_produced_unchanged_with_headers() {
+    let events = [enc(&envelope(1, "S001")), enc(&envelope(2, "S001"))];
+    let p = batch(plan(
+        &Ledger::default(),
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &events),
+    ));
+    assert_eq!(p.produce.len(), 2);
+    assert_eq!(p.produce[0].value, events[0], "bytes forwarded unchanged");
+    assert_eq!(p.produce[0].topic, "t.orders.created");
+    let names: Vec<&str> = p.produce[0].headers.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        names,
+        [
+            "event_id",
+            "event_type",
+            "schema_version",
+            "store_id",
+            "agent_id",
+            "seq",
+            "traceparent"
+        ]
+    );
+    assert_eq!(p.ack.through_seq.get(), 2);
+    assert!(p.ack.rejected.is_empty());
+}
+
+#[test]
+fn identity_mismatch_refuses_the_whole_frame() {
+    // The envelope claims store S002 on S001's topic.
+    let events = [enc(&envelope(1, "S001")), enc(&envelope(2, "S002"))];
+    let d = refused(plan(
+        &Ledger::default(),
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &events),
+    ));
+    assert_eq!(d.reason, "identity_mismatch");
+    // The frame's agent differs from the topic's.
+    let d = refused(plan(
+        &Ledger::default(),
+        &topics(),
+        TOPIC,
+        &frame("S009-A1", &events[..1]),
+    ));
+    assert_eq!(d.reason, "identity_mismatch");
+}
+
+#[test]
+fn garbage_goes_to_the_dlq_with_raw_bytes() {
+    let d = refused(plan(
+        &Ledger::default(),
+        &topics(),
+        TOPIC,
+        b"\x00\xffnot json",
+    ));
+    assert_eq!(d.reason, "malformed_frame");
+    assert_eq!(d.value, b"\x00\xffnot json");
+    let d = refused(plan(
+        &Ledger::default(),
+        &topics(),
+        "o2c/v1/stores/S1/bad",
+        b"{}",
+    ));
+    assert_eq!(d.reason, "bad_topic");
+}
+
+#[test]
+fn bad_events_are_rejected_and_the_rest_flow() {
+    let mut v: serde_json::Value = serde_json::from_slice(&enc(&envelope(2, "S001"))).unwrap();
+    v["schema_version"] = 7.into();
+    let wrong_version = serde_json::to_vec(&v).unwrap();
+    let mut invalid = envelope(3, "S001");
+    if let Event::OrderCreated(o) = &mut invalid.payload {
+        o.lines[0].quantity = 0;
+    }
+    let events = [
+        enc(&envelope(1, "S001")),
+        wrong_version,
+        enc(&invalid),
+        enc(&envelope(4, "S001")),
+    ];
+    let p = batch(plan(
+        &Ledger::default(),
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &events),
+    ));
+    assert_eq!(p.produce.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 4]);
+    let rej: Vec<(u64, &str)> = p
+        .ack
+        .rejected
+        .iter()
+        .map(|r| (r.seq.get(), r.code.as_str()))
+        .collect();
+    assert_eq!(
+        rej,
+        [(2, "unsupported_schema_version"), (3, "invalid_event")]
+    );
+    assert_eq!(p.dead.len(), 2);
+    assert!(
+        p.dead[1].detail.contains("payload.lines[0].quantity"),
+        "{}",
+        p.dead[1].detail
+    );
+    assert_eq!(p.ack.through_seq.get(), 4);
+}
+
+#[test]
+fn resends_are_acked_without_producing_and_conflicts_are_caught() {
+    let events = [enc(&envelope(1, "S001")), enc(&envelope(2, "S001"))];
+    let mut ledger = Ledger::default();
+    let p = batch(plan(&ledger, &topics(), TOPIC, &frame("S001-A1", &events)));
+    ledger.commit(&p);
+    assert_eq!(ledger.hwm(), 2);
+    let again = batch(plan(&ledger, &topics(), TOPIC, &frame("S001-A1", &events)));
+    assert!(again.produce.is_empty());
+    assert_eq!(again.duplicates, 2);
+    assert_eq!(again.ack.through_seq.get(), 2);
+    // Same seq 2, another event id: a conflict.
+    let mut other = envelope(2, "S001");
+    other.event_id = EventId::from_parts(1, [9; 10]);
+    let p = batch(plan(
+        &ledger,
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &[enc(&other)]),
+    ));
+    assert_eq!(p.ack.rejected[0].code, "seq_conflict");
+    assert_eq!(p.dead[0].reason, "seq_conflict");
+}
+
+#[test]
+fn seq_gaps_and_store_only_types_are_refused() {
+    let events = [enc(&envelope(1, "S001")), enc(&envelope(3, "S001"))];
+    let d = refused(plan(
+        &Ledger::default(),
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &events),
+    ));
+    assert_eq!(d.reason, "malformed_frame");
+    let mut cloud = envelope(1, "S001");
+    cloud.payload = Event::OrderCompleted(o2c_protocol::event::OrderCompleted {
+        order_id: OrderId::from_parts(1, [1; 10]),
+    });
+    let p = batch(plan(
+        &Ledger::default(),
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &[enc(&cloud)]),
+    ));
+    assert_eq!(p.ack.rejected[0].code, "invalid_event");
+}

@@ -1,0 +1,340 @@
+//! The ingest: MQTT frames in, Kafka records out, acks back only after
+//! Kafka has every record of a batch.
+//!
+//! - [`core`]: the pure planner (validation, identity, dedup ledger).
+//! - this module: the I/O shell. One MQTT event loop; each frame is handled
+//!   by its own task, serialised per agent by the agent's ledger lock, so a
+//!   resend waits for the first copy and is then acked without producing.
+
+pub mod core;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use o2c_protocol::topic::{Channel, agent_topic, shared_events_filter};
+use o2c_protocol::{AgentId, KafkaTopics, StoreId};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use self::core::{DeadLetter, Ledger, Plan, Verdict};
+use crate::config::Config;
+use crate::http::{Health, router};
+use crate::kafka::{self, KafkaOpError, Producer_};
+use crate::metrics::{AgentLabel, ReasonLabel};
+use crate::mqtt::{self, MqttSetupError};
+
+/// Why the ingest stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Kafka setup failed.
+    #[error(transparent)]
+    Kafka(#[from] KafkaOpError),
+    /// MQTT setup failed.
+    #[error(transparent)]
+    Mqtt(#[from] MqttSetupError),
+    /// The HTTP listener failed.
+    #[error("http: {0}")]
+    Http(#[from] std::io::Error),
+    /// A configuration value was refused.
+    #[error("config: {0}")]
+    Config(String),
+}
+
+type Ledgers = Mutex<HashMap<(StoreId, AgentId), Arc<tokio::sync::Mutex<Ledger>>>>;
+
+struct Shared {
+    producer: Producer_,
+    client: AsyncClient,
+    topics: KafkaTopics,
+    health: Arc<Health>,
+    ledgers: Ledgers,
+    cancel: CancellationToken,
+}
+
+/// Runs the ingest until `shutdown` resolves. `http` serves the health and
+/// metrics endpoints.
+pub async fn run(
+    cfg: Config,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), IngestError> {
+    let topics = cfg.topics();
+    let filter = shared_events_filter(&cfg.ingest.shared_group)
+        .map_err(|e| IngestError::Config(e.to_string()))?;
+    let producer = kafka::producer(&cfg.kafka.brokers, cfg.kafka.linger_ms)?;
+    let health = Arc::new(Health::default());
+    if cfg.kafka.create_topics {
+        kafka::ensure_topics(&cfg.kafka.brokers, &topics.all(), cfg.kafka.partitions).await?;
+    }
+    // Warm the idempotent producer (PID set-up) before the first frame.
+    kafka::probe(&producer, Duration::from_secs(10)).await?;
+    health.set_kafka(true);
+
+    let client_id = format!("{}-{:08x}", cfg.mqtt.client_id, rand::random::<u32>());
+    let (client, mut eventloop) = AsyncClient::new(mqtt::options(&cfg.mqtt, &client_id)?, 1024);
+    let cancel = CancellationToken::new();
+    let shared = Arc::new(Shared {
+        producer,
+        client: client.clone(),
+        topics,
+        health: health.clone(),
+        ledgers: Mutex::new(HashMap::new()),
+        cancel: cancel.clone(),
+    });
+
+    let http_task = tokio::spawn({
+        let cancel = cancel.clone();
+        let app = router(health.clone());
+        async move {
+            axum::serve(http, app)
+                .with_graceful_shutdown(cancel.cancelled_owned())
+                .await
+        }
+    });
+    let probe_task = tokio::spawn(probe_kafka(shared.clone()));
+    let permits = Arc::new(Semaphore::new(cfg.ingest.max_inflight_frames));
+    let mut backoff = Duration::from_millis(100);
+    tracing::info!(%client_id, %filter, "ingest starting");
+
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            ev = eventloop.poll() => match ev {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = Duration::from_millis(100);
+                    // Clean start: subscribe again on every connection.
+                    if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                        tracing::error!(error = %e, "cannot queue subscribe");
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    health.set_mqtt(true);
+                    tracing::info!("subscribed");
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let m = &health.metrics;
+                    m.frames_in.inc();
+                    match permits.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            let shared = shared.clone();
+                            tokio::spawn(async move {
+                                handle_frame(&shared, p.topic, p.payload).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => {
+                            // Not acked: the agent resends after its timeout.
+                            m.frames_shed.inc();
+                            tracing::warn!("overloaded: frame shed");
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    health.set_mqtt(false);
+                    tracing::warn!(error = %e, retry_in = ?backoff, "mqtt connection lost");
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+    tracing::info!("ingest stopping");
+    cancel.cancel();
+    let _ = client.try_disconnect();
+    probe_task.abort();
+    // Frames in progress finish their produce (no ack is sent for a frame
+    // whose produce did not finish: the agent resends it).
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        permits.acquire_many(u32::try_from(cfg.ingest.max_inflight_frames).unwrap_or(u32::MAX)),
+    )
+    .await;
+    match http_task.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(IngestError::Http(e)),
+        Err(_) => Ok(()),
+    }
+}
+
+/// Keeps the `kafka` readiness flag honest while nothing is produced.
+async fn probe_kafka(shared: Arc<Shared>) {
+    loop {
+        let ok = kafka::probe(&shared.producer, Duration::from_secs(3))
+            .await
+            .is_ok();
+        shared.health.set_kafka(ok);
+        tokio::select! {
+            () = shared.cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+    }
+}
+
+fn ledger_for(
+    shared: &Shared,
+    store: &StoreId,
+    agent: &AgentId,
+) -> Arc<tokio::sync::Mutex<Ledger>> {
+    let mut map = shared.ledgers.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry((store.clone(), agent.clone()))
+        .or_default()
+        .clone()
+}
+
+async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes) {
+    let topic = String::from_utf8_lossy(&topic).into_owned();
+    // Identity comes from the topic; the lock keeps one frame per agent in
+    // progress. A frame whose topic does not parse uses a throwaway ledger.
+    let key = o2c_protocol::topic::parse_agent_topic(&topic).ok();
+    let lock = key.as_ref().map(|(s, a, _)| ledger_for(shared, s, a));
+    let mut scratch = Ledger::default();
+    let mut guard = match &lock {
+        Some(l) => Some(l.lock().await),
+        None => None,
+    };
+    let ledger: &mut Ledger = guard.as_deref_mut().unwrap_or(&mut scratch);
+    match core::plan(ledger, &shared.topics, &topic, &payload) {
+        Verdict::Refuse(dead) => {
+            tracing::warn!(reason = dead.reason, detail = %dead.detail, %topic, "frame refused");
+            produce_dead(shared, &[dead]).await;
+        }
+        Verdict::Batch(plan) => {
+            let m = &shared.health.metrics;
+            m.events_in
+                .inc_by((plan.produce.len() + plan.dead.len() + plan.duplicates) as u64);
+            let started = Instant::now();
+            produce_plan(shared, &plan).await;
+            m.produce_seconds.observe(started.elapsed().as_secs_f64());
+            send_ack(shared, &plan).await;
+            ledger.commit(&plan);
+            record_agent(shared, &plan, ledger.hwm());
+        }
+    }
+}
+
+/// Produces every record of the plan, retrying failures with backoff until
+/// Kafka has them all. Returns only when all are durable.
+async fn produce_plan(shared: &Shared, plan: &Plan) {
+    let m = &shared.health.metrics;
+    let mut backoff = Duration::from_millis(200);
+    let mut pending: Vec<usize> = (0..plan.produce.len()).collect();
+    while !pending.is_empty() {
+        let results = futures::future::join_all(pending.iter().map(|&i| {
+            let r = &plan.produce[i];
+            kafka::send(&shared.producer, &r.topic, &r.key, &r.headers, &r.value)
+        }))
+        .await;
+        let mut failed = Vec::new();
+        for (&i, res) in pending.iter().zip(results) {
+            match res {
+                Ok(()) => {
+                    m.events_produced.inc();
+                }
+                Err(e) => {
+                    m.produce_errors.inc();
+                    shared.health.set_kafka(false);
+                    tracing::warn!(error = %e, topic = %plan.produce[i].topic, "produce failed; retrying");
+                    failed.push(i);
+                }
+            }
+        }
+        pending = failed;
+        if !pending.is_empty() {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+    produce_dead(shared, &plan.dead).await;
+}
+
+async fn produce_dead(shared: &Shared, dead: &[DeadLetter]) {
+    let dlq = shared.topics.dlq();
+    let m = &shared.health.metrics;
+    for d in dead {
+        let mut headers = vec![
+            ("reason", d.reason.to_owned()),
+            ("reason_detail", d.detail.clone()),
+            ("source_topic", d.source_topic.clone()),
+        ];
+        if let Some(a) = &d.agent_id {
+            headers.push(("agent_id", a.clone()));
+        }
+        if let Some(s) = d.seq {
+            headers.push(("seq", s.to_string()));
+        }
+        if let Some(e) = &d.event_id {
+            headers.push(("event_id", e.clone()));
+        }
+        let key = d
+            .event_id
+            .clone()
+            .or_else(|| d.agent_id.clone())
+            .unwrap_or_default();
+        let mut backoff = Duration::from_millis(200);
+        while let Err(e) = kafka::send(&shared.producer, &dlq, &key, &headers, &d.value).await {
+            m.produce_errors.inc();
+            tracing::warn!(error = %e, "dead-letter produce failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+        m.dlq
+            .get_or_create(&ReasonLabel {
+                reason: d.reason.to_owned(),
+            })
+            .inc();
+    }
+}
+
+async fn send_ack(shared: &Shared, plan: &Plan) {
+    let topic = agent_topic(&plan.store_id, &plan.agent_id, Channel::Acks);
+    let bytes = match plan.ack.encode() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode ack");
+            return;
+        }
+    };
+    // Queued for the event loop; if it is lost the agent resends and the
+    // ledger answers with the same ack without producing again.
+    match shared
+        .client
+        .publish(topic, QoS::AtLeastOnce, false, bytes)
+        .await
+    {
+        Ok(()) => {
+            shared.health.metrics.acks_sent.inc();
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot queue ack"),
+    }
+}
+
+fn record_agent(shared: &Shared, plan: &Plan, hwm: u64) {
+    let m = &shared.health.metrics;
+    m.events_duplicate.inc_by(plan.duplicates as u64);
+    let label = AgentLabel {
+        store: plan.store_id.to_string(),
+        agent: plan.agent_id.to_string(),
+    };
+    m.agent_hwm
+        .get_or_create(&label)
+        .set(i64::try_from(hwm).unwrap_or(i64::MAX));
+    if let Some(t) = plan.newest_occurred_ms {
+        let now = time::OffsetDateTime::now_utc();
+        let now_ms = now.unix_timestamp() * 1000 + i64::from(now.millisecond());
+        m.agent_lag_ms
+            .get_or_create(&label)
+            .set((now_ms - t).max(0));
+    }
+}
