@@ -34,5 +34,5 @@ pub use frame::{Ack, Batch, CloudStatus, FrameError, RawBatch, Rejection, Status
 pub use ids::{AgentId, EventId, IdError, OrderId, Seq, StoreId, TerminalId};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{Address, CardAuthorization, Customer, Fulfillment, Order, OrderLine, Payment};
-pub use topic::{Channel, KafkaTopics, TopicError};
+pub use topic::{Channel, KafkaTopics, MqttUrl, MqttUrlError, TopicError};
 pub use validate::{ValidationError, ValidationErrors};

@@ -132,8 +132,64 @@ impl KafkaTopics {
     }
 }
 
+/// An MQTT broker address: `mqtt://host[:port]` or `mqtts://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttUrl {
+    /// `mqtts://`.
+    pub tls: bool,
+    /// Host name or address.
+    pub host: String,
+    /// Port (default 1883, or 8883 with TLS).
+    pub port: u16,
+}
+
+/// A broker URL that is not `mqtt[s]://host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected mqtt://host:port or mqtts://host:port, got {0:?}")]
+pub struct MqttUrlError(pub String);
+
+impl std::str::FromStr for MqttUrl {
+    type Err = MqttUrlError;
+    fn from_str(url: &str) -> Result<Self, MqttUrlError> {
+        let bad = || MqttUrlError(url.chars().take(200).collect());
+        let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            return Err(bad());
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().map_err(|_| bad())?),
+            None => (rest, if tls { 8883 } else { 1883 }),
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(bad());
+        }
+        Ok(MqttUrl {
+            tls,
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn mqtt_urls() {
+        let u: MqttUrl = "mqtt://127.0.0.1:1883".parse().unwrap();
+        assert_eq!((u.tls, u.host.as_str(), u.port), (false, "127.0.0.1", 1883));
+        let u: MqttUrl = "mqtts://broker".parse().unwrap();
+        assert_eq!((u.tls, u.port), (true, 8883));
+        for bad in ["http://x:1", "mqtt://:1", "mqtt://h:notaport", "mqtt://h:1/x"] {
+            assert!(bad.parse::<MqttUrl>().is_err(), "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]
