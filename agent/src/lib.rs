@@ -1,1 +1,36 @@
-//! o2c in-store agent (work in progress).
+//! # o2c-agent: offline-first order capture for one store
+//!
+//! POS terminals call the agent's HTTP API; a 201 means the order is on
+//! disk (SQLite, WAL, `synchronous=FULL`) together with its `OrderCreated`
+//! event in the outbox, whether or not the store is online. Shipping the
+//! outbox to the cloud is the sync task's job (`src/sync/`, started from
+//! [`agent::Agent::spawn_background_tasks`]).
+//!
+//! Layout (start with [`agent`] and [`store`]):
+//! - [`agent`]: `run(config, listener, shutdown)` and the [`agent::Agent`]
+//!   that owns the store, the catalog, the metrics and background tasks.
+//! - [`config`]: the one `Config` (TOML + `O2C_AGENT__*` env overrides).
+//! - [`store`]: SQLite behind a single group-committing writer: orders,
+//!   the outbox, idempotency records, sync bookkeeping. The sync task's API
+//!   (`pending_batch`, `apply_ack`, `apply_status`, ...) lives here.
+//! - [`api`]: the axum router, handlers, JSON bodies ([`api::model`]) and
+//!   the error mapping.
+//! - [`capture`]: pure request → validated `Order` conversion, card-data
+//!   scan and offline floor limit.
+//! - [`catalog`]: the sled catalog cache and the JSONL import.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`openapi`]: the generated OpenAPI document (checked in as
+//!   `agent/openapi.json`).
+//! - `main.rs`: the CLI (`run`, `check-config`, `catalog import`).
+
+pub mod agent;
+pub mod api;
+pub mod capture;
+pub mod catalog;
+pub mod config;
+pub mod metrics;
+pub mod openapi;
+pub mod store;
+
+pub use agent::{Agent, AgentError, run};
+pub use config::Config;

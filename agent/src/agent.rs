@@ -1,0 +1,206 @@
+//! The running agent: opens the store and the catalog, serves the API on
+//! an injected listener until an injected shutdown future resolves, then
+//! drains in-flight requests, stops background tasks and closes the
+//! database cleanly.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::catalog::{Catalog, CatalogError};
+use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, StoreOptions};
+
+/// Why the agent could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A bad configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store failed to open or close.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The catalog failed to open.
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+    /// An I/O error (data dir, listener).
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The agent: everything the API and the background tasks share.
+#[derive(Debug)]
+pub struct Agent {
+    config: Arc<Config>,
+    store: Store,
+    catalog: Catalog,
+    metrics: Arc<Metrics>,
+    connected: Arc<AtomicBool>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Agent {
+    /// Creates the data dir and opens the store and the catalog.
+    pub fn open(config: Config) -> Result<Agent, AgentError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::Io {
+            what: format!("create data_dir {}", config.data_dir.display()),
+            source,
+        })?;
+        let metrics = Arc::new(Metrics::new());
+        let mut opts = StoreOptions::new(
+            config.db_path(),
+            config.store_id.clone(),
+            config.agent_id.clone(),
+        );
+        opts.max_pending_events = config.outbox.max_pending_events;
+        opts.offline_total_cap_minor = config.payments.offline_total_cap_minor;
+        opts.max_commit_batch = config.outbox.max_commit_batch;
+        let store = Store::open(opts, metrics.store.clone())?;
+        let catalog = Catalog::open(&config.catalog_path(), config.catalog.cache_bytes)?;
+        Ok(Agent {
+            config: Arc::new(config),
+            store,
+            catalog,
+            metrics,
+            connected: Arc::new(AtomicBool::new(false)),
+            cancel: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The store handle (the sync task's way in).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The flag `GET /v1/sync` reports as `connected`; the sync task sets it.
+    pub fn connected_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.connected)
+    }
+
+    /// Cancelled when the agent shuts down; background tasks watch it.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// The HTTP router over this agent's state.
+    pub fn router(&self) -> axum::Router {
+        api::router(AppState::new(
+            &self.config,
+            self.store.clone(),
+            self.catalog.clone(),
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.connected),
+        ))
+    }
+
+    /// Starts the background tasks. **Hook for the sync task**: spawn it
+    /// here with `self.tasks.spawn(...)`, giving it `self.store.clone()`,
+    /// `self.config.mqtt`, `self.connected_flag()` and
+    /// `self.shutdown_token()`; it must return once the token is cancelled.
+    /// [`Agent::serve`] waits for every task spawned here before closing the
+    /// store.
+    pub fn spawn_background_tasks(&self) {
+        // The sync task: ships the outbox, applies acks and status.
+        let sync = crate::sync::SyncTask {
+            store: self.store.clone(),
+            mqtt: self.config.mqtt.clone(),
+            store_id: self.config.store_id.clone(),
+            agent_id: self.config.agent_id.clone(),
+            connected: self.connected_flag(),
+            cancel: self.cancel.clone(),
+        };
+        self.tasks.spawn(async move {
+            if let Err(e) = sync.run().await {
+                tracing::error!(error = %e, "sync task stopped");
+            }
+        });
+        // Retention of acked outbox rows; the sync task acks them.
+        let store = self.store.clone();
+        let cancel = self.cancel.clone();
+        let retention_ms = i64::from(self.config.mqtt.retention_days) * 86_400_000;
+        self.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    _ = tick.tick() => {
+                        let cutoff = crate::store::now_ms() - retention_ms;
+                        match store.prune_acked(cutoff).await {
+                            Ok(0) => {}
+                            Ok(n) => tracing::info!(rows = n, "pruned acked outbox rows"),
+                            Err(e) => tracing::warn!(error = %e, "outbox prune failed"),
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Serves the API on `listener` until `shutdown` resolves, then drains
+    /// in-flight requests (up to `http.shutdown_grace_ms`), stops the
+    /// background tasks and closes the store and catalog.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AgentError> {
+        self.spawn_background_tasks();
+        let cancel = self.cancel.clone();
+        let grace = Duration::from_millis(self.config.http.shutdown_grace_ms);
+        let trigger = cancel.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            trigger.cancel();
+        });
+        let server = axum::serve(listener, self.router())
+            .with_graceful_shutdown(cancel.clone().cancelled_owned());
+        let drained = async {
+            cancel.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            r = server => r.map_err(|source| AgentError::Io { what: "serve".into(), source })?,
+            () = drained => tracing::warn!(?grace, "in-flight requests did not finish within the grace period"),
+        }
+        tracing::info!("http server stopped; closing the store");
+        self.cancel.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        self.store.close().await?;
+        self.catalog.flush()?;
+        Ok(())
+    }
+}
+
+/// Opens the agent and serves until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AgentError> {
+    Agent::open(config)?.serve(listener, shutdown).await
+}

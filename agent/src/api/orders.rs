@@ -1,0 +1,376 @@
+//! Order handlers: capture, read, list and cancel.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use o2c_protocol::validate::contains_card_number;
+use o2c_protocol::{OrderId, Payment, Traceparent};
+use sha2::{Digest, Sha256};
+
+use super::model::{
+    CancelRequest, CancelResponse, CaptureRequest, CardAuthorizationBody, ErrorBody, LineView,
+    ListQuery, OrderListItem, OrderPage, OrderView, PaymentView, SyncError,
+};
+use super::{ApiError, AppState, MAX_BODY_BYTES};
+use crate::capture::{self, CaptureError, Price};
+use crate::store::{CaptureReceipt, LocalStatus, NewCapture, StoredOrder};
+
+const MAX_KEY_LEN: usize = 128;
+
+/// Capture an order.
+#[utoipa::path(
+    post, path = "/v1/orders", tag = "orders",
+    request_body = CaptureRequest,
+    params(
+        ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters; retries reuse it"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context, copied into the event"),
+    ),
+    responses(
+        (status = 201, description = "Captured and durable", body = CaptureReceipt),
+        (status = 200, description = "Replay of an earlier request with the same key and body", body = CaptureReceipt),
+        (status = 400, description = "malformed_json, missing_idempotency_key, invalid_idempotency_key, unknown_field", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 403, description = "forbidden: terminal_id is not the token's terminal", body = ErrorBody),
+        (status = 409, description = "idempotency_conflict", body = ErrorBody),
+        (status = 413, description = "payload_too_large (over 64 KiB)", body = ErrorBody),
+        (status = 422, description = "invalid_order, invalid_field, unknown_sku, card_data_rejected, offline_limit_exceeded", body = ErrorBody),
+        (status = 503, description = "backlog_full (with Retry-After), storage_unavailable, unavailable", body = ErrorBody),
+        (status = 507, description = "storage_full", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn capture(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = capture_inner(&st, &headers, body).await;
+    let m = &st.inner.metrics;
+    m.capture_seconds.observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok((status, json)) => {
+            m.capture(if status == StatusCode::CREATED {
+                "created"
+            } else {
+                "replayed"
+            });
+            (status, [(header::CONTENT_TYPE, "application/json")], json).into_response()
+        }
+        Err(e) => {
+            m.capture("refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn capture_inner(
+    st: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, String), ApiError> {
+    let terminal = st.authenticate(headers)?.clone();
+    let key = idempotency_key(headers)?;
+    let body = read_body(body)?;
+    capture::scan_card_data(&body)?;
+    let req = capture::parse_request(&body)?;
+    if req.terminal_id != terminal.as_str() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the token belongs to another terminal",
+        )
+        .field("terminal_id"));
+    }
+    let order_id = OrderId::from_uuid(uuid::Uuid::now_v7())
+        .map_err(|e| ApiError::from(CaptureError::Catalog(e.to_string())))?;
+    let inner = &st.inner;
+    let order = capture::build_order(
+        req,
+        &inner.store_id,
+        order_id,
+        inner.offline_floor_limit_minor,
+        |sku| {
+            inner
+                .catalog
+                .get(sku)
+                .map(|p| {
+                    p.map(|p| Price {
+                        minor: p.price_minor,
+                        currency: p.currency,
+                    })
+                })
+                .map_err(|e| e.to_string())
+        },
+    )?;
+    let outcome = inner
+        .store
+        .capture(NewCapture {
+            order,
+            idempotency_key: key,
+            request_sha256: Sha256::digest(&body).into(),
+            traceparent: traceparent(headers),
+        })
+        .await?;
+    let status = if outcome.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, outcome.response_json))
+}
+
+fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(MAX_BODY_BYTES)
+        } else {
+            ApiError::bad_request("malformed_body", r.body_text())
+        }
+    })
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let v = headers.get("idempotency-key").ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_idempotency_key",
+            "the Idempotency-Key header is required",
+        )
+    })?;
+    let s = v.to_str().unwrap_or_default();
+    let ok = !s.is_empty()
+        && s.len() <= MAX_KEY_LEN
+        && s.bytes().all(|b| b.is_ascii_graphic())
+        && !contains_card_number(s);
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_idempotency_key",
+            "the Idempotency-Key must be 1-128 visible ASCII characters",
+        ))
+    }
+}
+
+fn traceparent(headers: &HeaderMap) -> Option<Traceparent> {
+    headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| Traceparent::new(s.trim()).ok())
+}
+
+fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::not_found("order_not_found", "no such order"))
+}
+
+/// Read one order.
+#[utoipa::path(
+    get, path = "/v1/orders/{order_id}", tag = "orders",
+    params(("order_id" = String, Path, description = "UUIDv7")),
+    responses(
+        (status = 200, body = OrderView),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "order_not_found", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn get_one(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Result<Json<OrderView>, ApiError> {
+    st.authenticate(&headers)?;
+    let id = parse_order_id(&raw)?;
+    let stored = st
+        .inner
+        .store
+        .order(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order_not_found", format!("no order {id}")))?;
+    Ok(Json(order_view(stored)))
+}
+
+fn order_view(s: StoredOrder) -> OrderView {
+    let o = &s.order;
+    let total = o.total().map(|m| m.minor).unwrap_or_default();
+    OrderView {
+        order_id: o.order_id.to_string(),
+        terminal_id: o.terminal_id.to_string(),
+        currency: o.currency.code().to_owned(),
+        total_minor: total,
+        captured_at: o
+            .captured_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        lines: o
+            .lines
+            .iter()
+            .map(|l| LineView {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+                unit_price_minor: l.unit_price.minor,
+            })
+            .collect(),
+        payments: o.payments.iter().map(payment_view).collect(),
+        fulfillment: capture::fulfillment_body(&o.fulfillment),
+        customer: o.customer.as_ref().map(|c| super::model::CustomerBody {
+            email: c.email.clone(),
+            phone: c.phone.clone(),
+        }),
+        status: s.status,
+        cancel_reason: s.cancel_reason,
+        sync: s.sync,
+        sync_error: s.reject_code.map(|code| SyncError {
+            code,
+            reason: s.reject_reason.unwrap_or_default(),
+        }),
+        cloud_status: s
+            .cloud_status
+            .map(|c| crate::store::cloud_status_name(c).to_owned()),
+        cloud_reason: s.cloud_reason,
+    }
+}
+
+fn payment_view(p: &Payment) -> PaymentView {
+    let mut v = PaymentView {
+        method: p.method().to_owned(),
+        amount_minor: p.amount().minor,
+        brand: None,
+        last4: None,
+        authorization: None,
+    };
+    if let Payment::Card {
+        brand,
+        last4,
+        authorization,
+        ..
+    } = p
+    {
+        v.brand = Some(brand.clone());
+        v.last4 = Some(last4.clone());
+        v.authorization = Some(match authorization {
+            o2c_protocol::CardAuthorization::Online => CardAuthorizationBody::Online,
+            o2c_protocol::CardAuthorization::Offline => CardAuthorizationBody::Offline,
+        });
+    }
+    v
+}
+
+/// List orders, oldest first, for end-of-day reports.
+#[utoipa::path(
+    get, path = "/v1/orders", tag = "orders",
+    params(ListQuery),
+    responses(
+        (status = 200, body = OrderPage),
+        (status = 400, description = "invalid_query", body = ErrorBody),
+        (status = 401, body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn list(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<OrderPage>, ApiError> {
+    st.authenticate(&headers)?;
+    let Query(q) = query.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(
+            ApiError::bad_request("invalid_query", "limit must be between 1 and 1000")
+                .field("limit"),
+        );
+    }
+    let after = match q.after.as_deref() {
+        None | Some("") => None,
+        Some(a) => Some(a.parse::<OrderId>().map_err(|_| {
+            ApiError::bad_request("invalid_query", "after must be an order id").field("after")
+        })?),
+    };
+    let rows = st.inner.store.list_orders(after, limit).await?;
+    let next_after = (rows.len() == limit)
+        .then(|| rows.last().map(|r| r.order_id.to_string()))
+        .flatten();
+    let orders = rows
+        .into_iter()
+        .map(|r| OrderListItem {
+            order_id: r.order_id.to_string(),
+            terminal_id: r.terminal_id.to_string(),
+            currency: r.currency,
+            total_minor: r.total_minor,
+            captured_at: r.captured_at,
+            status: r.status,
+            sync: r.sync,
+            cloud_status: r
+                .cloud_status
+                .map(|c| crate::store::cloud_status_name(c).to_owned()),
+        })
+        .collect();
+    Ok(Json(OrderPage { orders, next_after }))
+}
+
+/// Void an order: appends `OrderCancelled` to the outbox. Idempotent.
+#[utoipa::path(
+    post, path = "/v1/orders/{order_id}/cancel", tag = "orders",
+    params(("order_id" = String, Path, description = "UUIDv7")),
+    request_body(content = Option<CancelRequest>, description = "Optional; reason defaults to store_void"),
+    responses(
+        (status = 200, description = "Cancelled (now or by an earlier call)", body = CancelResponse),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "order_not_found", body = ErrorBody),
+        (status = 422, description = "invalid_field, card_data_rejected", body = ErrorBody),
+        (status = 503, description = "backlog_full", body = ErrorBody),
+        (status = 507, description = "storage_full", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn cancel(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<CancelResponse>, ApiError> {
+    st.authenticate(&headers)?;
+    let id = parse_order_id(&raw)?;
+    let body = read_body(body)?;
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelRequest::default()
+    } else {
+        capture::scan_card_data(&body)?;
+        serde_json::from_slice::<CancelRequest>(&body).map_err(|e| {
+            if e.is_data() && e.to_string().starts_with("unknown field") {
+                ApiError::bad_request("unknown_field", e.to_string())
+            } else {
+                ApiError::bad_request("malformed_json", e.to_string())
+            }
+        })?
+    };
+    let reason = req.reason.unwrap_or_else(|| "store_void".to_owned());
+    if reason.is_empty() || reason.chars().count() > 128 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_field",
+            "reason must be 1-128 characters",
+        )
+        .field("reason"));
+    }
+    let out = st
+        .inner
+        .store
+        .cancel(id, reason, traceparent(&headers))
+        .await?;
+    let at = super::rfc3339_ms(out.cancelled_at_ms);
+    Ok(Json(CancelResponse {
+        order_id: out.order_id.to_string(),
+        status: LocalStatus::Cancelled,
+        cancelled_at: at,
+        already_cancelled: out.already_cancelled,
+    }))
+}

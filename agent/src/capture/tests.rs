@@ -1,0 +1,198 @@
+use o2c_protocol::{OrderId, StoreId};
+
+use super::*;
+
+fn store() -> StoreId {
+    StoreId::new("S001").unwrap()
+}
+
+fn id() -> OrderId {
+    OrderId::from_uuid(uuid::Uuid::now_v7()).unwrap()
+}
+
+fn body(lines: &str, payments: &str) -> String {
+    format!(
+        r#"{{"terminal_id":"T1","currency":"CAD","lines":{lines},"payments":{payments},"fulfillment":{{"type":"carry_out"}}}}"#
+    )
+}
+
+fn no_catalog(_: &str) -> Result<Option<Price>, String> {
+    Ok(None)
+}
+
+fn build(b: &str) -> Result<Order, CaptureError> {
+    let req = parse_request(b.as_bytes())?;
+    build_order(req, &store(), id(), 10_000, |sku| {
+        Ok((sku == "SKU-CAT").then(|| Price {
+            minor: 250,
+            currency: "CAD".into(),
+        }))
+    })
+}
+
+fn field_of(e: CaptureError) -> String {
+    match e {
+        CaptureError::Invalid { field, .. }
+        | CaptureError::UnknownField { field }
+        | CaptureError::Shape { field, .. }
+        | CaptureError::UnknownSku { field }
+        | CaptureError::OfflineFloor { field, .. } => field,
+        other => panic!("no field in {other:?}"),
+    }
+}
+
+#[test]
+fn valid_order_builds() {
+    let b = body(
+        r#"[{"sku":"SKU-1","quantity":2,"unit_price_minor":1499}]"#,
+        r#"[{"method":"card","amount_minor":2000,"token":"tok_abc","brand":"visa","last4":"4242","authorization":"online"},{"method":"cash","amount_minor":998}]"#,
+    );
+    let o = build(&b).unwrap();
+    assert_eq!(o.total().unwrap().minor, 2998);
+    assert_eq!(o.payments.len(), 2);
+}
+
+#[test]
+fn catalog_price_fills_missing_unit_price() {
+    let b = body(
+        r#"[{"sku":"SKU-CAT","quantity":2}]"#,
+        r#"[{"method":"cash","amount_minor":500}]"#,
+    );
+    assert_eq!(build(&b).unwrap().lines[0].unit_price.minor, 250);
+    let unknown = body(
+        r#"[{"sku":"SKU-X","quantity":1}]"#,
+        r#"[{"method":"cash","amount_minor":1}]"#,
+    );
+    assert_eq!(
+        build(&unknown).unwrap_err(),
+        CaptureError::UnknownSku {
+            field: "lines[0].sku".into()
+        }
+    );
+}
+
+#[test]
+fn validation_paths_name_request_fields() {
+    let cases = [
+        (
+            body(
+                r#"[{"sku":"A","quantity":0,"unit_price_minor":1}]"#,
+                r#"[{"method":"cash","amount_minor":0}]"#,
+            ),
+            "lines[0].quantity",
+        ),
+        (
+            body(
+                r#"[{"sku":"A","quantity":1,"unit_price_minor":-5}]"#,
+                r#"[{"method":"cash","amount_minor":-5}]"#,
+            ),
+            "lines[0].unit_price_minor",
+        ),
+        (
+            body(
+                r#"[{"sku":"A","quantity":1,"unit_price_minor":0}]"#,
+                r#"[{"method":"cash","amount_minor":0}]"#,
+            ),
+            "payments[0].amount_minor",
+        ),
+        (
+            body(
+                r#"[{"sku":"A","quantity":1,"unit_price_minor":10}]"#,
+                r#"[{"method":"cash","amount_minor":9}]"#,
+            ),
+            "payments",
+        ),
+        (
+            body(
+                r#"[{"sku":"A","quantity":1,"unit_price_minor":10}]"#,
+                r#"[{"method":"card","amount_minor":10,"token":"t","brand":"visa","last4":"42","authorization":"online"}]"#,
+            ),
+            "payments[0].last4",
+        ),
+    ];
+    for (b, want) in cases {
+        assert_eq!(field_of(build(&b).unwrap_err()), want, "{b}");
+    }
+}
+
+#[test]
+fn shape_errors_are_classified() {
+    assert!(matches!(
+        parse_request(b"{not json"),
+        Err(CaptureError::Malformed(_))
+    ));
+    let extra = body(
+        r#"[{"sku":"A","quantity":1,"unit_price_minor":1,"colour":"red"}]"#,
+        r#"[{"method":"cash","amount_minor":1}]"#,
+    );
+    assert_eq!(
+        field_of(parse_request(extra.as_bytes()).unwrap_err()),
+        "lines[0].colour"
+    );
+    let top = r#"{"terminal_id":"T1","bogus":1}"#;
+    assert_eq!(
+        field_of(parse_request(top.as_bytes()).unwrap_err()),
+        "bogus"
+    );
+    let wrong_type = body(
+        r#"[{"sku":"A","quantity":"two","unit_price_minor":1}]"#,
+        r#"[{"method":"cash","amount_minor":1}]"#,
+    );
+    assert_eq!(
+        field_of(parse_request(wrong_type.as_bytes()).unwrap_err()),
+        "lines[0].quantity"
+    );
+}
+
+#[test]
+fn card_numbers_are_found_and_located() {
+    let b = body(
+        r#"[{"sku":"A","quantity":1,"unit_price_minor":1}]"#,
+        r#"[{"method":"card","amount_minor":1,"token":"4111 1111 1111 1111","brand":"visa","last4":"1111","authorization":"online"}]"#,
+    );
+    assert_eq!(
+        scan_card_data(b.as_bytes()),
+        Err(CaptureError::CardData {
+            field: Some("payments[0].token".into())
+        })
+    );
+    assert_eq!(
+        scan_card_data(b"{\"x\": 4111111111111111"),
+        Err(CaptureError::CardData { field: None })
+    );
+    let clean = body(
+        r#"[{"sku":"A","quantity":1,"unit_price_minor":1}]"#,
+        r#"[{"method":"cash","amount_minor":1}]"#,
+    );
+    assert_eq!(scan_card_data(clean.as_bytes()), Ok(()));
+    // Escaped digits dodge the raw scan; validation still catches them.
+    let escaped = body(
+        r#"[{"sku":"\u0034111111111111111","quantity":1,"unit_price_minor":1}]"#,
+        r#"[{"method":"cash","amount_minor":1}]"#,
+    );
+    assert_eq!(scan_card_data(escaped.as_bytes()), Ok(()));
+    assert_eq!(
+        build(&escaped).unwrap_err(),
+        CaptureError::CardData {
+            field: Some("lines[0].sku".into())
+        }
+    );
+}
+
+#[test]
+fn offline_floor_limit() {
+    let over = body(
+        r#"[{"sku":"A","quantity":1,"unit_price_minor":10001}]"#,
+        r#"[{"method":"card","amount_minor":10001,"token":"t","brand":"visa","last4":"4242","authorization":"offline"}]"#,
+    );
+    assert_eq!(
+        field_of(build(&over).unwrap_err()),
+        "payments[0].amount_minor"
+    );
+    let at = over.replace("10001", "10000");
+    assert!(build(&at).is_ok());
+    let online = over.replace("offline", "online");
+    assert!(build(&online).is_ok());
+    let req = parse_request(at.as_bytes()).unwrap();
+    assert!(build_order(req, &store(), id(), 0, no_catalog).is_err());
+}

@@ -1,0 +1,176 @@
+//! `o2c-agent`: the CLI. Thin: parse, load config (exit 64 on a bad one),
+//! bind, write `data_dir/http.addr`, run until SIGTERM/SIGINT.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use o2c_agent::catalog::Catalog;
+use o2c_agent::config::{Config, ConfigError};
+
+/// Exit code for a bad configuration (EX_CONFIG).
+const EXIT_CONFIG: u8 = 64;
+/// Exit code for bad input data (EX_DATAERR).
+const EXIT_DATA: u8 = 65;
+
+#[derive(Debug, Parser)]
+#[command(name = "o2c-agent", version, about = "o2c in-store agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the local API until SIGTERM or SIGINT.
+    Run {
+        /// Config file (TOML); O2C_AGENT__* variables override its keys.
+        #[arg(long, env = "O2C_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate the config and print the effective result.
+    CheckConfig {
+        /// Config file (TOML).
+        #[arg(long, env = "O2C_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Catalog cache maintenance (run while the agent is stopped).
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Load products from a JSON-lines file (upsert by SKU).
+    Import {
+        /// Config file (TOML), for data_dir.
+        #[arg(long, env = "O2C_AGENT_CONFIG")]
+        config: PathBuf,
+        /// `{"sku","name","price_minor","currency","category","stock_on_hand"}` per line.
+        file: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config_path = match &cli.command {
+        Command::Run { config }
+        | Command::CheckConfig { config }
+        | Command::Catalog {
+            command: CatalogCommand::Import { config, .. },
+        } => config.clone(),
+    };
+    let config = match load_config(&config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("o2c-agent: invalid configuration: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let result = match cli.command {
+        Command::CheckConfig { .. } => {
+            print!("{}", config.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run { .. } => serve(config).map(|()| ExitCode::SUCCESS),
+        Command::Catalog {
+            command: CatalogCommand::Import { file, .. },
+        } => import(&config, &file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("o2c-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: &Path) -> Result<Config, ConfigError> {
+    Config::load(path)
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the tokio runtime")?;
+    runtime.block_on(async move {
+        let addr_file = config.http_addr_path();
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("create data_dir {}", config.data_dir.display()))?;
+        // A stale file must not point a waiting client at a dead port.
+        let _ = std::fs::remove_file(&addr_file);
+        let agent = o2c_agent::Agent::open(config)?;
+        let listen = agent.config().http.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("bind http.listen {listen}"))?;
+        let bound = listener.local_addr().context("local_addr")?;
+        write_atomically(&addr_file, &format!("{bound}\n"))
+            .with_context(|| format!("write {}", addr_file.display()))?;
+        tracing::info!(addr = %bound, "listening");
+        agent.serve(listener, shutdown_signal()).await?;
+        tracing::info!("stopped cleanly");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: draining"),
+                _ = int.recv() => tracing::info!("SIGINT: draining"),
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot install signal handlers; use ctrl-c");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+fn import(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
+    let input = std::fs::File::open(file).with_context(|| format!("open {}", file.display()))?;
+    let catalog = Catalog::open(&config.catalog_path(), config.catalog.cache_bytes)
+        .context("open the catalog (is the agent running? stop it first)")?;
+    let report = catalog.import_jsonl(std::io::BufReader::new(input))?;
+    for (line, message) in &report.errors {
+        eprintln!("{}:{line}: {message}", file.display());
+    }
+    println!(
+        "imported {} products ({} bad lines); catalog holds {}",
+        report.imported,
+        report.errors.len(),
+        catalog.len()
+    );
+    Ok(if report.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_DATA)
+    })
+}

@@ -1,0 +1,151 @@
+//! Prometheus metrics (`GET /metrics`, OpenMetrics text format).
+//!
+//! - `o2c_agent_captures_total{result}`: `created`, `replayed`, `refused`.
+//! - `o2c_agent_capture_seconds`: capture latency, request in to answer out.
+//! - `o2c_agent_errors_total{code}`: API errors by their `error.code`.
+//! - `o2c_agent_outbox_pending`: events waiting for the cloud.
+//! - `o2c_agent_offline_exposure_minor`: unconfirmed offline card money.
+//! - `o2c_agent_sync_connected`: 1 while the sync task is connected.
+//! - `o2c_agent_store_commits_total`, `o2c_agent_store_commit_errors_total`,
+//!   `o2c_agent_store_commit_seconds`, `o2c_agent_store_commit_batch_commands`:
+//!   the writer's group commits.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// The writer's metrics (handed to [`crate::store::Store::open`]).
+#[derive(Debug, Clone)]
+pub struct StoreMetrics {
+    pub(crate) commits: Counter,
+    pub(crate) commit_errors: Counter,
+    pub(crate) commit_seconds: Histogram,
+    pub(crate) batch_commands: Histogram,
+    pub(crate) pending: Gauge,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        Self {
+            commits: Counter::default(),
+            commit_errors: Counter::default(),
+            commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 14)),
+            batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
+            pending: Gauge::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ResultLabel {
+    pub(crate) result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CodeLabel {
+    pub(crate) code: &'static str,
+}
+
+/// Every metric of the agent and the registry that renders them.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub(crate) store: StoreMetrics,
+    pub(crate) captures: Family<ResultLabel, Counter>,
+    pub(crate) capture_seconds: Histogram,
+    pub(crate) errors: Family<CodeLabel, Counter>,
+    pub(crate) offline_exposure: Gauge,
+    pub(crate) sync_connected: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Builds and registers every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("o2c_agent");
+        let store = StoreMetrics::default();
+        let captures = Family::<ResultLabel, Counter>::default();
+        let capture_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
+        let errors = Family::<CodeLabel, Counter>::default();
+        let offline_exposure = Gauge::default();
+        let sync_connected = Gauge::default();
+        registry.register("captures", "Order captures by result", captures.clone());
+        registry.register(
+            "capture_seconds",
+            "Capture latency, request received to answer sent",
+            capture_seconds.clone(),
+        );
+        registry.register("errors", "API errors by error code", errors.clone());
+        registry.register(
+            "outbox_pending",
+            "Events waiting for the cloud",
+            store.pending.clone(),
+        );
+        registry.register(
+            "offline_exposure_minor",
+            "Offline-authorised card money not yet confirmed by the cloud",
+            offline_exposure.clone(),
+        );
+        registry.register(
+            "sync_connected",
+            "1 while the sync task is connected to the cloud",
+            sync_connected.clone(),
+        );
+        registry.register(
+            "store_commits",
+            "Group commits of the store writer",
+            store.commits.clone(),
+        );
+        registry.register(
+            "store_commit_errors",
+            "Group commits that failed (nothing of them was kept)",
+            store.commit_errors.clone(),
+        );
+        registry.register(
+            "store_commit_seconds",
+            "Duration of one group commit, including its fsync",
+            store.commit_seconds.clone(),
+        );
+        registry.register(
+            "store_commit_batch_commands",
+            "Commands per group commit",
+            store.batch_commands.clone(),
+        );
+        Self {
+            registry,
+            store,
+            captures,
+            capture_seconds,
+            errors,
+            offline_exposure,
+            sync_connected,
+        }
+    }
+
+    /// Counts an API error by code.
+    pub(crate) fn error(&self, code: &'static str) {
+        self.errors.get_or_create(&CodeLabel { code }).inc();
+    }
+
+    /// Counts a capture by result.
+    pub(crate) fn capture(&self, result: &'static str) {
+        self.captures.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Renders the registry.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            out = format!("# encoding failed: {e}\n");
+        }
+        out
+    }
+}

@@ -1,0 +1,368 @@
+//! The durable store: SQLite (WAL, `synchronous=FULL`) behind one writer.
+//!
+//! - [`Store`] is a cheap clonable handle. Every write (capture, cancel, ack,
+//!   status, prune) is a command to the single writer thread
+//!   ([`writer`](self)), which commits many commands in one transaction
+//!   (group commit) and answers each caller only after that commit. Each
+//!   command runs inside its own savepoint, so a refused command leaves
+//!   nothing behind and does not sink its neighbours.
+//! - Reads use a small pool of read-only connections on the blocking pool,
+//!   so they never wait for, nor delay, the writer.
+//! - The writer keeps the pending-event count, the next `seq` and the
+//!   unconfirmed offline-card total in memory (loaded at open), so refusals
+//!   such as `backlog_full` cost no query.
+//!
+//! The sync task uses [`Store::pending_batch`], [`Store::apply_ack`],
+//! [`Store::apply_status`], [`Store::sync_counts`] and
+//! [`Store::prune_acked`].
+
+mod read;
+mod schema;
+mod types;
+mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+use o2c_protocol::{Ack, AgentId, OrderId, StatusUpdate, StoreId, Traceparent};
+use tokio::sync::{mpsc, oneshot};
+
+pub use types::{
+    AckOutcome, CancelOutcome, CaptureOutcome, CaptureReceipt, LocalStatus, NewCapture,
+    OrderSummary, OutboxEvent, StatusOutcome, StoredOrder, SyncCounts, SyncState,
+    cloud_status_name,
+};
+
+use crate::metrics::StoreMetrics;
+use read::ReadPool;
+use writer::{Command, Op, Reply};
+
+/// Why a store operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The disk is full (`SQLITE_FULL`). Nothing of the command was kept;
+    /// later commands succeed once space returns.
+    #[error("storage full: {0}")]
+    StorageFull(String),
+    /// An I/O error from SQLite (`SQLITE_IOERR*`).
+    #[error("storage I/O error: {0}")]
+    StorageIo(String),
+    /// Any other SQLite error.
+    #[error("database error: {0}")]
+    Database(String),
+    /// Opening or migrating the database failed.
+    #[error("database setup: {0}")]
+    Setup(String),
+    /// The idempotency key was used before with a different request.
+    #[error("idempotency key already used with a different request")]
+    IdempotencyConflict,
+    /// Too many events are waiting for the cloud.
+    #[error("outbox backlog full: {pending} events pending (limit {limit})")]
+    BacklogFull {
+        /// Pending events now.
+        pending: u64,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// Accepting this order would push unconfirmed offline card money over
+    /// the store's cap.
+    #[error("offline card total would be {would_be} (cap {cap})")]
+    OfflineCapExceeded {
+        /// Exposure after this order.
+        would_be: i64,
+        /// The cap.
+        cap: i64,
+    },
+    /// No such order.
+    #[error("order {0} not found")]
+    OrderNotFound(OrderId),
+    /// An order of another store was submitted.
+    #[error("order belongs to store {0}, not this one")]
+    WrongStore(String),
+    /// An ack that covers seqs never assigned.
+    #[error("ack covers seq {seq}, but the last assigned seq is {head}")]
+    InvalidAck {
+        /// The offending seq.
+        seq: u64,
+        /// The last assigned seq.
+        head: u64,
+    },
+    /// Serialising an order or envelope failed.
+    #[error("encode: {0}")]
+    Encode(String),
+    /// A stored row could not be read back.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The writer thread has stopped (shutdown or a fatal error).
+    #[error("the store writer has stopped")]
+    WriterGone,
+}
+
+impl StoreError {
+    /// Whether the error is the disk being full.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, StoreError::StorageFull(_))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => StoreError::StorageFull(e.to_string()),
+            Some(ErrorCode::SystemIoFailure) => StoreError::StorageIo(e.to_string()),
+            _ => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+impl From<o2c_protocol::MoneyError> for StoreError {
+    fn from(e: o2c_protocol::MoneyError) -> Self {
+        StoreError::Encode(e.to_string())
+    }
+}
+
+/// How to open a [`Store`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The SQLite file.
+    pub path: PathBuf,
+    /// Written into every envelope.
+    pub store_id: StoreId,
+    /// Written into every envelope.
+    pub agent_id: AgentId,
+    /// Captures and cancels are refused once this many events are pending.
+    pub max_pending_events: u64,
+    /// Most unconfirmed offline card money (minor units).
+    pub offline_total_cap_minor: i64,
+    /// Most commands per group commit.
+    pub max_commit_batch: usize,
+    /// Depth of the writer's command queue.
+    pub queue_depth: usize,
+    /// Read-only connections in the read pool.
+    pub readers: usize,
+}
+
+impl StoreOptions {
+    /// Defaults for everything but the identity and path.
+    pub fn new(path: PathBuf, store_id: StoreId, agent_id: AgentId) -> Self {
+        Self {
+            path,
+            store_id,
+            agent_id,
+            max_pending_events: 1_000_000,
+            offline_total_cap_minor: 500_000,
+            max_commit_batch: 2048,
+            queue_depth: 8192,
+            readers: 2,
+        }
+    }
+}
+
+/// Counters the writer publishes after each commit (no query needed).
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pending: AtomicU64,
+    last_seq: AtomicU64,
+    offline_exposure: AtomicI64,
+    alive: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    tx: mpsc::Sender<Command>,
+    reads: Arc<ReadPool>,
+    shared: Arc<Shared>,
+    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Handle to the store; clone it freely.
+#[derive(Debug, Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl Store {
+    /// Opens (creating and migrating) the database and starts the writer.
+    pub fn open(opts: StoreOptions, metrics: StoreMetrics) -> Result<Store, StoreError> {
+        let conn = schema::open_writer(&opts.path)?;
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
+        let w = writer::Writer::new(conn, &opts, Arc::clone(&shared), metrics)?;
+        let reads = Arc::new(ReadPool::open(&opts.path, opts.readers.max(1))?);
+        let handle = std::thread::Builder::new()
+            .name("o2c-store-writer".into())
+            .spawn(move || w.run(rx))
+            .map_err(|e| StoreError::Setup(format!("spawn writer: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                tx,
+                reads,
+                shared,
+                writer: std::sync::Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    async fn call<T>(
+        &self,
+        op: Op,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Reply,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Command::Op(op, make(tx)))
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Commits a new order: the order, its lines and payments, its
+    /// `OrderCreated` envelope (next `seq`, fresh UUIDv7 `event_id`) and the
+    /// idempotency record, in one transaction. Sets `captured_at` to the
+    /// commit time. A repeated `(terminal, key)` with the same request hash
+    /// returns the stored response with `replayed: true`.
+    pub async fn capture(&self, c: NewCapture) -> Result<CaptureOutcome, StoreError> {
+        self.call(Op::Capture(Box::new(c)), Reply::Capture).await
+    }
+
+    /// Voids an order: appends `OrderCancelled` to the outbox. Idempotent:
+    /// a second call returns the first cancellation.
+    pub async fn cancel(
+        &self,
+        order_id: OrderId,
+        reason: String,
+        traceparent: Option<Traceparent>,
+    ) -> Result<CancelOutcome, StoreError> {
+        self.call(
+            Op::Cancel {
+                order_id,
+                reason,
+                traceparent,
+            },
+            Reply::Cancel,
+        )
+        .await
+    }
+
+    /// Applies a cumulative ack in one transaction: pending rows with
+    /// `seq <= through_seq` become `acked`, those listed in `rejected`
+    /// become `rejected` with their code and reason; the offline-card
+    /// exposure of acked orders is released and `sync_state` advances.
+    /// Applying the same ack twice changes nothing the second time.
+    pub async fn apply_ack(&self, ack: &Ack, now_ms: i64) -> Result<AckOutcome, StoreError> {
+        self.call(Op::Ack(ack.clone(), now_ms), Reply::Ack).await
+    }
+
+    /// Records a cloud status for an order, once per `event_id`; an update
+    /// older than the one already applied is ignored (`Stale`).
+    pub async fn apply_status(
+        &self,
+        update: &StatusUpdate,
+        now_ms: i64,
+    ) -> Result<StatusOutcome, StoreError> {
+        self.call(Op::Status(update.clone(), now_ms), Reply::Status)
+            .await
+    }
+
+    /// Deletes acked outbox rows acked before `older_than_ms` (and status
+    /// dedup records as old). Returns the outbox rows deleted. Never changes
+    /// seq assignment: the next seq also follows `sync_state.last_acked_seq`.
+    pub async fn prune_acked(&self, older_than_ms: i64) -> Result<u64, StoreError> {
+        self.call(Op::Prune(older_than_ms), Reply::Prune).await
+    }
+
+    /// Pending events with `seq > after_seq`, in seq order: at most
+    /// `max_events`, stopping before the envelopes would exceed `max_bytes`,
+    /// but always at least one when any is pending.
+    pub async fn pending_batch(
+        &self,
+        after_seq: u64,
+        max_events: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<OutboxEvent>, StoreError> {
+        self.read(move |c| read::pending_batch(c, after_seq, max_events, max_bytes))
+            .await
+    }
+
+    /// Counts for `GET /v1/sync`. `now_ms` dates the oldest pending event.
+    pub async fn sync_counts(&self, now_ms: i64) -> Result<SyncCounts, StoreError> {
+        let pending = self.pending_events();
+        self.read(move |c| read::sync_counts(c, pending, now_ms))
+            .await
+    }
+
+    /// One order with its local, sync and cloud status.
+    pub async fn order(&self, order_id: OrderId) -> Result<Option<StoredOrder>, StoreError> {
+        self.read(move |c| read::order(c, order_id)).await
+    }
+
+    /// Orders by id (capture time) after `after`, at most `limit`.
+    pub async fn list_orders(
+        &self,
+        after: Option<OrderId>,
+        limit: usize,
+    ) -> Result<Vec<OrderSummary>, StoreError> {
+        self.read(move |c| read::list_orders(c, after, limit)).await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = Arc::clone(&self.inner.reads);
+        tokio::task::spawn_blocking(move || pool.with(f))
+            .await
+            .map_err(|e| StoreError::Database(format!("read task: {e}")))?
+    }
+
+    /// Events not yet acked or rejected (in memory, no query).
+    pub fn pending_events(&self) -> u64 {
+        self.inner.shared.pending.load(Ordering::Acquire)
+    }
+
+    /// The last seq assigned (0 before the first event).
+    pub fn last_seq(&self) -> u64 {
+        self.inner.shared.last_seq.load(Ordering::Acquire)
+    }
+
+    /// Offline card money not yet confirmed by the cloud (minor units).
+    pub fn offline_exposure_minor(&self) -> i64 {
+        self.inner.shared.offline_exposure.load(Ordering::Acquire)
+    }
+
+    /// Whether the writer thread is running.
+    pub fn is_alive(&self) -> bool {
+        self.inner.shared.alive.load(Ordering::Acquire)
+    }
+
+    /// Lets the writer finish every queued command, then closes the
+    /// database and joins the thread. Later calls get `WriterGone`.
+    pub async fn close(&self) -> Result<(), StoreError> {
+        // A full queue only delays this; the writer drains it.
+        let _ = self.inner.tx.send(Command::Shutdown).await;
+        let handle = self
+            .inner
+            .writer
+            .lock()
+            .map_err(|_| StoreError::WriterGone)?
+            .take();
+        if let Some(h) = handle {
+            tokio::task::spawn_blocking(move || h.join())
+                .await
+                .map_err(|e| StoreError::Database(format!("join writer: {e}")))?
+                .map_err(|_| StoreError::Database("writer thread panicked".into()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The wall clock in Unix milliseconds (what the store records).
+pub fn now_ms() -> i64 {
+    writer::unix_ms(time::OffsetDateTime::now_utc())
+}
+
+#[cfg(test)]
+mod tests;

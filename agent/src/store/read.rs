@@ -1,0 +1,188 @@
+//! Read-only queries, run on a small pool of read-only connections. WAL
+//! gives each query a consistent snapshot without blocking the writer.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use o2c_protocol::{EventId, Order, OrderId, Seq};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::types::{
+    LocalStatus, OrderSummary, OutboxEvent, StoredOrder, SyncCounts, SyncState, parse_cloud_status,
+};
+use super::writer::to_i64;
+use super::{StoreError, schema};
+
+/// A few read-only connections, handed out round robin.
+#[derive(Debug)]
+pub(crate) struct ReadPool {
+    conns: Vec<Mutex<Connection>>,
+    next: AtomicUsize,
+}
+
+impl ReadPool {
+    pub(crate) fn open(path: &Path, n: usize) -> Result<Self, StoreError> {
+        let conns = (0..n)
+            .map(|_| schema::open_reader(path).map(Mutex::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            conns,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs `f` on one connection (blocking; call from a blocking task).
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len().max(1);
+        let slot = self
+            .conns
+            .get(i)
+            .ok_or_else(|| StoreError::Setup("empty read pool".into()))?;
+        // A panic while holding the lock cannot leave a connection in a
+        // half-written state (it only reads), so a poisoned lock is usable.
+        let conn = slot.lock().unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+}
+
+fn corrupt(what: &str, v: &str) -> StoreError {
+    StoreError::Corrupt(format!("{what} {v:?}"))
+}
+
+pub(crate) fn pending_batch(
+    c: &Connection,
+    after_seq: u64,
+    max_events: usize,
+    max_bytes: usize,
+) -> Result<Vec<OutboxEvent>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, event_id, envelope FROM outbox \
+         WHERE state = 'pending' AND seq > ?1 ORDER BY seq LIMIT ?2",
+    )?;
+    let limit = to_i64(max_events.max(1) as u64);
+    let mut rows = stmt.query(params![to_i64(after_seq), limit])?;
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        let event_id: String = row.get(1)?;
+        let envelope: Vec<u8> = row.get(2)?;
+        if !out.is_empty() && bytes + envelope.len() > max_bytes {
+            break;
+        }
+        bytes += envelope.len();
+        out.push(OutboxEvent {
+            seq: Seq::new(u64::try_from(seq).unwrap_or(0))
+                .map_err(|_| corrupt("seq", &seq.to_string()))?,
+            event_id: event_id
+                .parse::<EventId>()
+                .map_err(|_| corrupt("event_id", &event_id))?,
+            envelope,
+        });
+    }
+    Ok(out)
+}
+
+pub(crate) fn sync_counts(
+    c: &Connection,
+    pending: u64,
+    now_ms: i64,
+) -> Result<SyncCounts, StoreError> {
+    let oldest: Option<i64> = c
+        .prepare_cached(
+            "SELECT created_at_ms FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let (last_acked, last_ack_at): (i64, Option<i64>) = c
+        .prepare_cached("SELECT last_acked_seq, last_ack_at_ms FROM sync_state WHERE id = 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let rejected: i64 = c
+        .prepare_cached("SELECT COUNT(*) FROM outbox WHERE state = 'rejected'")?
+        .query_row([], |r| r.get(0))?;
+    Ok(SyncCounts {
+        pending_events: pending,
+        oldest_pending_age_ms: oldest.map(|t| u64::try_from(now_ms - t).unwrap_or(0)),
+        last_acked_seq: u64::try_from(last_acked).unwrap_or(0),
+        last_ack_at_ms: last_ack_at,
+        rejected_events: u64::try_from(rejected).unwrap_or(0),
+    })
+}
+
+pub(crate) fn order(c: &Connection, order_id: OrderId) -> Result<Option<StoredOrder>, StoreError> {
+    let row = c
+        .prepare_cached(
+            "SELECT order_json, status, cancelled_at_ms, cancel_reason, sync_state, reject_code, \
+             reject_reason, cloud_status, cloud_reason FROM orders WHERE order_id = ?1",
+        )?
+        .query_row([order_id.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<i64>>(2)?,
+                r.get::<_, Option<String>>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, Option<String>>(8)?,
+            ))
+        })
+        .optional()?;
+    let Some((json, status, cancelled_at, cancel_reason, sync, rcode, rreason, cloud, creason)) =
+        row
+    else {
+        return Ok(None);
+    };
+    let order: Order = serde_json::from_str(&json)
+        .map_err(|e| StoreError::Corrupt(format!("order_json of {order_id}: {e}")))?;
+    Ok(Some(StoredOrder {
+        order,
+        status: LocalStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        cancelled_at_ms: cancelled_at,
+        cancel_reason,
+        sync: SyncState::parse(&sync).ok_or_else(|| corrupt("sync_state", &sync))?,
+        reject_code: rcode,
+        reject_reason: rreason,
+        cloud_status: cloud.as_deref().and_then(parse_cloud_status),
+        cloud_reason: creason,
+    }))
+}
+
+pub(crate) fn list_orders(
+    c: &Connection,
+    after: Option<OrderId>,
+    limit: usize,
+) -> Result<Vec<OrderSummary>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT order_id, terminal_id, currency, total_minor, captured_at, status, sync_state, \
+         cloud_status FROM orders WHERE order_id > ?1 ORDER BY order_id LIMIT ?2",
+    )?;
+    let after = after.map(|a| a.to_string()).unwrap_or_default();
+    let mut rows = stmt.query(params![after, to_i64(limit as u64)])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        let terminal: String = r.get(1)?;
+        let status: String = r.get(5)?;
+        let sync: String = r.get(6)?;
+        let cloud: Option<String> = r.get(7)?;
+        out.push(OrderSummary {
+            order_id: id.parse().map_err(|_| corrupt("order_id", &id))?,
+            terminal_id: terminal
+                .parse()
+                .map_err(|_| corrupt("terminal_id", &terminal))?,
+            currency: r.get(2)?,
+            total_minor: r.get(3)?,
+            captured_at: r.get(4)?,
+            status: LocalStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+            sync: SyncState::parse(&sync).ok_or_else(|| corrupt("sync_state", &sync))?,
+            cloud_status: cloud.as_deref().and_then(parse_cloud_status),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,237 @@
+//! Values going into and out of the store.
+
+use o2c_protocol::{CloudStatus, EventId, Order, OrderId, Seq, TerminalId, Traceparent};
+use serde::{Deserialize, Serialize};
+
+/// A validated order to commit. The writer sets `order.captured_at` to the
+/// commit time.
+#[derive(Debug, Clone)]
+pub struct NewCapture {
+    /// The order (validated by the caller).
+    pub order: Order,
+    /// The request's `Idempotency-Key`, scoped to `order.terminal_id`.
+    pub idempotency_key: String,
+    /// SHA-256 of the request body; the same key with another hash is a
+    /// conflict.
+    pub request_sha256: [u8; 32],
+    /// Trace context for the envelope.
+    pub traceparent: Option<Traceparent>,
+}
+
+/// The body of a `201 Created` capture response; stored with the
+/// idempotency record and replayed byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CaptureReceipt {
+    /// The new order's id (UUIDv7).
+    #[schema(value_type = String, example = "0196f3a2-7c1e-7b3a-9f00-5a2b3c4d5e6f")]
+    pub order_id: OrderId,
+    /// Always `captured`.
+    pub status: String,
+    /// Always `pending` at capture.
+    pub sync: String,
+    /// Order total, minor units.
+    pub total_minor: i64,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Commit time, RFC 3339.
+    pub captured_at: String,
+}
+
+/// What [`Store::capture`](super::Store::capture) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureOutcome {
+    /// The order (the original one on a replay).
+    pub order_id: OrderId,
+    /// The `OrderCreated` seq; `None` on a replay.
+    pub seq: Option<Seq>,
+    /// Whether this was a replay of an earlier request.
+    pub replayed: bool,
+    /// The response body (JSON of a [`CaptureReceipt`]).
+    pub response_json: String,
+}
+
+/// What [`Store::cancel`](super::Store::cancel) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelOutcome {
+    /// The order.
+    pub order_id: OrderId,
+    /// When it was (first) cancelled.
+    pub cancelled_at_ms: i64,
+    /// The `OrderCancelled` seq; `None` when it was already cancelled.
+    pub seq: Option<Seq>,
+    /// Whether an earlier call had already cancelled it.
+    pub already_cancelled: bool,
+}
+
+/// One outbox event ready to ship: the exact committed envelope bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Gap-free per-agent sequence number.
+    pub seq: Seq,
+    /// The event's id.
+    pub event_id: EventId,
+    /// `Envelope::encode()` output, as committed at capture.
+    pub envelope: Vec<u8>,
+}
+
+/// What [`Store::apply_ack`](super::Store::apply_ack) changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AckOutcome {
+    /// Rows newly marked acked.
+    pub acked: u64,
+    /// Rows newly marked rejected.
+    pub rejected: u64,
+    /// `sync_state.last_acked_seq` afterwards.
+    pub last_acked_seq: u64,
+    /// Offline card money released (minor units).
+    pub released_offline_minor: i64,
+}
+
+/// What [`Store::apply_status`](super::Store::apply_status) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusOutcome {
+    /// The order's cloud status changed.
+    Applied,
+    /// This `event_id` was applied before.
+    Duplicate,
+    /// A newer status was already applied; recorded, not applied.
+    Stale,
+    /// No such order here; recorded, not applied.
+    UnknownOrder,
+}
+
+/// Figures for `GET /v1/sync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncCounts {
+    /// Events not yet acked or rejected.
+    pub pending_events: u64,
+    /// Age of the oldest pending event, if any.
+    pub oldest_pending_age_ms: Option<u64>,
+    /// Highest seq the cloud acked (0 before the first ack).
+    pub last_acked_seq: u64,
+    /// When the last ack was applied.
+    pub last_ack_at_ms: Option<i64>,
+    /// Events the cloud refused for good.
+    pub rejected_events: u64,
+}
+
+/// An order's local status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalStatus {
+    /// Captured (the normal state).
+    Captured,
+    /// Voided at the store.
+    Cancelled,
+}
+
+impl LocalStatus {
+    /// The column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalStatus::Captured => "captured",
+            LocalStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "captured" => Some(LocalStatus::Captured),
+            "cancelled" => Some(LocalStatus::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// Sync state of an order's `OrderCreated` event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// Not yet acked by the cloud.
+    Pending,
+    /// Durable in the cloud.
+    Synced,
+    /// Refused by the cloud for good (see the reason).
+    Rejected,
+}
+
+impl SyncState {
+    /// The column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::Pending => "pending",
+            SyncState::Synced => "synced",
+            SyncState::Rejected => "rejected",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(SyncState::Pending),
+            "synced" => Some(SyncState::Synced),
+            "rejected" => Some(SyncState::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// The wire name of a cloud status.
+pub fn cloud_status_name(s: CloudStatus) -> &'static str {
+    match s {
+        CloudStatus::Accepted => "accepted",
+        CloudStatus::Paid => "paid",
+        CloudStatus::InventoryConfirmed => "inventory_confirmed",
+        CloudStatus::ShipmentScheduled => "shipment_scheduled",
+        CloudStatus::Completed => "completed",
+        CloudStatus::Cancelled => "cancelled",
+        CloudStatus::Refunded => "refunded",
+    }
+}
+
+pub(crate) fn parse_cloud_status(s: &str) -> Option<CloudStatus> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
+}
+
+/// One stored order with everything known about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOrder {
+    /// The order as captured.
+    pub order: Order,
+    /// Local status.
+    pub status: LocalStatus,
+    /// When it was voided.
+    pub cancelled_at_ms: Option<i64>,
+    /// Why it was voided.
+    pub cancel_reason: Option<String>,
+    /// Sync state of its `OrderCreated`.
+    pub sync: SyncState,
+    /// The cloud's rejection code, when rejected.
+    pub reject_code: Option<String>,
+    /// The cloud's rejection reason, when rejected.
+    pub reject_reason: Option<String>,
+    /// Latest saga status, once the cloud sent one.
+    pub cloud_status: Option<CloudStatus>,
+    /// Reason given with it.
+    pub cloud_reason: Option<String>,
+}
+
+/// One row of the order list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderSummary {
+    /// The order.
+    pub order_id: OrderId,
+    /// Its terminal.
+    pub terminal_id: TerminalId,
+    /// ISO 4217 code.
+    pub currency: String,
+    /// Total, minor units.
+    pub total_minor: i64,
+    /// RFC 3339.
+    pub captured_at: String,
+    /// Local status.
+    pub status: LocalStatus,
+    /// Sync state.
+    pub sync: SyncState,
+    /// Latest cloud status.
+    pub cloud_status: Option<CloudStatus>,
+}

@@ -1,0 +1,373 @@
+//! The single writer: owns the only write connection and commits queued
+//! commands in groups.
+//!
+//! Loop: block for one command, take every other command already queued
+//! (up to `max_commit_batch`), run each inside its own savepoint within one
+//! `BEGIN IMMEDIATE` transaction, `COMMIT` (one fsync for the whole group),
+//! then answer every caller. In-memory counters (next seq, pending events,
+//! offline exposure) are staged per command and published only after the
+//! commit succeeds, so a failed commit leaves them untouched and the seq
+//! stays gap-free.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use o2c_protocol::{Ack, AgentId, OrderId, StatusUpdate, StoreId, Traceparent};
+use rusqlite::Connection;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, oneshot};
+
+mod ops;
+
+use super::types::{AckOutcome, CancelOutcome, CaptureOutcome, NewCapture, StatusOutcome};
+use super::{Shared, StoreError, StoreOptions};
+use crate::metrics::StoreMetrics;
+
+/// A request to the writer.
+pub(crate) enum Command {
+    /// A write, answered after its group commits.
+    Op(Op, Reply),
+    /// Finish everything queued before this, then stop.
+    Shutdown,
+}
+
+/// The writes the writer performs.
+pub(crate) enum Op {
+    Capture(Box<NewCapture>),
+    Cancel {
+        order_id: OrderId,
+        reason: String,
+        traceparent: Option<Traceparent>,
+    },
+    Ack(Ack, i64),
+    Status(StatusUpdate, i64),
+    Prune(i64),
+}
+
+type Tx<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// Where the answer goes.
+pub(crate) enum Reply {
+    Capture(Tx<CaptureOutcome>),
+    Cancel(Tx<CancelOutcome>),
+    Ack(Tx<AckOutcome>),
+    Status(Tx<StatusOutcome>),
+    Prune(Tx<u64>),
+}
+
+enum Done {
+    Capture(CaptureOutcome),
+    Cancel(CancelOutcome),
+    Ack(AckOutcome),
+    Status(StatusOutcome),
+    Prune(u64),
+}
+
+fn mismatch() -> StoreError {
+    StoreError::Database("internal: reply kind mismatch".into())
+}
+
+impl Reply {
+    fn send(self, r: Result<Done, StoreError>) {
+        // A caller that went away (client disconnected) is not an error: the
+        // command still committed, and a retry replays it.
+        match self {
+            Reply::Capture(tx) => drop(tx.send(r.and_then(|d| match d {
+                Done::Capture(x) => Ok(x),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Cancel(tx) => drop(tx.send(r.and_then(|d| match d {
+                Done::Cancel(x) => Ok(x),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Ack(tx) => drop(tx.send(r.and_then(|d| match d {
+                Done::Ack(x) => Ok(x),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Status(tx) => drop(tx.send(r.and_then(|d| match d {
+                Done::Status(x) => Ok(x),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Prune(tx) => drop(tx.send(r.and_then(|d| match d {
+                Done::Prune(x) => Ok(x),
+                _ => Err(mismatch()),
+            }))),
+        }
+    }
+}
+
+/// Counters kept in memory; staged per batch, published after commit.
+#[derive(Debug, Clone, Copy)]
+struct State {
+    next_seq: u64,
+    pending: u64,
+    exposure: i64,
+    last_acked_seq: u64,
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    store_id: StoreId,
+    agent_id: AgentId,
+    max_pending: u64,
+    offline_cap: i64,
+    max_batch: usize,
+    state: State,
+    shared: Arc<Shared>,
+    metrics: StoreMetrics,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        opts: &StoreOptions,
+        shared: Arc<Shared>,
+        metrics: StoreMetrics,
+    ) -> Result<Self, StoreError> {
+        let max_seq: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM outbox", [], |r| r.get(0))?;
+        let last_acked: i64 = conn.query_row(
+            "SELECT last_acked_seq FROM sync_state WHERE id = 1",
+            [],
+            |r| r.get(0),
+        )?;
+        let pending: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+            [],
+            |r| r.get(0),
+        )?;
+        let exposure: i64 = conn.query_row(
+            "SELECT COALESCE(SUM(offline_card_minor), 0) FROM orders \
+             WHERE offline_card_minor > 0 AND offline_released = 0",
+            [],
+            |r| r.get(0),
+        )?;
+        let state = State {
+            next_seq: to_u64(max_seq.max(last_acked)) + 1,
+            pending: to_u64(pending),
+            exposure,
+            last_acked_seq: to_u64(last_acked),
+        };
+        let w = Writer {
+            conn,
+            store_id: opts.store_id.clone(),
+            agent_id: opts.agent_id.clone(),
+            max_pending: opts.max_pending_events,
+            offline_cap: opts.offline_total_cap_minor,
+            max_batch: opts.max_commit_batch.max(1),
+            state,
+            shared,
+            metrics,
+        };
+        w.publish();
+        w.shared.alive.store(true, Ordering::Release);
+        tracing::info!(
+            next_seq = state.next_seq,
+            pending = state.pending,
+            offline_exposure = state.exposure,
+            "store opened"
+        );
+        Ok(w)
+    }
+
+    fn publish(&self) {
+        let s = &self.shared;
+        s.pending.store(self.state.pending, Ordering::Release);
+        s.last_seq
+            .store(self.state.next_seq.saturating_sub(1), Ordering::Release);
+        s.offline_exposure
+            .store(self.state.exposure, Ordering::Release);
+        self.metrics.pending.set(to_i64(self.state.pending));
+    }
+
+    /// Runs until `Shutdown` or until every sender is gone.
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        let mut batch: Vec<(Op, Reply)> = Vec::with_capacity(self.max_batch);
+        let mut stop = false;
+        while !stop {
+            let Some(first) = rx.blocking_recv() else {
+                break;
+            };
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Op(op, reply) => batch.push((op, reply)),
+                    Command::Shutdown => {
+                        stop = true;
+                        break;
+                    }
+                }
+                if batch.len() < self.max_batch {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.run_batch(&mut batch);
+            }
+        }
+        rx.close();
+        // Commands queued after Shutdown are dropped: their callers see
+        // `WriterGone` and nothing of them was written.
+        self.shared.alive.store(false, Ordering::Release);
+        if let Err(e) = self
+            .conn
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA optimize;")
+        {
+            tracing::warn!(error = %e, "final checkpoint failed");
+        }
+        match self.conn.close() {
+            Ok(()) => tracing::info!("store closed"),
+            Err((_, e)) => tracing::warn!(error = %e, "closing the database failed"),
+        }
+    }
+
+    fn run_batch(&mut self, batch: &mut Vec<(Op, Reply)>) {
+        let started = Instant::now();
+        let now = now_utc_ms();
+        let now_ms = unix_ms(now);
+        let size = batch.len();
+        let mut staged = self.state;
+        let mut answers: Vec<(Reply, Result<Done, StoreError>)> = Vec::with_capacity(size);
+        if !self.conn.is_autocommit() {
+            // Left open by an earlier failure; never build on it.
+            if let Err(e) = self.conn.execute_batch("ROLLBACK") {
+                tracing::error!(error = %e, "rollback of a stale transaction failed");
+            }
+        }
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = StoreError::from(e);
+            for (_, reply) in batch.drain(..) {
+                reply.send(Err(e.clone()));
+            }
+            return;
+        }
+        let mut fatal: Option<StoreError> = None;
+        for (op, reply) in batch.drain(..) {
+            if let Some(e) = &fatal {
+                answers.push((reply, Err(e.clone())));
+                continue;
+            }
+            let before = staged;
+            let result = self
+                .savepoint("SAVEPOINT cmd")
+                .and_then(|()| self.apply(&mut staged, op, now, now_ms));
+            match result {
+                Ok(done) => match self.savepoint("RELEASE cmd") {
+                    Ok(()) => answers.push((reply, Ok(done))),
+                    Err(e) => {
+                        staged = before;
+                        fatal = Some(e.clone());
+                        answers.push((reply, Err(e)));
+                    }
+                },
+                Err(e) => {
+                    staged = before;
+                    if self.conn.is_autocommit() {
+                        // SQLite rolled the whole transaction back (for
+                        // example on SQLITE_FULL): nothing in it survives.
+                        fatal = Some(e.clone());
+                    } else if let Err(e2) = self
+                        .savepoint("ROLLBACK TO cmd")
+                        .and_then(|()| self.savepoint("RELEASE cmd"))
+                    {
+                        fatal = Some(e2);
+                    }
+                    answers.push((reply, Err(e)));
+                }
+            }
+        }
+        let commit = match fatal {
+            Some(e) => Err(e),
+            None => self.conn.execute_batch("COMMIT").map_err(StoreError::from),
+        };
+        match commit {
+            Ok(()) => {
+                self.state = staged;
+                self.publish();
+                self.metrics.commits.inc();
+                self.metrics
+                    .commit_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.metrics.batch_commands.observe(size as f64);
+                for (reply, r) in answers {
+                    reply.send(r);
+                }
+            }
+            Err(e) => {
+                if !self.conn.is_autocommit()
+                    && let Err(rb) = self.conn.execute_batch("ROLLBACK")
+                {
+                    tracing::error!(error = %rb, "rollback after a failed commit failed");
+                }
+                self.metrics.commit_errors.inc();
+                tracing::warn!(error = %e, commands = size, "group commit failed; nothing kept");
+                // Every answer was decided against state that is now gone
+                // (even a refusal may have seen a neighbour's uncommitted
+                // row), so every caller gets the batch's error and retries.
+                for (reply, _) in answers {
+                    reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn savepoint(&self, sql: &str) -> Result<(), StoreError> {
+        self.conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    }
+
+    fn apply(
+        &self,
+        st: &mut State,
+        op: Op,
+        now: OffsetDateTime,
+        now_ms: i64,
+    ) -> Result<Done, StoreError> {
+        match op {
+            Op::Capture(c) => self.capture(st, *c, now, now_ms).map(Done::Capture),
+            Op::Cancel {
+                order_id,
+                reason,
+                traceparent,
+            } => self
+                .cancel(st, order_id, reason, traceparent, now, now_ms)
+                .map(Done::Cancel),
+            Op::Ack(ack, at) => self.ack(st, &ack, at).map(Done::Ack),
+            Op::Status(u, at) => self.status(&u, at).map(Done::Status),
+            Op::Prune(older) => self.prune(older).map(Done::Prune),
+        }
+    }
+}
+
+/// A fresh random W3C trace context for events that arrived without one.
+pub(crate) fn fresh_traceparent() -> Traceparent {
+    let trace: u128 = rand::random::<u128>() | 1;
+    let span: u64 = rand::random::<u64>() | 1;
+    match Traceparent::from_ids(trace, span) {
+        Ok(t) => t,
+        // Both ids are non-zero and formatted as lower-case hex of the
+        // right width, which is all `new` checks.
+        Err(_) => unreachable!("a formatted non-zero traceparent is valid"),
+    }
+}
+
+/// Now, truncated to milliseconds (what is stored and shown).
+pub(crate) fn now_utc_ms() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.nanosecond() / 1_000_000 * 1_000_000)
+        .unwrap_or(now)
+}
+
+/// Unix milliseconds of `t`.
+pub(crate) fn unix_ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

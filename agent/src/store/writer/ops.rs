@@ -1,0 +1,418 @@
+//! The writer's operations, each run inside its own savepoint: capture,
+//! cancel (both append to the outbox), and the sync task's ack, status and
+//! prune.
+
+use o2c_protocol::event::OrderCancelled;
+use o2c_protocol::{
+    Ack, CardAuthorization, Envelope, Event, EventId, OrderId, Payment, SCHEMA_VERSION, Seq,
+    StatusUpdate, Traceparent,
+};
+use rusqlite::{OptionalExtension, params};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::{State, Writer, fresh_traceparent, to_i64, unix_ms};
+use crate::store::StoreError;
+use crate::store::types::{
+    AckOutcome, CancelOutcome, CaptureOutcome, CaptureReceipt, NewCapture, StatusOutcome,
+    cloud_status_name,
+};
+
+impl Writer {
+    pub(super) fn capture(
+        &self,
+        st: &mut State,
+        c: NewCapture,
+        now: OffsetDateTime,
+        now_ms: i64,
+    ) -> Result<CaptureOutcome, StoreError> {
+        let NewCapture {
+            mut order,
+            idempotency_key,
+            request_sha256,
+            traceparent,
+        } = c;
+        if order.store_id != self.store_id {
+            return Err(StoreError::WrongStore(order.store_id.to_string()));
+        }
+        let terminal = order.terminal_id.as_str().to_owned();
+        let previous = self
+            .conn
+            .prepare_cached(
+                "SELECT request_sha256, order_id, response FROM idempotency \
+                 WHERE terminal_id = ?1 AND idem_key = ?2",
+            )?
+            .query_row(params![terminal, idempotency_key], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .optional()?;
+        if let Some((hash, order_id, response)) = previous {
+            if hash.as_slice() != request_sha256.as_slice() {
+                return Err(StoreError::IdempotencyConflict);
+            }
+            let order_id = order_id
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("idempotency order_id {order_id:?}")))?;
+            return Ok(CaptureOutcome {
+                order_id,
+                seq: None,
+                replayed: true,
+                response_json: response,
+            });
+        }
+        self.check_backlog(st)?;
+        let offline = order.offline_card_total()?.minor;
+        if offline > 0 {
+            let would_be = st.exposure.saturating_add(offline);
+            if would_be > self.offline_cap {
+                return Err(StoreError::OfflineCapExceeded {
+                    would_be,
+                    cap: self.offline_cap,
+                });
+            }
+        }
+        let total = order.total()?;
+        order.captured_at = now;
+        let captured_at = now
+            .format(&Rfc3339)
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        let order_id = order.order_id;
+        let oid = order_id.to_string();
+        let currency = order.currency.code();
+        let order_json =
+            serde_json::to_string(&order).map_err(|e| StoreError::Encode(e.to_string()))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO orders (order_id, terminal_id, currency, total_minor, captured_at, \
+                 captured_at_ms, offline_card_minor, order_json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                oid,
+                terminal,
+                currency,
+                total.minor,
+                captured_at,
+                now_ms,
+                offline,
+                order_json
+            ])?;
+        {
+            let mut line = self.conn.prepare_cached(
+                "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (i, l) in order.lines.iter().enumerate() {
+                line.execute(params![
+                    oid,
+                    to_i64(i as u64),
+                    l.sku,
+                    l.quantity,
+                    l.unit_price.minor
+                ])?;
+            }
+            let mut pay = self.conn.prepare_cached(
+                "INSERT INTO order_payments (order_id, payment_no, method, amount_minor, \
+                 card_authorization, brand, last4) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (i, p) in order.payments.iter().enumerate() {
+                let (auth, brand, last4) = match p {
+                    Payment::Card {
+                        authorization,
+                        brand,
+                        last4,
+                        ..
+                    } => (
+                        Some(match authorization {
+                            CardAuthorization::Online => "online",
+                            CardAuthorization::Offline => "offline",
+                        }),
+                        Some(brand.as_str()),
+                        Some(last4.as_str()),
+                    ),
+                    _ => (None, None, None),
+                };
+                pay.execute(params![
+                    oid,
+                    to_i64(i as u64),
+                    p.method(),
+                    p.amount().minor,
+                    auth,
+                    brand,
+                    last4
+                ])?;
+            }
+        }
+        let seq = self.append(
+            st,
+            Event::OrderCreated(Box::new(order)),
+            order_id,
+            traceparent,
+            now,
+            now_ms,
+        )?;
+        let receipt = CaptureReceipt {
+            order_id,
+            status: "captured".into(),
+            sync: "pending".into(),
+            total_minor: total.minor,
+            currency: currency.to_owned(),
+            captured_at,
+        };
+        let response_json =
+            serde_json::to_string(&receipt).map_err(|e| StoreError::Encode(e.to_string()))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO idempotency (terminal_id, idem_key, request_sha256, order_id, \
+                 response, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                terminal,
+                idempotency_key,
+                request_sha256.as_slice(),
+                oid,
+                response_json,
+                now_ms
+            ])?;
+        st.exposure = st.exposure.saturating_add(offline);
+        Ok(CaptureOutcome {
+            order_id,
+            seq: Some(seq),
+            replayed: false,
+            response_json,
+        })
+    }
+
+    fn check_backlog(&self, st: &State) -> Result<(), StoreError> {
+        if st.pending >= self.max_pending {
+            Err(StoreError::BacklogFull {
+                pending: st.pending,
+                limit: self.max_pending,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Appends one event to the outbox with the next seq.
+    fn append(
+        &self,
+        st: &mut State,
+        payload: Event,
+        order_id: OrderId,
+        traceparent: Option<Traceparent>,
+        now: OffsetDateTime,
+        now_ms: i64,
+    ) -> Result<Seq, StoreError> {
+        let seq = Seq::new(st.next_seq).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let event_id = EventId::from_uuid(uuid::Uuid::now_v7())
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        let event_type = payload.event_type();
+        let envelope = Envelope {
+            event_id,
+            schema_version: SCHEMA_VERSION,
+            store_id: self.store_id.clone(),
+            agent_id: self.agent_id.clone(),
+            seq: Some(seq),
+            occurred_at: now,
+            traceparent: Some(traceparent.unwrap_or_else(fresh_traceparent)),
+            payload,
+        };
+        let bytes = envelope
+            .encode()
+            .map_err(|e| StoreError::Encode(e.to_string()))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO outbox (seq, event_id, event_type, order_id, envelope, created_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                to_i64(seq.get()),
+                event_id.to_string(),
+                event_type.as_str(),
+                order_id.to_string(),
+                bytes,
+                now_ms
+            ])?;
+        st.next_seq += 1;
+        st.pending += 1;
+        Ok(seq)
+    }
+
+    pub(super) fn cancel(
+        &self,
+        st: &mut State,
+        order_id: OrderId,
+        reason: String,
+        traceparent: Option<Traceparent>,
+        now: OffsetDateTime,
+        now_ms: i64,
+    ) -> Result<CancelOutcome, StoreError> {
+        let oid = order_id.to_string();
+        let row = self
+            .conn
+            .prepare_cached("SELECT status, cancelled_at_ms FROM orders WHERE order_id = ?1")?
+            .query_row([&oid], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+            })
+            .optional()?;
+        match row {
+            None => return Err(StoreError::OrderNotFound(order_id)),
+            Some((status, at)) if status == "cancelled" => {
+                return Ok(CancelOutcome {
+                    order_id,
+                    cancelled_at_ms: at.unwrap_or(now_ms),
+                    seq: None,
+                    already_cancelled: true,
+                });
+            }
+            Some(_) => {}
+        }
+        self.check_backlog(st)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE orders SET status = 'cancelled', cancelled_at_ms = ?2, cancel_reason = ?3 \
+                 WHERE order_id = ?1",
+            )?
+            .execute(params![oid, now_ms, reason])?;
+        let payload = Event::OrderCancelled(OrderCancelled { order_id, reason });
+        let seq = self.append(st, payload, order_id, traceparent, now, now_ms)?;
+        Ok(CancelOutcome {
+            order_id,
+            cancelled_at_ms: now_ms,
+            seq: Some(seq),
+            already_cancelled: false,
+        })
+    }
+
+    pub(super) fn ack(
+        &self,
+        st: &mut State,
+        ack: &Ack,
+        now_ms: i64,
+    ) -> Result<AckOutcome, StoreError> {
+        let through = ack.through_seq.get();
+        let head = st.next_seq - 1;
+        if through > head {
+            return Err(StoreError::InvalidAck { seq: through, head });
+        }
+        if let Some(r) = ack.rejected.iter().find(|r| r.seq.get() > through) {
+            return Err(StoreError::InvalidAck {
+                seq: r.seq.get(),
+                head: through,
+            });
+        }
+        let through_i = to_i64(through);
+        let mut out = AckOutcome::default();
+        for r in &ack.rejected {
+            let seq = to_i64(r.seq.get());
+            let n = self
+                .conn
+                .prepare_cached(
+                    "UPDATE outbox SET state = 'rejected', acked_at_ms = ?2, reject_code = ?3, \
+                     reject_reason = ?4 WHERE seq = ?1 AND state = 'pending'",
+                )?
+                .execute(params![seq, now_ms, r.code, r.reason])?;
+            if n == 1 {
+                out.rejected += 1;
+                self.conn
+                    .prepare_cached(
+                        "UPDATE orders SET sync_state = 'rejected', reject_code = ?2, \
+                         reject_reason = ?3 WHERE order_id = (SELECT order_id FROM outbox \
+                         WHERE seq = ?1 AND event_type = 'OrderCreated')",
+                    )?
+                    .execute(params![seq, r.code, r.reason])?;
+            }
+        }
+        let released: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(o.offline_card_minor), 0) FROM outbox x \
+                 JOIN orders o ON o.order_id = x.order_id \
+                 WHERE x.state = 'pending' AND x.seq <= ?1 AND x.event_type = 'OrderCreated' \
+                 AND o.offline_card_minor > 0 AND o.offline_released = 0",
+            )?
+            .query_row([through_i], |r| r.get(0))?;
+        self.conn
+            .prepare_cached(
+                "UPDATE orders SET sync_state = 'synced', offline_released = 1 \
+                 WHERE order_id IN (SELECT order_id FROM outbox \
+                 WHERE state = 'pending' AND seq <= ?1 AND event_type = 'OrderCreated')",
+            )?
+            .execute([through_i])?;
+        let acked = self
+            .conn
+            .prepare_cached(
+                "UPDATE outbox SET state = 'acked', acked_at_ms = ?2 \
+                 WHERE state = 'pending' AND seq <= ?1",
+            )?
+            .execute(params![through_i, now_ms])?;
+        out.acked = acked as u64;
+        st.last_acked_seq = st.last_acked_seq.max(through);
+        self.conn
+            .prepare_cached(
+                "UPDATE sync_state SET last_acked_seq = ?1, last_ack_at_ms = ?2 WHERE id = 1",
+            )?
+            .execute(params![to_i64(st.last_acked_seq), now_ms])?;
+        st.pending = st.pending.saturating_sub(out.acked + out.rejected);
+        st.exposure = st.exposure.saturating_sub(released);
+        out.last_acked_seq = st.last_acked_seq;
+        out.released_offline_minor = released;
+        Ok(out)
+    }
+
+    pub(super) fn status(
+        &self,
+        u: &StatusUpdate,
+        now_ms: i64,
+    ) -> Result<StatusOutcome, StoreError> {
+        let oid = u.order_id.to_string();
+        let fresh = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO applied_status_events (event_id, order_id, applied_at_ms) \
+                 VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![u.event_id.to_string(), oid, now_ms])?;
+        if fresh == 0 {
+            return Ok(StatusOutcome::Duplicate);
+        }
+        let at = unix_ms(u.occurred_at);
+        let n = self
+            .conn
+            .prepare_cached(
+                "UPDATE orders SET cloud_status = ?2, cloud_reason = ?3, cloud_status_at_ms = ?4 \
+                 WHERE order_id = ?1 AND (cloud_status_at_ms IS NULL OR cloud_status_at_ms <= ?4)",
+            )?
+            .execute(params![oid, cloud_status_name(u.status), u.reason, at])?;
+        if n == 1 {
+            return Ok(StatusOutcome::Applied);
+        }
+        let exists = self
+            .conn
+            .prepare_cached("SELECT 1 FROM orders WHERE order_id = ?1")?
+            .query_row([&oid], |_| Ok(()))
+            .optional()?
+            .is_some();
+        Ok(if exists {
+            StatusOutcome::Stale
+        } else {
+            StatusOutcome::UnknownOrder
+        })
+    }
+
+    pub(super) fn prune(&self, older_than_ms: i64) -> Result<u64, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM outbox WHERE state = 'acked' AND acked_at_ms < ?1")?
+            .execute([older_than_ms])?;
+        self.conn
+            .prepare_cached("DELETE FROM applied_status_events WHERE applied_at_ms < ?1")?
+            .execute([older_than_ms])?;
+        Ok(n as u64)
+    }
+}
