@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use o2c_protocol::KafkaTopics;
+use o2c_protocol::{KafkaTopics, MqttUrl, MqttUrlError};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of environment overrides.
@@ -205,22 +205,19 @@ impl Config {
 
     /// Checks values serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let scheme = self.mqtt.url.split("://").next().unwrap_or_default();
-        match scheme {
-            "mqtt" => {}
-            "mqtts" if self.mqtt.tls.is_some() => {}
-            "mqtts" => {
-                return Err(ConfigError::Invalid {
-                    key: "mqtt.tls",
-                    message: "mqtts:// needs a [mqtt.tls] table".into(),
-                });
-            }
-            _ => {
-                return Err(ConfigError::Invalid {
+        let url: MqttUrl =
+            self.mqtt
+                .url
+                .parse()
+                .map_err(|e: MqttUrlError| ConfigError::Invalid {
                     key: "mqtt.url",
-                    message: format!("expected mqtt:// or mqtts://, got {:?}", self.mqtt.url),
-                });
-            }
+                    message: e.to_string(),
+                })?;
+        if url.tls && self.mqtt.tls.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "mqtt.tls",
+                message: "mqtts:// needs a [mqtt.tls] table".into(),
+            });
         }
         KafkaTopics::new(&self.kafka.topic_prefix).map_err(|e| ConfigError::Invalid {
             key: "kafka.topic_prefix",

@@ -28,7 +28,10 @@ pub enum MqttSetupError {
 /// Options for a clean-start session (no broker-side state: ingest
 /// replicas must not keep receiving their share while away).
 pub fn options(cfg: &MqttConfig, client_id: &str) -> Result<MqttOptions, MqttSetupError> {
-    let url: MqttUrl = cfg.url.parse().map_err(|_| MqttSetupError::Url(cfg.url.clone()))?;
+    let url: MqttUrl = cfg
+        .url
+        .parse()
+        .map_err(|_| MqttSetupError::Url(cfg.url.clone()))?;
     let mut o = MqttOptions::new(client_id, url.host, url.port);
     o.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
     o.set_clean_start(true);
