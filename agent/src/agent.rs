@@ -187,6 +187,13 @@ impl Agent {
             () = drained => tracing::warn!(?grace, "in-flight requests did not finish within the grace period"),
         }
         tracing::info!("http server stopped; closing the store");
+        self.shutdown().await
+    }
+
+    /// Stops the background tasks, then closes the store (after its queued
+    /// commands) and flushes the catalog. [`Agent::serve`] ends with this;
+    /// tests that only use [`Agent::router`] call it themselves.
+    pub async fn shutdown(self) -> Result<(), AgentError> {
         self.cancel.cancel();
         self.tasks.close();
         self.tasks.wait().await;
