@@ -27,6 +27,8 @@ const START_HINT: &str = "start the dev services with `deploy/dev/services.sh up
 ///
 /// Endpoints come from `O2C_TEST_MQTT_URL`, `O2C_TEST_KAFKA` and `O2C_TEST_PG`,
 /// falling back to [`DEFAULT_MQTT_URL`], [`DEFAULT_KAFKA`] and [`DEFAULT_PG`].
+/// `O2C_TEST_PG` uses tokio-postgres's `key=value` form (not a URL), so that
+/// `dbname=...` can be appended to it.
 /// Databases made with [`TestEnv::create_database`] are dropped with the env.
 #[derive(Debug)]
 pub struct TestEnv {
