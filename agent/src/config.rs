@@ -341,7 +341,9 @@ impl Config {
         }
         let config: Config = serde_path_to_error::deserialize(root).map_err(|e| {
             let key = e.path().to_string();
-            let message = e.inner().to_string();
+            // toml appends "in `key`" lines; the key is named already.
+            let full = e.inner().to_string();
+            let message = full.lines().next().unwrap_or_default().trim().to_owned();
             ConfigError::key(unknown_field_key(&key, &message), message)
         })?;
         config.check()?;
@@ -466,10 +468,12 @@ impl Config {
     }
 }
 
-/// serde reports an unknown field at its parent's path; name the field.
+/// serde reports an unknown or missing field at its parent's path; name
+/// the field itself.
 fn unknown_field_key(path: &str, message: &str) -> String {
     let field = message
         .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("missing field `"))
         .and_then(|rest| rest.split_once('`'))
         .map(|(f, _)| f);
     match (field, path) {
@@ -539,3 +543,6 @@ fn parse_env_value(raw: &str) -> toml::Value {
         .and_then(|mut t| t.remove("v"))
         .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
 }
+
+#[cfg(test)]
+mod tests;

@@ -56,3 +56,58 @@ pub fn order_body() -> serde_json::Value {
         "customer": {"email": "a@example.com"}
     })
 }
+
+/// A minimal HTTP/1.1 client over a fresh connection (`Connection: close`),
+/// so tests of the real binary need no client crate. Returns the status
+/// code and the body.
+pub async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("truncated response"))?;
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("bad status line"))?;
+    Ok((status, body.to_owned()))
+}
+
+/// Polls until `path` exists and parses as a socket address, or panics
+/// after `timeout`. (Polling a condition with a deadline, not a sleep.)
+pub async fn wait_for_addr(path: &Path, timeout: std::time::Duration) -> std::net::SocketAddr {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(path)
+            && let Ok(addr) = s.trim().parse()
+        {
+            return addr;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} did not appear within {timeout:?}",
+            path.display()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}

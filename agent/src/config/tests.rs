@@ -1,0 +1,149 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+store_id = "S001"
+agent_id = "S001-A1"
+data_dir = "/var/lib/o2c-agent"
+[http]
+listen = "127.0.0.1:8080"
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+[[terminals]]
+id = "T1"
+token_sha256 = "1a7674eb4ee78df7e1ac439a93c3fa8e3c945784d4dec9fd8e3011738b2f1d62"
+[payments]
+offline_floor_limit_minor = 10000
+offline_total_cap_minor = 500000
+[outbox]
+max_pending_events = 1000000
+"#;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn key_of(e: ConfigError) -> String {
+    match e {
+        ConfigError::Key { key, .. } | ConfigError::Env { key, .. } => key,
+        other => panic!("no key in {other}"),
+    }
+}
+
+#[test]
+fn minimal_config_parses_with_defaults() {
+    let c = Config::from_toml_with_env(MINIMAL, []).unwrap();
+    assert_eq!(c.store_id.as_str(), "S001");
+    assert_eq!(c.http.listen.port(), 8080);
+    assert_eq!(c.mqtt.max_batch_events, 500);
+    assert_eq!(c.mqtt.retention_days, 7);
+    assert_eq!(c.outbox.max_pending_events, 1_000_000);
+    assert_eq!(c.db_path(), Path::new("/var/lib/o2c-agent/agent.db"));
+    // The printed config parses back to the same thing.
+    let again = Config::from_toml_with_env(&c.to_toml(), []).unwrap();
+    assert_eq!(again.to_toml(), c.to_toml());
+}
+
+#[test]
+fn env_overrides_every_level() {
+    let c = Config::from_toml_with_env(
+        MINIMAL,
+        env(&[
+            ("O2C_AGENT__STORE_ID", "S002"),
+            ("O2C_AGENT__HTTP__LISTEN", "127.0.0.1:0"),
+            ("O2C_AGENT__PAYMENTS__OFFLINE_FLOOR_LIMIT_MINOR", "500"),
+            ("O2C_AGENT__MQTT__URL", "mqtts://broker:8883"),
+            ("O2C_AGENT__MQTT__TLS__CA_FILE", "/etc/ca.pem"),
+            (
+                "O2C_AGENT__TERMINALS__0__TOKEN_SHA256",
+                "0000000000000000000000000000000000000000000000000000000000000001",
+            ),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.store_id.as_str(), "S002");
+    assert_eq!(c.http.listen.port(), 0);
+    assert_eq!(c.payments.offline_floor_limit_minor, 500);
+    assert_eq!(
+        c.mqtt.tls.as_ref().unwrap().ca_file,
+        Path::new("/etc/ca.pem")
+    );
+    assert_eq!(c.terminals[0].token_sha256.0[31], 1);
+}
+
+#[test]
+fn errors_name_the_key() {
+    let cases: Vec<(String, Vec<(String, String)>, &str)> = vec![
+        (
+            MINIMAL.replace("[outbox]", "[outbox]\nbogus = 1"),
+            vec![],
+            "outbox.bogus",
+        ),
+        (
+            MINIMAL.replace("store_id = \"S001\"", "store_id = \"S/1\""),
+            vec![],
+            "store_id",
+        ),
+        (
+            MINIMAL.replace("127.0.0.1:8080", "nope"),
+            vec![],
+            "http.listen",
+        ),
+        (
+            MINIMAL.to_owned(),
+            env(&[("O2C_AGENT__HTTP__LISTNE", "1")]),
+            "http.listne",
+        ),
+        (
+            MINIMAL.to_owned(),
+            env(&[("O2C_AGENT__OUTBOX__MAX_PENDING_EVENTS", "many")]),
+            "outbox.max_pending_events",
+        ),
+        (
+            MINIMAL.replace("mqtt://127.0.0.1:1883", "http://x"),
+            vec![],
+            "mqtt.url",
+        ),
+        (MINIMAL.replace("mqtt://", "mqtts://"), vec![], "mqtt.tls"),
+        (
+            MINIMAL.replace("token_sha256 = \"1a", "token_sha256 = \"zz"),
+            vec![],
+            "terminals[0].token_sha256",
+        ),
+        (
+            MINIMAL.replace("agent_id = \"S001-A1\"\n", ""),
+            vec![],
+            "agent_id",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[[terminals]]\nid = \"T1\"\ntoken_sha256 = \"{}\"\n",
+                "ab".repeat(32)
+            ),
+            vec![],
+            "terminals[1].id",
+        ),
+        (
+            MINIMAL.to_owned(),
+            env(&[("O2C_AGENT__TERMINALS__5__ID", "T9")]),
+            "terminals.5.id",
+        ),
+    ];
+    for (text, env, want) in cases {
+        let err = Config::from_toml_with_env(&text, env).unwrap_err();
+        let shown = err.to_string();
+        assert_eq!(key_of(err), want, "{shown}");
+        assert!(shown.contains(want), "{shown}");
+    }
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    assert!(matches!(
+        Config::from_toml_with_env("store_id = ", []),
+        Err(ConfigError::Syntax { .. })
+    ));
+}
