@@ -76,7 +76,8 @@ fn env_overrides_every_level() {
 
 #[test]
 fn errors_name_the_key() {
-    let cases: Vec<(String, Vec<(String, String)>, &str)> = vec![
+    type Env = Vec<(String, String)>;
+    let cases: Vec<(String, Env, &str)> = vec![
         (
             MINIMAL.replace("[outbox]", "[outbox]\nbogus = 1"),
             vec![],
