@@ -31,6 +31,7 @@ pub mod config;
 pub mod metrics;
 pub mod openapi;
 pub mod store;
+pub mod sync;
 
 pub use agent::{Agent, AgentError, run};
 pub use config::Config;
