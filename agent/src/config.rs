@@ -374,17 +374,12 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::key("data_dir", "must not be empty"));
         }
-        let url = &self.mqtt.url;
-        let tls = match url.split_once("://") {
-            Some(("mqtt", rest)) if !rest.is_empty() => false,
-            Some(("mqtts", rest)) if !rest.is_empty() => true,
-            _ => {
-                return Err(ConfigError::key(
-                    "mqtt.url",
-                    "must look like mqtt://host:port or mqtts://host:port",
-                ));
-            }
-        };
+        let url: o2c_protocol::MqttUrl = self
+            .mqtt
+            .url
+            .parse()
+            .map_err(|e: o2c_protocol::MqttUrlError| ConfigError::key("mqtt.url", e.to_string()))?;
+        let tls = url.tls;
         if tls && self.mqtt.tls.is_none() {
             return Err(ConfigError::key(
                 "mqtt.tls",

@@ -13,7 +13,7 @@ use crate::catalog::Product;
 
 /// A catalog entry, from the local cache.
 #[utoipa::path(
-    get, path = "/v1/products/{sku}", tag = "catalog",
+    get, path = "/v1/products/{sku}", tag = "catalog", operation_id = "getProduct",
     params(("sku" = String, Path, description = "SKU")),
     responses(
         (status = 200, body = Product),
@@ -37,7 +37,7 @@ pub(crate) async fn product(
 
 /// Outbox and cloud-link state.
 #[utoipa::path(
-    get, path = "/v1/sync", tag = "sync",
+    get, path = "/v1/sync", tag = "sync", operation_id = "getSync",
     responses((status = 200, body = SyncResponse))
 )]
 pub(crate) async fn sync(State(st): State<AppState>) -> Result<Json<SyncResponse>, ApiError> {

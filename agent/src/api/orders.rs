@@ -24,7 +24,7 @@ const MAX_KEY_LEN: usize = 128;
 
 /// Capture an order.
 #[utoipa::path(
-    post, path = "/v1/orders", tag = "orders",
+    post, path = "/v1/orders", tag = "orders", operation_id = "captureOrder",
     request_body = CaptureRequest,
     params(
         ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters; retries reuse it"),
@@ -171,7 +171,7 @@ fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
 
 /// Read one order.
 #[utoipa::path(
-    get, path = "/v1/orders/{order_id}", tag = "orders",
+    get, path = "/v1/orders/{order_id}", tag = "orders", operation_id = "getOrder",
     params(("order_id" = String, Path, description = "UUIDv7")),
     responses(
         (status = 200, body = OrderView),
@@ -264,7 +264,7 @@ fn payment_view(p: &Payment) -> PaymentView {
 
 /// List orders, oldest first, for end-of-day reports.
 #[utoipa::path(
-    get, path = "/v1/orders", tag = "orders",
+    get, path = "/v1/orders", tag = "orders", operation_id = "listOrders",
     params(ListQuery),
     responses(
         (status = 200, body = OrderPage),
@@ -317,7 +317,7 @@ pub(crate) async fn list(
 
 /// Void an order: appends `OrderCancelled` to the outbox. Idempotent.
 #[utoipa::path(
-    post, path = "/v1/orders/{order_id}/cancel", tag = "orders",
+    post, path = "/v1/orders/{order_id}/cancel", tag = "orders", operation_id = "cancelOrder",
     params(("order_id" = String, Path, description = "UUIDv7")),
     request_body(content = Option<CancelRequest>, description = "Optional; reason defaults to store_void"),
     responses(
