@@ -198,7 +198,11 @@ impl Agent {
         self.tasks.close();
         self.tasks.wait().await;
         self.store.close().await?;
-        self.catalog.flush()?;
+        // The catalog is a rebuildable cache: a failed flush (for example
+        // on a full disk) is worth a warning, not a failed shutdown.
+        if let Err(e) = self.catalog.flush() {
+            tracing::warn!(error = %e, "catalog flush at shutdown failed");
+        }
         Ok(())
     }
 }

@@ -274,6 +274,15 @@ impl Store {
         self.call(Op::Prune(older_than_ms), Reply::Prune).await
     }
 
+    /// Fault injection for tests on machines that cannot mount a small
+    /// filesystem: caps the database at `pages` pages (`PRAGMA
+    /// max_page_count`), so growing it fails with `SQLITE_FULL` exactly as
+    /// a full disk does. A large value lifts the cap. Returns the new cap.
+    #[doc(hidden)]
+    pub async fn inject_max_page_count(&self, pages: u64) -> Result<u64, StoreError> {
+        self.call(Op::MaxPageCount(pages), Reply::Prune).await
+    }
+
     /// Pending events with `seq > after_seq`, in seq order: at most
     /// `max_events`, stopping before the envelopes would exceed `max_bytes`,
     /// but always at least one when any is pending.

@@ -43,6 +43,8 @@ pub(crate) enum Op {
     Ack(Ack, i64),
     Status(StatusUpdate, i64),
     Prune(i64),
+    /// Test hook: `PRAGMA max_page_count` (answered through `Reply::Prune`).
+    MaxPageCount(u64),
 }
 
 type Tx<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -336,6 +338,15 @@ impl Writer {
             Op::Ack(ack, at) => self.ack(st, &ack, at).map(Done::Ack),
             Op::Status(u, at) => self.status(&u, at).map(Done::Status),
             Op::Prune(older) => self.prune(older).map(Done::Prune),
+            Op::MaxPageCount(pages) => {
+                let pages = i64::try_from(pages).unwrap_or(i64::MAX);
+                let now: i64 =
+                    self.conn
+                        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                            r.get(0)
+                        })?;
+                Ok(Done::Prune(u64::try_from(now).unwrap_or(0)))
+            }
         }
     }
 }
