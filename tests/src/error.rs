@@ -93,6 +93,9 @@ pub enum HarnessError {
         /// The deadline that passed.
         timeout: Duration,
     },
+    /// A pipeline process or its API misbehaved.
+    #[error("pipeline: {0}")]
+    Pipeline(String),
     /// A name (database, topic) contains characters the harness refuses to quote.
     #[error("invalid name {name:?}: {why}")]
     InvalidName {

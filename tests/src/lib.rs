@@ -10,6 +10,8 @@
 //! - [`tansu`]: [`PrivateTansu`], the same for Kafka (Tansu, SQLite storage).
 //! - [`kafka`]: [`create_topics`], [`consume_all`] and friends for assertions.
 //! - [`mqtt`]: a tiny MQTT CONNECT/CONNACK health probe.
+//! - [`pipeline`]: `o2c-cloud ingest` and `o2c-agent` as real processes, and
+//!   the Kafka-side view (dedup by `event_id`) the end-to-end suites assert on.
 //! - [`process`]: [`ChildGuard`] (kill on drop) and [`free_port`].
 //! - [`wait`]: [`wait_until`] and [`wait_for_file`], polling with a deadline.
 //! - [`bins`]: [`bin_path`], the path of a workspace binary such as `o2c-agent`.
@@ -30,6 +32,7 @@ mod error;
 pub mod kafka;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod pipeline;
 pub mod process;
 pub mod tansu;
 pub mod wait;

@@ -56,6 +56,37 @@ struct Shared {
     health: Arc<Health>,
     ledgers: Ledgers,
     cancel: CancellationToken,
+    crash: CrashAfterProduce,
+}
+
+/// Fault injection for the end-to-end suite: with
+/// `O2C_INGEST_FAULT_CRASH_AFTER_PRODUCE=N` set, the process aborts (as
+/// abruptly as `kill -9`) right after Kafka acknowledged its Nth batch and
+/// before the ack is published. Unset in production.
+#[derive(Debug, Default)]
+struct CrashAfterProduce(Option<std::sync::atomic::AtomicU64>);
+
+impl CrashAfterProduce {
+    const ENV: &'static str = "O2C_INGEST_FAULT_CRASH_AFTER_PRODUCE";
+
+    fn from_env() -> Self {
+        let n = std::env::var(Self::ENV)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok());
+        if let Some(n) = n {
+            tracing::warn!(batches = n, "fault injection: will abort after producing");
+        }
+        Self(n.map(std::sync::atomic::AtomicU64::new))
+    }
+
+    fn after_produce(&self) {
+        if let Some(left) = &self.0
+            && left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1
+        {
+            tracing::error!("fault injection: aborting between produce and ack");
+            std::process::abort();
+        }
+    }
 }
 
 /// Runs the ingest until `shutdown` resolves. `http` serves the health and
@@ -87,6 +118,7 @@ pub async fn run(
         health: health.clone(),
         ledgers: Mutex::new(HashMap::new()),
         cancel: cancel.clone(),
+        crash: CrashAfterProduce::from_env(),
     });
 
     let http_task = tokio::spawn({
@@ -217,6 +249,9 @@ async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes) {
             let started = Instant::now();
             produce_plan(shared, &plan).await;
             m.produce_seconds.observe(started.elapsed().as_secs_f64());
+            if !plan.produce.is_empty() {
+                shared.crash.after_produce();
+            }
             send_ack(shared, &plan).await;
             ledger.commit(&plan);
             record_agent(shared, &plan, ledger.hwm());
