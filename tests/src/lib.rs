@@ -12,6 +12,7 @@
 //! - [`mqtt`]: a tiny MQTT CONNECT/CONNACK health probe.
 //! - [`pipeline`]: `o2c-cloud ingest` and `o2c-agent` as real processes, and
 //!   the Kafka-side view (dedup by `event_id`) the end-to-end suites assert on.
+//! - [`proxy`]: [`proxy::LinkProxy`], a TCP relay that cuts one store's link.
 //! - [`process`]: [`ChildGuard`] (kill on drop) and [`free_port`].
 //! - [`wait`]: [`wait_until`] and [`wait_for_file`], polling with a deadline.
 //! - [`bins`]: [`bin_path`], the path of a workspace binary such as `o2c-agent`.
@@ -34,6 +35,7 @@ pub mod mosquitto;
 pub mod mqtt;
 pub mod pipeline;
 pub mod process;
+pub mod proxy;
 pub mod tansu;
 pub mod wait;
 
