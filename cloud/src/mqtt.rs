@@ -36,6 +36,10 @@ pub fn options(cfg: &MqttConfig, client_id: &str) -> Result<MqttOptions, MqttSet
     o.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
     o.set_clean_start(true);
     o.set_max_packet_size(Some(cfg.max_packet_bytes));
+    // Acks and small batches are latency-bound: no Nagle delay.
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    o.set_network_options(net);
     o.set_request_channel_capacity(1024);
     if let (true, Some(t)) = (url.tls, &cfg.tls) {
         let read = |p: &std::path::Path| {

@@ -44,6 +44,10 @@ pub(crate) fn options(cfg: &MqttConfig, client_id: &str) -> Result<MqttOptions, 
     o.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
     o.set_clean_start(true);
     o.set_max_packet_size(Some(MAX_PACKET_BYTES));
+    // Acks and small batches are latency-bound: no Nagle delay.
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    o.set_network_options(net);
     if url.tls
         && let Some(t) = &cfg.tls
     {
