@@ -53,6 +53,139 @@ pub struct Config {
     /// Health and metrics endpoint.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The saga services (`o2c-cloud saga`).
+    #[serde(default)]
+    pub saga: SagaConfig,
+    /// The saga's database.
+    #[serde(default)]
+    pub postgres: PostgresConfig,
+    /// The payment processor the payment service calls.
+    #[serde(default)]
+    pub psp: PspConfig,
+}
+
+/// `[saga]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SagaConfig {
+    /// Consumer groups are `{group_prefix}-{service}`.
+    #[serde(default = "default_saga_group")]
+    pub group_prefix: String,
+    /// First retry delay of a transient failure; then twice, four times
+    /// (default 1000: 1 s, 2 s, 4 s).
+    #[serde(default = "default_retry_base")]
+    pub retry_base_ms: u64,
+    /// Outbox polling backstop when no NOTIFY arrives.
+    #[serde(default = "default_outbox_poll")]
+    pub outbox_poll_ms: u64,
+    /// PostgreSQL connections per service.
+    #[serde(default = "default_pg_lanes")]
+    pub pg_lanes: usize,
+    /// Units provisioned for a SKU without any stock row (0: none, so an
+    /// unknown SKU is out of stock).
+    #[serde(default)]
+    pub auto_stock: i64,
+    /// Warehouse of ship-to-home orders (carry-out takes the store's).
+    #[serde(default = "default_central")]
+    pub central_warehouse: String,
+    /// Health and metrics of `o2c-cloud saga`.
+    #[serde(default = "default_saga_http")]
+    pub http_listen: SocketAddr,
+}
+
+/// `[postgres]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// tokio-postgres connection string, e.g.
+    /// `host=127.0.0.1 user=postgres dbname=o2c`.
+    #[serde(default = "default_pg_url")]
+    pub url: String,
+}
+
+/// `[psp]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PspConfig {
+    /// Base URL of the processor (or `o2c-cloud psp-sim`).
+    #[serde(default = "default_psp_url")]
+    pub url: String,
+    /// Per-call timeout.
+    #[serde(default = "default_psp_timeout")]
+    pub timeout_ms: u64,
+    /// Consecutive failures that open the circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one trial call.
+    #[serde(default = "default_breaker_open")]
+    pub breaker_open_ms: u64,
+}
+
+fn default_saga_group() -> String {
+    "o2c-saga".into()
+}
+fn default_retry_base() -> u64 {
+    1000
+}
+fn default_outbox_poll() -> u64 {
+    500
+}
+fn default_pg_lanes() -> usize {
+    4
+}
+fn default_central() -> String {
+    "central".into()
+}
+fn default_saga_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9301))
+}
+fn default_pg_url() -> String {
+    "host=127.0.0.1 user=postgres dbname=o2c".into()
+}
+fn default_psp_url() -> String {
+    "http://127.0.0.1:9400".into()
+}
+fn default_psp_timeout() -> u64 {
+    2000
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open() -> u64 {
+    30_000
+}
+
+impl Default for SagaConfig {
+    fn default() -> Self {
+        Self {
+            group_prefix: default_saga_group(),
+            retry_base_ms: default_retry_base(),
+            outbox_poll_ms: default_outbox_poll(),
+            pg_lanes: default_pg_lanes(),
+            auto_stock: 0,
+            central_warehouse: default_central(),
+            http_listen: default_saga_http(),
+        }
+    }
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: default_pg_url(),
+        }
+    }
+}
+
+impl Default for PspConfig {
+    fn default() -> Self {
+        Self {
+            url: default_psp_url(),
+            timeout_ms: default_psp_timeout(),
+            breaker_failures: default_breaker_failures(),
+            breaker_open_ms: default_breaker_open(),
+        }
+    }
 }
 
 /// `[mqtt]`.
@@ -239,6 +372,22 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "ingest.max_inflight_frames",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.saga.auto_stock < 0 {
+            return Err(ConfigError::Invalid {
+                key: "saga.auto_stock",
+                message: "must not be negative".into(),
+            });
+        }
+        KafkaTopics::new(&self.saga.group_prefix).map_err(|e| ConfigError::Invalid {
+            key: "saga.group_prefix",
+            message: e.to_string(),
+        })?;
+        if !(self.psp.url.starts_with("http://") || self.psp.url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                key: "psp.url",
+                message: "must be an http:// or https:// URL".into(),
             });
         }
         if self.kafka.partitions < 1 {

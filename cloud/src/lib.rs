@@ -8,9 +8,14 @@
 //! - [`mqtt`]: MQTT v5 client options (TLS, packet size).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: the Prometheus registry.
+//! - [`saga`]: the Order-to-Cash saga services (order, payment, inventory,
+//!   shipping), their outboxes and the status publisher back to stores;
+//!   `dlq list|replay`. Start with `saga/mod.rs`.
+//! - [`psp`]: the payment processor client (idempotency keys, circuit
+//!   breaker) and its simulator.
 //!
 //! The binary (`src/main.rs`) is a thin clap shell: `o2c-cloud ingest`,
-//! `o2c-cloud check-config`.
+//! `saga`, `psp-sim`, `dlq list|replay`, `check-config`.
 
 pub mod config;
 pub mod http;
@@ -18,3 +23,5 @@ pub mod ingest;
 pub mod kafka;
 pub mod metrics;
 pub mod mqtt;
+pub mod psp;
+pub mod saga;

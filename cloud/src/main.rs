@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use o2c_cloud::config::Config;
+use o2c_cloud::saga::runner::Selection;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "o2c-cloud",
     version,
-    about = "o2c cloud side: MQTT ingest into Kafka"
+    about = "o2c cloud side: MQTT ingest into Kafka, the Order-to-Cash saga, status back to stores"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -26,11 +27,46 @@ enum Command {
         #[arg(long, env = "O2C_CLOUD_CONFIG")]
         config: PathBuf,
     },
+    /// Run the saga services (all in one process, or one with --service).
+    Saga {
+        /// Path of cloud.toml.
+        #[arg(long, env = "O2C_CLOUD_CONFIG")]
+        config: PathBuf,
+        /// `order`, `payment`, `inventory`, `shipping`, `status` or `all`.
+        #[arg(long, default_value = "all")]
+        service: String,
+    },
+    /// Run the payment processor simulator.
+    PspSim {
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:9400")]
+        listen: std::net::SocketAddr,
+    },
+    /// Inspect or replay the dead-letter topic.
+    Dlq {
+        /// Path of cloud.toml.
+        #[arg(long, env = "O2C_CLOUD_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Validate the config and print the effective values.
     CheckConfig {
         /// Path of cloud.toml.
         #[arg(long, env = "O2C_CLOUD_CONFIG")]
         config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqAction {
+    /// Print every dead letter (one JSON object per line).
+    List,
+    /// Re-inject a dead letter into its original topic.
+    Replay {
+        /// The event id (or `partition:offset` in the DLQ).
+        #[arg(long)]
+        id: String,
     },
 }
 
@@ -61,20 +97,92 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
-        Command::Ingest { config } => {
-            let cfg = match load(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            match ingest(cfg) {
-                Ok(()) => ExitCode::SUCCESS,
+        Command::Ingest { config } => match load(&config) {
+            Ok(cfg) => finish(ingest(cfg)),
+            Err(code) => code,
+        },
+        Command::Saga { config, service } => {
+            let selection = match service.parse::<Selection>() {
+                Ok(s) => s,
                 Err(e) => {
-                    eprintln!("o2c-cloud: {e:#}");
-                    ExitCode::FAILURE
+                    eprintln!("o2c-cloud: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
                 }
+            };
+            match load(&config) {
+                Ok(cfg) => finish(saga(cfg, selection)),
+                Err(code) => code,
             }
         }
+        Command::PspSim { listen } => finish(psp_sim(listen)),
+        Command::Dlq { config, action } => match load(&config) {
+            Ok(cfg) => finish(dlq(cfg, action)),
+            Err(code) => code,
+        },
     }
+}
+
+fn finish(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("o2c-cloud: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn saga(cfg: Config, selection: Selection) -> anyhow::Result<()> {
+    init_tracing();
+    let listener = tokio::net::TcpListener::bind(cfg.saga.http_listen)
+        .await
+        .with_context(|| format!("bind saga.http_listen {}", cfg.saga.http_listen))?;
+    tracing::info!(addr = %listener.local_addr()?, ?selection, "saga health and metrics listening");
+    o2c_cloud::saga::run(cfg, selection, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn psp_sim(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    init_tracing();
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("bind {listen}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "psp simulator listening");
+    o2c_cloud::psp::sim::serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn dlq(cfg: Config, action: DlqAction) -> anyhow::Result<()> {
+    match action {
+        DlqAction::List => {
+            for d in o2c_cloud::saga::dlq::list(&cfg).await? {
+                let headers: serde_json::Map<String, serde_json::Value> = d
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect();
+                let line = serde_json::json!({
+                    "partition": d.partition,
+                    "offset": d.offset,
+                    "key": d.key,
+                    "event_id": d.header("event_id"),
+                    "source_topic": d.header("source_topic"),
+                    "reason": d.header("reason"),
+                    "reason_detail": d.header("reason_detail"),
+                    "headers": headers,
+                });
+                println!("{line}");
+            }
+        }
+        DlqAction::Replay { id } => {
+            let topic = o2c_cloud::saga::dlq::replay(&cfg, &id).await?;
+            println!("replayed {id} into {topic}");
+        }
+    }
+    Ok(())
 }
 
 fn init_tracing() {

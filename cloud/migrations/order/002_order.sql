@@ -1,0 +1,2 @@
+-- The order service keeps only the common tables (state as JSON in `orders`).
+SELECT 1;

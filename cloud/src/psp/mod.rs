@@ -1,0 +1,238 @@
+//! The payment processor (PSP): its HTTP wire types, the client the payment
+//! service uses (idempotency keys, a 2 s timeout, a circuit breaker), and
+//! the simulator `o2c-cloud psp-sim`.
+//!
+//! - [`breaker`]: the circuit breaker, a pure state machine.
+//! - [`sim`]: the deterministic simulator (axum).
+//! - this module: wire types and [`PspClient`].
+//!
+//! Only processor tokens cross this boundary, never card numbers.
+
+pub mod breaker;
+pub mod sim;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::metrics::gauge::Gauge;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use self::breaker::{Breaker, BreakerState};
+
+/// `POST /v1/captures` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureRequest {
+    /// The order (metadata).
+    pub order_id: String,
+    /// Processor token.
+    pub token: String,
+    /// Amount, minor units.
+    pub amount_minor: i64,
+    /// ISO 4217.
+    pub currency: String,
+}
+
+/// `POST /v1/refunds` body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefundRequest {
+    /// The order (metadata).
+    pub order_id: String,
+    /// The capture to refund.
+    pub capture_id: String,
+    /// Amount, minor units.
+    pub amount_minor: i64,
+    /// ISO 4217.
+    pub currency: String,
+}
+
+/// The processor's answer to a capture or refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PspResponse {
+    /// `cap_…` or `ref_…`; absent on a decline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `approved`, `declined` or `refunded`.
+    pub status: String,
+    /// Why it was declined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decline_code: Option<String>,
+}
+
+/// What a capture came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureOutcome {
+    /// Money captured; the capture id.
+    Approved(String),
+    /// The processor declined; its code.
+    Declined(String),
+}
+
+/// Why a processor call failed (all are transient for the saga).
+#[derive(Debug, thiserror::Error)]
+pub enum PspError {
+    /// The breaker is open: the call was not made.
+    #[error("circuit breaker open")]
+    BreakerOpen,
+    /// No answer within the timeout.
+    #[error("processor timed out")]
+    Timeout,
+    /// Connection or protocol trouble.
+    #[error("processor unreachable: {0}")]
+    Transport(String),
+    /// An unexpected status.
+    #[error("processor answered {status}: {body}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Body, shortened.
+        body: String,
+    },
+}
+
+/// Breaker settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open it.
+    pub failures: u32,
+    /// How long it stays open.
+    pub open_for: Duration,
+    /// Per-call timeout.
+    pub timeout: Duration,
+}
+
+/// The processor client: every call carries an `Idempotency-Key` and goes
+/// through the breaker.
+#[derive(Debug, Clone)]
+pub struct PspClient {
+    http: reqwest::Client,
+    base: String,
+    breaker: Arc<Mutex<Breaker>>,
+    state_gauge: Gauge,
+}
+
+impl PspClient {
+    /// A client for `base` (e.g. `http://127.0.0.1:9400`); `state_gauge`
+    /// reports the breaker state (0 closed, 1 open, 2 half-open).
+    pub fn new(base: &str, cfg: BreakerConfig, state_gauge: Gauge) -> Result<Self, PspError> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .build()
+            .map_err(|e| PspError::Transport(e.to_string()))?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            breaker: Arc::new(Mutex::new(Breaker::new(cfg.failures, cfg.open_for))),
+            state_gauge,
+        })
+    }
+
+    /// The breaker's state now.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.lock().state(Instant::now())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn report(&self) {
+        let s = self.lock().state(Instant::now());
+        self.state_gauge.set(s.code());
+    }
+
+    /// Captures `req`; the same `key` never captures twice.
+    pub async fn capture(
+        &self,
+        key: &str,
+        req: &CaptureRequest,
+    ) -> Result<CaptureOutcome, PspError> {
+        let r = self.call("/v1/captures", key, req).await?;
+        match (r.status.as_str(), r.id) {
+            ("approved", Some(id)) => Ok(CaptureOutcome::Approved(id)),
+            ("declined", _) => Ok(CaptureOutcome::Declined(
+                r.decline_code.unwrap_or_else(|| "declined".into()),
+            )),
+            (other, _) => Err(PspError::Status {
+                status: 200,
+                body: format!("unexpected status {other:?}"),
+            }),
+        }
+    }
+
+    /// Refunds a capture; the same `key` never refunds twice. Returns the
+    /// refund id.
+    pub async fn refund(&self, key: &str, req: &RefundRequest) -> Result<String, PspError> {
+        let r = self.call("/v1/refunds", key, req).await?;
+        r.id.ok_or_else(|| PspError::Status {
+            status: 200,
+            body: "refund without id".into(),
+        })
+    }
+
+    async fn call<B: Serialize>(
+        &self,
+        path: &str,
+        key: &str,
+        body: &B,
+    ) -> Result<PspResponse, PspError> {
+        if self.lock().acquire(Instant::now()).is_err() {
+            self.report();
+            return Err(PspError::BreakerOpen);
+        }
+        let result = self.send(path, key, body).await;
+        {
+            let mut b = self.lock();
+            match &result {
+                Ok(_) => b.on_success(),
+                Err(_) => b.on_failure(Instant::now()),
+            }
+        }
+        self.report();
+        result
+    }
+
+    async fn send<B: Serialize>(
+        &self,
+        path: &str,
+        key: &str,
+        body: &B,
+    ) -> Result<PspResponse, PspError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    PspError::Timeout
+                } else {
+                    PspError::Transport(e.to_string())
+                }
+            })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| {
+            if e.is_timeout() {
+                PspError::Timeout
+            } else {
+                PspError::Transport(e.to_string())
+            }
+        })?;
+        // 2xx and 402 (declined) are answers; anything else is a failure.
+        if (200..300).contains(&status) || status == 402 {
+            serde_json::from_str(&text).map_err(|e| PspError::Status {
+                status,
+                body: e.to_string(),
+            })
+        } else {
+            Err(PspError::Status {
+                status,
+                body: text.chars().take(200).collect(),
+            })
+        }
+    }
+}

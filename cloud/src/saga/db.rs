@@ -1,0 +1,202 @@
+//! PostgreSQL plumbing shared by the saga services: connecting, numbered
+//! migrations per schema, the idempotent-consumer ledger and per-order state
+//! stored as JSON.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_postgres::{Client, NoTls, Transaction};
+
+use super::{SagaError, Service};
+
+/// `(version, name, sql)`; `{schema}` in the SQL names the service's schema.
+type Migration = (i32, &'static str, &'static str);
+
+const COMMON: &[Migration] = &[(
+    1,
+    "processed_events_outbox",
+    include_str!("../../migrations/common/001_processed_events_outbox.sql"),
+)];
+
+fn own_migrations(service: Service) -> &'static [Migration] {
+    match service {
+        Service::Order => &[(
+            2,
+            "order",
+            include_str!("../../migrations/order/002_order.sql"),
+        )],
+        Service::Payment => &[(
+            2,
+            "psp_calls",
+            include_str!("../../migrations/payment/002_psp_calls.sql"),
+        )],
+        Service::Inventory => &[(
+            2,
+            "stock",
+            include_str!("../../migrations/inventory/002_stock.sql"),
+        )],
+        Service::Shipping => &[(
+            2,
+            "notifications",
+            include_str!("../../migrations/shipping/002_notifications.sql"),
+        )],
+    }
+}
+
+/// Connects and drives the connection on a task of its own.
+pub(crate) async fn connect(url: &str) -> Result<Client, SagaError> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "postgres connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// Applies the service's pending migrations, once, under an advisory lock
+/// (several processes may start at the same time).
+pub async fn migrate(client: &mut Client, service: Service) -> Result<(), SagaError> {
+    let schema = service.schema();
+    let tx = client.transaction().await?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext($1))",
+        &[&format!("o2c-migrate-{schema}")],
+    )
+    .await?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {schema};
+         CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+             version int PRIMARY KEY, name text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())"
+    ))
+    .await?;
+    for &(version, name, sql) in COMMON.iter().chain(own_migrations(service)) {
+        let done = tx
+            .query_opt(
+                &format!("SELECT 1 FROM {schema}.schema_migrations WHERE version = $1"),
+                &[&version],
+            )
+            .await?
+            .is_some();
+        if done {
+            continue;
+        }
+        tx.batch_execute(&sql.replace("{schema}", schema))
+            .await
+            .map_err(|e| SagaError::Migration {
+                schema,
+                version,
+                message: e.to_string(),
+            })?;
+        tx.execute(
+            &format!("INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)"),
+            &[&version, &name],
+        )
+        .await?;
+        tracing::info!(schema, version, name, "migration applied");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records `event_id` as processed by this service. Returns false when it
+/// already was: the caller then changes nothing (idempotent consumer).
+pub(crate) async fn mark_processed(
+    tx: &Transaction<'_>,
+    schema: &str,
+    event_id: &str,
+    event_type: &str,
+    order_id: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    let n = tx
+        .execute(
+            &format!(
+                "INSERT INTO {schema}.processed_events (event_id, event_type, order_id) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+            ),
+            &[&event_id, &event_type, &order_id],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Whether `event_id` was processed already (a read outside any
+/// transaction, to skip side effects early).
+pub(crate) async fn is_processed(
+    client: &Client,
+    schema: &str,
+    event_id: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt(
+            &format!("SELECT 1 FROM {schema}.processed_events WHERE event_id = $1"),
+            &[&event_id],
+        )
+        .await?
+        .is_some())
+}
+
+/// Locks the order's state row (creating it with `S::default()`) and
+/// returns the state.
+pub(crate) async fn lock_state<S: DeserializeOwned + Serialize + Default>(
+    tx: &Transaction<'_>,
+    schema: &str,
+    order_id: &str,
+) -> Result<S, SagaError> {
+    let fresh = serde_json::to_string(&S::default()).map_err(SagaError::State)?;
+    tx.execute(
+        &format!(
+            "INSERT INTO {schema}.orders (order_id, state) VALUES ($1, $2) \
+             ON CONFLICT DO NOTHING"
+        ),
+        &[&order_id, &fresh],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            &format!("SELECT state FROM {schema}.orders WHERE order_id = $1 FOR UPDATE"),
+            &[&order_id],
+        )
+        .await?;
+    let text: String = row.get(0);
+    serde_json::from_str(&text).map_err(SagaError::State)
+}
+
+/// Reads the order's state without locking, if any.
+pub(crate) async fn read_state<S: DeserializeOwned>(
+    client: &Client,
+    schema: &str,
+    order_id: &str,
+) -> Result<Option<S>, SagaError> {
+    let row = client
+        .query_opt(
+            &format!("SELECT state FROM {schema}.orders WHERE order_id = $1"),
+            &[&order_id],
+        )
+        .await?;
+    match row {
+        None => Ok(None),
+        Some(r) => {
+            let text: String = r.get(0);
+            serde_json::from_str(&text)
+                .map(Some)
+                .map_err(SagaError::State)
+        }
+    }
+}
+
+/// Writes the order's state.
+pub(crate) async fn save_state<S: Serialize>(
+    tx: &Transaction<'_>,
+    schema: &str,
+    order_id: &str,
+    state: &S,
+) -> Result<(), SagaError> {
+    let text = serde_json::to_string(state).map_err(SagaError::State)?;
+    tx.execute(
+        &format!("UPDATE {schema}.orders SET state = $2, updated_at = now() WHERE order_id = $1"),
+        &[&order_id, &text],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! The Order-to-Cash saga, choreographed: each service consumes the
+//! previous event, does its local transaction and publishes the next
+//! through its outbox. No coordinator.
+//!
+//! ```text
+//! orders.created ─► payment ─► payments.captured ─► inventory ─► inventory.confirmed
+//!       │  (inventory holds stock here)                              │
+//!       │                     ship_to_home: shipping ─► shipments.scheduled
+//!       │                                                            ▼
+//!       │                                         order ─► orders.completed
+//! payments.failed ─► order ─► orders.cancelled ─► inventory ─► inventory.released
+//!                                              └► payment (refund if captured) ─► refunds.issued
+//!                                              └► shipping (cancel + notice)
+//! ```
+//!
+//! Layout:
+//! - [`consumer`]: the shared consumer loop (group, manual commits,
+//!   retries 1/2/4 s, dead letters).
+//! - [`db`]: connections, numbered migrations (`cloud/migrations/`), the
+//!   `processed_events` ledger, per-order state rows.
+//! - [`outbox`]: the transactional outbox and its relay (LISTEN/NOTIFY,
+//!   `FOR UPDATE SKIP LOCKED`).
+//! - [`order`], [`payment`], [`inventory`], [`shipping`]: the services;
+//!   each has a pure state type with unit tests and a thin step. The
+//!   inventory placement (hold at creation, confirm after payment) is
+//!   documented in [`inventory`].
+//! - [`status`]: status updates back to the stores over MQTT.
+//! - [`dlq`]: `dlq list` and `dlq replay`.
+//! - [`runner`]: wiring: which services run, HTTP health and metrics.
+//!
+//! Each service has its own PostgreSQL schema (`o2c_order`, `o2c_payment`,
+//! `o2c_inventory`, `o2c_shipping`) and consumer group
+//! (`{saga.group_prefix}-{service}`).
+
+pub mod consumer;
+pub mod db;
+pub mod dlq;
+pub mod inventory;
+pub mod order;
+pub mod outbox;
+pub mod payment;
+pub mod runner;
+pub mod shipping;
+pub mod status;
+
+use std::fmt;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
+use tokio_postgres::Client;
+
+pub use runner::run;
+
+/// Why the saga (or a DLQ command) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SagaError {
+    /// PostgreSQL.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A migration failed.
+    #[error("migration {schema}/{version}: {message}")]
+    Migration {
+        /// Schema.
+        schema: &'static str,
+        /// Version.
+        version: i32,
+        /// Error.
+        message: String,
+    },
+    /// A stored state row does not decode.
+    #[error("state: {0}")]
+    State(serde_json::Error),
+    /// Kafka.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// Kafka setup.
+    #[error(transparent)]
+    KafkaOp(#[from] crate::kafka::KafkaOpError),
+    /// MQTT setup.
+    #[error(transparent)]
+    MqttSetup(#[from] crate::mqtt::MqttSetupError),
+    /// MQTT client.
+    #[error("mqtt: {0}")]
+    Mqtt(String),
+    /// Payment processor client setup.
+    #[error(transparent)]
+    Psp(#[from] crate::psp::PspError),
+    /// Encoding an event (a bug).
+    #[error("encode: {0}")]
+    Encode(String),
+    /// A connection or task ended.
+    #[error("{0} closed")]
+    Closed(&'static str),
+    /// HTTP listener.
+    #[error("http: {0}")]
+    Http(#[from] std::io::Error),
+    /// No such dead letter.
+    #[error("no dead letter {0}")]
+    NotFound(String),
+    /// A service name that does not exist.
+    #[error("unknown service {0:?}: use order, payment, inventory, shipping or status")]
+    UnknownService(String),
+}
+
+/// One saga service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Decides completion and cancellation.
+    Order,
+    /// Captures and refunds.
+    Payment,
+    /// Holds, confirms and releases stock.
+    Inventory,
+    /// Books and cancels shipments.
+    Shipping,
+}
+
+impl Service {
+    /// Every database-backed service.
+    pub const ALL: [Service; 4] = [
+        Service::Order,
+        Service::Payment,
+        Service::Inventory,
+        Service::Shipping,
+    ];
+
+    /// Its name (CLI, consumer group, metrics).
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Order => "order",
+            Service::Payment => "payment",
+            Service::Inventory => "inventory",
+            Service::Shipping => "shipping",
+        }
+    }
+
+    /// Its PostgreSQL schema.
+    pub fn schema(self) -> &'static str {
+        match self {
+            Service::Order => order::SCHEMA,
+            Service::Payment => payment::SCHEMA,
+            Service::Inventory => inventory::SCHEMA,
+            Service::Shipping => shipping::SCHEMA,
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Metric label: a service.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabel {
+    /// Service name.
+    pub service: &'static str,
+}
+
+/// The saga's Prometheus metrics.
+#[derive(Debug)]
+pub struct SagaMetrics {
+    registry: Registry,
+    /// Events handled, per service.
+    pub processed: Family<ServiceLabel, Counter>,
+    /// Transient failures retried, per service.
+    pub retries: Family<ServiceLabel, Counter>,
+    /// Events dead-lettered, per service.
+    pub dead_letters: Family<ServiceLabel, Counter>,
+    /// Outbox rows published.
+    pub outbox_published: Counter,
+    /// Status updates published to stores.
+    pub status_published: Counter,
+    /// Payment processor breaker: 0 closed, 1 open, 2 half-open.
+    pub psp_breaker_state: Gauge,
+}
+
+impl Default for SagaMetrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("o2c_saga");
+        let m = SagaMetrics {
+            registry: Registry::default(),
+            processed: Family::default(),
+            retries: Family::default(),
+            dead_letters: Family::default(),
+            outbox_published: Counter::default(),
+            status_published: Counter::default(),
+            psp_breaker_state: Gauge::default(),
+        };
+        registry.register("processed", "Events handled", m.processed.clone());
+        registry.register("retries", "Transient failures retried", m.retries.clone());
+        registry.register(
+            "dead_letters",
+            "Events dead-lettered",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "outbox_published",
+            "Outbox rows published to Kafka",
+            m.outbox_published.clone(),
+        );
+        registry.register(
+            "status_published",
+            "Status updates published to stores",
+            m.status_published.clone(),
+        );
+        registry.register(
+            "psp_breaker_state",
+            "Payment processor breaker (0 closed, 1 open, 2 half-open)",
+            m.psp_breaker_state.clone(),
+        );
+        SagaMetrics { registry, ..m }
+    }
+}
+
+impl SagaMetrics {
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// A few PostgreSQL connections ("lanes"), picked by order id so one
+/// order's steps use one connection; a broken connection is replaced on
+/// the next use.
+#[derive(Debug)]
+pub(crate) struct Pg {
+    url: String,
+    lanes: Vec<Mutex<Option<Client>>>,
+}
+
+impl Pg {
+    pub(crate) fn new(url: &str, lanes: usize) -> Self {
+        Self {
+            url: url.to_owned(),
+            lanes: (0..lanes.max(1)).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    /// The connection of `key`'s lane.
+    pub(crate) async fn get(&self, key: &str) -> Result<MappedMutexGuard<'_, Client>, SagaError> {
+        let h = key.bytes().fold(0usize, |h, b| {
+            h.wrapping_mul(31).wrapping_add(usize::from(b))
+        });
+        let lane = &self.lanes[h % self.lanes.len()];
+        let mut guard = lane.lock().await;
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            *guard = Some(db::connect(&self.url).await?);
+        }
+        MutexGuard::try_map(guard, Option::as_mut).map_err(|_| SagaError::Closed("postgres lane"))
+    }
+}

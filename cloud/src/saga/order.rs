@@ -1,0 +1,196 @@
+//! The order service: follows each order through the saga and decides its
+//! end: `OrderCompleted`, or `OrderCancelled` after a declined payment or
+//! insufficient stock.
+//!
+//! Events may arrive in any order across topics (and again on replay), so
+//! the state records what has been seen and [`OrderState::apply`] decides
+//! only from that: it completes once the order, the stock confirmation and
+//! (for `ship_to_home`) the shipment are all known.
+
+use o2c_protocol::event::{OrderCancelled, OrderCompleted};
+use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics};
+use serde::{Deserialize, Serialize};
+
+use super::consumer::{Step, StepError};
+use super::{Pg, db, outbox};
+
+/// Where an order stands for the order service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// In progress.
+    #[default]
+    Open,
+    /// `OrderCompleted` was emitted.
+    Completed,
+    /// Cancelled (by the store, or by this service).
+    Cancelled,
+}
+
+/// What the order service knows about one order.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct OrderState {
+    /// `OrderCreated` seen; `Some(true)` for ship-to-home.
+    pub ship_to_home: Option<bool>,
+    /// `PaymentCaptured` seen.
+    pub paid: bool,
+    /// `PaymentFailed` reason.
+    pub payment_failed: Option<String>,
+    /// `InventoryConfirmed` seen.
+    pub inventory_confirmed: bool,
+    /// `InventoryReleased` reason.
+    pub released: Option<String>,
+    /// `ShipmentScheduled` seen.
+    pub shipment_scheduled: bool,
+    /// Where it stands.
+    pub phase: Phase,
+    /// Why it was cancelled.
+    pub cancel_reason: Option<String>,
+}
+
+impl OrderState {
+    /// Records `event` and returns the events to emit (at most one).
+    pub fn apply(&mut self, event: &Event) -> Vec<Event> {
+        match event {
+            Event::OrderCreated(o) => {
+                self.ship_to_home = Some(matches!(o.fulfillment, Fulfillment::ShipToHome { .. }))
+            }
+            Event::PaymentCaptured(_) => self.paid = true,
+            Event::PaymentFailed(f) => self.payment_failed = Some(f.reason.clone()),
+            Event::InventoryConfirmed(_) => self.inventory_confirmed = true,
+            Event::InventoryReleased(r) => self.released = Some(r.reason.clone()),
+            Event::ShipmentScheduled(_) => self.shipment_scheduled = true,
+            Event::OrderCancelled(c) => {
+                if self.phase != Phase::Cancelled {
+                    self.phase = Phase::Cancelled;
+                    self.cancel_reason = Some(c.reason.clone());
+                }
+            }
+            Event::OrderCompleted(_) | Event::RefundIssued(_) => {}
+        }
+        if self.phase != Phase::Open {
+            return Vec::new();
+        }
+        let order_id = event.order_id();
+        let cancel = |s: &mut Self, reason: String| {
+            s.phase = Phase::Cancelled;
+            s.cancel_reason = Some(reason.clone());
+            vec![Event::OrderCancelled(OrderCancelled { order_id, reason })]
+        };
+        if let Some(reason) = self.payment_failed.clone() {
+            return cancel(self, reason);
+        }
+        if self.released.as_deref() == Some(INSUFFICIENT_STOCK) {
+            return cancel(self, INSUFFICIENT_STOCK.to_owned());
+        }
+        let shipped_if_needed = match self.ship_to_home {
+            Some(true) => self.shipment_scheduled,
+            Some(false) => true,
+            None => false,
+        };
+        if self.inventory_confirmed && shipped_if_needed {
+            self.phase = Phase::Completed;
+            return vec![Event::OrderCompleted(OrderCompleted { order_id })];
+        }
+        Vec::new()
+    }
+}
+
+/// The release reason that cancels an order.
+pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
+
+/// Topics the order service consumes.
+pub const SUBSCRIBES: &[EventType] = &[
+    EventType::OrderCreated,
+    EventType::OrderCancelled,
+    EventType::PaymentCaptured,
+    EventType::PaymentFailed,
+    EventType::InventoryConfirmed,
+    EventType::InventoryReleased,
+    EventType::ShipmentScheduled,
+];
+
+/// The order service's step.
+#[derive(Debug)]
+pub(crate) struct OrderStep {
+    pub(crate) pg: Pg,
+    pub(crate) topics: KafkaTopics,
+}
+
+pub(crate) const SCHEMA: &str = "o2c_order";
+
+impl Step for OrderStep {
+    async fn handle(&self, env: &Envelope) -> Result<(), StepError> {
+        let order_id = env.payload.order_id().to_string();
+        let mut client = self.pg.get(&order_id).await?;
+        let tx = client.transaction().await?;
+        let event_id = env.event_id.to_string();
+        if !db::mark_processed(&tx, SCHEMA, &event_id, env.event_type().as_str(), &order_id).await?
+        {
+            return Ok(());
+        }
+        let mut state: OrderState = db::lock_state(&tx, SCHEMA, &order_id).await?;
+        let emit = state.apply(&env.payload);
+        db::save_state(&tx, SCHEMA, &order_id, &state).await?;
+        for e in emit {
+            outbox::insert(&tx, SCHEMA, &self.topics, env, e).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use o2c_protocol::OrderId;
+    use o2c_protocol::event::{InventoryConfirmed, PaymentFailed, ShipmentScheduled};
+
+    fn oid() -> OrderId {
+        OrderId::from_parts(1, [1; 10])
+    }
+
+    #[test]
+    fn completes_once_all_facts_are_in_whatever_their_order() {
+        let confirmed = Event::InventoryConfirmed(InventoryConfirmed {
+            order_id: oid(),
+            reservations: vec![],
+        });
+        let shipped = Event::ShipmentScheduled(ShipmentScheduled {
+            order_id: oid(),
+            shipment_id: "s".into(),
+        });
+        let mut s = OrderState {
+            ship_to_home: Some(true),
+            ..Default::default()
+        };
+        assert!(s.apply(&shipped).is_empty());
+        let out = s.apply(&confirmed);
+        assert!(matches!(out.as_slice(), [Event::OrderCompleted(_)]));
+        // A replay emits nothing more.
+        assert!(s.apply(&confirmed).is_empty());
+        assert_eq!(s.phase, Phase::Completed);
+    }
+
+    #[test]
+    fn a_decline_cancels_once() {
+        let mut s = OrderState::default();
+        let failed = Event::PaymentFailed(PaymentFailed {
+            order_id: oid(),
+            reason: "payment_declined".into(),
+        });
+        let out = s.apply(&failed);
+        assert!(
+            matches!(out.as_slice(), [Event::OrderCancelled(c)] if c.reason == "payment_declined")
+        );
+        assert!(s.apply(&failed).is_empty());
+        // Our own cancellation coming back changes nothing.
+        assert!(
+            s.apply(&Event::OrderCancelled(OrderCancelled {
+                order_id: oid(),
+                reason: "payment_declined".into()
+            }))
+            .is_empty()
+        );
+    }
+}

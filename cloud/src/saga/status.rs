@@ -1,0 +1,155 @@
+//! The status publisher: consumes the saga topics and sends each store
+//! order's status changes to its agent as `StatusUpdate` frames on
+//! `o2c/v1/stores/{store}/agents/{agent}/status`, at QoS 1.
+//!
+//! [`status_for`] is the pure mapping. Offsets are committed only once the
+//! broker has acknowledged (PubAck) every publish made before them; after a
+//! crash, updates are sent again and the agent drops them by `event_id`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use o2c_protocol::topic::{Channel, agent_topic};
+use o2c_protocol::{CloudStatus, Envelope, Event, EventType, StatusUpdate};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Message;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::{AsyncClient, Event as MqttEvent};
+use tokio_util::sync::CancellationToken;
+
+use super::consumer::{self, COMMIT_EVERY, COMMIT_INTERVAL, LoopConfig};
+use super::{SagaError, SagaMetrics};
+use crate::config::MqttConfig;
+use crate::mqtt;
+
+/// Topics the status publisher consumes.
+pub const SUBSCRIBES: &[EventType] = &[
+    EventType::OrderCreated,
+    EventType::PaymentCaptured,
+    EventType::InventoryConfirmed,
+    EventType::ShipmentScheduled,
+    EventType::OrderCompleted,
+    EventType::OrderCancelled,
+    EventType::RefundIssued,
+];
+
+/// The status a saga event gives its order, if any.
+pub fn status_for(env: &Envelope) -> Option<StatusUpdate> {
+    let (status, reason) = match &env.payload {
+        Event::OrderCreated(_) => (CloudStatus::Accepted, None),
+        Event::PaymentCaptured(_) => (CloudStatus::Paid, None),
+        Event::InventoryConfirmed(_) => (CloudStatus::InventoryConfirmed, None),
+        Event::ShipmentScheduled(_) => (CloudStatus::ShipmentScheduled, None),
+        Event::OrderCompleted(_) => (CloudStatus::Completed, None),
+        Event::OrderCancelled(c) => (CloudStatus::Cancelled, Some(c.reason.clone())),
+        Event::RefundIssued(_) => (CloudStatus::Refunded, None),
+        Event::PaymentFailed(_) | Event::InventoryReleased(_) => return None,
+    };
+    Some(StatusUpdate {
+        order_id: env.payload.order_id(),
+        status,
+        reason,
+        event_id: env.event_id,
+        occurred_at: env.occurred_at,
+    })
+}
+
+/// Runs the publisher until `cancel`.
+pub(crate) async fn run(
+    cfg: LoopConfig,
+    mqtt_cfg: MqttConfig,
+    metrics: Arc<SagaMetrics>,
+    mqtt_up: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) -> Result<(), SagaError> {
+    let client_id = format!("o2c-status-{:08x}", rand::random::<u32>());
+    let opts = mqtt::options(&mqtt_cfg, &client_id)?;
+    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+    let acked = Arc::new(AtomicU64::new(0));
+    let loop_task = tokio::spawn({
+        let acked = acked.clone();
+        let cancel = cancel.clone();
+        let up = mqtt_up.clone();
+        async move {
+            let mut backoff = Duration::from_millis(100);
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    ev = eventloop.poll() => match ev {
+                        Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
+                            up.store(true, Ordering::Relaxed);
+                            backoff = Duration::from_millis(100);
+                        }
+                        Ok(MqttEvent::Incoming(Packet::PubAck(_))) => {
+                            acked.fetch_add(1, Ordering::Release);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            up.store(false, Ordering::Relaxed);
+                            tracing::warn!(error = %e, "status mqtt connection lost");
+                            tokio::time::sleep(backoff).await;
+                            backoff = (backoff * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let consumer = consumer::consumer(&cfg)?;
+    let mut published = 0u64;
+    let mut uncommitted = 0u32;
+    let mut last_commit = Instant::now();
+    loop {
+        let msg = tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(COMMIT_INTERVAL) => None,
+            m = consumer.recv() => Some(m),
+        };
+        if let Some(m) = msg {
+            match m {
+                Err(e) => tracing::warn!(error = %e, "status consume error"),
+                Ok(m) => {
+                    let value = m.payload().unwrap_or_default();
+                    match consumer::decode(&cfg.topics, m.topic(), value) {
+                        Ok(env) => {
+                            if let Some(update) = status_for(&env) {
+                                let topic =
+                                    agent_topic(&env.store_id, &env.agent_id, Channel::Status);
+                                let bytes = update
+                                    .encode()
+                                    .map_err(|e| SagaError::Encode(e.to_string()))?;
+                                // Waits only while rumqttc's request queue is full.
+                                client
+                                    .publish(topic, QoS::AtLeastOnce, false, bytes)
+                                    .await
+                                    .map_err(|e| SagaError::Mqtt(e.to_string()))?;
+                                published += 1;
+                                metrics.status_published.inc();
+                            }
+                        }
+                        // The saga services dead-letter poison; here it is skipped.
+                        Err(e) => tracing::warn!(error = %e, "status: undecodable event skipped"),
+                    }
+                    if let Err(e) = consumer.store_offset_from_message(&m) {
+                        tracing::warn!(error = %e, "cannot store offset");
+                    }
+                    uncommitted += 1;
+                }
+            }
+        }
+        let due = uncommitted >= COMMIT_EVERY || last_commit.elapsed() >= COMMIT_INTERVAL;
+        // Commit only what the broker has acknowledged.
+        if uncommitted > 0 && due && acked.load(Ordering::Acquire) >= published {
+            if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+                tracing::warn!(error = %e, "offset commit failed");
+            }
+            uncommitted = 0;
+            last_commit = Instant::now();
+        }
+    }
+    loop_task.abort();
+    let _ = client.try_disconnect();
+    Ok(())
+}
