@@ -13,6 +13,8 @@
 //! - [`pipeline`]: `o2c-cloud ingest` and `o2c-agent` as real processes, and
 //!   the Kafka-side view (dedup by `event_id`) the end-to-end suites assert on.
 //! - [`proxy`]: [`proxy::LinkProxy`], a TCP relay that cuts one store's link.
+//! - [`saga`]: `o2c-cloud saga` and `psp-sim` as real processes, and
+//!   [`saga::SagaWorld`], the whole pipeline for one saga test.
 //! - [`process`]: [`ChildGuard`] (kill on drop) and [`free_port`].
 //! - [`wait`]: [`wait_until`] and [`wait_for_file`], polling with a deadline.
 //! - [`bins`]: [`bin_path`], the path of a workspace binary such as `o2c-agent`.
@@ -36,6 +38,7 @@ pub mod mqtt;
 pub mod pipeline;
 pub mod process;
 pub mod proxy;
+pub mod saga;
 pub mod tansu;
 pub mod wait;
 

@@ -1,0 +1,459 @@
+//! The saga as real processes: `o2c-cloud psp-sim` and `o2c-cloud saga`
+//! with generated configs, a whole-pipeline setup ([`SagaWorld`]: private
+//! Mosquitto, ingest, saga, simulator, one agent, a database of its own),
+//! and the agent-side helpers the saga suites assert with.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::pipeline::{AgentProc, Ingest, TERMINAL_TOKEN};
+use crate::{
+    ChildGuard, HarnessError, PrivateMosquitto, TestEnv, bin_path, free_port, wait_until_named,
+};
+
+fn http_err(e: reqwest::Error) -> HarnessError {
+    HarnessError::Pipeline(format!("http: {e}"))
+}
+
+fn log_file(path: &Path) -> Result<std::fs::File, HarnessError> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| HarnessError::io(format!("open {}", path.display()), e))
+}
+
+async fn wait_http_ok(what: &str, url: &str, log: &Path) -> Result<(), HarnessError> {
+    let client = reqwest::Client::new();
+    wait_until_named(
+        what,
+        || {
+            let c = client.clone();
+            async move {
+                c.get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        },
+        Duration::from_secs(60),
+    )
+    .await
+    .map_err(|e| {
+        HarnessError::Pipeline(format!(
+            "{e}; log:\n{}",
+            crate::process::log_tail(log, 4000)
+        ))
+    })
+}
+
+/// A running `o2c-cloud psp-sim`.
+#[derive(Debug)]
+pub struct PspSim {
+    guard: ChildGuard,
+    addr: SocketAddr,
+    log: PathBuf,
+}
+
+impl PspSim {
+    /// Starts the simulator on a free port; waits for `/healthz`.
+    pub async fn start(dir: &Path) -> Result<Self, HarnessError> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let log = dir.join("psp-sim.log");
+        let guard = Self::spawn(addr, &log)?;
+        let me = PspSim { guard, addr, log };
+        wait_http_ok(
+            "psp-sim /healthz",
+            &format!("{}/healthz", me.url()),
+            &me.log,
+        )
+        .await?;
+        Ok(me)
+    }
+
+    fn spawn(addr: SocketAddr, log: &Path) -> Result<ChildGuard, HarnessError> {
+        let mut cmd = Command::new(bin_path("o2c-cloud"));
+        cmd.arg("psp-sim")
+            .arg("--listen")
+            .arg(addr.to_string())
+            .stdout(Stdio::null())
+            .stderr(log_file(log)?);
+        ChildGuard::spawn("o2c-cloud psp-sim", &mut cmd)
+    }
+
+    /// `http://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `GET /v1/stats`.
+    pub async fn stats(&self) -> Result<Value, HarnessError> {
+        let r = reqwest::get(format!("{}/v1/stats", self.url()))
+            .await
+            .map_err(http_err)?;
+        r.json().await.map_err(http_err)
+    }
+
+    /// Captures made for `order_id`.
+    pub async fn captures_of(&self, order_id: &str) -> Result<usize, HarnessError> {
+        let s = self.stats().await?;
+        Ok(count_for(&s["captures"], order_id))
+    }
+
+    /// Refunds made for `order_id`.
+    pub async fn refunds_of(&self, order_id: &str) -> Result<usize, HarnessError> {
+        let s = self.stats().await?;
+        Ok(count_for(&s["refunds"], order_id))
+    }
+
+    /// SIGKILL (a dead processor).
+    pub fn kill(&mut self) -> Result<(), HarnessError> {
+        self.guard.kill().map(|_| ())
+    }
+
+    /// Starts it again on the same port (its memory is gone).
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        let _ = self.guard.kill();
+        self.guard = Self::spawn(self.addr, &self.log)?;
+        wait_http_ok(
+            "psp-sim /healthz",
+            &format!("{}/healthz", self.url()),
+            &self.log,
+        )
+        .await
+    }
+}
+
+fn count_for(list: &Value, order_id: &str) -> usize {
+    list.as_array()
+        .map(|a| a.iter().filter(|m| m["order_id"] == order_id).count())
+        .unwrap_or(0)
+}
+
+/// A running `o2c-cloud saga`.
+#[derive(Debug)]
+pub struct SagaProc {
+    guard: ChildGuard,
+    config: PathBuf,
+    log: PathBuf,
+    http: SocketAddr,
+    service: String,
+}
+
+/// What a saga config needs.
+#[derive(Debug, Clone)]
+pub struct SagaSettings {
+    /// Unique prefix: topics `{prefix}.…`, groups `{prefix}-…`.
+    pub prefix: String,
+    /// MQTT broker URL.
+    pub mqtt_url: String,
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// PostgreSQL connection string (with `dbname=`).
+    pub pg: String,
+    /// The simulator's URL.
+    pub psp_url: String,
+    /// Extra TOML appended to `[saga]` (e.g. `retry_base_ms = 100`).
+    pub extra_saga: String,
+    /// Extra TOML tables appended at the end (e.g. a `[psp]` table).
+    pub extra_tables: String,
+}
+
+impl SagaProc {
+    /// Writes `saga-{service}.toml` in `dir` and starts `o2c-cloud saga
+    /// --service {service}`; waits until `/readyz` is 200.
+    pub async fn start(dir: &Path, s: &SagaSettings, service: &str) -> Result<Self, HarnessError> {
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let config = dir.join(format!("saga-{service}.toml"));
+        let text = format!(
+            "[mqtt]\nurl = \"{}\"\n\
+             [kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}.\"\n\
+             [postgres]\nurl = \"{}\"\n\
+             [saga]\ngroup_prefix = \"{}\"\nhttp_listen = \"{http}\"\nauto_stock = 1000000\n{}\n\
+             {}\n",
+            s.mqtt_url, s.brokers, s.prefix, s.pg, s.prefix, s.extra_saga, s.extra_tables
+        );
+        let text = if s.extra_tables.contains("[psp]") {
+            text
+        } else {
+            format!("{text}[psp]\nurl = \"{}\"\n", s.psp_url)
+        };
+        std::fs::write(&config, text).map_err(|e| HarnessError::io("write saga.toml", e))?;
+        let log = dir.join(format!("saga-{service}.log"));
+        let guard = Self::spawn(&config, service, &log)?;
+        let me = SagaProc {
+            guard,
+            config,
+            log,
+            http,
+            service: service.to_owned(),
+        };
+        me.wait_ready().await?;
+        Ok(me)
+    }
+
+    fn spawn(config: &Path, service: &str, log: &Path) -> Result<ChildGuard, HarnessError> {
+        let mut cmd = Command::new(bin_path("o2c-cloud"));
+        cmd.arg("saga")
+            .arg("--config")
+            .arg(config)
+            .arg("--service")
+            .arg(service)
+            .env(
+                "RUST_LOG",
+                std::env::var("O2C_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(Stdio::null())
+            .stderr(log_file(log)?);
+        ChildGuard::spawn(format!("o2c-cloud saga {service}"), &mut cmd)
+    }
+
+    async fn wait_ready(&self) -> Result<(), HarnessError> {
+        wait_http_ok(
+            "saga /readyz",
+            &format!("http://{}/readyz", self.http),
+            &self.log,
+        )
+        .await
+    }
+
+    /// The config file (for `o2c-cloud dlq`).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// `/metrics` text.
+    pub async fn metrics(&self) -> Result<String, HarnessError> {
+        let r = reqwest::get(format!("http://{}/metrics", self.http))
+            .await
+            .map_err(http_err)?;
+        r.text().await.map_err(http_err)
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) -> Result<(), HarnessError> {
+        self.guard.kill().map(|_| ())
+    }
+
+    /// Starts it again with the same config.
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        let _ = self.guard.kill();
+        self.guard = Self::spawn(&self.config, &self.service, &self.log)?;
+        self.wait_ready().await
+    }
+}
+
+/// Runs `o2c-cloud dlq {args} --config {config}`; returns stdout.
+pub fn dlq_command(config: &Path, args: &[&str]) -> Result<String, HarnessError> {
+    let out = Command::new(bin_path("o2c-cloud"))
+        .arg("dlq")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .map_err(|e| HarnessError::io("run o2c-cloud dlq", e))?;
+    if !out.status.success() {
+        return Err(HarnessError::Pipeline(format!(
+            "o2c-cloud dlq {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// How an order is paid in [`order_body`].
+#[derive(Debug, Clone)]
+pub enum Tender {
+    /// Cash.
+    Cash,
+    /// A card token, authorised online.
+    Card(String),
+    /// A card token, authorised offline at the till.
+    OfflineCard(String),
+}
+
+/// A capture request: `qty` units of `sku` at 10.00 CAD.
+pub fn order_body(sku: &str, qty: i64, tender: &Tender, ship_to_home: bool) -> Value {
+    let total = 1000 * qty;
+    let payment = match tender {
+        Tender::Cash => json!({"method": "cash", "amount_minor": total}),
+        Tender::Card(t) | Tender::OfflineCard(t) => json!({
+            "method": "card", "amount_minor": total, "token": t, "brand": "visa", "last4": "4242",
+            "authorization": if matches!(tender, Tender::OfflineCard(_)) { "offline" } else { "online" }
+        }),
+    };
+    let fulfillment = if ship_to_home {
+        json!({"type": "ship_to_home", "address": {
+            "name": "A. Customer", "line1": "1 Main St", "city": "Montreal",
+            "postal_code": "H2X 1Y4", "country": "CA"}})
+    } else {
+        json!({"type": "carry_out"})
+    };
+    json!({
+        "terminal_id": "T1", "currency": "CAD",
+        "lines": [{"sku": sku, "quantity": qty, "unit_price_minor": 1000}],
+        "payments": [payment],
+        "fulfillment": fulfillment
+    })
+}
+
+fn agent_base(agent: &AgentProc) -> Result<String, HarnessError> {
+    let addr_file = agent
+        .db_path()
+        .parent()
+        .map(|d| d.join("http.addr"))
+        .ok_or_else(|| HarnessError::Pipeline("agent data dir".into()))?;
+    let text =
+        std::fs::read_to_string(&addr_file).map_err(|e| HarnessError::io("read http.addr", e))?;
+    Ok(format!("http://{}", text.trim()))
+}
+
+/// `POST /v1/orders` with `body`; returns the order id.
+pub async fn capture(agent: &AgentProc, key: &str, body: &Value) -> Result<String, HarnessError> {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/orders", agent_base(agent)?))
+        .bearer_auth(TERMINAL_TOKEN)
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .map_err(http_err)?;
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    match (status, v["order_id"].as_str()) {
+        (200 | 201, Some(id)) => Ok(id.to_owned()),
+        _ => Err(HarnessError::Pipeline(format!(
+            "POST /v1/orders: {status} {v}"
+        ))),
+    }
+}
+
+/// `(cloud_status, cloud_reason)` of an order at the agent.
+pub async fn cloud_status(
+    agent: &AgentProc,
+    order_id: &str,
+) -> Result<(Option<String>, Option<String>), HarnessError> {
+    let v = agent.get(&format!("/v1/orders/{order_id}")).await?;
+    Ok((
+        v["cloud_status"].as_str().map(str::to_owned),
+        v["cloud_reason"].as_str().map(str::to_owned),
+    ))
+}
+
+/// Waits until the agent shows `status` for the order.
+pub async fn wait_status(
+    agent: &AgentProc,
+    order_id: &str,
+    status: &str,
+    timeout: Duration,
+) -> Result<(), HarnessError> {
+    wait_until_named(
+        &format!("order {order_id} cloud_status {status}"),
+        || async {
+            cloud_status(agent, order_id)
+                .await
+                .is_ok_and(|(s, _)| s.as_deref() == Some(status))
+        },
+        timeout,
+    )
+    .await
+}
+
+/// The whole pipeline for one test.
+#[derive(Debug)]
+pub struct SagaWorld {
+    /// Temp dir, prefix, services.
+    pub env: TestEnv,
+    /// The test's own broker.
+    pub mosq: PrivateMosquitto,
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// The saga database's connection string.
+    pub pg: String,
+    /// The simulator.
+    pub psp: PspSim,
+    /// The ingest.
+    pub ingest: Ingest,
+    /// Saga processes.
+    pub sagas: Vec<SagaProc>,
+    /// Settings the saga processes were started with.
+    pub settings: SagaSettings,
+    /// One agent (store `{prefix}-s1`, agent `A1`).
+    pub agent: AgentProc,
+}
+
+impl SagaWorld {
+    /// Starts everything; `services` are the saga processes to run (e.g.
+    /// `&["all"]`); `extra_saga` is appended to `[saga]`.
+    pub async fn start(
+        services: &[&str],
+        extra_saga: &str,
+        extra_tables: &str,
+    ) -> Result<Self, HarnessError> {
+        let env = TestEnv::new();
+        let brokers = env.require_kafka().await.to_owned();
+        env.require_postgres().await;
+        let pg = env.create_database("saga").await?;
+        let mosq = PrivateMosquitto::start().await?;
+        let psp = PspSim::start(env.path()).await?;
+        let settings = SagaSettings {
+            prefix: env.prefix().to_owned(),
+            mqtt_url: mosq.url(),
+            brokers: brokers.clone(),
+            pg: pg.clone(),
+            psp_url: psp.url(),
+            extra_saga: extra_saga.to_owned(),
+            extra_tables: extra_tables.to_owned(),
+        };
+        let ingest = Ingest::start(env.path(), env.prefix(), &mosq.url(), &brokers).await?;
+        let mut sagas = Vec::new();
+        for s in services {
+            sagas.push(SagaProc::start(env.path(), &settings, s).await?);
+        }
+        let store = env.store_id("s1");
+        let agent = AgentProc::start(env.path(), &store, "A1", &mosq.url(), "").await?;
+        Ok(SagaWorld {
+            env,
+            mosq,
+            brokers,
+            pg,
+            psp,
+            ingest,
+            sagas,
+            settings,
+            agent,
+        })
+    }
+
+    /// A connection to the saga database.
+    pub async fn db(&self) -> Result<tokio_postgres::Client, HarnessError> {
+        let (client, conn) = tokio_postgres::connect(&self.pg, tokio_postgres::NoTls)
+            .await
+            .map_err(|source| HarnessError::Postgres {
+                what: "connect to the saga database".into(),
+                source,
+            })?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    /// Every saga log's tail, for failure messages.
+    pub fn logs(&self) -> String {
+        self.sagas
+            .iter()
+            .map(|s| crate::process::log_tail(s.log_path(), 3000))
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    }
+}
