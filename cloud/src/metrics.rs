@@ -31,6 +31,8 @@ pub struct IngestMetrics {
     pub frames_in: Counter,
     /// Frames shed under overload (not acked; agents resend).
     pub frames_shed: Counter,
+    /// Resent frames dropped because the same agent's frame was in progress.
+    pub frames_coalesced: Counter,
     /// Events received.
     pub events_in: Counter,
     /// Events written to their topic.
@@ -61,6 +63,7 @@ impl Default for IngestMetrics {
         let m = IngestMetrics {
             frames_in: Counter::default(),
             frames_shed: Counter::default(),
+            frames_coalesced: Counter::default(),
             events_in: Counter::default(),
             events_produced: Counter::default(),
             events_duplicate: Counter::default(),
@@ -79,6 +82,11 @@ impl Default for IngestMetrics {
             "frames_shed",
             "Frames shed under overload",
             m.frames_shed.clone(),
+        );
+        registry.register(
+            "frames_coalesced",
+            "Resends dropped while the agent's previous frame was in progress",
+            m.frames_coalesced.clone(),
         );
         registry.register("events_in", "Events received", m.events_in.clone());
         registry.register(

@@ -190,8 +190,6 @@ mod tests {
         }
     }
 
-    use super::*;
-
     #[test]
     fn agent_topics_round_trip() {
         let s = StoreId::new("S001").unwrap();

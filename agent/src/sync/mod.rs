@@ -123,11 +123,7 @@ impl SyncTask {
                     Ok(_) => {}
                     Err(e) => {
                         self.connected.store(false, Ordering::Relaxed);
-                        let delay = if state.is_connected() || !matches!(e, rumqttc::v5::ConnectionError::RequestsDone) {
-                            state.handle_disconnected()
-                        } else {
-                            1_000
-                        };
+                        let delay = state.handle_disconnected();
                         tracing::warn!(error = %e, retry_in_ms = delay, "sync disconnected");
                         tokio::select! {
                             () = self.cancel.cancelled() => break,

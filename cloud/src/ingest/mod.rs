@@ -47,7 +47,15 @@ pub enum IngestError {
     Config(String),
 }
 
-type Ledgers = Mutex<HashMap<(StoreId, AgentId), Arc<tokio::sync::Mutex<Ledger>>>>;
+/// One agent's ledger, and whether a frame is already queued behind the
+/// one in progress.
+#[derive(Debug, Default)]
+struct AgentSlot {
+    ledger: tokio::sync::Mutex<Ledger>,
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+type Ledgers = Mutex<HashMap<(StoreId, AgentId), Arc<AgentSlot>>>;
 
 struct Shared {
     producer: Producer_,
@@ -214,11 +222,7 @@ async fn probe_kafka(shared: Arc<Shared>) {
     }
 }
 
-fn ledger_for(
-    shared: &Shared,
-    store: &StoreId,
-    agent: &AgentId,
-) -> Arc<tokio::sync::Mutex<Ledger>> {
+fn slot_for(shared: &Shared, store: &StoreId, agent: &AgentId) -> Arc<AgentSlot> {
     let mut map = shared.ledgers.lock().unwrap_or_else(|p| p.into_inner());
     map.entry((store.clone(), agent.clone()))
         .or_default()
@@ -230,10 +234,27 @@ async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes) {
     // Identity comes from the topic; the lock keeps one frame per agent in
     // progress. A frame whose topic does not parse uses a throwaway ledger.
     let key = o2c_protocol::topic::parse_agent_topic(&topic).ok();
-    let lock = key.as_ref().map(|(s, a, _)| ledger_for(shared, s, a));
+    let slot = key.as_ref().map(|(s, a, _)| slot_for(shared, s, a));
     let mut scratch = Ledger::default();
-    let mut guard = match &lock {
-        Some(l) => Some(l.lock().await),
+    let mut guard = match &slot {
+        Some(slot) => match slot.ledger.try_lock() {
+            Ok(g) => Some(g),
+            // The agent keeps one batch in flight, so frames that pile up
+            // behind the one in progress are resends of the same batch:
+            // one may wait, later copies are dropped (the waiting one will
+            // be acked). A Kafka outage thus holds at most two frames per
+            // agent.
+            Err(_) if slot.waiting.swap(true, std::sync::atomic::Ordering::AcqRel) => {
+                shared.health.metrics.frames_coalesced.inc();
+                return;
+            }
+            Err(_) => {
+                let g = slot.ledger.lock().await;
+                slot.waiting
+                    .store(false, std::sync::atomic::Ordering::Release);
+                Some(g)
+            }
+        },
         None => None,
     };
     let ledger: &mut Ledger = guard.as_deref_mut().unwrap_or(&mut scratch);
@@ -252,9 +273,12 @@ async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes) {
             if !plan.produce.is_empty() {
                 shared.crash.after_produce();
             }
-            send_ack(shared, &plan).await;
+            // Kafka has every record: remember that, free the agent's slot,
+            // then ack (so the agent's next batch never finds it busy).
             ledger.commit(&plan);
             record_agent(shared, &plan, ledger.hwm());
+            drop(guard);
+            send_ack(shared, &plan).await;
         }
     }
 }
