@@ -185,7 +185,12 @@ mod tests {
         assert_eq!((u.tls, u.host.as_str(), u.port), (false, "127.0.0.1", 1883));
         let u: MqttUrl = "mqtts://broker".parse().unwrap();
         assert_eq!((u.tls, u.port), (true, 8883));
-        for bad in ["http://x:1", "mqtt://:1", "mqtt://h:notaport", "mqtt://h:1/x"] {
+        for bad in [
+            "http://x:1",
+            "mqtt://:1",
+            "mqtt://h:notaport",
+            "mqtt://h:1/x",
+        ] {
             assert!(bad.parse::<MqttUrl>().is_err(), "{bad}");
         }
     }
