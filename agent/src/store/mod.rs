@@ -16,6 +16,7 @@
 //! [`Store::apply_status`], [`Store::sync_counts`] and
 //! [`Store::prune_acked`].
 
+mod checkpoint;
 mod read;
 mod schema;
 mod types;
@@ -175,6 +176,7 @@ struct Inner {
     reads: Arc<ReadPool>,
     shared: Arc<Shared>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: std::sync::Mutex<Option<checkpoint::Checkpointer>>,
 }
 
 /// Handle to the store; clone it freely.
@@ -191,6 +193,7 @@ impl Store {
         let (tx, rx) = mpsc::channel(opts.queue_depth.max(1));
         let w = writer::Writer::new(conn, &opts, Arc::clone(&shared), metrics)?;
         let reads = Arc::new(ReadPool::open(&opts.path, opts.readers.max(1))?);
+        let checkpointer = checkpoint::Checkpointer::start(&opts.path)?;
         let handle = std::thread::Builder::new()
             .name("o2c-store-writer".into())
             .spawn(move || w.run(rx))
@@ -201,6 +204,7 @@ impl Store {
                 reads,
                 shared,
                 writer: std::sync::Mutex::new(Some(handle)),
+                checkpointer: std::sync::Mutex::new(Some(checkpointer)),
             }),
         })
     }
@@ -350,6 +354,17 @@ impl Store {
     /// Lets the writer finish every queued command, then closes the
     /// database and joins the thread. Later calls get `WriterGone`.
     pub async fn close(&self) -> Result<(), StoreError> {
+        let checkpointer = self
+            .inner
+            .checkpointer
+            .lock()
+            .map_err(|_| StoreError::WriterGone)?
+            .take();
+        if let Some(c) = checkpointer {
+            tokio::task::spawn_blocking(move || c.stop())
+                .await
+                .map_err(|e| StoreError::Database(format!("stop checkpointer: {e}")))?;
+        }
         // A full queue only delays this; the writer drains it.
         let _ = self.inner.tx.send(Command::Shutdown).await;
         let handle = self

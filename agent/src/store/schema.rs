@@ -27,8 +27,9 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Checkpoints run on the writer at commit; keep the WAL modest.
-    conn.pragma_update(None, "wal_autocheckpoint", 4000)?;
+    // Checkpoints run on their own thread (see `checkpoint`), never inside
+    // a group commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&mut conn)?;
     Ok(conn)
@@ -43,6 +44,9 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
             | OpenFlags::SQLITE_OPEN_URI,
     )?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // Small page cache: reads are point lookups and short scans, and the
+    // agent's RSS budget is 32 MB.
+    conn.pragma_update(None, "cache_size", -512)?;
     conn.set_prepared_statement_cache_capacity(32);
     Ok(conn)
 }
