@@ -46,25 +46,57 @@ wait_for() {
 }
 
 # --- Mosquitto -------------------------------------------------------------
+# o2c runs its own dev config on 1883: loopback only, anonymous, and
+# set_tcp_nodelay (Mosquitto's default leaves Nagle on, which adds ~40 ms to
+# every ack round trip). A broker already on 1883 that is not ours (e.g. the
+# machine's, started with /etc/mosquitto/mosquitto.conf) is replaced; set
+# O2C_DEV_REUSE_MOSQUITTO=1 to keep it instead. `down` stops ours; restart the
+# system one with `mosquitto -d -c /etc/mosquitto/mosquitto.conf`.
+MOSQ_CONF=$STATE_DIR/mosquitto.conf
+MOSQ_PID=$STATE_DIR/mosquitto.pid
+
+mosquitto_ours() { [[ -f $MOSQ_PID ]] && kill -0 "$(cat "$MOSQ_PID")" 2>/dev/null; }
+
 mosquitto_up() {
-  if mqtt_ok; then
-    log "mosquitto: reusing the broker on $HOST:$MQTT_PORT"
+  if mosquitto_ours && mqtt_ok; then
+    log "mosquitto: reusing o2c's dev broker on $HOST:$MQTT_PORT"
     return
   fi
+  if mqtt_ok; then
+    if [[ ${O2C_DEV_REUSE_MOSQUITTO:-0} == 1 ]]; then
+      log "mosquitto: reusing the broker on $HOST:$MQTT_PORT (O2C_DEV_REUSE_MOSQUITTO=1; acks may see Nagle delays)"
+      return
+    fi
+    local pid
+    pid=$(ss -ltnpH "sport = :$MQTT_PORT" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2)
+    [[ -n $pid ]] || die "something answers MQTT on $MQTT_PORT but its pid is unknown; stop it or set O2C_DEV_REUSE_MOSQUITTO=1"
+    log "mosquitto: replacing the broker on $HOST:$MQTT_PORT (pid $pid) with o2c's dev config"
+    kill -TERM "$pid"
+    local deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+  fi
   command -v mosquitto >/dev/null || die "mosquitto is not installed (apt-get install mosquitto)"
-  log "mosquitto: starting (mosquitto -d -c /etc/mosquitto/mosquitto.conf)"
-  mosquitto -d -c /etc/mosquitto/mosquitto.conf
-  touch "$STATE_DIR/mosquitto.started"
-  wait_for mosquitto 30 mqtt_ok || die "mosquitto does not answer MQTT on $HOST:$MQTT_PORT (see /var/log/mosquitto/)"
+  cat >"$MOSQ_CONF" <<CONF
+# Written by deploy/dev/services.sh: o2c's dev broker.
+listener $MQTT_PORT $HOST
+allow_anonymous true
+set_tcp_nodelay true
+user root
+pid_file $MOSQ_PID
+log_dest file $STATE_DIR/mosquitto.log
+CONF
+  log "mosquitto: starting (mosquitto -d -c $MOSQ_CONF)"
+  mosquitto -d -c "$MOSQ_CONF"
+  wait_for mosquitto 30 mqtt_ok || die "mosquitto does not answer MQTT on $HOST:$MQTT_PORT (see $STATE_DIR/mosquitto.log)"
 }
 
 mosquitto_down() {
-  if [[ -f $STATE_DIR/mosquitto.started && -f /run/mosquitto/mosquitto.pid ]]; then
-    log "mosquitto: stopping (started by this script)"
-    kill -TERM "$(cat /run/mosquitto/mosquitto.pid)" 2>/dev/null || true
-    rm -f "$STATE_DIR/mosquitto.started"
+  if mosquitto_ours; then
+    log "mosquitto: stopping o2c's dev broker"
+    kill -TERM "$(cat "$MOSQ_PID")" 2>/dev/null || true
+    rm -f "$MOSQ_PID"
   else
-    log "mosquitto: leaving the system broker running"
+    log "mosquitto: not started by this script; leaving it"
   fi
 }
 

@@ -67,6 +67,11 @@ pub const CARD_DATA: &str = "card_data_rejected";
 /// primary account number. Digits may be separated by single spaces or
 /// dashes, as people type them. Whole runs are tested, so a longer numeric
 /// id is not flagged by an accidental Luhn-valid window inside it.
+///
+/// A 13- or 14-digit run that is a valid GS1 GTIN (EAN-13, GTIN-14: the
+/// barcodes stores use as SKUs) is not flagged: about one GTIN in ten also
+/// passes Luhn, and refusing those products' sales is worse than missing the
+/// rare 13/14-digit card number that is also a valid GTIN.
 pub fn contains_card_number(s: &str) -> bool {
     let bytes = s.as_bytes();
     let mut digits: Vec<u8> = Vec::with_capacity(19);
@@ -80,7 +85,10 @@ pub fn contains_card_number(s: &str) -> bool {
                     && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
                     && bytes.get(i.wrapping_sub(1)).is_some_and(u8::is_ascii_digit) => {}
             _ => {
-                if (13..=19).contains(&digits.len()) && luhn_valid(&digits) {
+                if (13..=19).contains(&digits.len())
+                    && luhn_valid(&digits)
+                    && !(digits.len() <= 14 && gtin_valid(&digits))
+                {
                     return true;
                 }
                 digits.clear();
@@ -89,6 +97,21 @@ pub fn contains_card_number(s: &str) -> bool {
         i += 1;
     }
     false
+}
+
+/// The GS1 check digit (GTIN-8/12/13/14): weights 3,1,3,… from the right,
+/// excluding the check digit itself.
+pub fn gtin_valid(digits: &[u8]) -> bool {
+    let Some((&check, body)) = digits.split_last() else {
+        return false;
+    };
+    let sum: u32 = body
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| u32::from(d) * if i % 2 == 0 { 3 } else { 1 })
+        .sum();
+    (10 - sum % 10) % 10 == u32::from(check)
 }
 
 /// The Luhn checksum over decimal digits.

@@ -226,3 +226,21 @@ fn card_number_detector() {
     assert!(!contains_card_number("SKU-1 qty 2"));
     assert!(!contains_card_number("4242"));
 }
+
+#[test]
+fn barcode_skus_are_not_card_numbers() {
+    use o2c_protocol::validate::{contains_card_number, gtin_valid, luhn_valid};
+    // EAN-13 4006381333924: a valid GS1 check digit, and it passes Luhn too.
+    let d: Vec<u8> = "4006381333924".bytes().map(|b| b - b'0').collect();
+    assert!(gtin_valid(&d));
+    assert!(
+        luhn_valid(&d),
+        "fixture must be Luhn-valid to test the exemption"
+    );
+    assert!(!contains_card_number("4006381333924"));
+    let mut o = order();
+    o.lines[0].sku = "4006381333924".into();
+    assert_eq!(o.validate(), Ok(()));
+    // A 16-digit PAN is never a GTIN.
+    assert!(contains_card_number("4111111111111111"));
+}

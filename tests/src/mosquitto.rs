@@ -113,13 +113,15 @@ impl PrivateMosquitto {
     }
 }
 
-/// The generated config: loopback listener, anonymous access, log to stderr.
+/// The generated config: loopback listener, anonymous access, no Nagle
+/// delay (as the dev broker), log to stderr.
 ///
 /// `user root` keeps a root-started broker from switching to the `mosquitto`
 /// user, which could not write persistence files in a root-owned temp dir.
 fn config_text(port: u16, extra: &[&str]) -> String {
-    let mut text =
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nlog_dest stderr\nuser root\n");
+    let mut text = format!(
+        "listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\nlog_dest stderr\nuser root\n"
+    );
     for line in extra {
         text.push_str(line);
         text.push('\n');
