@@ -66,6 +66,9 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, up: Arc<watch:
             let Ok(mut server) = TcpStream::connect(upstream).await else {
                 return;
             };
+            // A relay must not add Nagle delays of its own.
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                 _ = rx.wait_for(|up| !*up) => {}
