@@ -100,13 +100,16 @@ impl Ledger {
         self.recent.get(i).map(|(_, e)| *e)
     }
 
-    /// Records that the plan's events are durable (call after Kafka acked
-    /// every record of the plan and the ack was published).
+    /// Records that the plan's events are durable (call once Kafka acked
+    /// every record of the plan).
     pub fn commit(&mut self, plan: &Plan) {
-        for r in plan.produce.iter().filter(|r| r.seq > self.hwm) {
-            self.recent.push_back((r.seq, r.event_id));
-            if self.recent.len() > LEDGER_WINDOW {
-                self.recent.pop_front();
+        // Keep `recent` sorted by seq (re-produced old seqs are not added).
+        for r in &plan.produce {
+            if self.recent.back().is_none_or(|&(last, _)| r.seq > last) {
+                self.recent.push_back((r.seq, r.event_id));
+                if self.recent.len() > LEDGER_WINDOW {
+                    self.recent.pop_front();
+                }
             }
         }
         // Rejected seqs are settled too.
@@ -232,13 +235,21 @@ pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) ->
             });
         };
         if s <= ledger.hwm() {
+            // Skip only what is known to be durable: the same seq with the
+            // same id. Older seqs, outside the ledger's window, are produced
+            // again (consumers dedup by event_id): a resend must never be
+            // acked on a guess.
             match (ledger.known(s), event_id) {
                 (Some(known), Some(id)) if known != id => {
                     reject("seq_conflict", format!("seq {s} was {known}, now {id}"));
+                    continue;
                 }
-                _ => duplicates += 1,
+                (Some(_), _) => {
+                    duplicates += 1;
+                    continue;
+                }
+                (None, _) => {}
             }
-            continue;
         }
         let env = match Envelope::decode(ev.get().as_bytes()) {
             Ok(env) => env,

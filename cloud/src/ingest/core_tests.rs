@@ -29,7 +29,7 @@ fn envelope(seq: u64, store: &str) -> Envelope {
         captured_at: datetime!(2026-11-24 10:00:00 UTC),
     };
     Envelope {
-        event_id: EventId::from_parts(1_700_000_000_000 + seq, [seq as u8 + 1; 10]),
+        event_id: EventId::from_parts(1_700_000_000_000 + seq, [(seq as u8).wrapping_add(1); 10]),
         schema_version: SCHEMA_VERSION,
         store_id: StoreId::new(store).unwrap(),
         agent_id: AgentId::new("S001-A1").unwrap(),
@@ -225,4 +225,34 @@ fn seq_gaps_and_store_only_types_are_refused() {
         &frame("S001-A1", &[enc(&cloud)]),
     ));
     assert_eq!(p.ack.rejected[0].code, "invalid_event");
+}
+
+#[test]
+fn seqs_below_the_window_are_produced_again_not_guessed() {
+    // The ledger only remembers the last LEDGER_WINDOW ids; an older seq
+    // (e.g. from an agent restored from an old backup) must be written, not
+    // acked as a presumed duplicate.
+    let mut ledger = Ledger::default();
+    let n = LEDGER_WINDOW as u64 + 10;
+    let events: Vec<Vec<u8>> = (1..=n).map(|s| enc(&envelope(s, "S001"))).collect();
+    for chunk in events.chunks(1000) {
+        let p = batch(plan(&ledger, &topics(), TOPIC, &frame("S001-A1", chunk)));
+        ledger.commit(&p);
+    }
+    assert_eq!(ledger.hwm(), n);
+    let old = batch(plan(
+        &ledger,
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &events[..2]),
+    ));
+    assert_eq!(old.produce.len(), 2, "outside the window: produced again");
+    assert_eq!(old.duplicates, 0);
+    let recent = batch(plan(
+        &ledger,
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &events[events.len() - 2..]),
+    ));
+    assert_eq!(recent.duplicates, 2, "inside the window: known duplicates");
 }
