@@ -351,3 +351,58 @@ async fn kafka_outage_keeps_backlog_until_tansu_returns() {
         .expect("drained after Kafka returned");
     assert_kafka_matches_outbox(&env, &brokers, &agent).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingest_replicas_share_the_work_and_survive_losing_one() {
+    // Two replicas in one shared-subscription group. Mosquitto hands frames
+    // out round robin; one replica is killed mid-drain, losing the frames it
+    // held. The agent's resend recovers them through the survivor, and one
+    // batch in flight per agent keeps each agent's events in order.
+    let mut s = setup(1_000).await;
+    let replica_dir = s.env.path().join("replica2");
+    std::fs::create_dir_all(&replica_dir).unwrap();
+    let mut second = Ingest::start(&replica_dir, s.env.prefix(), &s.mosq.url(), &s.brokers)
+        .await
+        .expect("second replica");
+    s.mosq.stop().await.unwrap();
+    capture(&s.agent, "rep", 2_000).await;
+    s.mosq.restart().await.unwrap();
+    // Wait until the drain is under way, then kill one replica.
+    o2c_tests::wait_until_named(
+        "drain under way",
+        || async {
+            let p = s.agent.sync_status().await.unwrap()["pending_events"]
+                .as_u64()
+                .unwrap();
+            p < 1_900
+        },
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let second_frames = metric(
+        &second.metrics().await.unwrap(),
+        "o2c_ingest_frames_in_total",
+    );
+    second.kill().expect("kill -9 one replica");
+    s.agent.wait_drained(DRAIN).await.expect("drained");
+    let view = assert_kafka_matches_outbox(&s.env, &s.brokers, &s.agent).await;
+    view.seqs_increase_per_partition(&s.agent.agent_id)
+        .expect("order per partition");
+    // Both replicas took frames.
+    let first_frames = metric(
+        &s.ingest.metrics().await.unwrap(),
+        "o2c_ingest_frames_in_total",
+    );
+    assert!(
+        first_frames > 0.0 && second_frames > 0.0,
+        "{first_frames} / {second_frames}"
+    );
+}
+
+/// A sample's value from Prometheus text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in metrics:\n{text}"))
+}
