@@ -27,7 +27,7 @@ pub(crate) async fn product(
     headers: HeaderMap,
     Path(sku): Path<String>,
 ) -> Result<Json<Product>, ApiError> {
-    st.authenticate(&headers)?;
+    st.authenticate(&headers).await?;
     st.inner
         .catalog
         .get(&sku)?

@@ -1,8 +1,10 @@
 //! The local HTTP API (axum): routes, shared state, terminal auth and the
 //! error-counting layer. Handlers live in [`orders`](self) (capture, read,
 //! list, cancel) and [`misc`](self) (products, sync, health, metrics,
-//! OpenAPI); bodies in [`model`]; errors in [`error`](self).
+//! OpenAPI); bodies in [`model`]; errors in [`error`](self); terminal
+//! bearer auth (config file and CLI-managed terminals) in [`auth`](self).
 
+mod auth;
 mod error;
 pub(crate) mod misc;
 pub mod model;
@@ -13,19 +15,17 @@ use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
 use o2c_protocol::{StoreId, TerminalId};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 pub(crate) use error::ApiError;
 use error::ErrorCode;
 
 use crate::catalog::Catalog;
-use crate::config::{Config, TokenHash};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -44,7 +44,7 @@ struct AppInner {
     catalog: Catalog,
     metrics: Arc<Metrics>,
     store_id: StoreId,
-    terminals: Vec<(TerminalId, TokenHash)>,
+    auth: auth::TerminalAuth,
     offline_floor_limit_minor: i64,
     connected: Arc<AtomicBool>,
 }
@@ -60,42 +60,28 @@ impl AppState {
     ) -> Self {
         Self {
             inner: Arc::new(AppInner {
+                auth: auth::TerminalAuth::new(
+                    config
+                        .terminals
+                        .iter()
+                        .map(|t| (t.id.clone(), t.token_sha256.0))
+                        .collect(),
+                    store.clone(),
+                ),
                 store,
                 catalog,
                 metrics,
                 store_id: config.store_id.clone(),
-                terminals: config
-                    .terminals
-                    .iter()
-                    .map(|t| (t.id.clone(), t.token_sha256))
-                    .collect(),
                 offline_floor_limit_minor: config.payments.offline_floor_limit_minor,
                 connected,
             }),
         }
     }
 
-    /// The terminal whose bearer token the request carries.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<&TerminalId, ApiError> {
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(ApiError::unauthorized)?;
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        // Compare against every terminal, in constant time per comparison.
-        let mut found = None;
-        for (id, hash) in &self.inner.terminals {
-            if bool::from(hash.0.ct_eq(&digest)) {
-                found = Some(id);
-            }
-        }
-        found.ok_or_else(ApiError::unauthorized)
+    /// The terminal whose bearer token the request carries (config file
+    /// or CLI-managed; see [`auth`](self)).
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<TerminalId, ApiError> {
+        self.inner.auth.authenticate(headers).await
     }
 }
 

@@ -74,7 +74,7 @@ async fn capture_inner(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, String), ApiError> {
-    let terminal = st.authenticate(headers)?.clone();
+    let terminal = st.authenticate(headers).await?;
     let key = idempotency_key(headers)?;
     let body = read_body(body)?;
     capture::scan_card_data(&body)?;
@@ -185,7 +185,7 @@ pub(crate) async fn get_one(
     headers: HeaderMap,
     Path(raw): Path<String>,
 ) -> Result<Json<OrderView>, ApiError> {
-    st.authenticate(&headers)?;
+    st.authenticate(&headers).await?;
     let id = parse_order_id(&raw)?;
     let stored = st
         .inner
@@ -278,7 +278,7 @@ pub(crate) async fn list(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<OrderPage>, ApiError> {
-    st.authenticate(&headers)?;
+    st.authenticate(&headers).await?;
     let Query(q) = query.map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -337,7 +337,7 @@ pub(crate) async fn cancel(
     Path(raw): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CancelResponse>, ApiError> {
-    st.authenticate(&headers)?;
+    st.authenticate(&headers).await?;
     let id = parse_order_id(&raw)?;
     let body = read_body(body)?;
     let req = if body.iter().all(u8::is_ascii_whitespace) {

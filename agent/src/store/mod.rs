@@ -12,13 +12,19 @@
 //!   unconfirmed offline-card total in memory (loaded at open), so refusals
 //!   such as `backlog_full` cost no query.
 //!
+//! - [`AdminDb`] is the operator commands' own connection (a second
+//!   process, safe while the agent runs); CLI-managed terminals live in
+//!   the `terminals` table (`terminals` module).
+//!
 //! The sync task uses [`Store::pending_batch`], [`Store::apply_ack`],
 //! [`Store::apply_status`], [`Store::sync_counts`] and
 //! [`Store::prune_acked`].
 
+mod admin;
 mod checkpoint;
 mod read;
 mod schema;
+mod terminals;
 mod types;
 mod writer;
 
@@ -29,10 +35,12 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use o2c_protocol::{Ack, AgentId, OrderId, StatusUpdate, StoreId, Traceparent};
 use tokio::sync::{mpsc, oneshot};
 
+pub use admin::AdminDb;
+pub use terminals::{AddTerminalOutcome, RevokeTerminalOutcome, TerminalRecord, fingerprint};
 pub use types::{
     AckOutcome, CancelOutcome, CaptureOutcome, CaptureReceipt, LocalStatus, NewCapture,
-    OrderSummary, OutboxEvent, StatusOutcome, StoredOrder, SyncCounts, SyncState,
-    cloud_status_name,
+    OrderSummary, OutboxEvent, OutboxRow, OutboxState, StatusOutcome, StoredOrder, SyncCounts,
+    SyncState, cloud_status_name,
 };
 
 use crate::metrics::StoreMetrics;
@@ -319,6 +327,18 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<OrderSummary>, StoreError> {
         self.read(move |c| read::list_orders(c, after, limit)).await
+    }
+
+    /// The change counter of the CLI-managed `terminals` table (one point
+    /// read): the auth cache reloads the list only when it moved.
+    pub async fn terminals_generation(&self) -> Result<i64, StoreError> {
+        self.read(terminals::generation).await
+    }
+
+    /// The CLI-managed terminals not revoked, with the generation they were
+    /// read at.
+    pub async fn active_terminals(&self) -> Result<(i64, Vec<TerminalRecord>), StoreError> {
+        self.read(terminals::active).await
     }
 
     async fn read<T: Send + 'static>(

@@ -9,10 +9,16 @@ use rusqlite::{Connection, OpenFlags};
 use super::StoreError;
 
 /// The migrations, in order; migration `i` brings `user_version` to `i + 1`.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_init.sql",
-    include_str!("../../migrations/0001_init.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_init.sql",
+        include_str!("../../migrations/0001_init.sql"),
+    ),
+    (
+        "0002_terminals.sql",
+        include_str!("../../migrations/0002_terminals.sql"),
+    ),
+];
 
 /// Opens the write connection: WAL, `synchronous=FULL` (a commit is on disk
 /// before it returns), then any pending migrations.
@@ -31,6 +37,29 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     // a group commit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.set_prepared_statement_cache_capacity(64);
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens a connection for an operator command's small write while the
+/// agent may be running: WAL (already set by the agent), `synchronous=FULL`,
+/// a busy timeout long enough to wait out a group commit, migrations if the
+/// database is new. Keeps SQLite's default auto-checkpoint.
+pub(crate) fn open_admin(path: &Path) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Setup(format!("create {}: {e}", dir.display())))?;
+    }
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Setup(format!(
+            "journal_mode is {mode}, WAL is required"
+        )));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "cache_size", -256)?;
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -87,7 +116,7 @@ mod tests {
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 1);
+        assert_eq!(v, 2);
         let sync: i64 = conn
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();

@@ -420,3 +420,93 @@ async fn closed_store_refuses_writes() {
         Err(StoreError::WriterGone)
     );
 }
+
+#[tokio::test]
+async fn admin_db_reads_outbox_states_and_counts_beside_a_running_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(opts(dir.path()), StoreMetrics::default()).unwrap();
+    for i in 0..4 {
+        capture(&store, 10, &format!("k{i}")).await;
+    }
+    let rej = Rejection {
+        seq: Seq::new(2).unwrap(),
+        event_id: None,
+        code: "invalid_order".into(),
+        reason: "bad total".into(),
+    };
+    store.apply_ack(&ack(3, vec![rej]), 1_000).await.unwrap();
+
+    let db = AdminDb::open_read_only(&dir.path().join("agent.db")).unwrap();
+    let seqs = |s| {
+        db.outbox(s, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seqs(OutboxState::Pending), vec![4]);
+    assert_eq!(seqs(OutboxState::Acked), vec![3, 1], "acked: newest first");
+    let rejected = db.outbox(OutboxState::Rejected, 10).unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].seq, 2);
+    assert_eq!(rejected[0].event_type, "OrderCreated");
+    assert_eq!(rejected[0].reject_code.as_deref(), Some("invalid_order"));
+    assert_eq!(rejected[0].reject_reason.as_deref(), Some("bad total"));
+    assert_eq!(db.outbox(OutboxState::Acked, 1).unwrap().len(), 1);
+
+    let offline = db.sync_counts(5_000).unwrap();
+    assert_eq!(offline, store.sync_counts(5_000).await.unwrap());
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn cli_terminals_reach_the_running_store_through_the_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.db");
+    let store = Store::open(opts(dir.path()), StoreMetrics::default()).unwrap();
+    let g0 = store.terminals_generation().await.unwrap();
+    let mut admin = AdminDb::open_read_write(&path).unwrap();
+    let h = [7u8; 32];
+    assert_eq!(
+        admin.add_terminal("T9", &h, 1_000).unwrap(),
+        AddTerminalOutcome::Added
+    );
+    assert_eq!(
+        admin.add_terminal("T9", &[8u8; 32], 1_001).unwrap(),
+        AddTerminalOutcome::AlreadyActive
+    );
+    let (g1, active) = store.active_terminals().await.unwrap();
+    assert!(g1 > g0);
+    assert_eq!(active.len(), 1);
+    assert_eq!((active[0].id.as_str(), active[0].token_sha256), ("T9", h));
+    assert!(!format!("{:?}", active[0]).contains(&hex::encode(h)));
+
+    assert_eq!(
+        admin.revoke_terminal("T9", 2_000).unwrap(),
+        RevokeTerminalOutcome::Revoked
+    );
+    assert_eq!(
+        admin.revoke_terminal("T9", 3_000).unwrap(),
+        RevokeTerminalOutcome::AlreadyRevoked(2_000)
+    );
+    assert_eq!(
+        admin.revoke_terminal("T8", 3_000).unwrap(),
+        RevokeTerminalOutcome::NotFound
+    );
+    let (g2, active) = store.active_terminals().await.unwrap();
+    assert!(g2 > g1);
+    assert!(active.is_empty());
+    // Re-adding a revoked id issues the new hash.
+    admin.add_terminal("T9", &[9u8; 32], 4_000).unwrap();
+    let (_, active) = store.active_terminals().await.unwrap();
+    assert_eq!(active[0].token_sha256, [9u8; 32]);
+    assert_eq!(admin.terminals().unwrap().len(), 1);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn admin_db_needs_an_existing_database_to_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = AdminDb::open_read_only(&dir.path().join("agent.db")).unwrap_err();
+    assert!(matches!(err, StoreError::Setup(m) if m.contains("no database")));
+}

@@ -235,3 +235,46 @@ pub struct OrderSummary {
     /// Latest cloud status.
     pub cloud_status: Option<CloudStatus>,
 }
+
+/// An outbox row's state (the `state` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxState {
+    /// Waiting for the cloud's ack.
+    Pending,
+    /// Acked: durable in the cloud.
+    Acked,
+    /// Refused by the cloud for good.
+    Rejected,
+}
+
+impl OutboxState {
+    /// The column value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Acked => "acked",
+            OutboxState::Rejected => "rejected",
+        }
+    }
+}
+
+/// One outbox row as the operator sees it (`o2c-agent outbox list`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// Gap-free sequence number.
+    pub seq: u64,
+    /// The event's id.
+    pub event_id: String,
+    /// `OrderCreated`, `OrderCancelled`, ...
+    pub event_type: String,
+    /// The order it is about.
+    pub order_id: String,
+    /// When it was committed (Unix ms).
+    pub created_at_ms: i64,
+    /// When the cloud acked it (Unix ms).
+    pub acked_at_ms: Option<i64>,
+    /// The cloud's rejection code.
+    pub reject_code: Option<String>,
+    /// The cloud's rejection reason.
+    pub reject_reason: Option<String>,
+}
