@@ -7,6 +7,8 @@
 //! [`agent::Agent::spawn_background_tasks`]).
 //!
 //! Layout (start with [`agent`] and [`store`]):
+//! - [`admin`]: the operator commands (`terminal add|list|revoke`,
+//!   `status`, `outbox list`, `backup`), safe while the agent runs.
 //! - [`agent`]: `run(config, listener, shutdown)` and the [`agent::Agent`]
 //!   that owns the store, the catalog, the metrics and background tasks.
 //! - [`config`]: the one `Config` (TOML + `O2C_AGENT__*` env overrides).
@@ -21,8 +23,10 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`openapi`]: the generated OpenAPI document (checked in as
 //!   `agent/openapi.json`).
-//! - `main.rs`: the CLI (`run`, `check-config`, `catalog import`).
+//! - `main.rs`: the CLI (`run`, `check-config`, `catalog import` and the
+//!   [`admin`] commands).
 
+pub mod admin;
 pub mod agent;
 pub mod api;
 pub mod capture;

@@ -1,5 +1,7 @@
 //! `o2c-agent`: the CLI. Thin: parse, load config (exit 64 on a bad one),
-//! bind, write `data_dir/http.addr`, run until SIGTERM/SIGINT.
+//! bind, write `data_dir/http.addr`, run until SIGTERM/SIGINT. The operator
+//! commands (`terminal`, `status`, `outbox`, `backup`) live in
+//! `o2c_agent::admin`; this file only prints their output.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,8 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use o2c_agent::admin::{self, AdminError};
 use o2c_agent::catalog::Catalog;
 use o2c_agent::config::{Config, ConfigError};
+use o2c_agent::store::OutboxState;
 
 /// Exit code for a bad configuration (EX_CONFIG).
 const EXIT_CONFIG: u8 = 64;
@@ -36,6 +40,35 @@ enum Command {
         #[arg(long, env = "O2C_AGENT_CONFIG")]
         config: PathBuf,
     },
+    /// Terminals allowed to call the API (safe while the agent runs).
+    Terminal {
+        #[command(subcommand)]
+        command: TerminalCommand,
+    },
+    /// Cloud link, pending events, oldest pending age, last ack, rejected
+    /// count: from the running agent, or with --offline from the database.
+    Status {
+        /// Config file (TOML).
+        #[arg(long, env = "O2C_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Read the database directly (read-only) instead of asking the agent.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// The outbox (read-only).
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
+    /// Consistent online copy of the database (SQLite backup API); safe
+    /// while the agent runs. Refuses to overwrite FILE.
+    Backup {
+        /// Config file (TOML).
+        #[arg(long, env = "O2C_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Where to write the copy (must not exist).
+        file: PathBuf,
+    },
     /// Catalog cache maintenance (run while the agent is stopped).
     Catalog {
         #[command(subcommand)]
@@ -55,6 +88,69 @@ enum CatalogCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum TerminalCommand {
+    /// Issue a new token for a terminal; prints it once (only its SHA-256 is
+    /// stored). The running agent accepts it within a second.
+    Add {
+        /// Config file (TOML), for data_dir and the config-file terminals.
+        #[arg(long, env = "O2C_AGENT_CONFIG")]
+        config: PathBuf,
+        /// The terminal id (as sent in `terminal_id`).
+        id: String,
+    },
+    /// List terminals: config-file and CLI-managed, with created and revoked
+    /// times and a token fingerprint.
+    List {
+        /// Config file (TOML).
+        #[arg(long, env = "O2C_AGENT_CONFIG")]
+        config: PathBuf,
+    },
+    /// Revoke a CLI-managed terminal; the running agent refuses its token
+    /// within a second. Config-file terminals are removed by editing the file.
+    Revoke {
+        /// Config file (TOML).
+        #[arg(long, env = "O2C_AGENT_CONFIG")]
+        config: PathBuf,
+        /// The terminal id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// List outbox events in one state (read-only): pending and rejected
+    /// oldest first, acked newest first.
+    List {
+        /// Config file (TOML).
+        #[arg(long, env = "O2C_AGENT_CONFIG")]
+        config: PathBuf,
+        /// Which events.
+        #[arg(long, value_enum)]
+        state: StateArg,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 50)]
+        limit: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StateArg {
+    Pending,
+    Rejected,
+    Acked,
+}
+
+impl From<StateArg> for OutboxState {
+    fn from(s: StateArg) -> Self {
+        match s {
+            StateArg::Pending => OutboxState::Pending,
+            StateArg::Rejected => OutboxState::Rejected,
+            StateArg::Acked => OutboxState::Acked,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -69,7 +165,18 @@ fn main() -> ExitCode {
         | Command::CheckConfig { config }
         | Command::Catalog {
             command: CatalogCommand::Import { config, .. },
-        } => config.clone(),
+        }
+        | Command::Terminal {
+            command:
+                TerminalCommand::Add { config, .. }
+                | TerminalCommand::List { config }
+                | TerminalCommand::Revoke { config, .. },
+        }
+        | Command::Status { config, .. }
+        | Command::Outbox {
+            command: OutboxCommand::List { config, .. },
+        }
+        | Command::Backup { config, .. } => config.clone(),
     };
     let config = match load_config(&config_path) {
         Ok(c) => c,
@@ -87,12 +194,50 @@ fn main() -> ExitCode {
         Command::Catalog {
             command: CatalogCommand::Import { file, .. },
         } => import(&config, &file),
+        Command::Terminal { command } => {
+            return admin_output(match command {
+                TerminalCommand::Add { id, .. } => admin::terminal_add(&config, &config_path, &id)
+                    .map(|t| {
+                        format!(
+                            "terminal {id} added. Its bearer token (shown only this once; \
+                             only its SHA-256 is stored):\n{token}\n",
+                            id = t.id.as_str(),
+                            token = t.token
+                        )
+                    }),
+                TerminalCommand::List { .. } => admin::terminal_list(&config),
+                TerminalCommand::Revoke { id, .. } => {
+                    admin::terminal_revoke(&config, &config_path, &id)
+                }
+            });
+        }
+        Command::Status { offline, .. } => {
+            return admin_output(admin::status(&config, offline, admin::STATUS_TIMEOUT));
+        }
+        Command::Outbox {
+            command: OutboxCommand::List { state, limit, .. },
+        } => return admin_output(admin::outbox_list(&config, state.into(), limit)),
+        Command::Backup { file, .. } => return admin_output(admin::backup(&config, &file)),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("o2c-agent: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints an operator command's output, or its error with its exit code.
+fn admin_output(result: Result<String, AdminError>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("o2c-agent: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
