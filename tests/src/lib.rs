@@ -13,6 +13,8 @@
 //! - [`pipeline`]: `o2c-cloud ingest` and `o2c-agent` as real processes, and
 //!   the Kafka-side view (dedup by `event_id`) the end-to-end suites assert on.
 //! - [`proxy`]: [`proxy::LinkProxy`], a TCP relay that cuts one store's link.
+//! - [`tls`]: [`tls::Pki`] (runs `deploy/pki/o2c-certs.sh`) and [`tls::TlsMosquitto`],
+//!   a private broker started from `deploy/mosquitto/o2c.conf`.
 //! - [`saga`]: `o2c-cloud saga` and `psp-sim` as real processes, and
 //!   [`saga::SagaWorld`], the whole pipeline for one saga test.
 //! - [`process`]: [`ChildGuard`] (kill on drop) and [`free_port`].
@@ -40,6 +42,7 @@ pub mod process;
 pub mod proxy;
 pub mod saga;
 pub mod tansu;
+pub mod tls;
 pub mod wait;
 
 pub use bins::bin_path;
