@@ -91,6 +91,10 @@ pub struct SagaConfig {
     /// Health and metrics of `o2c-cloud saga`.
     #[serde(default = "default_saga_http")]
     pub http_listen: SocketAddr,
+    /// This replica's stable id in its consumer groups (Kafka static
+    /// membership): unique per replica of a service, kept across restarts.
+    #[serde(default = "default_instance")]
+    pub instance_id: String,
 }
 
 /// `[postgres]`.
@@ -139,6 +143,9 @@ fn default_central() -> String {
 fn default_saga_http() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9301))
 }
+fn default_instance() -> String {
+    "0".into()
+}
 fn default_pg_url() -> String {
     "host=127.0.0.1 user=postgres dbname=o2c".into()
 }
@@ -165,6 +172,7 @@ impl Default for SagaConfig {
             auto_stock: 0,
             central_warehouse: default_central(),
             http_listen: default_saga_http(),
+            instance_id: default_instance(),
         }
     }
 }

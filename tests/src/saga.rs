@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -80,7 +80,7 @@ impl PspSim {
         cmd.arg("psp-sim")
             .arg("--listen")
             .arg(addr.to_string())
-            .stdout(Stdio::null())
+            .stdout(log_file(log)?)
             .stderr(log_file(log)?);
         ChildGuard::spawn("o2c-cloud psp-sim", &mut cmd)
     }
@@ -207,7 +207,7 @@ impl SagaProc {
                 "RUST_LOG",
                 std::env::var("O2C_TEST_LOG").unwrap_or_else(|_| "info".into()),
             )
-            .stdout(Stdio::null())
+            .stdout(log_file(log)?)
             .stderr(log_file(log)?);
         ChildGuard::spawn(format!("o2c-cloud saga {service}"), &mut cmd)
     }
@@ -455,5 +455,180 @@ impl SagaWorld {
             .map(|s| crate::process::log_tail(s.log_path(), 3000))
             .collect::<Vec<_>>()
             .join("\n----\n")
+    }
+}
+
+/// A producer for tests that inject records (replays, poison).
+pub fn raw_producer(brokers: &str) -> Result<rdkafka::producer::FutureProducer, HarnessError> {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "0")
+        .create()
+        .map_err(|e| HarnessError::kafka("creating a test producer", e))
+}
+
+/// Produces one record (to `partition` if given) and waits for Kafka's ack.
+pub async fn produce_raw(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: &[u8],
+    headers: &[(String, Vec<u8>)],
+    payload: &[u8],
+) -> Result<(), HarnessError> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let mut h = OwnedHeaders::new_with_capacity(headers.len());
+    for (k, v) in headers {
+        h = h.insert(Header {
+            key: k,
+            value: Some(v.as_slice()),
+        });
+    }
+    let mut record = rdkafka::producer::FutureRecord::to(topic)
+        .key(key)
+        .payload(payload)
+        .headers(h);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    producer
+        .send(record, rdkafka::util::Timeout::Never)
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| HarnessError::kafka(format!("producing to {topic}"), e))
+}
+
+/// Whether consumer group `group` has committed the high watermark of
+/// every partition of `topics`.
+pub async fn group_caught_up(
+    brokers: &str,
+    group: &str,
+    topics: &[String],
+) -> Result<bool, HarnessError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let brokers = brokers.to_owned();
+    let group = group.to_owned();
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| HarnessError::kafka("creating an offsets client", e))?;
+        let t = Duration::from_secs(10);
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        let mut highs = Vec::new();
+        for topic in &topics {
+            let md = c
+                .fetch_metadata(Some(topic), t)
+                .map_err(|e| HarnessError::kafka("metadata", e))?;
+            for p in md.topics().iter().flat_map(|t| t.partitions()) {
+                let (_, high) = c
+                    .fetch_watermarks(topic, p.id(), t)
+                    .map_err(|e| HarnessError::kafka("watermarks", e))?;
+                tpl.add_partition(topic, p.id());
+                highs.push(((topic.clone(), p.id()), high));
+            }
+        }
+        let committed = c
+            .committed_offsets(tpl, t)
+            .map_err(|e| HarnessError::kafka("committed offsets", e))?;
+        Ok(highs.iter().all(|((topic, p), high)| {
+            *high == 0
+                || committed
+                    .find_partition(topic, *p)
+                    .and_then(|e| e.offset().to_raw())
+                    .is_some_and(|o| o >= *high)
+        }))
+    })
+    .await
+    .map_err(|e| HarnessError::io("joining an offsets task", std::io::Error::other(e)))?
+}
+
+/// The saga topics (without prefix) each consumer group reads.
+pub const GROUP_TOPICS: &[(&str, &[&str])] = &[
+    (
+        "order",
+        &[
+            "orders.created",
+            "orders.cancelled",
+            "payments.captured",
+            "payments.failed",
+            "inventory.confirmed",
+            "inventory.released",
+            "shipments.scheduled",
+        ],
+    ),
+    ("payment", &["orders.created", "orders.cancelled"]),
+    (
+        "inventory",
+        &["orders.created", "payments.captured", "orders.cancelled"],
+    ),
+    (
+        "shipping",
+        &["orders.created", "inventory.confirmed", "orders.cancelled"],
+    ),
+    (
+        "status",
+        &[
+            "orders.created",
+            "payments.captured",
+            "inventory.confirmed",
+            "shipments.scheduled",
+            "orders.completed",
+            "orders.cancelled",
+            "refunds.issued",
+        ],
+    ),
+];
+
+impl SagaWorld {
+    /// Waits until every saga consumer group has committed every record.
+    pub async fn wait_groups_caught_up(&self, timeout: Duration) -> Result<(), HarnessError> {
+        let prefix = self.env.prefix().to_owned();
+        wait_until_named(
+            "saga consumer groups caught up",
+            || {
+                let prefix = prefix.clone();
+                async move {
+                    for (group, topics) in GROUP_TOPICS {
+                        let topics: Vec<String> =
+                            topics.iter().map(|t| format!("{prefix}.{t}")).collect();
+                        let g = format!("{prefix}-{group}");
+                        if !group_caught_up(&self.brokers, &g, &topics)
+                            .await
+                            .unwrap_or(false)
+                        {
+                            return false;
+                        }
+                    }
+                    true
+                }
+            },
+            timeout,
+        )
+        .await
+    }
+
+    /// Rows in each service's outbox: `[(schema, count)]`.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, HarnessError> {
+        let db = self.db().await?;
+        let mut out = Vec::new();
+        for schema in ["o2c_order", "o2c_payment", "o2c_inventory", "o2c_shipping"] {
+            let n: i64 = db
+                .query_one(&format!("SELECT count(*) FROM {schema}.outbox"), &[])
+                .await
+                .map_err(|source| HarnessError::Postgres {
+                    what: format!("count {schema}.outbox"),
+                    source,
+                })?
+                .get(0);
+            out.push((schema.to_owned(), n));
+        }
+        Ok(out)
     }
 }

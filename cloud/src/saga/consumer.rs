@@ -82,6 +82,8 @@ pub(crate) struct LoopConfig {
     pub(crate) subscribe: Vec<EventType>,
     pub(crate) retry_base: Duration,
     pub(crate) label: ServiceLabel,
+    /// This replica's stable id within the group (`saga.instance_id`).
+    pub(crate) instance: String,
 }
 
 /// Decodes a record and checks it belongs on its topic and is valid.
@@ -113,13 +115,24 @@ pub(crate) fn decode(
 
 /// Creates the group consumer, subscribed to `cfg.subscribe`.
 pub(crate) fn consumer(cfg: &LoopConfig) -> Result<StreamConsumer<TracingContext>, SagaError> {
-    let c: StreamConsumer<TracingContext> = ClientConfig::new()
+    let mut cc = ClientConfig::new();
+    // librdkafka debug contexts for operators, e.g. `cgrp,fetch`.
+    if let Ok(debug) = std::env::var("O2C_KAFKA_DEBUG") {
+        cc.set("debug", debug);
+    }
+    let c: StreamConsumer<TracingContext> = cc
         .set("bootstrap.servers", &cfg.brokers)
         .set("group.id", &cfg.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
+        // Static membership: a replica restarted after a crash takes its
+        // old place at once instead of waiting on a dead member.
+        .set(
+            "group.instance.id",
+            format!("{}-{}", cfg.group, cfg.instance),
+        )
         .set("client.id", format!("o2c-{}", cfg.label.service))
         .create_with_context(TracingContext)?;
     let names: Vec<String> = cfg

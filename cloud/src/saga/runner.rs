@@ -121,6 +121,7 @@ pub async fn run(
         subscribe: subscribe.to_vec(),
         retry_base: Duration::from_millis(cfg.saga.retry_base_ms),
         label: ServiceLabel { service },
+        instance: cfg.saga.instance_id.clone(),
     };
     let url = &cfg.postgres.url;
     for &service in &selection.services {
