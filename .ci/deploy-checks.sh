@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Deploy checks, run by .ci/run (and by hand):
+#   .ci/deploy-checks.sh units      systemd-analyze verify on every unit file
+#   .ci/deploy-checks.sh manifests  deploy/cloud/check_manifests.py (YAML, images, ports)
+#   .ci/deploy-checks.sh deb        cargo deb -p o2c-agent, dpkg -i, check-config, remove, purge
+#   .ci/deploy-checks.sh all        the three, in this order
+# Needs root for `deb` (dpkg). Installs cargo-deb from crates.io if missing.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH:/usr/sbin:/sbin"
+
+log() { printf '[deploy-checks] %s\n' "$*" >&2; }
+die() { printf '[deploy-checks] error: %s\n' "$*" >&2; exit 1; }
+
+# systemd-analyze verify works without systemd running (as in a container),
+# given an alternate root that has the stock units (sysinit.target & co.) and
+# an executable at each ExecStart path. --man=no: our Documentation= URLs are
+# not man pages.
+check_units() {
+  command -v systemd-analyze >/dev/null || die "systemd-analyze missing (apt-get install systemd)"
+  local root
+  root=$(mktemp -d)
+  trap 'rm -rf "$root"' RETURN
+  mkdir -p "$root/usr/lib/systemd" "$root/etc/systemd/system" "$root/usr/bin"
+  cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"
+  local units=() f name
+  for f in deploy/systemd/*.service deploy/cloud/systemd/*.service; do
+    cp "$f" "$root/etc/systemd/system/"
+    name=$(basename "$f")
+    if [[ $name == *@.service ]]; then
+      # A template is verified through an instance.
+      ln -s "$name" "$root/etc/systemd/system/${name%@.service}@check.service"
+      name=${name%@.service}@check.service
+    fi
+    units+=("$name")
+  done
+  for f in o2c-agent o2c-cloud; do
+    printf '#!/bin/sh\nexit 0\n' >"$root/usr/bin/$f"
+    chmod 755 "$root/usr/bin/$f"
+  done
+  log "systemd-analyze verify --root=… --man=no ${units[*]}"
+  # verify prints problems but may still exit 0 for some: fail on any output.
+  local out
+  out=$(systemd-analyze verify --root="$root" --man=no "${units[@]}" 2>&1) || { echo "$out" >&2; die "systemd-analyze verify failed"; }
+  if [[ -n $out ]]; then
+    echo "$out" >&2
+    die "systemd-analyze verify reported problems"
+  fi
+  systemd-analyze security --offline=yes --root="$root" o2c-agent.service 2>/dev/null | tail -n 1 || true
+  log "units ok: ${units[*]}"
+}
+
+check_manifests() {
+  # Debian's python3 has python3-yaml; a pyenv python on PATH may not.
+  /usr/bin/python3 deploy/cloud/check_manifests.py
+}
+
+check_deb() {
+  ((EUID == 0)) || die "the deb check installs a package: run as root"
+  if ! command -v cargo-deb >/dev/null; then
+    log "installing cargo-deb (cargo install cargo-deb --locked; cached in ~/.cargo/bin)"
+    cargo install cargo-deb --locked
+  fi
+  if dpkg -s o2c-agent >/dev/null 2>&1; then
+    die "o2c-agent is already installed here; remove it first (dpkg --purge o2c-agent)"
+  fi
+  log "cargo deb -p o2c-agent"
+  local deb
+  deb=$(cargo deb -p o2c-agent --strip | tail -n 1)
+  [[ -f $deb ]] || die "cargo deb did not print a package path (got: $deb)"
+  dpkg-deb --info "$deb" | sed -n '/Package:/,/Depends:/p'
+  dpkg-deb --contents "$deb"
+  trap 'dpkg --purge o2c-agent >/dev/null 2>&1 || true' RETURN
+  dpkg -i "$deb"
+  getent passwd o2c-agent >/dev/null || die "postinst did not create the o2c-agent user"
+  [[ -L /etc/systemd/system/multi-user.target.wants/o2c-agent.service ]] || die "postinst did not enable o2c-agent.service"
+  [[ $(stat -c '%U:%G %a' /etc/o2c-agent/agent.toml) == "root:o2c-agent 640" ]] || die "agent.toml ownership/mode"
+  # The example config must be valid as shipped, read as the service user.
+  setpriv --reuid=o2c-agent --regid=o2c-agent --init-groups \
+    /usr/bin/o2c-agent check-config --config /etc/o2c-agent/agent.toml >/dev/null
+  log "check-config on the shipped example: ok"
+  systemd-analyze verify --man=no o2c-agent.service
+  dpkg -r o2c-agent
+  [[ ! -e /usr/bin/o2c-agent && ! -e /lib/systemd/system/o2c-agent.service ]] || die "dpkg -r left files behind"
+  dpkg --purge o2c-agent
+  local left=()
+  for f in /etc/o2c-agent /etc/systemd/system/o2c-agent.service /etc/systemd/system/multi-user.target.wants/o2c-agent.service; do
+    [[ -e $f || -L $f ]] && left+=("$f")
+  done
+  getent passwd o2c-agent >/dev/null && left+=("user o2c-agent")
+  ((${#left[@]} == 0)) || die "purge left: ${left[*]}"
+  log "deb ok: installed, checked, removed and purged cleanly"
+}
+
+case ${1:-all} in
+  units) check_units ;;
+  manifests) check_manifests ;;
+  deb) check_deb ;;
+  all) check_units; check_manifests; check_deb ;;
+  *) echo "usage: $0 units|manifests|deb|all" >&2; exit 64 ;;
+esac
