@@ -159,8 +159,10 @@ pub struct SagaSettings {
     pub psp_url: String,
     /// Extra TOML appended to `[saga]` (e.g. `retry_base_ms = 100`).
     pub extra_saga: String,
-    /// Extra TOML tables appended at the end (e.g. a `[psp]` table).
+    /// Extra TOML tables appended after `[saga]`.
     pub extra_tables: String,
+    /// Extra TOML appended to `[psp]` (e.g. `breaker_open_ms = 1000`).
+    pub extra_psp: String,
 }
 
 impl SagaProc {
@@ -177,11 +179,7 @@ impl SagaProc {
              {}\n",
             s.mqtt_url, s.brokers, s.prefix, s.pg, s.prefix, s.extra_saga, s.extra_tables
         );
-        let text = if s.extra_tables.contains("[psp]") {
-            text
-        } else {
-            format!("{text}[psp]\nurl = \"{}\"\n", s.psp_url)
-        };
+        let text = format!("{text}[psp]\nurl = \"{}\"\n{}\n", s.psp_url, s.extra_psp);
         std::fs::write(&config, text).map_err(|e| HarnessError::io("write saga.toml", e))?;
         let log = dir.join(format!("saga-{service}.log"));
         let guard = Self::spawn(&config, service, &log)?;
@@ -393,11 +391,12 @@ pub struct SagaWorld {
 
 impl SagaWorld {
     /// Starts everything; `services` are the saga processes to run (e.g.
-    /// `&["all"]`); `extra_saga` is appended to `[saga]`.
+    /// `&["all"]`); `extra_saga` is appended to `[saga]`, `extra_psp` to
+    /// `[psp]`.
     pub async fn start(
         services: &[&str],
         extra_saga: &str,
-        extra_tables: &str,
+        extra_psp: &str,
     ) -> Result<Self, HarnessError> {
         let env = TestEnv::new();
         let brokers = env.require_kafka().await.to_owned();
@@ -412,7 +411,8 @@ impl SagaWorld {
             pg: pg.clone(),
             psp_url: psp.url(),
             extra_saga: extra_saga.to_owned(),
-            extra_tables: extra_tables.to_owned(),
+            extra_tables: String::new(),
+            extra_psp: extra_psp.to_owned(),
         };
         let ingest = Ingest::start(env.path(), env.prefix(), &mosq.url(), &brokers).await?;
         let mut sagas = Vec::new();
@@ -446,6 +446,23 @@ impl SagaWorld {
             let _ = conn.await;
         });
         Ok(client)
+    }
+
+    /// A metric's value summed over the saga processes' `/metrics`
+    /// (`name` with labels as printed, e.g.
+    /// `o2c_saga_dead_letters_total{service="payment"}`).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let mut total = 0.0;
+        for s in &self.sagas {
+            if let Ok(text) = s.metrics().await {
+                total += text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix(name))
+                    .filter_map(|rest| rest.trim().parse::<f64>().ok())
+                    .sum::<f64>();
+            }
+        }
+        total
     }
 
     /// Every saga log's tail, for failure messages.

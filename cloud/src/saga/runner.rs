@@ -149,6 +149,20 @@ pub async fn run(
                     },
                     metrics.psp_breaker_state.clone(),
                 )?;
+                // Keep the breaker gauge current between calls too.
+                tasks.spawn({
+                    let (psp, cancel) = (psp.clone(), cancel.clone());
+                    let gauge = metrics.psp_breaker_state.clone();
+                    async move {
+                        loop {
+                            gauge.set(psp.breaker_state().code());
+                            tokio::select! {
+                                () = cancel.cancelled() => return Ok(()),
+                                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                            }
+                        }
+                    }
+                });
                 let step = Arc::new(PaymentStep {
                     pg: pg(),
                     topics: topics.clone(),
