@@ -573,3 +573,97 @@ async fn certificate_rotation_mid_backlog_loses_nothing() {
         ORDERS
     );
 }
+
+/// The issue's rule for the agent's TLS files: a missing or unreadable key or
+/// certificate is a config error (exit 64, naming the key), found before the
+/// agent binds anything; never a panic or a sync task that silently gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_bad_key_or_certificate_is_a_config_error() {
+    let env = TestEnv::new();
+    let pki = Pki::init(env.path().join("pki")).expect("pki init");
+    let good = pki.issue_agent("S001", "S001-A1").expect("agent cert");
+    let garbage = env.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a PEM file\n").expect("write");
+    let missing = env.path().join("missing.pem");
+    let cases = [
+        (
+            "mqtt.tls.key_file",
+            "missing key",
+            TlsFiles {
+                key: missing.clone(),
+                ..good.clone()
+            },
+        ),
+        (
+            "mqtt.tls.key_file",
+            "key is a directory",
+            TlsFiles {
+                key: env.path().to_path_buf(),
+                ..good.clone()
+            },
+        ),
+        (
+            "mqtt.tls.key_file",
+            "key is not PEM",
+            TlsFiles {
+                key: garbage.clone(),
+                ..good.clone()
+            },
+        ),
+        (
+            "mqtt.tls.cert_file",
+            "missing certificate",
+            TlsFiles {
+                cert: missing.clone(),
+                ..good.clone()
+            },
+        ),
+        (
+            "mqtt.tls.ca_file",
+            "missing CA",
+            TlsFiles {
+                ca: missing,
+                ..good.clone()
+            },
+        ),
+    ];
+    for (i, (key, why, files)) in cases.into_iter().enumerate() {
+        let config = env.path().join(format!("agent-{i}.toml"));
+        std::fs::write(
+            &config,
+            format!(
+                "store_id = \"S001\"\nagent_id = \"S001-A1\"\ndata_dir = \"{}\"\n\
+                 [http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nurl = \"mqtts://127.0.0.1:1\"\n{}\n\
+                 [[terminals]]\nid = \"T1\"\ntoken_sha256 = \"{}\"\n",
+                env.path().join(format!("data-{i}")).display(),
+                files.toml_table(),
+                "0".repeat(64)
+            ),
+        )
+        .expect("write config");
+        for sub in ["check-config", "run"] {
+            let out = tokio::time::timeout(
+                STEP,
+                tokio::process::Command::new(o2c_tests::bin_path("o2c-agent"))
+                    .arg(sub)
+                    .arg("--config")
+                    .arg(&config)
+                    .kill_on_drop(true)
+                    .output(),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{why}: `o2c-agent {sub}` still running after {STEP:?}"))
+            .expect("spawn o2c-agent");
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(64),
+                "{why}: `o2c-agent {sub}` must exit 64; stderr:\n{stderr}"
+            );
+            assert!(
+                stderr.contains(key),
+                "{why}: stderr must name {key}:\n{stderr}"
+            );
+        }
+    }
+}
