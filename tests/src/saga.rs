@@ -304,7 +304,8 @@ pub fn order_body(sku: &str, qty: i64, tender: &Tender, ship_to_home: bool) -> V
     })
 }
 
-fn agent_base(agent: &AgentProc) -> Result<String, HarnessError> {
+/// `http://addr` of the agent's API (read from its `http.addr`).
+pub fn agent_base(agent: &AgentProc) -> Result<String, HarnessError> {
     let addr_file = agent
         .db_path()
         .parent()

@@ -7,18 +7,20 @@
 //! Async scenarios build their own tokio runtime inside `run`.
 //!
 //! - [`fsync`]: SQLite WAL commit cost on this disk (the outbox's floor).
+//! - [`saga`]: capture → `completed` at the agent through the whole saga.
 //! - [`machine`]: the machine description stored with every result.
 //! - [`report`]: the JSON document and the printed table.
 
 pub mod fsync;
 pub mod machine;
 pub mod report;
+pub mod saga;
 
 use std::path::PathBuf;
 
 /// Every scenario `o2c-bench` knows, in `--help` order. Add new ones here
 /// (`capture`, `drain`, `e2e`, `ingest`, `saga`, ...).
-pub const SCENARIOS: &[Scenario] = &[fsync::SCENARIO];
+pub const SCENARIOS: &[Scenario] = &[fsync::SCENARIO, saga::SCENARIO];
 
 /// Looks a scenario up by name.
 pub fn find(name: &str) -> Option<&'static Scenario> {
