@@ -12,6 +12,17 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH:/usr/sbin:/sbin"
 log() { printf '[deploy-checks] %s\n' "$*" >&2; }
 die() { printf '[deploy-checks] error: %s\n' "$*" >&2; exit 1; }
 
+# Cleanup runs on every exit, failures included: no temp root left behind,
+# and no o2c-agent package left installed on the CI machine.
+ROOT_TMP=
+DEB_INSTALLED=
+cleanup() {
+  [[ -n $ROOT_TMP ]] && rm -rf "$ROOT_TMP"
+  [[ -n $DEB_INSTALLED ]] && dpkg --purge o2c-agent >/dev/null 2>&1
+  return 0
+}
+trap cleanup EXIT
+
 # systemd-analyze verify works without systemd running (as in a container),
 # given an alternate root that has the stock units (sysinit.target & co.) and
 # an executable at each ExecStart path. --man=no: our Documentation= URLs are
@@ -20,7 +31,7 @@ check_units() {
   command -v systemd-analyze >/dev/null || die "systemd-analyze missing (apt-get install systemd)"
   local root
   root=$(mktemp -d)
-  trap 'rm -rf "$root"' RETURN
+  ROOT_TMP=$root
   mkdir -p "$root/usr/lib/systemd" "$root/etc/systemd/system" "$root/usr/bin"
   cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"
   local units=() f name
@@ -70,7 +81,7 @@ check_deb() {
   [[ -f $deb ]] || die "cargo deb did not print a package path (got: $deb)"
   dpkg-deb --info "$deb" | sed -n '/Package:/,/Depends:/p'
   dpkg-deb --contents "$deb"
-  trap 'dpkg --purge o2c-agent >/dev/null 2>&1 || true' RETURN
+  DEB_INSTALLED=1
   dpkg -i "$deb"
   getent passwd o2c-agent >/dev/null || die "postinst did not create the o2c-agent user"
   [[ -L /etc/systemd/system/multi-user.target.wants/o2c-agent.service ]] || die "postinst did not enable o2c-agent.service"
@@ -89,6 +100,7 @@ check_deb() {
   done
   getent passwd o2c-agent >/dev/null && left+=("user o2c-agent")
   ((${#left[@]} == 0)) || die "purge left: ${left[*]}"
+  DEB_INSTALLED=
   log "deb ok: installed, checked, removed and purged cleanly"
 }
 
