@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use o2c_protocol::{Envelope, EventType, KafkaTopics};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 
 use super::{SagaError, SagaMetrics, ServiceLabel};
@@ -145,7 +145,15 @@ pub(crate) fn consumer(cfg: &LoopConfig) -> Result<StreamConsumer<TracingContext
     Ok(c)
 }
 
+/// Events handled concurrently by one service (different orders run in
+/// parallel; one order's steps serialise on its database lane and row lock).
+pub(crate) const IN_FLIGHT: usize = 64;
+
 /// Runs `step` over the subscribed topics until `cancel`.
+///
+/// Up to [`IN_FLIGHT`] records are handled at once, but their results are
+/// taken in arrival order, so an offset is stored only when it and every
+/// record before it are done (commit only after the local transaction).
 pub(crate) async fn run<S: Step>(
     cfg: LoopConfig,
     step: Arc<S>,
@@ -154,23 +162,35 @@ pub(crate) async fn run<S: Step>(
     cancel: CancellationToken,
 ) -> Result<(), SagaError> {
     let consumer = consumer(&cfg)?;
+    let cfg = Arc::new(cfg);
     let mut uncommitted = 0u32;
     let mut last_commit = Instant::now();
+    let mut inflight = futures::stream::FuturesOrdered::new();
     loop {
-        let msg = tokio::select! {
+        let room = inflight.len() < IN_FLIGHT;
+        tokio::select! {
             () = cancel.cancelled() => break,
-            () = tokio::time::sleep(COMMIT_INTERVAL) => None,
-            m = consumer.recv() => Some(m),
-        };
-        match msg {
-            None => {}
-            Some(Err(e)) => {
-                tracing::warn!(service = cfg.label.service, error = %e, "consume error");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            Some(Ok(m)) => {
-                process(&cfg, &*step, &producer, &metrics, &m, &cancel).await;
-                if let Err(e) = consumer.store_offset_from_message(&m) {
+            () = tokio::time::sleep(COMMIT_INTERVAL) => {}
+            m = consumer.recv(), if room => match m {
+                Err(e) => {
+                    tracing::warn!(service = cfg.label.service, error = %e, "consume error");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Ok(m) => {
+                    let m = m.detach();
+                    let (cfg, step, producer, metrics, cancel) =
+                        (cfg.clone(), step.clone(), producer.clone(), metrics.clone(), cancel.clone());
+                    inflight.push_back(async move {
+                        process(&cfg, &*step, &producer, &metrics, &m, &cancel).await;
+                        m
+                    });
+                }
+            },
+            Some(done) = futures::StreamExt::next(&mut inflight) => {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                if let Err(e) = consumer.store_offset(done.topic(), done.partition(), done.offset()) {
                     tracing::warn!(error = %e, "cannot store offset");
                 }
                 uncommitted += 1;
@@ -198,7 +218,7 @@ async fn process<S: Step>(
     step: &S,
     producer: &Producer_,
     metrics: &SagaMetrics,
-    m: &BorrowedMessage<'_>,
+    m: &OwnedMessage,
     cancel: &CancellationToken,
 ) {
     let value = m.payload().unwrap_or_default();
@@ -248,7 +268,7 @@ async fn process<S: Step>(
 async fn dead_letter(
     cfg: &LoopConfig,
     producer: &Producer_,
-    m: &BorrowedMessage<'_>,
+    m: &OwnedMessage,
     code: &str,
     detail: &str,
 ) {
