@@ -15,9 +15,11 @@ die() { printf '[deploy-checks] error: %s\n' "$*" >&2; exit 1; }
 # Cleanup runs on every exit, failures included: no temp root left behind,
 # and no o2c-agent package left installed on the CI machine.
 ROOT_TMP=
+PKI_TMP=
 DEB_INSTALLED=
 cleanup() {
   [[ -n $ROOT_TMP ]] && rm -rf "$ROOT_TMP"
+  [[ -n $PKI_TMP ]] && rm -rf "$PKI_TMP"
   [[ -n $DEB_INSTALLED ]] && dpkg --purge o2c-agent >/dev/null 2>&1
   return 0
 }
@@ -86,10 +88,26 @@ check_deb() {
   getent passwd o2c-agent >/dev/null || die "postinst did not create the o2c-agent user"
   [[ -L /etc/systemd/system/multi-user.target.wants/o2c-agent.service ]] || die "postinst did not enable o2c-agent.service"
   [[ $(stat -c '%U:%G %a' /etc/o2c-agent/agent.toml) == "root:o2c-agent 640" ]] || die "agent.toml ownership/mode"
-  # The example config must be valid as shipped, read as the service user.
+  # As shipped, the example names TLS files that enrolment puts in place, so
+  # check-config must refuse it (exit 64, naming the key) until then.
+  local out rc=0
+  out=$(setpriv --reuid=o2c-agent --regid=o2c-agent --init-groups \
+    /usr/bin/o2c-agent check-config --config /etc/o2c-agent/agent.toml 2>&1 >/dev/null) || rc=$?
+  ((rc == 64)) || die "check-config before enrolment: exit $rc, want 64 ($out)"
+  grep -q 'mqtt.tls.ca_file' <<<"$out" || die "check-config before enrolment must name mqtt.tls.ca_file: $out"
+  log "check-config before enrolment: refused as expected ($out)"
+  # Enrolment step 3 of docs/operations.md: the agent's TLS material from the
+  # fleet PKI, root-owned and readable by the agent only.
+  local pki
+  pki=$(mktemp -d)
+  PKI_TMP=$pki
+  O2C_PKI_DIR=$pki deploy/pki/o2c-certs.sh init >/dev/null 2>&1
+  O2C_PKI_DIR=$pki deploy/pki/o2c-certs.sh issue-agent S001 S001-A1 >/dev/null 2>&1
+  install -o root -g o2c-agent -m 0640 "$pki"/agents/S001-A1/{ca,cert,key}.pem /etc/o2c-agent/tls/
+  # The example config, now enrolled, must be valid, read as the service user.
   setpriv --reuid=o2c-agent --regid=o2c-agent --init-groups \
     /usr/bin/o2c-agent check-config --config /etc/o2c-agent/agent.toml >/dev/null
-  log "check-config on the shipped example: ok"
+  log "check-config on the shipped example after enrolment: ok"
   systemd-analyze verify --man=no o2c-agent.service
   dpkg -r o2c-agent
   [[ ! -e /usr/bin/o2c-agent && ! -e /lib/systemd/system/o2c-agent.service ]] || die "dpkg -r left files behind"

@@ -153,6 +153,9 @@ impl From<StateArg> for OutboxState {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One crypto provider for every TLS connection (ring, the only one
+    // compiled in); Err means it is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -185,6 +188,16 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    // `run` and `check-config` also load the TLS files now, so a bad one is
+    // a config error before anything binds, not a sync task that gives up.
+    if matches!(
+        cli.command,
+        Command::Run { .. } | Command::CheckConfig { .. }
+    ) && let Err(e) = o2c_agent::sync::check_files(&config.mqtt)
+    {
+        eprintln!("o2c-agent: invalid configuration: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let result = match cli.command {
         Command::CheckConfig { .. } => {
             print!("{}", config.to_toml());

@@ -83,6 +83,9 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One crypto provider for every TLS connection (ring, the only one
+    // compiled in); Err means it is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Command::CheckConfig { config } => match load(&config) {
             Ok(cfg) => match toml::to_string_pretty(&cfg) {

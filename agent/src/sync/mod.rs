@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::MqttConfig;
 use crate::store::{Store, StoreError, now_ms};
 
-pub use mqtt::MqttSetupError;
+pub use mqtt::{MqttSetupError, check_files, tls_client_config};
 
 /// Why the sync task stopped for good (transient failures are retried).
 #[derive(Debug, thiserror::Error)]

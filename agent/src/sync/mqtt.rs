@@ -1,14 +1,22 @@
 //! MQTT v5 options for the agent: broker address, TLS with the fleet CA
 //! and the agent's client certificate, packet size.
+//!
+//! [`tls_client_config`] loads and checks the `[mqtt.tls]` files. `run` and
+//! `check-config` call it before anything starts, so a missing, unreadable or
+//! malformed file is a config error naming its key, not a sync task that
+//! gives up later.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use o2c_protocol::topic::MqttUrl;
 use rumqttc::v5::MqttOptions;
 use rumqttc::{TlsConfiguration, Transport};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::MqttConfig;
+use crate::config::{MqttConfig, MqttTlsConfig};
 
 /// Largest MQTT packet the agent sends or accepts.
 const MAX_PACKET_BYTES: u32 = 4 * 1024 * 1024;
@@ -19,21 +27,79 @@ pub enum MqttSetupError {
     /// The URL is not `mqtt[s]://host:port`.
     #[error("mqtt.url: {0}")]
     Url(#[from] o2c_protocol::topic::MqttUrlError),
-    /// A TLS file could not be read.
-    #[error("mqtt.tls: cannot read {path}: {source}")]
+    /// A TLS file is missing, unreadable, or not what its key says.
+    #[error("{key}: {path}: {reason}")]
     Tls {
+        /// The config key that names the file (`mqtt.tls.key_file`, ...).
+        key: &'static str,
         /// The file.
         path: String,
-        /// The I/O error.
-        source: std::io::Error,
+        /// What is wrong with it.
+        reason: String,
     },
 }
 
-fn read(p: &Path) -> Result<Vec<u8>, MqttSetupError> {
-    std::fs::read(p).map_err(|source| MqttSetupError::Tls {
-        path: p.display().to_string(),
-        source,
-    })
+fn tls_error(key: &'static str, path: &Path, reason: impl ToString) -> MqttSetupError {
+    MqttSetupError::Tls {
+        key,
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads every certificate of a PEM file; an empty file is an error.
+fn certificates(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, MqttSetupError> {
+    // Read first, so a missing or unreadable file says so plainly.
+    let pem = std::fs::read(path).map_err(|e| tls_error(key, path, e))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_error(key, path, format!("not a PEM certificate file ({e})")))?;
+    if certs.is_empty() {
+        return Err(tls_error(key, path, "no PEM certificate in the file"));
+    }
+    Ok(certs)
+}
+
+/// Builds the rustls client config from `[mqtt.tls]`: the fleet CA as the
+/// only trust root and, for mutual TLS, the agent's certificate and key.
+pub fn tls_client_config(t: &MqttTlsConfig) -> Result<rustls::ClientConfig, MqttSetupError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates("mqtt.tls.ca_file", &t.ca_file)? {
+        roots
+            .add(cert)
+            .map_err(|e| tls_error("mqtt.tls.ca_file", &t.ca_file, e))?;
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    match (&t.cert_file, &t.key_file) {
+        (Some(cert), Some(key)) => {
+            let chain = certificates("mqtt.tls.cert_file", cert)?;
+            let pem = std::fs::read(key).map_err(|e| tls_error("mqtt.tls.key_file", key, e))?;
+            let private = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+                tls_error(
+                    "mqtt.tls.key_file",
+                    key,
+                    format!("no usable PEM private key ({e})"),
+                )
+            })?;
+            builder
+                .with_client_auth_cert(chain, private)
+                .map_err(|e| tls_error("mqtt.tls.key_file", key, e))
+        }
+        // Config::check refuses one without the other.
+        _ => Ok(builder.with_no_client_auth()),
+    }
+}
+
+/// Checks what `run` will need from `[mqtt]` beyond the config's own rules:
+/// that the TLS files load.
+pub fn check_files(cfg: &MqttConfig) -> Result<(), MqttSetupError> {
+    match &cfg.tls {
+        Some(t) => tls_client_config(t).map(drop),
+        None => Ok(()),
+    }
 }
 
 /// Clean-start options: a lost ack is recovered by resending the batch,
@@ -51,15 +117,9 @@ pub(crate) fn options(cfg: &MqttConfig, client_id: &str) -> Result<MqttOptions, 
     if url.tls
         && let Some(t) = &cfg.tls
     {
-        let client_auth = match (&t.cert_file, &t.key_file) {
-            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
-            _ => None,
-        };
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
-            ca: read(&t.ca_file)?,
-            alpn: None,
-            client_auth,
-        }));
+        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            Arc::new(tls_client_config(t)?),
+        )));
     }
     Ok(o)
 }
