@@ -54,5 +54,5 @@ pub use kafka::{
 };
 pub use mosquitto::PrivateMosquitto;
 pub use process::{ChildGuard, free_port};
-pub use tansu::PrivateTansu;
+pub use tansu::{PrivateTansu, TansuStorage};
 pub use wait::{wait_for_file, wait_until, wait_until_named};
