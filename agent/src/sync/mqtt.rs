@@ -21,6 +21,9 @@ use crate::config::{MqttConfig, MqttTlsConfig};
 /// Largest MQTT packet the agent sends or accepts.
 const MAX_PACKET_BYTES: u32 = 4 * 1024 * 1024;
 
+/// Most outgoing QoS 1 publishes rumqttc keeps track of at once.
+const MAX_INFLIGHT: u16 = 64;
+
 /// Why MQTT options could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum MqttSetupError {
@@ -110,6 +113,10 @@ pub(crate) fn options(cfg: &MqttConfig, client_id: &str) -> Result<MqttOptions, 
     o.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
     o.set_clean_start(true);
     o.set_max_packet_size(Some(MAX_PACKET_BYTES));
+    // Without a limit rumqttc sizes its in-flight table for 65,536 QoS 1
+    // publishes (13.5 MiB resident from the start). The agent has one batch
+    // in flight, and Mosquitto allows 20.
+    o.set_outgoing_inflight_upper_limit(MAX_INFLIGHT);
     // Acks and small batches are latency-bound: no Nagle delay.
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true);
