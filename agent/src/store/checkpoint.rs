@@ -4,8 +4,17 @@
 //! runs a `PASSIVE` checkpoint on its own connection twice a second
 //! instead. With `synchronous=FULL` the database file is synced before the
 //! WAL is reused, so durability is unchanged.
+//!
+//! Passive checkpoints alone never let the WAL start over while captures
+//! keep coming (the writer appends after the last frame as long as any
+//! frame is not yet copied back), and the file grew past 1 GB in a sustained
+//! load test. So once the WAL is over [`RESTART_AT_BYTES`], the thread runs
+//! a `RESTART` checkpoint: it briefly holds off the writer (whose busy
+//! timeout is 5 s) while it copies the last frames, and the next commit then
+//! writes from the start of the WAL again. `journal_size_limit` then trims
+//! the file back to that size.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,6 +22,38 @@ use std::time::Duration;
 use super::StoreError;
 
 const INTERVAL: Duration = Duration::from_millis(500);
+
+/// WAL size above which the checkpoint restarts the log.
+pub(crate) const RESTART_AT_BYTES: u64 = 64 * 1024 * 1024;
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
+/// One checkpoint: `RESTART` once the WAL file is over `restart_at` bytes,
+/// `PASSIVE` otherwise. Returns the mode it ran and whether it completed.
+fn checkpoint(conn: &rusqlite::Connection, wal: &Path, restart_at: u64) -> (&'static str, bool) {
+    let big = std::fs::metadata(wal).is_ok_and(|m| m.len() > restart_at);
+    let mode = if big { "RESTART" } else { "PASSIVE" };
+    // One row: (busy, WAL frames, frames checkpointed); busy means a reader
+    // or the writer held it off: the next tick tries again.
+    let done = match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        r.get::<_, i64>(0)
+    }) {
+        Ok(0) => true,
+        Ok(_) => {
+            tracing::debug!(mode, "checkpoint held off; retrying later");
+            false
+        }
+        Err(e) => {
+            tracing::debug!(mode, error = %e, "checkpoint failed; retrying later");
+            false
+        }
+    };
+    (mode, done)
+}
 
 /// The running checkpointer; stop it with [`Checkpointer::stop`].
 #[derive(Debug)]
@@ -23,19 +64,19 @@ pub(crate) struct Checkpointer {
 
 impl Checkpointer {
     pub(crate) fn start(path: &Path) -> Result<Self, StoreError> {
+        let wal = wal_path(path);
         let conn = rusqlite::Connection::open(path)?;
         conn.busy_timeout(Duration::from_millis(100))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "cache_size", -256)?;
+        conn.pragma_update(None, "journal_size_limit", RESTART_AT_BYTES as i64)?;
         let (stop, rx) = mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("o2c-store-checkpoint".into())
             .spawn(move || {
                 // Runs until `stop` is sent or dropped.
                 while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(INTERVAL) {
-                    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
-                        tracing::debug!(error = %e, "passive checkpoint failed; retrying later");
-                    }
+                    checkpoint(&conn, &wal, RESTART_AT_BYTES);
                 }
             })
             .map_err(|e| StoreError::Setup(format!("spawn checkpointer: {e}")))?;
@@ -48,5 +89,52 @@ impl Checkpointer {
         if self.handle.join().is_err() {
             tracing::error!("checkpoint thread panicked");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wal_len(wal: &Path) -> u64 {
+        std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// A WAL grown past the limit is restarted, and the next commit trims
+    /// the file back to `journal_size_limit`.
+    #[test]
+    fn a_big_wal_is_restarted_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("t.db");
+        let writer = rusqlite::Connection::open(&db).unwrap();
+        writer
+            .execute_batch(
+                "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0;
+                 PRAGMA journal_size_limit=1048576;
+                 CREATE TABLE t(x BLOB);",
+            )
+            .unwrap();
+        let blob = vec![7u8; 64 * 1024];
+        for _ in 0..64 {
+            writer
+                .execute("INSERT INTO t VALUES (?1)", [&blob])
+                .unwrap();
+        }
+        let wal = wal_path(&db);
+        assert!(wal_len(&wal) > 4 << 20, "the WAL holds the 4 MiB written");
+        let reader = rusqlite::Connection::open(&db).unwrap();
+        assert_eq!(checkpoint(&reader, &wal, 1 << 20), ("RESTART", true));
+        writer.execute("INSERT INTO t VALUES (x'00')", []).unwrap();
+        assert!(
+            wal_len(&wal) <= 1 << 20,
+            "WAL not trimmed: {} bytes",
+            wal_len(&wal)
+        );
+        let rows: i64 = reader
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 65, "nothing lost across the restart");
+        // Below the limit, the checkpoint stays passive.
+        assert_eq!(checkpoint(&reader, &wal, 1 << 20).0, "PASSIVE");
     }
 }

@@ -36,6 +36,12 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     // Checkpoints run on their own thread (see `checkpoint`), never inside
     // a group commit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // When a commit starts the WAL over, it trims a file grown by a burst.
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        super::checkpoint::RESTART_AT_BYTES as i64,
+    )?;
     conn.set_prepared_statement_cache_capacity(64);
     migrate(&mut conn)?;
     Ok(conn)
