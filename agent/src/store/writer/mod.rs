@@ -118,6 +118,9 @@ pub(crate) struct Writer {
     state: State,
     shared: Arc<Shared>,
     metrics: StoreMetrics,
+    /// True while the connection runs at `synchronous=NORMAL` (ack-only
+    /// groups, see [`Writer::set_durability`]).
+    relaxed: bool,
 }
 
 impl Writer {
@@ -161,6 +164,7 @@ impl Writer {
             state,
             shared,
             metrics,
+            relaxed: false,
         };
         w.publish();
         w.shared.alive.store(true, Ordering::Release);
@@ -237,8 +241,10 @@ impl Writer {
                 tracing::error!(error = %e, "rollback of a stale transaction failed");
             }
         }
-        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
-            let e = StoreError::from(e);
+        let begin = self
+            .set_durability(batch.iter().all(|(op, _)| matches!(op, Op::Ack(..))))
+            .and_then(|()| Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?));
+        if let Err(e) = begin {
             for (_, reply) in batch.drain(..) {
                 reply.send(Err(e.clone()));
             }
@@ -312,6 +318,27 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// A group of acks alone commits without its own fsync
+    /// (`synchronous=NORMAL`: still atomic and in order, and the next `FULL`
+    /// commit syncs it along). Losing one to a power cut only means the
+    /// batch is resent, and the cloud acks it again without producing it
+    /// twice. Every group with anything else in it (a capture, a cancel, a
+    /// status update) commits at `FULL`; if `FULL` cannot be restored, the
+    /// group is refused.
+    fn set_durability(&mut self, ack_only: bool) -> Result<(), StoreError> {
+        if ack_only == self.relaxed {
+            return Ok(());
+        }
+        let mode = if ack_only { "NORMAL" } else { "FULL" };
+        match self.conn.pragma_update(None, "synchronous", mode) {
+            Ok(()) => self.relaxed = ack_only,
+            // Staying at FULL is always safe.
+            Err(e) if ack_only => tracing::debug!(error = %e, "staying at synchronous=FULL"),
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
     }
 
     fn savepoint(&self, sql: &str) -> Result<(), StoreError> {
