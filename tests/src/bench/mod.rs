@@ -7,20 +7,35 @@
 //! Async scenarios build their own tokio runtime inside `run`.
 //!
 //! - [`fsync`]: SQLite WAL commit cost on this disk (the outbox's floor).
+//! - [`capture`]: durable order capture over HTTP at the agent.
+//! - [`drain`]: an offline backlog drained through MQTT, ingest and Kafka.
+//! - [`e2e`]: latency from HTTP 201 to the cloud's ack at a steady rate.
+//! - [`ingest`]: the ingest's events/s and CPU under many simulated agents.
 //! - [`saga`]: capture → `completed` at the agent through the whole saga.
 //! - [`machine`]: the machine description stored with every result.
 //! - [`report`]: the JSON document and the printed table.
 
+pub mod capture;
+pub mod drain;
+pub mod e2e;
 pub mod fsync;
+pub mod ingest;
 pub mod machine;
 pub mod report;
 pub mod saga;
+mod sync_world;
 
 use std::path::PathBuf;
 
-/// Every scenario `o2c-bench` knows, in `--help` order. Add new ones here
-/// (`capture`, `drain`, `e2e`, `ingest`, `saga`, ...).
-pub const SCENARIOS: &[Scenario] = &[fsync::SCENARIO, saga::SCENARIO];
+/// Every scenario `o2c-bench` knows, in `--help` order. Add new ones here.
+pub const SCENARIOS: &[Scenario] = &[
+    fsync::SCENARIO,
+    capture::SCENARIO,
+    drain::SCENARIO,
+    e2e::SCENARIO,
+    ingest::SCENARIO,
+    saga::SCENARIO,
+];
 
 /// Looks a scenario up by name.
 pub fn find(name: &str) -> Option<&'static Scenario> {
