@@ -194,7 +194,13 @@ impl SyncState {
     }
 
     /// The batch of `first..=last` was handed to the transport at `now_ms`.
+    /// The shell read those events from the outbox, so they are captured
+    /// even if [`SyncState::handle_captured`] has not said so yet (a commit
+    /// can land between the shell's last look at the store's head and its
+    /// read of the batch); without this, the ack for them would look like an
+    /// ack beyond the tail, be ignored, and the batch wait for its timeout.
     pub fn handle_sent(&mut self, first: u64, last: u64, now_ms: u64) {
+        self.tail = self.tail.max(last);
         let attempts = match self.in_flight {
             Some(f) if f.first == first => f.attempts + 1,
             _ => 1,

@@ -270,3 +270,24 @@ fn resend_after_timeout_and_on_reconnect_keeps_the_range() {
     s.handle_connected();
     assert_eq!(s.poll_transmit().unwrap().up_to, Some(10));
 }
+
+/// A commit can land between the shell's look at the store's head and its
+/// read of the batch, so a batch may reach past the tail the state knew.
+/// The ack for it must apply at once, not wait out the ack timeout.
+#[test]
+fn a_batch_read_past_the_known_tail_is_acked_at_once() {
+    let mut s = SyncState::new(SyncConfig::default(), 0, 245, 3);
+    s.handle_connected();
+    let t = s.poll_transmit().unwrap();
+    assert_eq!((t.after_seq, t.up_to), (0, None));
+    // The outbox already held 246 when the shell read the batch.
+    s.handle_sent(1, 246, 0);
+    let ack = Ack {
+        through_seq: Seq::new(246).unwrap(),
+        rejected: vec![],
+    };
+    assert_eq!(s.check_ack(&ack), Ok(AckVerdict::Apply { through: 246 }));
+    s.handle_ack_applied(246);
+    assert_eq!(s.in_flight(), None);
+    assert_eq!(s.poll_transmit(), None, "nothing left to send");
+}
