@@ -6,6 +6,10 @@
 //! - A transient failure is retried after 1 s, 2 s and 4 s (7 s in all,
 //!   within the 10 s budget), then dead-lettered with the reason.
 //! - Either way the offset advances, so later events keep flowing.
+//! - Records are taken in batches (whatever is queued, up to [`MAX_BATCH`]);
+//!   a batch's events of one lane share one PostgreSQL transaction (one
+//!   commit, one fsync, one outbox wake-up) and fall back to one
+//!   transaction per event if that transaction fails.
 //! - Offsets are stored only after the handler's transaction committed and
 //!   committed in batches (every [`COMMIT_EVERY`] messages or
 //!   [`COMMIT_INTERVAL`]): a commit per message starves heartbeats.
@@ -14,17 +18,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use o2c_protocol::{Envelope, EventType, KafkaTopics};
+use futures::FutureExt;
+use o2c_protocol::{Envelope, EventType, KafkaTopics, OrderId};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 
-use super::{SagaError, SagaMetrics, ServiceLabel};
+use super::db::Tx;
+use super::{Pg, SagaError, SagaMetrics, ServiceLabel};
 use crate::kafka::{self, Producer_, TracingContext};
 
 impl ConsumerContext for TracingContext {}
 
+/// Longest wait of a fetch on an empty partition (see [`consumer`]).
+pub(crate) const FETCH_WAIT_MS: u32 = 20;
 /// Messages between two offset commits.
 pub(crate) const COMMIT_EVERY: u32 = 500;
 /// Longest time between two offset commits.
@@ -69,8 +77,42 @@ impl From<SagaError> for StepError {
 
 /// One saga step: handles one decoded, validated event.
 pub(crate) trait Step: Send + Sync + 'static {
-    /// Handles `env`; must be idempotent (see [`super::db::mark_processed`]).
-    fn handle(&self, env: &Envelope) -> impl Future<Output = Result<(), StepError>> + Send;
+    /// The service's connections.
+    fn pg(&self) -> &Pg;
+
+    /// Whether several events may share one transaction through
+    /// [`Step::handle_in`] (false for a step that works outside
+    /// transactions, like payment's processor calls).
+    fn batchable(&self) -> bool {
+        true
+    }
+
+    /// Whether, in one transaction, different orders' events may run
+    /// concurrently (their statements pipelined on the connection). Only for
+    /// steps whose orders share no rows (not inventory: stock rows).
+    fn orders_independent(&self) -> bool {
+        false
+    }
+
+    /// Handles `env` inside `tx`, which may carry other events of the same
+    /// lane too; must be idempotent (see [`super::db::mark_processed`]) and
+    /// must not commit.
+    fn handle_in(
+        &self,
+        tx: &Tx<'_>,
+        env: &Envelope,
+    ) -> impl Future<Output = Result<(), StepError>> + Send;
+
+    /// Handles `env` in a transaction of its own.
+    fn handle(&self, env: &Envelope) -> impl Future<Output = Result<(), StepError>> + Send {
+        async move {
+            let mut lane = self.pg().get(&env.payload.order_id().to_string()).await?;
+            let tx = lane.begin().await?;
+            self.handle_in(&tx, env).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+    }
 }
 
 /// What the loop needs besides the step.
@@ -127,6 +169,11 @@ pub(crate) fn consumer(cfg: &LoopConfig) -> Result<StreamConsumer<TracingContext
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "10000")
+        // librdkafka's default (500 ms) is how long a fetch may wait for
+        // data; Tansu holds an empty fetch that long, and records produced
+        // meanwhile wait for the next one, so each saga hop could cost up
+        // to that much.
+        .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
         // Static membership: a replica restarted after a crash takes its
         // old place at once instead of waiting on a dead member.
         .set(
@@ -145,15 +192,19 @@ pub(crate) fn consumer(cfg: &LoopConfig) -> Result<StreamConsumer<TracingContext
     Ok(c)
 }
 
-/// Events handled concurrently by one service (different orders run in
-/// parallel; one order's steps serialise on its database lane and row lock).
-pub(crate) const IN_FLIGHT: usize = 64;
+/// Records taken from the consumer at once: whatever is queued, up to
+/// this many. A batch's events of one lane share one transaction.
+pub(crate) const MAX_BATCH: usize = 256;
+/// Batches handled at once. While they run, records queue up, so the
+/// next batch is larger under load and a single record when idle.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 /// Runs `step` over the subscribed topics until `cancel`.
 ///
-/// Up to [`IN_FLIGHT`] records are handled at once, but their results are
-/// taken in arrival order, so an offset is stored only when it and every
-/// record before it are done (commit only after the local transaction).
+/// Records are handled in batches ([`process_batch`]) whose results are
+/// taken in arrival order, so an offset is stored only when its batch and
+/// every batch before it are done (commit only after the local
+/// transactions).
 pub(crate) async fn run<S: Step>(
     cfg: LoopConfig,
     step: Arc<S>,
@@ -167,7 +218,7 @@ pub(crate) async fn run<S: Step>(
     let mut last_commit = Instant::now();
     let mut inflight = futures::stream::FuturesOrdered::new();
     loop {
-        let room = inflight.len() < IN_FLIGHT;
+        let room = inflight.len() < BATCHES_IN_FLIGHT;
         tokio::select! {
             () = cancel.cancelled() => break,
             () = tokio::time::sleep(COMMIT_INTERVAL) => {}
@@ -177,12 +228,23 @@ pub(crate) async fn run<S: Step>(
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Ok(m) => {
-                    let m = m.detach();
+                    let mut batch = vec![m.detach()];
+                    // Take what is already queued, without waiting.
+                    while batch.len() < MAX_BATCH {
+                        match consumer.recv().now_or_never() {
+                            Some(Ok(m)) => batch.push(m.detach()),
+                            Some(Err(e)) => {
+                                tracing::warn!(service = cfg.label.service, error = %e, "consume error");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
                     let (cfg, step, producer, metrics, cancel) =
                         (cfg.clone(), step.clone(), producer.clone(), metrics.clone(), cancel.clone());
                     inflight.push_back(async move {
-                        process(&cfg, &*step, &producer, &metrics, &m, &cancel).await;
-                        m
+                        process_batch(&cfg, &*step, &producer, &metrics, &batch, &cancel).await;
+                        batch
                     });
                 }
             },
@@ -190,10 +252,12 @@ pub(crate) async fn run<S: Step>(
                 if cancel.is_cancelled() {
                     break;
                 }
-                if let Err(e) = consumer.store_offset(done.topic(), done.partition(), done.offset()) {
-                    tracing::warn!(error = %e, "cannot store offset");
+                for m in &done {
+                    if let Err(e) = consumer.store_offset(m.topic(), m.partition(), m.offset()) {
+                        tracing::warn!(error = %e, "cannot store offset");
+                    }
                 }
-                uncommitted += 1;
+                uncommitted += done.len() as u32;
             }
         }
         if uncommitted > 0
@@ -209,6 +273,102 @@ pub(crate) async fn run<S: Step>(
     if uncommitted > 0 {
         let _ = consumer.commit_consumer_state(CommitMode::Sync);
     }
+    Ok(())
+}
+
+/// Handles a batch. For a batchable step, the decodable events are grouped
+/// by lane (arrival order kept) and each group runs in one transaction:
+/// every event's `processed_events` row, state change and outbox rows
+/// commit together or not at all. If a group fails, it is rolled back and
+/// its events are handled again one by one ([`process`]: own transaction,
+/// retries, dead letters), so one bad event costs only its own delivery.
+/// Undecodable records, and every record of a step that is not batchable,
+/// go through [`process`] directly (concurrently; lanes serialise them).
+async fn process_batch<S: Step>(
+    cfg: &LoopConfig,
+    step: &S,
+    producer: &Producer_,
+    metrics: &SagaMetrics,
+    batch: &[OwnedMessage],
+    cancel: &CancellationToken,
+) {
+    let one = |m| process(cfg, step, producer, metrics, m, cancel);
+    if !step.batchable() {
+        futures::future::join_all(batch.iter().map(one)).await;
+        return;
+    }
+    let pg = step.pg();
+    let mut lanes: Vec<Vec<(&OwnedMessage, Envelope)>> =
+        (0..pg.lanes()).map(|_| Vec::new()).collect();
+    let mut singles = Vec::new();
+    for m in batch {
+        match decode(&cfg.topics, m.topic(), m.payload().unwrap_or_default()) {
+            Ok(env) => lanes[pg.lane_of(&env.payload.order_id().to_string())].push((m, env)),
+            Err(_) => singles.push(m),
+        }
+    }
+    let groups = lanes
+        .into_iter()
+        .enumerate()
+        .filter(|(_, g)| !g.is_empty())
+        .map(|(i, group)| async move {
+            match run_group(step, i, &group).await {
+                Ok(()) => {
+                    metrics
+                        .processed
+                        .get_or_create(&cfg.label)
+                        .inc_by(group.len() as u64);
+                }
+                Err(e) => {
+                    tracing::debug!(service = cfg.label.service, error = %e, events = group.len(),
+                        "batch rolled back; handling its events one by one");
+                    for (m, _) in &group {
+                        one(m).await;
+                    }
+                }
+            }
+        });
+    let singles = async {
+        for m in singles {
+            one(m).await;
+        }
+    };
+    futures::future::join(futures::future::join_all(groups), singles).await;
+}
+
+/// One lane's events in one transaction.
+async fn run_group<S: Step>(
+    step: &S,
+    lane: usize,
+    group: &[(&OwnedMessage, Envelope)],
+) -> Result<(), StepError> {
+    let mut lane = step.pg().lane(lane).await?;
+    let tx = lane.begin().await?;
+    if step.orders_independent() {
+        // One chain per order (its events in arrival order), chains
+        // concurrently; any failure aborts the whole transaction.
+        let mut chains: Vec<(OrderId, Vec<&Envelope>)> = Vec::new();
+        for (_, env) in group {
+            let id = env.payload.order_id();
+            match chains.iter_mut().find(|(o, _)| *o == id) {
+                Some((_, c)) => c.push(env),
+                None => chains.push((id, vec![env])),
+            }
+        }
+        let tx = &tx;
+        futures::future::try_join_all(chains.iter().map(|(_, chain)| async move {
+            for env in chain {
+                step.handle_in(tx, env).await?;
+            }
+            Ok::<(), StepError>(())
+        }))
+        .await?;
+    } else {
+        for (_, env) in group {
+            step.handle_in(&tx, env).await?;
+        }
+    }
+    tx.commit().await?;
     Ok(())
 }
 

@@ -1,10 +1,21 @@
 //! PostgreSQL plumbing shared by the saga services: connecting, numbered
 //! migrations per schema, the idempotent-consumer ledger and per-order state
 //! stored as JSON.
+//!
+//! A [`Lane`] is one connection with a cache of prepared statements (the
+//! SQL of a service never changes, so each text is parsed once per
+//! connection instead of once per call); a [`Tx`] is a transaction on it
+//! that may carry many events (see `consumer`) and sends its outbox
+//! notification once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
 
 use super::{SagaError, Service};
 
@@ -51,6 +62,123 @@ pub(crate) async fn connect(url: &str) -> Result<Client, SagaError> {
         }
     });
     Ok(client)
+}
+
+/// One connection of a service and its prepared statements.
+#[derive(Debug)]
+pub(crate) struct Lane {
+    client: Client,
+    stmts: Mutex<HashMap<String, Statement>>,
+}
+
+impl Lane {
+    /// Connects a new lane.
+    pub(crate) async fn connect(url: &str) -> Result<Self, SagaError> {
+        Ok(Self {
+            client: connect(url).await?,
+            stmts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The connection (for reads outside a transaction).
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Whether the connection is gone.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Begins a transaction.
+    pub(crate) async fn begin(&mut self) -> Result<Tx<'_>, tokio_postgres::Error> {
+        let Lane { client, stmts } = self;
+        Ok(Tx {
+            tx: client.transaction().await?,
+            stmts,
+            notified: AtomicBool::new(false),
+        })
+    }
+}
+
+/// A transaction on a [`Lane`]; statements are prepared once per lane.
+pub(crate) struct Tx<'a> {
+    tx: Transaction<'a>,
+    stmts: &'a Mutex<HashMap<String, Statement>>,
+    notified: AtomicBool,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx").finish_non_exhaustive()
+    }
+}
+
+impl Tx<'_> {
+    async fn stmt(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+        let cached = self
+            .stmts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sql)
+            .cloned();
+        if let Some(s) = cached {
+            return Ok(s);
+        }
+        // Named statements outlive a rolled-back transaction, so caching
+        // one prepared here is safe.
+        let s = self.tx.prepare(sql).await?;
+        self.stmts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    /// Executes `sql`; returns the rows changed.
+    pub(crate) async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error> {
+        let s = self.stmt(sql).await?;
+        self.tx.execute(&s, params).await
+    }
+
+    /// Runs `sql`; returns its only row.
+    pub(crate) async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error> {
+        let s = self.stmt(sql).await?;
+        self.tx.query_one(&s, params).await
+    }
+
+    /// Runs `sql`; returns its row, if any.
+    pub(crate) async fn query_opt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error> {
+        let s = self.stmt(sql).await?;
+        self.tx.query_opt(&s, params).await
+    }
+
+    /// Notifies `channel` at commit, once per transaction (PostgreSQL
+    /// folds identical notifications of a transaction anyway).
+    pub(crate) async fn notify_once(&self, channel: &str) -> Result<(), tokio_postgres::Error> {
+        if !self.notified.swap(true, Ordering::Relaxed) {
+            self.execute("SELECT pg_notify($1, '')", &[&channel])
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Commits.
+    pub(crate) async fn commit(self) -> Result<(), tokio_postgres::Error> {
+        self.tx.commit().await
+    }
 }
 
 /// Applies the service's pending migrations, once, under an advisory lock
@@ -102,7 +230,7 @@ pub async fn migrate(client: &mut Client, service: Service) -> Result<(), SagaEr
 /// Records `event_id` as processed by this service. Returns false when it
 /// already was: the caller then changes nothing (idempotent consumer).
 pub(crate) async fn mark_processed(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     schema: &str,
     event_id: &str,
     event_type: &str,
@@ -111,8 +239,8 @@ pub(crate) async fn mark_processed(
     let n = tx
         .execute(
             &format!(
-                "INSERT INTO {schema}.processed_events (event_id, event_type, order_id) \
-                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+                "INSERT INTO {schema}.processed_events (event_id, event_type, order_id, processed_at) \
+                 VALUES ($1, $2, $3, clock_timestamp()) ON CONFLICT DO NOTHING"
             ),
             &[&event_id, &event_type, &order_id],
         )
@@ -139,7 +267,7 @@ pub(crate) async fn is_processed(
 /// Locks the order's state row (creating it with `S::default()`) and
 /// returns the state.
 pub(crate) async fn lock_state<S: DeserializeOwned + Serialize + Default>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     schema: &str,
     order_id: &str,
 ) -> Result<S, SagaError> {
@@ -187,7 +315,7 @@ pub(crate) async fn read_state<S: DeserializeOwned>(
 
 /// Writes the order's state.
 pub(crate) async fn save_state<S: Serialize>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     schema: &str,
     order_id: &str,
     state: &S,

@@ -26,9 +26,9 @@ use std::collections::BTreeMap;
 use o2c_protocol::event::{InventoryConfirmed, InventoryReleased, Reservation};
 use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics, Order};
 use serde::{Deserialize, Serialize};
-use tokio_postgres::Transaction;
 
 use super::consumer::{Step, StepError};
+use super::db::Tx;
 use super::order::INSUFFICIENT_STOCK;
 use super::{Pg, db, outbox};
 
@@ -103,21 +103,31 @@ pub(crate) struct InventoryStep {
 }
 
 impl Step for InventoryStep {
-    async fn handle(&self, env: &Envelope) -> Result<(), StepError> {
+    fn pg(&self) -> &Pg {
+        &self.pg
+    }
+
+    /// Orders share stock rows, but every stock change is one `UPDATE` by
+    /// a delta and the table's CHECKs refuse any that would oversell; a
+    /// reservation that loses a race within a batch fails the batch, which
+    /// is then handled again one event at a time.
+    fn orders_independent(&self) -> bool {
+        true
+    }
+
+    async fn handle_in(&self, tx: &Tx<'_>, env: &Envelope) -> Result<(), StepError> {
         let order_id = env.payload.order_id().to_string();
-        let mut client = self.pg.get(&order_id).await?;
-        let tx = client.transaction().await?;
         let et = env.event_type().as_str();
-        if !db::mark_processed(&tx, SCHEMA, &env.event_id.to_string(), et, &order_id).await? {
+        if !db::mark_processed(tx, SCHEMA, &env.event_id.to_string(), et, &order_id).await? {
             return Ok(());
         }
-        let mut st: InventoryState = db::lock_state(&tx, SCHEMA, &order_id).await?;
+        let mut st: InventoryState = db::lock_state(tx, SCHEMA, &order_id).await?;
         let mut emit = Vec::new();
         match &env.payload {
             Event::OrderCreated(order) => {
                 st.created = true;
                 if !st.cancelled && st.hold == Hold::None {
-                    st.hold = self.reserve(&tx, &order_id, order).await?;
+                    st.hold = self.reserve(tx, &order_id, order).await?;
                 }
             }
             Event::PaymentCaptured(_) => st.paid = true,
@@ -128,10 +138,10 @@ impl Step for InventoryStep {
         if st.cancelled {
             match std::mem::take(&mut st.hold) {
                 Hold::Reserved { lines } => {
-                    move_stock(&tx, &order_id, &lines, "release", 0, -1).await?
+                    move_stock(tx, &order_id, &lines, "release", 0, -1).await?
                 }
                 Hold::Confirmed { lines } => {
-                    move_stock(&tx, &order_id, &lines, "restock", 1, 0).await?
+                    move_stock(tx, &order_id, &lines, "restock", 1, 0).await?
                 }
                 _ => {}
             }
@@ -146,7 +156,7 @@ impl Step for InventoryStep {
         } else if st.paid {
             match std::mem::take(&mut st.hold) {
                 Hold::Reserved { lines } => {
-                    move_stock(&tx, &order_id, &lines, "confirm", -1, -1).await?;
+                    move_stock(tx, &order_id, &lines, "confirm", -1, -1).await?;
                     emit.push(Event::InventoryConfirmed(InventoryConfirmed {
                         order_id: oid,
                         reservations: lines.clone(),
@@ -166,23 +176,17 @@ impl Step for InventoryStep {
                 other => st.hold = other,
             }
         }
-        db::save_state(&tx, SCHEMA, &order_id, &st).await?;
+        db::save_state(tx, SCHEMA, &order_id, &st).await?;
         for e in emit {
-            outbox::insert(&tx, SCHEMA, &self.topics, env, e).await?;
+            outbox::insert(tx, SCHEMA, &self.topics, env, e).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 }
 
 impl InventoryStep {
     /// Holds every wanted unit, or nothing (`Insufficient`).
-    async fn reserve(
-        &self,
-        tx: &Transaction<'_>,
-        order_id: &str,
-        order: &Order,
-    ) -> Result<Hold, StepError> {
+    async fn reserve(&self, tx: &Tx<'_>, order_id: &str, order: &Order) -> Result<Hold, StepError> {
         let preferred = match order.fulfillment {
             Fulfillment::CarryOut => order.store_id.to_string(),
             Fulfillment::ShipToHome { .. } => self.central_warehouse.clone(),
@@ -191,19 +195,18 @@ impl InventoryStep {
         for (sku, qty) in wanted(order) {
             let mut found = pick(tx, &sku, qty, &preferred).await?;
             if found.is_none() && self.auto_stock > 0 {
-                let n = tx
-                    .execute(
-                        &format!(
-                            "INSERT INTO {SCHEMA}.stock (sku, warehouse, on_hand) \
+                tx.execute(
+                    &format!(
+                        "INSERT INTO {SCHEMA}.stock (sku, warehouse, on_hand) \
                              SELECT $1, $2, $3 WHERE NOT EXISTS \
                              (SELECT 1 FROM {SCHEMA}.stock WHERE sku = $1)"
-                        ),
-                        &[&sku, &preferred, &self.auto_stock],
-                    )
-                    .await?;
-                if n == 1 {
-                    found = pick(tx, &sku, qty, &preferred).await?;
-                }
+                    ),
+                    &[&sku, &preferred, &self.auto_stock],
+                )
+                .await?;
+                // Pick again, whoever inserted the row (this order, or an
+                // earlier one of this transaction or of another).
+                found = pick(tx, &sku, qty, &preferred).await?;
             }
             match found {
                 Some(warehouse) => lines.push(Reservation {
@@ -222,7 +225,7 @@ impl InventoryStep {
 /// A warehouse with `qty` units available, preferring `preferred`; locks
 /// its row.
 async fn pick(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     sku: &str,
     qty: i64,
     preferred: &str,
@@ -242,7 +245,7 @@ async fn pick(
 /// Applies `sign_on_hand * qty` and `sign_reserved * qty` to each line's
 /// row and records the movement.
 async fn move_stock(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     order_id: &str,
     lines: &[Reservation],
     kind: &str,

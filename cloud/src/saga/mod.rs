@@ -51,7 +51,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
-use tokio_postgres::Client;
 
 pub use runner::run;
 
@@ -234,7 +233,7 @@ impl SagaMetrics {
 #[derive(Debug)]
 pub(crate) struct Pg {
     url: String,
-    lanes: Vec<Mutex<Option<Client>>>,
+    lanes: Vec<Mutex<Option<db::Lane>>>,
 }
 
 impl Pg {
@@ -245,15 +244,30 @@ impl Pg {
         }
     }
 
-    /// The connection of `key`'s lane.
-    pub(crate) async fn get(&self, key: &str) -> Result<MappedMutexGuard<'_, Client>, SagaError> {
+    /// How many lanes.
+    pub(crate) fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// The lane index of `key` (an order id).
+    pub(crate) fn lane_of(&self, key: &str) -> usize {
         let h = key.bytes().fold(0usize, |h, b| {
             h.wrapping_mul(31).wrapping_add(usize::from(b))
         });
-        let lane = &self.lanes[h % self.lanes.len()];
+        h % self.lanes.len()
+    }
+
+    /// The connection of `key`'s lane.
+    pub(crate) async fn get(&self, key: &str) -> Result<MappedMutexGuard<'_, db::Lane>, SagaError> {
+        self.lane(self.lane_of(key)).await
+    }
+
+    /// Lane `i` (from [`Pg::lane_of`]).
+    pub(crate) async fn lane(&self, i: usize) -> Result<MappedMutexGuard<'_, db::Lane>, SagaError> {
+        let lane = &self.lanes[i % self.lanes.len()];
         let mut guard = lane.lock().await;
-        if guard.as_ref().is_none_or(Client::is_closed) {
-            *guard = Some(db::connect(&self.url).await?);
+        if guard.as_ref().is_none_or(db::Lane::is_closed) {
+            *guard = Some(db::Lane::connect(&self.url).await?);
         }
         MutexGuard::try_map(guard, Option::as_mut).map_err(|_| SagaError::Closed("postgres lane"))
     }

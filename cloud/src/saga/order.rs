@@ -12,6 +12,7 @@ use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics};
 use serde::{Deserialize, Serialize};
 
 use super::consumer::{Step, StepError};
+use super::db::Tx;
 use super::{Pg, db, outbox};
 
 /// Where an order stands for the order service.
@@ -120,22 +121,28 @@ pub(crate) struct OrderStep {
 pub(crate) const SCHEMA: &str = "o2c_order";
 
 impl Step for OrderStep {
-    async fn handle(&self, env: &Envelope) -> Result<(), StepError> {
+    fn pg(&self) -> &Pg {
+        &self.pg
+    }
+
+    /// Orders share no rows here (state, outbox and notifications are
+    /// per order).
+    fn orders_independent(&self) -> bool {
+        true
+    }
+
+    async fn handle_in(&self, tx: &Tx<'_>, env: &Envelope) -> Result<(), StepError> {
         let order_id = env.payload.order_id().to_string();
-        let mut client = self.pg.get(&order_id).await?;
-        let tx = client.transaction().await?;
         let event_id = env.event_id.to_string();
-        if !db::mark_processed(&tx, SCHEMA, &event_id, env.event_type().as_str(), &order_id).await?
-        {
+        if !db::mark_processed(tx, SCHEMA, &event_id, env.event_type().as_str(), &order_id).await? {
             return Ok(());
         }
-        let mut state: OrderState = db::lock_state(&tx, SCHEMA, &order_id).await?;
+        let mut state: OrderState = db::lock_state(tx, SCHEMA, &order_id).await?;
         let emit = state.apply(&env.payload);
-        db::save_state(&tx, SCHEMA, &order_id, &state).await?;
+        db::save_state(tx, SCHEMA, &order_id, &state).await?;
         for e in emit {
-            outbox::insert(&tx, SCHEMA, &self.topics, env, e).await?;
+            outbox::insert(tx, SCHEMA, &self.topics, env, e).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 }

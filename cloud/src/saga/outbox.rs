@@ -13,9 +13,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use o2c_protocol::{Envelope, Event, EventId, KafkaTopics, SCHEMA_VERSION, Traceparent};
 use time::OffsetDateTime;
-use tokio_postgres::{AsyncMessage, NoTls, Transaction};
+use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
+use super::db::Tx;
 use super::{SagaError, SagaMetrics};
 use crate::kafka::{self, Producer_};
 
@@ -49,7 +50,7 @@ pub(crate) fn mint(cause: &Envelope, payload: Event) -> Envelope {
 /// Inserts the event caused by `cause` into the outbox of `schema`, inside
 /// the caller's transaction, and notifies the relay at commit.
 pub(crate) async fn insert(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     schema: &str,
     topics: &KafkaTopics,
     cause: &Envelope,
@@ -76,8 +77,7 @@ pub(crate) async fn insert(
         ],
     )
     .await?;
-    tx.execute("SELECT pg_notify($1, '')", &[&format!("{schema}_outbox")])
-        .await?;
+    tx.notify_once(&format!("{schema}_outbox")).await?;
     Ok(env.event_id)
 }
 
@@ -200,7 +200,7 @@ async fn publish_batch(
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     tx.execute(
-        &format!("UPDATE {schema}.outbox SET published_at = now() WHERE id = ANY($1)"),
+        &format!("UPDATE {schema}.outbox SET published_at = clock_timestamp() WHERE id = ANY($1)"),
         &[&ids],
     )
     .await?;

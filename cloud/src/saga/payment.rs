@@ -17,6 +17,7 @@ use o2c_protocol::{Envelope, Event, EventType, KafkaTopics, Money, Order, Paymen
 use serde::{Deserialize, Serialize};
 
 use super::consumer::{Step, StepError};
+use super::db::Tx;
 use super::{Pg, db, outbox};
 use crate::psp::{CaptureOutcome, CaptureRequest, PspClient, RefundRequest};
 
@@ -99,6 +100,22 @@ fn psp_err(e: crate::psp::PspError) -> StepError {
 }
 
 impl Step for PaymentStep {
+    fn pg(&self) -> &Pg {
+        &self.pg
+    }
+
+    /// Processor calls happen between two transactions, so events never
+    /// share one: [`Step::handle`] below is used instead.
+    fn batchable(&self) -> bool {
+        false
+    }
+
+    async fn handle_in(&self, _tx: &Tx<'_>, _env: &Envelope) -> Result<(), StepError> {
+        Err(StepError::Transient(
+            "payment events are handled in their own transactions".into(),
+        ))
+    }
+
     async fn handle(&self, env: &Envelope) -> Result<(), StepError> {
         match &env.payload {
             Event::OrderCreated(order) => self.capture(env, order).await,
@@ -112,13 +129,16 @@ impl PaymentStep {
     async fn capture(&self, env: &Envelope, order: &Order) -> Result<(), StepError> {
         let order_id = order.order_id.to_string();
         let event_id = env.event_id.to_string();
-        let mut client = self.pg.get(&order_id).await?;
-        if db::is_processed(&client, SCHEMA, &event_id).await? {
-            return Ok(());
-        }
-        // Record intent, unless the order is already settled or cancelled.
+        // The lane is held only around each transaction, not across the
+        // processor calls: the recorded intent and the idempotency keys
+        // make concurrent deliveries of one order safe.
         {
-            let tx = client.transaction().await?;
+            let mut lane = self.pg.get(&order_id).await?;
+            if db::is_processed(lane.client(), SCHEMA, &event_id).await? {
+                return Ok(());
+            }
+            // Record intent, unless the order is already settled or cancelled.
+            let tx = lane.begin().await?;
             let mut st: PaymentState = db::lock_state(&tx, SCHEMA, &order_id).await?;
             match st.phase {
                 PayPhase::Pending => {
@@ -167,7 +187,8 @@ impl PaymentStep {
                 self.refund_one(&order_id, c, "void").await?;
             }
         }
-        let tx = client.transaction().await?;
+        let mut lane = self.pg.get(&order_id).await?;
+        let tx = lane.begin().await?;
         if !db::mark_processed(&tx, SCHEMA, &event_id, "OrderCreated", &order_id).await? {
             return Ok(());
         }
@@ -230,11 +251,13 @@ impl PaymentStep {
     async fn refund(&self, env: &Envelope) -> Result<(), StepError> {
         let order_id = env.payload.order_id().to_string();
         let event_id = env.event_id.to_string();
-        let mut client = self.pg.get(&order_id).await?;
-        if db::is_processed(&client, SCHEMA, &event_id).await? {
-            return Ok(());
-        }
-        let seen: Option<PaymentState> = db::read_state(&client, SCHEMA, &order_id).await?;
+        let seen: Option<PaymentState> = {
+            let lane = self.pg.get(&order_id).await?;
+            if db::is_processed(lane.client(), SCHEMA, &event_id).await? {
+                return Ok(());
+            }
+            db::read_state(lane.client(), SCHEMA, &order_id).await?
+        };
         let mut refunds = Vec::new();
         if let Some(st) = &seen {
             match st.phase {
@@ -249,7 +272,8 @@ impl PaymentStep {
                 _ => {}
             }
         }
-        let tx = client.transaction().await?;
+        let mut lane = self.pg.get(&order_id).await?;
+        let tx = lane.begin().await?;
         if !db::mark_processed(&tx, SCHEMA, &event_id, "OrderCancelled", &order_id).await? {
             return Ok(());
         }
@@ -293,7 +317,7 @@ impl PaymentStep {
 }
 
 async fn log_call(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     order_id: &str,
     kind: &str,
     outcome: &str,

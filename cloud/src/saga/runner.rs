@@ -164,7 +164,9 @@ pub async fn run(
                     }
                 });
                 let step = Arc::new(PaymentStep {
-                    pg: pg(),
+                    // Twice the lanes: each capture is two short
+                    // transactions around a processor call.
+                    pg: Pg::new(url, cfg.saga.pg_lanes * 2),
                     topics: topics.clone(),
                     psp,
                 });

@@ -9,6 +9,7 @@ use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics};
 use serde::{Deserialize, Serialize};
 
 use super::consumer::{Step, StepError};
+use super::db::Tx;
 use super::{Pg, db, outbox};
 
 pub(crate) const SCHEMA: &str = "o2c_shipping";
@@ -122,19 +123,27 @@ pub(crate) struct ShippingStep {
 }
 
 impl Step for ShippingStep {
-    async fn handle(&self, env: &Envelope) -> Result<(), StepError> {
+    fn pg(&self) -> &Pg {
+        &self.pg
+    }
+
+    /// Orders share no rows here (state, outbox and notifications are
+    /// per order).
+    fn orders_independent(&self) -> bool {
+        true
+    }
+
+    async fn handle_in(&self, tx: &Tx<'_>, env: &Envelope) -> Result<(), StepError> {
         let order_id = env.payload.order_id().to_string();
-        let mut client = self.pg.get(&order_id).await?;
-        let tx = client.transaction().await?;
         let et = env.event_type().as_str();
-        if !db::mark_processed(&tx, SCHEMA, &env.event_id.to_string(), et, &order_id).await? {
+        if !db::mark_processed(tx, SCHEMA, &env.event_id.to_string(), et, &order_id).await? {
             return Ok(());
         }
-        let mut st: ShippingState = db::lock_state(&tx, SCHEMA, &order_id).await?;
+        let mut st: ShippingState = db::lock_state(tx, SCHEMA, &order_id).await?;
         let (emit, notice) = st.apply(&env.payload, || {
             format!("shp_{}", outbox::new_event_id().as_uuid().simple())
         });
-        db::save_state(&tx, SCHEMA, &order_id, &st).await?;
+        db::save_state(tx, SCHEMA, &order_id, &st).await?;
         if let Some(n) = notice {
             tx.execute(
                 &format!(
@@ -146,9 +155,8 @@ impl Step for ShippingStep {
             .await?;
         }
         for e in emit {
-            outbox::insert(&tx, SCHEMA, &self.topics, env, e).await?;
+            outbox::insert(tx, SCHEMA, &self.topics, env, e).await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 }
