@@ -399,11 +399,22 @@ impl SagaWorld {
         extra_saga: &str,
         extra_psp: &str,
     ) -> Result<Self, HarnessError> {
+        Self::start_with_broker(services, extra_saga, extra_psp, &[]).await
+    }
+
+    /// As [`SagaWorld::start`], with `mosquitto_extra` lines appended to the
+    /// private broker's config (e.g. `max_queued_messages 100000`).
+    pub async fn start_with_broker(
+        services: &[&str],
+        extra_saga: &str,
+        extra_psp: &str,
+        mosquitto_extra: &[&str],
+    ) -> Result<Self, HarnessError> {
         let env = TestEnv::new();
         let brokers = env.require_kafka().await.to_owned();
         env.require_postgres().await;
         let pg = env.create_database("saga").await?;
-        let mosq = PrivateMosquitto::start().await?;
+        let mosq = PrivateMosquitto::start_with(mosquitto_extra).await?;
         let psp = PspSim::start(env.path()).await?;
         let settings = SagaSettings {
             prefix: env.prefix().to_owned(),
