@@ -117,7 +117,13 @@ impl SyncTask {
                         if p.topic == acks.as_bytes() {
                             self.on_ack(&mut state, &p.payload).await;
                         } else if p.topic == status.as_bytes() {
-                            self.on_status(&p.payload).await;
+                            // Off the MQTT loop: updates commute (the newest
+                            // `occurred_at` wins, a repeat is ignored by its
+                            // event id), so concurrent ones share the
+                            // writer's group commits instead of one commit
+                            // (and fsync) each; applied one at a time, a
+                            // busy store fell behind its status stream.
+                            tokio::spawn(apply_status(self.store.clone(), p.payload));
                         }
                     }
                     Ok(_) => {}
@@ -222,16 +228,17 @@ impl SyncTask {
             Err(e) => tracing::error!(error = %e, "invalid ack ignored"),
         }
     }
+}
 
-    async fn on_status(&self, payload: &[u8]) {
-        match StatusUpdate::decode(payload) {
-            Ok(update) => {
-                if let Err(e) = self.store.apply_status(&update, now_ms()).await {
-                    tracing::error!(error = %e, "cannot persist status update");
-                }
+/// Decodes and stores one cloud status update.
+async fn apply_status(store: Store, payload: bytes::Bytes) {
+    match StatusUpdate::decode(&payload) {
+        Ok(update) => {
+            if let Err(e) = store.apply_status(&update, now_ms()).await {
+                tracing::error!(error = %e, "cannot persist status update");
             }
-            Err(e) => tracing::warn!(error = %e, "undecodable status update ignored"),
         }
+        Err(e) => tracing::warn!(error = %e, "undecodable status update ignored"),
     }
 }
 
