@@ -81,6 +81,7 @@ mosquitto_up() {
 listener $MQTT_PORT $HOST
 allow_anonymous true
 set_tcp_nodelay true
+max_queued_messages 100000
 user root
 pid_file $MOSQ_PID
 log_dest file $STATE_DIR/mosquitto.log
