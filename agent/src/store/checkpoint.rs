@@ -36,10 +36,23 @@ fn wal_path(db: &Path) -> PathBuf {
 /// `PASSIVE` otherwise. Returns the mode it ran and whether it completed.
 fn checkpoint(conn: &rusqlite::Connection, wal: &Path, restart_at: u64) -> (&'static str, bool) {
     let big = std::fs::metadata(wal).is_ok_and(|m| m.len() > restart_at);
-    let mode = if big { "RESTART" } else { "PASSIVE" };
+    let mode = if big {
+        // RESTART holds the writer off while it copies what is left and
+        // syncs the database: copy the bulk first without blocking anyone,
+        // so that pause stays short.
+        run_checkpoint(conn, "PASSIVE");
+        "RESTART"
+    } else {
+        "PASSIVE"
+    };
+    (mode, run_checkpoint(conn, mode))
+}
+
+/// Runs one `wal_checkpoint(mode)`; true if it completed.
+fn run_checkpoint(conn: &rusqlite::Connection, mode: &'static str) -> bool {
     // One row: (busy, WAL frames, frames checkpointed); busy means a reader
     // or the writer held it off: the next tick tries again.
-    let done = match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+    match conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
         r.get::<_, i64>(0)
     }) {
         Ok(0) => true,
@@ -51,8 +64,7 @@ fn checkpoint(conn: &rusqlite::Connection, wal: &Path, restart_at: u64) -> (&'st
             tracing::debug!(mode, error = %e, "checkpoint failed; retrying later");
             false
         }
-    };
-    (mode, done)
+    }
 }
 
 /// The running checkpointer; stop it with [`Checkpointer::stop`].
