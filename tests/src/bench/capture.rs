@@ -40,6 +40,7 @@ mod agent;
 mod http;
 mod load;
 
+use crate::bench::harness;
 use std::path::Path;
 use std::time::Duration;
 
@@ -65,11 +66,6 @@ const OPEN_SECONDS: u64 = 10;
 const BASELINE_N: u64 = 2_000;
 const RSS_EVERY: Duration = Duration::from_millis(100);
 
-/// Wraps a harness or protocol failure as the bench's one error type.
-fn harness(what: &str, e: impl std::fmt::Display) -> BenchError {
-    BenchError::io(what, std::io::Error::other(e.to_string()))
-}
-
 fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
     let n = args.n.unwrap_or(DEFAULT_N);
     let rate = args.batch.unwrap_or(DEFAULT_RATE);
@@ -92,11 +88,7 @@ fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
         .prefix(".o2c-bench-capture-")
         .tempdir_in(&base)
         .map_err(|e| BenchError::io(format!("creating a temp dir in {}", base.display()), e))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BenchError::io("building a runtime", e))?;
-    let mut m = rt.block_on(measure(tmp.path(), n, rate))?;
+    let mut m = super::block_on(measure(tmp.path(), n, rate))?;
     m.param("dir", base.display().to_string());
     m.param("baseline_n", BASELINE_N);
 

@@ -47,9 +47,10 @@ use rdkafka::producer::DeliveryFuture;
 
 use super::sync_world::{
     CpuSnapshot, IngestCounters, KafkaCheck, PRODUCER_LINGER_MS, RAW_TOPICS, SyncWorld,
-    WorldOptions, harness, producer, record_like, unix_us, warm,
+    WorldOptions, producer, record_like, unix_us, warm,
 };
 use super::{BenchArgs, BenchError, Measurement, Scenario};
+use crate::bench::harness;
 
 /// The registry entry.
 pub const SCENARIO: Scenario = Scenario {
@@ -81,11 +82,7 @@ fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
         Some(b) => (b, MAX_BATCH_BYTES),
         None => (DEFAULT_BATCH_EVENTS, DEFAULT_BATCH_BYTES),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BenchError::io("building a runtime", e))?;
-    rt.block_on(measure(n, events, bytes))
+    super::block_on(measure(n, events, bytes))
 }
 
 async fn measure(n: u64, batch_events: u64, batch_bytes: u64) -> Result<Measurement, BenchError> {

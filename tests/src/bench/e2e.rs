@@ -40,10 +40,11 @@ use std::time::{Duration, Instant, SystemTime};
 use rdkafka::util::Timeout;
 
 use super::sync_world::{
-    CpuSnapshot, IngestCounters, PRODUCER_LINGER_MS, RAW_TOPICS, SyncWorld, WorldOptions, harness,
+    CpuSnapshot, IngestCounters, PRODUCER_LINGER_MS, RAW_TOPICS, SyncWorld, WorldOptions,
     histogram, producer, push_latencies, record_like, unix_us, warm,
 };
 use super::{BenchArgs, BenchError, Measurement, Scenario};
+use crate::bench::harness;
 
 /// The registry entry.
 pub const SCENARIO: Scenario = Scenario {
@@ -71,11 +72,7 @@ fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
             "--n and --batch (rate) must be positive".into(),
         ));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BenchError::io("building a runtime", e))?;
-    rt.block_on(measure(n, rate))
+    super::block_on(measure(n, rate))
 }
 
 /// One timed order.

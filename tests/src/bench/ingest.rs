@@ -42,6 +42,7 @@ mod kafka_side;
 mod procs;
 mod workload;
 
+use crate::bench::harness;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,10 +77,6 @@ const RUN_DEADLINE: Duration = Duration::from_secs(600);
 /// Every connection must be subscribed within this.
 const READY_DEADLINE: Duration = Duration::from_secs(60);
 
-fn harness(what: &str, e: impl std::fmt::Display) -> BenchError {
-    BenchError::io(what, std::io::Error::other(e.to_string()))
-}
-
 fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
     let n = args.n.unwrap_or(DEFAULT_N);
     let batch = args.batch.unwrap_or(DEFAULT_BATCH);
@@ -88,11 +85,7 @@ fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
             "--n must be at least {AGENTS} (one event per agent) and --batch positive"
         )));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BenchError::io("building a runtime", e))?;
-    rt.block_on(measure(n, batch))
+    super::block_on(measure(n, batch))
 }
 
 /// CPU ticks of everything that matters, taken at one moment.

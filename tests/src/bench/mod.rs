@@ -137,6 +137,22 @@ impl BenchError {
     }
 }
 
+/// Wraps a harness, broker or client failure as the bench's one error type.
+pub(crate) fn harness(what: &str, e: impl std::fmt::Display) -> BenchError {
+    BenchError::io(what, std::io::Error::other(e.to_string()))
+}
+
+/// Runs an async scenario on a multi-threaded tokio runtime of its own.
+pub(crate) fn block_on<T>(
+    scenario: impl std::future::Future<Output = Result<T, BenchError>>,
+) -> Result<T, BenchError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::io("building a runtime", e))?
+        .block_on(scenario)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,6 +24,7 @@
 //! to last completion), `latency_p50_ms`, `p99`, `max`, and the capture
 //! rate achieved. Baseline: the capture rate alone (the offered load).
 
+use crate::bench::harness;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
@@ -48,10 +49,6 @@ const DEADLINE: Duration = Duration::from_secs(900);
 const WARMUP_DEADLINE: Duration = Duration::from_secs(120);
 const MOSQUITTO_QUEUE: &str = "max_queued_messages 1000000";
 
-fn harness(what: &str, e: impl std::fmt::Display) -> BenchError {
-    BenchError::io(what, std::io::Error::other(e.to_string()))
-}
-
 fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
     let n = args.n.unwrap_or(DEFAULT_N);
     let rate = args.batch.unwrap_or(DEFAULT_RATE);
@@ -60,11 +57,7 @@ fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
             "--n and --batch (rate) must be positive".into(),
         ));
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| BenchError::io("building a runtime", e))?;
-    rt.block_on(measure(n, rate))
+    super::block_on(measure(n, rate))
 }
 
 async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {

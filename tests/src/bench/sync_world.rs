@@ -23,6 +23,7 @@
 //! the broker's own storage is out of the way and the raw-producer ceiling
 //! measured in the same run shows what is left of it.
 
+use crate::bench::harness;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -52,11 +53,6 @@ pub(super) const RAW_TOPICS: [&str; 2] = ["bench.raw", "bench.raw-batched"];
 /// Linux reports utime/stime in USER_HZ ticks, fixed at 100 per second on
 /// x86-64 and arm64 (independent of the kernel's CONFIG_HZ).
 const USER_HZ: f64 = 100.0;
-
-/// Wraps a harness or client error.
-pub(super) fn harness(what: &str, e: impl std::fmt::Display) -> BenchError {
-    BenchError::io(what, std::io::Error::other(e.to_string()))
-}
 
 /// Microseconds since the Unix epoch.
 pub(super) fn unix_us(t: SystemTime) -> i64 {

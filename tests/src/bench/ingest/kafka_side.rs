@@ -1,6 +1,7 @@
 //! The Kafka side: checking what the ingest wrote, and the baseline, a bare
 //! rdkafka producer with the ingest's settings sending the same records.
 
+use crate::bench::harness;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,10 +18,6 @@ use crate::{consume_all, topic_record_count};
 
 /// How long the order topic's size must stay unchanged to count as final.
 const STABLE: Duration = Duration::from_secs(5);
-
-fn harness(what: &str, e: impl std::fmt::Display) -> BenchError {
-    BenchError::io(what, std::io::Error::other(e.to_string()))
-}
 
 /// What the order topic holds, compared with what the agents sent.
 #[derive(Debug)]

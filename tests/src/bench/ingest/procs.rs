@@ -2,6 +2,7 @@
 //! this module spawns itself (to keep its pid), and CPU time read from
 //! `/proc/<pid>/stat` and `/proc/<pid>/task/*/stat`.
 
+use crate::bench::harness;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,10 +11,6 @@ use std::time::Duration;
 
 use super::super::BenchError;
 use crate::{ChildGuard, bin_path, free_port, wait_until_named};
-
-fn harness(what: &str, e: impl std::fmt::Display) -> BenchError {
-    BenchError::io(what, std::io::Error::other(e.to_string()))
-}
 
 /// A running `o2c-cloud ingest`, killed when dropped.
 #[derive(Debug)]
