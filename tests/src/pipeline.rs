@@ -2,6 +2,7 @@
 //! instances with generated configs, plus the checks the end-to-end suites
 //! and the demo share (what the agent confirmed vs. what Kafka holds).
 
+use crate::wait::wait_http_ok;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -104,28 +105,7 @@ impl Ingest {
     /// Polls `/readyz` until it answers 200.
     pub async fn wait_ready(&mut self) -> Result<(), HarnessError> {
         let url = format!("http://{}/readyz", self.http);
-        let client = reqwest::Client::new();
-        wait_until_named(
-            "ingest /readyz",
-            || {
-                let c = client.clone();
-                let u = url.clone();
-                async move {
-                    c.get(&u)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success())
-                }
-            },
-            Duration::from_secs(60),
-        )
-        .await
-        .map_err(|e| {
-            HarnessError::Pipeline(format!(
-                "{e}; ingest log:\n{}",
-                crate::process::log_tail(&self.log, 4000)
-            ))
-        })
+        wait_http_ok("ingest /readyz", &url, &self.log).await
     }
 
     /// `/metrics` text.

@@ -3,6 +3,7 @@
 //! Mosquitto, ingest, saga, simulator, one agent, a database of its own),
 //! and the agent-side helpers the saga suites assert with.
 
+use crate::wait::wait_http_ok;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -25,30 +26,6 @@ fn log_file(path: &Path) -> Result<std::fs::File, HarnessError> {
         .append(true)
         .open(path)
         .map_err(|e| HarnessError::io(format!("open {}", path.display()), e))
-}
-
-async fn wait_http_ok(what: &str, url: &str, log: &Path) -> Result<(), HarnessError> {
-    let client = reqwest::Client::new();
-    wait_until_named(
-        what,
-        || {
-            let c = client.clone();
-            async move {
-                c.get(url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            }
-        },
-        Duration::from_secs(60),
-    )
-    .await
-    .map_err(|e| {
-        HarnessError::Pipeline(format!(
-            "{e}; log:\n{}",
-            crate::process::log_tail(log, 4000)
-        ))
-    })
 }
 
 /// A running `o2c-cloud psp-sim`.

@@ -64,6 +64,32 @@ pub async fn wait_for_file(path: impl AsRef<Path>, timeout: Duration) -> Result<
     .await
 }
 
+/// Polls `url` until it answers 2xx (60 s), naming `what` and adding the
+/// tail of `log` to the error.
+pub(crate) async fn wait_http_ok(what: &str, url: &str, log: &Path) -> Result<(), HarnessError> {
+    let client = reqwest::Client::new();
+    wait_until_named(
+        what,
+        || {
+            let c = client.clone();
+            async move {
+                c.get(url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        },
+        Duration::from_secs(60),
+    )
+    .await
+    .map_err(|e| {
+        HarnessError::Pipeline(format!(
+            "{e}; log:\n{}",
+            crate::process::log_tail(log, 4000)
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

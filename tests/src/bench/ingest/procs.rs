@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use super::super::BenchError;
-use crate::{ChildGuard, bin_path, free_port, wait_until_named};
+use crate::wait::wait_http_ok;
+use crate::{ChildGuard, bin_path, free_port};
 
 /// A running `o2c-cloud ingest`, killed when dropped.
 #[derive(Debug)]
@@ -63,27 +63,9 @@ impl IngestProc {
             .map_err(|e| harness("starting o2c-cloud ingest", e))?;
         let me = Self { guard, http, log };
         let url = format!("http://{http}/readyz");
-        let client = reqwest::Client::new();
-        wait_until_named(
-            "ingest /readyz",
-            || {
-                let (c, u) = (client.clone(), url.clone());
-                async move {
-                    c.get(&u)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success())
-                }
-            },
-            Duration::from_secs(60),
-        )
-        .await
-        .map_err(|e| {
-            harness(
-                "waiting for the ingest",
-                format!("{e}; log: {}", me.log_tail()),
-            )
-        })?;
+        wait_http_ok("ingest /readyz", &url, &me.log)
+            .await
+            .map_err(|e| harness("waiting for the ingest", e))?;
         Ok(me)
     }
 
