@@ -8,7 +8,10 @@
 //! - `o2c_agent_sync_connected`: 1 while the sync task is connected.
 //! - `o2c_agent_store_commits_total`, `o2c_agent_store_commit_errors_total`,
 //!   `o2c_agent_store_commit_seconds`, `o2c_agent_store_commit_batch_commands`:
-//!   the writer's group commits.
+//!   the writer's group commits; `o2c_agent_store_careful_retries_total`:
+//!   groups run again with a savepoint per command after one failed midway.
+//! - `o2c_agent_store_sync_seconds`: the `COMMIT` alone (the WAL write and
+//!   its fsync): when it tracks `commit_seconds`, the disk is the bottleneck.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -22,7 +25,9 @@ use prometheus_client::registry::Registry;
 pub struct StoreMetrics {
     pub(crate) commits: Counter,
     pub(crate) commit_errors: Counter,
+    pub(crate) careful_retries: Counter,
     pub(crate) commit_seconds: Histogram,
+    pub(crate) sync_seconds: Histogram,
     pub(crate) batch_commands: Histogram,
     pub(crate) pending: Gauge,
 }
@@ -32,7 +37,9 @@ impl Default for StoreMetrics {
         Self {
             commits: Counter::default(),
             commit_errors: Counter::default(),
+            careful_retries: Counter::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 14)),
+            sync_seconds: Histogram::new(exponential_buckets(0.000_25, 2.0, 14)),
             batch_commands: Histogram::new(exponential_buckets(1.0, 2.0, 13)),
             pending: Gauge::default(),
         }
@@ -110,9 +117,19 @@ impl Metrics {
             store.commit_errors.clone(),
         );
         registry.register(
+            "store_careful_retries",
+            "Groups run again with a savepoint per command, after one failed midway",
+            store.careful_retries.clone(),
+        );
+        registry.register(
             "store_commit_seconds",
             "Duration of one group commit, including its fsync",
             store.commit_seconds.clone(),
+        );
+        registry.register(
+            "store_sync_seconds",
+            "Duration of a group commit's COMMIT alone: the WAL write and its fsync",
+            store.sync_seconds.clone(),
         );
         registry.register(
             "store_commit_batch_commands",

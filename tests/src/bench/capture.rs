@@ -27,6 +27,11 @@
 //!    hold exactly that many orders, pending outbox events and idempotency
 //!    records. Any answer other than `201` fails the run.
 //!
+//! Group commits are read from the agent's `/metrics` around each phase:
+//! `*_commits_over_16ms` counts commits that took over 16 ms in all, and
+//! `*_syncs_over_16ms` those whose `COMMIT` alone (WAL write and fsync) did,
+//! so a latency tail can be put on the disk or on the agent.
+//!
 //! CPU is read from `/proc` (per agent thread, and for the bench itself)
 //! around the closed loop: the simulated tills share the two cores with the
 //! agent, so `closed_client_cpu_cores` says how much of the machine the load
@@ -169,7 +174,7 @@ async fn measure(dir: &Path, n: u64, rate: u64) -> Result<Measurement, BenchErro
     let (closed, cpu_start) =
         load::closed_loop(addr, &agent.terminals, n, WARMUP_EACH, || agent.cpu()).await?;
     let cpu_closed = cpu_start?.until(agent.cpu()?);
-    let commits = agent.commits().await?.saturating_sub(commits_before);
+    let commits = commits_before.until(agent.commits().await?);
     if closed.failures.count > 0 {
         return Err(failed("closed loop", &closed.failures, &agent));
     }
@@ -177,8 +182,10 @@ async fn measure(dir: &Path, n: u64, rate: u64) -> Result<Measurement, BenchErro
 
     // Phase B: open loop at the offered rate.
     let cpu_before_open = agent.cpu()?;
+    let commits_before_open = agent.commits().await?;
     let open = load::open_loop(addr, &agent.terminals, rate, OPEN_SECONDS).await?;
     let cpu_open = cpu_before_open.until(agent.cpu()?);
+    let open_commits = commits_before_open.until(agent.commits().await?);
     if open.failures.count > 0 {
         return Err(failed("open loop", &open.failures, &agent));
     }
@@ -214,10 +221,7 @@ async fn measure(dir: &Path, n: u64, rate: u64) -> Result<Measurement, BenchErro
     m.param("catalog_skus", u64::from(http::CATALOG_SKUS));
     m.param("orders_verified_after_kill", captured);
     m.param("mqtt", "offline: nothing listens on the configured port");
-    m.param(
-        "client",
-        "hand-rolled HTTP/1.1 keep-alive, one tokio runtime",
-    );
+    m.param("client", "hyper HTTP/1.1 keep-alive, one tokio runtime");
 
     m.metric(
         "closed_orders_per_s",
@@ -226,8 +230,10 @@ async fn measure(dir: &Path, n: u64, rate: u64) -> Result<Measurement, BenchErro
     push_latencies(&mut m, "closed", &closed.latency);
     m.metric(
         "closed_orders_per_commit",
-        (closed.warm_created + closed.created) as f64 / commits.max(1) as f64,
+        (closed.warm_created + closed.created) as f64 / commits.total.max(1) as f64,
     );
+    m.metric("closed_commits_over_16ms", commits.slow as f64);
+    m.metric("closed_syncs_over_16ms", commits.slow_sync as f64);
     let secs = closed.elapsed;
     m.metric(
         "closed_agent_cpu_cores",
@@ -264,6 +270,9 @@ async fn measure(dir: &Path, n: u64, rate: u64) -> Result<Measurement, BenchErro
         ms(open.send_lag.value_at_quantile(0.99)),
     );
     m.metric("open_connections", open.connections as f64);
+    m.metric("open_commits", open_commits.total as f64);
+    m.metric("open_commits_over_16ms", open_commits.slow as f64);
+    m.metric("open_syncs_over_16ms", open_commits.slow_sync as f64);
     m.metric(
         "open_agent_cpu_cores",
         Cpu::as_cores(cpu_open.agent, open.elapsed),

@@ -87,6 +87,31 @@ impl Cpu {
 }
 
 /// Rows in the agent's database.
+/// The `le` of the agent's commit histogram bucket above which a group
+/// commit counts as slow (16 ms: past the capture p99 target).
+const SLOW_SECONDS: &str = "0.016";
+
+/// The writer's group commits so far, from `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Commits {
+    pub(super) total: u64,
+    /// Commits that took over 16 ms in all.
+    pub(super) slow: u64,
+    /// Commits whose `COMMIT` alone (WAL write and fsync) took over 16 ms.
+    pub(super) slow_sync: u64,
+}
+
+impl Commits {
+    /// What happened between `self` and `later`.
+    pub(super) fn until(self, later: Commits) -> Commits {
+        Commits {
+            total: later.total.saturating_sub(self.total),
+            slow: later.slow.saturating_sub(self.slow),
+            slow_sync: later.slow_sync.saturating_sub(self.slow_sync),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Rows {
     pub(super) orders: u64,
@@ -181,6 +206,8 @@ impl BenchAgent {
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info")
+            // As deploy/systemd/o2c-agent.service runs it.
+            .env("MALLOC_ARENA_MAX", "2")
             .stdout(Stdio::null())
             .stderr(log_file);
         let guard = ChildGuard::spawn("o2c-agent", &mut cmd).map_err(|e| harness("starting", e))?;
@@ -267,13 +294,27 @@ impl BenchAgent {
     }
 
     /// `o2c_agent_store_commits_total` from `/metrics`.
-    pub(super) async fn commits(&self) -> Result<u64, BenchError> {
+    pub(super) async fn commits(&self) -> Result<Commits, BenchError> {
         let text = self.get_text("/metrics").await?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("o2c_agent_store_commits_total "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .map(|v| v as u64)
-            .ok_or_else(|| BenchError::Invalid("no o2c_agent_store_commits_total".into()))
+        let value = |prefix: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .map(|v| v as u64)
+                .ok_or_else(|| BenchError::Invalid(format!("no {prefix:?} in /metrics")))
+        };
+        let slow = |name: &str| -> Result<u64, BenchError> {
+            let total = value(&format!("o2c_agent_store_{name}_seconds_count "))?;
+            let fast = value(&format!(
+                "o2c_agent_store_{name}_seconds_bucket{{le=\"{SLOW_SECONDS}\"}} "
+            ))?;
+            Ok(total.saturating_sub(fast))
+        };
+        Ok(Commits {
+            total: value("o2c_agent_store_commits_total ")?,
+            slow: slow("commit")?,
+            slow_sync: slow("sync")?,
+        })
     }
 
     /// `VmRSS` and `VmHWM` from `/proc/<pid>/status`.
