@@ -3,9 +3,11 @@
 //! - [`Store`] is a cheap clonable handle. Every write (capture, cancel, ack,
 //!   status, prune) is a command to the single writer thread
 //!   ([`writer`](self)), which commits many commands in one transaction
-//!   (group commit) and answers each caller only after that commit. Each
-//!   command runs inside its own savepoint, so a refused command leaves
-//!   nothing behind and does not sink its neighbours.
+//!   (group commit) and answers each caller only after that commit. A
+//!   refused command leaves nothing behind and does not sink its
+//!   neighbours: refusals are decided before a command writes, and a
+//!   command that fails after writing sends its group round again with a
+//!   savepoint per command (the common case pays for no savepoint).
 //! - Reads use a small pool of read-only connections on the blocking pool,
 //!   so they never wait for, nor delay, the writer.
 //! - The writer keeps the pending-event count, the next `seq` and the

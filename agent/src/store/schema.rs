@@ -18,6 +18,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_terminals.sql",
         include_str!("../../migrations/0002_terminals.sql"),
     ),
+    (
+        "0003_drop_line_tables.sql",
+        include_str!("../../migrations/0003_drop_line_tables.sql"),
+    ),
 ];
 
 /// Opens the write connection: WAL, `synchronous=FULL` (a commit is on disk
@@ -122,7 +126,7 @@ mod tests {
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, 2);
+        assert_eq!(v, MIGRATIONS.len() as i64);
         let sync: i64 = conn
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap();

@@ -510,3 +510,62 @@ async fn admin_db_needs_an_existing_database_to_read() {
     let err = AdminDb::open_read_only(&dir.path().join("agent.db")).unwrap_err();
     assert!(matches!(err, StoreError::Setup(m) if m.contains("no database")));
 }
+
+#[tokio::test]
+async fn a_command_failing_after_it_wrote_is_undone_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = StoreMetrics::default();
+    let store = Store::open(opts(dir.path()), metrics.clone()).unwrap();
+    let bad = cash_order(100);
+    let bad_id = bad.order_id;
+    // Beside the running store, a trigger fails the bad order's outbox
+    // insert, after its order row is already written in the group.
+    let side = rusqlite::Connection::open(dir.path().join("agent.db")).unwrap();
+    side.busy_timeout(std::time::Duration::from_secs(5))
+        .unwrap();
+    side.execute_batch(&format!(
+        "CREATE TRIGGER fail_one BEFORE INSERT ON outbox WHEN NEW.order_id = '{bad_id}' \
+         BEGIN SELECT RAISE(ABORT, 'injected failure'); END;"
+    ))
+    .unwrap();
+    let good = 60;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..good {
+        let s = store.clone();
+        tasks.spawn(async move {
+            s.capture(new_capture(cash_order(100), &format!("g{i}")))
+                .await
+        });
+        if i == good / 2 {
+            let s = store.clone();
+            let bad = bad.clone();
+            tasks.spawn(async move { s.capture(new_capture(bad, "bad")).await });
+        }
+    }
+    let results = tasks.join_all().await;
+    let (ok, refused): (Vec<_>, Vec<_>) = results.into_iter().partition(Result::is_ok);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    let mut seqs: Vec<u64> = ok
+        .iter()
+        .map(|r| r.as_ref().unwrap().seq.unwrap().get())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=good).collect::<Vec<_>>(),
+        "gap-free despite the failure"
+    );
+    assert!(metrics.careful_retries.get() >= 1);
+    let count = |sql: &str| side.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT COUNT(*) FROM orders"), good as i64);
+    assert_eq!(count("SELECT COUNT(*) FROM idempotency"), good as i64);
+    assert_eq!(
+        count(&format!(
+            "SELECT COUNT(*) FROM orders WHERE order_id = '{bad_id}'"
+        )),
+        0,
+        "the failed command's first write was undone"
+    );
+    drop(side);
+    store.close().await.unwrap();
+}

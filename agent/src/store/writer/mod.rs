@@ -2,16 +2,19 @@
 //! commands in groups.
 //!
 //! Loop: block for one command, take every other command already queued
-//! (up to `max_commit_batch`), run each inside its own savepoint within one
-//! `BEGIN IMMEDIATE` transaction, `COMMIT` (one fsync for the whole group),
-//! then answer every caller. In-memory counters (next seq, pending events,
+//! (up to `max_commit_batch`), run them in one `BEGIN IMMEDIATE`
+//! transaction, `COMMIT` (one fsync for the whole group), then answer every
+//! caller. No savepoints in the common case: a command refused before it
+//! wrote anything (SQLite's change counter did not move) needs no undo; one
+//! that failed after writing rolls the group back, and the group runs again
+//! with each command in its own savepoint, so only that one is refused. In-memory counters (next seq, pending events,
 //! offline exposure) are staged per command and published only after the
 //! commit succeeds, so a failed commit leaves them untouched and the seq
 //! stays gap-free.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use o2c_protocol::{Ack, AgentId, OrderId, StatusUpdate, StoreId, Traceparent};
 use rusqlite::Connection;
@@ -23,6 +26,9 @@ mod ops;
 use super::types::{AckOutcome, CancelOutcome, CaptureOutcome, NewCapture, StatusOutcome};
 use super::{Shared, StoreError, StoreOptions};
 use crate::metrics::StoreMetrics;
+
+/// A group commit this slow is logged (with how much of it was the fsync).
+const SLOW_COMMIT: Duration = Duration::from_millis(50);
 
 /// A request to the writer.
 pub(crate) enum Command {
@@ -56,6 +62,24 @@ pub(crate) enum Reply {
     Ack(Tx<AckOutcome>),
     Status(Tx<StatusOutcome>),
     Prune(Tx<u64>),
+}
+
+/// A committed [`Writer::attempt`].
+struct Committed {
+    /// The counters as they stand after it.
+    staged: State,
+    /// One per op, in order.
+    answers: Vec<Result<Done, StoreError>>,
+    /// How long the `COMMIT` (WAL write and fsync) took.
+    sync: Duration,
+}
+
+/// Why an [`Writer::attempt`] did not commit.
+enum Attempt {
+    /// A command failed after writing: run the group again with savepoints.
+    Careful,
+    /// Nothing of the group was kept.
+    Failed(StoreError),
 }
 
 enum Done {
@@ -230,93 +254,149 @@ impl Writer {
 
     fn run_batch(&mut self, batch: &mut Vec<(Op, Reply)>) {
         let started = Instant::now();
+        let size = batch.len();
+        let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.drain(..).unzip();
+        let ack_only = ops.iter().all(|op| matches!(op, Op::Ack(..)));
+        // Fast path: no savepoints. A command refused before it wrote
+        // anything needs no undo; one that fails after writing sends the
+        // whole group round again, each command in its own savepoint.
+        let outcome = match self.attempt(&ops, ack_only, false) {
+            Err(Attempt::Careful) => {
+                self.metrics.careful_retries.inc();
+                self.attempt(&ops, ack_only, true)
+            }
+            other => other,
+        };
+        match outcome {
+            Ok(Committed {
+                staged,
+                answers,
+                sync,
+            }) => {
+                self.state = staged;
+                self.publish();
+                let total = started.elapsed();
+                self.metrics.commits.inc();
+                self.metrics.commit_seconds.observe(total.as_secs_f64());
+                self.metrics.sync_seconds.observe(sync.as_secs_f64());
+                self.metrics.batch_commands.observe(size as f64);
+                if total >= SLOW_COMMIT {
+                    tracing::warn!(
+                        commands = size,
+                        total_ms = total.as_millis() as u64,
+                        sync_ms = sync.as_millis() as u64,
+                        "slow group commit: every caller in it waited this long"
+                    );
+                }
+                for (reply, r) in replies.into_iter().zip(answers) {
+                    reply.send(r);
+                }
+            }
+            Err(Attempt::Careful) => unreachable!("a careful attempt never asks for another"),
+            Err(Attempt::Failed(e)) => {
+                self.metrics.commit_errors.inc();
+                tracing::warn!(error = %e, commands = size, "group commit failed; nothing kept");
+                // Every answer was decided against state that is now gone
+                // (even a refusal may have seen a neighbour's uncommitted
+                // row), so every caller gets the group's error and retries.
+                for reply in replies {
+                    reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Runs `ops` in one transaction and commits it. Returns the staged
+    /// counters, one answer per op, and how long the `COMMIT` took. With
+    /// `careful`, each op runs in its own savepoint, so one that fails after
+    /// writing is undone alone; without, such a failure rolls everything
+    /// back and asks for a careful attempt.
+    fn attempt(&mut self, ops: &[Op], ack_only: bool, careful: bool) -> Result<Committed, Attempt> {
         let now = now_utc_ms();
         let now_ms = unix_ms(now);
-        let size = batch.len();
         let mut staged = self.state;
-        let mut answers: Vec<(Reply, Result<Done, StoreError>)> = Vec::with_capacity(size);
+        let mut answers = Vec::with_capacity(ops.len());
         if !self.conn.is_autocommit() {
             // Left open by an earlier failure; never build on it.
             if let Err(e) = self.conn.execute_batch("ROLLBACK") {
                 tracing::error!(error = %e, "rollback of a stale transaction failed");
             }
         }
-        let begin = self
-            .set_durability(batch.iter().all(|(op, _)| matches!(op, Op::Ack(..))))
-            .and_then(|()| Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?));
-        if let Err(e) = begin {
-            for (_, reply) in batch.drain(..) {
-                reply.send(Err(e.clone()));
-            }
-            return;
-        }
-        let mut fatal: Option<StoreError> = None;
-        for (op, reply) in batch.drain(..) {
-            if let Some(e) = &fatal {
-                answers.push((reply, Err(e.clone())));
-                continue;
-            }
+        self.set_durability(ack_only)
+            .and_then(|()| Ok(self.conn.execute_batch("BEGIN IMMEDIATE")?))
+            .map_err(Attempt::Failed)?;
+        for op in ops {
             let before = staged;
-            let result = self
-                .savepoint("SAVEPOINT cmd")
-                .and_then(|()| self.apply(&mut staged, op, now, now_ms));
-            match result {
-                Ok(done) => match self.savepoint("RELEASE cmd") {
-                    Ok(()) => answers.push((reply, Ok(done))),
+            let written = self.conn.total_changes();
+            let result = if careful {
+                match self.in_savepoint(|w| w.apply(&mut staged, op, now, now_ms)) {
+                    Ok(r) => r,
                     Err(e) => {
-                        staged = before;
-                        fatal = Some(e.clone());
-                        answers.push((reply, Err(e)));
+                        self.rollback();
+                        return Err(Attempt::Failed(e));
                     }
-                },
+                }
+            } else {
+                self.apply(&mut staged, op, now, now_ms)
+            };
+            match result {
+                Ok(done) => answers.push(Ok(done)),
                 Err(e) => {
                     staged = before;
                     if self.conn.is_autocommit() {
                         // SQLite rolled the whole transaction back (for
                         // example on SQLITE_FULL): nothing in it survives.
-                        fatal = Some(e.clone());
-                    } else if let Err(e2) = self
-                        .savepoint("ROLLBACK TO cmd")
-                        .and_then(|()| self.savepoint("RELEASE cmd"))
-                    {
-                        fatal = Some(e2);
+                        return Err(Attempt::Failed(e));
                     }
-                    answers.push((reply, Err(e)));
+                    if !careful && self.conn.total_changes() != written {
+                        self.rollback();
+                        return Err(Attempt::Careful);
+                    }
+                    answers.push(Err(e));
                 }
             }
         }
-        let commit = match fatal {
-            Some(e) => Err(e),
-            None => self.conn.execute_batch("COMMIT").map_err(StoreError::from),
-        };
-        match commit {
-            Ok(()) => {
-                self.state = staged;
-                self.publish();
-                self.metrics.commits.inc();
-                self.metrics
-                    .commit_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                self.metrics.batch_commands.observe(size as f64);
-                for (reply, r) in answers {
-                    reply.send(r);
-                }
-            }
+        let syncing = Instant::now();
+        match self.conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(Committed {
+                staged,
+                answers,
+                sync: syncing.elapsed(),
+            }),
             Err(e) => {
-                if !self.conn.is_autocommit()
-                    && let Err(rb) = self.conn.execute_batch("ROLLBACK")
-                {
-                    tracing::error!(error = %rb, "rollback after a failed commit failed");
-                }
-                self.metrics.commit_errors.inc();
-                tracing::warn!(error = %e, commands = size, "group commit failed; nothing kept");
-                // Every answer was decided against state that is now gone
-                // (even a refusal may have seen a neighbour's uncommitted
-                // row), so every caller gets the batch's error and retries.
-                for (reply, _) in answers {
-                    reply.send(Err(e.clone()));
-                }
+                self.rollback();
+                Err(Attempt::Failed(e.into()))
             }
+        }
+    }
+
+    /// Runs `f` inside a savepoint, rolled back if `f` fails. The outer
+    /// error is the savepoint's own: it leaves the transaction unusable.
+    fn in_savepoint<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<Result<T, StoreError>, StoreError> {
+        self.savepoint("SAVEPOINT cmd")?;
+        let result = f(self);
+        if self.conn.is_autocommit() {
+            // The transaction, savepoint and all, is gone.
+            return Ok(result);
+        }
+        match &result {
+            Ok(_) => self.savepoint("RELEASE cmd")?,
+            Err(_) => {
+                self.savepoint("ROLLBACK TO cmd")?;
+                self.savepoint("RELEASE cmd")?;
+            }
+        }
+        Ok(result)
+    }
+
+    fn rollback(&self) {
+        if !self.conn.is_autocommit()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
+        {
+            tracing::error!(error = %e, "rollback failed");
         }
     }
 
@@ -349,24 +429,24 @@ impl Writer {
     fn apply(
         &self,
         st: &mut State,
-        op: Op,
+        op: &Op,
         now: OffsetDateTime,
         now_ms: i64,
     ) -> Result<Done, StoreError> {
         match op {
-            Op::Capture(c) => self.capture(st, *c, now, now_ms).map(Done::Capture),
+            Op::Capture(c) => self.capture(st, c, now, now_ms).map(Done::Capture),
             Op::Cancel {
                 order_id,
                 reason,
                 traceparent,
             } => self
-                .cancel(st, order_id, reason, traceparent, now, now_ms)
+                .cancel(st, *order_id, reason, traceparent.as_ref(), now, now_ms)
                 .map(Done::Cancel),
-            Op::Ack(ack, at) => self.ack(st, &ack, at).map(Done::Ack),
-            Op::Status(u, at) => self.status(&u, at).map(Done::Status),
-            Op::Prune(older) => self.prune(older).map(Done::Prune),
+            Op::Ack(ack, at) => self.ack(st, ack, *at).map(Done::Ack),
+            Op::Status(u, at) => self.status(u, *at).map(Done::Status),
+            Op::Prune(older) => self.prune(*older).map(Done::Prune),
             Op::MaxPageCount(pages) => {
-                let pages = i64::try_from(pages).unwrap_or(i64::MAX);
+                let pages = i64::try_from(*pages).unwrap_or(i64::MAX);
                 let now: i64 =
                     self.conn
                         .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {

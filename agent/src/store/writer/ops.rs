@@ -1,11 +1,11 @@
-//! The writer's operations, each run inside its own savepoint: capture,
+//! The writer's operations (run by `Writer::attempt`, with or without a
+//! savepoint each): capture,
 //! cancel (both append to the outbox), and the sync task's ack, status and
 //! prune.
 
 use o2c_protocol::event::OrderCancelled;
 use o2c_protocol::{
-    Ack, CardAuthorization, Envelope, Event, EventId, OrderId, Payment, SCHEMA_VERSION, Seq,
-    StatusUpdate, Traceparent,
+    Ack, Envelope, Event, EventId, OrderId, SCHEMA_VERSION, Seq, StatusUpdate, Traceparent,
 };
 use rusqlite::{OptionalExtension, params};
 use time::OffsetDateTime;
@@ -22,12 +22,12 @@ impl Writer {
     pub(super) fn capture(
         &self,
         st: &mut State,
-        c: NewCapture,
+        c: &NewCapture,
         now: OffsetDateTime,
         now_ms: i64,
     ) -> Result<CaptureOutcome, StoreError> {
         let NewCapture {
-            mut order,
+            order,
             idempotency_key,
             request_sha256,
             traceparent,
@@ -76,6 +76,8 @@ impl Writer {
             }
         }
         let total = order.total()?;
+        // The op stays whole in case the group has to run again.
+        let mut order = order.clone();
         order.captured_at = now;
         let captured_at = now
             .format(&Rfc3339)
@@ -101,57 +103,11 @@ impl Writer {
                 offline,
                 order_json
             ])?;
-        {
-            let mut line = self.conn.prepare_cached(
-                "INSERT INTO order_lines (order_id, line_no, sku, quantity, unit_price_minor) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?;
-            for (i, l) in order.lines.iter().enumerate() {
-                line.execute(params![
-                    oid,
-                    to_i64(i as u64),
-                    l.sku,
-                    l.quantity,
-                    l.unit_price.minor
-                ])?;
-            }
-            let mut pay = self.conn.prepare_cached(
-                "INSERT INTO order_payments (order_id, payment_no, method, amount_minor, \
-                 card_authorization, brand, last4) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?;
-            for (i, p) in order.payments.iter().enumerate() {
-                let (auth, brand, last4) = match p {
-                    Payment::Card {
-                        authorization,
-                        brand,
-                        last4,
-                        ..
-                    } => (
-                        Some(match authorization {
-                            CardAuthorization::Online => "online",
-                            CardAuthorization::Offline => "offline",
-                        }),
-                        Some(brand.as_str()),
-                        Some(last4.as_str()),
-                    ),
-                    _ => (None, None, None),
-                };
-                pay.execute(params![
-                    oid,
-                    to_i64(i as u64),
-                    p.method(),
-                    p.amount().minor,
-                    auth,
-                    brand,
-                    last4
-                ])?;
-            }
-        }
         let seq = self.append(
             st,
             Event::OrderCreated(Box::new(order)),
             order_id,
-            traceparent,
+            traceparent.as_ref(),
             now,
             now_ms,
         )?;
@@ -204,7 +160,7 @@ impl Writer {
         st: &mut State,
         payload: Event,
         order_id: OrderId,
-        traceparent: Option<Traceparent>,
+        traceparent: Option<&Traceparent>,
         now: OffsetDateTime,
         now_ms: i64,
     ) -> Result<Seq, StoreError> {
@@ -219,7 +175,7 @@ impl Writer {
             agent_id: self.agent_id.clone(),
             seq: Some(seq),
             occurred_at: now,
-            traceparent: Some(traceparent.unwrap_or_else(fresh_traceparent)),
+            traceparent: Some(traceparent.cloned().unwrap_or_else(fresh_traceparent)),
             payload,
         };
         let bytes = envelope
@@ -247,8 +203,8 @@ impl Writer {
         &self,
         st: &mut State,
         order_id: OrderId,
-        reason: String,
-        traceparent: Option<Traceparent>,
+        reason: &str,
+        traceparent: Option<&Traceparent>,
         now: OffsetDateTime,
         now_ms: i64,
     ) -> Result<CancelOutcome, StoreError> {
@@ -279,7 +235,10 @@ impl Writer {
                  WHERE order_id = ?1",
             )?
             .execute(params![oid, now_ms, reason])?;
-        let payload = Event::OrderCancelled(OrderCancelled { order_id, reason });
+        let payload = Event::OrderCancelled(OrderCancelled {
+            order_id,
+            reason: reason.to_owned(),
+        });
         let seq = self.append(st, payload, order_id, traceparent, now, now_ms)?;
         Ok(CancelOutcome {
             order_id,
