@@ -1,9 +1,18 @@
 //! WAL checkpoints off the write path. The writer runs with
 //! `wal_autocheckpoint=0`, so a checkpoint (copying the WAL into the
 //! database file and fsyncing it) never stalls a group commit; this thread
-//! runs a `PASSIVE` checkpoint on its own connection twice a second
-//! instead. With `synchronous=FULL` the database file is synced before the
-//! WAL is reused, so durability is unchanged.
+//! runs a `PASSIVE` checkpoint on its own connection every
+//! [`INTERVAL`] instead. With `synchronous=FULL` the database file is synced
+//! before the WAL is reused, so durability is unchanged.
+//!
+//! The interval is short on purpose. A checkpoint ends with an fsync of the
+//! database file, and a group commit whose WAL fsync lands behind it waits
+//! for the disk to write the whole checkpoint: every till in that group
+//! waits too. Small, frequent checkpoints keep that wait short. Measured
+//! with `o2c-bench capture` (2,000 orders/s offered, p99): every 500 ms,
+//! 47 ms with 6 commits over 16 ms in 10 s; every 100 ms, 16 ms; every
+//! 50 ms, 9.8 ms; none at all, 9.3 ms. An idle store has no frames to copy,
+//! so a tick costs nothing then.
 //!
 //! Passive checkpoints alone never let the WAL start over while captures
 //! keep coming (the writer appends after the last frame as long as any
@@ -21,7 +30,8 @@ use std::time::Duration;
 
 use super::StoreError;
 
-const INTERVAL: Duration = Duration::from_millis(500);
+/// How often the checkpoint runs (see the module docs for why so often).
+const INTERVAL: Duration = Duration::from_millis(50);
 
 /// WAL size above which the checkpoint restarts the log.
 pub(crate) const RESTART_AT_BYTES: u64 = 64 * 1024 * 1024;
