@@ -96,16 +96,10 @@ async fn capture_inner(
         order_id,
         inner.offline_floor_limit_minor,
         |sku| {
-            inner
-                .catalog
-                .get(sku)
-                .map(|p| {
-                    p.map(|p| Price {
-                        minor: p.price_minor,
-                        currency: p.currency,
-                    })
-                })
-                .map_err(|e| e.to_string())
+            Ok(inner.catalog.price(sku).map(|(minor, currency)| Price {
+                minor,
+                currency: currency.code().to_owned(),
+            }))
         },
     )?;
     let outcome = inner
