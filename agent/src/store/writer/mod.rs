@@ -7,7 +7,9 @@
 //! caller. No savepoints in the common case: a command refused before it
 //! wrote anything (SQLite's change counter did not move) needs no undo; one
 //! that failed after writing rolls the group back, and the group runs again
-//! with each command in its own savepoint, so only that one is refused. In-memory counters (next seq, pending events,
+//! with each command in its own savepoint, so only that one is refused.
+//! When nothing is queued, the writer also runs a small `PASSIVE`
+//! checkpoint between groups (see `checkpoint` for why there). In-memory counters (next seq, pending events,
 //! offline exposure) are staged per command and published only after the
 //! commit succeeds, so a failed commit leaves them untouched and the seq
 //! stays gap-free.
@@ -29,6 +31,9 @@ use crate::metrics::StoreMetrics;
 
 /// A group commit this slow is logged (with how much of it was the fsync).
 const SLOW_COMMIT: Duration = Duration::from_millis(50);
+
+/// How often the writer checkpoints between groups when it is idle.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// A request to the writer.
 pub(crate) enum Command {
@@ -145,6 +150,8 @@ pub(crate) struct Writer {
     /// True while the connection runs at `synchronous=NORMAL` (ack-only
     /// groups, see [`Writer::set_durability`]).
     relaxed: bool,
+    /// When [`Writer::checkpoint`] last ran.
+    checkpointed: Instant,
 }
 
 impl Writer {
@@ -189,6 +196,7 @@ impl Writer {
             shared,
             metrics,
             relaxed: false,
+            checkpointed: Instant::now(),
         };
         w.publish();
         w.shared.alive.store(true, Ordering::Release);
@@ -234,6 +242,9 @@ impl Writer {
             }
             if !batch.is_empty() {
                 self.run_batch(&mut batch);
+            }
+            if rx.is_empty() && self.checkpointed.elapsed() >= CHECKPOINT_EVERY {
+                self.checkpoint();
             }
         }
         rx.close();
@@ -398,6 +409,19 @@ impl Writer {
         {
             tracing::error!(error = %e, "rollback failed");
         }
+    }
+
+    /// A `PASSIVE` checkpoint on the writer's own connection, run between
+    /// groups when nothing is queued, so its database fsync never lands in
+    /// the middle of a group commit's WAL fsync.
+    fn checkpoint(&mut self) {
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))
+        {
+            tracing::debug!(error = %e, "inline checkpoint failed; the checkpointer retries");
+        }
+        self.checkpointed = Instant::now();
     }
 
     /// A group of acks alone commits without its own fsync
