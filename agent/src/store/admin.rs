@@ -67,7 +67,7 @@ impl AdminDb {
     pub fn sync_counts(&self, now_ms: i64) -> Result<SyncCounts, StoreError> {
         let tx = self.conn.unchecked_transaction()?;
         let pending: i64 = tx.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+            &format!("SELECT COUNT(*) FROM outbox WHERE {}", schema::PENDING),
             [],
             |r| r.get(0),
         )?;
@@ -83,9 +83,17 @@ impl AdminDb {
             OutboxState::Acked => "DESC",
             OutboxState::Pending | OutboxState::Rejected => "ASC",
         };
+        // Pending rows all lie past the last ack (see `schema::PENDING`).
+        let bound = match state {
+            OutboxState::Pending => {
+                " AND seq > (SELECT last_acked_seq FROM sync_state WHERE id = 1)"
+            }
+            OutboxState::Acked | OutboxState::Rejected => "",
+        };
         let mut stmt = self.conn.prepare(&format!(
             "SELECT seq, event_id, event_type, order_id, created_at_ms, acked_at_ms, \
-             reject_code, reject_reason FROM outbox WHERE state = ?1 ORDER BY seq {order} LIMIT ?2"
+             reject_code, reject_reason FROM outbox WHERE state = ?1{bound} \
+             ORDER BY seq {order} LIMIT ?2"
         ))?;
         let mut rows = stmt.query(params![state.as_str(), to_i64(limit)])?;
         let mut out = Vec::new();

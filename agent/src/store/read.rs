@@ -59,9 +59,12 @@ pub(crate) fn pending_batch(
     max_events: usize,
     max_bytes: usize,
 ) -> Result<Vec<OutboxEvent>, StoreError> {
+    // One range on the rowid: past both the caller's cursor and the last
+    // acked seq (every pending row is past it).
     let mut stmt = c.prepare_cached(
-        "SELECT seq, event_id, envelope FROM outbox \
-         WHERE state = 'pending' AND seq > ?1 ORDER BY seq LIMIT ?2",
+        "SELECT seq, event_id, envelope FROM outbox WHERE state = 'pending' \
+         AND seq > max(?1, (SELECT last_acked_seq FROM sync_state WHERE id = 1)) \
+         ORDER BY seq LIMIT ?2",
     )?;
     let limit = to_i64(max_events.max(1) as u64);
     let mut rows = stmt.query(params![to_i64(after_seq), limit])?;
@@ -93,9 +96,10 @@ pub(crate) fn sync_counts(
     now_ms: i64,
 ) -> Result<SyncCounts, StoreError> {
     let oldest: Option<i64> = c
-        .prepare_cached(
-            "SELECT created_at_ms FROM outbox WHERE state = 'pending' ORDER BY seq LIMIT 1",
-        )?
+        .prepare_cached(&format!(
+            "SELECT created_at_ms FROM outbox WHERE {} ORDER BY seq LIMIT 1",
+            schema::PENDING
+        ))?
         .query_row([], |r| r.get(0))
         .optional()?;
     let (last_acked, last_ack_at): (i64, Option<i64>) = c

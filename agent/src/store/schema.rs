@@ -22,7 +22,18 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_drop_line_tables.sql",
         include_str!("../../migrations/0003_drop_line_tables.sql"),
     ),
+    (
+        "0004_drop_outbox_pending_index.sql",
+        include_str!("../../migrations/0004_drop_outbox_pending_index.sql"),
+    ),
 ];
+
+/// The outbox rows still waiting for the cloud, as a `WHERE` condition.
+/// Acks are cumulative, so pending rows all lie past `last_acked_seq`: the
+/// bound turns the search into a range of the rowid (there is no index on
+/// `state`; see migration 0004).
+pub(crate) const PENDING: &str =
+    "state = 'pending' AND seq > (SELECT last_acked_seq FROM sync_state WHERE id = 1)";
 
 /// Opens the write connection: WAL, `synchronous=FULL` (a commit is on disk
 /// before it returns), then any pending migrations.

@@ -169,7 +169,10 @@ impl Writer {
             |r| r.get(0),
         )?;
         let pending: i64 = conn.query_row(
-            "SELECT COUNT(*) FROM outbox WHERE state = 'pending'",
+            &format!(
+                "SELECT COUNT(*) FROM outbox WHERE {}",
+                super::schema::PENDING
+            ),
             [],
             |r| r.get(0),
         )?;

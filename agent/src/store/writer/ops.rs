@@ -266,6 +266,9 @@ impl Writer {
             });
         }
         let through_i = to_i64(through);
+        // Pending rows all lie past the last ack: (acked, through] bounds
+        // every statement below to the rows this ack settles.
+        let from_i = to_i64(st.last_acked_seq);
         let mut out = AckOutcome::default();
         for r in &ack.rejected {
             let seq = to_i64(r.seq.get());
@@ -292,24 +295,25 @@ impl Writer {
             .prepare_cached(
                 "SELECT COALESCE(SUM(o.offline_card_minor), 0) FROM outbox x \
                  JOIN orders o ON o.order_id = x.order_id \
-                 WHERE x.state = 'pending' AND x.seq <= ?1 AND x.event_type = 'OrderCreated' \
+                 WHERE x.state = 'pending' AND x.seq > ?2 AND x.seq <= ?1 \
+                 AND x.event_type = 'OrderCreated' \
                  AND o.offline_card_minor > 0 AND o.offline_released = 0",
             )?
-            .query_row([through_i], |r| r.get(0))?;
+            .query_row([through_i, from_i], |r| r.get(0))?;
         self.conn
             .prepare_cached(
                 "UPDATE orders SET sync_state = 'synced', offline_released = 1 \
-                 WHERE order_id IN (SELECT order_id FROM outbox \
-                 WHERE state = 'pending' AND seq <= ?1 AND event_type = 'OrderCreated')",
+                 WHERE order_id IN (SELECT order_id FROM outbox WHERE state = 'pending' \
+                 AND seq > ?2 AND seq <= ?1 AND event_type = 'OrderCreated')",
             )?
-            .execute([through_i])?;
+            .execute([through_i, from_i])?;
         let acked = self
             .conn
             .prepare_cached(
                 "UPDATE outbox SET state = 'acked', acked_at_ms = ?2 \
-                 WHERE state = 'pending' AND seq <= ?1",
+                 WHERE state = 'pending' AND seq > ?3 AND seq <= ?1",
             )?
-            .execute(params![through_i, now_ms])?;
+            .execute(params![through_i, now_ms, from_i])?;
         out.acked = acked as u64;
         st.last_acked_seq = st.last_acked_seq.max(through);
         self.conn
