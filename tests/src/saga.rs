@@ -387,8 +387,24 @@ impl SagaWorld {
         extra_psp: &str,
         mosquitto_extra: &[&str],
     ) -> Result<Self, HarnessError> {
+        Self::start_against(None, services, extra_saga, extra_psp, mosquitto_extra).await
+    }
+
+    /// As [`SagaWorld::start_with_broker`], against the Kafka at `kafka`
+    /// (e.g. a [`crate::tansu::PrivateTansu`]) instead of the shared one
+    /// when given.
+    pub async fn start_against(
+        kafka: Option<&str>,
+        services: &[&str],
+        extra_saga: &str,
+        extra_psp: &str,
+        mosquitto_extra: &[&str],
+    ) -> Result<Self, HarnessError> {
         let env = TestEnv::new();
-        let brokers = env.require_kafka().await.to_owned();
+        let brokers = match kafka {
+            Some(k) => k.to_owned(),
+            None => env.require_kafka().await.to_owned(),
+        };
         env.require_postgres().await;
         let pg = env.create_database("saga").await?;
         let mosq = PrivateMosquitto::start_with(mosquitto_extra).await?;

@@ -3,7 +3,9 @@
 //!
 //! Starts a [`SagaWorld`] (private Mosquitto, ingest, `o2c-cloud saga` with
 //! every service in one process, `psp-sim`, one agent, a fresh database)
-//! against the shared Kafka and PostgreSQL. One warm-up order is captured
+//! against the shared PostgreSQL and a private Tansu with memory storage
+//! (`O2C_BENCH_KAFKA=shared` uses the dev services' Tansu, SQLite storage,
+//! instead). One warm-up order is captured
 //! and followed to `completed` first, so consumer-group joins and producer
 //! setup (several seconds against Tansu) are not counted. Then it captures
 //! `--n` (default 10,000) carry-out card orders at a steady `--batch` orders
@@ -34,6 +36,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use super::{BenchArgs, BenchError, Measurement, Scenario};
 use crate::pipeline::TERMINAL_TOKEN;
 use crate::saga::{SagaWorld, Tender, agent_base, order_body};
+use crate::tansu::{PrivateTansu, TansuStorage};
 
 /// The registry entry.
 pub const SCENARIO: Scenario = Scenario {
@@ -48,6 +51,9 @@ const POLL: Duration = Duration::from_millis(100);
 const DEADLINE: Duration = Duration::from_secs(900);
 const WARMUP_DEADLINE: Duration = Duration::from_secs(120);
 const MOSQUITTO_QUEUE: &str = "max_queued_messages 1000000";
+/// `memory` (default): a private Tansu with memory storage, as the project
+/// benchmarks Kafka; `shared`: the dev services' Tansu (SQLite storage).
+const KAFKA_ENV: &str = "O2C_BENCH_KAFKA";
 
 fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
     let n = args.n.unwrap_or(DEFAULT_N);
@@ -61,7 +67,22 @@ fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
 }
 
 async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
-    let w = SagaWorld::start_with_broker(&["all"], "", "", &[MOSQUITTO_QUEUE])
+    // Kept alive for the whole run when used.
+    let tansu = match std::env::var(KAFKA_ENV).as_deref() {
+        Ok("shared") => None,
+        Ok("memory") | Err(_) => Some(
+            PrivateTansu::start_with(TansuStorage::Memory)
+                .await
+                .map_err(|e| harness("starting Tansu (memory storage)", e))?,
+        ),
+        Ok(other) => {
+            return Err(BenchError::Invalid(format!(
+                "{KAFKA_ENV}={other:?}: expected memory or shared"
+            )));
+        }
+    };
+    let kafka = tansu.as_ref().map(PrivateTansu::brokers);
+    let w = SagaWorld::start_against(kafka.as_deref(), &["all"], "", "", &[MOSQUITTO_QUEUE])
         .await
         .map_err(|e| harness("starting the pipeline", e))?;
     let base = agent_base(&w.agent).map_err(|e| harness("agent address", e))?;
@@ -213,6 +234,14 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
     m.param("offered_rate_per_s", rate);
     m.param("poll_ms", POLL.as_millis() as u64);
     m.param("saga_processes", "1 (all services)");
+    m.param(
+        "kafka",
+        if kafka.is_some() {
+            "private Tansu, memory storage"
+        } else {
+            "shared Tansu, SQLite storage"
+        },
+    );
     m.param("mosquitto", MOSQUITTO_QUEUE);
     m.param("warmup_ms", warmup_ms);
     m.metric("throughput_per_s", n as f64 / total);
