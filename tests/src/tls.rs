@@ -160,8 +160,9 @@ impl Pki {
 }
 
 /// Rewrites the deploy config for a test: listener on `127.0.0.1:port`, the
-/// given server files and ACL path, log to stderr, and `user root` (so a
-/// root-started broker can read 0600 keys in a root-owned temp dir).
+/// given server files and ACL path, persistence in the ACL's directory, log
+/// to stderr, and `user root` (so a root-started broker can read 0600 keys
+/// in a root-owned temp dir).
 ///
 /// Fails if the template lacks any of the lines it must rewrite, so a
 /// renamed key in `deploy/mosquitto/o2c.conf` breaks the test loudly.
@@ -172,7 +173,8 @@ pub fn render_conf(
     acl: &Path,
 ) -> Result<String, HarnessError> {
     let mut out = String::new();
-    let mut seen = [false; 5];
+    let mut seen = [false; 6];
+    let state_dir = acl.parent().unwrap_or(acl);
     for line in template.lines() {
         let key = line.split_whitespace().next().unwrap_or_default();
         let replaced = match key {
@@ -181,6 +183,9 @@ pub fn render_conf(
             "certfile" => Some((2, format!("certfile {}", server.cert.display()))),
             "keyfile" => Some((3, format!("keyfile {}", server.key.display()))),
             "acl_file" => Some((4, format!("acl_file {}", acl.display()))),
+            "persistence_location" => {
+                Some((5, format!("persistence_location {}/", state_dir.display())))
+            }
             _ => None,
         };
         match replaced {
@@ -193,7 +198,14 @@ pub fn render_conf(
         out.push('\n');
     }
     if let Some(i) = seen.iter().position(|s| !s) {
-        let names = ["listener", "cafile", "certfile", "keyfile", "acl_file"];
+        let names = [
+            "listener",
+            "cafile",
+            "certfile",
+            "keyfile",
+            "acl_file",
+            "persistence_location",
+        ];
         return Err(HarnessError::Pipeline(format!(
             "deploy/mosquitto/o2c.conf has no `{}` line",
             names[i]
@@ -322,10 +334,12 @@ mod tests {
         assert!(text.contains("\ncafile /t/srv/ca.pem\n"));
         assert!(text.contains("\nkeyfile /t/srv/key.pem\n"));
         assert!(text.contains("\nacl_file /t/acl\n"));
+        assert!(text.contains("\npersistence_location /t/\n"), "{text}");
         for line in [
             "require_certificate true",
             "use_identity_as_username true",
             "allow_anonymous false",
+            "persistence true",
         ] {
             assert!(text.contains(line), "{line} missing");
         }

@@ -20,7 +20,7 @@ use o2c_protocol::sync::{AckVerdict, SyncConfig, SyncState, Transmit};
 use o2c_protocol::topic::{Channel, agent_topic};
 use o2c_protocol::{Ack, AgentId, StatusUpdate, StoreId};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event};
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -77,6 +77,10 @@ impl SyncTask {
     pub async fn run(self) -> Result<(), SyncError> {
         let opts = mqtt::options(&self.mqtt, self.agent_id.as_str())?;
         let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        // Incoming publishes are acked by this task, in the order they
+        // arrived (as MQTT requires), each once it has been handled.
+        let (handled, to_ack) = tokio::sync::mpsc::unbounded_channel();
+        let acker = tokio::spawn(ack_in_order(client.clone(), to_ack));
         let counts = self.store.sync_counts(now_ms()).await?;
         let mut state = SyncState::new(
             self.sync_config(),
@@ -114,17 +118,26 @@ impl SyncTask {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
-                        if p.topic == acks.as_bytes() {
-                            self.on_ack(&mut state, &p.payload).await;
-                        } else if p.topic == status.as_bytes() {
+                        let done = if p.topic == status.as_bytes() {
                             // Off the MQTT loop: updates commute (the newest
                             // `occurred_at` wins, a repeat is ignored by its
                             // event id), so concurrent ones share the
                             // writer's group commits instead of one commit
                             // (and fsync) each; applied one at a time, a
                             // busy store fell behind its status stream.
-                            tokio::spawn(apply_status(self.store.clone(), p.payload));
-                        }
+                            Handled::Applying(tokio::spawn(apply_status(
+                                self.store.clone(),
+                                p.payload.clone(),
+                            )))
+                        } else {
+                            if p.topic == acks.as_bytes() {
+                                // An ack that is not stored is not lost: its
+                                // batch times out, is resent and acked again.
+                                self.on_ack(&mut state, &p.payload).await;
+                            }
+                            Handled::Done
+                        };
+                        let _ = handled.send((done, p));
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -157,6 +170,10 @@ impl SyncTask {
             }
         }
         self.connected.store(false, Ordering::Relaxed);
+        // Updates still being applied are not acked: the broker delivers
+        // them again on the next start, and repeats are ignored.
+        drop(handled);
+        acker.abort();
         let _ = client.try_disconnect();
         tracing::info!("sync stopped");
         Ok(())
@@ -230,15 +247,48 @@ impl SyncTask {
     }
 }
 
-/// Decodes and stores one cloud status update.
-async fn apply_status(store: Store, payload: bytes::Bytes) {
-    match StatusUpdate::decode(&payload) {
-        Ok(update) => {
-            if let Err(e) = store.apply_status(&update, now_ms()).await {
-                tracing::error!(error = %e, "cannot persist status update");
-            }
+/// Where an incoming publish stands.
+enum Handled {
+    /// Handled already: ack it.
+    Done,
+    /// A status update being stored: ack it once that returns true.
+    Applying(tokio::task::JoinHandle<bool>),
+}
+
+/// Acks incoming publishes in arrival order, each once it is handled. A
+/// status update that could not be stored is not acked: the broker sends it
+/// again when the agent next connects.
+async fn ack_in_order(
+    client: AsyncClient,
+    mut handled: tokio::sync::mpsc::UnboundedReceiver<(Handled, Publish)>,
+) {
+    while let Some((done, publish)) = handled.recv().await {
+        let ack = match done {
+            Handled::Done => true,
+            Handled::Applying(task) => task.await.unwrap_or(false),
+        };
+        if ack && let Err(e) = client.ack(&publish).await {
+            tracing::debug!(error = %e, "cannot queue a PUBACK; the broker will resend");
+            return;
         }
-        Err(e) => tracing::warn!(error = %e, "undecodable status update ignored"),
+    }
+}
+
+/// Decodes and stores one cloud status update. True when it needs no
+/// redelivery: stored (or a repeat), or never decodable.
+async fn apply_status(store: Store, payload: bytes::Bytes) -> bool {
+    match StatusUpdate::decode(&payload) {
+        Ok(update) => match store.apply_status(&update, now_ms()).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot persist status update; left unacked");
+                false
+            }
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable status update ignored");
+            true
+        }
     }
 }
 

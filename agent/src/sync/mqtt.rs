@@ -105,13 +105,24 @@ pub fn check_files(cfg: &MqttConfig) -> Result<(), MqttSetupError> {
     }
 }
 
-/// Clean-start options: a lost ack is recovered by resending the batch,
-/// which the cloud acknowledges again without writing it twice.
+/// How long the broker keeps the agent's session (its subscriptions and the
+/// QoS 1 status updates and acks queued for it) while it is away: a week.
+pub(crate) const SESSION_EXPIRY_SECS: u32 = 7 * 24 * 3600;
+
+/// Session options. The session persists ([`SESSION_EXPIRY_SECS`]), so
+/// status updates the cloud sends while the store is offline or the agent
+/// is restarting wait at the broker instead of being dropped; and acks are
+/// manual, sent only once an update is committed (see the sync task), so
+/// one received just before a crash is delivered again. A lost ack for an
+/// event batch is recovered by resending the batch, which the cloud
+/// acknowledges again without writing it twice.
 pub(crate) fn options(cfg: &MqttConfig, client_id: &str) -> Result<MqttOptions, MqttSetupError> {
     let url: MqttUrl = cfg.url.parse()?;
     let mut o = MqttOptions::new(client_id, url.host, url.port);
     o.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
-    o.set_clean_start(true);
+    o.set_clean_start(false);
+    o.set_session_expiry_interval(Some(SESSION_EXPIRY_SECS));
+    o.set_manual_acks(true);
     o.set_max_packet_size(Some(MAX_PACKET_BYTES));
     // Without a limit rumqttc sizes its in-flight table for 65,536 QoS 1
     // publishes (13.5 MiB resident from the start). The agent has one batch
