@@ -9,10 +9,11 @@
 //! that failed after writing rolls the group back, and the group runs again
 //! with each command in its own savepoint, so only that one is refused.
 //! When nothing is queued, the writer also runs a small `PASSIVE`
-//! checkpoint between groups (see `checkpoint` for why there). In-memory counters (next seq, pending events,
-//! offline exposure) are staged per command and published only after the
-//! commit succeeds, so a failed commit leaves them untouched and the seq
-//! stays gap-free.
+//! checkpoint between groups (see `checkpoint` for why there).
+//!
+//! In-memory counters (next seq, pending events, offline exposure) are
+//! staged per command and published only after the commit succeeds, so a
+//! failed commit leaves them untouched and the seq stays gap-free.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -306,17 +307,26 @@ impl Writer {
                     reply.send(r);
                 }
             }
-            Err(Attempt::Careful) => unreachable!("a careful attempt never asks for another"),
-            Err(Attempt::Failed(e)) => {
-                self.metrics.commit_errors.inc();
-                tracing::warn!(error = %e, commands = size, "group commit failed; nothing kept");
-                // Every answer was decided against state that is now gone
-                // (even a refusal may have seen a neighbour's uncommitted
-                // row), so every caller gets the group's error and retries.
-                for reply in replies {
-                    reply.send(Err(e.clone()));
-                }
-            }
+            // A careful attempt never asks for another; were it to, the
+            // group is refused like any failed one.
+            Err(Attempt::Careful) => self.refuse(
+                replies,
+                size,
+                StoreError::Database("internal: a careful attempt asked to run again".into()),
+            ),
+            Err(Attempt::Failed(e)) => self.refuse(replies, size, e),
+        }
+    }
+
+    /// Answers every caller of a group that kept nothing with its error.
+    fn refuse(&self, replies: Vec<Reply>, size: usize, e: StoreError) {
+        self.metrics.commit_errors.inc();
+        tracing::warn!(error = %e, commands = size, "group commit failed; nothing kept");
+        // Every answer was decided against state that is now gone (even a
+        // refusal may have seen a neighbour's uncommitted row), so every
+        // caller gets the group's error and retries.
+        for reply in replies {
+            reply.send(Err(e.clone()));
         }
     }
 
