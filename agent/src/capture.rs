@@ -77,7 +77,7 @@ pub enum CaptureError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Price {
     pub(crate) minor: i64,
-    pub(crate) currency: String,
+    pub(crate) currency: Currency,
 }
 
 /// Refuses a body holding anything shaped like a card number, naming the
@@ -176,7 +176,7 @@ pub(crate) fn build_order(
                 let p = found.ok_or_else(|| CaptureError::UnknownSku {
                     field: field.clone(),
                 })?;
-                if p.currency != currency.code() {
+                if p.currency != currency {
                     return Err(invalid(
                         &field,
                         "currency_mismatch",

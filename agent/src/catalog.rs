@@ -155,15 +155,17 @@ impl Catalog {
     /// The stored price table. Each import stores it whole, so opening
     /// the catalog reads one value instead of walking every product
     /// through sled's cache (which left about 14 MiB more resident for
-    /// 50,000 SKUs). A catalog without one (an import that did not finish,
-    /// or one made by an older agent) gets it built from the products and
-    /// stored.
+    /// 50,000 SKUs). A catalog without a readable one (an import that did
+    /// not finish, one made by an older agent, a damaged value) gets it
+    /// built again from the products and stored: it is derived data.
     fn load_prices(&self) -> Result<Prices, CatalogError> {
         if let Some(bytes) = self.meta.get(PRICES_KEY)? {
-            return Prices::decode(&bytes).map_err(|e| CatalogError::Corrupt {
-                sku: "(price table)".into(),
-                message: e.to_string(),
-            });
+            match Prices::decode(&bytes) {
+                Ok(prices) => return Ok(prices),
+                Err(e) => {
+                    tracing::warn!(error = %e, "stored price table unreadable; rebuilding it")
+                }
+            }
         }
         let prices = self.build_prices()?;
         self.meta.insert(PRICES_KEY, prices.encode()?)?;
@@ -308,5 +310,11 @@ mod tests {
         drop(cat);
         let cat = Catalog::open(&dir.path().join("c"), 1 << 20).unwrap();
         assert_eq!(cat.price("SKU-1").unwrap().0, 1599);
+        // A damaged stored table is rebuilt, not fatal.
+        cat.meta.insert(PRICES_KEY, &b"not a table"[..]).unwrap();
+        drop(cat);
+        let cat = Catalog::open(&dir.path().join("c"), 1 << 20).unwrap();
+        assert_eq!(cat.price("SKU-1").unwrap().0, 1599);
+        assert!(Prices::decode(&cat.meta.get(PRICES_KEY).unwrap().unwrap()).is_ok());
     }
 }

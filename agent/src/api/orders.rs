@@ -96,10 +96,10 @@ async fn capture_inner(
         order_id,
         inner.offline_floor_limit_minor,
         |sku| {
-            Ok(inner.catalog.price(sku).map(|(minor, currency)| Price {
-                minor,
-                currency: currency.code().to_owned(),
-            }))
+            Ok(inner
+                .catalog
+                .price(sku)
+                .map(|(minor, currency)| Price { minor, currency }))
         },
     )?;
     let outcome = inner

@@ -25,7 +25,7 @@ fn build(b: &str) -> Result<Order, CaptureError> {
     build_order(req, &store(), id(), 10_000, |sku| {
         Ok((sku == "SKU-CAT").then(|| Price {
             minor: 250,
-            currency: "CAD".into(),
+            currency: Currency::from_code("CAD").unwrap(),
         }))
     })
 }

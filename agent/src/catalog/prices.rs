@@ -1,10 +1,10 @@
-//! The capture path's price table: SKU → catalog price, read-only, built
-//! from the sled catalog when the agent opens it (the catalog only changes
-//! through `o2c-agent catalog import`, which needs the agent stopped).
+//! The capture path's price table: SKU → catalog price. Each catalog import
+//! builds it and stores it in sled; the catalog reads it back when it opens
+//! and swaps in a new one after each import (see `Catalog::price`).
 //!
 //! One string holds every SKU back to back and a table sorted by SKU points
 //! into it, so a 50,000-SKU catalog takes about 1.3 MiB and a lookup is a
-//! binary search: no I/O, no lock, no allocation. Looking each line up in
+//! binary search: no I/O, no allocation. Looking each line up in
 //! sled instead (its page cache bounded to a few MiB) was a fifth of the
 //! HTTP threads' CPU under the capture benchmark.
 

@@ -86,7 +86,7 @@ impl AdminDb {
         // Pending rows all lie past the last ack (see `schema::PENDING`).
         let bound = match state {
             OutboxState::Pending => {
-                " AND seq > (SELECT last_acked_seq FROM sync_state WHERE id = 1)"
+                concat!(" AND seq > ", schema::last_acked_seq!())
             }
             OutboxState::Acked | OutboxState::Rejected => "",
         };

@@ -61,11 +61,12 @@ pub(crate) fn pending_batch(
 ) -> Result<Vec<OutboxEvent>, StoreError> {
     // One range on the rowid: past both the caller's cursor and the last
     // acked seq (every pending row is past it).
-    let mut stmt = c.prepare_cached(
+    let mut stmt = c.prepare_cached(concat!(
         "SELECT seq, event_id, envelope FROM outbox WHERE state = 'pending' \
-         AND seq > max(?1, (SELECT last_acked_seq FROM sync_state WHERE id = 1)) \
-         ORDER BY seq LIMIT ?2",
-    )?;
+         AND seq > max(?1, ",
+        schema::last_acked_seq!(),
+        ") ORDER BY seq LIMIT ?2"
+    ))?;
     let limit = to_i64(max_events.max(1) as u64);
     let mut rows = stmt.query(params![to_i64(after_seq), limit])?;
     let mut out = Vec::new();

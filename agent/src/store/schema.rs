@@ -28,12 +28,19 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ),
 ];
 
+/// The last seq the cloud acked, as an SQL scalar subquery (a literal, for
+/// `concat!`). Acks are cumulative, so every pending outbox row lies past
+/// it: bounding a search by it makes it a range of the rowid (there is no
+/// index on `state`; see migration 0004).
+macro_rules! last_acked_seq {
+    () => {
+        "(SELECT last_acked_seq FROM sync_state WHERE id = 1)"
+    };
+}
+pub(crate) use last_acked_seq;
+
 /// The outbox rows still waiting for the cloud, as a `WHERE` condition.
-/// Acks are cumulative, so pending rows all lie past `last_acked_seq`: the
-/// bound turns the search into a range of the rowid (there is no index on
-/// `state`; see migration 0004).
-pub(crate) const PENDING: &str =
-    "state = 'pending' AND seq > (SELECT last_acked_seq FROM sync_state WHERE id = 1)";
+pub(crate) const PENDING: &str = concat!("state = 'pending' AND seq > ", last_acked_seq!());
 
 /// Opens the write connection: WAL, `synchronous=FULL` (a commit is on disk
 /// before it returns), then any pending migrations.
