@@ -60,10 +60,12 @@ async fn poison_and_exhausted_retries_dead_letter_then_replay_completes() {
     .unwrap();
     wait_final(&w, &flaky, "completed").await;
     assert_eq!(w.psp.captures_of(&flaky).await.unwrap(), 1);
+    // Three tries: in its lane's batch, then on its own at once, then
+    // after the first backoff (the one counted as a retry).
     assert!(
         w.metric("o2c_saga_retries_total{service=\"payment\"}")
             .await
-            >= 2.0
+            >= 1.0
     );
 
     // A poison record: dead-lettered at once by every service reading it.

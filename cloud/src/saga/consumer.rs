@@ -4,12 +4,13 @@
 //! - An undecodable event, or one failing validation, goes to the DLQ at
 //!   once ([`StepError::Poison`]).
 //! - A transient failure is retried after 1 s, 2 s and 4 s (7 s in all,
-//!   within the 10 s budget), then dead-lettered with the reason.
+//!   within the 10 s budget), then dead-lettered with the reason. An event
+//!   whose batch failed is first tried once more on its own, at once.
 //! - Either way the offset advances, so later events keep flowing.
 //! - Records are taken in batches (whatever is queued, up to [`MAX_BATCH`]);
-//!   a batch's events of one lane share one PostgreSQL transaction (one
-//!   commit, one fsync, one outbox wake-up) and fall back to one
-//!   transaction per event if that transaction fails.
+//!   a batch's events of one lane are handled together (one transaction,
+//!   a few set-based statements, one commit and one outbox wake-up: see
+//!   [`super::batch`]) and fall back to one event at a time if that fails.
 //! - Offsets are stored only after the handler's transaction committed and
 //!   committed in batches (every [`COMMIT_EVERY`] messages or
 //!   [`COMMIT_INTERVAL`]): a commit per message starves heartbeats.
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use o2c_protocol::{Envelope, EventType, KafkaTopics, OrderId};
+use o2c_protocol::{Envelope, EventType, KafkaTopics};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -75,40 +76,32 @@ impl From<SagaError> for StepError {
     }
 }
 
-/// One saga step: handles one decoded, validated event.
+/// One saga step: handles decoded, validated events, a lane's worth at a
+/// time.
 pub(crate) trait Step: Send + Sync + 'static {
     /// The service's connections.
     fn pg(&self) -> &Pg;
 
-    /// Whether several events may share one transaction through
-    /// [`Step::handle_in`] (false for a step that works outside
-    /// transactions, like payment's processor calls).
-    fn batchable(&self) -> bool {
-        true
-    }
-
-    /// Whether, in one transaction, different orders' events may run
-    /// concurrently (their statements pipelined on the connection). Only for
-    /// steps whose orders share no rows (not inventory: stock rows).
-    fn orders_independent(&self) -> bool {
-        false
-    }
-
-    /// Handles `env` inside `tx`, which may carry other events of the same
-    /// lane too; must be idempotent (see [`super::db::mark_processed`]) and
-    /// must not commit.
+    /// Handles `events` (one lane's, in arrival order) inside `tx`, which
+    /// the caller commits; must be idempotent (see [`super::batch`]).
     fn handle_in(
         &self,
         tx: &Tx<'_>,
-        env: &Envelope,
+        events: &[&Envelope],
     ) -> impl Future<Output = Result<(), StepError>> + Send;
 
-    /// Handles `env` in a transaction of its own.
-    fn handle(&self, env: &Envelope) -> impl Future<Output = Result<(), StepError>> + Send {
+    /// Handles `events` of lane `lane`: by default in one transaction of
+    /// their own. On an error nothing may be left half done: the events
+    /// are then handled again one at a time.
+    fn handle(
+        &self,
+        lane: usize,
+        events: &[&Envelope],
+    ) -> impl Future<Output = Result<(), StepError>> + Send {
         async move {
-            let mut lane = self.pg().get(&env.payload.order_id().to_string()).await?;
+            let mut lane = self.pg().lane(lane).await?;
             let tx = lane.begin().await?;
-            self.handle_in(&tx, env).await?;
+            self.handle_in(&tx, events).await?;
             tx.commit().await?;
             Ok(())
         }
@@ -276,14 +269,13 @@ pub(crate) async fn run<S: Step>(
     Ok(())
 }
 
-/// Handles a batch. For a batchable step, the decodable events are grouped
-/// by lane (arrival order kept) and each group runs in one transaction:
-/// every event's `processed_events` row, state change and outbox rows
-/// commit together or not at all. If a group fails, it is rolled back and
-/// its events are handled again one by one ([`process`]: own transaction,
-/// retries, dead letters), so one bad event costs only its own delivery.
-/// Undecodable records, and every record of a step that is not batchable,
-/// go through [`process`] directly (concurrently; lanes serialise them).
+/// Handles a batch. The decodable events are grouped by lane (arrival
+/// order kept) and each group is handled at once ([`Step::handle`]: one
+/// transaction for a group's ledger rows, state changes and outbox rows).
+/// If a group fails, its events are handled again one by one ([`process`]:
+/// each on its own, with retries and dead letters), so one bad event costs
+/// only its own delivery. Undecodable records go through [`process`]
+/// directly, to the DLQ.
 async fn process_batch<S: Step>(
     cfg: &LoopConfig,
     step: &S,
@@ -293,10 +285,6 @@ async fn process_batch<S: Step>(
     cancel: &CancellationToken,
 ) {
     let one = |m| process(cfg, step, producer, metrics, m, cancel);
-    if !step.batchable() {
-        futures::future::join_all(batch.iter().map(one)).await;
-        return;
-    }
     let pg = step.pg();
     let mut lanes: Vec<Vec<(&OwnedMessage, Envelope)>> =
         (0..pg.lanes()).map(|_| Vec::new()).collect();
@@ -312,7 +300,8 @@ async fn process_batch<S: Step>(
         .enumerate()
         .filter(|(_, g)| !g.is_empty())
         .map(|(i, group)| async move {
-            match run_group(step, i, &group).await {
+            let events: Vec<&Envelope> = group.iter().map(|(_, e)| e).collect();
+            match step.handle(i, &events).await {
                 Ok(()) => {
                     metrics
                         .processed
@@ -321,7 +310,7 @@ async fn process_batch<S: Step>(
                 }
                 Err(e) => {
                     tracing::debug!(service = cfg.label.service, error = %e, events = group.len(),
-                        "batch rolled back; handling its events one by one");
+                        "batch failed; handling its events one by one");
                     for (m, _) in &group {
                         one(m).await;
                     }
@@ -334,42 +323,6 @@ async fn process_batch<S: Step>(
         }
     };
     futures::future::join(futures::future::join_all(groups), singles).await;
-}
-
-/// One lane's events in one transaction.
-async fn run_group<S: Step>(
-    step: &S,
-    lane: usize,
-    group: &[(&OwnedMessage, Envelope)],
-) -> Result<(), StepError> {
-    let mut lane = step.pg().lane(lane).await?;
-    let tx = lane.begin().await?;
-    if step.orders_independent() {
-        // One chain per order (its events in arrival order), chains
-        // concurrently; any failure aborts the whole transaction.
-        let mut chains: Vec<(OrderId, Vec<&Envelope>)> = Vec::new();
-        for (_, env) in group {
-            let id = env.payload.order_id();
-            match chains.iter_mut().find(|(o, _)| *o == id) {
-                Some((_, c)) => c.push(env),
-                None => chains.push((id, vec![env])),
-            }
-        }
-        let tx = &tx;
-        futures::future::try_join_all(chains.iter().map(|(_, chain)| async move {
-            for env in chain {
-                step.handle_in(tx, env).await?;
-            }
-            Ok::<(), StepError>(())
-        }))
-        .await?;
-    } else {
-        for (_, env) in group {
-            step.handle_in(&tx, env).await?;
-        }
-    }
-    tx.commit().await?;
-    Ok(())
 }
 
 /// Handles one record: decode, step with retries, dead-letter on failure.
@@ -388,7 +341,8 @@ async fn process<S: Step>(
         Ok(env) => {
             let mut attempt = 0usize;
             loop {
-                match step.handle(&env).await {
+                let lane = step.pg().lane_of(&env.payload.order_id().to_string());
+                match step.handle(lane, &[&env]).await {
                     Ok(()) => break Ok(()),
                     Err(StepError::Transient(why)) if attempt < RETRY_FACTORS.len() => {
                         let delay = cfg.retry_base * RETRY_FACTORS[attempt];

@@ -1,6 +1,7 @@
 //! PostgreSQL plumbing shared by the saga services: connecting, numbered
-//! migrations per schema, the idempotent-consumer ledger and per-order state
-//! stored as JSON.
+//! migrations per schema and single reads of the idempotent-consumer
+//! ledger and per-order state (stored as JSON; the writes are set-based,
+//! in [`super::batch`]).
 //!
 //! A [`Lane`] is one connection with a cache of prepared statements (the
 //! SQL of a service never changes, so each text is parsed once per
@@ -12,7 +13,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
@@ -145,24 +145,14 @@ impl Tx<'_> {
         self.tx.execute(&s, params).await
     }
 
-    /// Runs `sql`; returns its only row.
-    pub(crate) async fn query_one(
+    /// Runs `sql`; returns its rows.
+    pub(crate) async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, tokio_postgres::Error> {
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
         let s = self.stmt(sql).await?;
-        self.tx.query_one(&s, params).await
-    }
-
-    /// Runs `sql`; returns its row, if any.
-    pub(crate) async fn query_opt(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, tokio_postgres::Error> {
-        let s = self.stmt(sql).await?;
-        self.tx.query_opt(&s, params).await
+        self.tx.query(&s, params).await
     }
 
     /// Notifies `channel` at commit, once per transaction (PostgreSQL
@@ -227,27 +217,6 @@ pub async fn migrate(client: &mut Client, service: Service) -> Result<(), SagaEr
     Ok(())
 }
 
-/// Records `event_id` as processed by this service. Returns false when it
-/// already was: the caller then changes nothing (idempotent consumer).
-pub(crate) async fn mark_processed(
-    tx: &Tx<'_>,
-    schema: &str,
-    event_id: &str,
-    event_type: &str,
-    order_id: &str,
-) -> Result<bool, tokio_postgres::Error> {
-    let n = tx
-        .execute(
-            &format!(
-                "INSERT INTO {schema}.processed_events (event_id, event_type, order_id, processed_at) \
-                 VALUES ($1, $2, $3, clock_timestamp()) ON CONFLICT DO NOTHING"
-            ),
-            &[&event_id, &event_type, &order_id],
-        )
-        .await?;
-    Ok(n == 1)
-}
-
 /// Whether `event_id` was processed already (a read outside any
 /// transaction, to skip side effects early).
 pub(crate) async fn is_processed(
@@ -262,32 +231,6 @@ pub(crate) async fn is_processed(
         )
         .await?
         .is_some())
-}
-
-/// Locks the order's state row (creating it with `S::default()`) and
-/// returns the state.
-pub(crate) async fn lock_state<S: DeserializeOwned + Serialize + Default>(
-    tx: &Tx<'_>,
-    schema: &str,
-    order_id: &str,
-) -> Result<S, SagaError> {
-    let fresh = serde_json::to_string(&S::default()).map_err(SagaError::State)?;
-    tx.execute(
-        &format!(
-            "INSERT INTO {schema}.orders (order_id, state) VALUES ($1, $2) \
-             ON CONFLICT DO NOTHING"
-        ),
-        &[&order_id, &fresh],
-    )
-    .await?;
-    let row = tx
-        .query_one(
-            &format!("SELECT state FROM {schema}.orders WHERE order_id = $1 FOR UPDATE"),
-            &[&order_id],
-        )
-        .await?;
-    let text: String = row.get(0);
-    serde_json::from_str(&text).map_err(SagaError::State)
 }
 
 /// Reads the order's state without locking, if any.
@@ -311,20 +254,4 @@ pub(crate) async fn read_state<S: DeserializeOwned>(
                 .map_err(SagaError::State)
         }
     }
-}
-
-/// Writes the order's state.
-pub(crate) async fn save_state<S: Serialize>(
-    tx: &Tx<'_>,
-    schema: &str,
-    order_id: &str,
-    state: &S,
-) -> Result<(), SagaError> {
-    let text = serde_json::to_string(state).map_err(SagaError::State)?;
-    tx.execute(
-        &format!("UPDATE {schema}.orders SET state = $2, updated_at = now() WHERE order_id = $1"),
-        &[&order_id, &text],
-    )
-    .await?;
-    Ok(())
 }

@@ -17,20 +17,23 @@
 //! Exactly-once compensation: the per-order state records what was done to
 //! stock and whether a release was emitted; every transition happens once,
 //! under the order's row lock, in the transaction that marks the event
-//! processed. A void after confirmation puts the units back (`restock`).
+//! processed. A batch's stock rows are locked and changed in memory
+//! ([`super::stock`]) and written once at the end. A void after confirmation puts the units back (`restock`).
 //! Events may arrive in any order: a capture or a cancellation seen before
 //! the order is remembered and acted on when the order arrives.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use o2c_protocol::event::{InventoryConfirmed, InventoryReleased, Reservation};
 use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics, Order};
 use serde::{Deserialize, Serialize};
 
+use super::Pg;
+use super::batch::Batch;
 use super::consumer::{Step, StepError};
 use super::db::Tx;
 use super::order::INSUFFICIENT_STOCK;
-use super::{Pg, db, outbox};
+use super::stock::{StockBook, StockError};
 
 pub(crate) const SCHEMA: &str = "o2c_inventory";
 
@@ -107,177 +110,141 @@ impl Step for InventoryStep {
         &self.pg
     }
 
-    /// Orders share stock rows, but every stock change is one `UPDATE` by
-    /// a delta and the table's CHECKs refuse any that would oversell; a
-    /// reservation that loses a race within a batch fails the batch, which
-    /// is then handled again one event at a time.
-    fn orders_independent(&self) -> bool {
-        true
-    }
-
-    async fn handle_in(&self, tx: &Tx<'_>, env: &Envelope) -> Result<(), StepError> {
-        let order_id = env.payload.order_id().to_string();
-        let et = env.event_type().as_str();
-        if !db::mark_processed(tx, SCHEMA, &env.event_id.to_string(), et, &order_id).await? {
-            return Ok(());
-        }
-        let mut st: InventoryState = db::lock_state(tx, SCHEMA, &order_id).await?;
-        let mut emit = Vec::new();
-        match &env.payload {
-            Event::OrderCreated(order) => {
-                st.created = true;
-                if !st.cancelled && st.hold == Hold::None {
-                    st.hold = self.reserve(tx, &order_id, order).await?;
-                }
-            }
-            Event::PaymentCaptured(_) => st.paid = true,
-            Event::OrderCancelled(_) => st.cancelled = true,
-            _ => {}
-        }
-        let oid = env.payload.order_id();
-        if st.cancelled {
-            match std::mem::take(&mut st.hold) {
-                Hold::Reserved { lines } => {
-                    move_stock(tx, &order_id, &lines, "release", 0, -1).await?
-                }
-                Hold::Confirmed { lines } => {
-                    move_stock(tx, &order_id, &lines, "restock", 1, 0).await?
-                }
-                _ => {}
-            }
-            st.hold = Hold::Released;
-            if !st.release_emitted {
-                st.release_emitted = true;
-                emit.push(Event::InventoryReleased(InventoryReleased {
-                    order_id: oid,
-                    reason: ORDER_CANCELLED.to_owned(),
-                }));
-            }
-        } else if st.paid {
-            match std::mem::take(&mut st.hold) {
-                Hold::Reserved { lines } => {
-                    move_stock(tx, &order_id, &lines, "confirm", -1, -1).await?;
-                    emit.push(Event::InventoryConfirmed(InventoryConfirmed {
-                        order_id: oid,
-                        reservations: lines.clone(),
-                    }));
-                    st.hold = Hold::Confirmed { lines };
-                }
-                Hold::Insufficient => {
-                    st.hold = Hold::Released;
-                    if !st.release_emitted {
-                        st.release_emitted = true;
-                        emit.push(Event::InventoryReleased(InventoryReleased {
-                            order_id: oid,
-                            reason: INSUFFICIENT_STOCK.to_owned(),
-                        }));
+    async fn handle_in(&self, tx: &Tx<'_>, events: &[&Envelope]) -> Result<(), StepError> {
+        let mut batch = Batch::<InventoryState>::open(tx, SCHEMA, events).await?;
+        let fresh = batch.fresh();
+        // Every SKU this batch may touch: new orders' lines and the holds
+        // already recorded.
+        let mut skus = BTreeSet::new();
+        let mut provision = Vec::new();
+        for env in &fresh {
+            if let Event::OrderCreated(order) = &env.payload {
+                let preferred = self.preferred(order);
+                for (sku, _) in wanted(order) {
+                    if skus.insert(sku.clone()) {
+                        provision.push((sku, preferred.clone()));
                     }
                 }
-                other => st.hold = other,
             }
         }
-        db::save_state(tx, SCHEMA, &order_id, &st).await?;
-        for e in emit {
-            outbox::insert(tx, SCHEMA, &self.topics, env, e).await?;
+        for st in batch.states() {
+            if let Hold::Reserved { lines } | Hold::Confirmed { lines } = &st.hold {
+                skus.extend(lines.iter().map(|l| l.sku.clone()));
+            }
         }
+        let skus: Vec<String> = skus.into_iter().collect();
+        let mut book = StockBook::load(tx, &skus, &provision, self.auto_stock).await?;
+        for env in fresh {
+            let preferred = match &env.payload {
+                Event::OrderCreated(order) => self.preferred(order),
+                _ => String::new(),
+            };
+            let st = batch.state_mut(env.payload.order_id());
+            let emit = apply(st, env, &mut book, &preferred).map_err(|e| StepError::Poison {
+                code: "bad_state",
+                detail: e.to_string(),
+            })?;
+            for e in emit {
+                batch.emit(env, e);
+            }
+        }
+        book.flush(tx).await?;
+        batch.close(tx, &self.topics).await?;
         Ok(())
     }
 }
 
 impl InventoryStep {
-    /// Holds every wanted unit, or nothing (`Insufficient`).
-    async fn reserve(&self, tx: &Tx<'_>, order_id: &str, order: &Order) -> Result<Hold, StepError> {
-        let preferred = match order.fulfillment {
+    /// Where an order's units are taken from first.
+    fn preferred(&self, order: &Order) -> String {
+        match order.fulfillment {
             Fulfillment::CarryOut => order.store_id.to_string(),
             Fulfillment::ShipToHome { .. } => self.central_warehouse.clone(),
-        };
-        let mut lines = Vec::new();
-        for (sku, qty) in wanted(order) {
-            let mut found = pick(tx, &sku, qty, &preferred).await?;
-            if found.is_none() && self.auto_stock > 0 {
-                tx.execute(
-                    &format!(
-                        "INSERT INTO {SCHEMA}.stock (sku, warehouse, on_hand) \
-                             SELECT $1, $2, $3 WHERE NOT EXISTS \
-                             (SELECT 1 FROM {SCHEMA}.stock WHERE sku = $1)"
-                    ),
-                    &[&sku, &preferred, &self.auto_stock],
-                )
-                .await?;
-                // Pick again, whoever inserted the row (this order, or an
-                // earlier one of this transaction or of another).
-                found = pick(tx, &sku, qty, &preferred).await?;
-            }
-            match found {
-                Some(warehouse) => lines.push(Reservation {
-                    sku,
-                    quantity: qty,
-                    warehouse,
-                }),
-                None => return Ok(Hold::Insufficient),
+        }
+    }
+}
+
+/// Applies one fresh event to its order's state and the batch's stock;
+/// returns the events to emit. `preferred` is the order's warehouse (for
+/// `OrderCreated`).
+pub(crate) fn apply(
+    st: &mut InventoryState,
+    env: &Envelope,
+    book: &mut StockBook,
+    preferred: &str,
+) -> Result<Vec<Event>, StockError> {
+    let order_id = env.payload.order_id().to_string();
+    let mut emit = Vec::new();
+    match &env.payload {
+        Event::OrderCreated(order) => {
+            st.created = true;
+            if !st.cancelled && st.hold == Hold::None {
+                st.hold = reserve(book, &order_id, order, preferred)?;
             }
         }
-        move_stock(tx, order_id, &lines, "reserve", 0, 1).await?;
-        Ok(Hold::Reserved { lines })
+        Event::PaymentCaptured(_) => st.paid = true,
+        Event::OrderCancelled(_) => st.cancelled = true,
+        _ => {}
     }
+    let oid = env.payload.order_id();
+    if st.cancelled {
+        match std::mem::take(&mut st.hold) {
+            Hold::Reserved { lines } => book.apply(&order_id, &lines, "release", 0, -1)?,
+            Hold::Confirmed { lines } => book.apply(&order_id, &lines, "restock", 1, 0)?,
+            _ => {}
+        }
+        st.hold = Hold::Released;
+        if !st.release_emitted {
+            st.release_emitted = true;
+            emit.push(Event::InventoryReleased(InventoryReleased {
+                order_id: oid,
+                reason: ORDER_CANCELLED.to_owned(),
+            }));
+        }
+    } else if st.paid {
+        match std::mem::take(&mut st.hold) {
+            Hold::Reserved { lines } => {
+                book.apply(&order_id, &lines, "confirm", -1, -1)?;
+                emit.push(Event::InventoryConfirmed(InventoryConfirmed {
+                    order_id: oid,
+                    reservations: lines.clone(),
+                }));
+                st.hold = Hold::Confirmed { lines };
+            }
+            Hold::Insufficient => {
+                st.hold = Hold::Released;
+                if !st.release_emitted {
+                    st.release_emitted = true;
+                    emit.push(Event::InventoryReleased(InventoryReleased {
+                        order_id: oid,
+                        reason: INSUFFICIENT_STOCK.to_owned(),
+                    }));
+                }
+            }
+            other => st.hold = other,
+        }
+    }
+    Ok(emit)
 }
 
-/// A warehouse with `qty` units available, preferring `preferred`; locks
-/// its row.
-async fn pick(
-    tx: &Tx<'_>,
-    sku: &str,
-    qty: i64,
-    preferred: &str,
-) -> Result<Option<String>, StepError> {
-    let row = tx
-        .query_opt(
-            &format!(
-                "SELECT warehouse FROM {SCHEMA}.stock WHERE sku = $1 AND on_hand - reserved >= $2 \
-                 ORDER BY (warehouse = $3) DESC, warehouse LIMIT 1 FOR UPDATE"
-            ),
-            &[&sku, &qty, &preferred],
-        )
-        .await?;
-    Ok(row.map(|r| r.get(0)))
-}
-
-/// Applies `sign_on_hand * qty` and `sign_reserved * qty` to each line's
-/// row and records the movement.
-async fn move_stock(
-    tx: &Tx<'_>,
+/// Holds every wanted unit of `order`, or nothing (`Insufficient`).
+fn reserve(
+    book: &mut StockBook,
     order_id: &str,
-    lines: &[Reservation],
-    kind: &str,
-    sign_on_hand: i64,
-    sign_reserved: i64,
-) -> Result<(), StepError> {
-    for l in lines {
-        let (d_on_hand, d_reserved) = (sign_on_hand * l.quantity, sign_reserved * l.quantity);
-        tx.execute(
-            &format!(
-                "UPDATE {SCHEMA}.stock SET on_hand = on_hand + $3, reserved = reserved + $4 \
-                 WHERE sku = $1 AND warehouse = $2"
-            ),
-            &[&l.sku, &l.warehouse, &d_on_hand, &d_reserved],
-        )
-        .await?;
-        tx.execute(
-            &format!(
-                "INSERT INTO {SCHEMA}.movements \
-                 (order_id, sku, warehouse, kind, delta_on_hand, delta_reserved) \
-                 VALUES ($1, $2, $3, $4, $5, $6)"
-            ),
-            &[
-                &order_id,
-                &l.sku,
-                &l.warehouse,
-                &kind,
-                &d_on_hand,
-                &d_reserved,
-            ],
-        )
-        .await?;
+    order: &Order,
+    preferred: &str,
+) -> Result<Hold, StockError> {
+    let mut lines = Vec::new();
+    for (sku, qty) in wanted(order) {
+        match book.pick(&sku, qty, preferred) {
+            Some(warehouse) => lines.push(Reservation {
+                sku,
+                quantity: qty,
+                warehouse,
+            }),
+            None => return Ok(Hold::Insufficient),
+        }
     }
-    Ok(())
+    book.apply(order_id, &lines, "reserve", 0, 1)?;
+    Ok(Hold::Reserved { lines })
 }

@@ -18,12 +18,14 @@
 //!   retries 1/2/4 s, dead letters).
 //! - [`db`]: connections, numbered migrations (`cloud/migrations/`), the
 //!   `processed_events` ledger, per-order state rows.
+//! - [`batch`]: a lane's events in one transaction with a few set-based
+//!   statements (ledger, state rows, outbox).
 //! - [`outbox`]: the transactional outbox and its relay (LISTEN/NOTIFY,
 //!   `FOR UPDATE SKIP LOCKED`).
 //! - [`order`], [`payment`], [`inventory`], [`shipping`]: the services;
 //!   each has a pure state type with unit tests and a thin step. The
 //!   inventory placement (hold at creation, confirm after payment) is
-//!   documented in [`inventory`].
+//!   documented in [`inventory`]; [`stock`] holds a batch's stock rows.
 //! - [`status`]: status updates back to the stores over MQTT.
 //! - [`dlq`]: `dlq list` and `dlq replay`.
 //! - [`runner`]: wiring: which services run, HTTP health and metrics.
@@ -32,6 +34,7 @@
 //! `o2c_inventory`, `o2c_shipping`) and consumer group
 //! (`{saga.group_prefix}-{service}`).
 
+pub mod batch;
 pub mod consumer;
 pub mod db;
 pub mod dlq;
@@ -42,6 +45,7 @@ pub mod payment;
 pub mod runner;
 pub mod shipping;
 pub mod status;
+pub mod stock;
 
 use std::fmt;
 

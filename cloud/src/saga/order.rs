@@ -11,9 +11,10 @@ use o2c_protocol::event::{OrderCancelled, OrderCompleted};
 use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics};
 use serde::{Deserialize, Serialize};
 
+use super::Pg;
+use super::batch::Batch;
 use super::consumer::{Step, StepError};
 use super::db::Tx;
-use super::{Pg, db, outbox};
 
 /// Where an order stands for the order service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -125,24 +126,15 @@ impl Step for OrderStep {
         &self.pg
     }
 
-    /// Orders share no rows here (state, outbox and notifications are
-    /// per order).
-    fn orders_independent(&self) -> bool {
-        true
-    }
-
-    async fn handle_in(&self, tx: &Tx<'_>, env: &Envelope) -> Result<(), StepError> {
-        let order_id = env.payload.order_id().to_string();
-        let event_id = env.event_id.to_string();
-        if !db::mark_processed(tx, SCHEMA, &event_id, env.event_type().as_str(), &order_id).await? {
-            return Ok(());
+    async fn handle_in(&self, tx: &Tx<'_>, events: &[&Envelope]) -> Result<(), StepError> {
+        let mut batch = Batch::<OrderState>::open(tx, SCHEMA, events).await?;
+        for env in batch.fresh() {
+            let emit = batch.state_mut(env.payload.order_id()).apply(&env.payload);
+            for e in emit {
+                batch.emit(env, e);
+            }
         }
-        let mut state: OrderState = db::lock_state(tx, SCHEMA, &order_id).await?;
-        let emit = state.apply(&env.payload);
-        db::save_state(tx, SCHEMA, &order_id, &state).await?;
-        for e in emit {
-            outbox::insert(tx, SCHEMA, &self.topics, env, e).await?;
-        }
+        batch.close(tx, &self.topics).await?;
         Ok(())
     }
 }

@@ -47,38 +47,57 @@ pub(crate) fn mint(cause: &Envelope, payload: Event) -> Envelope {
     }
 }
 
-/// Inserts the event caused by `cause` into the outbox of `schema`, inside
-/// the caller's transaction, and notifies the relay at commit.
-pub(crate) async fn insert(
+/// Inserts each `(cause, payload)` as an event caused by `cause` into the
+/// outbox of `schema`, inside the caller's transaction (one statement for
+/// all of them), and notifies the relay at commit.
+pub(crate) async fn insert_many(
     tx: &Tx<'_>,
     schema: &str,
     topics: &KafkaTopics,
-    cause: &Envelope,
-    payload: Event,
-) -> Result<EventId, SagaError> {
-    let env = mint(cause, payload);
-    let bytes = env.encode().map_err(|e| SagaError::Encode(e.to_string()))?;
-    let event_type = env.event_type();
+    events: Vec<(&Envelope, Event)>,
+) -> Result<(), SagaError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let n = events.len();
+    let (mut ids, mut topic, mut key, mut types) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut stores, mut agents, mut traces, mut payloads) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (cause, payload) in events {
+        let env = mint(cause, payload);
+        payloads.push(env.encode().map_err(|e| SagaError::Encode(e.to_string()))?);
+        let event_type = env.event_type();
+        ids.push(env.event_id.to_string());
+        topic.push(topics.for_event(event_type));
+        key.push(env.payload.order_id().to_string());
+        types.push(event_type.as_str());
+        stores.push(env.store_id.as_str().to_owned());
+        agents.push(env.agent_id.as_str().to_owned());
+        traces.push(env.traceparent.as_ref().map(|t| t.as_str().to_owned()));
+    }
     tx.execute(
         &format!(
             "INSERT INTO {schema}.outbox \
              (event_id, topic, key, event_type, store_id, agent_id, traceparent, payload) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+             $5::text[], $6::text[], $7::text[], $8::bytea[])"
         ),
         &[
-            &env.event_id.to_string(),
-            &topics.for_event(event_type),
-            &env.payload.order_id().to_string(),
-            &event_type.as_str(),
-            &env.store_id.as_str(),
-            &env.agent_id.as_str(),
-            &env.traceparent.as_ref().map(|t| t.as_str().to_owned()),
-            &bytes,
+            &ids, &topic, &key, &types, &stores, &agents, &traces, &payloads,
         ],
     )
     .await?;
     tx.notify_once(&format!("{schema}_outbox")).await?;
-    Ok(env.event_id)
+    Ok(())
 }
 
 /// Rows claimed per round.

@@ -12,13 +12,16 @@
 //! Cash is not sent to the processor; a cash-only order is captured as
 //! `in_store`.
 
+use std::collections::HashSet;
+
 use o2c_protocol::event::{PaymentCaptured, PaymentFailed, RefundIssued};
 use o2c_protocol::{Envelope, Event, EventType, KafkaTopics, Money, Order, Payment};
 use serde::{Deserialize, Serialize};
 
+use super::batch::{self, Batch, States};
 use super::consumer::{Step, StepError};
 use super::db::Tx;
-use super::{Pg, db, outbox};
+use super::{Pg, db};
 use crate::psp::{CaptureOutcome, CaptureRequest, PspClient, RefundRequest};
 
 pub(crate) const SCHEMA: &str = "o2c_payment";
@@ -104,61 +107,134 @@ impl Step for PaymentStep {
         &self.pg
     }
 
-    /// Processor calls happen between two transactions, so events never
-    /// share one: [`Step::handle`] below is used instead.
-    fn batchable(&self) -> bool {
-        false
-    }
-
-    async fn handle_in(&self, _tx: &Tx<'_>, _env: &Envelope) -> Result<(), StepError> {
+    /// Processor calls happen between transactions: [`Step::handle`]
+    /// below is used instead.
+    async fn handle_in(&self, _tx: &Tx<'_>, _events: &[&Envelope]) -> Result<(), StepError> {
         Err(StepError::Transient(
             "payment events are handled in their own transactions".into(),
         ))
     }
 
-    async fn handle(&self, env: &Envelope) -> Result<(), StepError> {
-        match &env.payload {
-            Event::OrderCreated(order) => self.capture(env, order).await,
-            Event::OrderCancelled(_) => self.refund(env).await,
-            _ => Ok(()),
+    /// Creations are captured together ([`PaymentStep::capture`]); a
+    /// cancellation is handled on its own, after the creations before it.
+    async fn handle(&self, lane: usize, events: &[&Envelope]) -> Result<(), StepError> {
+        let mut creations = Vec::new();
+        for env in events {
+            match &env.payload {
+                Event::OrderCreated(order) => creations.push((*env, &**order)),
+                Event::OrderCancelled(_) => {
+                    self.capture(lane, &std::mem::take(&mut creations)).await?;
+                    self.refund(env).await?;
+                }
+                _ => {}
+            }
         }
+        self.capture(lane, &creations).await
     }
 }
 
+/// What the processor said about one order's tenders.
+#[derive(Debug)]
+struct Outcome {
+    captures: Vec<Captured>,
+    declined: Option<String>,
+}
+
 impl PaymentStep {
-    async fn capture(&self, env: &Envelope, order: &Order) -> Result<(), StepError> {
-        let order_id = order.order_id.to_string();
-        let event_id = env.event_id.to_string();
-        // The lane is held only around each transaction, not across the
-        // processor calls: the recorded intent and the idempotency keys
-        // make concurrent deliveries of one order safe.
-        {
-            let mut lane = self.pg.get(&order_id).await?;
-            if db::is_processed(lane.client(), SCHEMA, &event_id).await? {
-                return Ok(());
-            }
-            // Record intent, unless the order is already settled or cancelled.
-            let tx = lane.begin().await?;
-            let mut st: PaymentState = db::lock_state(&tx, SCHEMA, &order_id).await?;
-            match st.phase {
-                PayPhase::Pending => {
-                    st.phase = PayPhase::Capturing;
-                    db::save_state(&tx, SCHEMA, &order_id, &st).await?;
-                    tx.commit().await?;
-                }
-                PayPhase::Capturing => {}
-                _ => {
-                    db::mark_processed(&tx, SCHEMA, &event_id, "OrderCreated", &order_id).await?;
-                    tx.commit().await?;
-                    return Ok(());
+    /// Captures the tenders of `items` (one lane's `OrderCreated` events):
+    ///
+    /// 1. One transaction records intent (`Capturing`) for every order not
+    ///    processed or settled before.
+    /// 2. The processor is called for those orders concurrently (each
+    ///    order's tenders in turn), outside any transaction.
+    /// 3. One transaction records the outcomes, marks the events processed
+    ///    and queues `PaymentCaptured` or `PaymentFailed`.
+    ///
+    /// An order whose calls fail is left `Capturing` and the first such
+    /// error is returned after the others are committed; the consumer then
+    /// handles the lane's events one by one, and the committed ones are
+    /// skipped as processed. The idempotency keys make every repeated call
+    /// answer the stored result.
+    async fn capture(&self, lane: usize, items: &[(&Envelope, &Order)]) -> Result<(), StepError> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let go = self.record_intent(lane, items).await?;
+        if go.is_empty() {
+            return Ok(());
+        }
+        // Processor calls, outside any transaction; the lane is free
+        // meanwhile (the recorded intent and the idempotency keys make
+        // concurrent deliveries of one order safe).
+        let results =
+            futures::future::join_all(go.iter().map(|(_, order)| self.call_processor(order))).await;
+        let mut failure = None;
+        let mut done = Vec::new();
+        for ((env, order), r) in go.into_iter().zip(results) {
+            match r {
+                Ok(outcome) => done.push((env, order, outcome)),
+                Err(e) => {
+                    failure.get_or_insert(e);
                 }
             }
         }
-        let total = order.paid().map_err(|e| StepError::Poison {
-            code: "validation_failed",
-            detail: e.to_string(),
-        })?;
-        // Processor calls, outside any transaction.
+        if !done.is_empty() {
+            self.record_outcomes(lane, done).await?;
+        }
+        failure.map_or(Ok(()), Err)
+    }
+
+    /// Step 1 of [`PaymentStep::capture`]: returns the items to call the
+    /// processor for.
+    async fn record_intent<'e>(
+        &self,
+        lane: usize,
+        items: &[(&'e Envelope, &'e Order)],
+    ) -> Result<Vec<(&'e Envelope, &'e Order)>, StepError> {
+        let mut lane = self.pg.lane(lane).await?;
+        let tx = lane.begin().await?;
+        let ids: Vec<String> = items.iter().map(|(e, _)| e.event_id.to_string()).collect();
+        let rows = tx
+            .query(
+                &format!("SELECT event_id FROM {SCHEMA}.processed_events WHERE event_id = ANY($1)"),
+                &[&ids],
+            )
+            .await?;
+        let processed: HashSet<&str> = rows.iter().map(|r| r.get::<_, &str>(0)).collect();
+        let mut seen = HashSet::new();
+        let todo: Vec<(&Envelope, &Order)> = items
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| !processed.contains(id.as_str()) && seen.insert(id.as_str()))
+            .map(|(item, _)| *item)
+            .collect();
+        let mut states =
+            States::<PaymentState>::lock(&tx, SCHEMA, todo.iter().map(|(_, o)| o.order_id)).await?;
+        let mut go = Vec::new();
+        let mut settled = Vec::new();
+        for (env, order) in todo {
+            let st = states.get_mut(order.order_id);
+            match st.phase {
+                PayPhase::Pending => {
+                    st.phase = PayPhase::Capturing;
+                    go.push((env, order));
+                }
+                PayPhase::Capturing => go.push((env, order)),
+                // Settled or cancelled already: nothing to capture.
+                _ => settled.push(env),
+            }
+        }
+        states.save(&tx).await?;
+        batch::mark_processed(&tx, SCHEMA, &settled).await?;
+        tx.commit().await?;
+        Ok(go)
+    }
+
+    /// Step 2 of [`PaymentStep::capture`] for one order: its processor
+    /// tenders in turn; after a decline, the tenders captured before it are
+    /// given back.
+    async fn call_processor(&self, order: &Order) -> Result<Outcome, StepError> {
+        let order_id = order.order_id.to_string();
         let mut captures = Vec::new();
         let mut declined = None;
         for (i, token, amount) in processor_tenders(order) {
@@ -182,52 +258,72 @@ impl PaymentStep {
             }
         }
         if declined.is_some() {
-            // Tenders captured before the decline are given back.
             for c in &captures {
                 self.refund_one(&order_id, c, "void").await?;
             }
         }
-        let mut lane = self.pg.get(&order_id).await?;
+        Ok(Outcome { captures, declined })
+    }
+
+    /// Step 3 of [`PaymentStep::capture`].
+    async fn record_outcomes(
+        &self,
+        lane: usize,
+        done: Vec<(&Envelope, &Order, Outcome)>,
+    ) -> Result<(), StepError> {
+        let mut lane = self.pg.lane(lane).await?;
         let tx = lane.begin().await?;
-        if !db::mark_processed(&tx, SCHEMA, &event_id, "OrderCreated", &order_id).await? {
-            return Ok(());
-        }
-        let mut st: PaymentState = db::lock_state(&tx, SCHEMA, &order_id).await?;
-        if st.phase != PayPhase::Capturing {
-            tx.commit().await?;
-            return Ok(());
-        }
-        st.total = Some(total);
-        let event = if let Some(code) = declined {
-            st.phase = PayPhase::Failed;
-            log_call(&tx, &order_id, "capture", &format!("declined:{code}"), None).await?;
-            Event::PaymentFailed(PaymentFailed {
-                order_id: order.order_id,
-                reason: PAYMENT_DECLINED.to_owned(),
-            })
-        } else {
-            st.phase = PayPhase::Captured;
-            for c in &captures {
-                log_call(&tx, &order_id, "capture", "approved", Some(&c.capture_id)).await?;
+        let events: Vec<&Envelope> = done.iter().map(|(e, _, _)| *e).collect();
+        let mut batch = Batch::<PaymentState>::open(&tx, SCHEMA, &events).await?;
+        let fresh: HashSet<_> = batch.fresh().iter().map(|e| e.event_id).collect();
+        let mut calls = Calls::default();
+        for (env, order, outcome) in done {
+            if !fresh.contains(&env.event_id) {
+                continue;
             }
-            let reference = if captures.is_empty() {
-                IN_STORE.to_owned()
+            let order_id = order.order_id.to_string();
+            let total = order.paid().map_err(|e| StepError::Poison {
+                code: "validation_failed",
+                detail: e.to_string(),
+            })?;
+            let st = batch.state_mut(order.order_id);
+            if st.phase != PayPhase::Capturing {
+                continue;
+            }
+            st.total = Some(total);
+            let event = if let Some(code) = outcome.declined {
+                st.phase = PayPhase::Failed;
+                calls.push(&order_id, "capture", format!("declined:{code}"), None);
+                Event::PaymentFailed(PaymentFailed {
+                    order_id: order.order_id,
+                    reason: PAYMENT_DECLINED.to_owned(),
+                })
             } else {
-                captures
-                    .iter()
-                    .map(|c| c.capture_id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
+                st.phase = PayPhase::Captured;
+                for c in &outcome.captures {
+                    calls.push(&order_id, "capture", "approved".into(), Some(&c.capture_id));
+                }
+                let reference = if outcome.captures.is_empty() {
+                    IN_STORE.to_owned()
+                } else {
+                    outcome
+                        .captures
+                        .iter()
+                        .map(|c| c.capture_id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                st.captures = outcome.captures;
+                Event::PaymentCaptured(PaymentCaptured {
+                    order_id: order.order_id,
+                    amount: total,
+                    psp_reference: reference,
+                })
             };
-            st.captures = captures;
-            Event::PaymentCaptured(PaymentCaptured {
-                order_id: order.order_id,
-                amount: total,
-                psp_reference: reference,
-            })
-        };
-        db::save_state(&tx, SCHEMA, &order_id, &st).await?;
-        outbox::insert(&tx, SCHEMA, &self.topics, env, event).await?;
+            batch.emit(env, event);
+        }
+        calls.write(&tx).await?;
+        batch.close(&tx, &self.topics).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -274,19 +370,21 @@ impl PaymentStep {
         }
         let mut lane = self.pg.get(&order_id).await?;
         let tx = lane.begin().await?;
-        if !db::mark_processed(&tx, SCHEMA, &event_id, "OrderCancelled", &order_id).await? {
+        let mut batch = Batch::<PaymentState>::open(&tx, SCHEMA, &[env]).await?;
+        if batch.fresh().is_empty() {
             return Ok(());
         }
-        let mut st: PaymentState = db::lock_state(&tx, SCHEMA, &order_id).await?;
-        match st.phase {
+        let st = batch.state_mut(env.payload.order_id());
+        let mut calls = Calls::default();
+        let event = match st.phase {
             PayPhase::Pending => {
                 st.phase = PayPhase::Cancelled;
-                db::save_state(&tx, SCHEMA, &order_id, &st).await?;
+                None
             }
             PayPhase::Captured if seen.as_ref().map(|s| s.phase) == Some(PayPhase::Captured) => {
                 st.phase = PayPhase::Refunded;
                 for r in &refunds {
-                    log_call(&tx, &order_id, "refund", "refunded", Some(r)).await?;
+                    calls.push(&order_id, "refund", "refunded".into(), Some(r));
                 }
                 let reference = if refunds.is_empty() {
                     IN_STORE.to_owned()
@@ -297,45 +395,71 @@ impl PaymentStep {
                     code: "bad_state",
                     detail: "captured without a total".into(),
                 })?;
-                db::save_state(&tx, SCHEMA, &order_id, &st).await?;
-                let event = Event::RefundIssued(RefundIssued {
+                Some(Event::RefundIssued(RefundIssued {
                     order_id: env.payload.order_id(),
                     amount,
                     psp_reference: reference,
-                });
-                outbox::insert(&tx, SCHEMA, &self.topics, env, event).await?;
+                }))
             }
             PayPhase::Captured | PayPhase::Capturing => {
                 // Changed under us: roll back and retry.
                 return Err(StepError::Transient("payment state changed".into()));
             }
-            PayPhase::Failed | PayPhase::Cancelled | PayPhase::Refunded => {}
+            PayPhase::Failed | PayPhase::Cancelled | PayPhase::Refunded => None,
+        };
+        if let Some(event) = event {
+            batch.emit(env, event);
         }
+        calls.write(&tx).await?;
+        batch.close(&tx, &self.topics).await?;
         tx.commit().await?;
         Ok(())
     }
 }
 
-async fn log_call(
-    tx: &Tx<'_>,
-    order_id: &str,
-    kind: &str,
-    outcome: &str,
-    reference: Option<&str>,
-) -> Result<(), StepError> {
-    tx.execute(
-        &format!(
-            "INSERT INTO {SCHEMA}.psp_calls (order_id, idempotency_key, kind, outcome, reference) \
-             VALUES ($1, $2, $3, $4, $5)"
-        ),
-        &[
-            &order_id,
-            &format!("{order_id}:{kind}"),
-            &kind,
-            &outcome,
-            &reference,
-        ],
-    )
-    .await?;
-    Ok(())
+/// Processor calls to record in `psp_calls`, written in one statement.
+#[derive(Debug, Default)]
+struct Calls {
+    order_ids: Vec<String>,
+    keys: Vec<String>,
+    kinds: Vec<&'static str>,
+    outcomes: Vec<String>,
+    references: Vec<Option<String>>,
+}
+
+impl Calls {
+    fn push(
+        &mut self,
+        order_id: &str,
+        kind: &'static str,
+        outcome: String,
+        reference: Option<&str>,
+    ) {
+        self.order_ids.push(order_id.to_owned());
+        self.keys.push(format!("{order_id}:{kind}"));
+        self.kinds.push(kind);
+        self.outcomes.push(outcome);
+        self.references.push(reference.map(str::to_owned));
+    }
+
+    async fn write(&self, tx: &Tx<'_>) -> Result<(), StepError> {
+        if self.order_ids.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            &format!(
+                "INSERT INTO {SCHEMA}.psp_calls (order_id, idempotency_key, kind, outcome, reference) \
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
+            ),
+            &[
+                &self.order_ids,
+                &self.keys,
+                &self.kinds,
+                &self.outcomes,
+                &self.references,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
 }

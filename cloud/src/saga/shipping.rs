@@ -8,9 +8,10 @@ use o2c_protocol::event::ShipmentScheduled;
 use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics};
 use serde::{Deserialize, Serialize};
 
+use super::batch::Batch;
 use super::consumer::{Step, StepError};
 use super::db::Tx;
-use super::{Pg, db, outbox};
+use super::{Pg, outbox};
 
 pub(crate) const SCHEMA: &str = "o2c_shipping";
 
@@ -127,36 +128,33 @@ impl Step for ShippingStep {
         &self.pg
     }
 
-    /// Orders share no rows here (state, outbox and notifications are
-    /// per order).
-    fn orders_independent(&self) -> bool {
-        true
-    }
-
-    async fn handle_in(&self, tx: &Tx<'_>, env: &Envelope) -> Result<(), StepError> {
-        let order_id = env.payload.order_id().to_string();
-        let et = env.event_type().as_str();
-        if !db::mark_processed(tx, SCHEMA, &env.event_id.to_string(), et, &order_id).await? {
-            return Ok(());
+    async fn handle_in(&self, tx: &Tx<'_>, events: &[&Envelope]) -> Result<(), StepError> {
+        let mut batch = Batch::<ShippingState>::open(tx, SCHEMA, events).await?;
+        let (mut notice_orders, mut notice_kinds) = (Vec::new(), Vec::new());
+        for env in batch.fresh() {
+            let order = env.payload.order_id();
+            let (emit, notice) = batch.state_mut(order).apply(&env.payload, || {
+                format!("shp_{}", outbox::new_event_id().as_uuid().simple())
+            });
+            if let Some(n) = notice {
+                notice_orders.push(order.to_string());
+                notice_kinds.push(n.kind());
+            }
+            for e in emit {
+                batch.emit(env, e);
+            }
         }
-        let mut st: ShippingState = db::lock_state(tx, SCHEMA, &order_id).await?;
-        let (emit, notice) = st.apply(&env.payload, || {
-            format!("shp_{}", outbox::new_event_id().as_uuid().simple())
-        });
-        db::save_state(tx, SCHEMA, &order_id, &st).await?;
-        if let Some(n) = notice {
+        if !notice_orders.is_empty() {
             tx.execute(
                 &format!(
-                    "INSERT INTO {SCHEMA}.notifications (order_id, kind) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING"
+                    "INSERT INTO {SCHEMA}.notifications (order_id, kind) \
+                     SELECT * FROM unnest($1::text[], $2::text[]) ON CONFLICT DO NOTHING"
                 ),
-                &[&order_id, &n.kind()],
+                &[&notice_orders, &notice_kinds],
             )
             .await?;
         }
-        for e in emit {
-            outbox::insert(tx, SCHEMA, &self.topics, env, e).await?;
-        }
+        batch.close(tx, &self.topics).await?;
         Ok(())
     }
 }
