@@ -155,6 +155,7 @@ async fn relay_once(
         }
     });
     let result = async {
+        super::db::set_up_session(&client).await?;
         client
             .batch_execute(&format!("LISTEN {schema}_outbox"))
             .await?;
