@@ -1,5 +1,7 @@
 //! Sync frames exchanged over MQTT: `Batch` (agent → cloud), `Ack`
-//! (cloud → agent) and `StatusUpdate` (cloud → agent).
+//! (cloud → agent) and status messages (cloud → agent), each carrying one
+//! `StatusUpdate` object or a JSON array of them, oldest first
+//! ([`StatusUpdate::encode_many`], [`StatusUpdate::decode_many`]).
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -225,5 +227,29 @@ impl StatusUpdate {
     pub fn decode(bytes: &[u8]) -> Result<StatusUpdate, FrameError> {
         check_size(bytes)?;
         serde_json::from_slice(bytes).map_err(malformed)
+    }
+
+    /// Encodes several updates as one status message: a JSON array, oldest
+    /// first. The cloud sends a store's updates this way, so a busy store
+    /// gets one message (and one PUBACK, one commit) for many updates.
+    pub fn encode_many(updates: &[StatusUpdate]) -> Result<Vec<u8>, EncodeError> {
+        Ok(serde_json::to_vec(updates)?)
+    }
+
+    /// Decodes a status message: one update object, or a non-empty array
+    /// of them (see [`StatusUpdate::encode_many`]), in the order sent.
+    pub fn decode_many(bytes: &[u8]) -> Result<Vec<StatusUpdate>, FrameError> {
+        check_size(bytes)?;
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'[') {
+            return Ok(vec![serde_json::from_slice(bytes).map_err(malformed)?]);
+        }
+        let updates: Vec<StatusUpdate> = serde_json::from_slice(bytes).map_err(malformed)?;
+        if updates.is_empty() {
+            return Err(FrameError::Malformed(
+                "empty array of status updates".into(),
+            ));
+        }
+        Ok(updates)
     }
 }

@@ -132,6 +132,17 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         occurred_at: datetime!(2026-11-24 10:00:01 UTC),
     };
     out.push(("status_update.json", status.encode().unwrap()));
+    let paid = StatusUpdate {
+        order_id: oid,
+        status: CloudStatus::Paid,
+        reason: None,
+        event_id: "01890a5d-ac96-774b-bcce-b302099a8059".parse().unwrap(),
+        occurred_at: datetime!(2026-11-24 10:00:00.5 UTC),
+    };
+    out.push((
+        "status_updates.json",
+        StatusUpdate::encode_many(&[paid, status]).unwrap(),
+    ));
     out
 }
 
@@ -141,6 +152,9 @@ fn reencode(name: &str, bytes: &[u8]) -> Vec<u8> {
         "batch.json" => Batch::decode(bytes).unwrap().encode().unwrap(),
         "ack.json" => Ack::decode(bytes).unwrap().encode().unwrap(),
         "status_update.json" => StatusUpdate::decode(bytes).unwrap().encode().unwrap(),
+        "status_updates.json" => {
+            StatusUpdate::encode_many(&StatusUpdate::decode_many(bytes).unwrap()).unwrap()
+        }
         _ => Envelope::decode(bytes)
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .encode()

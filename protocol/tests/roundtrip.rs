@@ -259,7 +259,26 @@ proptest! {
         event_id in event_id(), occurred_at in timestamp(),
     ) {
         let s = StatusUpdate { order_id, status, reason, event_id, occurred_at };
-        prop_assert_eq!(StatusUpdate::decode(&s.encode().unwrap()).unwrap(), s);
+        prop_assert_eq!(StatusUpdate::decode(&s.encode().unwrap()).unwrap(), s.clone());
+        // A single object is also a valid status message.
+        prop_assert_eq!(StatusUpdate::decode_many(&s.encode().unwrap()).unwrap(), vec![s]);
+    }
+
+    #[test]
+    fn status_messages_round_trip(
+        updates in prop::collection::vec(
+            (order_id(), cloud_status(), proptest::option::of(text()), event_id(), timestamp()),
+            1..6,
+        ),
+    ) {
+        let updates: Vec<StatusUpdate> = updates
+            .into_iter()
+            .map(|(order_id, status, reason, event_id, occurred_at)| StatusUpdate {
+                order_id, status, reason, event_id, occurred_at,
+            })
+            .collect();
+        let bytes = StatusUpdate::encode_many(&updates).unwrap();
+        prop_assert_eq!(StatusUpdate::decode_many(&bytes).unwrap(), updates);
     }
 
     #[test]
@@ -282,10 +301,39 @@ proptest! {
         let _ = RawBatch::decode(&bytes);
         let _ = Ack::decode(&bytes);
         let _ = StatusUpdate::decode(&bytes);
+        let _ = StatusUpdate::decode_many(&bytes);
     }
 
     #[test]
     fn validate_never_panics(o in order()) {
         let _ = o.validate();
     }
+}
+
+#[test]
+fn a_status_message_is_one_update_or_a_non_empty_array() {
+    let one = br#"{"order_id":"01890a5d-ac96-774b-bcce-b302099a8057","status":"paid",
+        "event_id":"01890a5d-ac96-774b-bcce-b302099a8058","occurred_at":"2026-11-24T10:00:00Z"}"#;
+    assert_eq!(StatusUpdate::decode_many(one).unwrap().len(), 1);
+    let mut two = b" \n[".to_vec();
+    two.extend_from_slice(one);
+    two.push(b',');
+    two.extend_from_slice(one);
+    two.push(b']');
+    assert_eq!(StatusUpdate::decode_many(&two).unwrap().len(), 2);
+    for bad in [&b"[]"[..], b" [ ] ", b"[{}]", b"[1]", b"", b"null"] {
+        assert!(
+            matches!(
+                StatusUpdate::decode_many(bad),
+                Err(FrameError::Malformed(_))
+            ),
+            "{:?} decoded",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let huge = vec![b' '; frame::MAX_FRAME_BYTES + 1];
+    assert!(matches!(
+        StatusUpdate::decode_many(&huge),
+        Err(FrameError::TooLarge(_))
+    ));
 }

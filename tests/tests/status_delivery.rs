@@ -1,4 +1,6 @@
-//! Status updates reach an agent that was away when the cloud sent them.
+//! Status updates reach an agent that was away when the cloud sent them,
+//! one update per message or several in one (the cloud's status publisher
+//! sends a store's updates together under load).
 //!
 //! The agent keeps an MQTT session at the broker (clean start off, a week's
 //! expiry) and acks a status update only once it is stored, so an update
@@ -22,13 +24,18 @@ use time::OffsetDateTime;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Publishes `update` at QoS 1 on the agent's status topic and waits for
-/// the broker's PubAck.
-async fn publish_status(port: u16, client_id: &str, topic: &str, update: &StatusUpdate) {
+/// Publishes `updates` as one message at QoS 1 on the agent's status topic
+/// (a single update as an object, several as an array) and waits for the
+/// broker's PubAck.
+async fn publish_status(port: u16, client_id: &str, topic: &str, updates: &[StatusUpdate]) {
     let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
     options.set_keep_alive(Duration::from_secs(5));
     let (client, mut eventloop) = AsyncClient::new(options, 10);
-    let payload = update.encode().expect("encode status");
+    let payload = match updates {
+        [one] => one.encode(),
+        many => StatusUpdate::encode_many(many),
+    }
+    .expect("encode status");
     client
         .publish(topic, QoS::AtLeastOnce, false, payload)
         .await
@@ -90,6 +97,7 @@ async fn a_status_sent_while_the_agent_is_stopped_is_applied_when_it_returns() {
     .await
     .expect("agent never connected");
     let order = agent.post_order("away-1").await.expect("capture").order_id;
+    let other = agent.post_order("away-2").await.expect("capture").order_id;
 
     // Online: delivered and applied at once.
     let topic = agent_topic(
@@ -102,28 +110,32 @@ async fn a_status_sent_while_the_agent_is_stopped_is_applied_when_it_returns() {
         broker.port(),
         &env.store_id("cloud-1"),
         &topic,
-        &update(&order, CloudStatus::Accepted, t0),
+        &[update(&order, CloudStatus::Accepted, t0)],
     )
     .await;
     wait_status(&agent, &order, "accepted", WAIT)
         .await
         .expect("accepted while online");
 
-    // Stopped: the update waits at the broker, in the agent's session.
+    // Stopped: the message waits at the broker, in the agent's session.
+    // It carries updates of two orders, each applied in turn.
     agent.stop().await.expect("stop agent");
     publish_status(
         broker.port(),
         &env.store_id("cloud-2"),
         &topic,
-        &update(&order, CloudStatus::Paid, t0 + 1),
+        &[
+            update(&other, CloudStatus::Accepted, t0),
+            update(&order, CloudStatus::Paid, t0 + 1),
+            update(&other, CloudStatus::Paid, t0 + 1),
+        ],
     )
     .await;
     agent.restart().await.expect("restart agent");
-    if let Err(e) = wait_status(&agent, &order, "paid", WAIT).await {
-        panic!(
-            "{e}; the agent shows {:?}",
-            cloud_status(&agent, &order).await
-        );
+    for id in [&order, &other] {
+        if let Err(e) = wait_status(&agent, id, "paid", WAIT).await {
+            panic!("{e}; the agent shows {:?}", cloud_status(&agent, id).await);
+        }
     }
 
     // Killed with SIGKILL and back: the update still applies exactly once
@@ -133,7 +145,7 @@ async fn a_status_sent_while_the_agent_is_stopped_is_applied_when_it_returns() {
         broker.port(),
         &env.store_id("cloud-3"),
         &topic,
-        &update(&order, CloudStatus::Completed, t0 + 2),
+        &[update(&order, CloudStatus::Completed, t0 + 2)],
     )
     .await;
     agent.restart().await.expect("restart agent");

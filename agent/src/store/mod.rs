@@ -277,8 +277,20 @@ impl Store {
         update: &StatusUpdate,
         now_ms: i64,
     ) -> Result<StatusOutcome, StoreError> {
-        self.call(Op::Status(update.clone(), now_ms), Reply::Status)
-            .await
+        let mut outcomes = self.apply_statuses(vec![update.clone()], now_ms).await?;
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Database("internal: no status outcome".into()))
+    }
+
+    /// [`Store::apply_status`] for every update of one status message, in
+    /// order, as one command: all of them are stored, or none.
+    pub async fn apply_statuses(
+        &self,
+        updates: Vec<StatusUpdate>,
+        now_ms: i64,
+    ) -> Result<Vec<StatusOutcome>, StoreError> {
+        self.call(Op::Status(updates, now_ms), Reply::Status).await
     }
 
     /// Deletes acked outbox rows acked before `older_than_ms` (and status

@@ -346,6 +346,59 @@ async fn status_updates_apply_once_and_in_time_order() {
 }
 
 #[tokio::test]
+async fn a_status_message_applies_its_updates_in_order_as_one_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(opts(dir.path()), StoreMetrics::default()).unwrap();
+    let a = capture(&store, 10, "a").await.order_id;
+    let b = capture(&store, 10, "b").await.order_id;
+    let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+    let upd = |order_id, status, secs: i64| StatusUpdate {
+        order_id,
+        status,
+        reason: None,
+        event_id: EventId::from_uuid(uuid::Uuid::now_v7()).unwrap(),
+        occurred_at: t + time::Duration::seconds(secs),
+    };
+    let a_paid = upd(a, CloudStatus::Paid, 10);
+    let a_done = upd(a, CloudStatus::Completed, 20);
+    let b_paid = upd(b, CloudStatus::Paid, 15);
+    let stranger = upd(
+        OrderId::from_uuid(uuid::Uuid::now_v7()).unwrap(),
+        CloudStatus::Paid,
+        1,
+    );
+    let outcomes = store
+        .apply_statuses(
+            vec![a_paid.clone(), b_paid, a_done, a_paid.clone(), stranger],
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            StatusOutcome::Applied,
+            StatusOutcome::Applied,
+            StatusOutcome::Applied,
+            StatusOutcome::Duplicate,
+            StatusOutcome::UnknownOrder,
+        ]
+    );
+    let status = |id| {
+        let store = &store;
+        async move { store.order(id).await.unwrap().unwrap().cloud_status }
+    };
+    assert_eq!(status(a).await, Some(CloudStatus::Completed));
+    assert_eq!(status(b).await, Some(CloudStatus::Paid));
+    // The same message again changes nothing.
+    assert_eq!(
+        store.apply_statuses(vec![a_paid], 1).await.unwrap(),
+        vec![StatusOutcome::Duplicate]
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn cancel_appends_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(opts(dir.path()), StoreMetrics::default()).unwrap();

@@ -274,11 +274,12 @@ async fn ack_in_order(
     }
 }
 
-/// Decodes and stores one cloud status update. True when it needs no
-/// redelivery: stored (or a repeat), or never decodable.
+/// Decodes and stores one cloud status message (one update or several,
+/// stored together). True when it needs no redelivery: stored (or a
+/// repeat), or never decodable.
 async fn apply_status(store: Store, payload: bytes::Bytes) -> bool {
-    match StatusUpdate::decode(&payload) {
-        Ok(update) => match store.apply_status(&update, now_ms()).await {
+    match StatusUpdate::decode_many(&payload) {
+        Ok(updates) => match store.apply_statuses(updates, now_ms()).await {
             Ok(_) => true,
             Err(e) => {
                 tracing::error!(error = %e, "cannot persist status update; left unacked");

@@ -53,7 +53,8 @@ pub(crate) enum Op {
         traceparent: Option<Traceparent>,
     },
     Ack(Ack, i64),
-    Status(StatusUpdate, i64),
+    /// One status message's updates, applied in order.
+    Status(Vec<StatusUpdate>, i64),
     Prune(i64),
     /// Test hook: `PRAGMA max_page_count` (answered through `Reply::Prune`).
     MaxPageCount(u64),
@@ -66,7 +67,7 @@ pub(crate) enum Reply {
     Capture(Tx<CaptureOutcome>),
     Cancel(Tx<CancelOutcome>),
     Ack(Tx<AckOutcome>),
-    Status(Tx<StatusOutcome>),
+    Status(Tx<Vec<StatusOutcome>>),
     Prune(Tx<u64>),
 }
 
@@ -92,7 +93,7 @@ enum Done {
     Capture(CaptureOutcome),
     Cancel(CancelOutcome),
     Ack(AckOutcome),
-    Status(StatusOutcome),
+    Status(Vec<StatusOutcome>),
     Prune(u64),
 }
 
@@ -480,7 +481,11 @@ impl Writer {
                 .cancel(st, *order_id, reason, traceparent.as_ref(), now, now_ms)
                 .map(Done::Cancel),
             Op::Ack(ack, at) => self.ack(st, ack, *at).map(Done::Ack),
-            Op::Status(u, at) => self.status(u, *at).map(Done::Status),
+            Op::Status(updates, at) => updates
+                .iter()
+                .map(|u| self.status(u, *at))
+                .collect::<Result<_, _>>()
+                .map(Done::Status),
             Op::Prune(older) => self.prune(*older).map(Done::Prune),
             Op::MaxPageCount(pages) => {
                 let pages = i64::try_from(*pages).unwrap_or(i64::MAX);
