@@ -175,7 +175,12 @@ pub async fn run(
             }
             Service::Inventory => {
                 let step = Arc::new(InventoryStep {
-                    pg: pg(),
+                    // One lane: batches share stock rows (a popular SKU is
+                    // in most of them), so parallel lanes would only queue
+                    // on those row locks, each holding them through its
+                    // own commit. One lane puts a whole batch in one
+                    // transaction instead.
+                    pg: Pg::new(url, 1),
                     topics: topics.clone(),
                     auto_stock: cfg.saga.auto_stock,
                     central_warehouse: cfg.saga.central_warehouse.clone(),
