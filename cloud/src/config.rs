@@ -78,7 +78,8 @@ pub struct SagaConfig {
     /// Outbox polling backstop when no NOTIFY arrives.
     #[serde(default = "default_outbox_poll")]
     pub outbox_poll_ms: u64,
-    /// PostgreSQL connections per service.
+    /// PostgreSQL connections per service (twice as many for payment;
+    /// inventory always uses one, as its batches share stock rows).
     #[serde(default = "default_pg_lanes")]
     pub pg_lanes: usize,
     /// Units provisioned for a SKU without any stock row (0: none, so an
