@@ -166,14 +166,24 @@ impl<S: Serialize + DeserializeOwned + Default> States<S> {
             return Ok(());
         }
         let schema = self.schema;
-        tx.execute(
-            &format!(
-                "UPDATE {schema}.orders AS o SET state = u.s, updated_at = now() \
-                 FROM unnest($1::text[], $2::text[]) AS u(id, s) WHERE o.order_id = u.id"
-            ),
-            &[&ids, &texts],
-        )
-        .await?;
+        let updated = tx
+            .execute(
+                &format!(
+                    "UPDATE {schema}.orders AS o SET state = u.s, updated_at = now() \
+                     FROM unnest($1::text[], $2::text[]) AS u(id, s) WHERE o.order_id = u.id"
+                ),
+                &[&ids, &texts],
+            )
+            .await?;
+        // A state changed for an order whose row was not locked would be
+        // lost without a word: fail the transaction instead.
+        if updated != ids.len() as u64 {
+            return Err(SagaError::StateRowMissing {
+                schema,
+                expected: ids.len(),
+                updated,
+            });
+        }
         Ok(())
     }
 }

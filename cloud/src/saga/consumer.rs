@@ -91,8 +91,10 @@ pub(crate) trait Step: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StepError>> + Send;
 
     /// Handles `events` of lane `lane`: by default in one transaction of
-    /// their own. On an error nothing may be left half done: the events
-    /// are then handled again one at a time.
+    /// their own. On an error the events are handled again one at a time,
+    /// so whatever an implementation committed before failing must be
+    /// skipped then (marked processed) or safe to repeat (the payment
+    /// service's processor calls, by their idempotency keys).
     fn handle(
         &self,
         lane: usize,

@@ -85,7 +85,7 @@ pub struct InventoryState {
     pub release_emitted: bool,
 }
 
-/// Units wanted per SKU (merged, sorted: rows are locked in SKU order).
+/// Units wanted per SKU (merged, in SKU order).
 pub fn wanted(order: &Order) -> Vec<(String, i64)> {
     let mut m: BTreeMap<String, i64> = BTreeMap::new();
     for l in &order.lines {

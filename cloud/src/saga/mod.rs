@@ -77,6 +77,16 @@ pub enum SagaError {
     /// A stored state row does not decode.
     #[error("state: {0}")]
     State(serde_json::Error),
+    /// A changed state had no locked row to go to (a bug).
+    #[error("{schema}: {updated} of {expected} changed order states written")]
+    StateRowMissing {
+        /// Schema.
+        schema: &'static str,
+        /// States that changed.
+        expected: usize,
+        /// Rows updated.
+        updated: u64,
+    },
     /// Kafka.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),

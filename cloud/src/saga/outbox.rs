@@ -1,5 +1,5 @@
 //! The transactional outbox: the next event is written in the same
-//! transaction as the state change ([`insert`]); the [`relay`] publishes it
+//! transaction as the state change ([`insert_many`]); the [`relay`] publishes it
 //! to Kafka with the idempotent producer and marks it published.
 //!
 //! The relay wakes on `LISTEN/NOTIFY` (channel `{schema}_outbox`), polls as

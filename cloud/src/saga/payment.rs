@@ -159,6 +159,14 @@ impl PaymentStep {
         if items.is_empty() {
             return Ok(());
         }
+        // Checked before any money moves: an order whose tenders cannot be
+        // totalled must not be captured first and refused afterwards.
+        for (_, order) in items {
+            order.paid().map_err(|e| StepError::Poison {
+                code: "validation_failed",
+                detail: e.to_string(),
+            })?;
+        }
         let go = self.record_intent(lane, items).await?;
         if go.is_empty() {
             return Ok(());

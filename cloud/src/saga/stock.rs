@@ -181,10 +181,15 @@ impl StockBook {
         units: i64,
     ) -> Result<Self, tokio_postgres::Error> {
         if !provision.is_empty() && units > 0 {
-            let (s, w): (Vec<&str>, Vec<&str>) = provision
+            // Inserted in (sku, warehouse) order, as the rows are locked
+            // below: batches of two processes provisioning the same new
+            // SKUs must not wait on each other's inserts in opposite orders.
+            let mut sorted: Vec<(&str, &str)> = provision
                 .iter()
                 .map(|(s, w)| (s.as_str(), w.as_str()))
-                .unzip();
+                .collect();
+            sorted.sort_unstable();
+            let (s, w): (Vec<&str>, Vec<&str>) = sorted.into_iter().unzip();
             tx.execute(
                 &format!(
                     "INSERT INTO {SCHEMA}.stock (sku, warehouse, on_hand) \
