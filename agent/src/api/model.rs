@@ -206,6 +206,10 @@ pub struct OrderView {
     /// Reason given with the cloud status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_reason: Option<String>,
+    /// RFC 3339: when this agent received the current cloud status (its
+    /// own clock, like `captured_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_status_received_at: Option<String>,
 }
 
 /// One row of `GET /v1/orders`.
@@ -228,6 +232,9 @@ pub struct OrderListItem {
     /// Cloud status, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_status: Option<String>,
+    /// RFC 3339: when this agent received the current cloud status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_status_received_at: Option<String>,
 }
 
 /// `GET /v1/orders` page.

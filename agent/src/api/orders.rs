@@ -228,6 +228,7 @@ fn order_view(s: StoredOrder) -> OrderView {
             .cloud_status
             .map(|c| crate::store::cloud_status_name(c).to_owned()),
         cloud_reason: s.cloud_reason,
+        cloud_status_received_at: s.cloud_status_received_at_ms.map(super::rfc3339_ms),
     }
 }
 
@@ -304,6 +305,7 @@ pub(crate) async fn list(
             cloud_status: r
                 .cloud_status
                 .map(|c| crate::store::cloud_status_name(c).to_owned()),
+            cloud_status_received_at: r.cloud_status_received_at_ms.map(super::rfc3339_ms),
         })
         .collect();
     Ok(Json(OrderPage { orders, next_after }))

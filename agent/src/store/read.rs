@@ -122,7 +122,8 @@ pub(crate) fn order(c: &Connection, order_id: OrderId) -> Result<Option<StoredOr
     let row = c
         .prepare_cached(
             "SELECT order_json, status, cancelled_at_ms, cancel_reason, sync_state, reject_code, \
-             reject_reason, cloud_status, cloud_reason FROM orders WHERE order_id = ?1",
+             reject_reason, cloud_status, cloud_reason, cloud_status_received_at_ms \
+             FROM orders WHERE order_id = ?1",
         )?
         .query_row([order_id.to_string()], |r| {
             Ok((
@@ -135,11 +136,22 @@ pub(crate) fn order(c: &Connection, order_id: OrderId) -> Result<Option<StoredOr
                 r.get::<_, Option<String>>(6)?,
                 r.get::<_, Option<String>>(7)?,
                 r.get::<_, Option<String>>(8)?,
+                r.get::<_, Option<i64>>(9)?,
             ))
         })
         .optional()?;
-    let Some((json, status, cancelled_at, cancel_reason, sync, rcode, rreason, cloud, creason)) =
-        row
+    let Some((
+        json,
+        status,
+        cancelled_at,
+        cancel_reason,
+        sync,
+        rcode,
+        rreason,
+        cloud,
+        creason,
+        received_at,
+    )) = row
     else {
         return Ok(None);
     };
@@ -155,6 +167,7 @@ pub(crate) fn order(c: &Connection, order_id: OrderId) -> Result<Option<StoredOr
         reject_reason: rreason,
         cloud_status: cloud.as_deref().and_then(parse_cloud_status),
         cloud_reason: creason,
+        cloud_status_received_at_ms: received_at,
     }))
 }
 
@@ -165,7 +178,8 @@ pub(crate) fn list_orders(
 ) -> Result<Vec<OrderSummary>, StoreError> {
     let mut stmt = c.prepare_cached(
         "SELECT order_id, terminal_id, currency, total_minor, captured_at, status, sync_state, \
-         cloud_status FROM orders WHERE order_id > ?1 ORDER BY order_id LIMIT ?2",
+         cloud_status, cloud_status_received_at_ms FROM orders WHERE order_id > ?1 \
+         ORDER BY order_id LIMIT ?2",
     )?;
     let after = after.map(|a| a.to_string()).unwrap_or_default();
     let mut rows = stmt.query(params![after, to_i64(limit as u64)])?;
@@ -187,6 +201,7 @@ pub(crate) fn list_orders(
             status: LocalStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
             sync: SyncState::parse(&sync).ok_or_else(|| corrupt("sync_state", &sync))?,
             cloud_status: cloud.as_deref().and_then(parse_cloud_status),
+            cloud_status_received_at_ms: r.get(8)?,
         });
     }
     Ok(out)

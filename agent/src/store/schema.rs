@@ -26,6 +26,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_drop_outbox_pending_index.sql",
         include_str!("../../migrations/0004_drop_outbox_pending_index.sql"),
     ),
+    (
+        "0005_cloud_status_received_at.sql",
+        include_str!("../../migrations/0005_cloud_status_received_at.sql"),
+    ),
 ];
 
 /// The last seq the cloud acked, as an SQL scalar subquery (a literal, for

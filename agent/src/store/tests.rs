@@ -336,6 +336,16 @@ async fn status_updates_apply_once_and_in_time_order() {
     let o = store.order(id).await.unwrap().unwrap();
     assert_eq!(o.cloud_status, Some(CloudStatus::Cancelled));
     assert_eq!(o.cloud_reason.as_deref(), Some("payment_declined"));
+    assert_eq!(o.cloud_status_received_at_ms, Some(1));
+    // A stale update changes neither the status nor when it was received.
+    let late = upd(CloudStatus::Paid, 15);
+    assert_eq!(
+        store.apply_status(&late, 99).await,
+        Ok(StatusOutcome::Stale)
+    );
+    let o = store.order(id).await.unwrap().unwrap();
+    assert_eq!(o.cloud_status, Some(CloudStatus::Cancelled));
+    assert_eq!(o.cloud_status_received_at_ms, Some(1));
     let mut unknown = upd(CloudStatus::Paid, 1);
     unknown.order_id = OrderId::from_uuid(uuid::Uuid::now_v7()).unwrap();
     assert_eq!(
@@ -390,6 +400,13 @@ async fn a_status_message_applies_its_updates_in_order_as_one_command() {
     };
     assert_eq!(status(a).await, Some(CloudStatus::Completed));
     assert_eq!(status(b).await, Some(CloudStatus::Paid));
+    let listed = store.list_orders(None, 10).await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .all(|o| o.cloud_status_received_at_ms == Some(1)),
+        "{listed:?}"
+    );
     // The same message again changes nothing.
     assert_eq!(
         store.apply_statuses(vec![a_paid], 1).await.unwrap(),

@@ -213,6 +213,8 @@ pub struct StoredOrder {
     pub cloud_status: Option<CloudStatus>,
     /// Reason given with it.
     pub cloud_reason: Option<String>,
+    /// When this agent stored that status (unix ms, its own clock).
+    pub cloud_status_received_at_ms: Option<i64>,
 }
 
 /// One row of the order list.
@@ -234,6 +236,8 @@ pub struct OrderSummary {
     pub sync: SyncState,
     /// Latest cloud status.
     pub cloud_status: Option<CloudStatus>,
+    /// When this agent stored it (unix ms, its own clock).
+    pub cloud_status_received_at_ms: Option<i64>,
 }
 
 /// An outbox row's state (the `state` column).

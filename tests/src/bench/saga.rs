@@ -9,12 +9,16 @@
 //! and followed to `completed` first, so consumer-group joins and producer
 //! setup (several seconds against Tansu) are not counted. Then it captures
 //! `--n` (default 10,000) carry-out card orders at a steady `--batch` orders
-//! per second (default 2,000). Capture time is the moment the agent
-//! answered 201; completion is observed by polling `GET /v1/orders` every
-//! 100 ms, during and after the capture, so each latency is rounded up by
-//! at most one poll (plus one listing of the orders not yet completed). Each poll
+//! per second (default 2,000). Each latency is read from the agent's own
+//! clock: from the order's `captured_at` (set in the transaction that
+//! commits it, just before the 201) to its `cloud_status_received_at` (when
+//! the agent stored `completed`). Completions are found by polling
+//! `GET /v1/orders` every 250 ms, during and after the capture; the poll
+//! only decides when the run ends, it adds nothing to a latency. Each poll
 //! lists from the first order not yet completed (orders are listed by id,
-//! that is capture time), not the whole table.
+//! that is capture time), not the whole table. (Until 2026-12-02 the
+//! latency ran from the 201 to the poll that saw `completed`, every
+//! 100 ms, so it was rounded up by up to one poll.)
 //!
 //! The private broker runs with `max_queued_messages 1000000`: with
 //! Mosquitto's default (1000) the broker drops QoS 1 status updates for an
@@ -23,7 +27,8 @@
 //! never show `completed`.
 //!
 //! Metrics: `throughput_per_s` (orders completed per second, first capture
-//! to last completion), `latency_p50_ms`, `p99`, `max`, and the capture
+//! to last completion, by the agent's clock), `latency_p50_ms`, `p99`,
+//! `max`, and the capture
 //! rate achieved. Baseline: the capture rate alone (the offered load).
 
 use crate::bench::harness;
@@ -47,7 +52,9 @@ pub const SCENARIO: Scenario = Scenario {
 
 const DEFAULT_N: u64 = 10_000;
 const DEFAULT_RATE: u64 = 2_000;
-const POLL: Duration = Duration::from_millis(100);
+/// How often completions are looked for. Each latency comes from the
+/// agent's own timestamps, so this only bounds how soon the run ends.
+const POLL: Duration = Duration::from_millis(250);
 const DEADLINE: Duration = Duration::from_secs(900);
 const WARMUP_DEADLINE: Duration = Duration::from_secs(120);
 const MOSQUITTO_QUEUE: &str = "max_queued_messages 1000000";
@@ -141,12 +148,15 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
     };
     // Captured (answer received), not yet seen completed.
     let mut captured: HashMap<String, Instant> = HashMap::new();
-    // Seen completed before its capture answer was taken from the channel.
-    let mut early: HashMap<String, Instant> = HashMap::new();
+    // Seen completed before its capture answer was taken from the channel,
+    // with its capture-to-completed time.
+    let mut early: HashMap<String, Span> = HashMap::new();
     let mut recorded: HashSet<String> = HashSet::new();
     let mut answered = 0u64;
     let mut capturing = true;
-    let mut last_done = started;
+    // First capture and last completion of the recorded orders, by the
+    // agent's clock.
+    let mut window: Option<Span> = None;
     let deadline = Instant::now() + DEADLINE;
     // Every order up to this id is completed: the next poll starts there.
     let mut done_through: Option<String> = None;
@@ -156,10 +166,10 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
                 Ok((id, at)) => {
                     answered += 1;
                     match early.remove(&id) {
-                        Some(done) => {
-                            record(done.saturating_duration_since(at).as_millis() as u64)?;
+                        Some(span) => {
+                            record(span.millis())?;
                             recorded.insert(id);
-                            last_done = last_done.max(done);
+                            window = Some(span.widen(window));
                         }
                         None => {
                             captured.insert(id, at);
@@ -173,7 +183,6 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
                 }
             }
         }
-        let now = Instant::now();
         let mut after = done_through.clone();
         let mut prefix_done = true;
         loop {
@@ -194,12 +203,13 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
                 let id = o.order_id.as_str();
                 let completed = o.cloud_status.as_deref() == Some("completed");
                 if completed && !recorded.contains(id) {
-                    if let Some(at) = captured.remove(id) {
-                        record(now.saturating_duration_since(at).as_millis() as u64)?;
+                    let span = Span::of(o)?;
+                    if captured.remove(id).is_some() {
+                        record(span.millis())?;
                         recorded.insert(id.to_owned());
-                        last_done = last_done.max(now);
+                        window = Some(span.widen(window));
                     } else {
-                        early.entry(id.to_owned()).or_insert(now);
+                        early.entry(id.to_owned()).or_insert(span);
                     }
                 }
                 prefix_done &= completed;
@@ -226,7 +236,9 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
             captured.len()
         )));
     }
-    let total = last_done.duration_since(started).as_secs_f64();
+    let total = window
+        .map_or(0.0, |w| w.millis() as f64 / 1000.0)
+        .max(0.001);
     let mut m = Measurement::default();
     m.param("n", n);
     m.param("offered_rate_per_s", rate);
@@ -261,7 +273,53 @@ struct Page {
 #[derive(Debug, serde::Deserialize)]
 struct Listed {
     order_id: String,
+    captured_at: String,
     cloud_status: Option<String>,
+    cloud_status_received_at: Option<String>,
+}
+
+/// From a capture to a completion, both by the agent's clock: the order's
+/// `captured_at` (its commit) and when the agent stored `completed`
+/// (`cloud_status_received_at`). Exact, whatever the poll interval.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    from: time::OffsetDateTime,
+    to: time::OffsetDateTime,
+}
+
+impl Span {
+    fn of(o: &Listed) -> Result<Span, BenchError> {
+        let parse = |what: &str, s: Option<&str>| {
+            let s = s.ok_or_else(|| {
+                BenchError::Invalid(format!("order {} has no {what}", o.order_id))
+            })?;
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).map_err(
+                |e| BenchError::Invalid(format!("order {}: {what} {s:?}: {e}", o.order_id)),
+            )
+        };
+        Ok(Span {
+            from: parse("captured_at", Some(&o.captured_at))?,
+            to: parse(
+                "cloud_status_received_at",
+                o.cloud_status_received_at.as_deref(),
+            )?,
+        })
+    }
+
+    fn millis(self) -> u64 {
+        u64::try_from((self.to - self.from).whole_milliseconds()).unwrap_or(0)
+    }
+
+    /// The smallest span covering `self` and `other`.
+    fn widen(self, other: Option<Span>) -> Span {
+        match other {
+            None => self,
+            Some(o) => Span {
+                from: self.from.min(o.from),
+                to: self.to.max(o.to),
+            },
+        }
+    }
 }
 
 /// Captures one order and waits until the agent shows it `completed`.

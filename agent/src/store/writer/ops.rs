@@ -348,10 +348,17 @@ impl Writer {
         let n = self
             .conn
             .prepare_cached(
-                "UPDATE orders SET cloud_status = ?2, cloud_reason = ?3, cloud_status_at_ms = ?4 \
+                "UPDATE orders SET cloud_status = ?2, cloud_reason = ?3, cloud_status_at_ms = ?4, \
+                 cloud_status_received_at_ms = ?5 \
                  WHERE order_id = ?1 AND (cloud_status_at_ms IS NULL OR cloud_status_at_ms <= ?4)",
             )?
-            .execute(params![oid, cloud_status_name(u.status), u.reason, at])?;
+            .execute(params![
+                oid,
+                cloud_status_name(u.status),
+                u.reason,
+                at,
+                now_ms
+            ])?;
         if n == 1 {
             return Ok(StatusOutcome::Applied);
         }
