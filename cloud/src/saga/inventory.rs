@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use o2c_protocol::event::{InventoryConfirmed, InventoryReleased, Reservation};
-use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics, Order};
+use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics, Order, OrderId};
 use serde::{Deserialize, Serialize};
 
 use super::Pg;
@@ -194,13 +194,7 @@ pub(crate) fn apply(
             _ => {}
         }
         st.hold = Hold::Released;
-        if !st.release_emitted {
-            st.release_emitted = true;
-            emit.push(Event::InventoryReleased(InventoryReleased {
-                order_id: oid,
-                reason: ORDER_CANCELLED.to_owned(),
-            }));
-        }
+        release_once(st, oid, ORDER_CANCELLED, &mut emit);
     } else if st.paid {
         match std::mem::take(&mut st.hold) {
             Hold::Reserved { lines } => {
@@ -213,18 +207,24 @@ pub(crate) fn apply(
             }
             Hold::Insufficient => {
                 st.hold = Hold::Released;
-                if !st.release_emitted {
-                    st.release_emitted = true;
-                    emit.push(Event::InventoryReleased(InventoryReleased {
-                        order_id: oid,
-                        reason: INSUFFICIENT_STOCK.to_owned(),
-                    }));
-                }
+                release_once(st, oid, INSUFFICIENT_STOCK, &mut emit);
             }
             other => st.hold = other,
         }
     }
     Ok(emit)
+}
+
+/// Queues `InventoryReleased` with `reason`, unless one was emitted for
+/// this order already (a compensation fires once).
+fn release_once(st: &mut InventoryState, order_id: OrderId, reason: &str, emit: &mut Vec<Event>) {
+    if !st.release_emitted {
+        st.release_emitted = true;
+        emit.push(Event::InventoryReleased(InventoryReleased {
+            order_id,
+            reason: reason.to_owned(),
+        }));
+    }
 }
 
 /// Holds every wanted unit of `order`, or nothing (`Insufficient`).
