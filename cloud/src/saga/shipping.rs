@@ -79,7 +79,11 @@ impl ShippingState {
             Event::OrderCreated(o) => {
                 self.ship_to_home = Some(matches!(o.fulfillment, Fulfillment::ShipToHome { .. }))
             }
-            Event::InventoryConfirmed(_) => self.confirmed = true,
+            // Only a pending order needs it; recording it anyway would
+            // rewrite the state of every carry-out order for nothing.
+            Event::InventoryConfirmed(_) if self.phase == ShipPhase::Pending => {
+                self.confirmed = true;
+            }
             Event::OrderCancelled(_) => {
                 let was = std::mem::replace(&mut self.phase, ShipPhase::Cancelled);
                 return match was {
@@ -189,5 +193,23 @@ mod tests {
             (vec![], Some(Notice::Cancelled))
         );
         assert_eq!(s.apply(&void, || unreachable!()), (vec![], None));
+    }
+
+    #[test]
+    fn a_carry_out_order_is_left_unchanged_by_its_stock_confirmation() {
+        let order_id = OrderId::from_parts(1, [3; 10]);
+        let mut s = ShippingState {
+            ship_to_home: Some(false),
+            phase: ShipPhase::NotNeeded,
+            ..Default::default()
+        };
+        let before = s.clone();
+        let confirmed = Event::InventoryConfirmed(InventoryConfirmed {
+            order_id,
+            reservations: vec![],
+        });
+        assert_eq!(s.apply(&confirmed, || unreachable!()), (vec![], None));
+        // Unchanged, so the batch writes no state row for it.
+        assert_eq!(s, before);
     }
 }
