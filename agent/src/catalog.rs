@@ -103,15 +103,39 @@ pub struct Catalog {
 
 const PRICES_KEY: &[u8] = b"prices";
 
+/// How long [`Catalog::open`] waits for sled's file lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Whether `e` is sled's "could not acquire lock" (another handle, maybe
+/// one still shutting down, holds the catalog). sled 0.34 reports it as an
+/// I/O error of kind `Other` wrapping the `WouldBlock` of `flock`.
+fn is_lock_held(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 impl Catalog {
     /// Opens (creating) the catalog at `dir`, with a page cache of
     /// `cache_bytes`.
+    ///
+    /// sled holds a file lock until its background flusher has stopped,
+    /// which is a little after the last handle is dropped (or after a
+    /// previous agent process exits). A lock held that way is waited for,
+    /// up to [`LOCK_WAIT`]; a lock still held after that (another process
+    /// has the catalog open) is an error.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Catalog, CatalogError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
-            .mode(sled::Mode::LowSpace)
-            .open()?;
+            .mode(sled::Mode::LowSpace);
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            match config.open() {
+                Err(e) if is_lock_held(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        };
         let products = db.open_tree("products")?;
         let meta = db.open_tree("meta")?;
         let mut catalog = Catalog {
@@ -266,6 +290,22 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn open_waits_for_a_lock_that_is_being_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c");
+        let first = Catalog::open(&path, 1 << 20).unwrap();
+        // Another handle keeps the lock a while (as sled's flusher does
+        // after a drop, or an agent still exiting), well within LOCK_WAIT.
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(first);
+        });
+        let second = Catalog::open(&path, 1 << 20);
+        holder.join().unwrap();
+        assert!(second.is_ok(), "{:?}", second.err());
+    }
 
     #[test]
     fn import_reports_bad_lines_and_serves_lookups() {
