@@ -14,7 +14,7 @@
 //! - [`config`]: the one `Config` (TOML + `O2C_AGENT__*` env overrides).
 //! - [`store`]: SQLite behind a single group-committing writer: orders,
 //!   the outbox, idempotency records, sync bookkeeping. The sync task's API
-//!   (`pending_batch`, `apply_ack`, `apply_status`, ...) lives here.
+//!   (`pending_batch`, `apply_ack`, `apply_statuses`, ...) lives here.
 //! - [`api`]: the axum router, handlers, JSON bodies ([`api::model`]) and
 //!   the error mapping.
 //! - [`capture`]: pure request → validated `Order` conversion, card-data

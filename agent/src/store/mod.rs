@@ -19,7 +19,7 @@
 //!   the `terminals` table (`terminals` module).
 //!
 //! The sync task uses [`Store::pending_batch`], [`Store::apply_ack`],
-//! [`Store::apply_status`], [`Store::sync_counts`] and
+//! [`Store::apply_statuses`], [`Store::sync_counts`] and
 //! [`Store::prune_acked`].
 
 mod admin;
@@ -270,21 +270,10 @@ impl Store {
         self.call(Op::Ack(ack.clone(), now_ms), Reply::Ack).await
     }
 
-    /// Records a cloud status for an order, once per `event_id`; an update
-    /// older than the one already applied is ignored (`Stale`).
-    pub async fn apply_status(
-        &self,
-        update: &StatusUpdate,
-        now_ms: i64,
-    ) -> Result<StatusOutcome, StoreError> {
-        let mut outcomes = self.apply_statuses(vec![update.clone()], now_ms).await?;
-        outcomes
-            .pop()
-            .ok_or_else(|| StoreError::Database("internal: no status outcome".into()))
-    }
-
-    /// [`Store::apply_status`] for every update of one status message, in
-    /// order, as one command: all of them are stored, or none.
+    /// Records the cloud statuses of one status message, in order, as one
+    /// command (all of them are stored, or none): each once per
+    /// `event_id`, and an update older than the one already applied to its
+    /// order is ignored (`Stale`).
     pub async fn apply_statuses(
         &self,
         updates: Vec<StatusUpdate>,

@@ -87,7 +87,8 @@ pub struct AckOutcome {
     pub released_offline_minor: i64,
 }
 
-/// What [`Store::apply_status`](super::Store::apply_status) did.
+/// What [`Store::apply_statuses`](super::Store::apply_statuses) did with
+/// one update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusOutcome {
     /// The order's cloud status changed.

@@ -102,7 +102,7 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
     // loop below watches completions, so an order's completion is seen
     // within one poll even while later orders are still being captured.
     let started = Instant::now();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let capture = tokio::spawn({
         let (client, base) = (client.clone(), base.clone());
         async move {
@@ -123,12 +123,11 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
                         .json(&body)
                         .send()
                         .await;
-                    let at = Instant::now();
                     if let Ok(r) = r
                         && let Ok(v) = r.json::<serde_json::Value>().await
                         && let Some(id) = v["order_id"].as_str()
                     {
-                        let _ = tx.send((id.to_owned(), at));
+                        let _ = tx.send(id.to_owned());
                     }
                 }));
             }
@@ -147,7 +146,7 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
             .map_err(|e| BenchError::Histogram(e.to_string()))
     };
     // Captured (answer received), not yet seen completed.
-    let mut captured: HashMap<String, Instant> = HashMap::new();
+    let mut captured: HashSet<String> = HashSet::new();
     // Seen completed before its capture answer was taken from the channel,
     // with its capture-to-completed time.
     let mut early: HashMap<String, Span> = HashMap::new();
@@ -163,7 +162,7 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
     while (capturing || !captured.is_empty()) && Instant::now() < deadline {
         loop {
             match rx.try_recv() {
-                Ok((id, at)) => {
+                Ok(id) => {
                     answered += 1;
                     match early.remove(&id) {
                         Some(span) => {
@@ -172,7 +171,7 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
                             window = Some(span.widen(window));
                         }
                         None => {
-                            captured.insert(id, at);
+                            captured.insert(id);
                         }
                     }
                 }
@@ -204,7 +203,7 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
                 let completed = o.cloud_status.as_deref() == Some("completed");
                 if completed && !recorded.contains(id) {
                     let span = Span::of(o)?;
-                    if captured.remove(id).is_some() {
+                    if captured.remove(id) {
                         record(span.millis())?;
                         recorded.insert(id.to_owned());
                         window = Some(span.widen(window));

@@ -6,6 +6,17 @@ use time::OffsetDateTime;
 
 use super::*;
 
+/// One update as a message of its own.
+async fn apply_one(
+    store: &Store,
+    u: &StatusUpdate,
+    now_ms: i64,
+) -> Result<StatusOutcome, StoreError> {
+    let outcomes = store.apply_statuses(vec![u.clone()], now_ms).await?;
+    assert_eq!(outcomes.len(), 1, "one outcome per update");
+    Ok(outcomes[0])
+}
+
 #[tokio::test]
 async fn status_updates_apply_once_and_in_time_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -21,22 +32,19 @@ async fn status_updates_apply_once_and_in_time_order() {
     };
     let paid = upd(CloudStatus::Paid, 10);
     assert_eq!(
-        store.apply_status(&paid, 1).await,
+        apply_one(&store, &paid, 1).await,
         Ok(StatusOutcome::Applied)
     );
     assert_eq!(
-        store.apply_status(&paid, 1).await,
+        apply_one(&store, &paid, 1).await,
         Ok(StatusOutcome::Duplicate)
     );
     let older = upd(CloudStatus::Accepted, 5);
-    assert_eq!(
-        store.apply_status(&older, 1).await,
-        Ok(StatusOutcome::Stale)
-    );
+    assert_eq!(apply_one(&store, &older, 1).await, Ok(StatusOutcome::Stale));
     let mut cancelled = upd(CloudStatus::Cancelled, 20);
     cancelled.reason = Some("payment_declined".into());
     assert_eq!(
-        store.apply_status(&cancelled, 1).await,
+        apply_one(&store, &cancelled, 1).await,
         Ok(StatusOutcome::Applied)
     );
     let o = store.order(id).await.unwrap().unwrap();
@@ -45,17 +53,14 @@ async fn status_updates_apply_once_and_in_time_order() {
     assert_eq!(o.cloud_status_received_at_ms, Some(1));
     // A stale update changes neither the status nor when it was received.
     let late = upd(CloudStatus::Paid, 15);
-    assert_eq!(
-        store.apply_status(&late, 99).await,
-        Ok(StatusOutcome::Stale)
-    );
+    assert_eq!(apply_one(&store, &late, 99).await, Ok(StatusOutcome::Stale));
     let o = store.order(id).await.unwrap().unwrap();
     assert_eq!(o.cloud_status, Some(CloudStatus::Cancelled));
     assert_eq!(o.cloud_status_received_at_ms, Some(1));
     let mut unknown = upd(CloudStatus::Paid, 1);
     unknown.order_id = OrderId::from_uuid(uuid::Uuid::now_v7()).unwrap();
     assert_eq!(
-        store.apply_status(&unknown, 1).await,
+        apply_one(&store, &unknown, 1).await,
         Ok(StatusOutcome::UnknownOrder)
     );
     store.close().await.unwrap();
