@@ -29,7 +29,8 @@ const START_HINT: &str = "start the dev services with `deploy/dev/services.sh up
 /// falling back to [`DEFAULT_MQTT_URL`], [`DEFAULT_KAFKA`] and [`DEFAULT_PG`].
 /// `O2C_TEST_PG` uses tokio-postgres's `key=value` form (not a URL), so that
 /// `dbname=...` can be appended to it.
-/// Databases made with [`TestEnv::create_database`] are dropped with the env.
+/// Databases made with [`TestEnv::create_database`] are dropped with the env
+/// (unless [`KEEP_DATABASES_ENV`] is set).
 #[derive(Debug)]
 pub struct TestEnv {
     dir: TempDir,
@@ -155,6 +156,10 @@ impl TestEnv {
     }
 }
 
+/// Set (to anything) to keep a test's or benchmark's databases for
+/// inspection instead of dropping them.
+pub const KEEP_DATABASES_ENV: &str = "O2C_TEST_KEEP_DATABASES";
+
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let databases = std::mem::take(
@@ -163,6 +168,10 @@ impl Drop for TestEnv {
                 .unwrap_or_else(|poisoned| poisoned.into_inner()),
         );
         if databases.is_empty() {
+            return;
+        }
+        if std::env::var_os(KEEP_DATABASES_ENV).is_some() {
+            eprintln!("{KEEP_DATABASES_ENV} is set: keeping databases {databases:?}");
             return;
         }
         // Drop may run inside a tokio runtime, so clean up on a thread of our own.
