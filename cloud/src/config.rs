@@ -96,7 +96,22 @@ pub struct SagaConfig {
     /// membership): unique per replica of a service, kept across restarts.
     #[serde(default = "default_instance")]
     pub instance_id: String,
+    /// Published outbox rows older than this many hours are deleted
+    /// (0: kept forever). Unpublished rows are never deleted.
+    #[serde(default = "default_outbox_retention")]
+    pub outbox_retention_hours: u64,
+    /// Idempotent-consumer ledger rows older than this many hours are
+    /// deleted (0, the default: kept forever). The ledger is what makes a
+    /// replay harmless, so it must outlive every record Kafka still keeps:
+    /// set it above the `retention.ms` of every saga topic. At least
+    /// [`MIN_LEDGER_RETENTION_HOURS`].
+    #[serde(default)]
+    pub ledger_retention_hours: u64,
 }
+
+/// The shortest ledger retention accepted: twice Kafka's default topic
+/// retention (7 days).
+pub const MIN_LEDGER_RETENTION_HOURS: u64 = 2 * 7 * 24;
 
 /// `[postgres]`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -147,6 +162,9 @@ fn default_saga_http() -> SocketAddr {
 fn default_instance() -> String {
     "0".into()
 }
+fn default_outbox_retention() -> u64 {
+    7 * 24
+}
 fn default_pg_url() -> String {
     "host=127.0.0.1 user=postgres dbname=o2c".into()
 }
@@ -174,6 +192,8 @@ impl Default for SagaConfig {
             central_warehouse: default_central(),
             http_listen: default_saga_http(),
             instance_id: default_instance(),
+            outbox_retention_hours: default_outbox_retention(),
+            ledger_retention_hours: 0,
         }
     }
 }
@@ -389,6 +409,17 @@ impl Config {
                 message: "must not be negative".into(),
             });
         }
+        let ledger = self.saga.ledger_retention_hours;
+        if ledger != 0 && ledger < MIN_LEDGER_RETENTION_HOURS {
+            return Err(ConfigError::Invalid {
+                key: "saga.ledger_retention_hours",
+                message: format!(
+                    "must be 0 (keep forever) or at least {MIN_LEDGER_RETENTION_HOURS}, and longer \
+                     than every saga topic's retention.ms: a replay of an event whose ledger row \
+                     is gone would be applied again"
+                ),
+            });
+        }
         KafkaTopics::new(&self.saga.group_prefix).map_err(|e| ConfigError::Invalid {
             key: "saga.group_prefix",
             message: e.to_string(),
@@ -491,5 +522,42 @@ brokers = "127.0.0.1:9092"
         )];
         let e = Config::from_toml(MINIMAL, env).unwrap_err();
         assert!(e.to_string().contains("kafka.topic_prefix"), "{e}");
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        for (name, text) in [
+            ("ingest", include_str!("../../deploy/cloud/config/ingest.toml")),
+            ("saga", include_str!("../../deploy/cloud/config/saga.toml")),
+            ("status", include_str!("../../deploy/cloud/config/status.toml")),
+        ] {
+            if let Err(e) = Config::from_toml(text, []) {
+                panic!("deploy/cloud/config/{name}.toml: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn ledger_retention_is_forever_or_long() {
+        let c = Config::from_toml(MINIMAL, []).unwrap();
+        assert_eq!(c.saga.ledger_retention_hours, 0, "kept forever by default");
+        assert_eq!(c.saga.outbox_retention_hours, 168);
+        let with = |hours: u64| {
+            let env = [(
+                "O2C_CLOUD__SAGA__LEDGER_RETENTION_HOURS".to_string(),
+                hours.to_string(),
+            )];
+            Config::from_toml(MINIMAL, env)
+        };
+        let e = with(24).unwrap_err();
+        assert!(e.to_string().contains("saga.ledger_retention_hours"), "{e}");
+        assert!(with(MIN_LEDGER_RETENTION_HOURS - 1).is_err());
+        assert_eq!(
+            with(MIN_LEDGER_RETENTION_HOURS)
+                .unwrap()
+                .saga
+                .ledger_retention_hours,
+            MIN_LEDGER_RETENTION_HOURS
+        );
     }
 }

@@ -19,14 +19,22 @@ use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
 
 use super::{SagaError, Service};
 
-/// `(version, name, sql)`; `{schema}` in the SQL names the service's schema.
+/// `(version, name, sql)`; `{schema}` in the SQL names the service's schema. Common
+/// and own migrations share one numbering and are applied in version order.
 type Migration = (i32, &'static str, &'static str);
 
-const COMMON: &[Migration] = &[(
-    1,
-    "processed_events_outbox",
-    include_str!("../../migrations/common/001_processed_events_outbox.sql"),
-)];
+const COMMON: &[Migration] = &[
+    (
+        1,
+        "processed_events_outbox",
+        include_str!("../../migrations/common/001_processed_events_outbox.sql"),
+    ),
+    (
+        3,
+        "retention_indexes",
+        include_str!("../../migrations/common/003_retention_indexes.sql"),
+    ),
+];
 
 fn own_migrations(service: Service) -> &'static [Migration] {
     match service {
@@ -205,7 +213,13 @@ pub async fn migrate(client: &mut Client, service: Service) -> Result<(), SagaEr
              applied_at timestamptz NOT NULL DEFAULT now())"
     ))
     .await?;
-    for &(version, name, sql) in COMMON.iter().chain(own_migrations(service)) {
+    let mut all: Vec<Migration> = COMMON
+        .iter()
+        .chain(own_migrations(service))
+        .copied()
+        .collect();
+    all.sort_by_key(|m| m.0);
+    for (version, name, sql) in all {
         let done = tx
             .query_opt(
                 &format!("SELECT 1 FROM {schema}.schema_migrations WHERE version = $1"),

@@ -27,6 +27,8 @@
 //!   inventory placement (hold at creation, confirm after payment) is
 //!   documented in [`inventory`]; [`stock`] holds a batch's stock rows.
 //! - [`status`]: status updates back to the stores over MQTT.
+//! - [`retention`]: deletes published outbox rows (and, if configured,
+//!   ledger rows) past their age.
 //! - [`dlq`]: `dlq list` and `dlq replay`.
 //! - [`runner`]: wiring: which services run, HTTP health and metrics.
 //!
@@ -42,6 +44,7 @@ pub mod inventory;
 pub mod order;
 pub mod outbox;
 pub mod payment;
+pub mod retention;
 pub mod runner;
 pub mod shipping;
 pub mod status;
@@ -175,6 +178,15 @@ pub struct ServiceLabel {
     pub service: &'static str,
 }
 
+/// Metric label: a service's table.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TableLabel {
+    /// Service name.
+    pub service: &'static str,
+    /// `outbox` or `processed_events`.
+    pub table: &'static str,
+}
+
 /// The saga's Prometheus metrics.
 #[derive(Debug)]
 pub struct SagaMetrics {
@@ -191,6 +203,8 @@ pub struct SagaMetrics {
     pub status_published: Counter,
     /// Payment processor breaker: 0 closed, 1 open, 2 half-open.
     pub psp_breaker_state: Gauge,
+    /// Rows deleted by retention sweeps, per service and table.
+    pub retention_deleted: Family<TableLabel, Counter>,
 }
 
 impl Default for SagaMetrics {
@@ -204,6 +218,7 @@ impl Default for SagaMetrics {
             outbox_published: Counter::default(),
             status_published: Counter::default(),
             psp_breaker_state: Gauge::default(),
+            retention_deleted: Family::default(),
         };
         registry.register("processed", "Events handled", m.processed.clone());
         registry.register("retries", "Transient failures retried", m.retries.clone());
@@ -227,11 +242,28 @@ impl Default for SagaMetrics {
             "Payment processor breaker (0 closed, 1 open, 2 half-open)",
             m.psp_breaker_state.clone(),
         );
+        registry.register(
+            "retention_deleted",
+            "Rows deleted by retention sweeps",
+            m.retention_deleted.clone(),
+        );
         SagaMetrics { registry, ..m }
     }
 }
 
 impl SagaMetrics {
+    /// Counts what a retention sweep of `service` deleted.
+    pub(crate) fn record_retention(&self, service: Service, swept: retention::Swept) {
+        for (table, n) in [("outbox", swept.outbox), ("processed_events", swept.ledger)] {
+            self.retention_deleted
+                .get_or_create(&TableLabel {
+                    service: service.name(),
+                    table,
+                })
+                .inc_by(n);
+        }
+    }
+
     /// Prometheus text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -206,6 +206,18 @@ pub async fn run(
                 Ok(())
             }
         });
+        let retention = super::retention::Retention::from_hours(
+            cfg.saga.outbox_retention_hours,
+            cfg.saga.ledger_retention_hours,
+        );
+        if retention.is_enabled() {
+            let (url, m, c) = (url.clone(), metrics.clone(), cancel.clone());
+            // Returns only when cancelled (a task that ends stops the saga).
+            tasks.spawn(async move {
+                super::retention::run(url, service, retention, m, c).await;
+                Ok(())
+            });
+        }
         tracing::info!(%service, "saga service started");
     }
     if selection.status {
