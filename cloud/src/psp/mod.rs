@@ -70,7 +70,8 @@ pub enum CaptureOutcome {
     Declined(String),
 }
 
-/// Why a processor call failed (all are transient for the saga).
+/// Why a processor call failed. [`PspError::Rejected`] is final for that
+/// request; the others are transient for the saga.
 #[derive(Debug, thiserror::Error)]
 pub enum PspError {
     /// The breaker is open: the call was not made.
@@ -82,7 +83,17 @@ pub enum PspError {
     /// Connection or protocol trouble.
     #[error("processor unreachable: {0}")]
     Transport(String),
-    /// An unexpected status.
+    /// The processor refused the request itself (a 4xx other than 402
+    /// and the retryable 408, 409, 425 and 429): sending it again cannot
+    /// help. Not a breaker failure: the processor answered.
+    #[error("processor rejected the request ({status}): {body}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// Body, shortened.
+        body: String,
+    },
+    /// An unexpected status or answer (retryable).
     #[error("processor answered {status}: {body}")]
     Status {
         /// HTTP status.
@@ -163,13 +174,18 @@ impl PspClient {
     }
 
     /// Refunds a capture; the same `key` never refunds twice. Returns the
-    /// refund id.
+    /// refund id once the processor says `refunded`; any other answer
+    /// (`pending` included) is an error, so the refund is asked again with
+    /// the same key rather than reported done.
     pub async fn refund(&self, key: &str, req: &RefundRequest) -> Result<String, PspError> {
         let r = self.call("/v1/refunds", key, req).await?;
-        r.id.ok_or_else(|| PspError::Status {
-            status: 200,
-            body: "refund without id".into(),
-        })
+        match (r.status.as_str(), r.id) {
+            ("refunded", Some(id)) => Ok(id),
+            (other, id) => Err(PspError::Status {
+                status: 200,
+                body: format!("refund not done: status {other:?}, id {id:?}"),
+            }),
+        }
     }
 
     async fn call<B: Serialize>(
@@ -186,7 +202,7 @@ impl PspClient {
         {
             let mut b = self.lock();
             match &result {
-                Ok(_) => b.on_success(),
+                Ok(_) | Err(PspError::Rejected { .. }) => b.on_success(),
                 Err(_) => b.on_failure(Instant::now()),
             }
         }
@@ -222,17 +238,119 @@ impl PspClient {
                 PspError::Transport(e.to_string())
             }
         })?;
-        // 2xx and 402 (declined) are answers; anything else is a failure.
-        if (200..300).contains(&status) || status == 402 {
-            serde_json::from_str(&text).map_err(|e| PspError::Status {
+        // 2xx and 402 (declined) are answers; another 4xx refuses this
+        // request for good, unless it says to come back later.
+        let body = || text.chars().take(200).collect::<String>();
+        match status {
+            200..=299 | 402 => serde_json::from_str(&text).map_err(|e| PspError::Status {
                 status,
                 body: e.to_string(),
-            })
-        } else {
-            Err(PspError::Status {
+            }),
+            408 | 409 | 425 | 429 => Err(PspError::Status {
                 status,
-                body: text.chars().take(200).collect(),
-            })
+                body: body(),
+            }),
+            400..=499 => Err(PspError::Rejected {
+                status,
+                body: body(),
+            }),
+            _ => Err(PspError::Status {
+                status,
+                body: body(),
+            }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::Router;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+
+    use super::*;
+
+    /// A processor that answers by `Idempotency-Key`: a capture key is the
+    /// HTTP status to answer; a refund key is the refund status to report.
+    async fn scripted() -> String {
+        async fn capture(h: HeaderMap) -> (StatusCode, String) {
+            let key = h["idempotency-key"].to_str().unwrap_or_default();
+            let status = StatusCode::from_bytes(key.as_bytes()).unwrap_or(StatusCode::CREATED);
+            let body = if status.is_success() {
+                r#"{"id":"cap_1","status":"approved"}"#
+            } else {
+                r#"{"error":"scripted"}"#
+            };
+            (status, body.into())
+        }
+        async fn refund(h: HeaderMap) -> String {
+            let status = h["idempotency-key"].to_str().unwrap_or_default();
+            format!(r#"{{"id":"ref_1","status":"{status}"}}"#)
+        }
+        let app = Router::new()
+            .route("/v1/captures", post(capture))
+            .route("/v1/refunds", post(refund));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    }
+
+    fn client(base: &str) -> PspClient {
+        let cfg = BreakerConfig {
+            failures: 5,
+            open_for: Duration::from_secs(30),
+            timeout: Duration::from_secs(2),
+        };
+        PspClient::new(base, cfg, Gauge::default()).unwrap()
+    }
+
+    fn capture_req() -> CaptureRequest {
+        CaptureRequest {
+            order_id: "o1".into(),
+            token: "tok_x".into(),
+            amount_minor: 100,
+            currency: "CAD".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_is_final_and_does_not_trip_the_breaker() {
+        let psp = client(&scripted().await);
+        for _ in 0..6 {
+            let e = psp.capture("400", &capture_req()).await.unwrap_err();
+            assert!(matches!(e, PspError::Rejected { status: 400, .. }), "{e}");
+        }
+        assert_eq!(psp.breaker_state(), BreakerState::Closed);
+        assert_eq!(
+            psp.capture("201", &capture_req()).await.unwrap(),
+            CaptureOutcome::Approved("cap_1".into())
+        );
+        // "Come back later" answers are failures, and open the breaker.
+        for _ in 0..5 {
+            let e = psp.capture("429", &capture_req()).await.unwrap_err();
+            assert!(matches!(e, PspError::Status { status: 429, .. }), "{e}");
+        }
+        assert_eq!(psp.breaker_state(), BreakerState::Open);
+        assert!(matches!(
+            psp.capture("201", &capture_req()).await,
+            Err(PspError::BreakerOpen)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_refund_counts_only_once_the_processor_says_refunded() {
+        let psp = client(&scripted().await);
+        let req = RefundRequest {
+            order_id: "o1".into(),
+            capture_id: "cap_1".into(),
+            amount_minor: 100,
+            currency: "CAD".into(),
+        };
+        for status in ["pending", "failed"] {
+            let e = psp.refund(status, &req).await.unwrap_err();
+            assert!(matches!(e, PspError::Status { .. }), "{status}: {e}");
+        }
+        assert_eq!(psp.refund("refunded", &req).await.unwrap(), "ref_1");
     }
 }
