@@ -527,9 +527,15 @@ brokers = "127.0.0.1:9092"
     #[test]
     fn shipped_configs_parse() {
         for (name, text) in [
-            ("ingest", include_str!("../../deploy/cloud/config/ingest.toml")),
+            (
+                "ingest",
+                include_str!("../../deploy/cloud/config/ingest.toml"),
+            ),
             ("saga", include_str!("../../deploy/cloud/config/saga.toml")),
-            ("status", include_str!("../../deploy/cloud/config/status.toml")),
+            (
+                "status",
+                include_str!("../../deploy/cloud/config/status.toml"),
+            ),
         ] {
             if let Err(e) = Config::from_toml(text, []) {
                 panic!("deploy/cloud/config/{name}.toml: {e}");

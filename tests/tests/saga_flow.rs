@@ -23,6 +23,21 @@ async fn state(db: &tokio_postgres::Client, schema: &str, order_id: &str) -> ser
     serde_json::from_str(row.get::<_, &str>(0)).expect("state json")
 }
 
+/// The processor calls the payment service recorded for `order_id`:
+/// `(idempotency key, kind, outcome)`, oldest first.
+async fn psp_calls(db: &tokio_postgres::Client, order_id: &str) -> Vec<(String, String, String)> {
+    db.query(
+        "SELECT idempotency_key, kind, outcome FROM o2c_payment.psp_calls \
+         WHERE order_id = $1 ORDER BY id",
+        &[&order_id],
+    )
+    .await
+    .expect("psp_calls")
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
 async fn movements(db: &tokio_postgres::Client, order_id: &str) -> Vec<(String, i64, i64)> {
     db.query(
         "SELECT kind, delta_on_hand, delta_reserved FROM o2c_inventory.movements \
@@ -174,6 +189,15 @@ async fn a_declined_card_cancels_and_releases_stock() {
     released(online.clone()).await;
     released(offline.clone()).await;
     assert_eq!(
+        psp_calls(&db, &online).await,
+        [(
+            format!("{online}:capture:0"),
+            "capture".into(),
+            "declined:card_declined".into()
+        )],
+        "recorded under the key the call was made with"
+    );
+    assert_eq!(
         movements(&db, &online).await,
         vec![("reserve".into(), 0, 3), ("release".into(), 0, -3)]
     );
@@ -260,6 +284,18 @@ async fn insufficient_stock_and_a_void_after_completion_compensate() {
         panic!("{e}: now {:?}\n{}", cloud_status(a, &ship).await, w.logs());
     }
     assert_eq!(w.psp.refunds_of(&ship).await.unwrap(), 1);
+    let calls = psp_calls(&db, &ship).await;
+    let keys: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|(key, kind, _)| (key.as_str(), kind.as_str()))
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (format!("{ship}:capture:0").as_str(), "capture"),
+            (format!("{ship}:refund:0").as_str(), "refund")
+        ]
+    );
     o2c_tests::wait_until(
         || async {
             db.query_one(

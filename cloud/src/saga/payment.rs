@@ -5,7 +5,10 @@
 //! Processor calls are made outside the database transaction, each with an
 //! `Idempotency-Key` of `{order_id}:{step}:{tender}`, so a redelivery or a
 //! crash between the call and the commit never captures or refunds twice:
-//! the processor answers the stored result. The state records intent first
+//! the processor answers the stored result. Each call is recorded in
+//! `psp_calls` under that key. A request the processor refuses for good (a
+//! 4xx other than 402, 408, 409, 425 and 429) dead-letters the event at once
+//! as `psp_rejected`; other failures are retried. The state records intent first
 //! (`Capturing`), and a cancellation that finds a capture in progress waits
 //! (transient failure, retried) for it to settle.
 //!
@@ -22,6 +25,7 @@ use super::batch::{self, Batch, States};
 use super::consumer::{Step, StepError};
 use super::db::Tx;
 use super::{Pg, db};
+use crate::psp::breaker::BreakerState;
 use crate::psp::{CaptureOutcome, CaptureRequest, PspClient, RefundRequest};
 
 pub(crate) const SCHEMA: &str = "o2c_payment";
@@ -98,8 +102,17 @@ pub(crate) struct PaymentStep {
     pub(crate) psp: PspClient,
 }
 
+/// A request the processor refused for good goes to the DLQ at once (with
+/// the processor's answer, and without tripping the breaker); anything else
+/// is retried.
 fn psp_err(e: crate::psp::PspError) -> StepError {
-    StepError::Transient(format!("payment processor: {e}"))
+    match e {
+        crate::psp::PspError::Rejected { .. } => StepError::Poison {
+            code: "psp_rejected",
+            detail: e.to_string(),
+        },
+        e => StepError::Transient(format!("payment processor: {e}")),
+    }
 }
 
 impl Step for PaymentStep {
@@ -133,18 +146,29 @@ impl Step for PaymentStep {
     }
 }
 
+/// The `Idempotency-Key` of `step` (`capture`, `void` or `refund`) for
+/// tender `tender` of `order_id`.
+fn idempotency_key(order_id: &str, step: &str, tender: usize) -> String {
+    format!("{order_id}:{step}:{tender}")
+}
+
 /// What the processor said about one order's tenders.
 #[derive(Debug)]
 struct Outcome {
     captures: Vec<Captured>,
-    declined: Option<String>,
+    /// The tender declined and the processor's code.
+    declined: Option<(usize, String)>,
+    /// After a decline: the tenders captured before it and given back
+    /// (tender, refund id).
+    voids: Vec<(usize, String)>,
 }
 
 impl PaymentStep {
     /// Captures the tenders of `items` (one lane's `OrderCreated` events):
     ///
     /// 1. One transaction records intent (`Capturing`) for every order not
-    ///    processed or settled before.
+    ///    processed or settled before. While the breaker is open nothing is
+    ///    recorded for such orders and the step fails (transient) at once.
     /// 2. The processor is called for those orders concurrently (each
     ///    order's tenders in turn), outside any transaction.
     /// 3. One transaction records the outcomes, marks the events processed
@@ -218,11 +242,17 @@ impl PaymentStep {
             .collect();
         let mut states =
             States::<PaymentState>::lock(&tx, SCHEMA, todo.iter().map(|(_, o)| o.order_id)).await?;
+        // With the breaker open no call would be made: leave such orders as
+        // they are (a pending one does not become `Capturing`), so a retry
+        // or a DLQ replay finds them unchanged.
+        let open = self.psp.breaker_state() == BreakerState::Open;
         let mut go = Vec::new();
         let mut settled = Vec::new();
+        let mut held = 0;
         for (env, order) in todo {
             let st = states.get_mut(order.order_id);
             match st.phase {
+                PayPhase::Pending | PayPhase::Capturing if open => held += 1,
                 PayPhase::Pending => {
                     st.phase = PayPhase::Capturing;
                     go.push((env, order));
@@ -235,6 +265,9 @@ impl PaymentStep {
         states.save(&tx).await?;
         batch::mark_processed(&tx, SCHEMA, &settled).await?;
         tx.commit().await?;
+        if held > 0 {
+            return Err(psp_err(crate::psp::PspError::BreakerOpen));
+        }
         Ok(go)
     }
 
@@ -252,7 +285,7 @@ impl PaymentStep {
                 amount_minor: amount.minor,
                 currency: amount.currency.code().to_owned(),
             };
-            let key = format!("{order_id}:capture:{i}");
+            let key = idempotency_key(&order_id, "capture", i);
             match self.psp.capture(&key, &req).await.map_err(psp_err)? {
                 CaptureOutcome::Approved(id) => captures.push(Captured {
                     tender: i,
@@ -260,17 +293,22 @@ impl PaymentStep {
                     amount,
                 }),
                 CaptureOutcome::Declined(code) => {
-                    declined = Some(code);
+                    declined = Some((i, code));
                     break;
                 }
             }
         }
+        let mut voids = Vec::new();
         if declined.is_some() {
             for c in &captures {
-                self.refund_one(&order_id, c, "void").await?;
+                voids.push((c.tender, self.refund_one(&order_id, c, "void").await?));
             }
         }
-        Ok(Outcome { captures, declined })
+        Ok(Outcome {
+            captures,
+            declined,
+            voids,
+        })
     }
 
     /// Step 3 of [`PaymentStep::capture`].
@@ -299,18 +337,33 @@ impl PaymentStep {
                 continue;
             }
             st.total = Some(total);
-            let event = if let Some(code) = outcome.declined {
+            for c in &outcome.captures {
+                calls.push(
+                    &order_id,
+                    "capture",
+                    c.tender,
+                    "approved".into(),
+                    Some(&c.capture_id),
+                );
+            }
+            let event = if let Some((tender, code)) = outcome.declined {
                 st.phase = PayPhase::Failed;
-                calls.push(&order_id, "capture", format!("declined:{code}"), None);
+                calls.push(
+                    &order_id,
+                    "capture",
+                    tender,
+                    format!("declined:{code}"),
+                    None,
+                );
+                for (tender, refund) in &outcome.voids {
+                    calls.push(&order_id, "void", *tender, "refunded".into(), Some(refund));
+                }
                 Event::PaymentFailed(PaymentFailed {
                     order_id: order.order_id,
                     reason: PAYMENT_DECLINED.to_owned(),
                 })
             } else {
                 st.phase = PayPhase::Captured;
-                for c in &outcome.captures {
-                    calls.push(&order_id, "capture", "approved".into(), Some(&c.capture_id));
-                }
                 let reference = if outcome.captures.is_empty() {
                     IN_STORE.to_owned()
                 } else {
@@ -348,7 +401,7 @@ impl PaymentStep {
             amount_minor: c.amount.minor,
             currency: c.amount.currency.code().to_owned(),
         };
-        let key = format!("{order_id}:{step}:{}", c.tender);
+        let key = idempotency_key(order_id, step, c.tender);
         self.psp.refund(&key, &req).await.map_err(psp_err)
     }
 
@@ -370,7 +423,7 @@ impl PaymentStep {
                 }
                 PayPhase::Captured => {
                     for c in &st.captures {
-                        refunds.push(self.refund_one(&order_id, c, "refund").await?);
+                        refunds.push((c.tender, self.refund_one(&order_id, c, "refund").await?));
                     }
                 }
                 _ => {}
@@ -391,13 +444,14 @@ impl PaymentStep {
             }
             PayPhase::Captured if seen.as_ref().map(|s| s.phase) == Some(PayPhase::Captured) => {
                 st.phase = PayPhase::Refunded;
-                for r in &refunds {
-                    calls.push(&order_id, "refund", "refunded".into(), Some(r));
+                for (tender, r) in &refunds {
+                    calls.push(&order_id, "refund", *tender, "refunded".into(), Some(r));
                 }
                 let reference = if refunds.is_empty() {
                     IN_STORE.to_owned()
                 } else {
-                    refunds.join(",")
+                    let ids: Vec<&str> = refunds.iter().map(|(_, r)| r.as_str()).collect();
+                    ids.join(",")
                 };
                 let amount = st.total.ok_or_else(|| StepError::Poison {
                     code: "bad_state",
@@ -436,15 +490,18 @@ struct Calls {
 }
 
 impl Calls {
+    /// A call of kind `capture`, `void` or `refund` for tender `tender`,
+    /// recorded under the idempotency key it was made with.
     fn push(
         &mut self,
         order_id: &str,
         kind: &'static str,
+        tender: usize,
         outcome: String,
         reference: Option<&str>,
     ) {
         self.order_ids.push(order_id.to_owned());
-        self.keys.push(format!("{order_id}:{kind}"));
+        self.keys.push(idempotency_key(order_id, kind, tender));
         self.kinds.push(kind);
         self.outcomes.push(outcome);
         self.references.push(reference.map(str::to_owned));
