@@ -242,9 +242,9 @@ impl PaymentStep {
             .collect();
         let mut states =
             States::<PaymentState>::lock(&tx, SCHEMA, todo.iter().map(|(_, o)| o.order_id)).await?;
-        // With the breaker open no call would be made: leave such orders as
-        // they are (a pending one does not become `Capturing`), so a retry
-        // or a DLQ replay finds them unchanged.
+        // With the breaker open no call would be made: leave the orders that
+        // need one as they are (a pending one does not become `Capturing`),
+        // so a retry or a DLQ replay finds them unchanged.
         let open = self.psp.breaker_state() == BreakerState::Open;
         let mut go = Vec::new();
         let mut settled = Vec::new();
@@ -252,7 +252,12 @@ impl PaymentStep {
         for (env, order) in todo {
             let st = states.get_mut(order.order_id);
             match st.phase {
-                PayPhase::Pending | PayPhase::Capturing if open => held += 1,
+                // Cash-only orders need no call and go on.
+                PayPhase::Pending | PayPhase::Capturing
+                    if open && !processor_tenders(order).is_empty() =>
+                {
+                    held += 1;
+                }
                 PayPhase::Pending => {
                     st.phase = PayPhase::Capturing;
                     go.push((env, order));
