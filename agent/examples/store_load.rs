@@ -32,7 +32,7 @@ fn order() -> Order {
             last4: "4242".into(),
             authorization: CardAuthorization::Online,
         }],
-        fulfillment: Fulfillment::CarryOut,
+        fulfillment: Fulfillment::CarryOut {},
         customer: None,
         captured_at: time::OffsetDateTime::UNIX_EPOCH,
     }

@@ -82,15 +82,23 @@ pub(crate) struct Price {
 
 /// Refuses a body holding anything shaped like a card number, naming the
 /// JSON path where it can be found (the value itself is never returned).
+///
+/// The raw text is scanned first; a body with JSON `\u` escapes, which can
+/// hide digits from that scan, is also decoded and its strings scanned.
 pub(crate) fn scan_card_data(body: &[u8]) -> Result<(), CaptureError> {
     let text = String::from_utf8_lossy(body);
-    if !contains_card_number(&text) {
+    let in_raw = contains_card_number(&text);
+    if !in_raw && !body.windows(2).any(|w| w == b"\\u") {
         return Ok(());
     }
     let field = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
         .and_then(|v| locate(&v, String::new()));
-    Err(CaptureError::CardData { field })
+    if in_raw || field.is_some() {
+        Err(CaptureError::CardData { field })
+    } else {
+        Ok(())
+    }
 }
 
 fn locate(v: &serde_json::Value, path: String) -> Option<String> {
@@ -305,7 +313,7 @@ fn payment(p: PaymentBody, currency: Currency) -> Payment {
 
 fn fulfillment(f: FulfillmentBody) -> Fulfillment {
     match f {
-        FulfillmentBody::CarryOut => Fulfillment::CarryOut,
+        FulfillmentBody::CarryOut {} => Fulfillment::CarryOut {},
         FulfillmentBody::ShipToHome { address: a } => Fulfillment::ShipToHome {
             address: Address {
                 name: a.name,
@@ -330,7 +338,7 @@ fn customer(c: CustomerBody) -> Customer {
 /// The request-shaped view of a stored fulfillment.
 pub(crate) fn fulfillment_body(f: &Fulfillment) -> FulfillmentBody {
     match f {
-        Fulfillment::CarryOut => FulfillmentBody::CarryOut,
+        Fulfillment::CarryOut {} => FulfillmentBody::CarryOut {},
         Fulfillment::ShipToHome { address: a } => FulfillmentBody::ShipToHome {
             address: AddressBody {
                 name: a.name.clone(),

@@ -406,6 +406,37 @@ async fn cancel_is_idempotent_and_404s_unknown_orders() {
     assert_eq!(second["already_cancelled"], true);
     assert_eq!(second["cancelled_at"], first["cancelled_at"]);
     assert_eq!(h.agent.store().last_seq(), 2, "one OrderCancelled appended");
+    // A card number in the reason, raw or hidden behind JSON escapes, is
+    // refused and never stored.
+    for reason in [
+        r#"{"reason":"card 4111 1111 1111 1111"}"#,
+        r#"{"reason":"\u0034\u0031\u0031\u0031111111111111"}"#,
+    ] {
+        let (_, _, other) = h
+            .post_order(&format!("k-{}", reason.len()), &order_body())
+            .await;
+        let other_uri = format!("/v1/orders/{}/cancel", other["order_id"].as_str().unwrap());
+        let (s, _, v) = h
+            .send(
+                "POST",
+                &other_uri,
+                &[("authorization", &auth)],
+                reason.as_bytes().to_vec(),
+            )
+            .await;
+        assert_eq!(
+            (s, code(&v)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "card_data_rejected"),
+            "{v}"
+        );
+        assert_eq!(v["error"]["field"], "reason", "{v}");
+        assert!(!v.to_string().contains("4111"), "{v}");
+    }
+    assert_eq!(
+        h.agent.store().last_seq(),
+        4,
+        "two orders more, no cancellation"
+    );
     let (_, _, order) = h.get(&format!("/v1/orders/{id}")).await;
     assert_eq!(order["status"], "cancelled");
     assert_eq!(order["cancel_reason"], "store_void");

@@ -238,7 +238,8 @@ impl Envelope {
     }
 
     /// Checks what a store event must satisfy beyond decoding: a store
-    /// event type, a seq, a valid order whose store matches the envelope.
+    /// event type, a seq, a valid order whose store matches the envelope,
+    /// a cancellation reason of at most 128 characters and no card number.
     pub fn validate_store_event(&self) -> Result<(), ValidationErrors> {
         let mut errs = Vec::new();
         let mut push = |field: &str, code: &str, message: String| {
@@ -272,6 +273,14 @@ impl Envelope {
                     e
                 }));
             }
+        }
+        if let Event::OrderCancelled(c) = &self.payload {
+            errs.extend(crate::validate::check_text(
+                "payload.reason",
+                &c.reason,
+                1,
+                crate::validate::MAX_REASON_LEN,
+            ));
         }
         if errs.is_empty() {
             Ok(())

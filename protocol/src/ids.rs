@@ -28,6 +28,12 @@ pub enum IdError {
         /// Which id.
         kind: &'static str,
     },
+    /// Shaped like a card number (the value is never repeated).
+    #[error("{kind} looks like a card number")]
+    CardData {
+        /// Which id.
+        kind: &'static str,
+    },
     /// Not a UUID of the expected version.
     #[error("{kind} must be a UUIDv7")]
     Uuid {
@@ -52,6 +58,9 @@ fn check_token(kind: &'static str, max: usize, s: &str) -> Result<(), IdError> {
         .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
         return Err(IdError::Charset { kind });
+    }
+    if crate::validate::contains_card_number(s) {
+        return Err(IdError::CardData { kind });
     }
     Ok(())
 }

@@ -118,8 +118,10 @@ impl Payment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Fulfillment {
-    /// Taken away at the till.
-    CarryOut,
+    /// Taken away at the till. A struct variant, so that
+    /// `deny_unknown_fields` refuses extra keys: serde lets a unit variant
+    /// of an internally tagged enum carry any keys, unread.
+    CarryOut {},
     /// Shipped from a warehouse.
     ShipToHome {
         /// Delivery address.

@@ -71,7 +71,7 @@ fn payment() -> impl Strategy<Value = Payment> {
 
 fn fulfillment() -> impl Strategy<Value = Fulfillment> {
     prop_oneof![
-        Just(Fulfillment::CarryOut),
+        Just(Fulfillment::CarryOut {}),
         (
             text(),
             text(),

@@ -216,7 +216,16 @@ fn card_numbers_are_rejected_anywhere_without_echoing_them() {
 
 #[test]
 fn card_number_detector() {
-    use o2c_protocol::validate::contains_card_number;
+    use o2c_protocol::validate::{contains_card_number, redact_card_numbers};
+    assert_eq!(
+        redact_card_numbers("invalid type: integer `4111111111111111`, expected a string"),
+        "invalid type: integer `[redacted]`, expected a string"
+    );
+    assert_eq!(
+        redact_card_numbers("pan 4111 1111 1111 1111 123 end"),
+        "pan [redacted] end"
+    );
+    assert_eq!(redact_card_numbers("order 42 of 7"), "order 42 of 7");
     assert!(contains_card_number("4111111111111111"));
     assert!(contains_card_number("pan=378282246310005;")); // Amex, 15 digits
     assert!(contains_card_number("6011-1111-1111-1117"));
@@ -225,6 +234,11 @@ fn card_number_detector() {
     assert!(!contains_card_number("41111111111111111111")); // 20-digit run
     assert!(!contains_card_number("SKU-1 qty 2"));
     assert!(!contains_card_number("4242"));
+    // A card number with more digit groups around it: its CVV, an expiry.
+    assert!(contains_card_number("4111111111111111 123"));
+    assert!(contains_card_number("4111 1111 1111 1111 1225"));
+    assert!(contains_card_number("exp 12-25 4111-1111-1111-1111"));
+    assert!(!contains_card_number("4111111111111112 123"));
 }
 
 #[test]
@@ -243,4 +257,51 @@ fn barcode_skus_are_not_card_numbers() {
     assert_eq!(o.validate(), Ok(()));
     // A 16-digit PAN is never a GTIN.
     assert!(contains_card_number("4111111111111111"));
+}
+
+#[test]
+fn carry_out_refuses_extra_keys() {
+    // serde lets a unit variant of a tagged enum carry any keys, unread:
+    // a card number could ride along in them.
+    let ok: Fulfillment = serde_json::from_str(r#"{"type":"carry_out"}"#).unwrap();
+    assert_eq!(ok, Fulfillment::CarryOut {});
+    assert_eq!(
+        serde_json::to_string(&ok).unwrap(),
+        r#"{"type":"carry_out"}"#
+    );
+    let smuggled = r#"{"type":"carry_out","pan":"4111111111111111"}"#;
+    assert!(serde_json::from_str::<Fulfillment>(smuggled).is_err());
+}
+
+#[test]
+fn a_cancellation_reason_is_checked_like_any_free_text() {
+    let cancel = |reason: &str| {
+        envelope(Event::OrderCancelled(event::OrderCancelled {
+            order_id: order_id(),
+            reason: reason.into(),
+        }))
+    };
+    assert!(cancel("store_void").validate_store_event().is_ok());
+    for (reason, code) in [
+        ("", "required"),
+        (&"x".repeat(129), "too_long"),
+        ("4111 1111 1111 1111 123", "card_data_rejected"),
+    ] {
+        let errs = cancel(reason).validate_store_event().unwrap_err();
+        let e = errs.first().unwrap();
+        assert_eq!(
+            (e.field.as_str(), e.code.as_str()),
+            ("payload.reason", code)
+        );
+        assert!(!errs.to_string().contains("4111"), "{errs}");
+    }
+}
+
+#[test]
+fn ids_shaped_like_card_numbers_are_refused() {
+    let e = TerminalId::new("4111111111111111").unwrap_err();
+    assert!(matches!(e, IdError::CardData { .. }), "{e}");
+    assert!(!e.to_string().contains("4111"), "{e}");
+    assert!(StoreId::new("S001").is_ok());
+    assert!(TerminalId::new("T-12").is_ok());
 }

@@ -31,7 +31,7 @@ fn envelope(store: &str, agent: &str, seq: u64) -> Envelope {
         payments: vec![Payment::Cash {
             amount: Money::new(700, cad),
         }],
-        fulfillment: Fulfillment::CarryOut,
+        fulfillment: Fulfillment::CarryOut {},
         customer: None,
         captured_at: now,
     };

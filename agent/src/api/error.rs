@@ -27,10 +27,15 @@ pub(crate) struct ApiError {
 
 impl ApiError {
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        let mut message = message.into();
+        // Parser errors quote the input; a card number never goes back.
+        if o2c_protocol::validate::contains_card_number(&message) {
+            message = o2c_protocol::validate::redact_card_numbers(&message).into_owned();
+        }
         Self {
             status,
             code,
-            message: message.into(),
+            message,
             field: None,
             retry_after_secs: None,
         }
@@ -209,5 +214,24 @@ impl IntoResponse for ApiError {
         }
         resp.extensions_mut().insert(ErrorCode(self.code));
         resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_card_number_in_a_message_is_redacted() {
+        let e = ApiError::bad_request(
+            "malformed_json",
+            "invalid type: integer `4111111111111111`, expected a string",
+        );
+        assert_eq!(
+            e.message,
+            "invalid type: integer `[redacted]`, expected a string"
+        );
+        let e = ApiError::bad_request("malformed_json", "expected `,` at line 1 column 12");
+        assert_eq!(e.message, "expected `,` at line 1 column 12");
     }
 }

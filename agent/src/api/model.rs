@@ -87,8 +87,10 @@ pub enum PaymentBody {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum FulfillmentBody {
+    // A struct variant, so that extra keys are refused: serde ignores them
+    // on a unit variant of a tagged enum.
     /// Taken away at the till.
-    CarryOut,
+    CarryOut {},
     /// Shipped.
     ShipToHome {
         /// Where to.

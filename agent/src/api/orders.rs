@@ -8,7 +8,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use o2c_protocol::validate::contains_card_number;
+use o2c_protocol::validate::{MAX_REASON_LEN, contains_card_number};
 use o2c_protocol::{OrderId, Payment, Traceparent};
 use sha2::{Digest, Sha256};
 
@@ -349,13 +349,20 @@ pub(crate) async fn cancel(
         })?
     };
     let reason = req.reason.unwrap_or_else(|| "store_void".to_owned());
-    if reason.is_empty() || reason.chars().count() > 128 {
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_field",
-            "reason must be 1-128 characters",
+            format!("reason must be 1-{MAX_REASON_LEN} characters"),
         )
         .field("reason"));
+    }
+    // Checked decoded too: JSON escapes hide digits from the body scan.
+    if contains_card_number(&reason) {
+        return Err(capture::CaptureError::CardData {
+            field: Some("reason".into()),
+        }
+        .into());
     }
     let out = st
         .inner

@@ -165,12 +165,29 @@ fn card_numbers_are_found_and_located() {
         r#"[{"method":"cash","amount_minor":1}]"#,
     );
     assert_eq!(scan_card_data(clean.as_bytes()), Ok(()));
-    // Escaped digits dodge the raw scan; validation still catches them.
+    // Escaped digits dodge the raw scan: the decoded strings are scanned
+    // too, and validation checks them again.
     let escaped = body(
         r#"[{"sku":"\u0034111111111111111","quantity":1,"unit_price_minor":1}]"#,
         r#"[{"method":"cash","amount_minor":1}]"#,
     );
-    assert_eq!(scan_card_data(escaped.as_bytes()), Ok(()));
+    assert_eq!(
+        scan_card_data(escaped.as_bytes()),
+        Err(CaptureError::CardData {
+            field: Some("lines[0].sku".into())
+        })
+    );
+    // A card number with its CVV after it.
+    let with_cvv = body(
+        r#"[{"sku":"A","quantity":1,"unit_price_minor":1}]"#,
+        r#"[{"method":"card","amount_minor":1,"token":"4111111111111111 123","brand":"visa","last4":"1111","authorization":"online"}]"#,
+    );
+    assert_eq!(
+        scan_card_data(with_cvv.as_bytes()),
+        Err(CaptureError::CardData {
+            field: Some("payments[0].token".into())
+        })
+    );
     assert_eq!(
         build(&escaped).unwrap_err(),
         CaptureError::CardData {

@@ -37,7 +37,7 @@ fn order_with(payments: Vec<Payment>, unit: i64) -> Order {
             unit_price: Money::new(unit, cad()),
         }],
         payments,
-        fulfillment: Fulfillment::CarryOut,
+        fulfillment: Fulfillment::CarryOut {},
         customer: None,
         captured_at: OffsetDateTime::UNIX_EPOCH,
     }

@@ -24,7 +24,7 @@ fn envelope(seq: u64, store: &str) -> Envelope {
         payments: vec![Payment::Cash {
             amount: Money::new(500, cad()),
         }],
-        fulfillment: Fulfillment::CarryOut,
+        fulfillment: Fulfillment::CarryOut {},
         customer: None,
         captured_at: datetime!(2026-11-24 10:00:00 UTC),
     };

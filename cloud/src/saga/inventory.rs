@@ -158,7 +158,7 @@ impl InventoryStep {
     /// Where an order's units are taken from first.
     fn preferred(&self, order: &Order) -> String {
         match order.fulfillment {
-            Fulfillment::CarryOut => order.store_id.to_string(),
+            Fulfillment::CarryOut {} => order.store_id.to_string(),
             Fulfillment::ShipToHome { .. } => self.central_warehouse.clone(),
         }
     }

@@ -35,7 +35,7 @@ pub fn order() -> Order {
             last4: "4242".into(),
             authorization: CardAuthorization::Online,
         }],
-        fulfillment: Fulfillment::CarryOut,
+        fulfillment: Fulfillment::CarryOut {},
         customer: Some(Customer {
             email: Some("a@example.com".into()),
             phone: None,
