@@ -5,9 +5,11 @@
 //! acknowledge every one, publishes the ack, and only then commits the plan
 //! to the agent's [`Ledger`].
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
 use o2c_protocol::topic::{Channel, parse_agent_topic};
+use o2c_protocol::validate::redact_card_numbers;
 use o2c_protocol::{
     Ack, AgentId, Envelope, EventId, KafkaTopics, RawBatch, Rejection, Seq, StoreId,
 };
@@ -123,6 +125,18 @@ struct Head {
     event_id: Option<EventId>,
 }
 
+/// `bytes` for a dead letter: as they came, unless they hold something
+/// shaped like a card number, which is masked (see
+/// [`redact_card_numbers`]). Such a letter cannot be replayed as it is;
+/// nothing with a card number in it may be.
+fn redact_bytes(bytes: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes);
+    match redact_card_numbers(&text) {
+        Cow::Borrowed(_) => bytes.to_vec(),
+        Cow::Owned(redacted) => redacted.into_bytes(),
+    }
+}
+
 fn refuse(
     reason: &'static str,
     detail: String,
@@ -132,12 +146,12 @@ fn refuse(
 ) -> Verdict {
     Verdict::Refuse(DeadLetter {
         reason,
-        detail,
+        detail: redact_card_numbers(&detail).into_owned(),
         source_topic: topic.to_owned(),
         agent_id: agent.map(str::to_owned),
         seq: None,
         event_id: None,
-        value: bytes.to_vec(),
+        value: redact_bytes(bytes),
     })
 }
 
@@ -218,6 +232,9 @@ pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) ->
     for (ev, (seq, event_id)) in raw.events.iter().zip(heads) {
         let s = seq.get();
         let mut reject = |code: &'static str, reason: String| {
+            // Parser errors quote the input: no card number goes back to
+            // the agent or into the dead letter.
+            let reason = redact_card_numbers(&reason).into_owned();
             rejected.push(Rejection {
                 seq,
                 event_id,
@@ -231,7 +248,7 @@ pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) ->
                 agent_id: Some(agent.to_string()),
                 seq: Some(s),
                 event_id: event_id.map(|e| e.to_string()),
-                value: ev.get().as_bytes().to_vec(),
+                value: redact_bytes(ev.get().as_bytes()),
             });
         };
         if s <= ledger.hwm() {

@@ -256,3 +256,43 @@ fn seqs_below_the_window_are_produced_again_not_guessed() {
     ));
     assert_eq!(recent.duplicates, 2, "inside the window: known duplicates");
 }
+
+#[test]
+fn card_numbers_never_reach_a_dead_letter_or_the_agent() {
+    const PAN: &str = "4111111111111111";
+    // In a field serde cannot read: its error quotes the value.
+    let mut v: serde_json::Value = serde_json::from_slice(&enc(&envelope(1, "S001"))).unwrap();
+    v["payload"]["lines"][0]["quantity"] = PAN.parse::<u64>().unwrap().into();
+    v["payload"]["lines"][0]["sku"] = format!("{PAN} 123").into();
+    let unreadable = serde_json::to_vec(&v).unwrap();
+    // In a field that decodes, and is refused as card data.
+    let mut card = envelope(2, "S001");
+    if let Event::OrderCreated(o) = &mut card.payload {
+        o.lines[0].sku = format!("{PAN} 123");
+    }
+    let p = batch(plan(
+        &Ledger::default(),
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &[unreadable, enc(&card)]),
+    ));
+    let codes: Vec<&str> = p.ack.rejected.iter().map(|r| r.code.as_str()).collect();
+    assert_eq!(codes[1], "card_data_rejected", "{codes:?}");
+    assert_eq!(p.dead.len(), 2);
+    for d in &p.dead {
+        let value = String::from_utf8_lossy(&d.value);
+        assert!(!value.contains("4111"), "{value}");
+        assert!(value.contains("[redacted]"), "{value}");
+        assert!(!d.detail.contains("4111"), "{}", d.detail);
+    }
+    for r in &p.ack.rejected {
+        assert!(!r.reason.contains("4111"), "{}", r.reason);
+    }
+
+    // A refused frame's copy is masked too.
+    let other = enc(&envelope(1, "S002"));
+    let mut raw = frame("S001-A1", &[other]);
+    raw.extend_from_slice(format!(" {PAN}").as_bytes());
+    let d = refused(plan(&Ledger::default(), &topics(), TOPIC, &raw));
+    assert!(!String::from_utf8_lossy(&d.value).contains("4111"));
+}
