@@ -211,7 +211,11 @@ pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) ->
             let detail = format!("seqs not contiguous at {seq}");
             return refuse("malformed_frame", detail, topic, a, bytes);
         }
-        expect = Some(seq.get() + 1);
+        let Some(next) = seq.get().checked_add(1) else {
+            let detail = format!("seq {seq} leaves no room for the next");
+            return refuse("malformed_frame", detail, topic, a, bytes);
+        };
+        expect = Some(next);
         heads.push((seq, event_id));
         // Identity fields are compared before full decoding: any event that
         // names another store or agent sinks the whole frame.

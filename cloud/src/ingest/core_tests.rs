@@ -296,3 +296,16 @@ fn card_numbers_never_reach_a_dead_letter_or_the_agent() {
     let d = refused(plan(&Ledger::default(), &topics(), TOPIC, &raw));
     assert!(!String::from_utf8_lossy(&d.value).contains("4111"));
 }
+
+#[test]
+fn the_last_possible_seq_is_refused_not_wrapped() {
+    let mut v: serde_json::Value = serde_json::from_slice(&enc(&envelope(1, "S001"))).unwrap();
+    v["seq"] = u64::MAX.into();
+    let d = refused(plan(
+        &Ledger::default(),
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &[serde_json::to_vec(&v).unwrap()]),
+    ));
+    assert_eq!(d.reason, "malformed_frame", "{}", d.detail);
+}
