@@ -103,6 +103,14 @@ check_deb() {
   PKI_TMP=$pki
   O2C_PKI_DIR=$pki deploy/pki/o2c-certs.sh init >/dev/null 2>&1
   O2C_PKI_DIR=$pki deploy/pki/o2c-certs.sh issue-agent S001 S001-A1 >/dev/null 2>&1
+  # A store box can never be issued a cloud service's name (the CN is the
+  # broker username).
+  local name
+  for name in o2c-ingest o2c-status; do
+    if O2C_PKI_DIR=$pki deploy/pki/o2c-certs.sh issue-agent S001 "$name" >/dev/null 2>&1; then
+      die "o2c-certs.sh issued an agent certificate named $name"
+    fi
+  done
   install -o root -g o2c-agent -m 0640 "$pki"/agents/S001-A1/{ca,cert,key}.pem /etc/o2c-agent/tls/
   # The example config, now enrolled, must be valid, read as the service user.
   setpriv --reuid=o2c-agent --regid=o2c-agent --init-groups \

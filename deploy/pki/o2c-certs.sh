@@ -47,6 +47,22 @@ check_id() {
   [[ $id =~ ^[A-Za-z0-9_-]{1,64}$ ]] || die "$kind $id: use 1-64 of A-Z a-z 0-9 _ -"
 }
 
+# A certificate's CN is its Mosquitto username, so agents and cloud
+# services share one namespace: services are named o2c-*, agents never are,
+# and no name is issued as both. Otherwise a store box could be issued the
+# name of a service and get that service's rights over every store.
+check_agent_name() {
+  local agent=$1
+  [[ ${agent,,} != o2c-* ]] || die "agent_id $agent: names starting with o2c- are reserved for cloud services"
+  [[ ! -d $PKI/services/$agent ]] || die "agent_id $agent: already issued as a service"
+}
+
+check_service_name() {
+  local name=$1
+  [[ $name == o2c-* ]] || die "service $name: cloud service names start with o2c- (e.g. o2c-ingest)"
+  [[ ! -d $PKI/agents/$name ]] || die "service $name: already issued as an agent"
+}
+
 need_ca() {
   [[ -f $PKI/ca/ca.pem && -f $PKI/ca/ca.key ]] || die "no CA in $PKI/ca (run: $0 init)"
 }
@@ -136,6 +152,7 @@ issue_agent() {
   shift 2
   check_id store_id "$store"
   check_id agent_id "$agent"
+  check_agent_name "$agent"
   parse_days "$@"
   need_ca
   local dir=$PKI/agents/$agent
@@ -165,6 +182,7 @@ issue_service() {
   local name=$1
   shift
   check_id service "$name"
+  check_service_name "$name"
   parse_days "$@"
   need_ca
   mkdir -p "$PKI/services/$name"
