@@ -18,6 +18,7 @@
 //! Everything is inside the caller's transaction: the ledger rows, the
 //! state changes and the outbox rows commit together or not at all.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use o2c_protocol::{Envelope, Event, KafkaTopics, OrderId};
@@ -86,34 +87,56 @@ pub(crate) struct States<S> {
 }
 
 impl<S: Serialize + DeserializeOwned + Default> States<S> {
-    /// Creates the missing state rows of `orders` (with `S::default()`)
-    /// and locks them all, in order-id order.
+    /// Creates the missing state rows of the orders of `events` (with
+    /// `S::default()`, and the creating store when an event is its
+    /// `OrderCreated`) and locks them all, in order-id order.
+    ///
+    /// Fails with [`SagaError::NotOwner`] if a store event is about an
+    /// order another store created: one store may not void, or create
+    /// again, another's order.
     pub(crate) async fn lock(
         tx: &Tx<'_>,
         schema: &'static str,
-        orders: impl IntoIterator<Item = OrderId>,
+        events: &[&Envelope],
     ) -> Result<Self, SagaError> {
-        let mut set = HashSet::new();
-        let orders: Vec<OrderId> = orders.into_iter().filter(|o| set.insert(*o)).collect();
+        let mut owners: HashMap<OrderId, Option<&str>> = HashMap::with_capacity(events.len());
+        let mut orders = Vec::with_capacity(events.len());
+        for e in events {
+            let order = e.payload.order_id();
+            let owner = matches!(e.payload, Event::OrderCreated(_)).then(|| e.store_id.as_str());
+            match owners.entry(order) {
+                Entry::Vacant(v) => {
+                    v.insert(owner);
+                    orders.push(order);
+                }
+                Entry::Occupied(mut o) => {
+                    if o.get().is_none() {
+                        o.insert(owner);
+                    }
+                }
+            }
+        }
         let mut slots = HashMap::with_capacity(orders.len());
         if orders.is_empty() {
             return Ok(Self { schema, slots });
         }
         let fresh = serde_json::to_string(&S::default()).map_err(SagaError::State)?;
         let ids: Vec<String> = orders.iter().map(ToString::to_string).collect();
+        let stores: Vec<Option<&str>> = orders.iter().map(|o| owners[o]).collect();
         tx.execute(
             &format!(
-                "INSERT INTO {schema}.orders (order_id, state) \
-                 SELECT o, $2 FROM unnest($1::text[]) AS o ON CONFLICT DO NOTHING"
+                "INSERT INTO {schema}.orders (order_id, state, store_id) \
+                 SELECT o, $2, s FROM unnest($1::text[], $3::text[]) AS u(o, s) \
+                 ON CONFLICT DO NOTHING"
             ),
-            &[&ids, &fresh],
+            &[&ids, &fresh, &stores],
         )
         .await?;
         let rows = tx
             .query(
                 &format!(
-                    "SELECT order_id, state FROM {schema}.orders WHERE order_id = ANY($1) \
-                     ORDER BY order_id FOR UPDATE"
+                    "SELECT order_id, state, store_id FROM {schema}.orders \
+                     WHERE order_id = ANY($1) ORDER BY order_id FOR UPDATE"
                 ),
                 &[&ids],
             )
@@ -123,12 +146,20 @@ impl<S: Serialize + DeserializeOwned + Default> States<S> {
             .map(String::as_str)
             .zip(orders.iter().copied())
             .collect();
+        let mut stored_owner: HashMap<OrderId, String> = HashMap::new();
         for r in rows {
             let stored: String = r.get(1);
             let state = serde_json::from_str(&stored).map_err(SagaError::State)?;
             if let Some(order) = by_text.get(r.get::<_, &str>(0)) {
+                if let Some(owner) = r.get::<_, Option<String>>(2) {
+                    stored_owner.insert(*order, owner);
+                }
                 slots.insert(*order, Slot { state, stored });
             }
+        }
+        for e in events {
+            let owner = stored_owner.get(&e.payload.order_id()).map(String::as_str);
+            super::db::check_owner(e, owner)?;
         }
         Ok(Self { schema, slots })
     }
@@ -206,7 +237,7 @@ impl<'e, S: Serialize + DeserializeOwned + Default> Batch<'e, S> {
         events: &[&'e Envelope],
     ) -> Result<Self, SagaError> {
         let fresh = mark_processed(tx, schema, events).await?;
-        let states = States::lock(tx, schema, fresh.iter().map(|e| e.payload.order_id())).await?;
+        let states = States::lock(tx, schema, &fresh).await?;
         Ok(Batch {
             schema,
             fresh,

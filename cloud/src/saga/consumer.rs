@@ -71,6 +71,10 @@ impl From<SagaError> for StepError {
                 code: "bad_state",
                 detail: e.to_string(),
             },
+            e @ SagaError::NotOwner { .. } => StepError::Poison {
+                code: "identity_mismatch",
+                detail: e.to_string(),
+            },
             other => StepError::Transient(other.to_string()),
         }
     }

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use o2c_protocol::Envelope;
 use serde::de::DeserializeOwned;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
@@ -33,6 +34,11 @@ const COMMON: &[Migration] = &[
         3,
         "retention_indexes",
         include_str!("../../migrations/common/003_retention_indexes.sql"),
+    ),
+    (
+        4,
+        "order_owner",
+        include_str!("../../migrations/common/004_order_owner.sql"),
     ),
 ];
 
@@ -265,24 +271,45 @@ pub(crate) async fn is_processed(
 }
 
 /// Reads the order's state without locking, if any.
+///
+/// Fails with [`SagaError::NotOwner`] when `event` is a store event and the
+/// order was created by another store.
 pub(crate) async fn read_state<S: DeserializeOwned>(
     client: &Client,
     schema: &str,
-    order_id: &str,
+    event: &Envelope,
 ) -> Result<Option<S>, SagaError> {
+    let order_id = event.payload.order_id().to_string();
     let row = client
         .query_opt(
-            &format!("SELECT state FROM {schema}.orders WHERE order_id = $1"),
+            &format!("SELECT state, store_id FROM {schema}.orders WHERE order_id = $1"),
             &[&order_id],
         )
         .await?;
     match row {
         None => Ok(None),
         Some(r) => {
+            check_owner(event, r.get(1))?;
             let text: String = r.get(0);
             serde_json::from_str(&text)
                 .map(Some)
                 .map_err(SagaError::State)
         }
+    }
+}
+
+/// Refuses a store event (one with a seq) about an order that `owner`, a
+/// different store, created. Events the cloud mints carry their cause's
+/// store and no seq.
+pub(crate) fn check_owner(event: &Envelope, owner: Option<&str>) -> Result<(), SagaError> {
+    match owner {
+        Some(owner) if event.seq.is_some() && owner != event.store_id.as_str() => {
+            Err(SagaError::NotOwner {
+                order: event.payload.order_id().to_string(),
+                store: event.store_id.to_string(),
+                owner: owner.to_owned(),
+            })
+        }
+        _ => Ok(()),
     }
 }

@@ -19,7 +19,9 @@
 //! - [`db`]: connections, numbered migrations (`cloud/migrations/`), the
 //!   `processed_events` ledger, per-order state rows.
 //! - [`batch`]: a lane's events in one transaction with a few set-based
-//!   statements (ledger, state rows, outbox).
+//!   statements (ledger, state rows, outbox). Each state row records the
+//!   store whose `OrderCreated` made it; a store event about another
+//!   store's order is dead-lettered as `identity_mismatch`.
 //! - [`outbox`]: the transactional outbox and its relay (LISTEN/NOTIFY,
 //!   `FOR UPDATE SKIP LOCKED`).
 //! - [`order`], [`payment`], [`inventory`], [`shipping`]: the services;
@@ -80,6 +82,16 @@ pub enum SagaError {
     /// A stored state row does not decode.
     #[error("state: {0}")]
     State(serde_json::Error),
+    /// A store event about an order another store created.
+    #[error("store {store} may not act on order {order}, created by store {owner}")]
+    NotOwner {
+        /// The order.
+        order: String,
+        /// The store that sent the event.
+        store: String,
+        /// The store that created the order.
+        owner: String,
+    },
     /// A changed state had no locked row to go to (a bug).
     #[error("{schema}: {updated} of {expected} changed order states written")]
     StateRowMissing {

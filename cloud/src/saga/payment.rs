@@ -240,8 +240,8 @@ impl PaymentStep {
             .filter(|(_, id)| !processed.contains(id.as_str()) && seen.insert(id.as_str()))
             .map(|(item, _)| *item)
             .collect();
-        let mut states =
-            States::<PaymentState>::lock(&tx, SCHEMA, todo.iter().map(|(_, o)| o.order_id)).await?;
+        let envs: Vec<&Envelope> = todo.iter().map(|(e, _)| *e).collect();
+        let mut states = States::<PaymentState>::lock(&tx, SCHEMA, &envs).await?;
         // With the breaker open no call would be made: leave the orders that
         // need one as they are (a pending one does not become `Capturing`),
         // so a retry or a DLQ replay finds them unchanged.
@@ -418,7 +418,8 @@ impl PaymentStep {
             if db::is_processed(lane.client(), SCHEMA, &event_id).await? {
                 return Ok(());
             }
-            db::read_state(lane.client(), SCHEMA, &order_id).await?
+            // Refused here, before any refund, if another store made it.
+            db::read_state(lane.client(), SCHEMA, env).await?
         };
         let mut refunds = Vec::new();
         if let Some(st) = &seen {
