@@ -239,17 +239,30 @@ impl StatusUpdate {
     /// Decodes a status message: one update object, or a non-empty array
     /// of them (see [`StatusUpdate::encode_many`]), in the order sent.
     pub fn decode_many(bytes: &[u8]) -> Result<Vec<StatusUpdate>, FrameError> {
+        Self::decode_each(bytes)?.into_iter().collect()
+    }
+
+    /// Like [`StatusUpdate::decode_many`], but each update of an array
+    /// decodes on its own: one that does not (say, a status a newer cloud
+    /// added) does not take the others with it. The outer error is for a
+    /// message that is not one update or a non-empty JSON array.
+    #[allow(clippy::type_complexity)]
+    pub fn decode_each(bytes: &[u8]) -> Result<Vec<Result<StatusUpdate, FrameError>>, FrameError> {
         check_size(bytes)?;
         let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
         if first != Some(&b'[') {
-            return Ok(vec![serde_json::from_slice(bytes).map_err(malformed)?]);
+            return Ok(vec![serde_json::from_slice(bytes).map_err(malformed)]);
         }
-        let updates: Vec<StatusUpdate> = serde_json::from_slice(bytes).map_err(malformed)?;
-        if updates.is_empty() {
+        let items: Vec<&serde_json::value::RawValue> =
+            serde_json::from_slice(bytes).map_err(malformed)?;
+        if items.is_empty() {
             return Err(FrameError::Malformed(
                 "empty array of status updates".into(),
             ));
         }
-        Ok(updates)
+        Ok(items
+            .into_iter()
+            .map(|raw| serde_json::from_str(raw.get()).map_err(malformed))
+            .collect())
     }
 }

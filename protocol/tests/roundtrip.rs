@@ -331,6 +331,25 @@ fn a_status_message_is_one_update_or_a_non_empty_array() {
             String::from_utf8_lossy(bad)
         );
     }
+    // One update a newer cloud added a status for does not take the others
+    // with it.
+    let mut mixed = b"[".to_vec();
+    mixed.extend_from_slice(one);
+    mixed.extend_from_slice(
+        br#",{"order_id":"01890a5d-ac96-774b-bcce-b302099a8057","status":"teleported","#,
+    );
+    mixed.extend_from_slice(br#""event_id":"01890a5d-ac96-774b-bcce-b302099a8059","occurred_at":"2026-11-24T10:00:01Z"},"#);
+    mixed.extend_from_slice(one);
+    mixed.push(b']');
+    assert!(
+        StatusUpdate::decode_many(&mixed).is_err(),
+        "strict: all or nothing"
+    );
+    let each = StatusUpdate::decode_each(&mixed).unwrap();
+    assert_eq!(
+        each.iter().map(Result::is_ok).collect::<Vec<_>>(),
+        [true, false, true]
+    );
     let huge = vec![b' '; frame::MAX_FRAME_BYTES + 1];
     assert!(matches!(
         StatusUpdate::decode_many(&huge),

@@ -275,23 +275,49 @@ async fn ack_in_order(
 }
 
 /// Decodes and stores one cloud status message (one update or several,
-/// stored together). True when it needs no redelivery: stored (or a
+/// stored together; an update that does not decode is logged and skipped,
+/// the others are stored). True once it needs no redelivery: stored (or a
 /// repeat), or never decodable.
+///
+/// A store failure (a full disk, say) is retried, with a backoff up to
+/// [`STATUS_RETRY_MAX`], until the update is stored: the message's PUBACK,
+/// and those queued behind it, wait meanwhile, so the broker holds back
+/// further deliveries instead of losing any.
 async fn apply_status(store: Store, payload: bytes::Bytes) -> bool {
-    match StatusUpdate::decode_many(&payload) {
-        Ok(updates) => match store.apply_statuses(updates, now_ms()).await {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot persist status update; left unacked");
-                false
-            }
-        },
+    let updates = match StatusUpdate::decode_each(&payload) {
+        Ok(each) => each
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, u)| {
+                u.inspect_err(|e| {
+                    tracing::warn!(index = i, error = %e, "undecodable status update ignored");
+                })
+                .ok()
+            })
+            .collect::<Vec<_>>(),
         Err(e) => {
-            tracing::warn!(error = %e, "undecodable status update ignored");
-            true
+            tracing::warn!(error = %e, "undecodable status message ignored");
+            return true;
+        }
+    };
+    if updates.is_empty() {
+        return true;
+    }
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        match store.apply_statuses(updates.clone(), now_ms()).await {
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::error!(error = %e, retry_in = ?backoff, "cannot persist status update; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(STATUS_RETRY_MAX);
+            }
         }
     }
 }
+
+/// Longest wait between two tries to store a status update.
+const STATUS_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 enum PublishError {
