@@ -103,6 +103,17 @@ pub async fn probe(producer: &Producer_, timeout: Duration) -> Result<(), KafkaO
     Ok(())
 }
 
+/// The producer's fatal error, if it has one. With `enable.idempotence`
+/// librdkafka raises one when it can no longer keep its ordering and
+/// exactly-once promises (an out-of-order sequence, say); every later
+/// produce fails, so the process must start a fresh producer.
+pub fn fatal_error(producer: &Producer_) -> Option<String> {
+    producer
+        .client()
+        .fatal_error()
+        .map(|(code, reason)| format!("{code:?}: {reason}"))
+}
+
 /// Produces one record and waits until Kafka has it (`acks=all`).
 pub async fn send(
     producer: &Producer_,
@@ -124,4 +135,35 @@ pub async fn send(
         .await
         .map(|_| ())
         .map_err(|(e, _)| e)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    use super::*;
+
+    /// librdkafka's mock cluster refuses the idempotent producer its id:
+    /// a fatal error, which [`fatal_error`] must report.
+    #[tokio::test]
+    async fn a_fatal_producer_error_is_reported() {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        mock.request_errors(
+            RDKafkaApiKey::InitProducerId,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
+        );
+        let p = producer(&mock.bootstrap_servers(), 1).expect("producer");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let reason = loop {
+            if let Some(reason) = fatal_error(&p) {
+                break reason;
+            }
+            assert!(Instant::now() < deadline, "no fatal error reported");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(reason.contains("Authorization"), "{reason}");
+    }
 }

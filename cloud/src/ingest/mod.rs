@@ -45,6 +45,10 @@ pub enum IngestError {
     /// A configuration value was refused.
     #[error("config: {0}")]
     Config(String),
+    /// The idempotent producer hit a fatal error: no produce can succeed
+    /// any more, so the process stops (its supervisor starts a fresh one).
+    #[error("kafka producer fatal error: {0}")]
+    KafkaFatal(String),
 }
 
 /// One agent's ledger, and whether a frame is already queued behind the
@@ -138,7 +142,8 @@ pub async fn run(
                 .await
         }
     });
-    let probe_task = tokio::spawn(probe_kafka(shared.clone()));
+    let mut probe_task = tokio::spawn(probe_kafka(shared.clone()));
+    let mut fatal = None;
     let permits = Arc::new(Semaphore::new(cfg.ingest.max_inflight_frames));
     let mut backoff = Duration::from_millis(100);
     tracing::info!(%client_id, %filter, "ingest starting");
@@ -147,6 +152,13 @@ pub async fn run(
     loop {
         tokio::select! {
             () = &mut shutdown => break,
+            r = &mut probe_task => {
+                fatal = r.ok().flatten();
+                if let Some(reason) = &fatal {
+                    tracing::error!(%reason, "kafka producer failed for good; stopping");
+                }
+                break;
+            }
             ev = eventloop.poll() => match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     backoff = Duration::from_millis(100);
@@ -201,22 +213,32 @@ pub async fn run(
         permits.acquire_many(u32::try_from(cfg.ingest.max_inflight_frames).unwrap_or(u32::MAX)),
     )
     .await;
-    match http_task.await {
+    let http = match http_task.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(IngestError::Http(e)),
         Err(_) => Ok(()),
+    };
+    match fatal {
+        Some(reason) => Err(IngestError::KafkaFatal(reason)),
+        None => http,
     }
 }
 
 /// Keeps the `kafka` readiness flag honest while nothing is produced.
-async fn probe_kafka(shared: Arc<Shared>) {
+/// Returns the reason if the producer has hit a fatal error (then every
+/// produce fails for good), or `None` once cancelled.
+async fn probe_kafka(shared: Arc<Shared>) -> Option<String> {
     loop {
+        if let Some(reason) = kafka::fatal_error(&shared.producer) {
+            shared.health.set_kafka(false);
+            return Some(reason);
+        }
         let ok = kafka::probe(&shared.producer, Duration::from_secs(3))
             .await
             .is_ok();
         shared.health.set_kafka(ok);
         tokio::select! {
-            () = shared.cancel.cancelled() => return,
+            () = shared.cancel.cancelled() => return None,
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
     }
