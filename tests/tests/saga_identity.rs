@@ -6,8 +6,11 @@
 
 use std::time::Duration;
 
-use o2c_protocol::event::OrderCancelled;
-use o2c_protocol::{AgentId, Envelope, Event, EventId, OrderId, SCHEMA_VERSION, Seq, StoreId};
+use o2c_protocol::event::{OrderCancelled, PaymentCaptured};
+use o2c_protocol::{
+    AgentId, Currency, Envelope, Event, EventId, Fulfillment, Money, Order, OrderId, OrderLine,
+    Payment, SCHEMA_VERSION, Seq, StoreId, TerminalId,
+};
 use o2c_tests::saga::{
     SagaWorld, Tender, capture, cloud_status, dlq_command, order_body, produce_raw, raw_producer,
     wait_status,
@@ -15,6 +18,68 @@ use o2c_tests::saga::{
 use time::OffsetDateTime;
 
 const SAGA: Duration = Duration::from_secs(90);
+
+/// The creator inventory recorded for `order_id`: `None` without a row.
+async fn owner(db: &tokio_postgres::Client, order_id: &str) -> Option<Option<String>> {
+    db.query_opt(
+        "SELECT store_id FROM o2c_inventory.orders WHERE order_id = $1",
+        &[&order_id],
+    )
+    .await
+    .unwrap()
+    .map(|r| r.get(0))
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap()
+}
+
+/// An envelope from `store`'s agent A1 (`seq`: a store event) or minted by
+/// the cloud for it (no seq).
+fn envelope(store: &str, seq: Option<u64>, tag: u8, payload: Event) -> Envelope {
+    Envelope {
+        event_id: EventId::from_parts(now_ms(), [tag; 10]),
+        schema_version: SCHEMA_VERSION,
+        store_id: StoreId::new(store).unwrap(),
+        agent_id: AgentId::new(format!("{store}-A1")).unwrap(),
+        seq: seq.map(|s| Seq::new(s).unwrap()),
+        occurred_at: OffsetDateTime::now_utc(),
+        traceparent: None,
+        payload,
+    }
+}
+
+/// Produces `env` to `topic` as the ingest (or a relay) would.
+async fn produce(w: &SagaWorld, topic: &str, env: &Envelope) {
+    let producer = raw_producer(&w.brokers).unwrap();
+    let mut headers = vec![
+        ("event_id".to_owned(), env.event_id.to_string().into_bytes()),
+        (
+            "event_type".to_owned(),
+            env.event_type().as_str().as_bytes().to_vec(),
+        ),
+        (
+            "schema_version".to_owned(),
+            SCHEMA_VERSION.to_string().into_bytes(),
+        ),
+        ("store_id".to_owned(), env.store_id.to_string().into_bytes()),
+        ("agent_id".to_owned(), env.agent_id.to_string().into_bytes()),
+    ];
+    if let Some(seq) = env.seq {
+        headers.push(("seq".to_owned(), seq.to_string().into_bytes()));
+    }
+    let key = env.payload.order_id().to_string();
+    produce_raw(
+        &producer,
+        &w.env.topic(topic),
+        None,
+        key.as_bytes(),
+        &headers,
+        &env.encode().unwrap(),
+    )
+    .await
+    .unwrap();
+}
 
 fn dead_letters_of(w: &SagaWorld, event_id: &str) -> Vec<serde_json::Value> {
     dlq_command(w.sagas[0].config_path(), &["list"])
@@ -39,45 +104,19 @@ async fn another_stores_void_is_refused_by_every_service() {
     }
 
     // Store s2's agent voids s1's order.
-    let other = StoreId::new(w.env.store_id("s2")).unwrap();
-    let now = OffsetDateTime::now_utc();
-    let void = Envelope {
-        event_id: EventId::from_parts(u64::try_from(now.unix_timestamp() * 1000).unwrap(), [7; 10]),
-        schema_version: SCHEMA_VERSION,
-        store_id: other.clone(),
-        agent_id: AgentId::new(format!("{other}-A1")).unwrap(),
-        seq: Some(Seq::new(1).unwrap()),
-        occurred_at: now,
-        traceparent: None,
-        payload: Event::OrderCancelled(OrderCancelled {
+    let other = w.env.store_id("s2");
+    let void = envelope(
+        &other,
+        Some(1),
+        7,
+        Event::OrderCancelled(OrderCancelled {
             order_id: id.parse::<OrderId>().unwrap(),
             reason: "store_void".into(),
         }),
-    };
+    );
     void.validate_store_event()
         .expect("a valid event in itself");
-    let producer = raw_producer(&w.brokers).unwrap();
-    produce_raw(
-        &producer,
-        &w.env.topic("orders.cancelled"),
-        None,
-        id.as_bytes(),
-        // The headers the ingest writes.
-        &[
-            ("event_id".into(), void.event_id.to_string().into_bytes()),
-            ("event_type".into(), b"OrderCancelled".to_vec()),
-            (
-                "schema_version".into(),
-                SCHEMA_VERSION.to_string().into_bytes(),
-            ),
-            ("store_id".into(), other.to_string().into_bytes()),
-            ("agent_id".into(), void.agent_id.to_string().into_bytes()),
-            ("seq".into(), b"1".to_vec()),
-        ],
-        &void.encode().unwrap(),
-    )
-    .await
-    .unwrap();
+    produce(&w, "orders.cancelled", &void).await;
 
     let event_id = void.event_id.to_string();
     o2c_tests::wait_until_named(
@@ -119,4 +158,64 @@ async fn another_stores_void_is_refused_by_every_service() {
         .unwrap()
         .get(0);
     assert_eq!(owner, Some(w.env.store_id("s1")));
+}
+
+/// Events of one order come on several topics, in any order: a service may
+/// make an order's row before its `OrderCreated` arrives. The creator is
+/// then recorded on the existing row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_creator_is_recorded_when_its_order_comes_after_another_event() {
+    let w = SagaWorld::start(&["all"], "", "").await.expect("world");
+    let store = w.env.store_id("s1");
+    let cad = Currency::from_code("CAD").unwrap();
+    let order_id = OrderId::from_parts(now_ms(), [9; 10]);
+    let captured = envelope(
+        &store,
+        None,
+        1,
+        Event::PaymentCaptured(PaymentCaptured {
+            order_id,
+            amount: Money::new(500, cad),
+            psp_reference: "in_store".into(),
+        }),
+    );
+    produce(&w, "payments.captured", &captured).await;
+    let db = w.db().await.unwrap();
+    let id = order_id.to_string();
+    o2c_tests::wait_until_named(
+        "inventory row made by PaymentCaptured",
+        || async { owner(&db, &id).await.is_some() },
+        SAGA,
+    )
+    .await
+    .unwrap();
+    assert_eq!(owner(&db, &id).await, Some(None), "no creator known yet");
+
+    let order = Order {
+        order_id,
+        store_id: StoreId::new(&store).unwrap(),
+        terminal_id: TerminalId::new("T1").unwrap(),
+        currency: cad,
+        lines: vec![OrderLine {
+            sku: "SKU-LATE".into(),
+            quantity: 1,
+            unit_price: Money::new(500, cad),
+        }],
+        payments: vec![Payment::Cash {
+            amount: Money::new(500, cad),
+        }],
+        fulfillment: Fulfillment::CarryOut {},
+        customer: None,
+        captured_at: OffsetDateTime::now_utc(),
+    };
+    let created = envelope(&store, Some(1), 2, Event::OrderCreated(Box::new(order)));
+    created.validate_store_event().expect("valid");
+    produce(&w, "orders.created", &created).await;
+    o2c_tests::wait_until_named(
+        "creator recorded on the existing row",
+        || async { owner(&db, &id).await == Some(Some(store.clone())) },
+        SAGA,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
 }

@@ -121,13 +121,21 @@ impl<S: Serialize + DeserializeOwned + Default> States<S> {
             return Ok(Self { schema, slots });
         }
         let fresh = serde_json::to_string(&S::default()).map_err(SagaError::State)?;
-        let ids: Vec<String> = orders.iter().map(ToString::to_string).collect();
-        let stores: Vec<Option<&str>> = orders.iter().map(|o| owners[o]).collect();
+        // Rows are locked in order-id order, here and below, so that two
+        // transactions never wait on each other's rows.
+        let mut ids: Vec<(String, OrderId)> = orders.iter().map(|o| (o.to_string(), *o)).collect();
+        ids.sort_unstable();
+        let stores: Vec<Option<&str>> = ids.iter().map(|(_, o)| owners[o]).collect();
+        let (ids, orders): (Vec<String>, Vec<OrderId>) = ids.into_iter().unzip();
+        // An order's row may exist before its OrderCreated arrives (events
+        // of one order come on several topics, in any order): the creator
+        // is then recorded on the existing row.
         tx.execute(
             &format!(
-                "INSERT INTO {schema}.orders (order_id, state, store_id) \
+                "INSERT INTO {schema}.orders AS t (order_id, state, store_id) \
                  SELECT o, $2, s FROM unnest($1::text[], $3::text[]) AS u(o, s) \
-                 ON CONFLICT DO NOTHING"
+                 ON CONFLICT (order_id) DO UPDATE SET store_id = EXCLUDED.store_id \
+                 WHERE t.store_id IS NULL AND EXCLUDED.store_id IS NOT NULL"
             ),
             &[&ids, &fresh, &stores],
         )
