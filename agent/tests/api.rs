@@ -503,6 +503,16 @@ async fn products_sync_health_metrics_and_openapi() {
     let (s, _, v) = h.post_order("cat", &body).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["total_minor"], 2500);
+    // The catalog changes (another currency); the till retries the same
+    // sale, whose 201 it never saw: it gets that sale back, not a 422.
+    let usd = r#"{"sku":"SKU-CAT","name":"Mug","price_minor":990,"currency":"USD","category":"home","stock_on_hand":4}"#;
+    h.agent.catalog().import_jsonl(usd.as_bytes()).unwrap();
+    let (s, _, again) = h.post_order("cat", &body).await;
+    assert_eq!(s, StatusCode::OK, "{again}");
+    assert_eq!(again["order_id"], v["order_id"]);
+    // A new sale of it is refused, naming the field.
+    let (s, _, refused) = h.post_order("cat-2", &body).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
 
     let (s, _, sync) = h.get("/v1/sync").await;
     assert_eq!(s, StatusCode::OK);

@@ -90,7 +90,8 @@ async fn capture_inner(
     let order_id = OrderId::from_uuid(uuid::Uuid::now_v7())
         .map_err(|e| ApiError::from(CaptureError::Catalog(e.to_string())))?;
     let inner = &st.inner;
-    let order = capture::build_order(
+    let request_sha256: [u8; 32] = Sha256::digest(&body).into();
+    let built = capture::build_order(
         req,
         &inner.store_id,
         order_id,
@@ -101,13 +102,29 @@ async fn capture_inner(
                 .price(sku)
                 .map(|(minor, currency)| Price { minor, currency }))
         },
-    )?;
+    );
+    let order = match built {
+        Ok(order) => order,
+        Err(e) => {
+            // The retry of a sale already captured gets its answer even if
+            // the catalog or the floor limit changed since: the till must
+            // not think a committed sale failed.
+            return match inner
+                .store
+                .idempotent_replay(terminal.as_str(), &key, request_sha256)
+                .await?
+            {
+                Some(response) => Ok((StatusCode::OK, response)),
+                None => Err(e.into()),
+            };
+        }
+    };
     let outcome = inner
         .store
         .capture(NewCapture {
             order,
             idempotency_key: key,
-            request_sha256: Sha256::digest(&body).into(),
+            request_sha256,
             traceparent: traceparent(headers),
         })
         .await?;

@@ -318,6 +318,29 @@ impl Store {
             .await
     }
 
+    /// The stored answer to a capture `terminal` already made under `key`
+    /// with the same request (`None` if it made none; a different request
+    /// under that key is [`StoreError::IdempotencyConflict`]). A read, for
+    /// requests refused before they reach the writer.
+    pub async fn idempotent_replay(
+        &self,
+        terminal: &str,
+        key: &str,
+        request_sha256: [u8; 32],
+    ) -> Result<Option<String>, StoreError> {
+        let (terminal, key) = (terminal.to_owned(), key.to_owned());
+        match self
+            .read(move |c| read::idempotent(c, &terminal, &key))
+            .await?
+        {
+            Some((hash, response)) if hash.as_slice() == request_sha256.as_slice() => {
+                Ok(Some(response))
+            }
+            Some(_) => Err(StoreError::IdempotencyConflict),
+            None => Ok(None),
+        }
+    }
+
     /// One order with its local, sync and cloud status.
     pub async fn order(&self, order_id: OrderId) -> Result<Option<StoredOrder>, StoreError> {
         self.read(move |c| read::order(c, order_id)).await

@@ -118,6 +118,20 @@ pub(crate) fn sync_counts(
     })
 }
 
+/// The stored request hash and response of a capture by `terminal` under
+/// `key`, if there is one.
+pub(crate) fn idempotent(
+    c: &Connection,
+    terminal: &str,
+    key: &str,
+) -> Result<Option<(Vec<u8>, String)>, StoreError> {
+    Ok(c.prepare_cached(
+        "SELECT request_sha256, response FROM idempotency WHERE terminal_id = ?1 AND idem_key = ?2",
+    )?
+    .query_row([terminal, key], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()?)
+}
+
 pub(crate) fn order(c: &Connection, order_id: OrderId) -> Result<Option<StoredOrder>, StoreError> {
     let row = c
         .prepare_cached(
