@@ -214,6 +214,32 @@ async fn a_declined_card_cancels_and_releases_stock() {
         state(&db, "o2c_inventory", &online).await["release_emitted"],
         true
     );
+    // Shipping consumes on its own: wait for it rather than assume it
+    // has caught up with inventory.
+    let shipping_cancelled = o2c_tests::wait_until(
+        || async {
+            db.query_opt(
+                "SELECT state FROM o2c_shipping.orders WHERE order_id = $1",
+                &[&offline],
+            )
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.get::<_, &str>(0).contains("\"cancelled\""))
+        },
+        SAGA,
+    )
+    .await;
+    assert!(
+        shipping_cancelled.is_ok(),
+        "shipping state of {offline}: {:?}",
+        db.query_opt(
+            "SELECT state FROM o2c_shipping.orders WHERE order_id = $1",
+            &[&offline]
+        )
+        .await
+        .map(|r| r.map(|r| r.get::<_, String>(0)))
+    );
     assert_eq!(
         state(&db, "o2c_shipping", &offline).await["phase"],
         "cancelled"
