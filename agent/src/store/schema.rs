@@ -30,6 +30,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0005_cloud_status_received_at.sql",
         include_str!("../../migrations/0005_cloud_status_received_at.sql"),
     ),
+    (
+        "0006_release_rejected_offline.sql",
+        include_str!("../../migrations/0006_release_rejected_offline.sql"),
+    ),
 ];
 
 /// The last seq the cloud acked, as an SQL scalar subquery (a literal, for

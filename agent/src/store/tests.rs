@@ -239,13 +239,31 @@ async fn offline_cap_counts_until_acked() {
     assert_eq!(store.offline_exposure_minor(), 600);
     // Exposure survives a restart.
     store.close().await.unwrap();
-    let store = Store::open(o, StoreMetrics::default()).unwrap();
+    let store = Store::open(o.clone(), StoreMetrics::default()).unwrap();
     assert_eq!(store.offline_exposure_minor(), 600);
     let out = store.apply_ack(&ack(1, vec![]), 10).await.unwrap();
     assert_eq!(out.released_offline_minor, 600);
     assert_eq!(store.offline_exposure_minor(), 0);
     store
         .capture(new_capture(offline_order(600), "o2"))
+        .await
+        .unwrap();
+    // A sale the cloud rejects is settled too: it stops counting, and the
+    // cap is free again, also after a restart.
+    let rej = Rejection {
+        seq: Seq::new(3).unwrap(),
+        event_id: None,
+        code: "invalid_event".into(),
+        reason: "refused".into(),
+    };
+    let out = store.apply_ack(&ack(3, vec![rej]), 20).await.unwrap();
+    assert_eq!((out.rejected, out.released_offline_minor), (1, 600));
+    assert_eq!(store.offline_exposure_minor(), 0);
+    store.close().await.unwrap();
+    let store = Store::open(o, StoreMetrics::default()).unwrap();
+    assert_eq!(store.offline_exposure_minor(), 0);
+    store
+        .capture(new_capture(offline_order(600), "o3"))
         .await
         .unwrap();
     store.close().await.unwrap();

@@ -290,19 +290,31 @@ impl Writer {
                     .execute(params![seq, r.code, r.reason])?;
             }
         }
+        // The cloud settled every offline card sale in the range, accepted
+        // or rejected (a rejected one is followed up by staff from its sync
+        // state): none counts against the offline cap any more.
         let released: i64 = self
             .conn
             .prepare_cached(
                 "SELECT COALESCE(SUM(o.offline_card_minor), 0) FROM outbox x \
                  JOIN orders o ON o.order_id = x.order_id \
-                 WHERE x.state = 'pending' AND x.seq > ?2 AND x.seq <= ?1 \
+                 WHERE x.state IN ('pending', 'rejected') AND x.seq > ?2 AND x.seq <= ?1 \
                  AND x.event_type = 'OrderCreated' \
                  AND o.offline_card_minor > 0 AND o.offline_released = 0",
             )?
             .query_row([through_i, from_i], |r| r.get(0))?;
         self.conn
             .prepare_cached(
-                "UPDATE orders SET sync_state = 'synced', offline_released = 1 \
+                "UPDATE orders SET offline_released = 1 \
+                 WHERE offline_card_minor > 0 AND offline_released = 0 \
+                 AND order_id IN (SELECT order_id FROM outbox \
+                 WHERE state IN ('pending', 'rejected') \
+                 AND seq > ?2 AND seq <= ?1 AND event_type = 'OrderCreated')",
+            )?
+            .execute([through_i, from_i])?;
+        self.conn
+            .prepare_cached(
+                "UPDATE orders SET sync_state = 'synced' \
                  WHERE order_id IN (SELECT order_id FROM outbox WHERE state = 'pending' \
                  AND seq > ?2 AND seq <= ?1 AND event_type = 'OrderCreated')",
             )?
