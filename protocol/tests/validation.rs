@@ -305,3 +305,16 @@ fn ids_shaped_like_card_numbers_are_refused() {
     assert!(StoreId::new("S001").is_ok());
     assert!(TerminalId::new("T-12").is_ok());
 }
+
+proptest::proptest! {
+    /// Whatever the text, redaction leaves nothing shaped like a card
+    /// number, and changes nothing in a text without one.
+    #[test]
+    fn redaction_leaves_no_card_number(s in "[0-9 a-z\\-`\"]{0,80}|([0-9]{4}[ -]?){3,5}[0-9]{0,4}") {
+        let out = o2c_protocol::validate::redact_card_numbers(&s);
+        proptest::prop_assert!(!o2c_protocol::validate::contains_card_number(&out), "{s:?} -> {out:?}");
+        if !o2c_protocol::validate::contains_card_number(&s) {
+            proptest::prop_assert_eq!(out.as_ref(), s.as_str());
+        }
+    }
+}
