@@ -137,6 +137,11 @@ fn redact_bytes(bytes: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Most bytes of a refused frame kept in its dead letter: an oversized
+/// frame kept whole would exceed Kafka's message limit, and the dead letter
+/// would be retried forever.
+pub const DEAD_FRAME_MAX_BYTES: usize = 256 * 1024;
+
 fn refuse(
     reason: &'static str,
     detail: String,
@@ -144,14 +149,23 @@ fn refuse(
     agent: Option<&str>,
     bytes: &[u8],
 ) -> Verdict {
+    let mut value = redact_bytes(bytes);
+    let mut detail = redact_card_numbers(&detail).into_owned();
+    if value.len() > DEAD_FRAME_MAX_BYTES {
+        detail = format!(
+            "{detail} (the first {DEAD_FRAME_MAX_BYTES} of {} bytes are kept)",
+            value.len()
+        );
+        value.truncate(DEAD_FRAME_MAX_BYTES);
+    }
     Verdict::Refuse(DeadLetter {
         reason,
-        detail: redact_card_numbers(&detail).into_owned(),
+        detail,
         source_topic: topic.to_owned(),
         agent_id: agent.map(str::to_owned),
         seq: None,
         event_id: None,
-        value: redact_bytes(bytes),
+        value,
     })
 }
 

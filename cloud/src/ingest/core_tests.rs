@@ -309,3 +309,11 @@ fn the_last_possible_seq_is_refused_not_wrapped() {
     ));
     assert_eq!(d.reason, "malformed_frame", "{}", d.detail);
 }
+
+#[test]
+fn an_oversized_frame_is_refused_with_a_bounded_dead_letter() {
+    let big = vec![b'x'; frame::MAX_FRAME_BYTES + 10];
+    let d = refused(plan(&Ledger::default(), &topics(), TOPIC, &big));
+    assert_eq!(d.value.len(), DEAD_FRAME_MAX_BYTES);
+    assert!(d.detail.contains("bytes are kept"), "{}", d.detail);
+}
