@@ -3,7 +3,10 @@
 #   .ci/deploy-checks.sh units      systemd-analyze verify on every unit file
 #   .ci/deploy-checks.sh manifests  deploy/cloud/check_manifests.py (YAML, images, ports)
 #   .ci/deploy-checks.sh deb        cargo deb -p o2c-agent, dpkg -i, check-config, remove, purge
-#   .ci/deploy-checks.sh all        the three, in this order
+#   .ci/deploy-checks.sh alerts     deploy/cloud/alerts/*.yml: promtool check rules when
+#                                   promtool is installed; always: every metric a rule
+#                                   names is one the cloud code registers
+#   .ci/deploy-checks.sh all        the four, in this order
 # Needs root for `deb` (dpkg). Installs cargo-deb from crates.io if missing.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -130,10 +133,41 @@ check_deb() {
   log "deb ok: installed, checked, removed and purged cleanly"
 }
 
+# Alert rules: valid rules (promtool, where installed) that watch metrics the
+# code really exports (a renamed metric would leave an alert that never fires).
+check_alerts() {
+  local f
+  for f in deploy/cloud/alerts/*.yml; do
+    if command -v promtool >/dev/null; then
+      promtool check rules "$f" >&2 || die "promtool check rules $f failed"
+    fi
+    /usr/bin/python3 - "$f" <<'PY' || die "alert rules $f name unknown metrics"
+import re, sys, pathlib, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+src = "".join(p.read_text() for p in pathlib.Path("cloud/src").rglob("*.rs"))
+bad = []
+for g in doc["groups"]:
+    for r in g["rules"]:
+        assert r.get("alert") and r.get("expr"), r
+        for name in set(re.findall(r"\bo2c_[a-z_]+", r["expr"])):
+            prefix = next((p for p in ("o2c_saga_", "o2c_ingest_") if name.startswith(p)), None)
+            base = name[len(prefix):] if prefix else name
+            base = re.sub(r"_total$", "", base)
+            if prefix is None or f'"{base}"' not in src:
+                bad.append((r["alert"], name))
+if bad:
+    print("unknown metrics:", bad, file=sys.stderr)
+    sys.exit(1)
+PY
+    log "alerts ok: $f"
+  done
+}
+
 case ${1:-all} in
   units) check_units ;;
   manifests) check_manifests ;;
   deb) check_deb ;;
-  all) check_units; check_manifests; check_deb ;;
-  *) echo "usage: $0 units|manifests|deb|all" >&2; exit 64 ;;
+  alerts) check_alerts ;;
+  all) check_units; check_manifests; check_alerts; check_deb ;;
+  *) echo "usage: $0 units|manifests|deb|alerts|all" >&2; exit 64 ;;
 esac

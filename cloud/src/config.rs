@@ -8,6 +8,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use o2c_protocol::{KafkaTopics, MqttUrl, MqttUrlError};
 use serde::{Deserialize, Serialize};
@@ -92,10 +93,26 @@ pub struct SagaConfig {
     /// Health and metrics of `o2c-cloud saga`.
     #[serde(default = "default_saga_http")]
     pub http_listen: SocketAddr,
-    /// This replica's stable id in its consumer groups (Kafka static
-    /// membership): unique per replica of a service, kept across restarts.
+    /// This replica's id, in its Kafka client ids (logs, broker metrics).
+    /// Consumer groups use dynamic membership: see `saga::consumer`.
     #[serde(default = "default_instance")]
     pub instance_id: String,
+    /// Time between two checks of each consumer group by its watchdog
+    /// (`saga::member`): lag, partitions no member owns, stalls.
+    #[serde(default = "default_group_check")]
+    pub group_check_ms: u64,
+    /// A subscribed partition no member owns for this long makes the
+    /// service not ready and its member rejoin the group.
+    #[serde(default = "default_group_unowned_after")]
+    pub group_unowned_after_ms: u64,
+    /// A partition with a backlog and no commit for this long is stalled:
+    /// not ready; a rejoin if another member holds it.
+    #[serde(default = "default_group_stall_after")]
+    pub group_stall_after_ms: u64,
+    /// A backlog that only grows for this long makes the service not
+    /// ready (it falls behind).
+    #[serde(default = "default_group_behind_after")]
+    pub group_behind_after_ms: u64,
     /// Published outbox rows older than this many hours are deleted
     /// (0: kept forever). Unpublished rows are never deleted.
     #[serde(default = "default_outbox_retention")]
@@ -181,6 +198,33 @@ fn default_breaker_open() -> u64 {
     30_000
 }
 
+fn default_group_check() -> u64 {
+    10_000
+}
+fn default_group_unowned_after() -> u64 {
+    15_000
+}
+fn default_group_stall_after() -> u64 {
+    60_000
+}
+fn default_group_behind_after() -> u64 {
+    180_000
+}
+
+impl SagaConfig {
+    /// The consumer-group watchdog's settings.
+    pub fn group_check(&self) -> crate::saga::member::GroupCheck {
+        crate::saga::member::GroupCheck {
+            interval: Duration::from_millis(self.group_check_ms.max(100)),
+            watch: crate::saga::watch::WatchConfig {
+                unowned_after: Duration::from_millis(self.group_unowned_after_ms),
+                stall_after: Duration::from_millis(self.group_stall_after_ms),
+                behind_after: Duration::from_millis(self.group_behind_after_ms),
+            },
+        }
+    }
+}
+
 impl Default for SagaConfig {
     fn default() -> Self {
         Self {
@@ -192,6 +236,10 @@ impl Default for SagaConfig {
             central_warehouse: default_central(),
             http_listen: default_saga_http(),
             instance_id: default_instance(),
+            group_check_ms: default_group_check(),
+            group_unowned_after_ms: default_group_unowned_after(),
+            group_stall_after_ms: default_group_stall_after(),
+            group_behind_after_ms: default_group_behind_after(),
             outbox_retention_hours: default_outbox_retention(),
             ledger_retention_hours: 0,
         }

@@ -196,6 +196,15 @@ impl SagaProc {
         .await
     }
 
+    /// `/readyz`: its status code and body.
+    pub async fn readyz(&self) -> Result<(u16, String), HarnessError> {
+        let r = reqwest::get(format!("http://{}/readyz", self.http))
+            .await
+            .map_err(http_err)?;
+        let code = r.status().as_u16();
+        Ok((code, r.text().await.map_err(http_err)?))
+    }
+
     /// The config file (for `o2c-cloud dlq`).
     pub fn config_path(&self) -> &Path {
         &self.config

@@ -27,10 +27,23 @@ use rdkafka::message::{Headers, Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 
 use super::db::Tx;
+use super::member::Member;
 use super::{Pg, SagaError, SagaMetrics, ServiceLabel};
 use crate::kafka::{self, Producer_, TracingContext};
 
-impl ConsumerContext for TracingContext {}
+impl ConsumerContext for TracingContext {
+    /// An async commit that fails is logged: a group whose commits keep
+    /// failing re-reads its records after every restart.
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &rdkafka::TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            tracing::warn!(target: "librdkafka", error = %e, "offset commit failed");
+        }
+    }
+}
 
 /// Longest wait of a fetch on an empty partition (see [`consumer`]).
 pub(crate) const FETCH_WAIT_MS: u32 = 20;
@@ -123,8 +136,10 @@ pub(crate) struct LoopConfig {
     pub(crate) subscribe: Vec<EventType>,
     pub(crate) retry_base: Duration,
     pub(crate) label: ServiceLabel,
-    /// This replica's stable id within the group (`saga.instance_id`).
+    /// This replica's id (`saga.instance_id`), in its client id.
     pub(crate) instance: String,
+    /// How the group's watchdog checks it ([`super::member`]).
+    pub(crate) check: super::member::GroupCheck,
 }
 
 /// Decodes a record and checks it belongs on its topic and is valid.
@@ -173,13 +188,17 @@ pub(crate) fn consumer(cfg: &LoopConfig) -> Result<StreamConsumer<TracingContext
         // meanwhile wait for the next one, so each saga hop could cost up
         // to that much.
         .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
-        // Static membership: a replica restarted after a crash takes its
-        // old place at once instead of waiting on a dead member.
+        // Dynamic membership, on purpose. With static membership
+        // (`group.instance.id`), Tansu 0.6 hands a restarted member the
+        // assignment stored for its instance id and ignores the one the
+        // leader computes anew; after kill -9 restarts under load that
+        // stored assignment could leave out a subscribed topic, and the
+        // group then never consumed it (issue 21). A dynamic member that
+        // leaves or dies makes the group rebalance from scratch.
         .set(
-            "group.instance.id",
-            format!("{}-{}", cfg.group, cfg.instance),
+            "client.id",
+            format!("o2c-{}-{}", cfg.label.service, cfg.instance),
         )
-        .set("client.id", format!("o2c-{}", cfg.label.service))
         .create_with_context(TracingContext)?;
     let names: Vec<String> = cfg
         .subscribe
@@ -211,16 +230,27 @@ pub(crate) async fn run<S: Step>(
     metrics: Arc<SagaMetrics>,
     cancel: CancellationToken,
 ) -> Result<(), SagaError> {
-    let consumer = consumer(&cfg)?;
     let cfg = Arc::new(cfg);
+    let mut member = Member::join(cfg.clone(), metrics.clone())?;
     let mut uncommitted = 0u32;
     let mut last_commit = Instant::now();
     let mut inflight = futures::stream::FuturesOrdered::new();
+    // Set when the watchdog asks for a rejoin: no new batches are taken
+    // until the ones in flight are done and their offsets stored.
+    let mut rejoin = false;
     loop {
-        let room = inflight.len() < BATCHES_IN_FLIGHT;
+        let room = inflight.len() < BATCHES_IN_FLIGHT && !rejoin;
+        if rejoin && inflight.is_empty() {
+            member.rejoin().await?;
+            rejoin = false;
+            uncommitted = 0;
+            continue;
+        }
+        let consumer = member.consumer();
         tokio::select! {
             () = cancel.cancelled() => break,
             () = tokio::time::sleep(COMMIT_INTERVAL) => {}
+            verdict = member.checked() => rejoin = verdict.rejoin,
             m = consumer.recv(), if room => match m {
                 Err(e) => {
                     tracing::warn!(service = cfg.label.service, error = %e, "consume error");
@@ -270,7 +300,7 @@ pub(crate) async fn run<S: Step>(
         }
     }
     if uncommitted > 0 {
-        let _ = consumer.commit_consumer_state(CommitMode::Sync);
+        let _ = member.consumer().commit_consumer_state(CommitMode::Sync);
     }
     Ok(())
 }

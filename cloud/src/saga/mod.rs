@@ -16,6 +16,10 @@
 //! Layout:
 //! - [`consumer`]: the shared consumer loop (group, manual commits,
 //!   retries 1/2/4 s, dead letters).
+//! - [`member`] and [`watch`]: each loop's group consumer and its
+//!   watchdog (the pure verdict in `watch`): lag, partitions no member
+//!   owns, stalled or falling-behind partitions; `/readyz` and metrics;
+//!   a rejoin that closes an ownership gap.
 //! - [`db`]: connections, numbered migrations (`cloud/migrations/`), the
 //!   `processed_events` ledger, per-order state rows.
 //! - [`batch`]: a lane's events in one transaction with a few set-based
@@ -43,6 +47,7 @@ pub mod consumer;
 pub mod db;
 pub mod dlq;
 pub mod inventory;
+pub mod member;
 pub mod order;
 pub mod outbox;
 pub mod payment;
@@ -51,6 +56,7 @@ pub mod runner;
 pub mod shipping;
 pub mod status;
 pub mod stock;
+pub mod watch;
 
 use std::fmt;
 
@@ -190,6 +196,41 @@ pub struct ServiceLabel {
     pub service: &'static str,
 }
 
+/// Metric label: a service's subscribed topic.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    /// Service name.
+    pub service: &'static str,
+    /// Topic.
+    pub topic: String,
+}
+
+/// Whether each consumer group consumes its whole subscription, as its
+/// watchdog last saw it ([`member`]); `/readyz` reports it.
+#[derive(Debug, Default)]
+pub struct GroupHealth(std::sync::Mutex<std::collections::BTreeMap<&'static str, bool>>);
+
+impl GroupHealth {
+    /// Records `service`'s health; returns what it was before (true if
+    /// unknown).
+    pub fn set(&self, service: &'static str, healthy: bool) -> bool {
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.insert(service, healthy).unwrap_or(true)
+    }
+
+    /// The services whose group is not healthy.
+    pub fn unhealthy(&self) -> Vec<&'static str> {
+        let m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        m.iter().filter(|(_, ok)| !**ok).map(|(s, _)| *s).collect()
+    }
+}
+
 /// Metric label: a service's table.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TableLabel {
@@ -217,6 +258,16 @@ pub struct SagaMetrics {
     pub psp_breaker_state: Gauge,
     /// Rows deleted by retention sweeps, per service and table.
     pub retention_deleted: Family<TableLabel, Counter>,
+    /// Records not yet committed by the service's group, per topic.
+    pub consumer_lag: Family<TopicLabel, Gauge>,
+    /// Subscribed partitions that no member of the group owns.
+    pub consumer_unowned: Family<ServiceLabel, Gauge>,
+    /// Subscribed partitions with a backlog and no commit for a while.
+    pub consumer_stalled: Family<ServiceLabel, Gauge>,
+    /// Times a member left and rejoined its group to close a gap.
+    pub consumer_rejoins: Family<ServiceLabel, Counter>,
+    /// Each group's health (not a metric: `/readyz` reads it).
+    pub group_health: GroupHealth,
 }
 
 impl Default for SagaMetrics {
@@ -231,6 +282,11 @@ impl Default for SagaMetrics {
             status_published: Counter::default(),
             psp_breaker_state: Gauge::default(),
             retention_deleted: Family::default(),
+            consumer_lag: Family::default(),
+            consumer_unowned: Family::default(),
+            consumer_stalled: Family::default(),
+            consumer_rejoins: Family::default(),
+            group_health: GroupHealth::default(),
         };
         registry.register("processed", "Events handled", m.processed.clone());
         registry.register("retries", "Transient failures retried", m.retries.clone());
@@ -258,6 +314,26 @@ impl Default for SagaMetrics {
             "retention_deleted",
             "Rows deleted by retention sweeps",
             m.retention_deleted.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Records not yet committed by the service's consumer group",
+            m.consumer_lag.clone(),
+        );
+        registry.register(
+            "consumer_unowned_partitions",
+            "Subscribed partitions no member of the group owns",
+            m.consumer_unowned.clone(),
+        );
+        registry.register(
+            "consumer_stalled_partitions",
+            "Subscribed partitions with a backlog and no commit for a while",
+            m.consumer_stalled.clone(),
+        );
+        registry.register(
+            "consumer_rejoins",
+            "Times a member rejoined its group to close a gap",
+            m.consumer_rejoins.clone(),
         );
         SagaMetrics { registry, ..m }
     }

@@ -122,6 +122,7 @@ pub async fn run(
         retry_base: Duration::from_millis(cfg.saga.retry_base_ms),
         label: ServiceLabel { service },
         instance: cfg.saga.instance_id.clone(),
+        check: cfg.saga.group_check(),
     };
     let url = &cfg.postgres.url;
     for &service in &selection.services {
@@ -262,8 +263,16 @@ fn router(health: Arc<Health>) -> Router {
 async fn readyz(State(h): State<Arc<Health>>) -> impl IntoResponse {
     let ready = h.ready.load(Ordering::Relaxed);
     let mqtt = !h.needs_mqtt || h.mqtt.load(Ordering::Relaxed);
-    let body = format!("services={ready} mqtt={mqtt}\n");
-    if ready && mqtt {
+    // A group that does not consume its whole subscription (a partition
+    // no member owns, a stalled or ever-growing backlog) is not ready.
+    let gaps = h.metrics.group_health.unhealthy();
+    let groups = if gaps.is_empty() {
+        "ok".to_owned()
+    } else {
+        gaps.join(",")
+    };
+    let body = format!("services={ready} mqtt={mqtt} groups={groups}\n");
+    if ready && mqtt && gaps.is_empty() {
         (StatusCode::OK, body)
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, body)

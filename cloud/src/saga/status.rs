@@ -29,6 +29,7 @@ use rumqttc::v5::{AsyncClient, Event as MqttEvent};
 use tokio_util::sync::CancellationToken;
 
 use super::consumer::{self, COMMIT_EVERY, COMMIT_INTERVAL, LoopConfig};
+use super::member::Member;
 use super::{SagaError, SagaMetrics};
 use crate::config::MqttConfig;
 use crate::mqtt;
@@ -135,16 +136,31 @@ pub(crate) async fn run(
             }
         }
     });
-    let consumer = consumer::consumer(&cfg)?;
+    let cfg = Arc::new(cfg);
+    let mut member = Member::join(cfg.clone(), metrics.clone())?;
     let mut published = 0u64;
     let mut uncommitted = 0u32;
     let mut last_commit = Instant::now();
     loop {
+        let consumer = member.consumer();
+        let mut rejoin = false;
         let msg = tokio::select! {
             () = cancel.cancelled() => break,
             () = tokio::time::sleep(COMMIT_INTERVAL) => None,
+            verdict = member.checked() => {
+                rejoin = verdict.rejoin;
+                None
+            }
             m = consumer.recv() => Some(m),
         };
+        if rejoin {
+            // Offsets not yet committed are dropped: their updates are sent
+            // again after the rebalance, and agents drop them by event_id.
+            drop(consumer);
+            member.rejoin().await?;
+            uncommitted = 0;
+            continue;
+        }
         if let Some(first) = msg {
             let mut records = Vec::new();
             let mut next = Some(first);
