@@ -67,6 +67,12 @@ impl Agent {
         );
         opts.max_pending_events = config.outbox.max_pending_events;
         opts.offline_total_cap_minor = config.payments.offline_total_cap_minor;
+        opts.offline_currency = config.store.currency;
+        opts.fault_abort_before_status_store =
+            std::env::var(crate::store::FAULT_ABORT_BEFORE_STATUS_STORE).is_ok_and(|v| v == "1");
+        if opts.fault_abort_before_status_store {
+            tracing::warn!("fault injection: will abort before storing a status message");
+        }
         opts.max_commit_batch = config.outbox.max_commit_batch;
         let store = Store::open(opts, metrics.store.clone())?;
         let catalog = Catalog::open(&config.catalog_path(), config.catalog.cache_bytes)?;

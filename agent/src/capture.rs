@@ -3,7 +3,8 @@
 //!
 //! Order of checks: card data anywhere in the raw body, then the JSON shape,
 //! then ids and currency, catalog prices, `Order::validate()` (its field
-//! paths mapped back onto the request's names), and the offline floor limit.
+//! paths mapped back onto the request's names), and the offline card rules
+//! ([`OfflineLimits`]: the store's currency, then the floor limit).
 
 use o2c_protocol::validate::{CARD_DATA, contains_card_number};
 use o2c_protocol::{
@@ -68,9 +69,35 @@ pub enum CaptureError {
         /// The limit.
         limit: i64,
     },
+    /// An offline card payment, but the store has no `[store] currency`,
+    /// so its offline limits mean nothing.
+    #[error("{field}: this store takes no offline card payment (no store currency configured)")]
+    OfflineUnavailable {
+        /// `payments[i].authorization`.
+        field: String,
+    },
+    /// An offline card payment in another currency than the store's: its
+    /// offline limits are in the store's currency and are never compared
+    /// across currencies.
+    #[error("currency: offline card payments are limited in {store}, the order is in {order}")]
+    OfflineCurrency {
+        /// The order's currency.
+        order: Currency,
+        /// The store's.
+        store: Currency,
+    },
     /// The catalog could not be read.
     #[error("catalog: {0}")]
     Catalog(String),
+}
+
+/// What an offline card payment must respect: the store's currency (from
+/// `[store] currency`; `None` refuses every offline card payment) and the
+/// floor limit, in that currency's minor units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OfflineLimits {
+    pub(crate) currency: Option<Currency>,
+    pub(crate) floor_minor: i64,
 }
 
 /// A catalog price.
@@ -162,7 +189,7 @@ pub(crate) fn build_order(
     req: CaptureRequest,
     store_id: &StoreId,
     order_id: OrderId,
-    floor_limit_minor: i64,
+    offline: OfflineLimits,
     mut price: impl FnMut(&str) -> Result<Option<Price>, String>,
 ) -> Result<Order, CaptureError> {
     let terminal_id = TerminalId::new(req.terminal_id)
@@ -238,22 +265,42 @@ pub(crate) fn build_order(
             });
         }
     }
+    check_offline(&order, offline)?;
+    Ok(order)
+}
+
+/// Refuses an offline card payment the store cannot take: no store
+/// currency, another currency than the store's, or above the floor limit.
+fn check_offline(order: &Order, limits: OfflineLimits) -> Result<(), CaptureError> {
     for (i, p) in order.payments.iter().enumerate() {
-        if let Payment::Card {
+        let Payment::Card {
             amount,
             authorization: CardAuthorization::Offline,
             ..
         } = p
-            && amount.minor > floor_limit_minor
-        {
+        else {
+            continue;
+        };
+        let Some(store) = limits.currency else {
+            return Err(CaptureError::OfflineUnavailable {
+                field: format!("payments[{i}].authorization"),
+            });
+        };
+        if amount.currency != store {
+            return Err(CaptureError::OfflineCurrency {
+                order: amount.currency,
+                store,
+            });
+        }
+        if amount.minor > limits.floor_minor {
             return Err(CaptureError::OfflineFloor {
                 field: format!("payments[{i}].amount_minor"),
                 amount: amount.minor,
-                limit: floor_limit_minor,
+                limit: limits.floor_minor,
             });
         }
     }
-    Ok(order)
+    Ok(())
 }
 
 fn invalid(field: &str, rule: &str, e: impl std::fmt::Display) -> CaptureError {

@@ -8,6 +8,7 @@
 //! | key                                  | variable                                       |
 //! |--------------------------------------|------------------------------------------------|
 //! | `store_id`                           | `O2C_AGENT__STORE_ID`                          |
+//! | `store.currency`                     | `O2C_AGENT__STORE__CURRENCY`                   |
 //! | `http.listen`                        | `O2C_AGENT__HTTP__LISTEN`                      |
 //! | `mqtt.tls.ca_file`                   | `O2C_AGENT__MQTT__TLS__CA_FILE`                |
 //! | `payments.offline_floor_limit_minor` | `O2C_AGENT__PAYMENTS__OFFLINE_FLOOR_LIMIT_MINOR`|
@@ -26,7 +27,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use o2c_protocol::{AgentId, StoreId, TerminalId};
+use o2c_protocol::{AgentId, Currency, StoreId, TerminalId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Prefix of every environment override.
@@ -90,6 +91,9 @@ pub struct Config {
     pub agent_id: AgentId,
     /// Holds `agent.db` (SQLite), `catalog/` (sled) and `http.addr`.
     pub data_dir: PathBuf,
+    /// The store itself: its currency.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// The local HTTP API.
     pub http: HttpConfig,
     /// The MQTT link to the cloud (used by the sync task).
@@ -106,6 +110,21 @@ pub struct Config {
     /// Local catalog cache.
     #[serde(default)]
     pub catalog: CatalogConfig,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The store's currency (ISO 4217, e.g. `"EUR"`). The offline card
+    /// limits in `[payments]` are amounts in its minor units, and only a
+    /// sale in this currency can be authorised offline. Without it the
+    /// agent takes no offline card payment at all (422
+    /// `offline_card_unavailable`), and setting an offline limit in the file
+    /// or the environment is a config error: minor units of no currency
+    /// mean nothing (100 yen is not 1 euro).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub currency: Option<Currency>,
 }
 
 /// `[http]`.
@@ -199,7 +218,8 @@ impl Serialize for TokenHash {
     }
 }
 
-/// `[payments]`.
+/// `[payments]`: offline card limits, in minor units of `store.currency`
+/// (required when either is set).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PaymentsConfig {
@@ -339,6 +359,7 @@ impl Config {
         for (var, value) in overrides {
             apply_env(&mut root, &var, &value)?;
         }
+        let limits_set = offline_limits_set(&root);
         let config: Config = serde_path_to_error::deserialize(root).map_err(|e| {
             let key = e.path().to_string();
             // toml appends "in `key`" lines; the key is named already.
@@ -347,6 +368,17 @@ impl Config {
             ConfigError::key(unknown_field_key(&key, &message), message)
         })?;
         config.check()?;
+        if let Some(limit) = limits_set
+            && config.store.currency.is_none()
+        {
+            return Err(ConfigError::key(
+                "store.currency",
+                format!(
+                    "required when payments.{limit} is set: offline card limits are amounts \
+                     in the store's currency (ISO 4217, e.g. \"EUR\")"
+                ),
+            ));
+        }
         Ok(config)
     }
 
@@ -461,6 +493,15 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// The first offline card limit the file or the environment sets, if any
+/// (defaults do not count: without `store.currency` they are unused).
+fn offline_limits_set(root: &toml::Value) -> Option<&'static str> {
+    let payments = root.get("payments")?;
+    ["offline_floor_limit_minor", "offline_total_cap_minor"]
+        .into_iter()
+        .find(|k| payments.get(k).is_some())
 }
 
 /// serde reports an unknown or missing field at its parent's path; name

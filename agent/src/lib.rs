@@ -18,7 +18,7 @@
 //! - [`api`]: the axum router, handlers, JSON bodies ([`api::model`]) and
 //!   the error mapping.
 //! - [`capture`]: pure request → validated `Order` conversion, card-data
-//!   scan and offline floor limit.
+//!   scan and offline card rules (the store currency, the floor limit).
 //! - [`catalog`]: the sled catalog cache and the JSONL import.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`openapi`]: the generated OpenAPI document (checked in as

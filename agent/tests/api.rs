@@ -4,97 +4,12 @@
 
 mod common;
 
-use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
-use common::{TOKEN_T1, TOKEN_T2, config_toml, order_body};
-use o2c_agent::{Agent, Config};
-use serde_json::{Value, json};
+use axum::http::{Request, StatusCode};
+use common::harness::{Harness, assert_nothing_written, code, field};
+use common::{TOKEN_T1, TOKEN_T2, order_body};
+use serde_json::json;
 use tower::ServiceExt;
-
-struct Harness {
-    _dir: tempfile::TempDir,
-    agent: Agent,
-    router: Router,
-}
-
-impl Harness {
-    fn new(extra: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let text = config_toml(dir.path(), extra);
-        let config = Config::from_toml_with_env(&text, Vec::new()).unwrap();
-        let agent = Agent::open(config).unwrap();
-        let router = agent.router();
-        Harness {
-            _dir: dir,
-            agent,
-            router,
-        }
-    }
-
-    async fn send(
-        &self,
-        method: &str,
-        uri: &str,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> (StatusCode, HeaderMap, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(req.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        (status, headers, json)
-    }
-
-    async fn post_order(&self, key: &str, body: &Value) -> (StatusCode, HeaderMap, Value) {
-        let auth = format!("Bearer {TOKEN_T1}");
-        self.send(
-            "POST",
-            "/v1/orders",
-            &[("authorization", &auth), ("idempotency-key", key)],
-            serde_json::to_vec(body).unwrap(),
-        )
-        .await
-    }
-
-    async fn get(&self, uri: &str) -> (StatusCode, HeaderMap, Value) {
-        let auth = format!("Bearer {TOKEN_T1}");
-        self.send("GET", uri, &[("authorization", &auth)], Vec::new())
-            .await
-    }
-
-    async fn close(self) {
-        self.agent.shutdown().await.unwrap();
-    }
-}
-
-fn code(v: &Value) -> &str {
-    v["error"]["code"].as_str().unwrap_or("<none>")
-}
-
-fn field(v: &Value) -> &str {
-    v["error"]["field"].as_str().unwrap_or("<none>")
-}
-
-/// Nothing of a refused request may be written.
-async fn assert_nothing_written(h: &Harness) {
-    assert_eq!(h.agent.store().last_seq(), 0, "an outbox row was written");
-    let (s, _, page) = h.get("/v1/orders").await;
-    assert_eq!(s, StatusCode::OK);
-    assert_eq!(page["orders"], json!([]), "an order was written");
-}
 
 #[tokio::test]
 async fn capture_returns_201_then_replays_200_and_conflicts_409() {
@@ -326,43 +241,6 @@ async fn card_numbers_get_422_and_are_never_logged() {
     h.close().await;
     let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
     assert!(!text.contains(pan) && !text.contains("4111-1111"), "{text}");
-}
-
-#[tokio::test]
-async fn offline_card_limits_get_422() {
-    let h = Harness::new(
-        "[payments]\noffline_floor_limit_minor = 3000\noffline_total_cap_minor = 5000\n",
-    );
-    let mut offline = order_body();
-    offline["payments"][0]["authorization"] = json!("offline");
-    let (s, _, _) = h.post_order("k1", &offline).await;
-    assert_eq!(s, StatusCode::CREATED);
-    // The second one fits the floor limit but not the store cap.
-    let (s, _, v) = h.post_order("k2", &offline).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "offline_limit_exceeded")
-    );
-    let mut big = order_body();
-    big["lines"][0]["unit_price_minor"] = json!(2000);
-    big["payments"][0]["amount_minor"] = json!(4000);
-    big["payments"][0]["authorization"] = json!("offline");
-    let (s, _, v) = h.post_order("k3", &big).await;
-    assert_eq!(
-        (s, code(&v)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "offline_limit_exceeded")
-    );
-    assert_eq!(field(&v), "payments[0].amount_minor");
-    // Split tender: card within the floor plus cash.
-    let mut split = big.clone();
-    split["payments"] = json!([
-        {"method": "card", "amount_minor": 1000, "token": "t", "brand": "visa", "last4": "4242", "authorization": "offline"},
-        {"method": "cash", "amount_minor": 3000}
-    ]);
-    let (s, _, v) = h.post_order("k4", &split).await;
-    assert_eq!(s, StatusCode::CREATED, "{v}");
-    assert_eq!(h.agent.store().last_seq(), 2);
-    h.close().await;
 }
 
 #[tokio::test]

@@ -1,7 +1,9 @@
 //! Sync frames exchanged over MQTT: `Batch` (agent → cloud), `Ack`
 //! (cloud → agent) and status messages (cloud → agent), each carrying one
 //! `StatusUpdate` object or a JSON array of them, oldest first
-//! ([`StatusUpdate::encode_many`], [`StatusUpdate::decode_many`]).
+//! ([`StatusUpdate::encode_many`], [`StatusUpdate::decode_many`]), and the
+//! updates' per-order sequences in the MQTT v5 user property
+//! [`STATUS_SEQ_PROPERTY`].
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -199,6 +201,18 @@ pub enum CloudStatus {
     Refunded,
 }
 
+/// The MQTT v5 user property of a status message that carries its
+/// updates' [`StatusUpdate::seq`]s: decimal numbers separated by commas,
+/// one per update, in the message's order (`"8796093022208,8796093022301"`).
+///
+/// The sequences travel beside the JSON, not in it: agents built before
+/// them decode status updates with `deny_unknown_fields` and would drop an
+/// update carrying a new key, while they ignore a user property. A message
+/// without the property (an older cloud), or with one that does not parse
+/// or does not count one number per update, leaves every `seq` unset, and
+/// the agent falls back to the newest `occurred_at`.
+pub const STATUS_SEQ_PROPERTY: &str = "o2c-status-seq";
+
 /// A status change for one order, sent down to its store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -215,6 +229,14 @@ pub struct StatusUpdate {
     /// When that event happened.
     #[serde(with = "time::serde::rfc3339")]
     pub occurred_at: OffsetDateTime,
+    /// The update's place in its order's status history, set by the
+    /// cloud's status publisher: of two updates of one order, the one with
+    /// the greater `seq` is the current status, whatever their arrival
+    /// order or `occurred_at` (two can share a millisecond). Not part of the
+    /// JSON: it travels in [`STATUS_SEQ_PROPERTY`]. `None` for an update
+    /// from a cloud that sends none.
+    #[serde(skip)]
+    pub seq: Option<u64>,
 }
 
 impl StatusUpdate {
@@ -240,6 +262,45 @@ impl StatusUpdate {
     /// of them (see [`StatusUpdate::encode_many`]), in the order sent.
     pub fn decode_many(bytes: &[u8]) -> Result<Vec<StatusUpdate>, FrameError> {
         Self::decode_each(bytes)?.into_iter().collect()
+    }
+
+    /// The [`STATUS_SEQ_PROPERTY`] value for a message of `updates`: `None`
+    /// unless every update has a `seq` (then the message is sent without
+    /// the property, and the agent uses `occurred_at` for all of them).
+    pub fn seqs_property(updates: &[StatusUpdate]) -> Option<String> {
+        let seqs = updates
+            .iter()
+            .map(|u| u.seq.map(|s| s.to_string()))
+            .collect::<Option<Vec<_>>>()?;
+        (!seqs.is_empty()).then(|| seqs.join(","))
+    }
+
+    /// Sets each decoded update's `seq` from a [`STATUS_SEQ_PROPERTY`]
+    /// value, by position in the message (an update that did not decode
+    /// keeps its slot). A value that does not parse, or does not hold
+    /// exactly one number per update, is an error and sets nothing.
+    pub fn set_seqs(
+        updates: &mut [Result<StatusUpdate, FrameError>],
+        property: &str,
+    ) -> Result<(), FrameError> {
+        let seqs = property
+            .split(',')
+            .map(|s| s.trim().parse::<u64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| FrameError::Malformed(format!("{STATUS_SEQ_PROPERTY}: {e}")))?;
+        if seqs.len() != updates.len() {
+            return Err(FrameError::Malformed(format!(
+                "{STATUS_SEQ_PROPERTY}: {} sequences for {} updates",
+                seqs.len(),
+                updates.len()
+            )));
+        }
+        for (u, seq) in updates.iter_mut().zip(seqs) {
+            if let Ok(u) = u {
+                u.seq = Some(seq);
+            }
+        }
+        Ok(())
     }
 
     /// Like [`StatusUpdate::decode_many`], but each update of an array

@@ -130,6 +130,9 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         reason: Some("payment_declined".into()),
         event_id: event_id(),
         occurred_at: datetime!(2026-11-24 10:00:01 UTC),
+        // Not in the JSON (see `STATUS_SEQ_PROPERTY`): the files are the
+        // same with or without it.
+        seq: Some(STATUS_SEQS[1]),
     };
     out.push(("status_update.json", status.encode().unwrap()));
     let paid = StatusUpdate {
@@ -138,6 +141,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         reason: None,
         event_id: "01890a5d-ac96-774b-bcce-b302099a8059".parse().unwrap(),
         occurred_at: datetime!(2026-11-24 10:00:00.5 UTC),
+        seq: Some(STATUS_SEQS[0]),
     };
     out.push((
         "status_updates.json",
@@ -145,6 +149,9 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     ));
     out
 }
+
+/// The sequences of the two updates in `status_updates.json`.
+const STATUS_SEQS: [u64; 2] = [35_184_372_088_832, 105_553_116_266_496];
 
 /// Decodes a golden file with the decoder for its kind, re-encodes it.
 fn reencode(name: &str, bytes: &[u8]) -> Vec<u8> {
@@ -263,4 +270,59 @@ fn store_event_validation() {
     let errs = cloud.validate_store_event().unwrap_err().0;
     assert!(errs.iter().any(|e| e.field == "event_type"));
     assert!(errs.iter().any(|e| e.field == "seq"));
+}
+
+/// A status update as agents built before `StatusUpdate::seq` decode it:
+/// strictly, an unknown key refused.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct StatusUpdateBeforeSeq {
+    order_id: OrderId,
+    status: CloudStatus,
+    #[serde(default)]
+    reason: Option<String>,
+    event_id: EventId,
+    #[serde(with = "time::serde::rfc3339")]
+    occurred_at: time::OffsetDateTime,
+}
+
+#[test]
+fn status_seqs_travel_beside_the_json_in_a_user_property() {
+    let file = std::fs::read(dir().join("status_updates.json")).unwrap();
+    // An agent built before seqs still decodes every update the cloud now
+    // sends (the bytes are the golden file's, checked above).
+    let (_, encoded) = examples()
+        .into_iter()
+        .find(|(n, _)| *n == "status_updates.json")
+        .unwrap();
+    let old: Vec<StatusUpdateBeforeSeq> = serde_json::from_slice(&encoded).unwrap();
+    assert_eq!(old.len(), 2);
+    // The property's format is stable too.
+    let mut updates = StatusUpdate::decode_many(&file).unwrap();
+    assert!(updates.iter().all(|u| u.seq.is_none()));
+    assert_eq!(StatusUpdate::seqs_property(&updates), None);
+    for (u, s) in updates.iter_mut().zip(STATUS_SEQS) {
+        u.seq = Some(s);
+    }
+    let property = StatusUpdate::seqs_property(&updates).unwrap();
+    assert_eq!(property, "35184372088832,105553116266496");
+    let mut each = StatusUpdate::decode_each(&file).unwrap();
+    StatusUpdate::set_seqs(&mut each, &property).unwrap();
+    let back: Vec<StatusUpdate> = each.into_iter().map(Result::unwrap).collect();
+    assert_eq!(back, updates);
+}
+
+#[test]
+fn a_bad_seq_property_sets_no_seq() {
+    let file = std::fs::read(dir().join("status_updates.json")).unwrap();
+    for bad in ["1", "1,2,3", "1,x", "", "1,-2", "1,,2"] {
+        let mut each = StatusUpdate::decode_each(&file).unwrap();
+        let e = StatusUpdate::set_seqs(&mut each, bad).unwrap_err();
+        assert_eq!(e.code(), "malformed_frame", "{bad:?}");
+        assert!(
+            each.iter().all(|u| u.as_ref().unwrap().seq.is_none()),
+            "{bad:?}"
+        );
+    }
 }

@@ -258,7 +258,7 @@ proptest! {
         order_id in order_id(), status in cloud_status(), reason in proptest::option::of(text()),
         event_id in event_id(), occurred_at in timestamp(),
     ) {
-        let s = StatusUpdate { order_id, status, reason, event_id, occurred_at };
+        let s = StatusUpdate { order_id, status, reason, event_id, occurred_at, seq: None };
         prop_assert_eq!(StatusUpdate::decode(&s.encode().unwrap()).unwrap(), s.clone());
         // A single object is also a valid status message.
         prop_assert_eq!(StatusUpdate::decode_many(&s.encode().unwrap()).unwrap(), vec![s]);
@@ -267,18 +267,28 @@ proptest! {
     #[test]
     fn status_messages_round_trip(
         updates in prop::collection::vec(
-            (order_id(), cloud_status(), proptest::option::of(text()), event_id(), timestamp()),
+            (order_id(), cloud_status(), proptest::option::of(text()), event_id(), timestamp(), any::<u64>()),
             1..6,
         ),
     ) {
         let updates: Vec<StatusUpdate> = updates
             .into_iter()
-            .map(|(order_id, status, reason, event_id, occurred_at)| StatusUpdate {
-                order_id, status, reason, event_id, occurred_at,
+            .map(|(order_id, status, reason, event_id, occurred_at, seq)| StatusUpdate {
+                order_id, status, reason, event_id, occurred_at, seq: Some(seq),
             })
             .collect();
         let bytes = StatusUpdate::encode_many(&updates).unwrap();
-        prop_assert_eq!(StatusUpdate::decode_many(&bytes).unwrap(), updates);
+        // The JSON carries no seq: the same bytes as without any.
+        let unsequenced: Vec<StatusUpdate> =
+            updates.iter().cloned().map(|u| StatusUpdate { seq: None, ..u }).collect();
+        prop_assert_eq!(&StatusUpdate::encode_many(&unsequenced).unwrap(), &bytes);
+        prop_assert_eq!(&StatusUpdate::decode_many(&bytes).unwrap(), &unsequenced);
+        // With the message's seq property, every update comes back whole.
+        let property = StatusUpdate::seqs_property(&updates).unwrap();
+        let mut each = StatusUpdate::decode_each(&bytes).unwrap();
+        StatusUpdate::set_seqs(&mut each, &property).unwrap();
+        let back: Vec<StatusUpdate> = each.into_iter().map(Result::unwrap).collect();
+        prop_assert_eq!(back, updates);
     }
 
     #[test]

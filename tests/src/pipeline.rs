@@ -188,14 +188,14 @@ impl AgentProc {
             &config,
             format!(
                 "store_id = \"{store_id}\"\nagent_id = \"{agent_id}\"\ndata_dir = \"{}\"\n\
-                 [http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nurl = \"{mqtt_url}\"\n{extra_mqtt}\n\
+                 [store]\ncurrency = \"CAD\"\n[http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nurl = \"{mqtt_url}\"\n{extra_mqtt}\n\
                  [[terminals]]\nid = \"T1\"\ntoken_sha256 = \"{hash}\"\n",
                 data_dir.display()
             ),
         )
         .map_err(|e| HarnessError::io("write agent.toml", e))?;
         let log = home.join("agent.log");
-        let (guard, addr) = Self::spawn(&config, &data_dir, &log).await?;
+        let (guard, addr) = Self::spawn(&config, &data_dir, &log, &[]).await?;
         Ok(AgentProc {
             guard,
             config,
@@ -212,10 +212,11 @@ impl AgentProc {
         config: &Path,
         data_dir: &Path,
         log: &Path,
+        env: &[(&str, &str)],
     ) -> Result<(ChildGuard, SocketAddr), HarnessError> {
         let addr_file = data_dir.join("http.addr");
         let _ = std::fs::remove_file(&addr_file);
-        let guard = spawn_logged("o2c-agent", "o2c-agent", config, "run", log, &[])?;
+        let guard = spawn_logged("o2c-agent", "o2c-agent", config, "run", log, env)?;
         crate::wait_for_file(&addr_file, Duration::from_secs(30)).await?;
         let text = std::fs::read_to_string(&addr_file)
             .map_err(|e| HarnessError::io("read http.addr", e))?;
@@ -251,11 +252,22 @@ impl AgentProc {
 
     /// Starts it again (after kill or stop).
     pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        self.restart_with_env(&[]).await
+    }
+
+    /// [`AgentProc::restart`] with extra environment variables (fault
+    /// injection) for this run only.
+    pub async fn restart_with_env(&mut self, env: &[(&str, &str)]) -> Result<(), HarnessError> {
         let _ = self.guard.kill();
-        let (guard, addr) = Self::spawn(&self.config, &self.data_dir, &self.log).await?;
+        let (guard, addr) = Self::spawn(&self.config, &self.data_dir, &self.log, env).await?;
         self.guard = guard;
         self.addr = addr;
         Ok(())
+    }
+
+    /// Waits for the process to exit by itself (e.g. an injected crash).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<(), HarnessError> {
+        self.guard.wait_exit(timeout).await.map(|_| ())
     }
 
     /// Captures a carry-out order paid in cash; `key` is the idempotency key.

@@ -1,6 +1,9 @@
 //! Status updates reach an agent that was away when the cloud sent them,
 //! one update per message or several in one (the cloud's status publisher
-//! sends a store's updates together under load).
+//! sends a store's updates together under load); one received just before
+//! the agent crashed is delivered again and applied after its restart; and
+//! the cloud's per-order sequence keeps two updates of one millisecond in
+//! rank.
 //!
 //! The agent keeps an MQTT session at the broker (clean start off, a week's
 //! expiry) and acks a status update only once it is stored, so an update
@@ -10,6 +13,8 @@
 
 use std::time::Duration;
 
+use o2c_cloud::saga::status::status_seq;
+use o2c_protocol::frame::STATUS_SEQ_PROPERTY;
 use o2c_protocol::topic::{Channel, agent_topic};
 use o2c_protocol::{AgentId, CloudStatus, EventId, OrderId, StatusUpdate, StoreId};
 use o2c_tests::TestEnv;
@@ -18,26 +23,45 @@ use o2c_tests::pipeline::AgentProc;
 use o2c_tests::saga::{cloud_status, wait_status};
 use o2c_tests::wait::wait_until_named;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use time::OffsetDateTime;
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Publishes `updates` as one message at QoS 1 on the agent's status topic
-/// (a single update as an object, several as an array) and waits for the
+/// (a single update as an object, several as an array, their seqs in the
+/// message's user property as the cloud sends them) and waits for the
 /// broker's PubAck.
 async fn publish_status(port: u16, client_id: &str, topic: &str, updates: &[StatusUpdate]) {
-    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
-    options.set_keep_alive(Duration::from_secs(5));
-    let (client, mut eventloop) = AsyncClient::new(options, 10);
     let payload = match updates {
         [one] => one.encode(),
         many => StatusUpdate::encode_many(many),
     }
     .expect("encode status");
+    let props = PublishProperties {
+        user_properties: StatusUpdate::seqs_property(updates)
+            .map(|v| (STATUS_SEQ_PROPERTY.to_owned(), v))
+            .into_iter()
+            .collect(),
+        ..PublishProperties::default()
+    };
+    publish_raw(port, client_id, topic, payload, props).await;
+}
+
+/// Publishes `payload` at QoS 1 and waits for the broker's PubAck.
+async fn publish_raw(
+    port: u16,
+    client_id: &str,
+    topic: &str,
+    payload: Vec<u8>,
+    props: PublishProperties,
+) {
+    let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(options, 10);
     client
-        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .publish_with_properties(topic, QoS::AtLeastOnce, false, payload, props)
         .await
         .expect("queue publish");
     tokio::time::timeout(WAIT, async {
@@ -50,7 +74,7 @@ async fn publish_status(port: u16, client_id: &str, topic: &str, updates: &[Stat
         }
     })
     .await
-    .expect("no PubAck for the status update");
+    .expect("no PubAck for the status message");
     let _ = client.disconnect().await;
 }
 
@@ -62,7 +86,83 @@ fn update(order_id: &str, status: CloudStatus, at_ms: u64) -> StatusUpdate {
         event_id: EventId::from_parts(at_ms, rand_bytes()),
         occurred_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
             .expect("time"),
+        seq: None,
     }
+}
+
+/// [`update`] with the sequence the cloud's status publisher gives it.
+fn sequenced(order_id: &str, status: CloudStatus, at_ms: u64) -> StatusUpdate {
+    let u = update(order_id, status, at_ms);
+    StatusUpdate {
+        seq: Some(status_seq(status, u.occurred_at)),
+        ..u
+    }
+}
+
+/// The agent's status topic.
+fn status_topic(agent: &AgentProc) -> String {
+    agent_topic(
+        &StoreId::new(agent.store_id.as_str()).expect("store id"),
+        &AgentId::new(agent.agent_id.as_str()).expect("agent id"),
+        Channel::Status,
+    )
+}
+
+/// Now, in unix milliseconds.
+fn now_ms() -> u64 {
+    u64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+/// Reads the agent's database directly: the order's stored cloud status
+/// (NULL: none) and whether the status event `event_id` was handled.
+fn stored(agent: &AgentProc, order_id: &str, event_id: &str) -> (Option<String>, bool) {
+    let conn = rusqlite::Connection::open_with_flags(
+        agent.db_path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("open agent db");
+    let status = conn
+        .query_row(
+            "SELECT cloud_status FROM orders WHERE order_id = ?1",
+            [order_id],
+            |r| r.get(0),
+        )
+        .expect("order row");
+    let seen = conn
+        .query_row(
+            "SELECT COUNT(*) FROM applied_status_events WHERE event_id = ?1",
+            [event_id],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("applied_status_events")
+        > 0;
+    (status, seen)
+}
+
+/// Starts an agent on `broker` and waits until it is subscribed (its
+/// session then exists at the broker).
+async fn connected_agent(env: &TestEnv, broker: &PrivateMosquitto) -> AgentProc {
+    let store = env.store_id("s1");
+    let agent = AgentProc::start(env.path(), &store, "A1", &broker.url(), "")
+        .await
+        .expect("agent");
+    wait_connected(&agent).await;
+    agent
+}
+
+async fn wait_connected(agent: &AgentProc) {
+    wait_until_named(
+        "agent connected",
+        || async {
+            agent
+                .sync_status()
+                .await
+                .is_ok_and(|s| s["connected"] == true)
+        },
+        WAIT,
+    )
+    .await
+    .expect("agent never connected");
 }
 
 fn rand_bytes() -> [u8; 10] {
@@ -152,4 +252,141 @@ async fn a_status_sent_while_the_agent_is_stopped_is_applied_when_it_returns() {
     wait_status(&agent, &order, "completed", WAIT)
         .await
         .expect("completed after kill -9");
+}
+
+/// Fault: the agent aborts (`O2C_AGENT_FAULT_ABORT_BEFORE_STATUS_STORE`,
+/// as abruptly as kill -9) right after a status message arrives and before
+/// it is stored. Its PUBACK must not have gone out (rumqttc acks a QoS 1
+/// publish itself unless acks are manual), so the broker delivers the
+/// message again to the restarted agent, which applies it.
+#[tokio::test]
+async fn a_status_received_just_before_a_crash_is_applied_after_the_restart() {
+    let env = TestEnv::new();
+    let broker = PrivateMosquitto::start().await.expect("mosquitto");
+    let mut agent = connected_agent(&env, &broker).await;
+    let order = agent.post_order("crash-1").await.expect("capture").order_id;
+    agent
+        .restart_with_env(&[("O2C_AGENT_FAULT_ABORT_BEFORE_STATUS_STORE", "1")])
+        .await
+        .expect("restart agent with the fault");
+    wait_connected(&agent).await;
+    let paid = update(&order, CloudStatus::Paid, now_ms());
+    publish_status(
+        broker.port(),
+        &env.store_id("cloud-1"),
+        &status_topic(&agent),
+        std::slice::from_ref(&paid),
+    )
+    .await;
+    agent
+        .wait_exit(WAIT)
+        .await
+        .expect("the fault did not abort the agent");
+    assert_eq!(
+        stored(&agent, &order, &paid.event_id.to_string()),
+        (None, false),
+        "the update was stored before the abort"
+    );
+    agent.restart().await.expect("restart agent");
+    if let Err(e) = wait_status(&agent, &order, "paid", WAIT).await {
+        panic!(
+            "{e}: the broker did not deliver the unstored update again; the agent shows {:?}",
+            cloud_status(&agent, &order).await
+        );
+    }
+}
+
+/// Two updates of one order in the same millisecond, the later stage
+/// first: `completed` stays, whether `paid` comes in the same message or
+/// in the next one. Ordered by time alone, `paid` replaced it.
+#[tokio::test]
+async fn updates_of_one_millisecond_arriving_out_of_rank_keep_the_higher_rank() {
+    let env = TestEnv::new();
+    let broker = PrivateMosquitto::start().await.expect("mosquitto");
+    let agent = connected_agent(&env, &broker).await;
+    let topic = status_topic(&agent);
+    let ms = now_ms();
+    for (n, together) in [(1, true), (2, false)] {
+        let order = agent
+            .post_order(&format!("rank-{n}"))
+            .await
+            .expect("capture")
+            .order_id;
+        let completed = sequenced(&order, CloudStatus::Completed, ms);
+        let paid = sequenced(&order, CloudStatus::Paid, ms);
+        let cloud = env.store_id(&format!("cloud-{n}"));
+        if together {
+            publish_status(broker.port(), &cloud, &topic, &[completed, paid.clone()]).await;
+        } else {
+            publish_status(broker.port(), &cloud, &topic, &[completed]).await;
+            wait_status(&agent, &order, "completed", WAIT)
+                .await
+                .expect("completed applied");
+            publish_status(broker.port(), &cloud, &topic, std::slice::from_ref(&paid)).await;
+        }
+        let paid_id = paid.event_id.to_string();
+        wait_until_named(
+            "the paid update handled",
+            || async { stored(&agent, &order, &paid_id).1 },
+            WAIT,
+        )
+        .await
+        .expect("paid never handled");
+        assert_eq!(
+            stored(&agent, &order, &paid_id).0.as_deref(),
+            Some("completed"),
+            "message {n}: a lower-ranked update of the same millisecond replaced completed"
+        );
+    }
+}
+
+/// An undecodable status message is logged and acked once: the broker does
+/// not deliver it again after a restart, and the updates behind it apply.
+/// (Left unacked, it would come back at every reconnect.)
+#[tokio::test]
+async fn an_undecodable_status_message_is_acked_once_and_not_delivered_again() {
+    let env = TestEnv::new();
+    let broker = PrivateMosquitto::start().await.expect("mosquitto");
+    let mut agent = connected_agent(&env, &broker).await;
+    let order = agent.post_order("bad-1").await.expect("capture").order_id;
+    let topic = status_topic(&agent);
+    publish_raw(
+        broker.port(),
+        &env.store_id("cloud-1"),
+        &topic,
+        b"\x00\x01not a status{".to_vec(),
+        PublishProperties::default(),
+    )
+    .await;
+    let t0 = now_ms();
+    publish_status(
+        broker.port(),
+        &env.store_id("cloud-2"),
+        &topic,
+        &[update(&order, CloudStatus::Paid, t0)],
+    )
+    .await;
+    wait_status(&agent, &order, "paid", WAIT)
+        .await
+        .expect("the update behind the bad message");
+    agent.stop().await.expect("stop agent");
+    agent.restart().await.expect("restart agent");
+    wait_connected(&agent).await;
+    // Anything redelivered at the reconnect comes before this update.
+    publish_status(
+        broker.port(),
+        &env.store_id("cloud-3"),
+        &topic,
+        &[update(&order, CloudStatus::Completed, t0 + 1)],
+    )
+    .await;
+    wait_status(&agent, &order, "completed", WAIT)
+        .await
+        .expect("completed after the restart");
+    let log = std::fs::read_to_string(agent.log_path()).expect("agent log");
+    assert_eq!(
+        log.matches("undecodable status").count(),
+        1,
+        "the bad message was handled more than once:\n{log}"
+    );
 }

@@ -133,6 +133,22 @@ impl From<CaptureError> for ApiError {
                 format!("offline card payment of {amount} exceeds the floor limit of {limit}"),
             )
             .field(field),
+            CaptureError::OfflineUnavailable { field } => ApiError::new(
+                unprocessable,
+                "offline_card_unavailable",
+                "this store takes no offline card payment ([store] currency is not configured); \
+                 authorise the card online or take another tender",
+            )
+            .field(field),
+            CaptureError::OfflineCurrency { order, store } => ApiError::new(
+                unprocessable,
+                "offline_currency_mismatch",
+                format!(
+                    "offline card payments are limited in {store}, the store's currency; this \
+                     order is in {order}: authorise the card online or take another tender"
+                ),
+            )
+            .field("currency"),
             CaptureError::Catalog(m) => ApiError::internal("catalog lookup failed", &m),
         }
     }
@@ -178,6 +194,12 @@ impl From<StoreError> for ApiError {
                 ),
             )
             .field("payments"),
+            StoreError::OfflineCurrency { order, store } => match store {
+                Some(store) => ApiError::from(CaptureError::OfflineCurrency { order, store }),
+                None => ApiError::from(CaptureError::OfflineUnavailable {
+                    field: "payments".into(),
+                }),
+            },
             StoreError::OrderNotFound(id) => {
                 ApiError::not_found("order_not_found", format!("no order {id}"))
             }

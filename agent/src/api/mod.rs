@@ -45,7 +45,7 @@ struct AppInner {
     metrics: Arc<Metrics>,
     store_id: StoreId,
     auth: auth::TerminalAuth,
-    offline_floor_limit_minor: i64,
+    offline: crate::capture::OfflineLimits,
     connected: Arc<AtomicBool>,
 }
 
@@ -72,7 +72,10 @@ impl AppState {
                 catalog,
                 metrics,
                 store_id: config.store_id.clone(),
-                offline_floor_limit_minor: config.payments.offline_floor_limit_minor,
+                offline: crate::capture::OfflineLimits {
+                    currency: config.store.currency,
+                    floor_minor: config.payments.offline_floor_limit_minor,
+                },
                 connected,
             }),
         }

@@ -38,7 +38,7 @@ const MAX_KEY_LEN: usize = 128;
         (status = 403, description = "forbidden: terminal_id is not the token's terminal", body = ErrorBody),
         (status = 409, description = "idempotency_conflict", body = ErrorBody),
         (status = 413, description = "payload_too_large (over 64 KiB)", body = ErrorBody),
-        (status = 422, description = "invalid_order, invalid_field, unknown_sku, card_data_rejected, offline_limit_exceeded", body = ErrorBody),
+        (status = 422, description = "invalid_order, invalid_field, unknown_sku, card_data_rejected, offline_limit_exceeded, offline_currency_mismatch, offline_card_unavailable", body = ErrorBody),
         (status = 503, description = "backlog_full (with Retry-After), storage_unavailable, unavailable", body = ErrorBody),
         (status = 507, description = "storage_full", body = ErrorBody),
     ),
@@ -91,18 +91,12 @@ async fn capture_inner(
         .map_err(|e| ApiError::from(CaptureError::Catalog(e.to_string())))?;
     let inner = &st.inner;
     let request_sha256: [u8; 32] = Sha256::digest(&body).into();
-    let built = capture::build_order(
-        req,
-        &inner.store_id,
-        order_id,
-        inner.offline_floor_limit_minor,
-        |sku| {
-            Ok(inner
-                .catalog
-                .price(sku)
-                .map(|(minor, currency)| Price { minor, currency }))
-        },
-    );
+    let built = capture::build_order(req, &inner.store_id, order_id, inner.offline, |sku| {
+        Ok(inner
+            .catalog
+            .price(sku)
+            .map(|(minor, currency)| Price { minor, currency }))
+    });
     let order = match built {
         Ok(order) => order,
         Err(e) => {

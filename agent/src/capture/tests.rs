@@ -20,9 +20,20 @@ fn no_catalog(_: &str) -> Result<Option<Price>, String> {
     Ok(None)
 }
 
+fn cad() -> Currency {
+    Currency::from_code("CAD").unwrap()
+}
+
+fn limits(code: Option<&str>, floor_minor: i64) -> OfflineLimits {
+    OfflineLimits {
+        currency: code.map(|c| Currency::from_code(c).unwrap()),
+        floor_minor,
+    }
+}
+
 fn build(b: &str) -> Result<Order, CaptureError> {
     let req = parse_request(b.as_bytes())?;
-    build_order(req, &store(), id(), 10_000, |sku| {
+    build_order(req, &store(), id(), limits(Some("CAD"), 10_000), |sku| {
         Ok((sku == "SKU-CAT").then(|| Price {
             minor: 250,
             currency: Currency::from_code("CAD").unwrap(),
@@ -36,7 +47,8 @@ fn field_of(e: CaptureError) -> String {
         | CaptureError::UnknownField { field }
         | CaptureError::Shape { field, .. }
         | CaptureError::UnknownSku { field }
-        | CaptureError::OfflineFloor { field, .. } => field,
+        | CaptureError::OfflineFloor { field, .. }
+        | CaptureError::OfflineUnavailable { field } => field,
         other => panic!("no field in {other:?}"),
     }
 }
@@ -211,5 +223,59 @@ fn offline_floor_limit() {
     let online = over.replace("offline", "online");
     assert!(build(&online).is_ok());
     let req = parse_request(at.as_bytes()).unwrap();
-    assert!(build_order(req, &store(), id(), 0, no_catalog).is_err());
+    assert!(build_order(req, &store(), id(), limits(Some("CAD"), 0), no_catalog).is_err());
+}
+
+#[test]
+fn offline_card_limits_apply_only_in_the_store_currency() {
+    let offline = |currency: &str, minor: i64| {
+        body(
+            &format!(r#"[{{"sku":"A","quantity":1,"unit_price_minor":{minor}}}]"#),
+            &format!(
+                r#"[{{"method":"card","amount_minor":{minor},"token":"t","brand":"visa","last4":"4242","authorization":"offline"}}]"#
+            ),
+        )
+        .replace("\"CAD\"", &format!("\"{currency}\""))
+    };
+    let build_with = |b: &str, l: OfflineLimits| {
+        build_order(
+            parse_request(b.as_bytes()).unwrap(),
+            &store(),
+            id(),
+            l,
+            no_catalog,
+        )
+    };
+    // 5,000 yen is far below a floor of 10,000 minor units, but the limit
+    // is in CAD: refused, not compared across currencies.
+    assert_eq!(
+        build_with(&offline("JPY", 5_000), limits(Some("CAD"), 10_000)).unwrap_err(),
+        CaptureError::OfflineCurrency {
+            order: Currency::from_code("JPY").unwrap(),
+            store: cad(),
+        }
+    );
+    // The same sale in the store's currency passes, and above the floor not.
+    assert!(build_with(&offline("CAD", 5_000), limits(Some("CAD"), 10_000)).is_ok());
+    assert_eq!(
+        field_of(build_with(&offline("CAD", 10_001), limits(Some("CAD"), 10_000)).unwrap_err()),
+        "payments[0].amount_minor"
+    );
+    // No store currency: no offline card sale at all.
+    assert_eq!(
+        build_with(&offline("CAD", 1), limits(None, 10_000)).unwrap_err(),
+        CaptureError::OfflineUnavailable {
+            field: "payments[0].authorization".into()
+        }
+    );
+    // Online card and cash sales in any currency are untouched.
+    for l in [limits(None, 0), limits(Some("CAD"), 0)] {
+        assert!(build_with(&offline("JPY", 5_000).replace("offline", "online"), l).is_ok());
+        let cash = body(
+            r#"[{"sku":"A","quantity":1,"unit_price_minor":7}]"#,
+            r#"[{"method":"cash","amount_minor":7}]"#,
+        )
+        .replace("CAD", "EUR");
+        assert!(build_with(&cash, l).is_ok());
+    }
 }

@@ -4,6 +4,8 @@ const MINIMAL: &str = r#"
 store_id = "S001"
 agent_id = "S001-A1"
 data_dir = "/var/lib/o2c-agent"
+[store]
+currency = "CAD"
 [http]
 listen = "127.0.0.1:8080"
 [mqtt]
@@ -132,6 +134,21 @@ fn errors_name_the_key() {
             env(&[("O2C_AGENT__TERMINALS__5__ID", "T9")]),
             "terminals.5.id",
         ),
+        (
+            MINIMAL.replace("\"CAD\"", "\"EURO\""),
+            vec![],
+            "store.currency",
+        ),
+        (
+            MINIMAL.replace("\"CAD\"", "\"XYZ\""),
+            vec![],
+            "store.currency",
+        ),
+        (
+            MINIMAL.replace("[store]", "[store]\nbogus = 1"),
+            vec![],
+            "store.bogus",
+        ),
     ];
     for (text, env, want) in cases {
         let err = Config::from_toml_with_env(&text, env).unwrap_err();
@@ -147,4 +164,55 @@ fn syntax_errors_are_reported() {
         Config::from_toml_with_env("store_id = ", []),
         Err(ConfigError::Syntax { .. })
     ));
+}
+
+/// The config without `[store]` and `[payments]`: an agent configured
+/// before `store.currency` existed.
+fn without_currency() -> String {
+    let text = MINIMAL.replace("[store]\ncurrency = \"CAD\"\n", "");
+    let cut = text.find("[payments]").unwrap();
+    let end = text.find("[outbox]").unwrap();
+    format!("{}{}", &text[..cut], &text[end..])
+}
+
+#[test]
+fn store_currency_is_parsed_and_can_come_from_the_environment() {
+    let c = Config::from_toml_with_env(MINIMAL, []).unwrap();
+    assert_eq!(c.store.currency.map(|c| c.code()), Some("CAD"));
+    assert!(
+        c.to_toml().contains("currency = \"CAD\""),
+        "{}",
+        c.to_toml()
+    );
+    let c = Config::from_toml_with_env(
+        &without_currency(),
+        env(&[("O2C_AGENT__STORE__CURRENCY", "EUR")]),
+    )
+    .unwrap();
+    assert_eq!(c.store.currency.map(|c| c.code()), Some("EUR"));
+}
+
+#[test]
+fn a_config_without_store_currency_loads_but_cannot_set_offline_limits() {
+    // Without offline limits: loads, and offline card sales are refused.
+    let c = Config::from_toml_with_env(&without_currency(), []).unwrap();
+    assert_eq!(c.store.currency, None);
+    // An offline limit set in the file or the environment needs a currency.
+    let in_file = format!(
+        "{}\n[payments]\noffline_total_cap_minor = 1000\n",
+        without_currency()
+    );
+    let err = Config::from_toml_with_env(&in_file, []).unwrap_err();
+    let shown = err.to_string();
+    assert_eq!(key_of(err), "store.currency", "{shown}");
+    assert!(
+        shown.contains("payments.offline_total_cap_minor"),
+        "{shown}"
+    );
+    let err = Config::from_toml_with_env(
+        &without_currency(),
+        env(&[("O2C_AGENT__PAYMENTS__OFFLINE_FLOOR_LIMIT_MINOR", "500")]),
+    )
+    .unwrap_err();
+    assert_eq!(key_of(err), "store.currency");
 }

@@ -85,6 +85,15 @@ pub enum StoreError {
         /// The cap.
         cap: i64,
     },
+    /// An offline card sale in another currency than the store's (or with
+    /// no store currency): the cap is in the store's currency.
+    #[error("offline card sale in {order}; the store's offline cap is in {}", store.map_or("no currency", |c| c.code()))]
+    OfflineCurrency {
+        /// The order's currency.
+        order: o2c_protocol::Currency,
+        /// The store's (`[store] currency`).
+        store: Option<o2c_protocol::Currency>,
+    },
     /// No such order.
     #[error("order {0} not found")]
     OrderNotFound(OrderId),
@@ -145,10 +154,18 @@ pub struct StoreOptions {
     pub agent_id: AgentId,
     /// Captures and cancels are refused once this many events are pending.
     pub max_pending_events: u64,
-    /// Most unconfirmed offline card money (minor units).
+    /// Most unconfirmed offline card money (minor units of
+    /// `offline_currency`).
     pub offline_total_cap_minor: i64,
+    /// The store's currency: the only one an offline card sale may be in,
+    /// and the one the cap counts (`None`: no offline card sale at all).
+    pub offline_currency: Option<o2c_protocol::Currency>,
     /// Most commands per group commit.
     pub max_commit_batch: usize,
+    /// Test-only fault injection ([`FAULT_ABORT_BEFORE_STATUS_STORE`]):
+    /// abort the process when a status message reaches the store, before
+    /// anything of it is written. Always false in production.
+    pub fault_abort_before_status_store: bool,
     /// Depth of the writer's command queue.
     pub queue_depth: usize,
     /// Read-only connections in the read pool.
@@ -164,7 +181,9 @@ impl StoreOptions {
             agent_id,
             max_pending_events: 1_000_000,
             offline_total_cap_minor: 500_000,
+            offline_currency: None,
             max_commit_batch: 2048,
+            fault_abort_before_status_store: false,
             queue_depth: 8192,
             readers: 2,
         }
@@ -180,9 +199,17 @@ pub(crate) struct Shared {
     alive: AtomicBool,
 }
 
+/// Fault injection for the end-to-end suite: with this variable set to
+/// `1` when the agent starts (read once, by `Agent::open`), the process
+/// aborts (as abruptly as `kill -9`) when a received status message is
+/// about to be stored, so a test can check that the broker delivers it
+/// again after a restart. Unset in production.
+pub const FAULT_ABORT_BEFORE_STATUS_STORE: &str = "O2C_AGENT_FAULT_ABORT_BEFORE_STATUS_STORE";
+
 #[derive(Debug)]
 struct Inner {
     tx: mpsc::Sender<Command>,
+    fault_abort_before_status_store: bool,
     reads: Arc<ReadPool>,
     shared: Arc<Shared>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -211,6 +238,7 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 tx,
+                fault_abort_before_status_store: opts.fault_abort_before_status_store,
                 reads,
                 shared,
                 writer: std::sync::Mutex::new(Some(handle)),
@@ -272,13 +300,18 @@ impl Store {
 
     /// Records the cloud statuses of one status message, in order, as one
     /// command (all of them are stored, or none): each once per
-    /// `event_id`, and an update older than the one already applied to its
-    /// order is ignored (`Stale`).
+    /// `event_id`; an update is ignored (`Stale`) unless its `seq` is
+    /// greater than that of the status its order shows (when both have
+    /// one) or, otherwise, it is not older than that status.
     pub async fn apply_statuses(
         &self,
         updates: Vec<StatusUpdate>,
         now_ms: i64,
     ) -> Result<Vec<StatusOutcome>, StoreError> {
+        if self.inner.fault_abort_before_status_store {
+            tracing::error!("fault injection: aborting before a status message is stored");
+            std::process::abort();
+        }
         self.call(Op::Status(updates, now_ms), Reply::Status).await
     }
 

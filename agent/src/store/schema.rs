@@ -34,6 +34,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_release_rejected_offline.sql",
         include_str!("../../migrations/0006_release_rejected_offline.sql"),
     ),
+    (
+        "0007_cloud_status_seq.sql",
+        include_str!("../../migrations/0007_cloud_status_seq.sql"),
+    ),
 ];
 
 /// The last seq the cloud acked, as an SQL scalar subquery (a literal, for

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use super::*;
 use crate::metrics::StoreMetrics;
 
+mod offline;
 mod status;
 
 fn cad() -> Currency {
@@ -18,11 +19,13 @@ fn cad() -> Currency {
 }
 
 fn opts(dir: &Path) -> StoreOptions {
-    StoreOptions::new(
+    let mut o = StoreOptions::new(
         dir.join("agent.db"),
         StoreId::new("S001").unwrap(),
         AgentId::new("S001-A1").unwrap(),
-    )
+    );
+    o.offline_currency = Some(cad());
+    o
 }
 
 fn order_with(payments: Vec<Payment>, unit: i64) -> Order {

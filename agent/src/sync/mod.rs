@@ -18,7 +18,7 @@ use std::time::Duration;
 use o2c_protocol::frame::encode_raw_batch;
 use o2c_protocol::sync::{AckVerdict, SyncConfig, SyncState, Transmit};
 use o2c_protocol::topic::{Channel, agent_topic};
-use o2c_protocol::{Ack, AgentId, StatusUpdate, StoreId};
+use o2c_protocol::{Ack, AgentId, StoreId};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event};
@@ -119,15 +119,17 @@ impl SyncTask {
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let done = if p.topic == status.as_bytes() {
-                            // Off the MQTT loop: updates commute (the newest
-                            // `occurred_at` wins, a repeat is ignored by its
-                            // event id), so concurrent ones share the
+                            // Off the MQTT loop: updates commute (the highest
+                            // seq, or without one the newest `occurred_at`,
+                            // wins; a repeat is ignored by its event id),
+                            // so concurrent ones share the
                             // writer's group commits instead of one commit
                             // (and fsync) each; applied one at a time, a
                             // busy store fell behind its status stream.
                             Handled::Applying(tokio::spawn(apply_status(
                                 self.store.clone(),
                                 p.payload.clone(),
+                                mqtt::status_seqs(&p),
                             )))
                         } else {
                             if p.topic == acks.as_bytes() {
@@ -283,8 +285,8 @@ async fn ack_in_order(
 /// [`STATUS_RETRY_MAX`], until the update is stored: the message's PUBACK,
 /// and those queued behind it, wait meanwhile, so the broker holds back
 /// further deliveries instead of losing any.
-async fn apply_status(store: Store, payload: bytes::Bytes) -> bool {
-    let updates = match StatusUpdate::decode_each(&payload) {
+async fn apply_status(store: Store, payload: bytes::Bytes, seqs: Option<String>) -> bool {
+    let updates = match mqtt::decode_status(&payload, seqs.as_deref()) {
         Ok(each) => each
             .into_iter()
             .enumerate()

@@ -1,5 +1,6 @@
 //! MQTT v5 options for the agent: broker address, TLS with the fleet CA
-//! and the agent's client certificate, packet size.
+//! and the agent's client certificate, packet size; and the decoding of a
+//! status message with its per-update sequences ([`decode_status`]).
 //!
 //! [`tls_client_config`] loads and checks the `[mqtt.tls]` files. `run` and
 //! `check-config` call it before anything starts, so a missing, unreadable or
@@ -10,8 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use o2c_protocol::StatusUpdate;
+use o2c_protocol::frame::{FrameError, STATUS_SEQ_PROPERTY};
 use o2c_protocol::topic::MqttUrl;
 use rumqttc::v5::MqttOptions;
+use rumqttc::v5::mqttbytes::v5::Publish;
 use rumqttc::{TlsConfiguration, Transport};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -140,4 +144,75 @@ pub(crate) fn options(cfg: &MqttConfig, client_id: &str) -> Result<MqttOptions, 
         )));
     }
     Ok(o)
+}
+
+/// The [`STATUS_SEQ_PROPERTY`] of a status message, if the cloud sent one.
+pub(crate) fn status_seqs(p: &Publish) -> Option<String> {
+    p.properties
+        .as_ref()?
+        .user_properties
+        .iter()
+        .find(|(k, _)| k == STATUS_SEQ_PROPERTY)
+        .map(|(_, v)| v.clone())
+}
+
+/// Decodes a status message (see `StatusUpdate::decode_each`) and gives
+/// its updates their sequences from `seqs`, the message's
+/// [`STATUS_SEQ_PROPERTY`]. A property that does not fit the message is
+/// logged and ignored: the updates are still stored, ordered by time.
+pub(crate) fn decode_status(
+    payload: &[u8],
+    seqs: Option<&str>,
+) -> Result<Vec<Result<StatusUpdate, FrameError>>, FrameError> {
+    let mut each = StatusUpdate::decode_each(payload)?;
+    if let Some(v) = seqs
+        && let Err(e) = StatusUpdate::set_seqs(&mut each, v)
+    {
+        tracing::warn!(error = %e, "status sequences ignored; the newest occurred_at decides");
+    }
+    Ok(each)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+
+    const TWO: &str = r#"[{"order_id":"01890a5d-ac96-774b-bcce-b302099a8057","status":"paid","event_id":"01890a5d-ac96-774b-bcce-b302099a8059","occurred_at":"2026-11-24T10:00:00Z"},{"order_id":"01890a5d-ac96-774b-bcce-b302099a8057","status":"teleported","event_id":"01890a5d-ac96-774b-bcce-b302099a8058","occurred_at":"2026-11-24T10:00:00Z"}]"#;
+
+    fn publish(props: Vec<(String, String)>) -> Publish {
+        let mut p = Publish::new("t", QoS::AtLeastOnce, TWO, None);
+        p.properties = Some(PublishProperties {
+            user_properties: props,
+            ..PublishProperties::default()
+        });
+        p
+    }
+
+    #[test]
+    fn sequences_come_from_the_user_property_by_position() {
+        let p = publish(vec![
+            ("traceparent".into(), "x".into()),
+            (STATUS_SEQ_PROPERTY.into(), "7,9".into()),
+        ]);
+        let seqs = status_seqs(&p);
+        assert_eq!(seqs.as_deref(), Some("7,9"));
+        let each = decode_status(&p.payload, seqs.as_deref()).unwrap();
+        // The first update gets 7; the second (an unknown status) stays an
+        // error in its slot.
+        assert_eq!(each[0].as_ref().unwrap().seq, Some(7));
+        assert!(each[1].is_err());
+    }
+
+    #[test]
+    fn a_missing_or_bad_property_leaves_updates_without_sequences() {
+        let none = Publish::new("t", QoS::AtLeastOnce, TWO, None);
+        assert_eq!(status_seqs(&none), None);
+        assert_eq!(status_seqs(&publish(vec![])), None);
+        for bad in [None, Some("7"), Some("7,x")] {
+            let each = decode_status(TWO.as_bytes(), bad).unwrap();
+            assert_eq!(each[0].as_ref().unwrap().seq, None, "{bad:?}");
+        }
+    }
 }

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+pub mod harness;
+
 use sha2::{Digest, Sha256};
 
 /// Bearer token of terminal `T1` (and `T2` with the suffix changed).

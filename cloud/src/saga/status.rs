@@ -9,6 +9,13 @@
 //! PUBACK and one commit for many updates instead of one each. Idle, a
 //! message holds a single update and leaves at once.
 //!
+//! Each update carries a per-order sequence ([`status_seq`]: the status's
+//! rank in the saga, then the event's time), sent beside the JSON in the
+//! message's `o2c-status-seq` user property
+//! (`o2c_protocol::frame::STATUS_SEQ_PROPERTY`); the agent keeps the
+//! update with the greatest one, so two updates of one order in the same
+//! millisecond, or arriving out of order, cannot apply out of rank.
+//!
 //! Offsets are committed only once the broker has acknowledged (PubAck)
 //! every publish made before them; after a crash, updates are sent again
 //! and the agent drops them by `event_id`.
@@ -19,12 +26,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use o2c_protocol::frame::STATUS_SEQ_PROPERTY;
 use o2c_protocol::topic::{Channel, agent_topic};
 use o2c_protocol::{CloudStatus, Envelope, Event, EventType, StatusUpdate};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::Message;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::Packet;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event as MqttEvent};
 use tokio_util::sync::CancellationToken;
 
@@ -45,6 +53,42 @@ pub const SUBSCRIBES: &[EventType] = &[
     EventType::RefundIssued,
 ];
 
+/// Where a status stands in an order's saga: every event that moves an
+/// order on has a higher rank than those before it (created, paid, stock
+/// confirmed, shipment booked, completed), and a cancellation or refund
+/// outranks them all (a payment captured after a cancellation is refunded;
+/// the order stays cancelled). Never reorder: stored sequences compare.
+pub fn status_rank(status: CloudStatus) -> u64 {
+    match status {
+        CloudStatus::Accepted => 1,
+        CloudStatus::Paid => 2,
+        CloudStatus::InventoryConfirmed => 3,
+        CloudStatus::ShipmentScheduled => 4,
+        CloudStatus::Completed => 5,
+        CloudStatus::Cancelled => 6,
+        CloudStatus::Refunded => 7,
+    }
+}
+
+/// Bits of a sequence below the rank: the event's unix milliseconds (up
+/// to the year 2527).
+const SEQ_TIME_BITS: u32 = 44;
+
+/// An update's per-order sequence: [`status_rank`] above the event's
+/// `occurred_at` in unix milliseconds. It is a function of the saga event
+/// alone, so a publisher that restarts, or reads a topic again, sends the
+/// same sequence for the same event; and it grows along an order's saga:
+/// by rank first (two updates in one millisecond, or a late one, cannot
+/// pass a later stage), then by time between updates of the same status.
+/// At most 7 · 2^44, below 2^53: exact as a JSON or SQLite number.
+pub fn status_seq(status: CloudStatus, occurred_at: time::OffsetDateTime) -> u64 {
+    let max_ms = (1u64 << SEQ_TIME_BITS) - 1;
+    let ms = u64::try_from(occurred_at.unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(0)
+        .min(max_ms);
+    (status_rank(status) << SEQ_TIME_BITS) | ms
+}
+
 /// The status a saga event gives its order, if any.
 pub fn status_for(env: &Envelope) -> Option<StatusUpdate> {
     let (status, reason) = match &env.payload {
@@ -63,6 +107,7 @@ pub fn status_for(env: &Envelope) -> Option<StatusUpdate> {
         reason,
         event_id: env.event_id,
         occurred_at: env.occurred_at,
+        seq: Some(status_seq(status, env.occurred_at)),
     })
 }
 
@@ -191,9 +236,17 @@ pub(crate) async fn run(
             for (topic, group) in messages(updates, MAX_UPDATES_PER_MESSAGE) {
                 let bytes = StatusUpdate::encode_many(&group)
                     .map_err(|e| SagaError::Encode(e.to_string()))?;
+                let props = PublishProperties {
+                    content_type: Some("application/json".into()),
+                    user_properties: StatusUpdate::seqs_property(&group)
+                        .map(|v| (STATUS_SEQ_PROPERTY.to_owned(), v))
+                        .into_iter()
+                        .collect(),
+                    ..PublishProperties::default()
+                };
                 // Waits only while rumqttc's request queue is full.
                 client
-                    .publish(topic, QoS::AtLeastOnce, false, bytes)
+                    .publish_with_properties(topic, QoS::AtLeastOnce, false, bytes, props)
                     .await
                     .map_err(|e| SagaError::Mqtt(e.to_string()))?;
                 published += 1;
@@ -234,7 +287,44 @@ mod tests {
             reason: None,
             event_id: EventId::from_parts(2, [n; 10]),
             occurred_at: OffsetDateTime::UNIX_EPOCH,
+            seq: Some(u64::from(n)),
         }
+    }
+
+    const ALL: [CloudStatus; 7] = [
+        CloudStatus::Accepted,
+        CloudStatus::Paid,
+        CloudStatus::InventoryConfirmed,
+        CloudStatus::ShipmentScheduled,
+        CloudStatus::Completed,
+        CloudStatus::Cancelled,
+        CloudStatus::Refunded,
+    ];
+
+    #[test]
+    fn seqs_grow_along_the_saga_then_with_time() {
+        let t = OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap();
+        // In one millisecond, each later stage has a greater seq.
+        for w in ALL.windows(2) {
+            assert!(status_seq(w[0], t) < status_seq(w[1], t), "{w:?}");
+            // Even a much later earlier stage stays below (a year on).
+            let later = t + time::Duration::days(365);
+            assert!(status_seq(w[0], later) < status_seq(w[1], t), "{w:?}");
+        }
+        // Within one status, the later event is greater; the same event
+        // always gets the same seq (a replay or restart sends it again).
+        let next = t + time::Duration::milliseconds(1);
+        assert!(status_seq(CloudStatus::Refunded, t) < status_seq(CloudStatus::Refunded, next));
+        assert_eq!(
+            status_seq(CloudStatus::Paid, t),
+            status_seq(CloudStatus::Paid, t)
+        );
+        // Times out of range are clamped, and every seq is exact in JSON.
+        let before_1970 = OffsetDateTime::from_unix_timestamp(-5).unwrap();
+        assert_eq!(status_seq(CloudStatus::Accepted, before_1970), 1 << 44);
+        let far = OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap();
+        assert!(status_seq(CloudStatus::Refunded, far) < 1 << 53);
+        assert!(status_seq(CloudStatus::Accepted, far) < status_seq(CloudStatus::Paid, t));
     }
 
     #[test]

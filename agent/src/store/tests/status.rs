@@ -1,5 +1,6 @@
-//! Cloud status updates: applied once per event id, in time order, one
-//! status message's updates as one command.
+//! Cloud status updates: applied once per event id, in sequence order (in
+//! time order for updates without one), one status message's updates as
+//! one command.
 
 use o2c_protocol::{CloudStatus, EventId, OrderId, StatusUpdate};
 use time::OffsetDateTime;
@@ -29,6 +30,7 @@ async fn status_updates_apply_once_and_in_time_order() {
         reason: None,
         event_id: EventId::from_uuid(uuid::Uuid::now_v7()).unwrap(),
         occurred_at: t + time::Duration::seconds(secs),
+        seq: None,
     };
     let paid = upd(CloudStatus::Paid, 10);
     assert_eq!(
@@ -79,6 +81,7 @@ async fn a_status_message_applies_its_updates_in_order_as_one_command() {
         reason: None,
         event_id: EventId::from_uuid(uuid::Uuid::now_v7()).unwrap(),
         occurred_at: t + time::Duration::seconds(secs),
+        seq: None,
     };
     let a_paid = upd(a, CloudStatus::Paid, 10);
     let a_done = upd(a, CloudStatus::Completed, 20);
@@ -123,5 +126,110 @@ async fn a_status_message_applies_its_updates_in_order_as_one_command() {
         store.apply_statuses(vec![a_paid], 1).await.unwrap(),
         vec![StatusOutcome::Duplicate]
     );
+    store.close().await.unwrap();
+}
+
+/// `status` of `order` at `ms` (unix milliseconds) with sequence `seq`.
+fn at_ms(order_id: OrderId, status: CloudStatus, ms: i64, seq: Option<u64>) -> StatusUpdate {
+    StatusUpdate {
+        order_id,
+        status,
+        reason: None,
+        event_id: EventId::from_uuid(uuid::Uuid::now_v7()).unwrap(),
+        occurred_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap(),
+        seq,
+    }
+}
+
+#[tokio::test]
+async fn the_greater_sequence_wins_whatever_the_arrival_order_or_millisecond() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(opts(dir.path()), StoreMetrics::default()).unwrap();
+    let id = capture(&store, 10, "k").await.order_id;
+    let ms = 1_764_000_000_000;
+    let status = |store: &Store| {
+        let store = store.clone();
+        async move { store.order(id).await.unwrap().unwrap().cloud_status }
+    };
+    // Completed and paid in one millisecond, completed first: paid (a
+    // lower sequence) must not replace it. Time alone let it.
+    let completed = at_ms(id, CloudStatus::Completed, ms, Some(50));
+    let paid = at_ms(id, CloudStatus::Paid, ms, Some(20));
+    assert_eq!(
+        apply_one(&store, &completed, 1).await,
+        Ok(StatusOutcome::Applied)
+    );
+    assert_eq!(apply_one(&store, &paid, 2).await, Ok(StatusOutcome::Stale));
+    assert_eq!(status(&store).await, Some(CloudStatus::Completed));
+    // A greater sequence wins even with an older time; an equal one not.
+    let refunded = at_ms(id, CloudStatus::Refunded, ms - 1_000, Some(70));
+    assert_eq!(
+        apply_one(&store, &refunded, 3).await,
+        Ok(StatusOutcome::Applied)
+    );
+    let same = at_ms(id, CloudStatus::Cancelled, ms + 1_000, Some(70));
+    assert_eq!(apply_one(&store, &same, 4).await, Ok(StatusOutcome::Stale));
+    assert_eq!(status(&store).await, Some(CloudStatus::Refunded));
+    // The stored sequence survives a restart.
+    store.close().await.unwrap();
+    let store = Store::open(opts(dir.path()), StoreMetrics::default()).unwrap();
+    let late = at_ms(id, CloudStatus::Paid, ms + 5_000, Some(69));
+    assert_eq!(apply_one(&store, &late, 5).await, Ok(StatusOutcome::Stale));
+    assert_eq!(status(&store).await, Some(CloudStatus::Refunded));
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn updates_without_a_sequence_keep_the_time_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(opts(dir.path()), StoreMetrics::default()).unwrap();
+    let a = capture(&store, 10, "a").await.order_id;
+    let b = capture(&store, 10, "b").await.order_id;
+    let ms = 1_764_000_000_000;
+    let status = |id| {
+        let store = store.clone();
+        async move { store.order(id).await.unwrap().unwrap().cloud_status }
+    };
+    // From an older cloud: the newest time wins, the later arrival on a tie.
+    let outcomes = store
+        .apply_statuses(
+            vec![
+                at_ms(a, CloudStatus::Completed, ms, None),
+                at_ms(a, CloudStatus::Paid, ms - 1, None),
+                at_ms(a, CloudStatus::Paid, ms, None),
+            ],
+            1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [
+            StatusOutcome::Applied,
+            StatusOutcome::Stale,
+            StatusOutcome::Applied
+        ]
+    );
+    assert_eq!(status(a).await, Some(CloudStatus::Paid));
+    // Mixed: a stored status without a sequence is compared by time, and
+    // so is an update without one against a stored sequence.
+    let seqd = at_ms(b, CloudStatus::Paid, ms, Some(20));
+    let unseqd = at_ms(b, CloudStatus::Accepted, ms - 1, None);
+    assert_eq!(
+        apply_one(&store, &unseqd, 1).await,
+        Ok(StatusOutcome::Applied)
+    );
+    assert_eq!(
+        apply_one(&store, &seqd, 1).await,
+        Ok(StatusOutcome::Applied)
+    );
+    let older = at_ms(b, CloudStatus::Completed, ms - 5, None);
+    assert_eq!(apply_one(&store, &older, 1).await, Ok(StatusOutcome::Stale));
+    let newer = at_ms(b, CloudStatus::Completed, ms + 5, None);
+    assert_eq!(
+        apply_one(&store, &newer, 1).await,
+        Ok(StatusOutcome::Applied)
+    );
+    assert_eq!(status(b).await, Some(CloudStatus::Completed));
     store.close().await.unwrap();
 }

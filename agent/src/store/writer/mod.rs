@@ -145,6 +145,7 @@ pub(crate) struct Writer {
     agent_id: AgentId,
     max_pending: u64,
     offline_cap: i64,
+    offline_currency: Option<o2c_protocol::Currency>,
     max_batch: usize,
     state: State,
     shared: Arc<Shared>,
@@ -178,10 +179,13 @@ impl Writer {
             [],
             |r| r.get(0),
         )?;
+        // Only sales in the store's currency count against its cap (an
+        // agent configured before `store.currency` may hold others: they
+        // are still released by their ack, but never summed with these).
         let exposure: i64 = conn.query_row(
             "SELECT COALESCE(SUM(offline_card_minor), 0) FROM orders \
-             WHERE offline_card_minor > 0 AND offline_released = 0",
-            [],
+             WHERE offline_card_minor > 0 AND offline_released = 0 AND currency = ?1",
+            [opts.offline_currency.map(|c| c.code())],
             |r| r.get(0),
         )?;
         let state = State {
@@ -196,6 +200,7 @@ impl Writer {
             agent_id: opts.agent_id.clone(),
             max_pending: opts.max_pending_events,
             offline_cap: opts.offline_total_cap_minor,
+            offline_currency: opts.offline_currency,
             max_batch: opts.max_commit_batch.max(1),
             state,
             shared,

@@ -67,6 +67,12 @@ impl Writer {
         self.check_backlog(st)?;
         let offline = order.offline_card_total()?.minor;
         if offline > 0 {
+            if self.offline_currency != Some(order.currency) {
+                return Err(StoreError::OfflineCurrency {
+                    order: order.currency,
+                    store: self.offline_currency,
+                });
+            }
             let would_be = st.exposure.saturating_add(offline);
             if would_be > self.offline_cap {
                 return Err(StoreError::OfflineCapExceeded {
@@ -300,9 +306,12 @@ impl Writer {
                  JOIN orders o ON o.order_id = x.order_id \
                  WHERE x.state IN ('pending', 'rejected') AND x.seq > ?2 AND x.seq <= ?1 \
                  AND x.event_type = 'OrderCreated' \
-                 AND o.offline_card_minor > 0 AND o.offline_released = 0",
+                 AND o.offline_card_minor > 0 AND o.offline_released = 0 AND o.currency = ?3",
             )?
-            .query_row([through_i, from_i], |r| r.get(0))?;
+            .query_row(
+                params![through_i, from_i, self.offline_currency.map(|c| c.code())],
+                |r| r.get(0),
+            )?;
         self.conn
             .prepare_cached(
                 "UPDATE orders SET offline_released = 1 \
@@ -357,19 +366,27 @@ impl Writer {
             return Ok(StatusOutcome::Duplicate);
         }
         let at = unix_ms(u.occurred_at);
+        // The cloud's per-order sequence decides when both the stored status
+        // and this update have one: only a greater one replaces it. Without
+        // (a cloud that sends none), the newest `occurred_at` wins as before.
+        // Sequences stay below 2^53; a larger one still outranks the rest.
+        let seq = u.seq.map(|s| i64::try_from(s).unwrap_or(i64::MAX));
         let n = self
             .conn
             .prepare_cached(
                 "UPDATE orders SET cloud_status = ?2, cloud_reason = ?3, cloud_status_at_ms = ?4, \
-                 cloud_status_received_at_ms = ?5 \
-                 WHERE order_id = ?1 AND (cloud_status_at_ms IS NULL OR cloud_status_at_ms <= ?4)",
+                 cloud_status_received_at_ms = ?5, cloud_status_seq = ?6 \
+                 WHERE order_id = ?1 AND CASE \
+                 WHEN ?6 IS NOT NULL AND cloud_status_seq IS NOT NULL THEN ?6 > cloud_status_seq \
+                 ELSE cloud_status_at_ms IS NULL OR cloud_status_at_ms <= ?4 END",
             )?
             .execute(params![
                 oid,
                 cloud_status_name(u.status),
                 u.reason,
                 at,
-                now_ms
+                now_ms,
+                seq
             ])?;
         if n == 1 {
             return Ok(StatusOutcome::Applied);
