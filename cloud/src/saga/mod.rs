@@ -28,6 +28,9 @@
 //!   each has a pure state type with unit tests and a thin step. The
 //!   inventory placement (hold at creation, confirm after payment) is
 //!   documented in [`inventory`]; [`stock`] holds a batch's stock rows.
+//! - [`reconcile`]: finishes payments a processor outage left `Capturing`
+//!   (and those cancelled meanwhile); its decision is pure, in
+//!   [`reconcile::core`].
 //! - [`status`]: status updates back to the stores over MQTT.
 //! - [`retention`]: deletes published outbox rows (and, if configured,
 //!   ledger rows) past their age.
@@ -46,6 +49,7 @@ pub mod inventory;
 pub mod order;
 pub mod outbox;
 pub mod payment;
+pub mod reconcile;
 pub mod retention;
 pub mod runner;
 pub mod shipping;
@@ -199,6 +203,13 @@ pub struct TableLabel {
     pub table: &'static str,
 }
 
+/// Metric label: how a stuck payment was settled.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `captured`, `declined`, `refunded`, `cancelled` or `expired`.
+    pub outcome: &'static str,
+}
+
 /// The saga's Prometheus metrics.
 #[derive(Debug)]
 pub struct SagaMetrics {
@@ -217,6 +228,8 @@ pub struct SagaMetrics {
     pub psp_breaker_state: Gauge,
     /// Rows deleted by retention sweeps, per service and table.
     pub retention_deleted: Family<TableLabel, Counter>,
+    /// Payments the reconciler settled, per outcome.
+    pub payment_reconciled: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for SagaMetrics {
@@ -231,6 +244,7 @@ impl Default for SagaMetrics {
             status_published: Counter::default(),
             psp_breaker_state: Gauge::default(),
             retention_deleted: Family::default(),
+            payment_reconciled: Family::default(),
         };
         registry.register("processed", "Events handled", m.processed.clone());
         registry.register("retries", "Transient failures retried", m.retries.clone());
@@ -258,6 +272,11 @@ impl Default for SagaMetrics {
             "retention_deleted",
             "Rows deleted by retention sweeps",
             m.retention_deleted.clone(),
+        );
+        registry.register(
+            "payment_reconciled",
+            "Stuck payments the reconciler settled, by outcome",
+            m.payment_reconciled.clone(),
         );
         SagaMetrics { registry, ..m }
     }
