@@ -613,4 +613,33 @@ brokers = "127.0.0.1:9092"
             MIN_LEDGER_RETENTION_HOURS
         );
     }
+
+    #[test]
+    fn the_reconciler_never_takes_a_capture_younger_than_a_call() {
+        let c = Config::from_toml(MINIMAL, []).unwrap();
+        assert_eq!(
+            (c.saga.capture_reconcile_secs, c.saga.capture_stuck_secs),
+            (30, 60)
+        );
+        assert_eq!(c.psp.key_lifetime_hours, 24);
+        let with = |pairs: &[(&str, &str)]| {
+            let env = pairs
+                .iter()
+                .map(|(k, v)| (format!("O2C_CLOUD__{k}"), v.to_string()));
+            Config::from_toml(MINIMAL, env)
+        };
+        let e = with(&[("SAGA__CAPTURE_STUCK_SECS", "2")]).unwrap_err();
+        assert!(e.to_string().contains("saga.capture_stuck_secs"), "{e}");
+        assert!(
+            with(&[
+                ("SAGA__CAPTURE_STUCK_SECS", "2"),
+                ("PSP__TIMEOUT_MS", "500")
+            ])
+            .is_ok()
+        );
+        let e = with(&[("SAGA__CAPTURE_RECONCILE_SECS", "0")]).unwrap_err();
+        assert!(e.to_string().contains("saga.capture_reconcile_secs"), "{e}");
+        let e = with(&[("PSP__KEY_LIFETIME_HOURS", "0")]).unwrap_err();
+        assert!(e.to_string().contains("psp.key_lifetime_hours"), "{e}");
+    }
 }

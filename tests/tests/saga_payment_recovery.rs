@@ -15,7 +15,7 @@
 //! answers after 3 s, past the saga's 500 ms timeout: the capture happened
 //! but the saga never heard) or a killed psp-sim (it never got the call).
 //! The reconciler sweeps every second and takes rows whose last capture call
-//! is 2 s old.
+//! is 2 s old (5 s in test 1, so that the void lands first).
 
 use std::time::Duration;
 
@@ -29,6 +29,8 @@ use o2c_tests::{PrivateMosquitto, TestEnv, consume_all, topic_record_count, wait
 
 const SAGA: Duration = Duration::from_secs(90);
 const RECONCILE: &str = "capture_reconcile_secs = 1\ncapture_stuck_secs = 2";
+/// Test 1 waits longer, so the void lands before the reconciler looks.
+const RECONCILE_LATER: &str = "capture_reconcile_secs = 1\ncapture_stuck_secs = 5";
 const PSP: &str = "timeout_ms = 500\nbreaker_open_ms = 1000";
 
 /// The payment service's `(phase, cancel_requested)` of an order.
@@ -89,7 +91,7 @@ fn card(token: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_void_during_a_failing_capture_refunds_once_or_never_captures() {
     // Retries at 3, 6 and 12 s: the void lands well within them.
-    let saga = format!("retry_base_ms = 3000\n{RECONCILE}");
+    let saga = format!("retry_base_ms = 3000\n{RECONCILE_LATER}");
     let mut w = SagaWorld::start(&["all"], &saga, PSP).await.expect("world");
 
     // The processor captures, but its answer comes too late: the saga's

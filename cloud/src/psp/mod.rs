@@ -312,6 +312,7 @@ impl PspClient {
 #[cfg(test)]
 mod tests {
     use axum::Router;
+    use axum::extract::Path;
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::post;
 
@@ -334,8 +335,23 @@ mod tests {
             let status = h["idempotency-key"].to_str().unwrap_or_default();
             format!(r#"{{"id":"ref_1","status":"{status}"}}"#)
         }
+        async fn lookup(Path(key): Path<String>) -> (StatusCode, String) {
+            match key.as_str() {
+                "approved" => (
+                    StatusCode::OK,
+                    r#"{"id":"cap_9","status":"approved"}"#.into(),
+                ),
+                "declined" => (
+                    StatusCode::OK,
+                    r#"{"status":"declined","decline_code":"card_declined"}"#.into(),
+                ),
+                "500" => (StatusCode::INTERNAL_SERVER_ERROR, "{}".into()),
+                other => (StatusCode::OK, format!(r#"{{"status":"{other}"}}"#)),
+            }
+        }
         let app = Router::new()
             .route("/v1/captures", post(capture))
+            .route("/v1/captures/{key}", axum::routing::get(lookup))
             .route("/v1/refunds", post(refund));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -399,5 +415,28 @@ mod tests {
             assert!(matches!(e, PspError::Status { .. }), "{status}: {e}");
         }
         assert_eq!(psp.refund("refunded", &req).await.unwrap(), "ref_1");
+    }
+
+    #[tokio::test]
+    async fn a_lookup_reads_the_processor_answer_by_key() {
+        let psp = client(&scripted().await);
+        assert_eq!(
+            psp.lookup_capture("approved").await.unwrap(),
+            CaptureLookup::Captured("cap_9".into())
+        );
+        assert_eq!(
+            psp.lookup_capture("declined").await.unwrap(),
+            CaptureLookup::Declined("card_declined".into())
+        );
+        assert_eq!(
+            psp.lookup_capture("unknown").await.unwrap(),
+            CaptureLookup::Unknown
+        );
+        // Neither a failure nor an answer it does not know is "unknown":
+        // that would send the capture again.
+        for key in ["500", "pending"] {
+            let e = psp.lookup_capture(key).await.unwrap_err();
+            assert!(matches!(e, PspError::Status { .. }), "{key}: {e}");
+        }
     }
 }
