@@ -281,8 +281,12 @@ impl PaymentStep {
             let card = !processor_tenders(order).is_empty();
             match st.phase {
                 // Cancelled while an earlier attempt failed: never capture
-                // again; the reconciler settles it.
-                PayPhase::Capturing if st.cancel_requested => settled.push(env),
+                // again; the reconciler settles it (from the recorded cause,
+                // recorded here too for a row older than migration 005).
+                PayPhase::Capturing if st.cancel_requested && card => {
+                    settled.push(env);
+                    attempts.push(env);
+                }
                 // Cash-only orders need no call and go on.
                 PayPhase::Pending | PayPhase::Capturing if open && card => {
                     held += 1;
