@@ -8,6 +8,8 @@
 //! 2. Orders a processor outage left `Capturing` are finished by the
 //!    reconciler, with no DLQ replay, each captured exactly once, across a
 //!    kill -9 of the saga.
+//!    With two payment replicas, each stuck order is settled by one of
+//!    them, once.
 //! 3. `dlq replay` refuses an ingest dead letter (an MQTT frame) and says
 //!    what to do instead.
 //!
@@ -23,7 +25,7 @@ use o2c_protocol::topic::{Channel, agent_topic};
 use o2c_protocol::{AgentId, StoreId};
 use o2c_tests::pipeline::Ingest;
 use o2c_tests::saga::{
-    SagaWorld, Tender, capture, cloud_status, dlq_command, order_body, wait_status,
+    SagaProc, SagaWorld, Tender, capture, cloud_status, dlq_command, order_body, wait_status,
 };
 use o2c_tests::{PrivateMosquitto, TestEnv, consume_all, topic_record_count, wait_until_named};
 
@@ -205,6 +207,51 @@ async fn stuck_captures_complete_without_a_dlq_replay() {
             .get(0);
         assert_eq!(n, 1, "{id}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_payment_replicas_settle_each_stuck_capture_once() {
+    let saga = format!("retry_base_ms = 100\n{RECONCILE}");
+    let mut w = SagaWorld::start(&["order", "inventory", "shipping", "status"], &saga, PSP)
+        .await
+        .expect("world");
+    for replica in ["p1", "p2"] {
+        let mut s = w.settings.clone();
+        s.extra_saga = format!("{saga}\ninstance_id = \"{replica}\"");
+        let proc = SagaProc::start(w.env.path(), &s, "payment").await.unwrap();
+        w.sagas.push(proc);
+    }
+    // Every capture's answer is lost: all of them are left to the two
+    // reconcilers, which sweep the same rows every second.
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        let token = format!("tok_slow_r{i}");
+        ids.push(
+            capture(&w.agent, &format!("r{i}"), &card(&token))
+                .await
+                .unwrap(),
+        );
+    }
+    for id in &ids {
+        wait_final(&w, id, "completed").await;
+    }
+    let db = w.db().await.unwrap();
+    for id in &ids {
+        assert_eq!(w.psp.captures_of(id).await.unwrap(), 1, "{id}");
+        let n: i64 = db
+            .query_one(
+                "SELECT count(*) FROM o2c_payment.outbox \
+                 WHERE event_type = 'PaymentCaptured' AND key = $1",
+                &[id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "{id}");
+    }
+    // Summed over both replicas: one settlement per order.
+    let captured = "o2c_saga_payment_reconciled_total{outcome=\"captured\"}";
+    assert_eq!(w.metric(captured).await, 6.0, "{}", w.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
