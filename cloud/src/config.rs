@@ -124,6 +124,15 @@ pub struct SagaConfig {
     /// [`MIN_LEDGER_RETENTION_HOURS`].
     #[serde(default)]
     pub ledger_retention_hours: u64,
+    /// Seconds between two sweeps of the payment reconciler (orders left
+    /// `Capturing`, see `saga::reconcile`).
+    #[serde(default = "default_capture_reconcile")]
+    pub capture_reconcile_secs: u64,
+    /// A payment counts as stuck once its last capture call is this many
+    /// seconds old. Must exceed `psp.timeout_ms`, so that the reconciler
+    /// never races a call still in flight.
+    #[serde(default = "default_capture_stuck")]
+    pub capture_stuck_secs: u64,
 }
 
 /// The shortest ledger retention accepted: twice Kafka's default topic
@@ -156,6 +165,11 @@ pub struct PspConfig {
     /// How long the breaker stays open before one trial call.
     #[serde(default = "default_breaker_open")]
     pub breaker_open_ms: u64,
+    /// How long the processor honours an idempotency key (24 h at Stripe).
+    /// Within it the reconciler sends a capture the processor never got
+    /// again with its key; past it, it fails the payment instead.
+    #[serde(default = "default_key_lifetime")]
+    pub key_lifetime_hours: u64,
 }
 
 fn default_saga_group() -> String {
@@ -196,6 +210,15 @@ fn default_breaker_failures() -> u32 {
 }
 fn default_breaker_open() -> u64 {
     30_000
+}
+fn default_capture_reconcile() -> u64 {
+    30
+}
+fn default_capture_stuck() -> u64 {
+    60
+}
+fn default_key_lifetime() -> u64 {
+    24
 }
 
 fn default_group_check() -> u64 {
@@ -242,6 +265,8 @@ impl Default for SagaConfig {
             group_behind_after_ms: default_group_behind_after(),
             outbox_retention_hours: default_outbox_retention(),
             ledger_retention_hours: 0,
+            capture_reconcile_secs: default_capture_reconcile(),
+            capture_stuck_secs: default_capture_stuck(),
         }
     }
 }
@@ -261,6 +286,7 @@ impl Default for PspConfig {
             timeout_ms: default_psp_timeout(),
             breaker_failures: default_breaker_failures(),
             breaker_open_ms: default_breaker_open(),
+            key_lifetime_hours: default_key_lifetime(),
         }
     }
 }
@@ -472,6 +498,27 @@ impl Config {
             key: "saga.group_prefix",
             message: e.to_string(),
         })?;
+        if self.saga.capture_reconcile_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "saga.capture_reconcile_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.saga.capture_stuck_secs.saturating_mul(1000) <= self.psp.timeout_ms {
+            return Err(ConfigError::Invalid {
+                key: "saga.capture_stuck_secs",
+                message: format!(
+                    "must exceed psp.timeout_ms ({} ms): a younger capture may still be in flight",
+                    self.psp.timeout_ms
+                ),
+            });
+        }
+        if self.psp.key_lifetime_hours == 0 {
+            return Err(ConfigError::Invalid {
+                key: "psp.key_lifetime_hours",
+                message: "must be at least 1".into(),
+            });
+        }
         if !(self.psp.url.starts_with("http://") || self.psp.url.starts_with("https://")) {
             return Err(ConfigError::Invalid {
                 key: "psp.url",
@@ -613,5 +660,34 @@ brokers = "127.0.0.1:9092"
                 .ledger_retention_hours,
             MIN_LEDGER_RETENTION_HOURS
         );
+    }
+
+    #[test]
+    fn the_reconciler_never_takes_a_capture_younger_than_a_call() {
+        let c = Config::from_toml(MINIMAL, []).unwrap();
+        assert_eq!(
+            (c.saga.capture_reconcile_secs, c.saga.capture_stuck_secs),
+            (30, 60)
+        );
+        assert_eq!(c.psp.key_lifetime_hours, 24);
+        let with = |pairs: &[(&str, &str)]| {
+            let env = pairs
+                .iter()
+                .map(|(k, v)| (format!("O2C_CLOUD__{k}"), v.to_string()));
+            Config::from_toml(MINIMAL, env)
+        };
+        let e = with(&[("SAGA__CAPTURE_STUCK_SECS", "2")]).unwrap_err();
+        assert!(e.to_string().contains("saga.capture_stuck_secs"), "{e}");
+        assert!(
+            with(&[
+                ("SAGA__CAPTURE_STUCK_SECS", "2"),
+                ("PSP__TIMEOUT_MS", "500")
+            ])
+            .is_ok()
+        );
+        let e = with(&[("SAGA__CAPTURE_RECONCILE_SECS", "0")]).unwrap_err();
+        assert!(e.to_string().contains("saga.capture_reconcile_secs"), "{e}");
+        let e = with(&[("PSP__KEY_LIFETIME_HOURS", "0")]).unwrap_err();
+        assert!(e.to_string().contains("psp.key_lifetime_hours"), "{e}");
     }
 }

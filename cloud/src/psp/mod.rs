@@ -70,6 +70,19 @@ pub enum CaptureOutcome {
     Declined(String),
 }
 
+/// What the processor knows of a capture's idempotency key
+/// (`GET /v1/captures/{key}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureLookup {
+    /// It captured; the capture id.
+    Captured(String),
+    /// It declined; its code.
+    Declined(String),
+    /// It never received (or never finished) a capture with that key: a
+    /// capture with it may be sent (again).
+    Unknown,
+}
+
 /// Why a processor call failed. [`PspError::Rejected`] is final for that
 /// request; the others are transient for the saga.
 #[derive(Debug, thiserror::Error)]
@@ -188,17 +201,43 @@ impl PspClient {
         }
     }
 
+    /// Asks what became of the capture sent with `key` (without capturing).
+    pub async fn lookup_capture(&self, key: &str) -> Result<CaptureLookup, PspError> {
+        let r = self
+            .guarded(self.get(&format!("/v1/captures/{key}")))
+            .await?;
+        match (r.status.as_str(), r.id) {
+            ("approved", Some(id)) => Ok(CaptureLookup::Captured(id)),
+            ("declined", _) => Ok(CaptureLookup::Declined(
+                r.decline_code.unwrap_or_else(|| "declined".into()),
+            )),
+            ("unknown", _) => Ok(CaptureLookup::Unknown),
+            (other, _) => Err(PspError::Status {
+                status: 200,
+                body: format!("unexpected lookup status {other:?}"),
+            }),
+        }
+    }
+
     async fn call<B: Serialize>(
         &self,
         path: &str,
         key: &str,
         body: &B,
     ) -> Result<PspResponse, PspError> {
+        self.guarded(self.send(path, key, body)).await
+    }
+
+    /// Runs `call` through the breaker.
+    async fn guarded(
+        &self,
+        call: impl std::future::Future<Output = Result<PspResponse, PspError>>,
+    ) -> Result<PspResponse, PspError> {
         if self.lock().acquire(Instant::now()).is_err() {
             self.report();
             return Err(PspError::BreakerOpen);
         }
-        let result = self.send(path, key, body).await;
+        let result = call.await;
         {
             let mut b = self.lock();
             match &result {
@@ -216,20 +255,28 @@ impl PspClient {
         key: &str,
         body: &B,
     ) -> Result<PspResponse, PspError> {
-        let resp = self
+        let req = self
             .http
             .post(format!("{}{path}", self.base))
             .header("Idempotency-Key", key)
-            .json(body)
-            .send()
+            .json(body);
+        self.answer(req).await
+    }
+
+    async fn get(&self, path: &str) -> Result<PspResponse, PspError> {
+        self.answer(self.http.get(format!("{}{path}", self.base)))
             .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    PspError::Timeout
-                } else {
-                    PspError::Transport(e.to_string())
-                }
-            })?;
+    }
+
+    /// Sends `req` and reads the processor's answer.
+    async fn answer(&self, req: reqwest::RequestBuilder) -> Result<PspResponse, PspError> {
+        let resp = req.send().await.map_err(|e| {
+            if e.is_timeout() {
+                PspError::Timeout
+            } else {
+                PspError::Transport(e.to_string())
+            }
+        })?;
         let status = resp.status().as_u16();
         let text = resp.text().await.map_err(|e| {
             if e.is_timeout() {
@@ -265,6 +312,7 @@ impl PspClient {
 #[cfg(test)]
 mod tests {
     use axum::Router;
+    use axum::extract::Path;
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::post;
 
@@ -287,8 +335,23 @@ mod tests {
             let status = h["idempotency-key"].to_str().unwrap_or_default();
             format!(r#"{{"id":"ref_1","status":"{status}"}}"#)
         }
+        async fn lookup(Path(key): Path<String>) -> (StatusCode, String) {
+            match key.as_str() {
+                "approved" => (
+                    StatusCode::OK,
+                    r#"{"id":"cap_9","status":"approved"}"#.into(),
+                ),
+                "declined" => (
+                    StatusCode::OK,
+                    r#"{"status":"declined","decline_code":"card_declined"}"#.into(),
+                ),
+                "500" => (StatusCode::INTERNAL_SERVER_ERROR, "{}".into()),
+                other => (StatusCode::OK, format!(r#"{{"status":"{other}"}}"#)),
+            }
+        }
         let app = Router::new()
             .route("/v1/captures", post(capture))
+            .route("/v1/captures/{key}", axum::routing::get(lookup))
             .route("/v1/refunds", post(refund));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -352,5 +415,28 @@ mod tests {
             assert!(matches!(e, PspError::Status { .. }), "{status}: {e}");
         }
         assert_eq!(psp.refund("refunded", &req).await.unwrap(), "ref_1");
+    }
+
+    #[tokio::test]
+    async fn a_lookup_reads_the_processor_answer_by_key() {
+        let psp = client(&scripted().await);
+        assert_eq!(
+            psp.lookup_capture("approved").await.unwrap(),
+            CaptureLookup::Captured("cap_9".into())
+        );
+        assert_eq!(
+            psp.lookup_capture("declined").await.unwrap(),
+            CaptureLookup::Declined("card_declined".into())
+        );
+        assert_eq!(
+            psp.lookup_capture("unknown").await.unwrap(),
+            CaptureLookup::Unknown
+        );
+        // Neither a failure nor an answer it does not know is "unknown":
+        // that would send the capture again.
+        for key in ["500", "pending"] {
+            let e = psp.lookup_capture(key).await.unwrap_err();
+            assert!(matches!(e, PspError::Status { .. }), "{key}: {e}");
+        }
     }
 }

@@ -5,16 +5,22 @@
 //!   `Idempotent-Replayed: true`); the same key with another body is a 422.
 //!   5xx answers are not stored, as with real processors.
 //! - Tokens: `tok_decline…` is declined (402), `tok_flaky…` answers 503
-//!   to the first two tries of a key, anything else is approved. A token
-//!   that looks like a card number is refused (400).
+//!   to the first two tries of a key, `tok_slow…` is approved at once but
+//!   every answer for it (replays included) comes [`SLOW`] late, so a
+//!   client with a shorter timeout never learns it; anything else is
+//!   approved. A token that looks like a card number is refused (400).
+//! - `GET /v1/captures/{key}`: what became of the capture sent with that
+//!   key: `{"status":"approved","id":…}`, `{"status":"declined",…}` or
+//!   `{"status":"unknown"}` (never received, or only failed with a 5xx).
 //! - `GET /v1/stats`: every capture and refund, for tests.
 //! - `GET /healthz`.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -51,10 +57,15 @@ pub struct Stats {
     pub requests: u64,
 }
 
+/// How late `tok_slow…` captures are answered.
+pub const SLOW: Duration = Duration::from_secs(3);
+
 #[derive(Debug, Default)]
 struct Sim {
     /// key → (request fingerprint, status, body).
     answers: HashMap<String, (String, u16, PspResponse)>,
+    /// Keys answered as captures (for `GET /v1/captures/{key}`).
+    capture_keys: std::collections::HashSet<String>,
     /// key → tries seen (for `tok_flaky`).
     tries: HashMap<String, u32>,
     stats: Stats,
@@ -67,6 +78,7 @@ pub fn router() -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/captures", post(capture))
+        .route("/v1/captures/{key}", get(lookup))
         .route("/v1/refunds", post(refund))
         .route("/v1/stats", get(stats))
         .with_state(Shared::default())
@@ -126,9 +138,18 @@ async fn capture(
     headers: HeaderMap,
     Json(req): Json<CaptureRequest>,
 ) -> Response {
+    let slow = req.token.starts_with("tok_slow");
+    let resp = capture_now(&s, &headers, req);
+    if slow {
+        tokio::time::sleep(SLOW).await;
+    }
+    resp
+}
+
+fn capture_now(s: &Shared, headers: &HeaderMap, req: CaptureRequest) -> Response {
     let fingerprint = format!("{req:?}");
-    let mut sim = lock(&s);
-    let key = match replay(&mut sim, &headers, &fingerprint) {
+    let mut sim = lock(s);
+    let key = match replay(&mut sim, headers, &fingerprint) {
         Ok(k) => k,
         Err(resp) => return *resp,
     };
@@ -169,9 +190,27 @@ async fn capture(
             },
         )
     };
+    sim.capture_keys.insert(key.clone());
     sim.answers
         .insert(key, (fingerprint, status.as_u16(), body.clone()));
     (status, Json(body)).into_response()
+}
+
+async fn lookup(State(s): State<Shared>, Path(key): Path<String>) -> Json<PspResponse> {
+    let sim = lock(&s);
+    let known = sim
+        .capture_keys
+        .contains(&key)
+        .then(|| sim.answers.get(&key))
+        .flatten();
+    Json(match known {
+        Some((_, _, body)) => body.clone(),
+        None => PspResponse {
+            id: None,
+            status: "unknown".into(),
+            decline_code: None,
+        },
+    })
 }
 
 async fn refund(
@@ -260,5 +299,30 @@ mod tests {
         }
         assert_eq!(post_capture(&app, "k3", "tok_flaky").await.0, 201);
         assert_eq!(post_capture(&app, "k4", "4111111111111111").await.0, 400);
+        for (key, status) in [("k1", "approved"), ("k2", "declined"), ("k3", "approved")] {
+            assert_eq!(get_lookup(&app, key).await["status"], status, "{key}");
+        }
+        assert_eq!(get_lookup(&app, "k1").await["id"], "cap_1");
+        // Never received, or refused before any capture: unknown.
+        for key in ["nope", "k4"] {
+            assert_eq!(get_lookup(&app, key).await["status"], "unknown", "{key}");
+        }
+    }
+
+    async fn get_lookup(app: &Router, key: &str) -> serde_json::Value {
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::get(format!("/v1/captures/{key}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
     }
 }

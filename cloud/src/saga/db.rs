@@ -49,11 +49,18 @@ fn own_migrations(service: Service) -> &'static [Migration] {
             "order",
             include_str!("../../migrations/order/002_order.sql"),
         )],
-        Service::Payment => &[(
-            2,
-            "psp_calls",
-            include_str!("../../migrations/payment/002_psp_calls.sql"),
-        )],
+        Service::Payment => &[
+            (
+                2,
+                "psp_calls",
+                include_str!("../../migrations/payment/002_psp_calls.sql"),
+            ),
+            (
+                5,
+                "capture_recovery",
+                include_str!("../../migrations/payment/005_capture_recovery.sql"),
+            ),
+        ],
         Service::Inventory => &[(
             2,
             "stock",

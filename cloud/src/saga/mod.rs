@@ -32,6 +32,9 @@
 //!   each has a pure state type with unit tests and a thin step. The
 //!   inventory placement (hold at creation, confirm after payment) is
 //!   documented in [`inventory`]; [`stock`] holds a batch's stock rows.
+//! - [`reconcile`]: finishes payments a processor outage left `Capturing`
+//!   (and those cancelled meanwhile); its decision is pure, in
+//!   [`reconcile::core`].
 //! - [`status`]: status updates back to the stores over MQTT.
 //! - [`retention`]: deletes published outbox rows (and, if configured,
 //!   ledger rows) past their age.
@@ -51,6 +54,7 @@ pub mod member;
 pub mod order;
 pub mod outbox;
 pub mod payment;
+pub mod reconcile;
 pub mod retention;
 pub mod runner;
 pub mod shipping;
@@ -240,6 +244,13 @@ pub struct TableLabel {
     pub table: &'static str,
 }
 
+/// Metric label: how a stuck payment was settled.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `captured`, `declined`, `refunded`, `cancelled` or `expired`.
+    pub outcome: &'static str,
+}
+
 /// The saga's Prometheus metrics.
 #[derive(Debug)]
 pub struct SagaMetrics {
@@ -268,6 +279,8 @@ pub struct SagaMetrics {
     pub consumer_rejoins: Family<ServiceLabel, Counter>,
     /// Each group's health (not a metric: `/readyz` reads it).
     pub group_health: GroupHealth,
+    /// Payments the reconciler settled, per outcome.
+    pub payment_reconciled: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for SagaMetrics {
@@ -287,6 +300,7 @@ impl Default for SagaMetrics {
             consumer_stalled: Family::default(),
             consumer_rejoins: Family::default(),
             group_health: GroupHealth::default(),
+            payment_reconciled: Family::default(),
         };
         registry.register("processed", "Events handled", m.processed.clone());
         registry.register("retries", "Transient failures retried", m.retries.clone());
@@ -334,6 +348,11 @@ impl Default for SagaMetrics {
             "consumer_rejoins",
             "Times a member rejoined its group to close a gap",
             m.consumer_rejoins.clone(),
+        );
+        registry.register(
+            "payment_reconciled",
+            "Stuck payments the reconciler settled, by outcome",
+            m.payment_reconciled.clone(),
         );
         SagaMetrics { registry, ..m }
     }

@@ -9,24 +9,36 @@
 //! `psp_calls` under that key. A request the processor refuses for good (a
 //! 4xx other than 402, 408, 409, 425 and 429) dead-letters the event at once
 //! as `psp_rejected`; other failures are retried. The state records intent first
-//! (`Capturing`), and a cancellation that finds a capture in progress waits
-//! (transient failure, retried) for it to settle.
+//! (`Capturing`, with the event in `capture_cause` for card orders).
+//!
+//! A cancellation that finds a capture in progress records
+//! `cancel_requested` and is acked; from then on the capture is never sent
+//! again, and [`super::reconcile`] settles the order once the processor's
+//! answer is known: refunded if it was captured, cancelled otherwise. Orders
+//! left `Capturing` by a processor outage are finished by the same
+//! reconciler.
 //!
 //! Cash is not sent to the processor; a cash-only order is captured as
 //! `in_store`.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
-use o2c_protocol::event::{PaymentCaptured, PaymentFailed, RefundIssued};
+use o2c_protocol::event::{PaymentCaptured, PaymentFailed};
 use o2c_protocol::{Envelope, Event, EventType, KafkaTopics, Money, Order, Payment};
 use serde::{Deserialize, Serialize};
 
 use super::batch::{self, Batch, States};
 use super::consumer::{Step, StepError};
 use super::db::Tx;
+use super::reconcile::Reconciler;
 use super::{Pg, db};
 use crate::psp::breaker::BreakerState;
-use crate::psp::{CaptureOutcome, CaptureRequest, PspClient, RefundRequest};
+use crate::psp::{CaptureOutcome, CaptureRequest, PspClient};
+
+mod calls;
+
+pub(crate) use calls::{Calls, refund_capture, refund_issued};
 
 pub(crate) const SCHEMA: &str = "o2c_payment";
 
@@ -77,6 +89,10 @@ pub struct PaymentState {
     pub total: Option<Money>,
     /// Tenders captured at the processor.
     pub captures: Vec<Captured>,
+    /// A cancellation arrived while capturing: never capture again; the
+    /// reconciler refunds what was captured.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancel_requested: bool,
 }
 
 /// Tenders that go to the processor: `(index, token, amount)`.
@@ -100,12 +116,14 @@ pub(crate) struct PaymentStep {
     pub(crate) pg: Pg,
     pub(crate) topics: KafkaTopics,
     pub(crate) psp: PspClient,
+    /// Settles orders whose cancellation met their capture.
+    pub(crate) reconciler: Arc<Reconciler>,
 }
 
 /// A request the processor refused for good goes to the DLQ at once (with
 /// the processor's answer, and without tripping the breaker); anything else
 /// is retried.
-fn psp_err(e: crate::psp::PspError) -> StepError {
+pub(crate) fn psp_err(e: crate::psp::PspError) -> StepError {
     match e {
         crate::psp::PspError::Rejected { .. } => StepError::Poison {
             code: "psp_rejected",
@@ -148,7 +166,7 @@ impl Step for PaymentStep {
 
 /// The `Idempotency-Key` of `step` (`capture`, `void` or `refund`) for
 /// tender `tender` of `order_id`.
-fn idempotency_key(order_id: &str, step: &str, tender: usize) -> String {
+pub(crate) fn idempotency_key(order_id: &str, step: &str, tender: usize) -> String {
     format!("{order_id}:{step}:{tender}")
 }
 
@@ -211,7 +229,15 @@ impl PaymentStep {
             }
         }
         if !done.is_empty() {
-            self.record_outcomes(lane, done).await?;
+            let cancelled = self.record_outcomes(lane, done).await?;
+            if !cancelled.is_empty() {
+                // Cancelled while the processor answered: settle now (the
+                // answers are known), or leave it to the periodic sweep.
+                let mut lane = self.pg.lane(lane).await?;
+                if let Err(e) = self.reconciler.settle_orders(&mut lane, &cancelled).await {
+                    tracing::warn!(error = %e, "settling cancelled captures left to the reconciler");
+                }
+            }
         }
         failure.map_or(Ok(()), Err)
     }
@@ -248,26 +274,36 @@ impl PaymentStep {
         let open = self.psp.breaker_state() == BreakerState::Open;
         let mut go = Vec::new();
         let mut settled = Vec::new();
+        let mut attempts = Vec::new();
         let mut held = 0;
         for (env, order) in todo {
             let st = states.get_mut(order.order_id);
+            let card = !processor_tenders(order).is_empty();
             match st.phase {
+                // Cancelled while an earlier attempt failed: never capture
+                // again; the reconciler settles it (from the recorded cause,
+                // recorded here too for a row older than migration 005).
+                PayPhase::Capturing if st.cancel_requested && card => {
+                    settled.push(env);
+                    attempts.push(env);
+                }
                 // Cash-only orders need no call and go on.
-                PayPhase::Pending | PayPhase::Capturing
-                    if open && !processor_tenders(order).is_empty() =>
-                {
+                PayPhase::Pending | PayPhase::Capturing if open && card => {
                     held += 1;
                 }
-                PayPhase::Pending => {
+                PayPhase::Pending | PayPhase::Capturing => {
                     st.phase = PayPhase::Capturing;
                     go.push((env, order));
+                    if card {
+                        attempts.push(env);
+                    }
                 }
-                PayPhase::Capturing => go.push((env, order)),
                 // Settled or cancelled already: nothing to capture.
                 _ => settled.push(env),
             }
         }
         states.save(&tx).await?;
+        record_attempts(&tx, &attempts).await?;
         batch::mark_processed(&tx, SCHEMA, &settled).await?;
         tx.commit().await?;
         if held > 0 {
@@ -316,18 +352,21 @@ impl PaymentStep {
         })
     }
 
-    /// Step 3 of [`PaymentStep::capture`].
+    /// Step 3 of [`PaymentStep::capture`]. Returns the card orders whose
+    /// cancellation arrived meanwhile: they stay `Capturing` (event
+    /// processed) for [`Reconciler::settle_orders`].
     async fn record_outcomes(
         &self,
         lane: usize,
         done: Vec<(&Envelope, &Order, Outcome)>,
-    ) -> Result<(), StepError> {
+    ) -> Result<Vec<String>, StepError> {
         let mut lane = self.pg.lane(lane).await?;
         let tx = lane.begin().await?;
         let events: Vec<&Envelope> = done.iter().map(|(e, _, _)| *e).collect();
         let mut batch = Batch::<PaymentState>::open(&tx, SCHEMA, &events).await?;
         let fresh: HashSet<_> = batch.fresh().iter().map(|e| e.event_id).collect();
         let mut calls = Calls::default();
+        let mut cancelled = Vec::new();
         for (env, order, outcome) in done {
             if !fresh.contains(&env.event_id) {
                 continue;
@@ -342,6 +381,16 @@ impl PaymentStep {
                 continue;
             }
             st.total = Some(total);
+            if st.cancel_requested {
+                if processor_tenders(order).is_empty() {
+                    // Cash only: given back at the till, as after a capture.
+                    st.phase = PayPhase::Refunded;
+                    batch.emit(env, refund_issued(order.order_id, total, &[]));
+                } else {
+                    cancelled.push(order_id);
+                }
+                continue;
+            }
             for c in &outcome.captures {
                 calls.push(
                     &order_id,
@@ -391,7 +440,7 @@ impl PaymentStep {
         calls.write(&tx).await?;
         batch.close(&tx, &self.topics).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(cancelled)
     }
 
     async fn refund_one(
@@ -400,14 +449,9 @@ impl PaymentStep {
         c: &Captured,
         step: &str,
     ) -> Result<String, StepError> {
-        let req = RefundRequest {
-            order_id: order_id.to_owned(),
-            capture_id: c.capture_id.clone(),
-            amount_minor: c.amount.minor,
-            currency: c.amount.currency.code().to_owned(),
-        };
-        let key = idempotency_key(order_id, step, c.tender);
-        self.psp.refund(&key, &req).await.map_err(psp_err)
+        refund_capture(&self.psp, order_id, c, step)
+            .await
+            .map_err(psp_err)
     }
 
     async fn refund(&self, env: &Envelope) -> Result<(), StepError> {
@@ -422,17 +466,11 @@ impl PaymentStep {
             db::read_state(lane.client(), SCHEMA, env).await?
         };
         let mut refunds = Vec::new();
-        if let Some(st) = &seen {
-            match st.phase {
-                PayPhase::Capturing => {
-                    return Err(StepError::Transient("capture in progress".into()));
-                }
-                PayPhase::Captured => {
-                    for c in &st.captures {
-                        refunds.push((c.tender, self.refund_one(&order_id, c, "refund").await?));
-                    }
-                }
-                _ => {}
+        if let Some(st) = &seen
+            && st.phase == PayPhase::Captured
+        {
+            for c in &st.captures {
+                refunds.push((c.tender, self.refund_one(&order_id, c, "refund").await?));
             }
         }
         let mut lane = self.pg.get(&order_id).await?;
@@ -453,23 +491,23 @@ impl PaymentStep {
                 for (tender, r) in &refunds {
                     calls.push(&order_id, "refund", *tender, "refunded".into(), Some(r));
                 }
-                let reference = if refunds.is_empty() {
-                    IN_STORE.to_owned()
-                } else {
-                    let ids: Vec<&str> = refunds.iter().map(|(_, r)| r.as_str()).collect();
-                    ids.join(",")
-                };
                 let amount = st.total.ok_or_else(|| StepError::Poison {
                     code: "bad_state",
                     detail: "captured without a total".into(),
                 })?;
-                Some(Event::RefundIssued(RefundIssued {
-                    order_id: env.payload.order_id(),
-                    amount,
-                    psp_reference: reference,
-                }))
+                let ids: Vec<&str> = refunds.iter().map(|(_, r)| r.as_str()).collect();
+                Some(refund_issued(env.payload.order_id(), amount, &ids))
             }
-            PayPhase::Captured | PayPhase::Capturing => {
+            PayPhase::Capturing => {
+                // Recorded and acked; the capture's settlement refunds.
+                st.cancel_requested = true;
+                tracing::info!(
+                    order_id,
+                    "cancellation during a capture: refund once it settles"
+                );
+                None
+            }
+            PayPhase::Captured => {
                 // Changed under us: roll back and retry.
                 return Err(StepError::Transient("payment state changed".into()));
             }
@@ -485,52 +523,30 @@ impl PaymentStep {
     }
 }
 
-/// Processor calls to record in `psp_calls`, written in one statement.
-#[derive(Debug, Default)]
-struct Calls {
-    order_ids: Vec<String>,
-    keys: Vec<String>,
-    kinds: Vec<&'static str>,
-    outcomes: Vec<String>,
-    references: Vec<Option<String>>,
-}
-
-impl Calls {
-    /// A call of kind `capture`, `void` or `refund` for tender `tender`,
-    /// recorded under the idempotency key it was made with.
-    fn push(
-        &mut self,
-        order_id: &str,
-        kind: &'static str,
-        tender: usize,
-        outcome: String,
-        reference: Option<&str>,
-    ) {
-        self.order_ids.push(order_id.to_owned());
-        self.keys.push(idempotency_key(order_id, kind, tender));
-        self.kinds.push(kind);
-        self.outcomes.push(outcome);
-        self.references.push(reference.map(str::to_owned));
+/// Records a capture attempt of each card order of `events` (their
+/// `OrderCreated`): the event itself the first time, and when.
+async fn record_attempts(tx: &Tx<'_>, events: &[&Envelope]) -> Result<(), StepError> {
+    if events.is_empty() {
+        return Ok(());
     }
-
-    async fn write(&self, tx: &Tx<'_>) -> Result<(), StepError> {
-        if self.order_ids.is_empty() {
-            return Ok(());
-        }
-        tx.execute(
-            &format!(
-                "INSERT INTO {SCHEMA}.psp_calls (order_id, idempotency_key, kind, outcome, reference) \
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])"
-            ),
-            &[
-                &self.order_ids,
-                &self.keys,
-                &self.kinds,
-                &self.outcomes,
-                &self.references,
-            ],
-        )
-        .await?;
-        Ok(())
+    let mut ids = Vec::with_capacity(events.len());
+    let mut causes = Vec::with_capacity(events.len());
+    for env in events {
+        ids.push(env.payload.order_id().to_string());
+        causes.push(env.encode().map_err(|e| StepError::Poison {
+            code: "encode_failed",
+            detail: e.to_string(),
+        })?);
     }
+    tx.execute(
+        &format!(
+            "UPDATE {SCHEMA}.orders AS o SET capture_cause = COALESCE(o.capture_cause, u.c), \
+             capture_started_at = COALESCE(o.capture_started_at, clock_timestamp()), \
+             capture_attempt_at = clock_timestamp() \
+             FROM unnest($1::text[], $2::bytea[]) AS u(id, c) WHERE o.order_id = u.id"
+        ),
+        &[&ids, &causes],
+    )
+    .await?;
+    Ok(())
 }

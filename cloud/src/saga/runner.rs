@@ -21,6 +21,7 @@ use super::consumer::{self, LoopConfig};
 use super::inventory::InventoryStep;
 use super::order::OrderStep;
 use super::payment::PaymentStep;
+use super::reconcile::Reconciler;
 use super::shipping::ShippingStep;
 use super::{Pg, SagaError, SagaMetrics, Service, ServiceLabel, db, outbox, status};
 use crate::config::Config;
@@ -164,12 +165,23 @@ pub async fn run(
                         }
                     }
                 });
+                let reconciler = Arc::new(Reconciler {
+                    url: url.clone(),
+                    psp: psp.clone(),
+                    topics: topics.clone(),
+                    metrics: metrics.clone(),
+                    every: Duration::from_secs(cfg.saga.capture_reconcile_secs),
+                    stuck_after: Duration::from_secs(cfg.saga.capture_stuck_secs),
+                    key_lifetime: Duration::from_secs(cfg.psp.key_lifetime_hours * 3600),
+                });
+                tasks.spawn(reconciler.clone().run(cancel.clone()));
                 let step = Arc::new(PaymentStep {
                     // Twice the lanes: each capture is two short
                     // transactions around a processor call.
                     pg: Pg::new(url, cfg.saga.pg_lanes * 2),
                     topics: topics.clone(),
                     psp,
+                    reconciler,
                 });
                 let lc = loop_cfg("payment", super::payment::SUBSCRIBES);
                 tasks.spawn(consumer::run(lc, step, p, m, c));
