@@ -82,17 +82,14 @@ async fn drain_resumes_within_5s_of_a_silent_partition_healing() {
     eprintln!("blackhole with {stuck} events pending");
 
     // The agent notices on its own that the broker went silent.
-    wait_until_named(
+    let noticed = wait_until_named(
         "agent notices the silent link",
         || async { connected(&agent).await == Some(false) },
         PARTITION,
     )
     .await
-    .expect("dead connection detected during the partition");
-    eprintln!(
-        "agent dropped the silent connection after {:?}",
-        cut_at.elapsed()
-    );
+    .map(|()| cut_at.elapsed());
+    eprintln!("agent dropped the silent connection: {noticed:?}");
     // The partition lasts its full length (this is the fault, not a wait
     // for some condition).
     tokio::time::sleep(PARTITION.saturating_sub(cut_at.elapsed())).await;
@@ -104,7 +101,7 @@ async fn drain_resumes_within_5s_of_a_silent_partition_healing() {
     wait_until_named(
         "first ack after the heal",
         || async { pending(&agent).await.is_some_and(|p| p < before_heal) },
-        Duration::from_secs(60),
+        Duration::from_secs(90),
     )
     .await
     .expect("drain resumes");
@@ -114,6 +111,7 @@ async fn drain_resumes_within_5s_of_a_silent_partition_healing() {
         recovery <= RECOVERY_BUDGET,
         "drain resumed {recovery:?} after the heal (budget {RECOVERY_BUDGET:?})"
     );
+    noticed.expect("the dead connection is detected during the partition");
 
     agent
         .wait_drained(Duration::from_secs(180))
