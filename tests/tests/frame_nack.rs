@@ -12,8 +12,14 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use o2c_protocol::frame::FRAME_PROPERTY;
+use o2c_protocol::topic::{Channel, agent_topic};
+use o2c_protocol::{Ack, AckMessage, AgentId, FrameNack, StoreId};
 use o2c_tests::pipeline::{AgentProc, Ingest, KafkaView};
-use o2c_tests::{PrivateMosquitto, TestEnv, consume_all, topic_record_count};
+use o2c_tests::{PrivateMosquitto, TestEnv, consume_all, topic_record_count, wait_until_named};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::{AsyncClient, Event as MqttEvent, MqttOptions};
 
 const DRAIN: Duration = Duration::from_secs(120);
 
@@ -171,6 +177,120 @@ async fn an_unreadable_event_sinks_only_itself_not_its_frame_or_those_after() {
             ("malformed_frame".to_owned(), "60-60".to_owned()),
         ]
     );
+}
+
+/// On the wire, with a raw MQTT client standing in for agents old and new:
+/// an unreadable frame that names itself (`o2c-frame`) is nacked by that
+/// range, every time it is resent, and dead-lettered once; one that does
+/// not (an agent that predates nacks, resending forever) gets no nack,
+/// which that agent could not read, and is dead-lettered once too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resent_refused_frames_are_nacked_each_time_but_dead_lettered_once() {
+    let env = TestEnv::new();
+    let brokers = env.require_kafka().await.to_owned();
+    let mosq = PrivateMosquitto::start().await.expect("mosquitto");
+    let ingest = Ingest::start(env.path(), env.prefix(), &mosq.url(), &brokers)
+        .await
+        .expect("ingest");
+    let store = StoreId::new(env.store_id("S1")).unwrap();
+    let agent = AgentId::new(format!("{store}-A1")).unwrap();
+    let mut o = MqttOptions::new(format!("raw-{agent}"), "127.0.0.1", mosq.port());
+    o.set_max_packet_size(Some(4 << 20));
+    let (client, mut eventloop) = AsyncClient::new(o, 64);
+    let (tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    let (sub_tx, sub_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut sub_tx = Some(sub_tx);
+        while let Ok(ev) = eventloop.poll().await {
+            match ev {
+                MqttEvent::Incoming(Packet::SubAck(_)) => {
+                    if let Some(s) = sub_tx.take() {
+                        let _ = s.send(());
+                    }
+                }
+                MqttEvent::Incoming(Packet::Publish(p)) => {
+                    let _ = tx.send(p.payload.to_vec());
+                }
+                _ => {}
+            }
+        }
+    });
+    client
+        .subscribe(agent_topic(&store, &agent, Channel::Acks), QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), sub_rx)
+        .await
+        .expect("suback")
+        .unwrap();
+    let events = agent_topic(&store, &agent, Channel::Events);
+    let publish = |bytes: &'static [u8], frame: Option<&str>| {
+        let props = PublishProperties {
+            user_properties: frame
+                .map(|f| vec![(FRAME_PROPERTY.to_owned(), f.to_owned())])
+                .unwrap_or_default(),
+            ..PublishProperties::default()
+        };
+        let (client, events) = (client.clone(), events.clone());
+        async move {
+            client
+                .publish_with_properties(events, QoS::AtLeastOnce, false, bytes, props)
+                .await
+                .unwrap();
+        }
+    };
+    let frames_in = || async {
+        let text = ingest.metrics().await.unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with("o2c_ingest_frames_in") || l.contains("frames_in_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+
+    // An old agent: no frame property, resent three times.
+    for i in 1..=3u32 {
+        publish(b"{\"agent_id\": old and broken", None).await;
+        wait_until_named(
+            "ingest took the frame",
+            || async { frames_in().await >= f64::from(i) },
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    }
+    // A new agent: named frame 4-6, resent three times, each nacked.
+    for _ in 0..3 {
+        publish(b"{\"agent_id\": new and broken", Some("4-6")).await;
+        let bytes = tokio::time::timeout(Duration::from_secs(30), acks.recv())
+            .await
+            .expect("a nack in time")
+            .unwrap();
+        // An old agent would not read it as an ack, and not act on it.
+        assert!(Ack::decode(&bytes).is_err());
+        let AckMessage::FrameNack(FrameNack {
+            first_seq,
+            last_seq,
+            code,
+            ..
+        }) = AckMessage::decode(&bytes).expect("decodes")
+        else {
+            panic!("expected a frame nack");
+        };
+        assert_eq!((first_seq.get(), last_seq.get()), (4, 6));
+        assert_eq!(code, "malformed_frame");
+    }
+    let dlq = consume_all(&brokers, &env.topic("o2c.dlq"), 2, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let total = topic_record_count(&brokers, &env.topic("o2c.dlq"))
+        .await
+        .unwrap();
+    assert_eq!(total, 2, "one dead letter per frame, not per copy: {dlq:?}");
+    let mut frames: Vec<Option<&str>> = dlq.iter().map(|r| r.header_str("frame")).collect();
+    frames.sort();
+    assert_eq!(frames, vec![None, Some("4-6")]);
+    assert!(acks.try_recv().is_err(), "no nack for the unnamed frame");
 }
 
 fn log_tail(path: &std::path::Path) -> String {
