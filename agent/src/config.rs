@@ -164,6 +164,15 @@ pub struct MqttConfig {
     /// Acked outbox rows are pruned after this many days (default 7).
     #[serde(default = "defaults::retention_days")]
     pub retention_days: u32,
+    /// Drop a connection on which a publish or ping has had no answer at
+    /// all from the broker for this many milliseconds (default 5000): a
+    /// silent partition is left in seconds, not after TCP's backoff.
+    #[serde(default = "defaults::liveness_timeout_ms")]
+    pub liveness_timeout_ms: u64,
+    /// Abandon a connection attempt not complete after this many
+    /// milliseconds (default 3000).
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
 }
 
 /// `[mqtt.tls]`.
@@ -296,6 +305,12 @@ mod defaults {
     }
     pub(super) fn retention_days() -> u32 {
         7
+    }
+    pub(super) fn liveness_timeout_ms() -> u64 {
+        5_000
+    }
+    pub(super) fn connect_timeout_ms() -> u64 {
+        3_000
     }
     pub(super) fn offline_floor_limit_minor() -> i64 {
         10_000
@@ -447,6 +462,14 @@ impl Config {
         }
         if self.mqtt.ack_timeout_ms == 0 {
             return Err(ConfigError::key("mqtt.ack_timeout_ms", "must be >= 1"));
+        }
+        for (key, ms) in [
+            ("mqtt.liveness_timeout_ms", self.mqtt.liveness_timeout_ms),
+            ("mqtt.connect_timeout_ms", self.mqtt.connect_timeout_ms),
+        ] {
+            if !(100..=600_000).contains(&ms) {
+                return Err(ConfigError::key(key, "must be between 100 and 600000"));
+            }
         }
         if self.terminals.is_empty() {
             return Err(ConfigError::key(

@@ -1,6 +1,7 @@
-//! Sync frames exchanged over MQTT: `Batch` (agent → cloud), `Ack`
-//! (cloud → agent) and status messages (cloud → agent), each carrying one
-//! `StatusUpdate` object or a JSON array of them, oldest first
+//! Sync frames exchanged over MQTT: `Batch` (agent → cloud, its seq range
+//! in the [`FRAME_PROPERTY`] user property), `Ack` or `FrameNack` (cloud →
+//! agent, see [`AckMessage`]) and status messages (cloud → agent), each
+//! carrying one `StatusUpdate` object or a JSON array of them, oldest first
 //! ([`StatusUpdate::encode_many`], [`StatusUpdate::decode_many`]), and the
 //! updates' per-order sequences in the MQTT v5 user property
 //! [`STATUS_SEQ_PROPERTY`].
@@ -178,6 +179,131 @@ impl Ack {
     pub fn decode(bytes: &[u8]) -> Result<Ack, FrameError> {
         check_size(bytes)?;
         serde_json::from_slice(bytes).map_err(malformed)
+    }
+}
+
+/// MQTT v5 user property on every batch publish naming its frame: the seq
+/// range `"{first}-{last}"` ([`FrameId::to_property`]). The ingest cannot read
+/// seqs from a frame it refuses whole, so it echoes this in its
+/// [`FrameNack`]. An ingest that predates it ignores the property; a frame
+/// without it (from an older agent) is refused as before, without a nack.
+pub const FRAME_PROPERTY: &str = "o2c-frame";
+
+/// One batch frame, named by the seq range the agent put in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameId {
+    /// First seq of the frame.
+    pub first: Seq,
+    /// Last seq of the frame (at least `first`).
+    pub last: Seq,
+}
+
+impl FrameId {
+    /// The range `first..=last`; refused if it runs backwards.
+    pub fn new(first: Seq, last: Seq) -> Result<FrameId, FrameError> {
+        if last < first {
+            return Err(FrameError::Malformed(format!(
+                "frame range {first}-{last} runs backwards"
+            )));
+        }
+        Ok(FrameId { first, last })
+    }
+
+    /// The value of [`FRAME_PROPERTY`].
+    pub fn to_property(&self) -> String {
+        format!("{}-{}", self.first, self.last)
+    }
+
+    /// Parses a [`FRAME_PROPERTY`] value.
+    pub fn parse_property(value: &str) -> Result<FrameId, FrameError> {
+        let bad = || FrameError::Malformed(format!("frame property {value:?} is not FIRST-LAST"));
+        let (a, b) = value.split_once('-').ok_or_else(bad)?;
+        let seq = |t: &str| {
+            if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(bad());
+            }
+            t.parse::<u64>()
+                .ok()
+                .and_then(|n| Seq::new(n).ok())
+                .ok_or_else(bad)
+        };
+        FrameId::new(seq(a)?, seq(b)?)
+    }
+}
+
+/// The cloud refused a whole frame (unreadable, oversized, lying about its
+/// identity): it took none of its events. Sent on the agent's acks topic as
+/// `{"frame_nack": {...}}`, which an agent that predates it ignores as an
+/// undecodable ack (and goes on resending, as it always did).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameNack {
+    /// First seq of the refused frame, from its [`FRAME_PROPERTY`].
+    pub first_seq: Seq,
+    /// Last seq of the refused frame.
+    pub last_seq: Seq,
+    /// Machine reason, e.g. `malformed_frame`.
+    pub code: String,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NackMessage {
+    frame_nack: FrameNack,
+}
+
+impl FrameNack {
+    /// The refused frame.
+    pub fn frame(&self) -> Result<FrameId, FrameError> {
+        FrameId::new(self.first_seq, self.last_seq)
+    }
+
+    /// Encodes to JSON bytes: `{"frame_nack": {...}}`.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        Ok(serde_json::to_vec(&NackMessage {
+            frame_nack: self.clone(),
+        })?)
+    }
+}
+
+/// What the cloud sends on an agent's acks topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckMessage {
+    /// A cumulative ack (the only message an older ingest sends).
+    Ack(Ack),
+    /// A whole frame refused.
+    FrameNack(FrameNack),
+}
+
+impl AckMessage {
+    /// Decodes either shape: an object with a `frame_nack` key is a nack,
+    /// anything else must be an [`Ack`].
+    pub fn decode(bytes: &[u8]) -> Result<AckMessage, FrameError> {
+        #[derive(Deserialize)]
+        struct Probe<'a> {
+            #[serde(borrow, default)]
+            frame_nack: Option<&'a RawValue>,
+        }
+        check_size(bytes)?;
+        let is_nack = serde_json::from_slice::<Probe<'_>>(bytes)
+            .map(|p| p.frame_nack.is_some())
+            .unwrap_or(false);
+        if !is_nack {
+            return Ack::decode(bytes).map(AckMessage::Ack);
+        }
+        let m: NackMessage = serde_json::from_slice(bytes).map_err(malformed)?;
+        m.frame_nack.frame()?;
+        Ok(AckMessage::FrameNack(m.frame_nack))
+    }
+
+    /// Encodes to JSON bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        match self {
+            AckMessage::Ack(a) => a.encode(),
+            AckMessage::FrameNack(n) => n.encode(),
+        }
     }
 }
 

@@ -13,7 +13,7 @@
 //! - [`event`]: event types, their Kafka topics and payloads.
 //! - [`envelope`]: the `Envelope` around every event; JSON encode/decode
 //!   with typed errors for unknown versions and types.
-//! - [`frame`]: sync frames `Batch`, `Ack` and `StatusUpdate`.
+//! - [`frame`]: sync frames `Batch`, `Ack`, `FrameNack` and `StatusUpdate`.
 //! - [`topic`]: MQTT topic builders/parsers and Kafka topic names.
 //! - [`sync`]: the agent's sync window (batch, ack, resend, backoff) as a
 //!   sans-IO state machine.
@@ -30,7 +30,10 @@ pub mod validate;
 
 pub use envelope::{DecodeError, EncodeError, Envelope, SCHEMA_VERSION, Traceparent};
 pub use event::{Event, EventType};
-pub use frame::{Ack, Batch, CloudStatus, FrameError, RawBatch, Rejection, StatusUpdate};
+pub use frame::{
+    Ack, AckMessage, Batch, CloudStatus, FrameError, FrameId, FrameNack, RawBatch, Rejection,
+    StatusUpdate,
+};
 pub use ids::{AgentId, EventId, IdError, OrderId, Seq, StoreId, TerminalId};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{Address, CardAuthorization, Customer, Fulfillment, Order, OrderLine, Payment};

@@ -12,8 +12,22 @@
 //! (first send or resend) starts right after the highest acknowledged seq.
 //! The cloud therefore sees each agent's events in seq order, whichever
 //! ingest replica takes the frame, and a cumulative ack is always exact.
+//!
+//! A frame the cloud refuses whole ([`FrameNack`]) is never resent as it
+//! was: a frame of one event has that event rejected; a frame of several is
+//! sent again one event per frame, so only the event that cannot be read is
+//! rejected and its neighbours still reach the cloud.
+//!
+//! Liveness: a silent partition (packets dropped, no RST) leaves TCP and the
+//! MQTT keep-alive waiting for tens of seconds. The state declares the
+//! connection dead ([`SyncState::poll_drop_connection`]) when a request
+//! (a publish or a ping) has gone out and nothing at all has come back from
+//! the broker for [`SyncConfig::liveness_timeout_ms`], or when a connection
+//! attempt has not completed within [`SyncConfig::connect_timeout_ms`]; while
+//! events are pending, reconnect delays stay under
+//! [`SyncConfig::backoff_pending_max_ms`].
 
-use crate::frame::Ack;
+use crate::frame::{Ack, FrameNack, Rejection};
 
 /// Tunables of the sync window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +42,16 @@ pub struct SyncConfig {
     pub backoff_initial_ms: u64,
     /// Largest reconnect delay.
     pub backoff_max_ms: u64,
+    /// Largest reconnect delay while events wait to be sent: a store with
+    /// orders to deliver retries briskly (with jitter), never gives up.
+    pub backoff_pending_max_ms: u64,
+    /// A connection with a request out (a publish or a ping, counted from
+    /// when it was written) and nothing at all heard from the broker for
+    /// this long is dead: drop it and reconnect.
+    pub liveness_timeout_ms: u64,
+    /// A connection attempt (TCP, TLS, CONNECT, SUBSCRIBE) not complete
+    /// after this long is abandoned.
+    pub connect_timeout_ms: u64,
 }
 
 impl Default for SyncConfig {
@@ -38,6 +62,9 @@ impl Default for SyncConfig {
             max_batch_bytes: 900 * 1024,
             backoff_initial_ms: 200,
             backoff_max_ms: 30_000,
+            backoff_pending_max_ms: 1_000,
+            liveness_timeout_ms: 5_000,
+            connect_timeout_ms: 3_000,
         }
     }
 }
@@ -85,6 +112,25 @@ pub enum AckVerdict {
     Stale,
 }
 
+/// What to do with a [`FrameNack`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NackVerdict {
+    /// The refused frame held several events: they are now sent one per
+    /// frame (nothing to persist), so only the bad one gets refused.
+    Isolate,
+    /// The refused frame held one event: persist this ack, which rejects
+    /// it with the nack's code and reason, then call
+    /// [`SyncState::handle_ack_applied`] with `through`.
+    Reject {
+        /// The ack to persist.
+        ack: Ack,
+        /// Its `through_seq`.
+        through: u64,
+    },
+    /// Not the frame in flight (a late or repeated nack): nothing to do.
+    Stale,
+}
+
 /// An ack that cannot be right.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyncError {
@@ -117,6 +163,14 @@ pub struct SyncState {
     resend_due: bool,
     failures: u32,
     rng: u64,
+    /// Seqs up to this are sent one per frame (after a frame nack).
+    isolate_through: Option<u64>,
+    /// When the current connection attempt started.
+    connecting_since: Option<u64>,
+    /// When the oldest request still unanswered by the broker was written.
+    awaiting_since: Option<u64>,
+    /// The connection is judged dead; the shell must drop it.
+    dead: bool,
 }
 
 impl SyncState {
@@ -132,6 +186,10 @@ impl SyncState {
             resend_due: false,
             failures: 0,
             rng: seed | 1,
+            isolate_through: None,
+            connecting_since: None,
+            awaiting_since: None,
+            dead: false,
         }
     }
 
@@ -162,28 +220,66 @@ impl SyncState {
         self.tail - self.acked_through
     }
 
+    /// Whether events are being sent one per frame after a frame nack.
+    pub fn is_isolating(&self) -> bool {
+        self.isolate_through.is_some_and(|t| t > self.acked_through)
+    }
+
     // ---- handle_* ----
+
+    /// The shell started a connection attempt at `now_ms`.
+    pub fn handle_connecting(&mut self, now_ms: u64) {
+        self.connected = false;
+        self.dead = false;
+        self.awaiting_since = None;
+        self.connecting_since = Some(now_ms);
+    }
 
     /// The transport came up. An unacknowledged batch is sent again: the
     /// frame may have been lost with the old connection.
     pub fn handle_connected(&mut self) {
         self.connected = true;
+        self.dead = false;
+        self.connecting_since = None;
+        self.awaiting_since = None;
         self.failures = 0;
         if self.in_flight.is_some() {
             self.resend_due = true;
         }
     }
 
-    /// The transport went down. Returns how long to wait before the next
-    /// connection attempt: exponential backoff with full jitter.
+    /// A request that the broker answers (a publish, a ping) was written to
+    /// the connection at `now_ms`.
+    pub fn handle_request_written(&mut self, now_ms: u64) {
+        if self.connected {
+            self.awaiting_since.get_or_insert(now_ms);
+        }
+    }
+
+    /// Something (any packet) arrived from the broker: the connection lives.
+    pub fn handle_heard(&mut self) {
+        self.awaiting_since = None;
+    }
+
+    /// The transport went down (or the shell dropped it). Returns how long
+    /// to wait before the next connection attempt: exponential backoff with
+    /// full jitter, capped lower while events are pending.
     pub fn handle_disconnected(&mut self) -> u64 {
         self.connected = false;
+        self.dead = false;
+        self.connecting_since = None;
+        self.awaiting_since = None;
         let exp = self
             .cfg
             .backoff_initial_ms
             .saturating_mul(1u64 << self.failures.min(20));
         self.failures = self.failures.saturating_add(1);
-        let cap = exp.min(self.cfg.backoff_max_ms).max(1);
+        let max = if self.backlog() > 0 {
+            self.cfg.backoff_pending_max_ms.min(self.cfg.backoff_max_ms)
+        } else {
+            self.cfg.backoff_max_ms
+        };
+        let cap = exp.min(max).max(1);
         // Full jitter in [cap/2, cap].
         cap / 2 + self.next_rand() % (cap - cap / 2 + 1)
     }
@@ -251,6 +347,9 @@ impl SyncState {
         }
         self.acked_through = through;
         self.tail = self.tail.max(through);
+        if self.isolate_through.is_some_and(|t| t <= through) {
+            self.isolate_through = None;
+        }
         if let Some(f) = self.in_flight {
             if through >= f.last {
                 self.in_flight = None;
@@ -262,12 +361,48 @@ impl SyncState {
         }
     }
 
-    /// Time passed: an overdue batch becomes due for resending.
+    /// The cloud refused a whole frame. Decides, and for a frame of
+    /// several events switches to one event per frame at once.
+    pub fn handle_frame_nack(&mut self, nack: &FrameNack) -> NackVerdict {
+        let (first, last) = (nack.first_seq.get(), nack.last_seq.get());
+        match self.in_flight {
+            Some(f) if f.first == first && f.last == last && first > self.acked_through => {
+                if first < last {
+                    self.isolate_through = Some(last);
+                    self.in_flight = None;
+                    self.resend_due = false;
+                    NackVerdict::Isolate
+                } else {
+                    NackVerdict::Reject {
+                        ack: Ack {
+                            through_seq: nack.last_seq,
+                            rejected: vec![Rejection {
+                                seq: nack.first_seq,
+                                event_id: None,
+                                code: nack.code.clone(),
+                                reason: nack.reason.clone(),
+                            }],
+                        },
+                        through: last,
+                    }
+                }
+            }
+            _ => NackVerdict::Stale,
+        }
+    }
+
+    /// Time passed: an overdue batch becomes due for resending; a silent
+    /// connection, or an attempt that does not complete, is judged dead.
     pub fn handle_timeout(&mut self, now_ms: u64) {
         if let Some(f) = self.in_flight
             && now_ms >= f.sent_at_ms.saturating_add(self.cfg.ack_timeout_ms)
         {
             self.resend_due = true;
+        }
+        if let Some(t) = self.liveness_deadline()
+            && now_ms >= t
+        {
+            self.dead = true;
         }
     }
 
@@ -275,14 +410,19 @@ impl SyncState {
 
     /// What to publish now, if anything.
     pub fn poll_transmit(&self) -> Option<Transmit> {
-        if !self.connected {
+        if !self.connected || self.dead {
             return None;
         }
+        let max_events = if self.is_isolating() {
+            1
+        } else {
+            self.cfg.max_batch_events
+        };
         match self.in_flight {
             Some(f) if self.resend_due => Some(Transmit {
                 after_seq: self.acked_through,
                 up_to: Some(f.last),
-                max_events: self.cfg.max_batch_events,
+                max_events,
                 max_bytes: self.cfg.max_batch_bytes,
                 resend: true,
             }),
@@ -290,7 +430,7 @@ impl SyncState {
             None if self.tail > self.acked_through => Some(Transmit {
                 after_seq: self.acked_through,
                 up_to: None,
-                max_events: self.cfg.max_batch_events,
+                max_events,
                 max_bytes: self.cfg.max_batch_bytes,
                 resend: false,
             }),
@@ -298,11 +438,35 @@ impl SyncState {
         }
     }
 
+    /// Whether the shell must drop the connection (or the attempt) now,
+    /// then report [`SyncState::handle_disconnected`].
+    pub fn poll_drop_connection(&self) -> bool {
+        self.dead
+    }
+
     /// When to call [`SyncState::handle_timeout`] next.
     pub fn poll_deadline(&self) -> Option<u64> {
-        self.in_flight
+        let resend = self
+            .in_flight
             .filter(|_| !self.resend_due)
-            .map(|f| f.sent_at_ms.saturating_add(self.cfg.ack_timeout_ms))
+            .map(|f| f.sent_at_ms.saturating_add(self.cfg.ack_timeout_ms));
+        match (resend, self.liveness_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn liveness_deadline(&self) -> Option<u64> {
+        if self.dead {
+            return None;
+        }
+        if self.connected {
+            self.awaiting_since
+                .map(|t| t.saturating_add(self.cfg.liveness_timeout_ms))
+        } else {
+            self.connecting_since
+                .map(|t| t.saturating_add(self.cfg.connect_timeout_ms))
+        }
     }
 
     fn next_rand(&mut self) -> u64 {

@@ -124,6 +124,13 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         }],
     };
     out.push(("ack.json", ack.encode().unwrap()));
+    let nack = FrameNack {
+        first_seq: Seq::new(3).unwrap(),
+        last_seq: Seq::new(5).unwrap(),
+        code: "malformed_frame".into(),
+        reason: "an event has no readable seq".into(),
+    };
+    out.push(("frame_nack.json", nack.encode().unwrap()));
     let status = StatusUpdate {
         order_id: oid,
         status: CloudStatus::Cancelled,
@@ -157,7 +164,14 @@ const STATUS_SEQS: [u64; 2] = [35_184_372_088_832, 105_553_116_266_496];
 fn reencode(name: &str, bytes: &[u8]) -> Vec<u8> {
     match name {
         "batch.json" => Batch::decode(bytes).unwrap().encode().unwrap(),
-        "ack.json" => Ack::decode(bytes).unwrap().encode().unwrap(),
+        "ack.json" => match AckMessage::decode(bytes).unwrap() {
+            AckMessage::Ack(a) => a.encode().unwrap(),
+            AckMessage::FrameNack(_) => panic!("ack.json decodes as a nack"),
+        },
+        "frame_nack.json" => match AckMessage::decode(bytes).unwrap() {
+            AckMessage::FrameNack(n) => n.encode().unwrap(),
+            AckMessage::Ack(_) => panic!("frame_nack.json decodes as an ack"),
+        },
         "status_update.json" => StatusUpdate::decode(bytes).unwrap().encode().unwrap(),
         "status_updates.json" => {
             StatusUpdate::encode_many(&StatusUpdate::decode_many(bytes).unwrap()).unwrap()

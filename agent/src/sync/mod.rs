@@ -7,7 +7,14 @@
 //! store's single writer before telling the state machine about them.
 //!
 //! An event leaves the pending set only when the cloud's `Ack` says Kafka
-//! has it; an MQTT PUBACK only means the broker has the frame.
+//! has it; an MQTT PUBACK only means the broker has the frame. A
+//! `FrameNack` (the cloud refused a whole frame) makes the state machine
+//! split the frame, then reject the one event that cannot be read.
+//!
+//! The MQTT event loop runs in its own task ([`drive`]), so the sync loop's
+//! timers never cancel a connection attempt half-way; the sync loop tells it
+//! to drop a connection the state machine judges dead (a silent partition)
+//! and when to reconnect.
 
 mod mqtt;
 
@@ -15,14 +22,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use o2c_protocol::frame::encode_raw_batch;
-use o2c_protocol::sync::{AckVerdict, SyncConfig, SyncState, Transmit};
+use o2c_protocol::frame::{FRAME_PROPERTY, FrameId, encode_raw_batch};
+use o2c_protocol::sync::{AckVerdict, NackVerdict, SyncConfig, SyncState, Transmit};
 use o2c_protocol::topic::{Channel, agent_topic};
-use o2c_protocol::{Ack, AgentId, StoreId};
+use o2c_protocol::{Ack, AckMessage, AgentId, StoreId};
+use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
-use rumqttc::v5::{AsyncClient, Event};
+use rumqttc::v5::{AsyncClient, Event, EventLoop};
 use serde::Deserialize;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +77,8 @@ impl SyncTask {
             ack_timeout_ms: self.mqtt.ack_timeout_ms,
             max_batch_events: self.mqtt.max_batch_events,
             max_batch_bytes: self.mqtt.max_batch_bytes,
+            liveness_timeout_ms: self.mqtt.liveness_timeout_ms,
+            connect_timeout_ms: self.mqtt.connect_timeout_ms,
             ..SyncConfig::default()
         }
     }
@@ -75,15 +86,21 @@ impl SyncTask {
     /// Runs until cancelled. Store errors on the hot path are logged and
     /// retried on the next tick; only setup errors end the task.
     pub async fn run(self) -> Result<(), SyncError> {
-        let opts = mqtt::options(&self.mqtt, self.agent_id.as_str())?;
-        let (client, mut eventloop) = AsyncClient::new(opts, 64);
+        let cfg = self.sync_config();
+        let mut opts = mqtt::options(&self.mqtt, self.agent_id.as_str())?;
+        // A backstop only: the state machine's own connect timeout is shorter.
+        opts.set_connection_timeout(cfg.connect_timeout_ms.div_ceil(1000) + 1);
+        let (client, eventloop) = AsyncClient::new(opts, 64);
         // Incoming publishes are acked by this task, in the order they
         // arrived (as MQTT requires), each once it has been handled.
         let (handled, to_ack) = tokio::sync::mpsc::unbounded_channel();
         let acker = tokio::spawn(ack_in_order(client.clone(), to_ack));
+        let (link_tx, mut link) = mpsc::channel(256);
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(drive(eventloop, link_tx, command_rx));
         let counts = self.store.sync_counts(now_ms()).await?;
         let mut state = SyncState::new(
-            self.sync_config(),
+            cfg,
             counts.last_acked_seq,
             self.store.last_seq(),
             rand::random(),
@@ -96,65 +113,55 @@ impl SyncTask {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(url = %self.mqtt.url, backlog = state.backlog(), "sync starting");
+        state.handle_connecting(now());
+        // A drop was asked for and its `Link::Down` has not come yet.
+        let mut dropping = false;
 
         loop {
+            let deadline = state
+                .poll_deadline()
+                .map(|ms| epoch + Duration::from_millis(ms));
             tokio::select! {
                 () = self.cancel.cancelled() => break,
-                ev = eventloop.poll() => match ev {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        for t in [&acks, &status] {
-                            if let Err(e) = client.try_subscribe(t.clone(), QoS::AtLeastOnce) {
-                                tracing::warn!(error = %e, "cannot queue subscribe");
-                            }
-                        }
+                msg = link.recv() => match msg {
+                    Some(Link::Event(ev)) => {
+                        self.on_event(&mut state, &client, *ev, &handled, [&acks, &status], now())
+                            .await;
                     }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        if !state.is_connected() {
-                            // Subscribed to acks: safe to send (an ack for
-                            // what we send now cannot be missed).
-                            state.handle_connected();
-                            self.connected.store(true, Ordering::Relaxed);
-                            tracing::info!(backlog = state.backlog(), "sync connected");
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let done = if p.topic == status.as_bytes() {
-                            // Off the MQTT loop: updates commute (the highest
-                            // seq, or without one the newest `occurred_at`,
-                            // wins; a repeat is ignored by its event id),
-                            // so concurrent ones share the
-                            // writer's group commits instead of one commit
-                            // (and fsync) each; applied one at a time, a
-                            // busy store fell behind its status stream.
-                            Handled::Applying(tokio::spawn(apply_status(
-                                self.store.clone(),
-                                p.payload.clone(),
-                                mqtt::status_seqs(&p),
-                            )))
-                        } else {
-                            if p.topic == acks.as_bytes() {
-                                // An ack that is not stored is not lost: its
-                                // batch times out, is resent and acked again.
-                                self.on_ack(&mut state, &p.payload).await;
-                            }
-                            Handled::Done
-                        };
-                        let _ = handled.send((done, p));
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
+                    Some(Link::Down(reason)) => {
+                        dropping = false;
                         self.connected.store(false, Ordering::Relaxed);
                         let delay = state.handle_disconnected();
-                        tracing::warn!(error = %e, retry_in_ms = delay, "sync disconnected");
+                        tracing::warn!(%reason, retry_in_ms = delay, backlog = state.backlog(), "sync disconnected");
                         tokio::select! {
                             () = self.cancel.cancelled() => break,
                             () = tokio::time::sleep(Duration::from_millis(delay)) => {}
                         }
+                        state.handle_connecting(now());
+                        if commands.send(Command::Reconnect).is_err() {
+                            break;
+                        }
+                    }
+                    None => {
+                        tracing::error!("mqtt driver stopped");
+                        break;
                     }
                 },
                 _ = tick.tick() => {
                     state.handle_captured(self.store.last_seq());
-                    state.handle_timeout(now());
+                }
+                () = sleep_until(deadline) => {}
+            }
+            state.handle_timeout(now());
+            if state.poll_drop_connection() && !dropping {
+                dropping = true;
+                self.connected.store(false, Ordering::Relaxed);
+                tracing::warn!(
+                    backlog = state.backlog(),
+                    "no answer from the broker in time; dropping the connection"
+                );
+                if commands.send(Command::Drop).is_err() {
+                    break;
                 }
             }
             while let Some(t) = state.poll_transmit() {
@@ -177,8 +184,75 @@ impl SyncTask {
         drop(handled);
         acker.abort();
         let _ = client.try_disconnect();
+        drop(commands);
+        driver.abort();
         tracing::info!("sync stopped");
         Ok(())
+    }
+
+    /// One event from the MQTT connection.
+    async fn on_event(
+        &self,
+        state: &mut SyncState,
+        client: &AsyncClient,
+        ev: Event,
+        handled: &mpsc::UnboundedSender<(Handled, Publish)>,
+        [acks, status]: [&String; 2],
+        now: u64,
+    ) {
+        match ev {
+            Event::Incoming(packet) => {
+                // Anything from the broker shows the connection lives.
+                state.handle_heard();
+                match packet {
+                    Packet::ConnAck(_) => {
+                        for t in [acks, status] {
+                            if let Err(e) = client.try_subscribe(t.clone(), QoS::AtLeastOnce) {
+                                tracing::warn!(error = %e, "cannot queue subscribe");
+                            }
+                        }
+                    }
+                    // Subscribed to acks: safe to send (an ack for what we
+                    // send now cannot be missed).
+                    Packet::SubAck(_) if !state.is_connected() => {
+                        state.handle_connected();
+                        self.connected.store(true, Ordering::Relaxed);
+                        tracing::info!(backlog = state.backlog(), "sync connected");
+                    }
+                    Packet::Publish(p) => {
+                        let done = if p.topic == status.as_bytes() {
+                            // Off the MQTT loop: updates commute (the highest
+                            // seq, or without one the newest `occurred_at`,
+                            // wins; a repeat is ignored by its event id),
+                            // so concurrent ones share the
+                            // writer's group commits instead of one commit
+                            // (and fsync) each; applied one at a time, a
+                            // busy store fell behind its status stream.
+                            Handled::Applying(tokio::spawn(apply_status(
+                                self.store.clone(),
+                                p.payload.clone(),
+                                mqtt::status_seqs(&p),
+                            )))
+                        } else {
+                            if p.topic == acks.as_bytes() {
+                                // An ack that is not stored is not lost: its
+                                // batch times out, is resent and acked again.
+                                self.on_ack(state, &p.payload).await;
+                            }
+                            Handled::Done
+                        };
+                        let _ = handled.send((done, p));
+                    }
+                    _ => {}
+                }
+            }
+            // Written to the socket: the broker owes an answer (PUBACK or
+            // PINGRESP), which the liveness rule waits for.
+            Event::Outgoing(Outgoing::Publish(_) | Outgoing::PingReq) => {
+                state.handle_request_written(now);
+            }
+            Event::Outgoing(_) => {}
+        }
     }
 
     /// Reads the batch `t` asks for and queues it. Returns its seq range.
@@ -201,13 +275,20 @@ impl SyncTask {
         let range = (first.seq.get(), last.seq.get());
         let frame = encode_raw_batch(&self.agent_id, batch.iter().map(|e| e.envelope.as_slice()))
             .map_err(|e| PublishError::Encode(e.to_string()))?;
-        let props = PublishProperties {
-            content_type: Some("application/json".into()),
-            user_properties: batch
+        // Names the frame, so a nack for a frame the cloud cannot read
+        // still says which one it was.
+        let frame_id =
+            FrameId::new(first.seq, last.seq).map_err(|e| PublishError::Encode(e.to_string()))?;
+        let mut user_properties = vec![(FRAME_PROPERTY.to_owned(), frame_id.to_property())];
+        user_properties.extend(
+            batch
                 .iter()
                 .filter_map(|e| traceparent_of(&e.envelope))
-                .map(|tp| ("traceparent".to_owned(), tp))
-                .collect(),
+                .map(|tp| ("traceparent".to_owned(), tp)),
+        );
+        let props = PublishProperties {
+            content_type: Some("application/json".into()),
+            user_properties,
             ..PublishProperties::default()
         };
         client
@@ -224,28 +305,123 @@ impl SyncTask {
     }
 
     async fn on_ack(&self, state: &mut SyncState, payload: &[u8]) {
-        let ack = match Ack::decode(payload) {
-            Ok(a) => a,
+        let ack = match AckMessage::decode(payload) {
+            Ok(AckMessage::Ack(a)) => a,
+            Ok(AckMessage::FrameNack(nack)) => {
+                match state.handle_frame_nack(&nack) {
+                    NackVerdict::Isolate => tracing::warn!(
+                        first = %nack.first_seq, last = %nack.last_seq, code = %nack.code,
+                        "cloud refused a frame; sending its events one by one"
+                    ),
+                    NackVerdict::Reject { ack, through } => {
+                        tracing::warn!(
+                            seq = %nack.first_seq, code = %nack.code, reason = %nack.reason,
+                            "cloud refused an event's frame; event rejected"
+                        );
+                        self.persist_ack(state, &ack, through).await;
+                    }
+                    NackVerdict::Stale => {
+                        tracing::debug!(first = %nack.first_seq, "stale frame nack ignored");
+                    }
+                }
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "undecodable ack ignored");
                 return;
             }
         };
         match state.check_ack(&ack) {
-            Ok(AckVerdict::Apply { through }) => match self.store.apply_ack(&ack, now_ms()).await {
-                Ok(outcome) => {
-                    if outcome.rejected > 0 {
-                        tracing::warn!(rejected = outcome.rejected, "cloud rejected events");
-                    }
-                    state.handle_ack_applied(through);
-                }
-                // Not applied: the batch times out and is resent, and the
-                // cloud acks it again.
-                Err(e) => tracing::error!(error = %e, "cannot persist ack"),
-            },
+            Ok(AckVerdict::Apply { through }) => self.persist_ack(state, &ack, through).await,
             Ok(AckVerdict::Stale) => {}
             Err(e) => tracing::error!(error = %e, "invalid ack ignored"),
         }
+    }
+
+    async fn persist_ack(&self, state: &mut SyncState, ack: &Ack, through: u64) {
+        match self.store.apply_ack(ack, now_ms()).await {
+            Ok(outcome) => {
+                if outcome.rejected > 0 {
+                    tracing::warn!(rejected = outcome.rejected, "cloud rejected events");
+                }
+                state.handle_ack_applied(through);
+            }
+            // Not applied: the batch times out and is resent, and the
+            // cloud acks (or nacks) it again.
+            Err(e) => tracing::error!(error = %e, "cannot persist ack"),
+        }
+    }
+}
+
+/// What the MQTT driver reports to the sync loop.
+#[derive(Debug)]
+enum Link {
+    /// An event of the connection (boxed: a publish is large).
+    Event(Box<Event>),
+    /// The connection failed or was dropped; the driver waits for
+    /// [`Command::Reconnect`].
+    Down(String),
+}
+
+/// What the sync loop asks of the MQTT driver.
+#[derive(Debug)]
+enum Command {
+    /// Drop the connection (or the attempt): it is judged dead.
+    Drop,
+    /// Connect again (after a [`Link::Down`]).
+    Reconnect,
+}
+
+/// Owns the MQTT event loop: polls it without interruption (a connection
+/// attempt is never cancelled half-way by the sync loop's timers), forwards
+/// its events, and after each failure or requested drop waits until told to
+/// reconnect, so the sync loop's backoff decides when that happens.
+async fn drive(
+    mut eventloop: EventLoop,
+    link: mpsc::Sender<Link>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    loop {
+        let reason = loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Drop) => {
+                        // Unacknowledged publishes are kept for the next
+                        // connection of the session.
+                        eventloop.clean();
+                        break "dropped: the broker did not answer in time".to_owned();
+                    }
+                    Some(Command::Reconnect) => {}
+                    None => return,
+                },
+                ev = eventloop.poll() => match ev {
+                    Ok(ev) => {
+                        if link.send(Link::Event(Box::new(ev))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => break e.to_string(),
+                },
+            }
+        };
+        if link.send(Link::Down(reason)).await.is_err() {
+            return;
+        }
+        loop {
+            match commands.recv().await {
+                Some(Command::Reconnect) => break,
+                Some(Command::Drop) => {}
+                None => return,
+            }
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 

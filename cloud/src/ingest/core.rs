@@ -4,19 +4,30 @@
 //! No I/O here. The shell produces the plan's records, waits for Kafka to
 //! acknowledge every one, publishes the ack, and only then commits the plan
 //! to the agent's [`Ledger`].
+//!
+//! A frame refused whole is dead-lettered once ([`plan_refusal`] sees a
+//! resend of it in the ledger) and, when the frame names itself with the
+//! [`FRAME_PROPERTY`] user property, answered with a [`FrameNack`] so the
+//! agent moves past it instead of resending it forever.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
-use o2c_protocol::topic::{Channel, parse_agent_topic};
+use o2c_protocol::frame::{FRAME_PROPERTY, FrameId};
+use o2c_protocol::topic::{Channel, agent_topic, parse_agent_topic};
 use o2c_protocol::validate::redact_card_numbers;
 use o2c_protocol::{
-    Ack, AgentId, Envelope, EventId, KafkaTopics, RawBatch, Rejection, Seq, StoreId,
+    Ack, AgentId, Envelope, EventId, FrameNack, KafkaTopics, RawBatch, Rejection, Seq, StoreId,
 };
 use serde::Deserialize;
 
 /// Event ids remembered per agent to detect seq conflicts on resends.
 pub const LEDGER_WINDOW: usize = 4096;
+
+/// Refused frames remembered per agent, so a resend is not dead-lettered
+/// again.
+pub const REFUSED_WINDOW: usize = 64;
 
 /// A record for an o2c event topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +61,8 @@ pub struct DeadLetter {
     pub seq: Option<u64>,
     /// Event id, when known.
     pub event_id: Option<String>,
+    /// For a refused frame, the seq range it named (`FIRST-LAST`).
+    pub frame: Option<String>,
     /// The raw bytes (the event, or the whole frame).
     pub value: Vec<u8>,
 }
@@ -89,6 +102,8 @@ pub struct Plan {
 pub struct Ledger {
     hwm: u64,
     recent: VecDeque<(u64, EventId)>,
+    /// Fingerprints of frames refused and dead-lettered.
+    refused: VecDeque<u64>,
 }
 
 impl Ledger {
@@ -117,6 +132,75 @@ impl Ledger {
         // Rejected seqs are settled too.
         self.hwm = self.hwm.max(plan.ack.through_seq.get());
     }
+
+    /// Records that a refused frame's dead letter is durable (call once
+    /// Kafka acked it): a resend of the frame is only nacked again.
+    pub fn commit_refusal(&mut self, r: &Refusal) {
+        if r.dead.is_some() && !self.refused.contains(&r.fingerprint) {
+            self.refused.push_back(r.fingerprint);
+            if self.refused.len() > REFUSED_WINDOW {
+                self.refused.pop_front();
+            }
+        }
+    }
+}
+
+/// What to do about a frame refused whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The dead letter to produce; `None` for a resend of a frame already
+    /// dead-lettered by this ingest. Copies that still reach the topic
+    /// (another replica, a restart) carry the same `agent_id` and `frame`
+    /// headers, by which a reader tells them apart.
+    pub dead: Option<DeadLetter>,
+    /// The agent's acks topic and the nack to publish there, when the frame
+    /// named itself and its topic names an agent.
+    pub nack: Option<(String, FrameNack)>,
+    /// Identifies the frame (its bytes and frame property) in the ledger.
+    pub fingerprint: u64,
+}
+
+/// Plans the answer to a refused frame: `dead` is what [`plan`] refused it
+/// with, `frame` the publish's [`FRAME_PROPERTY`] value, if any.
+pub fn plan_refusal(
+    ledger: &Ledger,
+    topic: &str,
+    frame: Option<&str>,
+    bytes: &[u8],
+    mut dead: DeadLetter,
+) -> Refusal {
+    let mut h = DefaultHasher::new();
+    frame.hash(&mut h);
+    bytes.hash(&mut h);
+    let fingerprint = h.finish();
+    let id = frame.and_then(|f| FrameId::parse_property(f).ok());
+    dead.frame = id.map(|id| id.to_property());
+    let nack = match (parse_agent_topic(topic), id) {
+        (Ok((store, agent, Channel::Events)), Some(id)) => Some((
+            agent_topic(&store, &agent, Channel::Acks),
+            FrameNack {
+                first_seq: id.first,
+                last_seq: id.last,
+                code: dead.reason.to_owned(),
+                reason: dead.detail.clone(),
+            },
+        )),
+        _ => None,
+    };
+    let repeat = ledger.refused.contains(&fingerprint);
+    Refusal {
+        dead: (!repeat).then_some(dead),
+        nack,
+        fingerprint,
+    }
+}
+
+/// The [`FRAME_PROPERTY`] value among a publish's user properties.
+pub fn frame_property(user_properties: &[(String, String)]) -> Option<&str> {
+    user_properties
+        .iter()
+        .find(|(k, _)| k == FRAME_PROPERTY)
+        .map(|(_, v)| v.as_str())
 }
 
 #[derive(Deserialize)]
@@ -165,6 +249,7 @@ fn refuse(
         agent_id: agent.map(str::to_owned),
         seq: None,
         event_id: None,
+        frame: None,
         value,
     })
 }
@@ -266,6 +351,7 @@ pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) ->
                 agent_id: Some(agent.to_string()),
                 seq: Some(s),
                 event_id: event_id.map(|e| e.to_string()),
+                frame: None,
                 value: redact_bytes(ev.get().as_bytes()),
             });
         };

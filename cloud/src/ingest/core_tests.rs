@@ -317,3 +317,61 @@ fn an_oversized_frame_is_refused_with_a_bounded_dead_letter() {
     assert_eq!(d.value.len(), DEAD_FRAME_MAX_BYTES);
     assert!(d.detail.contains("bytes are kept"), "{}", d.detail);
 }
+
+/// A frame refused whole is nacked by the range it names, and dead-lettered
+/// once: a resend of the same frame is only nacked again.
+#[test]
+fn a_refused_frame_is_nacked_and_dead_lettered_once() {
+    let mut ledger = Ledger::default();
+    let raw = b"{\"agent_id\":\"S001-A1\",\"events\":[{\"seq\":".to_vec();
+    let first = plan_refusal(
+        &ledger,
+        TOPIC,
+        Some("7-9"),
+        &raw,
+        refused(plan(&ledger, &topics(), TOPIC, &raw)),
+    );
+    let dead = first.dead.clone().expect("dead-lettered the first time");
+    assert_eq!(dead.reason, "malformed_frame");
+    assert_eq!(dead.frame.as_deref(), Some("7-9"));
+    let (acks, nack) = first.nack.clone().expect("nacked");
+    assert_eq!(acks, "o2c/v1/stores/S001/agents/S001-A1/acks");
+    assert_eq!((nack.first_seq.get(), nack.last_seq.get()), (7, 9));
+    assert_eq!(nack.code, "malformed_frame");
+    // Not yet durable: a resend now is dead-lettered (at least once).
+    let early = plan_refusal(&ledger, TOPIC, Some("7-9"), &raw, dead.clone());
+    assert!(early.dead.is_some());
+    ledger.commit_refusal(&first);
+    let again = plan_refusal(&ledger, TOPIC, Some("7-9"), &raw, dead.clone());
+    assert_eq!(again.dead, None, "a resend makes no second dead letter");
+    assert_eq!(again.nack, first.nack, "but is nacked again");
+    // Another frame (other bytes or another range) is its own refusal.
+    let other = plan_refusal(&ledger, TOPIC, Some("7-7"), &raw, dead.clone());
+    assert!(other.dead.is_some());
+    // An old agent names no frame: dead-lettered once, never nacked.
+    let old = plan_refusal(&ledger, TOPIC, None, &raw, dead.clone());
+    assert_eq!(old.nack, None);
+    ledger.commit_refusal(&old);
+    assert_eq!(
+        plan_refusal(&ledger, TOPIC, None, &raw, dead.clone()).dead,
+        None
+    );
+    // A frame property that does not parse gets no nack, and no header.
+    let junk = plan_refusal(&ledger, TOPIC, Some("9-7"), &raw, dead.clone());
+    assert_eq!(junk.nack, None);
+    assert_eq!(junk.dead.and_then(|d| d.frame), None);
+    // No nack to a topic that names no agent.
+    let bad = "o2c/v1/nowhere";
+    let d = refused(plan(&ledger, &topics(), bad, &raw));
+    assert_eq!(plan_refusal(&ledger, bad, Some("7-9"), &raw, d).nack, None);
+}
+
+#[test]
+fn the_frame_property_is_found_among_user_properties() {
+    let props = vec![
+        ("traceparent".to_owned(), "x".to_owned()),
+        (frame::FRAME_PROPERTY.to_owned(), "1-5".to_owned()),
+    ];
+    assert_eq!(frame_property(&props), Some("1-5"));
+    assert_eq!(frame_property(&props[..1]), None);
+}

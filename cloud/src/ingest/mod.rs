@@ -5,6 +5,8 @@
 //! - this module: the I/O shell. One MQTT event loop; each frame is handled
 //!   by its own task, serialised per agent by the agent's ledger lock, so a
 //!   resend waits for the first copy and is then acked without producing.
+//!   A frame refused whole is dead-lettered once and nacked (see
+//!   [`core::plan_refusal`]).
 
 pub mod core;
 
@@ -23,7 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use self::core::{DeadLetter, Ledger, Plan, Verdict};
+use self::core::{DeadLetter, Ledger, Plan, Refusal, Verdict};
 use crate::config::Config;
 use crate::http::{Health, router};
 use crate::kafka::{self, KafkaOpError, Producer_};
@@ -177,8 +179,13 @@ pub async fn run(
                     match permits.clone().try_acquire_owned() {
                         Ok(permit) => {
                             let shared = shared.clone();
+                            let frame = p
+                                .properties
+                                .as_ref()
+                                .and_then(|pr| core::frame_property(&pr.user_properties))
+                                .map(str::to_owned);
                             tokio::spawn(async move {
-                                handle_frame(&shared, p.topic, p.payload).await;
+                                handle_frame(&shared, p.topic, p.payload, frame).await;
                                 drop(permit);
                             });
                         }
@@ -251,7 +258,8 @@ fn slot_for(shared: &Shared, store: &StoreId, agent: &AgentId) -> Arc<AgentSlot>
         .clone()
 }
 
-async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes) {
+/// `frame` is the publish's `o2c-frame` user property, if any.
+async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes, frame: Option<String>) {
     let topic = String::from_utf8_lossy(&topic).into_owned();
     // Identity comes from the topic; the lock keeps one frame per agent in
     // progress. A frame whose topic does not parse uses a throwaway ledger.
@@ -282,8 +290,8 @@ async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes) {
     let ledger: &mut Ledger = guard.as_deref_mut().unwrap_or(&mut scratch);
     match core::plan(ledger, &shared.topics, &topic, &payload) {
         Verdict::Refuse(dead) => {
-            tracing::warn!(reason = dead.reason, detail = %dead.detail, %topic, "frame refused");
-            produce_dead(shared, &[dead]).await;
+            let refusal = core::plan_refusal(ledger, &topic, frame.as_deref(), &payload, dead);
+            refuse_frame(shared, ledger, &refusal, &topic).await;
         }
         Verdict::Batch(plan) => {
             let m = &shared.health.metrics;
@@ -302,6 +310,45 @@ async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes) {
             drop(guard);
             send_ack(shared, &plan).await;
         }
+    }
+}
+
+/// Dead-letters a refused frame (unless this is a resend of one already
+/// dead-lettered), remembers that, then nacks it. The agent's slot stays
+/// locked until the nack is queued, so a resend waiting behind this copy
+/// finds the frame in the ledger.
+async fn refuse_frame(shared: &Shared, ledger: &mut Ledger, r: &Refusal, topic: &str) {
+    match &r.dead {
+        Some(dead) => {
+            tracing::warn!(reason = dead.reason, detail = %dead.detail, %topic, frame = ?dead.frame, "frame refused");
+            produce_dead(shared, std::slice::from_ref(dead)).await;
+            ledger.commit_refusal(r);
+        }
+        None => {
+            tracing::debug!(%topic, "resend of a refused frame: nacked again, not dead-lettered");
+        }
+    }
+    let Some((acks, nack)) = &r.nack else {
+        return;
+    };
+    let bytes = match nack.encode() {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode frame nack");
+            return;
+        }
+    };
+    // If it is lost, the agent resends the frame after its ack timeout and
+    // gets the nack again (without a second dead letter).
+    match shared
+        .client
+        .publish(acks.clone(), QoS::AtLeastOnce, false, bytes)
+        .await
+    {
+        Ok(()) => {
+            shared.health.metrics.acks_sent.inc();
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot queue frame nack"),
     }
 }
 
@@ -357,6 +404,9 @@ async fn produce_dead(shared: &Shared, dead: &[DeadLetter]) {
         }
         if let Some(e) = &d.event_id {
             headers.push(("event_id", e.clone()));
+        }
+        if let Some(f) = &d.frame {
+            headers.push(("frame", f.clone()));
         }
         let key = d
             .event_id
