@@ -111,6 +111,10 @@ fn count_for(list: &Value, order_id: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Units provisioned for each SKU the saga sees first (`saga.auto_stock`
+/// in every generated config).
+pub const AUTO_STOCK: i64 = 1_000_000;
+
 /// A running `o2c-cloud saga`.
 #[derive(Debug)]
 pub struct SagaProc {
@@ -152,7 +156,7 @@ impl SagaProc {
             "[mqtt]\nurl = \"{}\"\n\
              [kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}.\"\n\
              [postgres]\nurl = \"{}\"\n\
-             [saga]\ngroup_prefix = \"{}\"\nhttp_listen = \"{http}\"\nauto_stock = 1000000\n{}\n\
+             [saga]\ngroup_prefix = \"{}\"\nhttp_listen = \"{http}\"\nauto_stock = {AUTO_STOCK}\n{}\n\
              {}\n",
             s.mqtt_url, s.brokers, s.prefix, s.pg, s.prefix, s.extra_saga, s.extra_tables
         );
@@ -223,6 +227,19 @@ impl SagaProc {
     pub async fn restart(&mut self) -> Result<(), HarnessError> {
         let _ = self.guard.kill();
         self.guard = Self::spawn(&self.config, &self.service, &self.log)?;
+        self.wait_ready().await
+    }
+
+    /// SIGKILL and start again at once, without waiting for `/readyz`
+    /// (back-to-back kills, as in issue 21's stall).
+    pub fn respawn(&mut self) -> Result<(), HarnessError> {
+        let _ = self.guard.kill();
+        self.guard = Self::spawn(&self.config, &self.service, &self.log)?;
+        Ok(())
+    }
+
+    /// Waits until `/readyz` is 200 (after [`SagaProc::respawn`]).
+    pub async fn wait_until_ready(&self) -> Result<(), HarnessError> {
         self.wait_ready().await
     }
 }
@@ -653,4 +670,60 @@ impl SagaWorld {
         }
         Ok(out)
     }
+}
+
+/// One partition of a consumer group: `(topic, partition, committed, end)`,
+/// `committed` is `None` when the group committed nothing there.
+pub type PartitionOffsets = (String, i32, Option<i64>, i64);
+
+/// Consumer group `group`'s committed offset and the end offset (high
+/// watermark) of every partition of `topics` (the per-partition view behind
+/// [`group_caught_up`], for diagnosing a stall).
+pub async fn group_offsets(
+    brokers: &str,
+    group: &str,
+    topics: &[String],
+) -> Result<Vec<PartitionOffsets>, HarnessError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let brokers = brokers.to_owned();
+    let group = group.to_owned();
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| HarnessError::kafka("creating an offsets client", e))?;
+        let t = Duration::from_secs(10);
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        let mut highs = Vec::new();
+        for topic in &topics {
+            let md = c
+                .fetch_metadata(Some(topic), t)
+                .map_err(|e| HarnessError::kafka("metadata", e))?;
+            for p in md.topics().iter().flat_map(|t| t.partitions()) {
+                let (_, high) = c
+                    .fetch_watermarks(topic, p.id(), t)
+                    .map_err(|e| HarnessError::kafka("watermarks", e))?;
+                tpl.add_partition(topic, p.id());
+                highs.push((topic.clone(), p.id(), high));
+            }
+        }
+        let committed = c
+            .committed_offsets(tpl, t)
+            .map_err(|e| HarnessError::kafka("committed offsets", e))?;
+        Ok(highs
+            .into_iter()
+            .map(|(topic, p, high)| {
+                let c = committed
+                    .find_partition(&topic, p)
+                    .and_then(|e| e.offset().to_raw())
+                    .filter(|o| *o >= 0);
+                (topic, p, c, high)
+            })
+            .collect())
+    })
+    .await
+    .map_err(|e| HarnessError::io("joining an offsets task", std::io::Error::other(e)))?
 }

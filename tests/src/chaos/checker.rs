@@ -1,0 +1,616 @@
+//! The checker: pure. It takes the facts the runner collected after
+//! quiescence ([`Facts`]) and returns a [`Verdict`]. Nothing here touches
+//! a socket, so it is unit-tested with synthetic histories, failing ones
+//! included.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+/// How a till paid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pay {
+    /// Cash only: never reaches the processor.
+    Cash,
+    /// One card for the whole amount.
+    Card,
+    /// Card for part, cash for the rest.
+    Split,
+    /// A card the processor declines (`tok_decline…`).
+    Declined,
+}
+
+impl Pay {
+    /// Whether the processor sees this order.
+    pub fn uses_card(self) -> bool {
+        matches!(self, Pay::Card | Pay::Split | Pay::Declined)
+    }
+}
+
+/// One order a till got a 201 (or a 200 replay) for, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OrderFact {
+    /// The order id.
+    pub order_id: String,
+    /// Agent index (0-based).
+    pub agent: usize,
+    /// The till's idempotency key.
+    pub key: String,
+    /// Tender.
+    pub pay: Pay,
+    /// Card part, minor units (0 for cash).
+    pub card_minor: i64,
+    /// SKU and quantity sold.
+    pub sku: String,
+    /// Units.
+    pub qty: i64,
+    /// Ship-to-home rather than carry-out.
+    pub ship: bool,
+    /// When the till got its answer, ms from the run's start.
+    pub captured_ms: u64,
+    /// The HTTP status of that answer (201, or 200 for a replay).
+    pub http: u16,
+    /// When the till's void was accepted, if it voided the order.
+    pub voided_ms: Option<u64>,
+    /// The cloud status the store shows at the end.
+    pub final_status: Option<String>,
+    /// Capture amounts in the processor's ledger for this order.
+    pub captures: Vec<i64>,
+    /// Refund amounts in the processor's ledger for this order.
+    pub refunds: Vec<i64>,
+    /// Net stock movement of this order: (on_hand, reserved).
+    pub stock_delta: (i64, i64),
+}
+
+/// One SKU's stock at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StockFact {
+    /// SKU.
+    pub sku: String,
+    /// Units provisioned (rows × auto stock).
+    pub initial: i64,
+    /// Units on hand now, over every warehouse.
+    pub on_hand: i64,
+    /// Units reserved now.
+    pub reserved: i64,
+}
+
+/// What Kafka holds for the agents' events, by `event_id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KafkaFact {
+    /// Event ids in an agent's outbox and in no Kafka topic.
+    pub missing: Vec<String>,
+    /// Event ids in Kafka with two different payloads.
+    pub changed: Vec<String>,
+    /// Event ids in Kafka no agent wrote.
+    pub unknown: Vec<String>,
+    /// Records beyond the first per event id (removed by dedup).
+    pub raw_duplicates: usize,
+    /// Per-agent seq order broken within a partition.
+    pub order_errors: Vec<String>,
+}
+
+/// One agent's outbox at the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentFact {
+    /// Agent index.
+    pub agent: usize,
+    /// Rows not acked.
+    pub pending: usize,
+    /// Every outbox seq, ascending.
+    pub seqs: Vec<u64>,
+}
+
+/// A consumer group's committed offset on one partition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupOffset {
+    /// Group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Committed offset (None: nothing committed).
+    pub committed: Option<i64>,
+    /// End offset (high watermark).
+    pub end: i64,
+}
+
+impl GroupOffset {
+    /// Whether everything up to the end is committed.
+    pub fn caught_up(&self) -> bool {
+        self.end == 0 || self.committed.is_some_and(|c| c >= self.end)
+    }
+}
+
+/// A fault as it happened, ms from the run's start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FaultSpan {
+    /// When it began.
+    pub start_ms: u64,
+    /// When it healed.
+    pub end_ms: u64,
+    /// What it was.
+    pub label: String,
+}
+
+/// Everything the checker needs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Facts {
+    /// Orders with a 2xx.
+    pub orders: Vec<OrderFact>,
+    /// Stock per SKU.
+    pub stock: Vec<StockFact>,
+    /// The Kafka view.
+    pub kafka: KafkaFact,
+    /// Agents' outboxes.
+    pub agents: Vec<AgentFact>,
+    /// Saga consumer groups.
+    pub groups: Vec<GroupOffset>,
+    /// Faults applied.
+    pub faults: Vec<FaultSpan>,
+}
+
+/// One broken promise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    /// The order it concerns, if any.
+    pub order_id: Option<String>,
+    /// What is wrong.
+    pub what: String,
+    /// Faults near the order's capture (see [`FAULT_WINDOW_MS`]).
+    pub faults_near: Vec<String>,
+}
+
+/// The result.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Verdict {
+    /// Orders checked.
+    pub orders: usize,
+    /// Orders by final status at the store.
+    pub by_status: BTreeMap<String, usize>,
+    /// Raw duplicates in Kafka (allowed; removed by dedup).
+    pub raw_duplicates: usize,
+    /// Everything that failed.
+    pub failures: Vec<Failure>,
+}
+
+impl Verdict {
+    /// True when nothing failed.
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = if self.passed() { "PASS" } else { "FAIL" };
+        writeln!(
+            f,
+            "verdict: {word}: {} orders, final statuses {:?}, {} raw Kafka duplicates (deduped), {} failures",
+            self.orders,
+            self.by_status,
+            self.raw_duplicates,
+            self.failures.len()
+        )?;
+        for x in self.failures.iter().take(50) {
+            match &x.order_id {
+                Some(id) => write!(f, "  order {id}: {}", x.what)?,
+                None => write!(f, "  {}", x.what)?,
+            }
+            if !x.faults_near.is_empty() {
+                write!(f, " [faults near: {}]", x.faults_near.join("; "))?;
+            }
+            writeln!(f)?;
+        }
+        if self.failures.len() > 50 {
+            writeln!(
+                f,
+                "  … and {} more (see the history file)",
+                self.failures.len() - 50
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Faults from this long before an order's capture to this long after it
+/// are named in its failure.
+pub const FAULT_WINDOW_MS: u64 = 30_000;
+
+const FINAL: [&str; 3] = ["completed", "cancelled", "refunded"];
+
+/// Checks every promise (see the module docs of `chaos`).
+pub fn check(facts: &Facts) -> Verdict {
+    let mut v = Verdict {
+        orders: facts.orders.len(),
+        raw_duplicates: facts.kafka.raw_duplicates,
+        ..Verdict::default()
+    };
+    for o in &facts.orders {
+        let status = o.final_status.clone().unwrap_or_else(|| "none".into());
+        *v.by_status.entry(status).or_default() += 1;
+        for what in order_problems(o) {
+            v.failures.push(Failure {
+                order_id: Some(o.order_id.clone()),
+                what: format!(
+                    "{what} (agent-{}, key {}, {:?}, captured t+{} ms, http {}{})",
+                    o.agent + 1,
+                    o.key,
+                    o.pay,
+                    o.captured_ms,
+                    o.http,
+                    o.voided_ms
+                        .map(|t| format!(", voided t+{t} ms"))
+                        .unwrap_or_default()
+                ),
+                faults_near: faults_near(&facts.faults, o.captured_ms),
+            });
+        }
+    }
+    stock_problems(facts, &mut v.failures);
+    let k = &facts.kafka;
+    for (list, what) in [
+        (&k.missing, "confirmed event missing from Kafka"),
+        (
+            &k.changed,
+            "event changed in transit (two payloads for one event_id)",
+        ),
+        (&k.unknown, "event in Kafka that no agent wrote"),
+    ] {
+        for id in list {
+            v.failures.push(global(format!("{what}: event_id {id}")));
+        }
+    }
+    for e in &k.order_errors {
+        v.failures
+            .push(global(format!("per-agent order broken in Kafka: {e}")));
+    }
+    for a in &facts.agents {
+        if a.pending > 0 {
+            v.failures.push(global(format!(
+                "agent-{}: {} outbox rows never acked",
+                a.agent + 1,
+                a.pending
+            )));
+        }
+        let expected: Vec<u64> = (1..=a.seqs.len() as u64).collect();
+        if a.seqs != expected {
+            let gap = a
+                .seqs
+                .iter()
+                .zip(expected.iter())
+                .find(|(s, e)| s != e)
+                .map(|(s, e)| format!("seq {s} where {e} was due"))
+                .unwrap_or_default();
+            v.failures.push(global(format!(
+                "agent-{}: outbox seqs have a gap: {gap}",
+                a.agent + 1
+            )));
+        }
+    }
+    for g in facts.groups.iter().filter(|g| !g.caught_up()) {
+        v.failures.push(global(format!(
+            "consumer group {} on {}[{}]: committed {} of end offset {}",
+            g.group,
+            g.topic,
+            g.partition,
+            g.committed
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "nothing".into()),
+            g.end
+        )));
+    }
+    v
+}
+
+fn global(what: String) -> Failure {
+    Failure {
+        order_id: None,
+        what,
+        faults_near: Vec::new(),
+    }
+}
+
+/// The faults that overlap `[t - window, t + window]`.
+pub fn faults_near(faults: &[FaultSpan], t: u64) -> Vec<String> {
+    let lo = t.saturating_sub(FAULT_WINDOW_MS);
+    let hi = t + FAULT_WINDOW_MS;
+    faults
+        .iter()
+        .filter(|f| f.end_ms >= lo && f.start_ms <= hi)
+        .map(|f| format!("t+{}..{} ms {}", f.start_ms, f.end_ms, f.label))
+        .collect()
+}
+
+fn order_problems(o: &OrderFact) -> Vec<String> {
+    let mut out = Vec::new();
+    let status = o.final_status.as_deref().unwrap_or("none");
+    if !FINAL.contains(&status) {
+        out.push(format!("stuck at `{status}`, not a final status"));
+        return out;
+    }
+    let voided = o.voided_ms.is_some();
+    let expected: &[&str] = match (o.pay, voided) {
+        (Pay::Declined, _) => &["cancelled"],
+        (_, false) => &["completed"],
+        (_, true) => &["cancelled", "refunded"],
+    };
+    if !expected.contains(&status) {
+        out.push(format!("ended `{status}`, expected one of {expected:?}"));
+    }
+    let (caps, refs) = (o.captures.len(), o.refunds.len());
+    if o.pay.uses_card() && o.pay != Pay::Declined {
+        let want_caps = usize::from(status != "cancelled");
+        if caps != want_caps {
+            out.push(format!(
+                "{caps} captures in the processor's ledger for a `{status}` card order, expected {want_caps}"
+            ));
+        }
+        if o.captures.iter().any(|a| *a != o.card_minor) {
+            out.push(format!(
+                "captured {:?}, the card part is {}",
+                o.captures, o.card_minor
+            ));
+        }
+        let want_refs = usize::from(status == "refunded");
+        if refs != want_refs {
+            out.push(format!(
+                "{refs} refunds in the processor's ledger for a `{status}` card order, expected {want_refs}"
+            ));
+        }
+    } else if caps + refs > 0 {
+        out.push(format!(
+            "{caps} captures and {refs} refunds in the processor's ledger for a {:?} order",
+            o.pay
+        ));
+    }
+    let want_stock = if status == "completed" { -o.qty } else { 0 };
+    if o.stock_delta != (want_stock, 0) {
+        out.push(format!(
+            "net stock movement (on_hand, reserved) {:?}, expected ({want_stock}, 0)",
+            o.stock_delta
+        ));
+    }
+    out
+}
+
+fn stock_problems(facts: &Facts, out: &mut Vec<Failure>) {
+    let mut sold: BTreeMap<&str, i64> = BTreeMap::new();
+    for o in &facts.orders {
+        if o.final_status.as_deref() == Some("completed") {
+            *sold.entry(o.sku.as_str()).or_default() += o.qty;
+        }
+    }
+    for s in &facts.stock {
+        let want = s.initial - sold.get(s.sku.as_str()).copied().unwrap_or(0);
+        if s.on_hand != want || s.reserved != 0 {
+            out.push(global(format!(
+                "stock of {}: on_hand {} reserved {}, expected on_hand {want} (initial {} minus sold, returns and releases added back) and reserved 0",
+                s.sku, s.on_hand, s.reserved, s.initial
+            )));
+        }
+    }
+    for sku in sold.keys() {
+        if !facts.stock.iter().any(|s| s.sku == *sku) {
+            out.push(global(format!("no stock row for {sku}, which was sold")));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(id: &str, pay: Pay, status: &str) -> OrderFact {
+        let card = if pay == Pay::Cash { 0 } else { 1000 };
+        OrderFact {
+            order_id: id.into(),
+            agent: 0,
+            key: format!("k-{id}"),
+            pay,
+            card_minor: card,
+            sku: "SKU-A".into(),
+            qty: 1,
+            ship: false,
+            captured_ms: 10_000,
+            http: 201,
+            voided_ms: None,
+            final_status: Some(status.into()),
+            captures: if pay.uses_card() && pay != Pay::Declined {
+                vec![card]
+            } else {
+                vec![]
+            },
+            refunds: vec![],
+            stock_delta: if status == "completed" {
+                (-1, 0)
+            } else {
+                (0, 0)
+            },
+        }
+    }
+
+    fn healthy() -> Facts {
+        let mut voided = order("o3", Pay::Card, "refunded");
+        voided.voided_ms = Some(12_000);
+        voided.refunds = vec![1000];
+        Facts {
+            orders: vec![
+                order("o1", Pay::Card, "completed"),
+                order("o2", Pay::Cash, "completed"),
+                voided,
+                order("o4", Pay::Declined, "cancelled"),
+            ],
+            stock: vec![StockFact {
+                sku: "SKU-A".into(),
+                initial: 100,
+                on_hand: 98,
+                reserved: 0,
+            }],
+            kafka: KafkaFact {
+                raw_duplicates: 3,
+                ..KafkaFact::default()
+            },
+            agents: vec![AgentFact {
+                agent: 0,
+                pending: 0,
+                seqs: vec![1, 2, 3, 4, 5],
+            }],
+            groups: vec![GroupOffset {
+                group: "g-order".into(),
+                topic: "t.orders.created".into(),
+                partition: 0,
+                committed: Some(5),
+                end: 5,
+            }],
+            faults: vec![FaultSpan {
+                start_ms: 9_000,
+                end_ms: 9_500,
+                label: "kill -9 saga-payment".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let v = check(&healthy());
+        assert!(v.passed(), "{v}");
+        assert_eq!(v.by_status["completed"], 2);
+        assert!(v.to_string().starts_with("verdict: PASS"));
+    }
+
+    #[test]
+    fn a_stuck_order_fails_and_names_the_faults_around_it() {
+        let mut f = healthy();
+        f.orders[0].final_status = Some("paid".into());
+        f.orders[0].stock_delta = (0, 1);
+        f.stock[0].on_hand = 99;
+        f.stock[0].reserved = 1;
+        f.groups[0].committed = None;
+        let v = check(&f);
+        assert!(!v.passed());
+        let stuck = &v.failures[0];
+        assert_eq!(stuck.order_id.as_deref(), Some("o1"));
+        assert!(stuck.what.contains("stuck at `paid`"), "{}", stuck.what);
+        assert_eq!(
+            stuck.faults_near,
+            vec!["t+9000..9500 ms kill -9 saga-payment"]
+        );
+        let text = v.to_string();
+        assert!(text.contains("committed nothing of end offset 5"), "{text}");
+        assert!(text.contains("verdict: FAIL"));
+    }
+
+    #[test]
+    fn double_captures_and_captures_of_cancelled_orders_fail() {
+        let mut f = healthy();
+        f.orders[0].captures = vec![1000, 1000];
+        f.orders[3].captures = vec![1000];
+        let mut cancelled = order("o5", Pay::Card, "cancelled");
+        cancelled.voided_ms = Some(11_000);
+        cancelled.captures = vec![1000];
+        f.orders.push(cancelled);
+        let v = check(&f);
+        let whats: Vec<_> = v
+            .failures
+            .iter()
+            .map(|x| (x.order_id.clone(), x.what.clone()))
+            .collect();
+        assert!(
+            whats
+                .iter()
+                .any(|(o, w)| o.as_deref() == Some("o1") && w.contains("2 captures")),
+            "{whats:?}"
+        );
+        assert!(
+            whats
+                .iter()
+                .any(|(o, w)| o.as_deref() == Some("o4") && w.contains("1 captures")),
+            "{whats:?}"
+        );
+        assert!(
+            whats.iter().any(|(o, w)| o.as_deref() == Some("o5")
+                && w.contains("`cancelled` card order, expected 0")),
+            "{whats:?}"
+        );
+    }
+
+    #[test]
+    fn a_refund_missing_or_doubled_fails() {
+        let mut f = healthy();
+        f.orders[2].refunds = vec![];
+        assert!(
+            check(&f)
+                .failures
+                .iter()
+                .any(|x| x.what.contains("0 refunds"))
+        );
+        f.orders[2].refunds = vec![1000, 1000];
+        assert!(
+            check(&f)
+                .failures
+                .iter()
+                .any(|x| x.what.contains("2 refunds"))
+        );
+    }
+
+    #[test]
+    fn wrong_stock_lost_events_and_outbox_gaps_fail() {
+        let mut f = healthy();
+        f.stock[0].on_hand = 97;
+        f.kafka.missing = vec!["e1".into()];
+        f.kafka.changed = vec!["e2".into()];
+        f.agents[0].seqs = vec![1, 2, 4];
+        f.agents[0].pending = 2;
+        let text = check(&f).to_string();
+        for needle in [
+            "stock of SKU-A: on_hand 97",
+            "missing from Kafka: event_id e1",
+            "changed in transit",
+            "seq 4 where 3 was due",
+            "2 outbox rows never acked",
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+    }
+
+    #[test]
+    fn an_unvoided_order_that_ended_cancelled_fails() {
+        let mut f = healthy();
+        f.orders[1].final_status = Some("cancelled".into());
+        f.orders[1].stock_delta = (0, 0);
+        f.stock[0].on_hand = 99;
+        let v = check(&f);
+        assert!(
+            v.failures
+                .iter()
+                .any(|x| x.what.contains("expected one of [\"completed\"]")),
+            "{v}"
+        );
+    }
+
+    #[test]
+    fn faults_outside_the_window_are_not_named() {
+        let faults = vec![
+            FaultSpan {
+                start_ms: 0,
+                end_ms: 100,
+                label: "early".into(),
+            },
+            FaultSpan {
+                start_ms: 50_000,
+                end_ms: 51_000,
+                label: "near".into(),
+            },
+            FaultSpan {
+                start_ms: 200_000,
+                end_ms: 201_000,
+                label: "late".into(),
+            },
+        ];
+        assert_eq!(faults_near(&faults, 60_000), vec!["t+50000..51000 ms near"]);
+    }
+}
