@@ -24,6 +24,8 @@
 //! - [`chaos`]: the chaos runner behind `src/bin/o2c-chaos.rs`: a seeded
 //!   fault schedule over the whole pipeline, then a checker (issue 21).
 //! - [`pg`]: [`pg::PrivatePostgres`], a PostgreSQL cluster of one test's own.
+//! - [`netns`]: [`netns::AgentNet`], a network namespace per agent with
+//!   nftables loss, partitions and `tc` tbf rate limits.
 //! - `broker` (private): the process plumbing both private brokers share.
 //!
 //! # Rules the harness keeps
@@ -41,6 +43,7 @@ mod error;
 pub mod kafka;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod netns;
 pub mod pg;
 pub mod pipeline;
 pub mod process;

@@ -48,6 +48,10 @@ struct Args {
     /// Orders a minute at each till (general schedule).
     #[arg(long, default_value_t = 40)]
     orders_per_min: u64,
+    /// Agents behind loopback proxies (cuts only) instead of network
+    /// namespaces (loss, silent partitions, rate limits; needs root).
+    #[arg(long)]
+    no_netns: bool,
     /// Longest wait for quiescence, seconds.
     #[arg(long, default_value_t = 240)]
     quiesce_secs: u64,
@@ -68,6 +72,7 @@ fn main() -> ExitCode {
     let mut opts = Options::new(scenario, a.seed, a.history);
     opts.duration = Duration::from_secs_f64(a.minutes * 60.0);
     opts.cpu_load = a.cpu_load;
+    opts.netns = !a.no_netns;
     opts.agents = a.agents;
     opts.orders_per_min = a.orders_per_min;
     opts.quiesce_deadline = Duration::from_secs(a.quiesce_secs);

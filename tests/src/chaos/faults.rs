@@ -69,6 +69,24 @@ async fn run(world: &World, fault: Fault) -> Result<(), ChaosError> {
             link.set_up(true);
             Ok(())
         }
+        Fault::Loss { agent, percent, ms } => {
+            let (net, port) = net_of(world, agent)?;
+            net.set_loss(*port, percent)?;
+            pause(ms).await;
+            Ok(net.set_loss(*port, 0)?)
+        }
+        Fault::Partition { agent, ms } => {
+            let (net, port) = net_of(world, agent)?;
+            net.partition(*port, true)?;
+            pause(ms).await;
+            Ok(net.partition(*port, false)?)
+        }
+        Fault::Rate { agent, kbit, ms } => {
+            let (net, _) = net_of(world, agent)?;
+            net.set_rate(Some(kbit))?;
+            pause(ms).await;
+            Ok(net.set_rate(None)?)
+        }
         Fault::PspOutage { ms } => {
             world.psp_link.set_up(false);
             pause(ms).await;
@@ -76,6 +94,13 @@ async fn run(world: &World, fault: Fault) -> Result<(), ChaosError> {
             Ok(())
         }
     }
+}
+
+fn net_of(world: &World, agent: usize) -> Result<&(crate::netns::AgentNet, u16), ChaosError> {
+    world
+        .nets
+        .get(agent)
+        .ok_or_else(|| ChaosError::Setup(format!("agent {agent} has no namespace")))
 }
 
 fn restart_failed(what: &str, e: HarnessError) -> ChaosError {

@@ -93,6 +93,7 @@ mod tests {
                 duration_ms: 60_000,
                 agents: 2,
                 ingests: 2,
+                netns: false,
             },
         );
         h.schedule("general", &s).unwrap();

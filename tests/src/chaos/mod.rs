@@ -68,6 +68,9 @@ pub enum ChaosError {
     /// The run could not be set up.
     #[error("setup: {0}")]
     Setup(String),
+    /// A network namespace could not be created or changed.
+    #[error("network namespace: {0}")]
+    Netns(#[from] crate::netns::NetnsError),
 }
 
 impl ChaosError {
@@ -111,6 +114,9 @@ pub struct Options {
     pub quiesce_deadline: Duration,
     /// Keep the run's directory (every process's log) when the verdict fails.
     pub keep_logs_on_failure: bool,
+    /// Agents in network namespaces (needs root, iproute2, nftables); the
+    /// link faults are then loss, silent partitions and rate limits.
+    pub netns: bool,
 }
 
 impl Options {
@@ -127,6 +133,7 @@ impl Options {
             quiet: Duration::from_secs(30),
             quiesce_deadline: Duration::from_secs(240),
             keep_logs_on_failure: true,
+            netns: true,
         }
     }
 }
@@ -194,6 +201,7 @@ pub async fn run(opts: &Options) -> Result<Outcome, ChaosError> {
                     duration_ms,
                     agents: opts.agents,
                     ingests: 2,
+                    netns: opts.netns,
                 },
             ),
             tills::plan_orders(opts.seed, opts.agents, duration_ms, opts.orders_per_min),
@@ -226,6 +234,7 @@ pub async fn run(opts: &Options) -> Result<Outcome, ChaosError> {
                 agents: opts.agents,
                 ingests: 2,
                 sagas: layout,
+                netns: opts.netns && opts.scenario == Scenario::General,
             },
             say,
         )
@@ -340,6 +349,11 @@ pub async fn run(opts: &Options) -> Result<Outcome, ChaosError> {
 async fn heal(world: &World, failures: &mut Vec<String>) {
     for l in &world.links {
         l.set_up(true);
+    }
+    for (i, (net, port)) in world.nets.iter().enumerate() {
+        if let Err(e) = net.heal(*port) {
+            failures.push(format!("agent-{}'s link could not be healed: {e}", i + 1));
+        }
     }
     world.psp_link.set_up(true);
     for (name, s) in &world.sagas {

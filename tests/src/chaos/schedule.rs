@@ -97,6 +97,33 @@ pub enum Fault {
         /// How long.
         ms: u64,
     },
+    /// Agent `agent`'s namespace drops `percent`% of its packets to and
+    /// from the broker for `ms` (nftables).
+    Loss {
+        /// Which agent.
+        agent: usize,
+        /// 5 or 30.
+        percent: u8,
+        /// How long.
+        ms: u64,
+    },
+    /// Agent `agent`'s namespace drops every packet to and from the broker
+    /// for `ms`: a silent partition, no RST.
+    Partition {
+        /// Which agent.
+        agent: usize,
+        /// How long.
+        ms: u64,
+    },
+    /// Agent `agent`'s uplink is limited to `kbit` kbit/s for `ms` (tbf).
+    Rate {
+        /// Which agent.
+        agent: usize,
+        /// The rate.
+        kbit: u32,
+        /// How long.
+        ms: u64,
+    },
     /// The payment processor is unreachable for `ms` (its link cut; the
     /// simulator keeps its ledger, as a real processor would).
     PspOutage {
@@ -116,6 +143,27 @@ impl fmt::Display for Fault {
                 write!(f, "cut link agent-{} <-> broker for {ms} ms", agent + 1)
             }
             Fault::PspOutage { ms } => write!(f, "processor unreachable for {ms} ms"),
+            Fault::Loss { agent, percent, ms } => {
+                write!(
+                    f,
+                    "{percent}% loss agent-{} <-> broker for {ms} ms",
+                    agent + 1
+                )
+            }
+            Fault::Partition { agent, ms } => {
+                write!(
+                    f,
+                    "silent partition agent-{} <-> broker for {ms} ms",
+                    agent + 1
+                )
+            }
+            Fault::Rate { agent, kbit, ms } => {
+                write!(
+                    f,
+                    "agent-{} uplink limited to {kbit} kbit/s for {ms} ms",
+                    agent + 1
+                )
+            }
         }
     }
 }
@@ -138,6 +186,9 @@ pub struct Shape {
     pub agents: usize,
     /// Number of ingest replicas.
     pub ingests: usize,
+    /// Agents live in network namespaces: link faults are loss, silent
+    /// partitions and rate limits; otherwise they are proxy cuts.
+    pub netns: bool,
 }
 
 /// The whole schedule of a run.
@@ -179,6 +230,30 @@ impl Schedule {
         let ingests = shape.ingests.max(1) as u64;
         // Weights: link faults and saga kills are the most common.
         match rng.range(0, 99) {
+            0..=19 if shape.netns => {
+                let agent = rng.range(0, agents - 1) as usize;
+                match rng.range(0, 3) {
+                    0 => Fault::Loss {
+                        agent,
+                        percent: 5,
+                        ms: rng.range(5_000, 30_000),
+                    },
+                    1 => Fault::Loss {
+                        agent,
+                        percent: 30,
+                        ms: rng.range(3_000, 15_000),
+                    },
+                    2 => Fault::Partition {
+                        agent,
+                        ms: rng.range(5_000, 30_000),
+                    },
+                    _ => Fault::Rate {
+                        agent,
+                        kbit: 256,
+                        ms: rng.range(3_000, 15_000),
+                    },
+                }
+            }
             0..=19 => Fault::LinkCut {
                 agent: rng.range(0, agents - 1) as usize,
                 ms: rng.range(1_000, 12_000),
@@ -259,6 +334,7 @@ mod tests {
         duration_ms: 120_000,
         agents: 3,
         ingests: 2,
+        netns: false,
     };
 
     #[test]
@@ -266,6 +342,37 @@ mod tests {
         assert_eq!(Schedule::generate(7, SHAPE), Schedule::generate(7, SHAPE));
         assert_eq!(Schedule::saga_kill(7, 2_000), Schedule::saga_kill(7, 2_000));
         assert_ne!(Schedule::generate(7, SHAPE), Schedule::generate(8, SHAPE));
+        let ns = Shape {
+            netns: true,
+            ..SHAPE
+        };
+        assert_eq!(Schedule::generate(7, ns), Schedule::generate(7, ns));
+    }
+
+    #[test]
+    fn namespaces_bring_loss_partitions_and_rate_limits() {
+        let ns = Shape {
+            netns: true,
+            ..SHAPE
+        };
+        let all: Vec<Fault> = (0..100)
+            .flat_map(|seed| Schedule::generate(seed, ns).faults)
+            .map(|p| p.fault)
+            .collect();
+        assert!(
+            all.iter()
+                .any(|f| matches!(f, Fault::Loss { percent: 5, .. }))
+        );
+        assert!(
+            all.iter()
+                .any(|f| matches!(f, Fault::Loss { percent: 30, .. }))
+        );
+        assert!(
+            all.iter()
+                .any(|f| matches!(f, Fault::Partition { ms, .. } if *ms <= 30_000))
+        );
+        assert!(all.iter().any(|f| matches!(f, Fault::Rate { .. })));
+        assert!(!all.iter().any(|f| matches!(f, Fault::LinkCut { .. })));
     }
 
     #[test]
@@ -303,6 +410,9 @@ mod tests {
                         assert!(agent < SHAPE.agents && (1_000..=12_000).contains(&ms));
                     }
                     Fault::PspOutage { ms } => assert!(ms <= 2_500),
+                    Fault::Loss { .. } | Fault::Partition { .. } | Fault::Rate { .. } => {
+                        panic!("no namespaces in this shape")
+                    }
                     Fault::PostgresRestart => {}
                 }
             }

@@ -2,7 +2,9 @@
 //! loopback, each behind a lock so faults on different components can
 //! overlap while two faults on one component take turns.
 //!
-//! Agents reach the broker through a [`LinkProxy`] each (the link faults),
+//! Agents reach the broker either from a network namespace each
+//! ([`AgentNet`]: loss, silent partitions, rate limits; the broker listens
+//! on each veth's host end) or through a [`LinkProxy`] each (cuts),
 //! and the saga reaches the processor simulator through one too (its
 //! outages: a killed simulator would lose its ledger, which a real
 //! processor never does). PostgreSQL is a [`PrivatePostgres`], so its
@@ -17,13 +19,19 @@ use tokio::sync::Mutex;
 
 use super::ChaosError;
 use super::schedule::SAGA_SERVICES;
+use crate::netns::AgentNet;
 use crate::pg::PrivatePostgres;
 use crate::pipeline::{AgentProc, Ingest};
+use crate::process::free_port;
 use crate::proxy::LinkProxy;
 use crate::saga::{PspSim, SagaProc, SagaSettings};
 use crate::{PrivateMosquitto, PrivateTansu};
 
 pub use crate::saga::AUTO_STOCK;
+
+/// The agents' `[mqtt]` extras: a short keepalive and ack timeout, so a
+/// dead link is noticed within seconds.
+const AGENT_MQTT: &str = "keep_alive_secs = 5\nack_timeout_ms = 3000";
 
 /// Which saga processes run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +51,8 @@ pub struct WorldShape {
     pub ingests: usize,
     /// Saga processes.
     pub sagas: SagaLayout,
+    /// Each agent in a network namespace of its own (else behind a proxy).
+    pub netns: bool,
 }
 
 /// Everything running, for one chaos run.
@@ -66,8 +76,11 @@ pub struct World {
     pub ingests: Vec<Mutex<Ingest>>,
     /// Saga processes with their service names.
     pub sagas: Vec<(String, Mutex<SagaProc>)>,
-    /// Each agent's link to the broker.
+    /// Each agent's link to the broker (proxy mode; empty with namespaces).
     pub links: Vec<LinkProxy>,
+    /// Each agent's namespace and the broker port it reaches (namespace
+    /// mode; empty otherwise).
+    pub nets: Vec<(AgentNet, u16)>,
     /// Agents.
     pub agents: Vec<Mutex<AgentProc>>,
     /// Each agent's data dir (holds `http.addr`, read by the tills).
@@ -105,12 +118,24 @@ impl World {
             .map_err(|e| ChaosError::io("creating the broker's dir", e))?;
         // As deploy/mosquitto/o2c.conf: persistence on, a deep queue.
         let location = format!("persistence_location {}/", persist.display());
-        let mosq = PrivateMosquitto::start_with(&[
-            "persistence true",
-            &location,
-            "max_queued_messages 1000000",
-        ])
-        .await?;
+        // With namespaces, the broker also listens on each veth's host end.
+        let mut nets = Vec::new();
+        let mut extra = vec![
+            "persistence true".to_owned(),
+            location,
+            "max_queued_messages 1000000".to_owned(),
+        ];
+        if shape.netns {
+            let tag = format!("c{:06x}", rand::random::<u32>() & 0xff_ffff);
+            for i in 0..shape.agents {
+                let net = AgentNet::create(&format!("{tag}{i}"))?;
+                let port = free_port()?;
+                extra.push(format!("listener {port} {}", net.host_ip()));
+                nets.push((net, port));
+            }
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let mosq = PrivateMosquitto::start_with(&extra).await?;
         let psp = PspSim::start(dir.path()).await?;
         let psp_addr: SocketAddr = psp
             .url()
@@ -153,15 +178,33 @@ impl World {
         let mut agent_dirs = Vec::new();
         let mut stores = Vec::new();
         for i in 0..shape.agents {
-            let link = LinkProxy::start(SocketAddr::from(([127, 0, 0, 1], mosq.port()))).await?;
             let store = format!("{prefix}-s{}", i + 1);
-            log(&format!("starting agent-{} (store {store})", i + 1));
-            let agent = AgentProc::start(
+            let (url, wrapper, listen) = match nets.get(i) {
+                Some((net, port)) => (
+                    format!("mqtt://{}:{port}", net.host_ip()),
+                    net.wrapper(),
+                    Some(format!("{}:0", net.ns_ip())),
+                ),
+                None => {
+                    let link =
+                        LinkProxy::start(SocketAddr::from(([127, 0, 0, 1], mosq.port()))).await?;
+                    let url = proxy_url(&link);
+                    links.push(link);
+                    (url, Vec::new(), None)
+                }
+            };
+            log(&format!(
+                "starting agent-{} (store {store}, broker {url})",
+                i + 1
+            ));
+            let agent = AgentProc::start_wrapped(
                 dir.path(),
                 &store,
                 &format!("A{}", i + 1),
-                &proxy_url(&link),
-                "keep_alive_secs = 5\nack_timeout_ms = 3000",
+                &url,
+                AGENT_MQTT,
+                wrapper,
+                listen,
             )
             .await?;
             agent_dirs.push(
@@ -172,7 +215,6 @@ impl World {
                     .unwrap_or_default(),
             );
             agents.push(Mutex::new(agent));
-            links.push(link);
             stores.push(store);
         }
         Ok(Self {
@@ -186,6 +228,7 @@ impl World {
             ingests,
             sagas,
             links,
+            nets,
             agents,
             agent_dirs,
             stores,
