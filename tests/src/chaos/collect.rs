@@ -262,8 +262,14 @@ async fn kafka_and_outboxes(world: &World) -> Result<(KafkaFact, Vec<AgentFact>)
     for name in ["orders.created", "orders.cancelled"] {
         let topic = world.topic(name);
         let n = topic_record_count(&world.brokers, &topic).await? as usize;
-        let view =
-            KafkaView::new(consume_all(&world.brokers, &topic, n, Duration::from_secs(120)).await?);
+        // The saga writes cancellations too (a declined card): only records
+        // an agent wrote (they carry its `seq`) are the agents' events.
+        let from_agents: Vec<_> = consume_all(&world.brokers, &topic, n, Duration::from_secs(120))
+            .await?
+            .into_iter()
+            .filter(|r| r.header_str("seq").is_some())
+            .collect();
+        let view = KafkaView::new(from_agents);
         fact.raw_duplicates += view.raw_duplicates();
         for (id, records) in &view.by_event {
             let payloads: BTreeSet<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();

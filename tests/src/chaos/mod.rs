@@ -327,6 +327,19 @@ pub async fn run(opts: &Options) -> Result<Outcome, ChaosError> {
         }));
     history.finish(&facts, &verdict)?;
     println!("{verdict}");
+    if !verdict.passed() {
+        println!("consumer groups (committed / end offset per partition):");
+        for g in &facts.groups {
+            let c = g
+                .committed
+                .map_or_else(|| "none".to_owned(), |c| c.to_string());
+            let mark = if g.caught_up() { "" } else { "   <-- behind" };
+            println!(
+                "  {:<24} {:<40} [{}] {c:>6} / {:<6}{mark}",
+                g.group, g.topic, g.partition, g.end
+            );
+        }
+    }
     let kept_dir = if !verdict.passed() && opts.keep_logs_on_failure {
         match Arc::try_unwrap(world) {
             Ok(w) => Some(w.keep_dir()),
