@@ -195,13 +195,27 @@ impl fmt::Display for Verdict {
             self.raw_duplicates,
             self.failures.len()
         )?;
+        let stuck: Vec<String> = self
+            .by_status
+            .iter()
+            .filter(|(s, _)| !FINAL.contains(&s.as_str()))
+            .map(|(s, n)| format!("{n} at `{s}`"))
+            .collect();
+        if !stuck.is_empty() {
+            writeln!(f, "  orders stuck (not final): {}", stuck.join(", "))?;
+        }
         for x in self.failures.iter().take(50) {
             match &x.order_id {
                 Some(id) => write!(f, "  order {id}: {}", x.what)?,
                 None => write!(f, "  {}", x.what)?,
             }
             if !x.faults_near.is_empty() {
-                write!(f, " [faults near: {}]", x.faults_near.join("; "))?;
+                let shown: Vec<&str> = x.faults_near.iter().take(3).map(String::as_str).collect();
+                write!(f, " [faults near: {}", shown.join("; "))?;
+                if x.faults_near.len() > 3 {
+                    write!(f, "; +{} more", x.faults_near.len() - 3)?;
+                }
+                write!(f, "]")?;
             }
             writeln!(f)?;
         }
@@ -501,6 +515,10 @@ mod tests {
         );
         let text = v.to_string();
         assert!(text.contains("committed nothing of end offset 5"), "{text}");
+        assert!(
+            text.contains("orders stuck (not final): 1 at `paid`"),
+            "{text}"
+        );
         assert!(text.contains("verdict: FAIL"));
     }
 

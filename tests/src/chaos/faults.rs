@@ -70,19 +70,22 @@ async fn run(world: &World, fault: Fault) -> Result<(), ChaosError> {
             Ok(())
         }
         Fault::Loss { agent, percent, ms } => {
-            let (net, port) = net_of(world, agent)?;
+            let guard = net_of(world, agent)?.lock().await;
+            let (net, port) = &*guard;
             net.set_loss(*port, percent)?;
             pause(ms).await;
             Ok(net.set_loss(*port, 0)?)
         }
         Fault::Partition { agent, ms } => {
-            let (net, port) = net_of(world, agent)?;
+            let guard = net_of(world, agent)?.lock().await;
+            let (net, port) = &*guard;
             net.partition(*port, true)?;
             pause(ms).await;
             Ok(net.partition(*port, false)?)
         }
         Fault::Rate { agent, kbit, ms } => {
-            let (net, _) = net_of(world, agent)?;
+            let guard = net_of(world, agent)?.lock().await;
+            let (net, _) = &*guard;
             net.set_rate(Some(kbit))?;
             pause(ms).await;
             Ok(net.set_rate(None)?)
@@ -96,7 +99,10 @@ async fn run(world: &World, fault: Fault) -> Result<(), ChaosError> {
     }
 }
 
-fn net_of(world: &World, agent: usize) -> Result<&(crate::netns::AgentNet, u16), ChaosError> {
+fn net_of(
+    world: &World,
+    agent: usize,
+) -> Result<&tokio::sync::Mutex<(crate::netns::AgentNet, u16)>, ChaosError> {
     world
         .nets
         .get(agent)

@@ -363,7 +363,8 @@ async fn heal(world: &World, failures: &mut Vec<String>) {
     for l in &world.links {
         l.set_up(true);
     }
-    for (i, (net, port)) in world.nets.iter().enumerate() {
+    for (i, n) in world.nets.iter().enumerate() {
+        let (net, port) = &*n.lock().await;
         if let Err(e) = net.heal(*port) {
             failures.push(format!("agent-{}'s link could not be healed: {e}", i + 1));
         }

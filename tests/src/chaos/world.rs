@@ -79,8 +79,9 @@ pub struct World {
     /// Each agent's link to the broker (proxy mode; empty with namespaces).
     pub links: Vec<LinkProxy>,
     /// Each agent's namespace and the broker port it reaches (namespace
-    /// mode; empty otherwise).
-    pub nets: Vec<(AgentNet, u16)>,
+    /// mode; empty otherwise). Locked for a whole link fault, so two faults
+    /// on one agent's link take turns instead of undoing each other.
+    pub nets: Vec<Mutex<(AgentNet, u16)>>,
     /// Agents.
     pub agents: Vec<Mutex<AgentProc>>,
     /// Each agent's data dir (holds `http.addr`, read by the tills).
@@ -228,7 +229,7 @@ impl World {
             ingests,
             sagas,
             links,
-            nets,
+            nets: nets.into_iter().map(Mutex::new).collect(),
             agents,
             agent_dirs,
             stores,
