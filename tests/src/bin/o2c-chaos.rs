@@ -52,6 +52,10 @@ struct Args {
     /// namespaces (loss, silent partitions, rate limits; needs root).
     #[arg(long)]
     no_netns: bool,
+    /// No status change for this long ends the wait for quiescence
+    /// (default: 30 s, 60 s for saga-kill).
+    #[arg(long)]
+    quiet_secs: Option<u64>,
     /// Longest wait for quiescence, seconds.
     #[arg(long, default_value_t = 240)]
     quiesce_secs: u64,
@@ -76,6 +80,9 @@ fn main() -> ExitCode {
     opts.agents = a.agents;
     opts.orders_per_min = a.orders_per_min;
     opts.quiesce_deadline = Duration::from_secs(a.quiesce_secs);
+    if let Some(q) = a.quiet_secs {
+        opts.quiet = Duration::from_secs(q);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -343,28 +343,27 @@ pub fn faults_near(faults: &[FaultSpan], t: u64) -> Vec<String> {
         .collect()
 }
 
+/// Whether the order must end sold: the till did not void it and the
+/// processor did not decline it. Money and stock are checked against this
+/// (what the tills did), not against the status the store shows, so a lost
+/// status update is reported as that and not as a stock error.
+pub fn must_sell(o: &OrderFact) -> bool {
+    o.voided_ms.is_none() && o.pay != Pay::Declined
+}
+
 fn order_problems(o: &OrderFact) -> Vec<String> {
     let mut out = Vec::new();
-    let status = o.final_status.as_deref().unwrap_or("none");
-    if !FINAL.contains(&status) {
-        out.push(format!("stuck at `{status}`, not a final status"));
-        return out;
-    }
-    let voided = o.voided_ms.is_some();
-    let expected: &[&str] = match (o.pay, voided) {
-        (Pay::Declined, _) => &["cancelled"],
-        (_, false) => &["completed"],
-        (_, true) => &["cancelled", "refunded"],
-    };
-    if !expected.contains(&status) {
-        out.push(format!("ended `{status}`, expected one of {expected:?}"));
-    }
     let (caps, refs) = (o.captures.len(), o.refunds.len());
+    // Money: exactly once, from what the till did.
     if o.pay.uses_card() && o.pay != Pay::Declined {
-        let want_caps = usize::from(status != "cancelled");
-        if caps != want_caps {
+        if must_sell(o) && (caps, refs) != (1, 0) {
             out.push(format!(
-                "{caps} captures in the processor's ledger for a `{status}` card order, expected {want_caps}"
+                "{caps} captures and {refs} refunds in the processor's ledger, expected exactly 1 capture and no refund"
+            ));
+        }
+        if !must_sell(o) && (caps > 1 || refs != caps) {
+            out.push(format!(
+                "voided, with {caps} captures and {refs} refunds in the processor's ledger: expected every capture (at most 1) refunded once"
             ));
         }
         if o.captures.iter().any(|a| *a != o.card_minor) {
@@ -373,23 +372,39 @@ fn order_problems(o: &OrderFact) -> Vec<String> {
                 o.captures, o.card_minor
             ));
         }
-        let want_refs = usize::from(status == "refunded");
-        if refs != want_refs {
-            out.push(format!(
-                "{refs} refunds in the processor's ledger for a `{status}` card order, expected {want_refs}"
-            ));
-        }
     } else if caps + refs > 0 {
         out.push(format!(
             "{caps} captures and {refs} refunds in the processor's ledger for a {:?} order",
             o.pay
         ));
     }
-    let want_stock = if status == "completed" { -o.qty } else { 0 };
+    // Stock: taken once when sold, given back otherwise.
+    let want_stock = if must_sell(o) { -o.qty } else { 0 };
     if o.stock_delta != (want_stock, 0) {
         out.push(format!(
             "net stock movement (on_hand, reserved) {:?}, expected ({want_stock}, 0)",
             o.stock_delta
+        ));
+    }
+    // The status the store shows.
+    let status = o.final_status.as_deref().unwrap_or("none");
+    if !FINAL.contains(&status) {
+        out.push(format!(
+            "stuck at `{status}` at the store, not a final status"
+        ));
+        return out;
+    }
+    let expected: &[&str] = match o.pay {
+        _ if must_sell(o) => &["completed"],
+        Pay::Declined => &["cancelled"],
+        Pay::Cash => &["cancelled", "refunded"],
+        Pay::Card | Pay::Split if caps > 0 => &["refunded"],
+        Pay::Card | Pay::Split => &["cancelled"],
+    };
+    if !expected.contains(&status) {
+        out.push(format!(
+            "ended `{status}` at the store, expected {}",
+            expected.join(" or ")
         ));
     }
     out
@@ -397,10 +412,8 @@ fn order_problems(o: &OrderFact) -> Vec<String> {
 
 fn stock_problems(facts: &Facts, out: &mut Vec<Failure>) {
     let mut sold: BTreeMap<&str, i64> = BTreeMap::new();
-    for o in &facts.orders {
-        if o.final_status.as_deref() == Some("completed") {
-            *sold.entry(o.sku.as_str()).or_default() += o.qty;
-        }
+    for o in facts.orders.iter().filter(|o| must_sell(o)) {
+        *sold.entry(o.sku.as_str()).or_default() += o.qty;
     }
     for s in &facts.stock {
         let want = s.initial - sold.get(s.sku.as_str()).copied().unwrap_or(0);

@@ -90,7 +90,11 @@ fn a_stuck_order_fails_and_names_the_faults_around_it() {
     f.groups[0].committed = None;
     let v = check(&f);
     assert!(!v.passed());
-    let stuck = &v.failures[0];
+    let stuck = v
+        .failures
+        .iter()
+        .find(|x| x.what.contains("stuck at"))
+        .expect("a stuck failure");
     assert_eq!(stuck.order_id.as_deref(), Some("o1"));
     assert!(stuck.what.contains("stuck at `paid`"), "{}", stuck.what);
     assert!(
@@ -139,10 +143,8 @@ fn double_captures_and_captures_of_cancelled_orders_fail() {
         "{whats:?}"
     );
     assert!(
-        whats
-            .iter()
-            .any(|(o, w)| o.as_deref() == Some("o5")
-                && w.contains("`cancelled` card order, expected 0")),
+        whats.iter().any(|(o, w)| o.as_deref() == Some("o5")
+            && w.contains("voided, with 1 captures and 0 refunds")),
         "{whats:?}"
     );
 }
@@ -194,9 +196,34 @@ fn an_unvoided_order_that_ended_cancelled_fails() {
     f.stock[0].on_hand = 99;
     let v = check(&f);
     assert!(
-        v.failures
-            .iter()
-            .any(|x| x.what.contains("expected one of [\"completed\"]")),
+        v.failures.iter().any(|x| x
+            .what
+            .contains("ended `cancelled` at the store, expected completed")),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_lost_status_update_is_reported_as_that_only() {
+    // The cloud completed it (captured once, stock taken), the store never
+    // heard: one failure, about the status, not about money or stock.
+    let mut f = healthy();
+    f.orders[0].final_status = Some("accepted".into());
+    let v = check(&f);
+    assert_eq!(v.failures.len(), 1, "{v}");
+    assert!(v.failures[0].what.contains("stuck at `accepted`"), "{v}");
+}
+
+#[test]
+fn a_voided_captured_order_must_end_refunded() {
+    let mut f = healthy();
+    f.orders[2].final_status = Some("cancelled".into());
+    let v = check(&f);
+    assert_eq!(v.failures.len(), 1, "{v}");
+    assert!(
+        v.failures[0]
+            .what
+            .contains("ended `cancelled` at the store, expected refunded"),
         "{v}"
     );
 }

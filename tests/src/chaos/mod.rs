@@ -130,7 +130,13 @@ impl Options {
             history,
             agents: 3,
             orders_per_min: 40,
-            quiet: Duration::from_secs(30),
+            // Well past the saga consumers' 10 s session timeout, so a
+            // rebalance that is merely slow is not called a stall (longer
+            // for saga-kill, whose verdict is the stall's proof).
+            quiet: Duration::from_secs(match scenario {
+                Scenario::General => 30,
+                Scenario::SagaKill => 60,
+            }),
             quiesce_deadline: Duration::from_secs(240),
             keep_logs_on_failure: true,
             netns: true,
