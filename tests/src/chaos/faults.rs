@@ -23,25 +23,27 @@ pub async fn apply(
     fault: Fault,
     t0: Instant,
     history: Arc<History>,
-) -> Result<FaultSpan, ChaosError> {
+) -> (FaultSpan, Result<(), ChaosError>) {
     let start_ms = t0.elapsed().as_millis() as u64;
     let label = fault.to_string();
-    history.record(
+    let started = history.record(
         "fault",
         serde_json::json!({"t_ms": start_ms, "phase": "start", "fault": fault, "label": label}),
-    )?;
+    );
     let result = run(&world, fault).await;
     let end_ms = t0.elapsed().as_millis() as u64;
     let error = result.as_ref().err().map(ToString::to_string);
-    history.record(
+    let healed = history.record(
         "fault",
         serde_json::json!({"t_ms": end_ms, "phase": "healed", "fault": fault, "label": label, "error": error}),
-    )?;
-    result.map(|()| FaultSpan {
+    );
+    // Even a fault that did not heal is named near the orders it hit.
+    let span = FaultSpan {
         start_ms,
         end_ms,
         label,
-    })
+    };
+    (span, result.and(started).and(healed))
 }
 
 async fn pause(ms: u64) {

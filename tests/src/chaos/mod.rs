@@ -285,8 +285,11 @@ pub async fn run(opts: &Options) -> Result<Outcome, ChaosError> {
     let mut spans = Vec::new();
     for t in fault_tasks {
         match t.await {
-            Ok(Ok(span)) => spans.push(span),
-            Ok(Err(e)) => runner_failures.push(format!("fault did not heal: {e}")),
+            Ok((span, Ok(()))) => spans.push(span),
+            Ok((span, Err(e))) => {
+                runner_failures.push(format!("fault `{}` did not heal: {e}", span.label));
+                spans.push(span);
+            }
             Err(e) => runner_failures.push(format!("fault task panicked: {e}")),
         }
     }
