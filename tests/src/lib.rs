@@ -21,6 +21,11 @@
 //! - [`wait`]: [`wait_until`] and [`wait_for_file`], polling with a deadline.
 //! - [`bins`]: [`bin_path`], the path of a workspace binary such as `o2c-agent`.
 //! - [`bench`]: the benchmark scenarios behind `src/bin/o2c-bench.rs`.
+//! - [`chaos`]: the chaos runner behind `src/bin/o2c-chaos.rs`: a seeded
+//!   fault schedule over the whole pipeline, then a checker (issue 21).
+//! - [`pg`]: [`pg::PrivatePostgres`], a PostgreSQL cluster of one test's own.
+//! - [`netns`]: [`netns::AgentNet`], a network namespace per agent with
+//!   nftables loss, partitions and `tc` tbf rate limits.
 //! - `broker` (private): the process plumbing both private brokers share.
 //!
 //! # Rules the harness keeps
@@ -32,11 +37,14 @@
 pub mod bench;
 pub mod bins;
 mod broker;
+pub mod chaos;
 pub mod env;
 mod error;
 pub mod kafka;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod netns;
+pub mod pg;
 pub mod pipeline;
 pub mod process;
 pub mod proxy;

@@ -25,12 +25,33 @@ fn spawn_logged(
     log: &Path,
     env: &[(&str, &str)],
 ) -> Result<ChildGuard, HarnessError> {
+    spawn_logged_wrapped(name, &[], bin, config, sub, log, env)
+}
+
+/// [`spawn_logged`] run through `wrapper` (e.g. `ip netns exec NS`), when
+/// not empty.
+fn spawn_logged_wrapped(
+    name: &str,
+    wrapper: &[String],
+    bin: &str,
+    config: &Path,
+    sub: &str,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> Result<ChildGuard, HarnessError> {
     let file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .map_err(|e| HarnessError::io(format!("open {}", log.display()), e))?;
-    let mut cmd = Command::new(bin_path(bin));
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin_path(bin));
+            c
+        }
+        None => Command::new(bin_path(bin)),
+    };
     cmd.arg(sub)
         .arg("--config")
         .arg(config)
@@ -154,6 +175,10 @@ pub struct AgentProc {
     log: PathBuf,
     addr: SocketAddr,
     client: reqwest::Client,
+    /// Prefix of the command line (e.g. `ip netns exec NS`); empty: none.
+    wrapper: Vec<String>,
+    /// `http.listen` override (`O2C_AGENT__HTTP__LISTEN`), if any.
+    listen: Option<String>,
     /// The store id.
     pub store_id: String,
     /// The agent id.
@@ -179,6 +204,31 @@ impl AgentProc {
         mqtt_url: &str,
         extra_mqtt: &str,
     ) -> Result<Self, HarnessError> {
+        Self::start_wrapped(
+            dir,
+            store_id,
+            agent_id,
+            mqtt_url,
+            extra_mqtt,
+            Vec::new(),
+            None,
+        )
+        .await
+    }
+
+    /// [`AgentProc::start`], with the command line prefixed by `wrapper`
+    /// (e.g. `ip netns exec NS`, for an agent in a network namespace) and
+    /// the HTTP API on `listen` instead of `127.0.0.1:0` when given; both
+    /// apply to every restart too.
+    pub async fn start_wrapped(
+        dir: &Path,
+        store_id: &str,
+        agent_id: &str,
+        mqtt_url: &str,
+        extra_mqtt: &str,
+        wrapper: Vec<String>,
+        listen: Option<String>,
+    ) -> Result<Self, HarnessError> {
         let home = dir.join(agent_id);
         let data_dir = home.join("data");
         std::fs::create_dir_all(&data_dir).map_err(|e| HarnessError::io("create agent dir", e))?;
@@ -195,7 +245,8 @@ impl AgentProc {
         )
         .map_err(|e| HarnessError::io("write agent.toml", e))?;
         let log = home.join("agent.log");
-        let (guard, addr) = Self::spawn(&config, &data_dir, &log, &[]).await?;
+        let (guard, addr) =
+            Self::spawn(&config, &data_dir, &log, &wrapper, listen.as_deref(), &[]).await?;
         Ok(AgentProc {
             guard,
             config,
@@ -203,6 +254,8 @@ impl AgentProc {
             log,
             addr,
             client: reqwest::Client::new(),
+            wrapper,
+            listen,
             store_id: store_id.into(),
             agent_id: agent_id.into(),
         })
@@ -212,11 +265,19 @@ impl AgentProc {
         config: &Path,
         data_dir: &Path,
         log: &Path,
-        env: &[(&str, &str)],
+        wrapper: &[String],
+        listen: Option<&str>,
+        extra_env: &[(&str, &str)],
     ) -> Result<(ChildGuard, SocketAddr), HarnessError> {
         let addr_file = data_dir.join("http.addr");
         let _ = std::fs::remove_file(&addr_file);
-        let guard = spawn_logged("o2c-agent", "o2c-agent", config, "run", log, env)?;
+        let mut env: Vec<(&str, &str)> = listen
+            .map(|l| ("O2C_AGENT__HTTP__LISTEN", l))
+            .into_iter()
+            .collect();
+        env.extend_from_slice(extra_env);
+        let guard =
+            spawn_logged_wrapped("o2c-agent", wrapper, "o2c-agent", config, "run", log, &env)?;
         crate::wait_for_file(&addr_file, Duration::from_secs(30)).await?;
         let text = std::fs::read_to_string(&addr_file)
             .map_err(|e| HarnessError::io("read http.addr", e))?;
@@ -259,7 +320,15 @@ impl AgentProc {
     /// injection) for this run only.
     pub async fn restart_with_env(&mut self, env: &[(&str, &str)]) -> Result<(), HarnessError> {
         let _ = self.guard.kill();
-        let (guard, addr) = Self::spawn(&self.config, &self.data_dir, &self.log, env).await?;
+        let (guard, addr) = Self::spawn(
+            &self.config,
+            &self.data_dir,
+            &self.log,
+            &self.wrapper,
+            self.listen.as_deref(),
+            env,
+        )
+        .await?;
         self.guard = guard;
         self.addr = addr;
         Ok(())

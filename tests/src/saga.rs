@@ -111,6 +111,10 @@ fn count_for(list: &Value, order_id: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Units provisioned for each SKU the saga sees first (`saga.auto_stock`
+/// in every generated config).
+pub const AUTO_STOCK: i64 = 1_000_000;
+
 /// A running `o2c-cloud saga`.
 #[derive(Debug)]
 pub struct SagaProc {
@@ -152,7 +156,7 @@ impl SagaProc {
             "[mqtt]\nurl = \"{}\"\n\
              [kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}.\"\n\
              [postgres]\nurl = \"{}\"\n\
-             [saga]\ngroup_prefix = \"{}\"\nhttp_listen = \"{http}\"\nauto_stock = 1000000\n{}\n\
+             [saga]\ngroup_prefix = \"{}\"\nhttp_listen = \"{http}\"\nauto_stock = {AUTO_STOCK}\n{}\n\
              {}\n",
             s.mqtt_url, s.brokers, s.prefix, s.pg, s.prefix, s.extra_saga, s.extra_tables
         );
@@ -232,6 +236,19 @@ impl SagaProc {
     pub async fn restart(&mut self) -> Result<(), HarnessError> {
         let _ = self.guard.kill();
         self.guard = Self::spawn(&self.config, &self.service, &self.log)?;
+        self.wait_ready().await
+    }
+
+    /// SIGKILL and start again at once, without waiting for `/readyz`
+    /// (back-to-back kills, as in issue 21's stall).
+    pub fn respawn(&mut self) -> Result<(), HarnessError> {
+        let _ = self.guard.kill();
+        self.guard = Self::spawn(&self.config, &self.service, &self.log)?;
+        Ok(())
+    }
+
+    /// Waits until `/readyz` is 200 (after [`SagaProc::respawn`]).
+    pub async fn wait_until_ready(&self) -> Result<(), HarnessError> {
         self.wait_ready().await
     }
 }

@@ -1,0 +1,251 @@
+//! The checker's unit tests: clean and failing synthetic histories.
+use super::*;
+
+fn order(id: &str, pay: Pay, status: &str) -> OrderFact {
+    let card = if pay == Pay::Cash { 0 } else { 1000 };
+    OrderFact {
+        order_id: id.into(),
+        agent: 0,
+        key: format!("k-{id}"),
+        pay,
+        card_minor: card,
+        sku: "SKU-A".into(),
+        qty: 1,
+        ship: false,
+        captured_ms: 10_000,
+        http: 201,
+        voided_ms: None,
+        final_status: Some(status.into()),
+        captures: if pay.uses_card() && pay != Pay::Declined {
+            vec![card]
+        } else {
+            vec![]
+        },
+        refunds: vec![],
+        stock_delta: if status == "completed" {
+            (-1, 0)
+        } else {
+            (0, 0)
+        },
+        cloud: Some(format!("order {status}")),
+    }
+}
+
+fn healthy() -> Facts {
+    let mut voided = order("o3", Pay::Card, "refunded");
+    voided.voided_ms = Some(12_000);
+    voided.refunds = vec![1000];
+    Facts {
+        orders: vec![
+            order("o1", Pay::Card, "completed"),
+            order("o2", Pay::Cash, "completed"),
+            voided,
+            order("o4", Pay::Declined, "cancelled"),
+        ],
+        stock: vec![StockFact {
+            sku: "SKU-A".into(),
+            initial: 100,
+            on_hand: 98,
+            reserved: 0,
+        }],
+        kafka: KafkaFact {
+            raw_duplicates: 3,
+            ..KafkaFact::default()
+        },
+        agents: vec![AgentFact {
+            agent: 0,
+            pending: 0,
+            seqs: vec![1, 2, 3, 4, 5],
+        }],
+        groups: vec![GroupOffset {
+            group: "g-order".into(),
+            topic: "t.orders.created".into(),
+            partition: 0,
+            committed: Some(5),
+            end: 5,
+        }],
+        faults: vec![FaultSpan {
+            start_ms: 9_000,
+            end_ms: 9_500,
+            label: "kill -9 saga-payment".into(),
+        }],
+    }
+}
+
+#[test]
+fn a_clean_history_passes() {
+    let v = check(&healthy());
+    assert!(v.passed(), "{v}");
+    assert_eq!(v.by_status["completed"], 2);
+    assert!(v.to_string().starts_with("verdict: PASS"));
+}
+
+#[test]
+fn a_stuck_order_fails_and_names_the_faults_around_it() {
+    let mut f = healthy();
+    f.orders[0].final_status = Some("paid".into());
+    f.orders[0].stock_delta = (0, 1);
+    f.stock[0].on_hand = 99;
+    f.stock[0].reserved = 1;
+    f.groups[0].committed = None;
+    let v = check(&f);
+    assert!(!v.passed());
+    let stuck = v
+        .failures
+        .iter()
+        .find(|x| x.what.contains("stuck at"))
+        .expect("a stuck failure");
+    assert_eq!(stuck.order_id.as_deref(), Some("o1"));
+    assert!(stuck.what.contains("stuck at `paid`"), "{}", stuck.what);
+    assert!(
+        stuck.what.contains("cloud: order completed"),
+        "{}",
+        stuck.what
+    );
+    assert_eq!(
+        stuck.faults_near,
+        vec!["t+9000..9500 ms kill -9 saga-payment"]
+    );
+    let text = v.to_string();
+    assert!(text.contains("committed nothing of end offset 5"), "{text}");
+    assert!(
+        text.contains("orders stuck (not final): 1 at `paid`"),
+        "{text}"
+    );
+    assert!(text.contains("verdict: FAIL"));
+}
+
+#[test]
+fn double_captures_and_captures_of_cancelled_orders_fail() {
+    let mut f = healthy();
+    f.orders[0].captures = vec![1000, 1000];
+    f.orders[3].captures = vec![1000];
+    let mut cancelled = order("o5", Pay::Card, "cancelled");
+    cancelled.voided_ms = Some(11_000);
+    cancelled.captures = vec![1000];
+    f.orders.push(cancelled);
+    let v = check(&f);
+    let whats: Vec<_> = v
+        .failures
+        .iter()
+        .map(|x| (x.order_id.clone(), x.what.clone()))
+        .collect();
+    assert!(
+        whats
+            .iter()
+            .any(|(o, w)| o.as_deref() == Some("o1") && w.contains("2 captures")),
+        "{whats:?}"
+    );
+    assert!(
+        whats
+            .iter()
+            .any(|(o, w)| o.as_deref() == Some("o4") && w.contains("1 captures")),
+        "{whats:?}"
+    );
+    assert!(
+        whats.iter().any(|(o, w)| o.as_deref() == Some("o5")
+            && w.contains("voided, with 1 captures and 0 refunds")),
+        "{whats:?}"
+    );
+}
+
+#[test]
+fn a_refund_missing_or_doubled_fails() {
+    let mut f = healthy();
+    f.orders[2].refunds = vec![];
+    assert!(
+        check(&f)
+            .failures
+            .iter()
+            .any(|x| x.what.contains("0 refunds"))
+    );
+    f.orders[2].refunds = vec![1000, 1000];
+    assert!(
+        check(&f)
+            .failures
+            .iter()
+            .any(|x| x.what.contains("2 refunds"))
+    );
+}
+
+#[test]
+fn wrong_stock_lost_events_and_outbox_gaps_fail() {
+    let mut f = healthy();
+    f.stock[0].on_hand = 97;
+    f.kafka.missing = vec!["e1".into()];
+    f.kafka.changed = vec!["e2".into()];
+    f.agents[0].seqs = vec![1, 2, 4];
+    f.agents[0].pending = 2;
+    let text = check(&f).to_string();
+    for needle in [
+        "stock of SKU-A: on_hand 97",
+        "missing from Kafka: event_id e1",
+        "changed in transit",
+        "seq 4 where 3 was due",
+        "2 outbox rows never acked",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
+}
+
+#[test]
+fn an_unvoided_order_that_ended_cancelled_fails() {
+    let mut f = healthy();
+    f.orders[1].final_status = Some("cancelled".into());
+    f.orders[1].stock_delta = (0, 0);
+    f.stock[0].on_hand = 99;
+    let v = check(&f);
+    assert!(
+        v.failures.iter().any(|x| x
+            .what
+            .contains("ended `cancelled` at the store, expected completed")),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_lost_status_update_is_reported_as_that_only() {
+    // The cloud completed it (captured once, stock taken), the store never
+    // heard: one failure, about the status, not about money or stock.
+    let mut f = healthy();
+    f.orders[0].final_status = Some("accepted".into());
+    let v = check(&f);
+    assert_eq!(v.failures.len(), 1, "{v}");
+    assert!(v.failures[0].what.contains("stuck at `accepted`"), "{v}");
+}
+
+#[test]
+fn a_voided_captured_order_must_end_refunded() {
+    let mut f = healthy();
+    f.orders[2].final_status = Some("cancelled".into());
+    let v = check(&f);
+    assert_eq!(v.failures.len(), 1, "{v}");
+    assert!(
+        v.failures[0]
+            .what
+            .contains("ended `cancelled` at the store, expected refunded"),
+        "{v}"
+    );
+}
+
+#[test]
+fn faults_outside_the_window_are_not_named() {
+    let faults = vec![
+        FaultSpan {
+            start_ms: 0,
+            end_ms: 100,
+            label: "early".into(),
+        },
+        FaultSpan {
+            start_ms: 50_000,
+            end_ms: 51_000,
+            label: "near".into(),
+        },
+        FaultSpan {
+            start_ms: 200_000,
+            end_ms: 201_000,
+            label: "late".into(),
+        },
+    ];
+    assert_eq!(faults_near(&faults, 60_000), vec!["t+50000..51000 ms near"]);
+}

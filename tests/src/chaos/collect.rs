@@ -1,0 +1,369 @@
+//! After the faults: waiting for quiescence, then reading every fact the
+//! checker needs from the real components (agents' APIs and outboxes, the
+//! processor's ledger, the inventory schema, Kafka, consumer groups).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::ChaosError;
+use super::checker::{AgentFact, Facts, GroupOffset, KafkaFact, OrderFact, StockFact};
+use super::tills::TillRecord;
+use super::world::{AUTO_STOCK, World};
+use crate::pipeline::{KafkaView, TERMINAL_TOKEN};
+use crate::saga::GROUP_TOPICS;
+use crate::{HarnessError, consume_all, topic_record_count};
+
+/// Statuses that end an order.
+const FINAL: [&str; 3] = ["completed", "cancelled", "refunded"];
+
+/// The cloud status each order shows at its store (None: no answer or no
+/// status yet).
+pub async fn statuses(world: &World, orders: &[TillRecord]) -> Vec<Option<String>> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(orders.len());
+    for o in orders {
+        let status = match (&o.order_id, world.agent_dirs.get(o.plan.agent)) {
+            (Some(id), Some(dir)) => status_of(&client, dir, id).await,
+            _ => None,
+        };
+        out.push(status);
+    }
+    out
+}
+
+async fn status_of(client: &reqwest::Client, dir: &Path, id: &str) -> Option<String> {
+    let addr = std::fs::read_to_string(dir.join("http.addr")).ok()?;
+    let r = client
+        .get(format!("http://{}/v1/orders/{id}", addr.trim()))
+        .bearer_auth(TERMINAL_TOKEN)
+        .send()
+        .await
+        .ok()?;
+    let v: serde_json::Value = r.json().await.ok()?;
+    v["cloud_status"].as_str().map(str::to_owned)
+}
+
+async fn agents_drained(world: &World) -> bool {
+    for a in &world.agents {
+        let a = a.lock().await;
+        let ok = a
+            .sync_status()
+            .await
+            .is_ok_and(|v| v["pending_events"] == 0 && v["connected"] == true);
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+/// Every saga group's offsets on every topic it reads.
+pub async fn group_facts(world: &World) -> Result<Vec<GroupOffset>, ChaosError> {
+    let mut out = Vec::new();
+    for (group, topics) in GROUP_TOPICS {
+        let topics: Vec<String> = topics.iter().map(|t| world.topic(t)).collect();
+        let g = world.group(group);
+        for (topic, partition, committed, end) in group_offsets(&world.brokers, &g, &topics).await?
+        {
+            out.push(GroupOffset {
+                group: g.clone(),
+                topic,
+                partition,
+                committed,
+                end,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// How quiescence ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Quiet {
+    /// Every order final, outboxes empty, groups caught up.
+    Settled,
+    /// Nothing changed for the quiet period, but not everything settled.
+    Stalled,
+    /// The deadline passed while things were still changing.
+    Deadline,
+}
+
+/// Polls once a second until every order is final, every agent drained and
+/// every group caught up; or nothing changed for `quiet`; or `deadline`.
+pub async fn wait_quiescence(
+    world: &World,
+    orders: &[TillRecord],
+    quiet: Duration,
+    deadline: Duration,
+    log: impl Fn(&str),
+) -> Quiet {
+    let end = Instant::now() + deadline;
+    let mut last: Option<(Vec<Option<String>>, bool, bool)> = None;
+    let mut unchanged_since = Instant::now();
+    loop {
+        let st = statuses(world, orders).await;
+        let drained = agents_drained(world).await;
+        let caught_up = group_facts(world)
+            .await
+            .is_ok_and(|g| g.iter().all(GroupOffset::caught_up));
+        let finals = st
+            .iter()
+            .filter(|s| s.as_deref().is_some_and(|s| FINAL.contains(&s)))
+            .count();
+        let all_final = finals == orders.iter().filter(|o| o.order_id.is_some()).count();
+        if all_final && drained && caught_up {
+            log(&format!(
+                "quiescent: {finals} orders final, outboxes empty, groups caught up"
+            ));
+            return Quiet::Settled;
+        }
+        let now = (st, drained, caught_up);
+        if last.as_ref() != Some(&now) {
+            log(&format!(
+                "waiting for quiescence: {finals}/{} final, agents drained {drained}, groups caught up {caught_up}",
+                now.0.len()
+            ));
+            last = Some(now);
+            unchanged_since = Instant::now();
+        } else if unchanged_since.elapsed() >= quiet {
+            log(&format!("no change for {quiet:?}: stalled"));
+            return Quiet::Stalled;
+        }
+        if Instant::now() >= end {
+            log(&format!("quiescence deadline {deadline:?} passed"));
+            return Quiet::Deadline;
+        }
+        // The poll interval of a condition with a deadline.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn pg_err(what: &str) -> impl FnOnce(tokio_postgres::Error) -> ChaosError + '_ {
+    move |source| {
+        ChaosError::Harness(HarnessError::Postgres {
+            what: what.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Reads every fact; `orders` are the tills' records (confirmed or not).
+pub async fn collect(world: &World, orders: &[TillRecord]) -> Result<Facts, ChaosError> {
+    let confirmed: Vec<&TillRecord> = orders.iter().filter(|o| o.order_id.is_some()).collect();
+    let owned: Vec<TillRecord> = confirmed.iter().map(|o| (*o).clone()).collect();
+    let st = statuses(world, &owned).await;
+
+    // The processor's ledger.
+    let ledger = world.psp.stats().await?;
+    let mut caps: HashMap<String, Vec<i64>> = HashMap::new();
+    let mut refs: HashMap<String, Vec<i64>> = HashMap::new();
+    for (list, map) in [
+        (&ledger["captures"], &mut caps),
+        (&ledger["refunds"], &mut refs),
+    ] {
+        for m in list.as_array().into_iter().flatten() {
+            let id = m["order_id"].as_str().unwrap_or_default().to_owned();
+            map.entry(id)
+                .or_default()
+                .push(m["amount_minor"].as_i64().unwrap_or(0));
+        }
+    }
+
+    // Stock and each order's net movement.
+    let db = world.pg.connect(crate::pg::DB_NAME).await?;
+    let mut moves: HashMap<String, (i64, i64)> = HashMap::new();
+    for r in db
+        .query(
+            "SELECT order_id, sum(delta_on_hand)::bigint, sum(delta_reserved)::bigint \
+             FROM o2c_inventory.movements GROUP BY order_id",
+            &[],
+        )
+        .await
+        .map_err(pg_err("reading movements"))?
+    {
+        moves.insert(r.get(0), (r.get(1), r.get(2)));
+    }
+    let mut cloud: HashMap<String, String> = HashMap::new();
+    for r in db
+        .query(
+            "SELECT o.order_id, (o.state::jsonb)->>'phase', (p.state::jsonb)->>'phase' \
+             FROM o2c_order.orders o LEFT JOIN o2c_payment.orders p USING (order_id)",
+            &[],
+        )
+        .await
+        .map_err(pg_err("reading the order and payment states"))?
+    {
+        let order: Option<String> = r.get(1);
+        let pay: Option<String> = r.get(2);
+        cloud.insert(
+            r.get(0),
+            format!(
+                "order {}, payment {}",
+                order.as_deref().unwrap_or("?"),
+                pay.as_deref().unwrap_or("no state")
+            ),
+        );
+    }
+    let stock = db
+        .query(
+            "SELECT sku, count(*)::bigint, sum(on_hand)::bigint, sum(reserved)::bigint \
+             FROM o2c_inventory.stock GROUP BY sku ORDER BY sku",
+            &[],
+        )
+        .await
+        .map_err(pg_err("reading stock"))?
+        .iter()
+        .map(|r| StockFact {
+            sku: r.get(0),
+            initial: r.get::<_, i64>(1) * AUTO_STOCK,
+            on_hand: r.get(2),
+            reserved: r.get(3),
+        })
+        .collect();
+
+    let facts_orders = confirmed
+        .iter()
+        .zip(st)
+        .map(|(o, status)| {
+            let id = o.order_id.clone().unwrap_or_default();
+            OrderFact {
+                captures: caps.remove(&id).unwrap_or_default(),
+                refunds: refs.remove(&id).unwrap_or_default(),
+                stock_delta: moves.get(&id).copied().unwrap_or((0, 0)),
+                cloud: cloud.remove(&id),
+                order_id: id,
+                agent: o.plan.agent,
+                key: o.plan.key.clone(),
+                pay: o.plan.pay,
+                card_minor: o.plan.card_minor(),
+                sku: o.plan.sku.to_owned(),
+                qty: o.plan.qty,
+                ship: o.plan.ship,
+                captured_ms: o.captured_ms,
+                http: o.http,
+                voided_ms: o.voided_ms,
+                final_status: status,
+            }
+        })
+        .collect();
+
+    let (kafka, agents) = kafka_and_outboxes(world).await?;
+    Ok(Facts {
+        orders: facts_orders,
+        stock,
+        kafka,
+        agents,
+        groups: group_facts(world).await?,
+        faults: Vec::new(),
+    })
+}
+
+/// Compares every agent's outbox with what Kafka holds on the topics the
+/// agents write (`orders.created`, `orders.cancelled`).
+async fn kafka_and_outboxes(world: &World) -> Result<(KafkaFact, Vec<AgentFact>), ChaosError> {
+    let mut written: BTreeSet<String> = BTreeSet::new();
+    let mut agents = Vec::new();
+    let mut agent_ids = Vec::new();
+    for (i, a) in world.agents.iter().enumerate() {
+        let a = a.lock().await;
+        let rows = a.outbox()?;
+        agents.push(AgentFact {
+            agent: i,
+            pending: rows.iter().filter(|(_, _, s)| s != "acked").count(),
+            seqs: rows.iter().map(|(s, _, _)| *s).collect(),
+        });
+        written.extend(rows.into_iter().map(|(_, id, _)| id));
+        agent_ids.push(a.agent_id.clone());
+    }
+    let mut fact = KafkaFact::default();
+    let mut seen: BTreeSet<String> = BTreeSet::new();
+    for name in ["orders.created", "orders.cancelled"] {
+        let topic = world.topic(name);
+        let n = topic_record_count(&world.brokers, &topic).await? as usize;
+        // The saga writes cancellations too (a declined card): only records
+        // an agent wrote (they carry its `seq`) are the agents' events.
+        let from_agents: Vec<_> = consume_all(&world.brokers, &topic, n, Duration::from_secs(120))
+            .await?
+            .into_iter()
+            .filter(|r| r.header_str("seq").is_some())
+            .collect();
+        let view = KafkaView::new(from_agents);
+        fact.raw_duplicates += view.raw_duplicates();
+        for (id, records) in &view.by_event {
+            let payloads: BTreeSet<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
+            if payloads.len() > 1 {
+                fact.changed.push(id.clone());
+            }
+        }
+        for agent in &agent_ids {
+            if let Err(e) = view.seqs_increase_per_partition(agent) {
+                fact.order_errors
+                    .push(format!("{topic}, agent {agent}: {e}"));
+            }
+        }
+        seen.extend(view.event_ids());
+    }
+    fact.missing = written.difference(&seen).cloned().collect();
+    fact.unknown = seen.difference(&written).cloned().collect();
+    Ok((fact, agents))
+}
+
+/// One partition of a consumer group: `(topic, partition, committed, end)`,
+/// `committed` is `None` when the group committed nothing there.
+pub type PartitionOffsets = (String, i32, Option<i64>, i64);
+
+/// Consumer group `group`'s committed offset and the end offset (high
+/// watermark) of every partition of `topics` (the per-partition view behind
+/// `saga::group_caught_up`, for diagnosing a stall).
+pub async fn group_offsets(
+    brokers: &str,
+    group: &str,
+    topics: &[String],
+) -> Result<Vec<PartitionOffsets>, HarnessError> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let brokers = brokers.to_owned();
+    let group = group.to_owned();
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| HarnessError::kafka("creating an offsets client", e))?;
+        let t = Duration::from_secs(10);
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        let mut highs = Vec::new();
+        for topic in &topics {
+            let md = c
+                .fetch_metadata(Some(topic), t)
+                .map_err(|e| HarnessError::kafka("metadata", e))?;
+            for p in md.topics().iter().flat_map(|t| t.partitions()) {
+                let (_, high) = c
+                    .fetch_watermarks(topic, p.id(), t)
+                    .map_err(|e| HarnessError::kafka("watermarks", e))?;
+                tpl.add_partition(topic, p.id());
+                highs.push((topic.clone(), p.id(), high));
+            }
+        }
+        let committed = c
+            .committed_offsets(tpl, t)
+            .map_err(|e| HarnessError::kafka("committed offsets", e))?;
+        Ok(highs
+            .into_iter()
+            .map(|(topic, p, high)| {
+                let c = committed
+                    .find_partition(&topic, p)
+                    .and_then(|e| e.offset().to_raw())
+                    .filter(|o| *o >= 0);
+                (topic, p, c, high)
+            })
+            .collect())
+    })
+    .await
+    .map_err(|e| HarnessError::io("joining an offsets task", std::io::Error::other(e)))?
+}

@@ -1,0 +1,267 @@
+//! The chaos world: every component of the pipeline as a real process on
+//! loopback, each behind a lock so faults on different components can
+//! overlap while two faults on one component take turns.
+//!
+//! Agents reach the broker either from a network namespace each
+//! ([`AgentNet`]: loss, silent partitions, rate limits; the broker listens
+//! on each veth's host end) or through a [`LinkProxy`] each (cuts),
+//! and the saga reaches the processor simulator through one too (its
+//! outages: a killed simulator would lose its ledger, which a real
+//! processor never does). PostgreSQL is a [`PrivatePostgres`], so its
+//! restarts disturb no other test.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tempfile::TempDir;
+use tokio::sync::Mutex;
+
+use super::ChaosError;
+use super::schedule::SAGA_SERVICES;
+use crate::netns::AgentNet;
+use crate::pg::PrivatePostgres;
+use crate::pipeline::{AgentProc, Ingest};
+use crate::process::free_port;
+use crate::proxy::LinkProxy;
+use crate::saga::{PspSim, SagaProc, SagaSettings};
+use crate::{PrivateMosquitto, PrivateTansu};
+
+pub use crate::saga::AUTO_STOCK;
+
+/// The agents' `[mqtt]` extras: a short keepalive and ack timeout, so a
+/// dead link is noticed within seconds.
+const AGENT_MQTT: &str = "keep_alive_secs = 5\nack_timeout_ms = 3000";
+
+/// Which saga processes run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SagaLayout {
+    /// One process per service (the general schedule).
+    PerService,
+    /// `--service all` in one process (issue 21's scenario).
+    All,
+}
+
+/// How many of each.
+#[derive(Debug, Clone, Copy)]
+pub struct WorldShape {
+    /// Agents (one store each).
+    pub agents: usize,
+    /// Ingest replicas.
+    pub ingests: usize,
+    /// Saga processes.
+    pub sagas: SagaLayout,
+    /// Each agent in a network namespace of its own (else behind a proxy).
+    pub netns: bool,
+}
+
+/// Everything running, for one chaos run.
+#[derive(Debug)]
+pub struct World {
+    /// Unique prefix of topics, groups and stores.
+    pub prefix: String,
+    /// Kafka bootstrap servers.
+    pub brokers: String,
+    /// PostgreSQL (restarted on a blocking thread, so shared).
+    pub pg: Arc<PrivatePostgres>,
+    /// Kafka.
+    pub tansu: Mutex<PrivateTansu>,
+    /// MQTT.
+    pub mosq: Mutex<PrivateMosquitto>,
+    /// The processor simulator (never killed: it holds the ledger).
+    pub psp: PspSim,
+    /// The saga's link to the simulator.
+    pub psp_link: LinkProxy,
+    /// Ingest replicas.
+    pub ingests: Vec<Mutex<Ingest>>,
+    /// Saga processes with their service names.
+    pub sagas: Vec<(String, Mutex<SagaProc>)>,
+    /// Each agent's link to the broker (proxy mode; empty with namespaces).
+    pub links: Vec<LinkProxy>,
+    /// Each agent's namespace and the broker port it reaches (namespace
+    /// mode; empty otherwise). Locked for a whole link fault, so two faults
+    /// on one agent's link take turns instead of undoing each other.
+    pub nets: Vec<Mutex<(AgentNet, u16)>>,
+    /// Agents.
+    pub agents: Vec<Mutex<AgentProc>>,
+    /// Each agent's data dir (holds `http.addr`, read by the tills).
+    pub agent_dirs: Vec<PathBuf>,
+    /// Each agent's store id.
+    pub stores: Vec<String>,
+    dir: TempDir,
+}
+
+fn proxy_url(p: &LinkProxy) -> String {
+    format!("mqtt://{}", p.addr())
+}
+
+impl World {
+    /// Starts PostgreSQL, Tansu (header index applied), Mosquitto, the
+    /// simulator, the ingest replicas, the saga and the agents, in that
+    /// order, each ready before the next.
+    pub async fn start(shape: WorldShape, log: impl Fn(&str)) -> Result<Self, ChaosError> {
+        let dir = tempfile::Builder::new()
+            .prefix("o2c-chaos-")
+            .tempdir()
+            .map_err(|e| ChaosError::io("creating the run's dir", e))?;
+        let prefix = format!("c{:010x}", rand::random::<u64>() & 0xff_ffff_ffff);
+        log("starting a private PostgreSQL");
+        let pg = Arc::new(PrivatePostgres::start().await?);
+        log("starting a private Tansu (SQLite storage)");
+        let mut tansu = PrivateTansu::start().await?;
+        // The first start created the database; the restart adds the
+        // header index Tansu 0.6 lacks.
+        tansu.restart().await?;
+        let brokers = tansu.brokers();
+        log("starting a private Mosquitto");
+        let persist = dir.path().join("mosquitto");
+        std::fs::create_dir_all(&persist)
+            .map_err(|e| ChaosError::io("creating the broker's dir", e))?;
+        // As deploy/mosquitto/o2c.conf: persistence on, a deep queue.
+        let location = format!("persistence_location {}/", persist.display());
+        // With namespaces, the broker also listens on each veth's host end.
+        let mut nets = Vec::new();
+        let mut extra = vec![
+            "persistence true".to_owned(),
+            location,
+            "max_queued_messages 1000000".to_owned(),
+        ];
+        if shape.netns {
+            let tag = format!("c{:06x}", rand::random::<u32>() & 0xff_ffff);
+            for i in 0..shape.agents {
+                let net = AgentNet::create(&format!("{tag}{i}"))?;
+                let port = free_port()?;
+                extra.push(format!("listener {port} {}", net.host_ip()));
+                nets.push((net, port));
+            }
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let mosq = PrivateMosquitto::start_with(&extra).await?;
+        let psp = PspSim::start(dir.path()).await?;
+        let psp_addr: SocketAddr = psp
+            .url()
+            .trim_start_matches("http://")
+            .parse()
+            .map_err(|_| ChaosError::Setup(format!("bad simulator url {}", psp.url())))?;
+        let psp_link = LinkProxy::start(psp_addr).await?;
+        log("starting the ingest replicas");
+        let mut ingests = Vec::new();
+        for i in 0..shape.ingests {
+            let d = sub_dir(dir.path(), &format!("ingest-{}", i + 1))?;
+            ingests.push(Mutex::new(
+                Ingest::start(&d, &prefix, &mosq.url(), &brokers).await?,
+            ));
+        }
+        let settings = SagaSettings {
+            prefix: prefix.clone(),
+            mqtt_url: mosq.url(),
+            brokers: brokers.clone(),
+            pg: pg.conn_str(),
+            psp_url: format!("http://{}", psp_link.addr()),
+            extra_saga: String::new(),
+            extra_tables: String::new(),
+            extra_psp: String::new(),
+        };
+        let services: Vec<&str> = match shape.sagas {
+            SagaLayout::PerService => SAGA_SERVICES.to_vec(),
+            SagaLayout::All => vec!["all"],
+        };
+        let mut sagas = Vec::new();
+        for s in services {
+            log(&format!("starting saga service {s}"));
+            sagas.push((
+                s.to_owned(),
+                Mutex::new(SagaProc::start(dir.path(), &settings, s).await?),
+            ));
+        }
+        let mut links = Vec::new();
+        let mut agents = Vec::new();
+        let mut agent_dirs = Vec::new();
+        let mut stores = Vec::new();
+        for i in 0..shape.agents {
+            let store = format!("{prefix}-s{}", i + 1);
+            let (url, wrapper, listen) = match nets.get(i) {
+                Some((net, port)) => (
+                    format!("mqtt://{}:{port}", net.host_ip()),
+                    net.wrapper(),
+                    Some(format!("{}:0", net.ns_ip())),
+                ),
+                None => {
+                    let link =
+                        LinkProxy::start(SocketAddr::from(([127, 0, 0, 1], mosq.port()))).await?;
+                    let url = proxy_url(&link);
+                    links.push(link);
+                    (url, Vec::new(), None)
+                }
+            };
+            log(&format!(
+                "starting agent-{} (store {store}, broker {url})",
+                i + 1
+            ));
+            let agent = AgentProc::start_wrapped(
+                dir.path(),
+                &store,
+                &format!("A{}", i + 1),
+                &url,
+                AGENT_MQTT,
+                wrapper,
+                listen,
+            )
+            .await?;
+            agent_dirs.push(
+                agent
+                    .db_path()
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+            );
+            agents.push(Mutex::new(agent));
+            stores.push(store);
+        }
+        Ok(Self {
+            prefix,
+            brokers,
+            pg,
+            tansu: Mutex::new(tansu),
+            mosq: Mutex::new(mosq),
+            psp,
+            psp_link,
+            ingests,
+            sagas,
+            links,
+            nets: nets.into_iter().map(Mutex::new).collect(),
+            agents,
+            agent_dirs,
+            stores,
+            dir,
+        })
+    }
+
+    /// The run's directory (configs and every process's log).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Saga consumer group of `group` (`order`, `payment`, …).
+    pub fn group(&self, group: &str) -> String {
+        format!("{}-{group}", self.prefix)
+    }
+
+    /// A saga topic (`orders.created`, …).
+    pub fn topic(&self, name: &str) -> String {
+        format!("{}.{name}", self.prefix)
+    }
+
+    /// Keeps the run's directory (logs) after the world drops; returns it.
+    pub fn keep_dir(self) -> PathBuf {
+        let World { dir, .. } = self;
+        dir.keep()
+    }
+}
+
+fn sub_dir(root: &Path, name: &str) -> Result<PathBuf, ChaosError> {
+    let d = root.join(name);
+    std::fs::create_dir_all(&d)
+        .map_err(|e| ChaosError::io(format!("creating {}", d.display()), e))?;
+    Ok(d)
+}
