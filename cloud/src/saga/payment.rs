@@ -185,8 +185,10 @@ impl PaymentStep {
     /// Captures the tenders of `items` (one lane's `OrderCreated` events):
     ///
     /// 1. One transaction records intent (`Capturing`) for every order not
-    ///    processed or settled before. While the breaker is open nothing is
-    ///    recorded for such orders and the step fails (transient) at once.
+    ///    processed or settled before. While the breaker is open, orders
+    ///    that need the processor are recorded `Capturing` and their events
+    ///    marked processed with no call: the reconciler captures them once
+    ///    the processor is back.
     /// 2. The processor is called for those orders concurrently (each
     ///    order's tenders in turn), outside any transaction.
     /// 3. One transaction records the outcomes, marks the events processed
@@ -268,14 +270,17 @@ impl PaymentStep {
             .collect();
         let envs: Vec<&Envelope> = todo.iter().map(|(e, _)| *e).collect();
         let mut states = States::<PaymentState>::lock(&tx, SCHEMA, &envs).await?;
-        // With the breaker open no call would be made: leave the orders that
-        // need one as they are (a pending one does not become `Capturing`),
-        // so a retry or a DLQ replay finds them unchanged.
+        // With the breaker open no call would be made: an order that needs
+        // one becomes `Capturing` with its cause recorded and its event is
+        // marked processed, so the capture reconciler (`saga::reconcile`)
+        // makes the call once the processor is back, under the same
+        // idempotency key. Before the reconciler existed such orders went
+        // to the DLQ after their retries and waited for a manual replay.
         let open = self.psp.breaker_state() == BreakerState::Open;
         let mut go = Vec::new();
         let mut settled = Vec::new();
         let mut attempts = Vec::new();
-        let mut held = 0;
+        let mut deferred = 0usize;
         for (env, order) in todo {
             let st = states.get_mut(order.order_id);
             let card = !processor_tenders(order).is_empty();
@@ -289,7 +294,10 @@ impl PaymentStep {
                 }
                 // Cash-only orders need no call and go on.
                 PayPhase::Pending | PayPhase::Capturing if open && card => {
-                    held += 1;
+                    st.phase = PayPhase::Capturing;
+                    attempts.push(env);
+                    settled.push(env);
+                    deferred += 1;
                 }
                 PayPhase::Pending | PayPhase::Capturing => {
                     st.phase = PayPhase::Capturing;
@@ -306,8 +314,11 @@ impl PaymentStep {
         record_attempts(&tx, &attempts).await?;
         batch::mark_processed(&tx, SCHEMA, &settled).await?;
         tx.commit().await?;
-        if held > 0 {
-            return Err(psp_err(crate::psp::PspError::BreakerOpen));
+        if deferred > 0 {
+            tracing::warn!(
+                orders = deferred,
+                "processor breaker open: captures left to the reconciler"
+            );
         }
         Ok(go)
     }
