@@ -4,7 +4,10 @@
 //! - An undecodable event, or one failing validation, goes to the DLQ at
 //!   once ([`StepError::Poison`]).
 //! - A transient failure is retried after 1 s, 2 s and 4 s (7 s in all,
-//!   within the 10 s budget), then dead-lettered with the reason. An event
+//!   within the 10 s budget), then dead-lettered with the reason.
+//! - A database that is down or restarting ([`StepError::Unavailable`]) is
+//!   waited for, with a capped backoff, however long it takes: every event
+//!   would fail alike, so none is dead-lettered for it. An event
 //!   whose batch failed is first tried once more on its own, at once.
 //! - Either way the offset advances, so later events keep flowing.
 //! - Records are taken in batches (whatever is queued, up to [`MAX_BATCH`]);
@@ -54,6 +57,8 @@ pub(crate) const COMMIT_INTERVAL: Duration = Duration::from_millis(500);
 /// Backoff before each retry of a transient failure (in units of the
 /// configured base, 1 s by default).
 const RETRY_FACTORS: [u32; 3] = [1, 2, 4];
+/// Longest wait between two tries while the database is unavailable.
+const UNAVAILABLE_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 /// How handling one event failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,14 +71,46 @@ pub enum StepError {
         /// What was wrong.
         detail: String,
     },
-    /// Retry later (database, processor or broker trouble).
+    /// Retry later (processor or broker trouble, a conflict).
     #[error("transient: {0}")]
     Transient(String),
+    /// The service's database is unreachable, restarting or shutting down:
+    /// every event would fail alike, so the event is retried until the
+    /// database is back, never dead-lettered.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Whether a PostgreSQL error means the server cannot be used right now
+/// (no connection, a closed one, a server starting up or shutting down)
+/// rather than something about the statement or its data.
+pub(crate) fn pg_unavailable(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        // No SQLSTATE: an I/O or connection-level error.
+        None => e.as_db_error().is_none(),
+        Some(code) => {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                ]
+                .contains(code)
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for StepError {
     fn from(e: tokio_postgres::Error) -> Self {
-        StepError::Transient(format!("postgres: {e}"))
+        if pg_unavailable(&e) {
+            StepError::Unavailable(format!("postgres: {e}"))
+        } else {
+            StepError::Transient(format!("postgres: {e}"))
+        }
     }
 }
 
@@ -88,6 +125,7 @@ impl From<SagaError> for StepError {
                 code: "identity_mismatch",
                 detail: e.to_string(),
             },
+            SagaError::Postgres(e) => e.into(),
             other => StepError::Transient(other.to_string()),
         }
     }
@@ -376,10 +414,25 @@ async fn process<S: Step>(
         Err(e) => Err(e),
         Ok(env) => {
             let mut attempt = 0usize;
+            let mut outage = 0u32;
             loop {
                 let lane = step.pg().lane_of(&env.payload.order_id().to_string());
                 match step.handle(lane, &[&env]).await {
                     Ok(()) => break Ok(()),
+                    Err(StepError::Unavailable(why)) => {
+                        // Until the database is back: capped backoff, no
+                        // dead letter, the offset stays where it is.
+                        let delay = (cfg.retry_base * 2u32.saturating_pow(outage.min(4)))
+                            .min(UNAVAILABLE_BACKOFF_MAX);
+                        outage += 1;
+                        metrics.retries.get_or_create(&cfg.label).inc();
+                        tracing::warn!(service = cfg.label.service, event_id = %env.event_id,
+                            retry_in = ?delay, %why, "database unavailable; waiting for it");
+                        tokio::select! {
+                            () = cancel.cancelled() => break Err(StepError::Unavailable(why)),
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                    }
                     Err(StepError::Transient(why)) if attempt < RETRY_FACTORS.len() => {
                         let delay = cfg.retry_base * RETRY_FACTORS[attempt];
                         attempt += 1;
@@ -404,7 +457,9 @@ async fn process<S: Step>(
         Err(e) => {
             let (code, detail) = match &e {
                 StepError::Poison { code, detail } => (*code, detail.clone()),
-                StepError::Transient(why) => ("retries_exhausted", why.clone()),
+                StepError::Transient(why) | StepError::Unavailable(why) => {
+                    ("retries_exhausted", why.clone())
+                }
             };
             tracing::error!(service = cfg.label.service, topic, code, %detail, "dead-lettering event");
             dead_letter(cfg, producer, m, code, &detail).await;
@@ -459,5 +514,29 @@ async fn dead_letter(
         tracing::warn!(error = %e, "dead-letter produce failed; retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_database_that_refuses_connections_is_unavailable_not_a_failed_event() {
+        // A port nothing listens on: the error a restarting server gives.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = tokio_postgres::connect(
+            &format!("host=127.0.0.1 port={port} user=x connect_timeout=2"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .err()
+        .expect("nothing listens there");
+        assert!(pg_unavailable(&e), "{e}");
+        assert!(matches!(StepError::from(e), StepError::Unavailable(_)));
     }
 }
