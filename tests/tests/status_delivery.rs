@@ -20,7 +20,7 @@ use o2c_protocol::{AgentId, CloudStatus, EventId, OrderId, StatusUpdate, StoreId
 use o2c_tests::TestEnv;
 use o2c_tests::mosquitto::PrivateMosquitto;
 use o2c_tests::pipeline::AgentProc;
-use o2c_tests::saga::{cloud_status, wait_status};
+use o2c_tests::saga::{SagaProc, SagaWorld, cloud_status, wait_status};
 use o2c_tests::wait::wait_until_named;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
@@ -389,4 +389,80 @@ async fn an_undecodable_status_message_is_acked_once_and_not_delivered_again() {
         1,
         "the bad message was handled more than once:\n{log}"
     );
+}
+
+/// Fault (issue 21, chaos seed 2126): the broker is killed with SIGKILL and
+/// comes back without the agent's session (no persistence), while the
+/// agent is still away. The saga then completes the agent's order and the
+/// status publisher sends its updates: no session matches, so Mosquitto
+/// answers PUBACK 0x10 "no matching subscribers" and drops them. The
+/// publisher must publish them again until the agent has subscribed: the
+/// order reaches `completed` at the store, and only then does the status
+/// group commit. Before the fix they were counted as delivered, committed
+/// and lost; the store never saw any status.
+#[tokio::test]
+async fn a_status_published_while_the_broker_lost_the_agents_session_is_delivered_once_it_subscribes()
+ {
+    // No saga yet: the order's events wait in Kafka.
+    let mut w = SagaWorld::start(&[], "", "").await.expect("world");
+    wait_connected(&w.agent).await;
+    let order = w
+        .agent
+        .post_order("lost-1")
+        .await
+        .expect("capture")
+        .order_id;
+    wait_until_named(
+        "the order acked by the cloud",
+        || async {
+            w.agent
+                .sync_status()
+                .await
+                .is_ok_and(|s| s["pending_events"] == 0)
+        },
+        WAIT,
+    )
+    .await
+    .expect("the order never reached the cloud");
+    // The agent goes away; the broker dies and loses every session.
+    w.agent.stop().await.expect("stop agent");
+    w.mosq.kill().expect("kill -9 mosquitto");
+    w.mosq.restart().await.expect("restart mosquitto");
+    // The saga runs the order; its status updates find no session.
+    let saga = SagaProc::start(w.env.path(), &w.settings, "all")
+        .await
+        .expect("saga");
+    w.sagas.push(saga);
+    let metric = "o2c_saga_status_published_total";
+    if let Err(e) = wait_until_named(
+        "four status updates published",
+        || async { w.metric(metric).await >= 4.0 },
+        WAIT,
+    )
+    .await
+    {
+        panic!("{e}\n{}", w.logs());
+    }
+    // The agent returns and subscribes (a new session).
+    w.agent.restart().await.expect("restart agent");
+    wait_connected(&w.agent).await;
+    if let Err(e) = wait_status(&w.agent, &order, "completed", WAIT).await {
+        panic!(
+            "{e}: the updates sent while the agent had no session were lost; the agent \
+             shows {:?}\n{}",
+            cloud_status(&w.agent, &order).await,
+            w.logs()
+        );
+    }
+    // Delivered, so the status group may now commit every record.
+    w.wait_groups_caught_up(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let log = std::fs::read_to_string(w.sagas[0].log_path()).expect("saga log");
+    assert!(
+        log.contains("status message not delivered"),
+        "the broker never answered 'no matching subscribers': the fault was not exercised\n{}",
+        w.logs()
+    );
+    assert_eq!(w.metric("o2c_saga_status_undeliverable_total").await, 0.0);
 }

@@ -157,6 +157,17 @@ impl<M: Clone> Delivery<M> {
         self.msgs.len()
     }
 
+    /// Whether `topic` backs off (its agent's session was missing).
+    pub fn backing_off(&self, topic: &str) -> bool {
+        self.backoff.contains_key(topic)
+    }
+
+    /// The topic of the message in flight with `pkid`.
+    pub fn inflight_topic(&self, pkid: u16) -> Option<&str> {
+        let id = self.inflight.get(&pkid)?;
+        self.msgs.get(id).map(|m| m.topic.as_str())
+    }
+
     /// Takes a batch: the records consumed (each at most once, in offset
     /// order per partition) and the messages made from them. A record
     /// whose updates are in no message is settled at once.

@@ -357,17 +357,17 @@ fn on_net(delivery: &mut Delivery<Body>, net: Net) -> Vec<GaveUp<Body>> {
         Net::Down { lost_unwritten } => delivery.handle_disconnected(std_now(), lost_unwritten),
         Net::Acked { pkid, reason } => {
             let matched = reason == PubAckReason::Success;
-            match reason {
-                PubAckReason::Success => {}
-                PubAckReason::NoMatchingSubscribers => tracing::debug!(
-                    pkid,
-                    "status message reached no agent session: will publish it again"
-                ),
-                other => tracing::warn!(
-                    pkid,
-                    reason = ?other,
-                    "status message refused by the broker: will publish it again"
-                ),
+            if !matched {
+                let topic = delivery.inflight_topic(pkid).unwrap_or_default().to_owned();
+                if !delivery.backing_off(&topic) {
+                    // Once per episode: the retries that follow are quiet.
+                    tracing::info!(
+                        %topic,
+                        ?reason,
+                        "status message not delivered (no session of the agent at the \
+                         broker?): publishing it again with backoff"
+                    );
+                }
             }
             return delivery
                 .handle_ack(std_now(), pkid, matched)
