@@ -466,3 +466,62 @@ async fn a_status_published_while_the_broker_lost_the_agents_session_is_delivere
     );
     assert_eq!(w.metric("o2c_saga_status_undeliverable_total").await, 0.0);
 }
+
+/// The same fault, but the agent never comes back: past
+/// `saga.status_redeliver_for_secs` (1 s here) the publisher gives the
+/// updates up, logs an error naming the store, agent and orders, counts
+/// them in `o2c_saga_status_undeliverable_total`, and commits, so the
+/// group is not held back for ever.
+#[tokio::test]
+async fn updates_for_an_agent_whose_session_stays_gone_are_given_up_logged_and_committed() {
+    let mut w = SagaWorld::start(&[], "status_redeliver_for_secs = 1", "")
+        .await
+        .expect("world");
+    wait_connected(&w.agent).await;
+    let order = w
+        .agent
+        .post_order("gone-1")
+        .await
+        .expect("capture")
+        .order_id;
+    wait_until_named(
+        "the order acked by the cloud",
+        || async {
+            w.agent
+                .sync_status()
+                .await
+                .is_ok_and(|s| s["pending_events"] == 0)
+        },
+        WAIT,
+    )
+    .await
+    .expect("the order never reached the cloud");
+    w.agent.stop().await.expect("stop agent");
+    w.mosq.kill().expect("kill -9 mosquitto");
+    w.mosq.restart().await.expect("restart mosquitto");
+    let saga = SagaProc::start(w.env.path(), &w.settings, "all")
+        .await
+        .expect("saga");
+    w.sagas.push(saga);
+    if let Err(e) = wait_until_named(
+        "four updates undeliverable",
+        || async { w.metric("o2c_saga_status_undeliverable_total").await >= 4.0 },
+        WAIT,
+    )
+    .await
+    {
+        panic!("{e}\n{}", w.logs());
+    }
+    w.wait_groups_caught_up(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert_eq!(w.metric("o2c_saga_status_undeliverable_total").await, 4.0);
+    let log = std::fs::read_to_string(w.sagas[0].log_path()).expect("saga log");
+    let line = log
+        .lines()
+        .find(|l| l.contains("status update undeliverable"))
+        .unwrap_or_else(|| panic!("no give-up logged:\n{log}"));
+    for part in ["ERROR", &w.agent.store_id, "A1", &order] {
+        assert!(line.contains(part), "{part:?} missing in {line}");
+    }
+}
