@@ -214,6 +214,8 @@ async fn drive(
                         let _ = tx.send(net);
                     }
                 }
+                // (A publish held back by a packet id collision is not
+                // reported; Mosquitto acks in order, so none happens.)
                 // With clean start, rumqttc drops what it moved aside here
                 // at the next CONNACK: in-flight publishes (with a packet
                 // id) and the queued ones it drained (without). The
