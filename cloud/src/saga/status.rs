@@ -313,8 +313,9 @@ pub(crate) async fn run(
                 agent = %g.body.agent,
                 orders = ?g.body.orders,
                 failed_for_secs = g.failed_for.as_secs(),
-                "status update undeliverable: the broker has no session of this agent; \
-                 the store shows a stale status for these orders (see docs/operations.md)"
+                "status update undeliverable: no session of this agent at the broker (or \
+                 the broker refused it); the store shows a stale status for these orders \
+                 (see docs/operations.md)"
             );
         }
         if rejoin {
