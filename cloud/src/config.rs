@@ -133,6 +133,12 @@ pub struct SagaConfig {
     /// never races a call still in flight.
     #[serde(default = "default_capture_stuck")]
     pub capture_stuck_secs: u64,
+    /// How long the status publisher keeps re-publishing an update the
+    /// broker answered "no matching subscribers" (the agent's session is
+    /// gone) before it gives it up (logged, counted in
+    /// `o2c_saga_status_undeliverable_total`). See docs/operations.md.
+    #[serde(default = "default_status_redeliver_for")]
+    pub status_redeliver_for_secs: u64,
 }
 
 /// The shortest ledger retention accepted: twice Kafka's default topic
@@ -217,6 +223,9 @@ fn default_capture_reconcile() -> u64 {
 fn default_capture_stuck() -> u64 {
     60
 }
+fn default_status_redeliver_for() -> u64 {
+    600
+}
 fn default_key_lifetime() -> u64 {
     24
 }
@@ -267,6 +276,7 @@ impl Default for SagaConfig {
             ledger_retention_hours: 0,
             capture_reconcile_secs: default_capture_reconcile(),
             capture_stuck_secs: default_capture_stuck(),
+            status_redeliver_for_secs: default_status_redeliver_for(),
         }
     }
 }

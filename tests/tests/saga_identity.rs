@@ -92,7 +92,13 @@ fn dead_letters_of(w: &SagaWorld, event_id: &str) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_stores_void_is_refused_by_every_service() {
-    let w = SagaWorld::start(&["all"], "", "").await.expect("world");
+    // The status publisher sends the forged void's status to store s2,
+    // which has no agent session: the broker answers "no matching
+    // subscribers", and the publisher retries it until it gives it up
+    // (then its group commits).
+    let w = SagaWorld::start(&["all"], "status_redeliver_for_secs = 1", "")
+        .await
+        .expect("world");
     let body = order_body("SKU-OWN", 1, &Tender::Card("tok_visa_own".into()), false);
     let id = capture(&w.agent, "own", &body).await.unwrap();
     if let Err(e) = wait_status(&w.agent, &id, "completed", SAGA).await {

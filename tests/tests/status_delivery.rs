@@ -20,7 +20,7 @@ use o2c_protocol::{AgentId, CloudStatus, EventId, OrderId, StatusUpdate, StoreId
 use o2c_tests::TestEnv;
 use o2c_tests::mosquitto::PrivateMosquitto;
 use o2c_tests::pipeline::AgentProc;
-use o2c_tests::saga::{cloud_status, wait_status};
+use o2c_tests::saga::{SagaProc, SagaWorld, cloud_status, wait_status};
 use o2c_tests::wait::wait_until_named;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
@@ -389,4 +389,164 @@ async fn an_undecodable_status_message_is_acked_once_and_not_delivered_again() {
         1,
         "the bad message was handled more than once:\n{log}"
     );
+}
+
+/// Captures an order at the world's agent, waits until the cloud has it
+/// (in Kafka), then stops the agent; returns the order id.
+async fn order_in_kafka_agent_stopped(w: &mut SagaWorld, key: &str) -> String {
+    wait_connected(&w.agent).await;
+    let order = w.agent.post_order(key).await.expect("capture").order_id;
+    wait_until_named(
+        "the order acked by the cloud",
+        || async {
+            w.agent
+                .sync_status()
+                .await
+                .is_ok_and(|s| s["pending_events"] == 0)
+        },
+        WAIT,
+    )
+    .await
+    .expect("the order never reached the cloud");
+    w.agent.stop().await.expect("stop agent");
+    order
+}
+
+/// Waits until the saga processes published `n` status updates.
+async fn wait_published(w: &SagaWorld, n: f64) {
+    if let Err(e) = wait_until_named(
+        "status updates published",
+        || async { w.metric("o2c_saga_status_published_total").await >= n },
+        WAIT,
+    )
+    .await
+    {
+        panic!("{e}\n{}", w.logs());
+    }
+}
+
+/// Restarts the agent and waits until the order shows `completed`, then
+/// until every group committed everything.
+async fn agent_back_sees_completed(w: &mut SagaWorld, order: &str) {
+    w.agent.restart().await.expect("restart agent");
+    wait_connected(&w.agent).await;
+    if let Err(e) = wait_status(&w.agent, order, "completed", WAIT).await {
+        panic!(
+            "{e}: the updates sent while the agent had no session were lost; the agent \
+             shows {:?}\n{}",
+            cloud_status(&w.agent, order).await,
+            w.logs()
+        );
+    }
+    // Delivered, so the status group may now commit every record.
+    w.wait_groups_caught_up(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert_eq!(w.metric("o2c_saga_status_undeliverable_total").await, 0.0);
+}
+
+/// Whether a saga log says a status message reached no session.
+fn refusal_logged(w: &SagaWorld) -> bool {
+    w.sagas.iter().any(|s| {
+        std::fs::read_to_string(s.log_path())
+            .is_ok_and(|l| l.contains("status message not delivered"))
+    })
+}
+
+/// Fault (issue 21, chaos seed 2126): the broker is killed with SIGKILL and
+/// comes back without the agent's session (no persistence), while the
+/// agent is still away. The saga then completes the agent's order and the
+/// status publisher sends its updates: no session matches, so Mosquitto
+/// answers PUBACK 0x10 "no matching subscribers" and drops them. The
+/// publisher must publish them again until the agent has subscribed: the
+/// order reaches `completed` at the store, and only then does the status
+/// group commit. Before the fix they were counted as delivered, committed
+/// and lost; the store never saw any status.
+#[tokio::test]
+async fn a_status_published_while_the_broker_lost_the_agents_session_is_delivered_once_it_subscribes()
+ {
+    // No saga yet: the order's events wait in Kafka.
+    let mut w = SagaWorld::start(&[], "", "").await.expect("world");
+    let order = order_in_kafka_agent_stopped(&mut w, "lost-1").await;
+    // The broker dies and loses every session.
+    w.mosq.kill().expect("kill -9 mosquitto");
+    w.mosq.restart().await.expect("restart mosquitto");
+    // The saga runs the order; its status updates find no session.
+    let saga = SagaProc::start(w.env.path(), &w.settings, "all")
+        .await
+        .expect("saga");
+    w.sagas.push(saga);
+    wait_published(&w, 4.0).await;
+    // The agent returns and subscribes (a new session).
+    agent_back_sees_completed(&mut w, &order).await;
+    assert!(
+        refusal_logged(&w),
+        "the broker never answered 'no matching subscribers': the fault was not exercised\n{}",
+        w.logs()
+    );
+}
+
+/// The chaos runner's sequence: the status publisher is connected when the
+/// broker is killed, reconnects at once and publishes the order's updates
+/// while the agent is still away (its session gone with the broker).
+#[tokio::test]
+async fn a_publisher_that_reconnects_before_the_agent_delivers_once_the_agent_subscribes() {
+    // Only the status publisher runs: the order waits for the services.
+    let mut w = SagaWorld::start(&["status"], "", "").await.expect("world");
+    let order = order_in_kafka_agent_stopped(&mut w, "lost-2").await;
+    w.mosq.kill().expect("kill -9 mosquitto");
+    w.mosq.restart().await.expect("restart mosquitto");
+    for service in ["order", "payment", "inventory", "shipping"] {
+        let saga = SagaProc::start(w.env.path(), &w.settings, service)
+            .await
+            .expect("saga");
+        w.sagas.push(saga);
+    }
+    wait_published(&w, 4.0).await;
+    agent_back_sees_completed(&mut w, &order).await;
+    assert!(
+        refusal_logged(&w),
+        "the fault was not exercised\n{}",
+        w.logs()
+    );
+}
+
+/// The same fault, but the agent never comes back: past
+/// `saga.status_redeliver_for_secs` (1 s here) the publisher gives the
+/// updates up, logs an error naming the store, agent and orders, counts
+/// them in `o2c_saga_status_undeliverable_total`, and commits, so the
+/// group is not held back for ever.
+#[tokio::test]
+async fn updates_for_an_agent_whose_session_stays_gone_are_given_up_logged_and_committed() {
+    let mut w = SagaWorld::start(&[], "status_redeliver_for_secs = 1", "")
+        .await
+        .expect("world");
+    let order = order_in_kafka_agent_stopped(&mut w, "gone-1").await;
+    w.mosq.kill().expect("kill -9 mosquitto");
+    w.mosq.restart().await.expect("restart mosquitto");
+    let saga = SagaProc::start(w.env.path(), &w.settings, "all")
+        .await
+        .expect("saga");
+    w.sagas.push(saga);
+    if let Err(e) = wait_until_named(
+        "four updates undeliverable",
+        || async { w.metric("o2c_saga_status_undeliverable_total").await >= 4.0 },
+        WAIT,
+    )
+    .await
+    {
+        panic!("{e}\n{}", w.logs());
+    }
+    w.wait_groups_caught_up(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert_eq!(w.metric("o2c_saga_status_undeliverable_total").await, 4.0);
+    let log = std::fs::read_to_string(w.sagas[0].log_path()).expect("saga log");
+    let line = log
+        .lines()
+        .find(|l| l.contains("status update undeliverable"))
+        .unwrap_or_else(|| panic!("no give-up logged:\n{log}"));
+    for part in ["ERROR", &w.agent.store_id, "A1", &order] {
+        assert!(line.contains(part), "{part:?} missing in {line}");
+    }
 }

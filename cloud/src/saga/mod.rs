@@ -35,7 +35,9 @@
 //! - [`reconcile`]: finishes payments a processor outage left `Capturing`
 //!   (and those cancelled meanwhile); its decision is pure, in
 //!   [`reconcile::core`].
-//! - [`status`]: status updates back to the stores over MQTT.
+//! - [`status`]: status updates back to the stores over MQTT; its pure
+//!   delivery tracker (re-publish what reached no agent session, commit
+//!   only what was delivered) is [`delivery`].
 //! - [`retention`]: deletes published outbox rows (and, if configured,
 //!   ledger rows) past their age.
 //! - [`dlq`]: `dlq list` and `dlq replay`.
@@ -48,6 +50,7 @@
 pub mod batch;
 pub mod consumer;
 pub mod db;
+pub mod delivery;
 pub mod dlq;
 pub mod inventory;
 pub mod member;
@@ -265,6 +268,9 @@ pub struct SagaMetrics {
     pub outbox_published: Counter,
     /// Status updates published to stores.
     pub status_published: Counter,
+    /// Status updates given up: no agent session matched within
+    /// `saga.status_redeliver_for_secs`.
+    pub status_undeliverable: Counter,
     /// Payment processor breaker: 0 closed, 1 open, 2 half-open.
     pub psp_breaker_state: Gauge,
     /// Rows deleted by retention sweeps, per service and table.
@@ -293,6 +299,7 @@ impl Default for SagaMetrics {
             dead_letters: Family::default(),
             outbox_published: Counter::default(),
             status_published: Counter::default(),
+            status_undeliverable: Counter::default(),
             psp_breaker_state: Gauge::default(),
             retention_deleted: Family::default(),
             consumer_lag: Family::default(),
@@ -318,6 +325,11 @@ impl Default for SagaMetrics {
             "status_published",
             "Status updates published to stores",
             m.status_published.clone(),
+        );
+        registry.register(
+            "status_undeliverable",
+            "Status updates given up: no agent session matched within the redelivery time",
+            m.status_undeliverable.clone(),
         );
         registry.register(
             "psp_breaker_state",

@@ -235,9 +235,14 @@ pub async fn run(
     }
     if selection.status {
         let lc = loop_cfg("status", status::SUBSCRIBES);
+        let delivery = super::delivery::DeliveryConfig {
+            give_up_after: Duration::from_secs(cfg.saga.status_redeliver_for_secs),
+            ..super::delivery::DeliveryConfig::default()
+        };
         tasks.spawn(status::run(
             lc,
             cfg.mqtt.clone(),
+            delivery,
             metrics.clone(),
             health.mqtt.clone(),
             cancel.clone(),

@@ -16,30 +16,43 @@
 //! update with the greatest one, so two updates of one order in the same
 //! millisecond, or arriving out of order, cannot apply out of rank.
 //!
-//! Offsets are committed only once the broker has acknowledged (PubAck)
-//! every publish made before them; after a crash, updates are sent again
-//! and the agent drops them by `event_id`.
+//! A PUBACK is not enough: the broker answers "no matching subscribers"
+//! (reason 0x10) when the agent's session is gone (a broker crash, or a
+//! store away past the session expiry), and drops the message. The pure
+//! [`super::delivery`] tracker maps each PUBACK to its message, has such a
+//! message published again with a backoff per agent topic, gives it up
+//! (logged, `o2c_saga_status_undeliverable_total`) after
+//! `saga.status_redeliver_for_secs`, and releases a record's offset for
+//! commit only once its updates were delivered or given up. After a crash,
+//! updates are sent again and the agent drops them by `event_id`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures::FutureExt;
 use o2c_protocol::frame::STATUS_SEQ_PROPERTY;
 use o2c_protocol::topic::{Channel, agent_topic};
 use o2c_protocol::{CloudStatus, Envelope, Event, EventType, StatusUpdate};
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use rumqttc::Outgoing as MqttOutgoing;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
-use rumqttc::v5::{AsyncClient, Event as MqttEvent};
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, PublishProperties};
+use rumqttc::v5::{AsyncClient, Event as MqttEvent, EventLoop, Request};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::consumer::{self, COMMIT_EVERY, COMMIT_INTERVAL, LoopConfig};
+use super::consumer::{self, COMMIT_INTERVAL, LoopConfig};
+use super::delivery::{Delivery, DeliveryConfig, GaveUp, Outgoing as DeliveryOutgoing, RecordPos};
 use super::member::Member;
+use super::watch::Tp;
 use super::{SagaError, SagaMetrics};
 use crate::config::MqttConfig;
+use crate::kafka::TracingContext;
 use crate::mqtt;
 
 /// Topics the status publisher consumes.
@@ -117,15 +130,18 @@ const MAX_RECORDS: usize = 1024;
 /// Most updates in one message (about 150 bytes each, far below the
 /// protocol's frame limit).
 pub const MAX_UPDATES_PER_MESSAGE: usize = 256;
+/// Messages tracked (not yet delivered or given up) above which no more
+/// records are consumed: the backpressure while the broker is away.
+const MAX_BACKLOG: usize = 4096;
 
-/// Groups `(topic, update)` pairs into messages: per topic, in arrival
-/// order, at most `max` updates each; topics in order of first appearance.
-pub fn messages(
-    updates: impl IntoIterator<Item = (String, StatusUpdate)>,
+/// Groups `(topic, item)` pairs into messages: per topic, in arrival
+/// order, at most `max` items each; topics in order of first appearance.
+pub fn messages<T>(
+    updates: impl IntoIterator<Item = (String, T)>,
     max: usize,
-) -> Vec<(String, Vec<StatusUpdate>)> {
+) -> Vec<(String, Vec<T>)> {
     let max = max.max(1);
-    let mut out: Vec<(String, Vec<StatusUpdate>)> = Vec::new();
+    let mut out: Vec<(String, Vec<T>)> = Vec::new();
     // Per topic, the index in `out` of its message being filled.
     let mut open: HashMap<String, usize> = HashMap::new();
     for (topic, update) in updates {
@@ -140,55 +156,133 @@ pub fn messages(
     out
 }
 
+/// A status message as the shell publishes it, with what its give-up log
+/// names.
+#[derive(Debug, Clone)]
+struct Body {
+    bytes: Bytes,
+    props: PublishProperties,
+    store: String,
+    agent: String,
+    orders: Vec<String>,
+}
+
+/// What the MQTT event loop reports to the publisher, in order.
+#[derive(Debug)]
+enum Net {
+    /// CONNACK.
+    Connected,
+    /// A publish was written with this packet id.
+    Written(u16),
+    /// Its PUBACK: `matched` unless the reason says otherwise.
+    Acked { pkid: u16, reason: PubAckReason },
+    /// The connection was lost; this many publishes not yet written were
+    /// dropped from the client's queue.
+    Down { lost_unwritten: usize },
+}
+
+/// Polls the event loop until `cancel`, reporting to `tx` (see [`Net`]).
+async fn drive(
+    mut eventloop: EventLoop,
+    tx: mpsc::UnboundedSender<Net>,
+    up: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let ev = tokio::select! {
+            () = cancel.cancelled() => return,
+            ev = eventloop.poll() => ev,
+        };
+        match ev {
+            Ok(ev) => {
+                if let Some(net) = net_event(ev) {
+                    if matches!(net, Net::Connected) {
+                        up.store(true, Ordering::Relaxed);
+                        backoff = Duration::from_millis(100);
+                    }
+                    let _ = tx.send(net);
+                }
+            }
+            Err(e) => {
+                up.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, "status mqtt connection lost");
+                // Events rumqttc queued before the error (a publish whose
+                // write failed is reported written, then lost).
+                for ev in eventloop.state.events.drain(..) {
+                    if let Some(net) = net_event(ev) {
+                        let _ = tx.send(net);
+                    }
+                }
+                // (A publish held back by a packet id collision is not
+                // reported; Mosquitto acks in order, so none happens.)
+                // With clean start, rumqttc drops what it moved aside here
+                // at the next CONNACK: in-flight publishes (with a packet
+                // id) and the queued ones it drained (without). The
+                // publisher sends them again; taking them now keeps them
+                // from going twice.
+                let lost_unwritten = eventloop
+                    .pending
+                    .drain(..)
+                    .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
+                    .count();
+                let _ = tx.send(Net::Down { lost_unwritten });
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn net_event(ev: MqttEvent) -> Option<Net> {
+    match ev {
+        MqttEvent::Incoming(Packet::ConnAck(_)) => Some(Net::Connected),
+        MqttEvent::Incoming(Packet::PubAck(a)) => Some(Net::Acked {
+            pkid: a.pkid,
+            reason: a.reason,
+        }),
+        MqttEvent::Outgoing(MqttOutgoing::Publish(pkid)) => Some(Net::Written(pkid)),
+        _ => None,
+    }
+}
+
 /// Runs the publisher until `cancel`.
 pub(crate) async fn run(
     cfg: LoopConfig,
     mqtt_cfg: MqttConfig,
+    delivery_cfg: DeliveryConfig,
     metrics: Arc<SagaMetrics>,
     mqtt_up: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) -> Result<(), SagaError> {
     let client_id = format!("o2c-status-{:08x}", rand::random::<u32>());
     let opts = mqtt::options(&mqtt_cfg, &client_id)?;
-    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-    let acked = Arc::new(AtomicU64::new(0));
-    let loop_task = tokio::spawn({
-        let acked = acked.clone();
-        let cancel = cancel.clone();
-        let up = mqtt_up.clone();
-        async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                tokio::select! {
-                    () = cancel.cancelled() => return,
-                    ev = eventloop.poll() => match ev {
-                        Ok(MqttEvent::Incoming(Packet::ConnAck(_))) => {
-                            up.store(true, Ordering::Relaxed);
-                            backoff = Duration::from_millis(100);
-                        }
-                        Ok(MqttEvent::Incoming(Packet::PubAck(_))) => {
-                            acked.fetch_add(1, Ordering::Release);
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            up.store(false, Ordering::Relaxed);
-                            tracing::warn!(error = %e, "status mqtt connection lost");
-                            tokio::time::sleep(backoff).await;
-                            backoff = (backoff * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                }
-            }
-        }
-    });
+    let (client, eventloop) = AsyncClient::new(opts, 1024);
+    let (net_tx, mut net_rx) = mpsc::unbounded_channel();
+    let loop_task = tokio::spawn(drive(eventloop, net_tx, mqtt_up, cancel.clone()));
     let cfg = Arc::new(cfg);
     let mut member = Member::join(cfg.clone(), metrics.clone())?;
-    let mut published = 0u64;
-    let mut uncommitted = 0u32;
+    let mut delivery: Delivery<Body> = Delivery::new(delivery_cfg);
     let mut last_commit = Instant::now();
     loop {
+        for (_, topic, body) in delivery.poll_transmit() {
+            // Waits only while rumqttc's request queue is full.
+            client
+                .publish_with_properties(topic, QoS::AtLeastOnce, false, body.bytes, body.props)
+                .await
+                .map_err(|e| SagaError::Mqtt(e.to_string()))?;
+        }
         let consumer = member.consumer();
+        if last_commit.elapsed() >= COMMIT_INTERVAL {
+            commit(&consumer, delivery.poll_commits());
+            last_commit = Instant::now();
+        }
+        let retry = delivery.poll_timeout().map(tokio::time::Instant::from_std);
         let mut rejoin = false;
+        let mut gave_up = Vec::new();
         let msg = tokio::select! {
             () = cancel.cancelled() => break,
             () = tokio::time::sleep(COMMIT_INTERVAL) => None,
@@ -196,14 +290,40 @@ pub(crate) async fn run(
                 rejoin = verdict.rejoin;
                 None
             }
-            m = consumer.recv() => Some(m),
+            Some(net) = net_rx.recv() => {
+                let mut next = Some(net);
+                while let Some(net) = next.take() {
+                    gave_up.extend(on_net(&mut delivery, net));
+                    next = net_rx.try_recv().ok();
+                }
+                None
+            }
+            () = sleep_until_opt(retry), if retry.is_some() => {
+                gave_up = delivery.handle_timeout(std_now());
+                None
+            }
+            m = consumer.recv(), if delivery.backlog() < MAX_BACKLOG => Some(m),
         };
+        for g in gave_up {
+            metrics
+                .status_undeliverable
+                .inc_by(g.body.orders.len() as u64);
+            tracing::error!(
+                store = %g.body.store,
+                agent = %g.body.agent,
+                orders = ?g.body.orders,
+                failed_for_secs = g.failed_for.as_secs(),
+                "status update undeliverable: no session of this agent at the broker (or \
+                 the broker refused it); the store shows a stale status for these orders \
+                 (see docs/operations.md)"
+            );
+        }
         if rejoin {
             // Offsets not yet committed are dropped: their updates are sent
             // again after the rebalance, and agents drop them by event_id.
             drop(consumer);
             member.rejoin().await?;
-            uncommitted = 0;
+            delivery.reset();
             continue;
         }
         if let Some(first) = msg {
@@ -219,59 +339,129 @@ pub(crate) async fn run(
                     next = consumer.recv().now_or_never();
                 }
             }
-            let mut updates = Vec::new();
-            for m in &records {
-                let value = m.payload().unwrap_or_default();
-                match consumer::decode(&cfg.topics, m.topic(), value) {
-                    Ok(env) => {
-                        if let Some(update) = status_for(&env) {
-                            let topic = agent_topic(&env.store_id, &env.agent_id, Channel::Status);
-                            updates.push((topic, update));
-                        }
-                    }
-                    // The saga services dead-letter poison; here it is skipped.
-                    Err(e) => tracing::warn!(error = %e, "status: undecodable event skipped"),
-                }
+            let (positions, outgoing) = build(&cfg, &records)?;
+            for o in &outgoing {
+                metrics.status_published.inc_by(o.body.orders.len() as u64);
             }
-            for (topic, group) in messages(updates, MAX_UPDATES_PER_MESSAGE) {
-                let bytes = StatusUpdate::encode_many(&group)
-                    .map_err(|e| SagaError::Encode(e.to_string()))?;
-                let props = PublishProperties {
-                    content_type: Some("application/json".into()),
-                    user_properties: StatusUpdate::seqs_property(&group)
-                        .map(|v| (STATUS_SEQ_PROPERTY.to_owned(), v))
-                        .into_iter()
-                        .collect(),
-                    ..PublishProperties::default()
-                };
-                // Waits only while rumqttc's request queue is full.
-                client
-                    .publish_with_properties(topic, QoS::AtLeastOnce, false, bytes, props)
-                    .await
-                    .map_err(|e| SagaError::Mqtt(e.to_string()))?;
-                published += 1;
-                metrics.status_published.inc_by(group.len() as u64);
-            }
-            for m in &records {
-                if let Err(e) = consumer.store_offset_from_message(m) {
-                    tracing::warn!(error = %e, "cannot store offset");
-                }
-            }
-            uncommitted += records.len() as u32;
-        }
-        let due = uncommitted >= COMMIT_EVERY || last_commit.elapsed() >= COMMIT_INTERVAL;
-        // Commit only what the broker has acknowledged.
-        if uncommitted > 0 && due && acked.load(Ordering::Acquire) >= published {
-            if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
-                tracing::warn!(error = %e, "offset commit failed");
-            }
-            uncommitted = 0;
-            last_commit = Instant::now();
+            delivery.push(&positions, outgoing);
         }
     }
     loop_task.abort();
     let _ = client.try_disconnect();
     Ok(())
+}
+
+/// The tracker's view of what happened on the connection; returns the
+/// messages given up.
+fn on_net(delivery: &mut Delivery<Body>, net: Net) -> Vec<GaveUp<Body>> {
+    match net {
+        Net::Connected => delivery.handle_connected(),
+        Net::Written(pkid) => delivery.handle_written(pkid),
+        Net::Down { lost_unwritten } => delivery.handle_disconnected(std_now(), lost_unwritten),
+        Net::Acked { pkid, reason } => {
+            let matched = reason == PubAckReason::Success;
+            if !matched {
+                let topic = delivery.inflight_topic(pkid).unwrap_or_default().to_owned();
+                if !delivery.backing_off(&topic) {
+                    // Once per episode: the retries that follow are quiet.
+                    tracing::info!(
+                        %topic,
+                        ?reason,
+                        "status message not delivered (no session of the agent at the \
+                         broker?): publishing it again with backoff"
+                    );
+                }
+            }
+            return delivery
+                .handle_ack(std_now(), pkid, matched)
+                .into_iter()
+                .collect();
+        }
+    }
+    Vec::new()
+}
+
+/// The records' positions and the messages made from their updates.
+type Built = (Vec<RecordPos>, Vec<DeliveryOutgoing<Body>>);
+
+fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, SagaError> {
+    let mut positions = Vec::with_capacity(records.len());
+    let mut updates = Vec::new();
+    for m in records {
+        let pos: RecordPos = ((m.topic().to_owned(), m.partition()), m.offset());
+        positions.push(pos.clone());
+        let value = m.payload().unwrap_or_default();
+        match consumer::decode(&cfg.topics, m.topic(), value) {
+            Ok(env) => {
+                if let Some(update) = status_for(&env) {
+                    let topic = agent_topic(&env.store_id, &env.agent_id, Channel::Status);
+                    let who = (env.store_id.to_string(), env.agent_id.to_string());
+                    updates.push((topic, (update, pos, who)));
+                }
+            }
+            // The saga services dead-letter poison; here it is skipped.
+            Err(e) => tracing::warn!(error = %e, "status: undecodable event skipped"),
+        }
+    }
+    let mut outgoing = Vec::new();
+    for (topic, group) in messages(updates, MAX_UPDATES_PER_MESSAGE) {
+        let (store, agent) = group[0].2.clone();
+        let mut recs: Vec<RecordPos> = group.iter().map(|(_, p, _)| p.clone()).collect();
+        recs.dedup();
+        let group: Vec<StatusUpdate> = group.into_iter().map(|(u, _, _)| u).collect();
+        let bytes =
+            StatusUpdate::encode_many(&group).map_err(|e| SagaError::Encode(e.to_string()))?;
+        let props = PublishProperties {
+            content_type: Some("application/json".into()),
+            user_properties: StatusUpdate::seqs_property(&group)
+                .map(|v| (STATUS_SEQ_PROPERTY.to_owned(), v))
+                .into_iter()
+                .collect(),
+            ..PublishProperties::default()
+        };
+        outgoing.push(DeliveryOutgoing {
+            topic,
+            body: Body {
+                bytes: Bytes::from(bytes),
+                props,
+                store,
+                agent,
+                orders: group.iter().map(|u| u.order_id.to_string()).collect(),
+            },
+            records: recs,
+        });
+    }
+    Ok((positions, outgoing))
+}
+
+/// Stores and commits the offsets the tracker released.
+fn commit(consumer: &StreamConsumer<TracingContext>, commits: Vec<(Tp, i64)>) {
+    if commits.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in commits {
+        if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
+            tracing::warn!(error = %e, %topic, partition, "cannot list offset");
+        }
+    }
+    if let Err(e) = consumer.store_offsets(&tpl) {
+        tracing::warn!(error = %e, "cannot store offsets");
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+        tracing::warn!(error = %e, "offset commit failed");
+    }
+}
+
+fn std_now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
@@ -338,7 +528,7 @@ mod tests {
         assert_eq!(out[1].1, vec![update(2), update(5)]);
         assert_eq!(out[2].1, vec![update(6)]);
         // Nothing in, nothing out; a zero limit still sends every update.
-        assert!(messages(Vec::new(), 3).is_empty());
+        assert!(messages(Vec::<(String, StatusUpdate)>::new(), 3).is_empty());
         assert_eq!(messages([("a".to_owned(), update(1))], 0).len(), 1);
     }
 }
