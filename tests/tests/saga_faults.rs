@@ -52,8 +52,8 @@ async fn poison_dead_letters_and_card_orders_held_by_the_breaker_complete_after_
         "retry_base_ms = 100\ncapture_reconcile_secs = 1\ncapture_stuck_secs = 3",
         "breaker_open_ms = 4000",
     )
-        .await
-        .expect("world");
+    .await
+    .expect("world");
     let mut w = w;
     // tok_flaky: two 503s, then approved; retried, captured once.
     let flaky = capture(

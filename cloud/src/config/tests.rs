@@ -60,7 +60,10 @@ fn shipped_configs_parse() {
             "ingest",
             include_str!("../../../deploy/cloud/config/ingest.toml"),
         ),
-        ("saga", include_str!("../../../deploy/cloud/config/saga.toml")),
+        (
+            "saga",
+            include_str!("../../../deploy/cloud/config/saga.toml"),
+        ),
         (
             "status",
             include_str!("../../../deploy/cloud/config/status.toml"),
