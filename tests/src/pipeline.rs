@@ -147,6 +147,11 @@ impl Ingest {
         self.guard.wait_exit(timeout).await.map(|_| ())
     }
 
+    /// The end of its log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        crate::process::log_tail(&self.log, 6000)
+    }
+
     /// Starts it again with the same config (after [`Ingest::kill`]).
     pub async fn restart(&mut self) -> Result<(), HarnessError> {
         let _ = self.guard.kill();

@@ -262,10 +262,13 @@ async fn resent_refused_frames_are_nacked_each_time_but_dead_lettered_once() {
     // A new agent: named frame 4-6, resent three times, each nacked.
     for _ in 0..3 {
         publish(b"{\"agent_id\": new and broken", Some("4-6")).await;
-        let bytes = tokio::time::timeout(Duration::from_secs(30), acks.recv())
-            .await
-            .expect("a nack in time")
-            .unwrap();
+        let bytes = match tokio::time::timeout(Duration::from_secs(30), acks.recv()).await {
+            Ok(Some(b)) => b,
+            other => panic!(
+                "no nack in 30 s ({other:?}); ingest log:\n{}",
+                ingest.log_tail()
+            ),
+        };
         // An old agent would not read it as an ack, and not act on it.
         assert!(Ack::decode(&bytes).is_err());
         let AckMessage::FrameNack(FrameNack {
