@@ -328,6 +328,15 @@ pub struct IngestConfig {
     /// agents resend them).
     #[serde(default = "default_inflight")]
     pub max_inflight_frames: usize,
+    /// Sustained events per second each agent may send (0, the default:
+    /// no quota). Over it, the agent's batches are held (neither produced
+    /// nor acked) until its token bucket allows them: slowed, never dropped.
+    #[serde(default)]
+    pub agent_quota_events_per_sec: u32,
+    /// Token-bucket size in events (0, the default: one second of
+    /// `agent_quota_events_per_sec`). Only with a quota set.
+    #[serde(default)]
+    pub agent_quota_burst: u32,
 }
 
 /// `[http]`.
@@ -372,6 +381,8 @@ impl Default for IngestConfig {
         Self {
             shared_group: default_group(),
             max_inflight_frames: default_inflight(),
+            agent_quota_events_per_sec: 0,
+            agent_quota_burst: 0,
         }
     }
 }
@@ -449,6 +460,13 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "ingest.max_inflight_frames",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.ingest.agent_quota_burst != 0 && self.ingest.agent_quota_events_per_sec == 0 {
+            return Err(ConfigError::Invalid {
+                key: "ingest.agent_quota_burst",
+                message: "set without ingest.agent_quota_events_per_sec (0 turns quotas off)"
+                    .into(),
             });
         }
         if self.saga.auto_stock < 0 {
@@ -589,6 +607,28 @@ brokers = "127.0.0.1:9092"
                 panic!("deploy/cloud/config/{name}.toml: {e}");
             }
         }
+    }
+
+    #[test]
+    fn agent_quota_is_off_by_default_and_checked() {
+        let c = Config::from_toml(MINIMAL, []).unwrap();
+        assert_eq!(c.ingest.agent_quota_events_per_sec, 0, "off by default");
+        assert_eq!(c.ingest.agent_quota_burst, 0);
+        let env = |k: &str, v: &str| (format!("O2C_CLOUD__INGEST__{k}"), v.to_owned());
+        let c = Config::from_toml(
+            MINIMAL,
+            [
+                env("AGENT_QUOTA_EVENTS_PER_SEC", "200"),
+                env("AGENT_QUOTA_BURST", "1000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.ingest.agent_quota_events_per_sec, 200);
+        assert_eq!(c.ingest.agent_quota_burst, 1000);
+        let e = Config::from_toml(MINIMAL, [env("AGENT_QUOTA_BURST", "1000")]).unwrap_err();
+        assert!(e.to_string().contains("ingest.agent_quota_burst"), "{e}");
+        let e = Config::from_toml(MINIMAL, [env("AGENT_QUOTA_EVENTS_PER_SEC", "-1")]).unwrap_err();
+        assert!(e.to_string().contains("agent_quota_events_per_sec"), "{e}");
     }
 
     #[test]
