@@ -15,8 +15,6 @@
 //! - every event of every agent is in Kafka exactly once after dedup, none
 //!   dead-lettered: slowed, never dropped.
 
-use std::time::Duration;
-
 use o2c_tests::bench::ingest::flood::{self, FloodParams};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -67,10 +65,5 @@ async fn a_flooder_is_slowed_by_withheld_acks_and_others_keep_their_latency() {
         "p99 {:.1} ms beside the flooder vs {:.1} ms alone (limit {limit:.1} ms)",
         r.flooded.p99_ms,
         r.alone.p99_ms
-    );
-    assert!(
-        r.flooded.max_ms < Duration::from_secs(1).as_secs_f64() * 1000.0,
-        "no well-behaved frame waited a quota period: max {:.1} ms",
-        r.flooded.max_ms
     );
 }

@@ -3,6 +3,7 @@
 //! with no agent starved?
 //!
 //! Setup, private to the run as in the `ingest` scenario: a Mosquitto (with
+//! the production `max_queued_messages` and `max_packet_size`, and
 //! `sys_interval 1`), a Tansu with memory storage, topics under a unique
 //! prefix, one real `o2c-cloud ingest` with its default config (no quota,
 //! `max_inflight_frames` 512).
@@ -51,6 +52,13 @@ const DEFAULT_BATCH: u64 = 100;
 const RECONNECT_WINDOW: Duration = Duration::from_secs(1);
 /// The real agent's default resend timeout.
 const ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The production broker's queue and packet limits
+/// (`deploy/mosquitto/o2c.conf`), and `$SYS` every second.
+const MOSQUITTO_CONFIG: [&str; 3] = [
+    "max_queued_messages 100000",
+    "max_packet_size 4194304",
+    "sys_interval 1",
+];
 /// The whole drain must end within this.
 const RUN_DEADLINE: Duration = Duration::from_secs(900);
 
@@ -79,7 +87,7 @@ async fn measure(agents: usize, backlog: u64, batch: u64) -> Result<Measurement,
         "herd: {agents} agents x {backlog} events built in {:.1} s",
         built.elapsed().as_secs_f64()
     );
-    let mosq = PrivateMosquitto::start_with(&["sys_interval 1"])
+    let mosq = PrivateMosquitto::start_with(&MOSQUITTO_CONFIG)
         .await
         .map_err(|e| harness("starting Mosquitto", e))?;
     let tansu = PrivateTansu::start_with(TansuStorage::Memory)
@@ -185,6 +193,7 @@ async fn measure(agents: usize, backlog: u64, batch: u64) -> Result<Measurement,
     m.param("reconnect_window_s", RECONNECT_WINDOW.as_secs_f64());
     m.param("ack_timeout_s", ACK_TIMEOUT.as_secs_f64());
     m.param("tansu_storage", "memory");
+    m.param("mosquitto_config", MOSQUITTO_CONFIG.join("; "));
     m.metric("drain_s", slowest);
     m.metric("events_per_s", total as f64 / slowest);
     m.metric("connect_spread_s", connect_spread);
