@@ -211,6 +211,18 @@ async fn measure(agents: usize, backlog: u64, batch: u64) -> Result<Measurement,
         runs.iter().filter(|r| r.resends > 0).count() as f64,
     );
     m.metric(
+        "connect_retries",
+        runs.iter().map(|r| r.connect_retries).sum::<u64>() as f64,
+    );
+    m.metric(
+        "agents_that_retried_connect",
+        runs.iter().filter(|r| r.connect_retries > 0).count() as f64,
+    );
+    m.metric(
+        "reconnects",
+        runs.iter().map(|r| r.reconnects).sum::<u64>() as f64,
+    );
+    m.metric(
         "stale_acks",
         runs.iter().map(|r| r.stale_acks).sum::<u64>() as f64,
     );

@@ -46,6 +46,42 @@ pub(super) struct AgentRun {
     pub(super) resends: u64,
     /// Acks for frames already acked (ignored).
     pub(super) stale_acks: u64,
+    /// Failed connection attempts before the first subscription.
+    pub(super) connect_retries: u64,
+    /// Connections lost after it.
+    pub(super) reconnects: u64,
+}
+
+/// Connection retries with the real agent's kind of backoff (100 ms
+/// doubling to 5 s), giving up after two minutes of failures.
+#[derive(Debug)]
+struct Retry {
+    count: u64,
+    backoff: Duration,
+    since: Option<Instant>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            backoff: Duration::from_millis(100),
+            since: None,
+        }
+    }
+}
+
+impl Retry {
+    async fn wait(&mut self, e: rumqttc::v5::ConnectionError) -> Result<(), AgentError> {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() > Duration::from_secs(120) {
+            return Err(e.into());
+        }
+        self.count += 1;
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+        Ok(())
+    }
 }
 
 /// Connects as agent `idx` of `loads`, subscribes its acks topic, sends
@@ -67,12 +103,21 @@ pub(super) async fn run_agent(
     net.set_tcp_nodelay(true);
     opts.set_network_options(net);
     let (client, mut events) = AsyncClient::new(opts, 16);
-    client
-        .try_subscribe(a.acks_topic.clone(), QoS::AtLeastOnce)
-        .map_err(|e| AgentError::Client(e.to_string()))?;
+    let subscribe = || {
+        client
+            .try_subscribe(a.acks_topic.clone(), QoS::AtLeastOnce)
+            .map_err(|e| AgentError::Client(e.to_string()))
+    };
+    // Connect as the real agent does: retry with backoff until the broker
+    // answers (a herd overflows the broker's listen backlog), and subscribe
+    // on every connection (clean start).
+    let mut retries = Retry::default();
     loop {
-        if let Event::Incoming(Packet::SubAck(_)) = events.poll().await? {
-            break;
+        match events.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => subscribe()?,
+            Ok(Event::Incoming(Packet::SubAck(_))) => break,
+            Ok(_) => {}
+            Err(e) => retries.wait(e).await?,
         }
     }
     let started = Instant::now();
@@ -83,6 +128,8 @@ pub(super) async fn run_agent(
         events_acked: 0,
         resends: 0,
         stale_acks: 0,
+        connect_retries: std::mem::take(&mut retries).count,
+        reconnects: 0,
     };
     let publish = |i: usize| {
         client
@@ -115,7 +162,16 @@ pub(super) async fn run_agent(
             None => due,
         };
         let ev = tokio::select! {
-            ev = events.poll() => ev?,
+            ev = events.poll() => match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    // Reconnects on the next poll; the frame in flight is
+                    // resent on its ack timeout.
+                    run.reconnects += 1;
+                    retries.wait(e).await?;
+                    continue;
+                }
+            },
             () = tokio::time::sleep_until(wake.into()) => {
                 if let Some((i, first, last)) = in_flight
                     && Instant::now() >= last + pace.ack_timeout
@@ -129,6 +185,11 @@ pub(super) async fn run_agent(
         };
         let p = match ev {
             Event::Incoming(Packet::Publish(p)) => p,
+            Event::Incoming(Packet::ConnAck(_)) => {
+                retries = Retry::default();
+                subscribe()?;
+                continue;
+            }
             Event::Incoming(Packet::PubAck(ack)) => match ack.reason {
                 PubAckReason::Success | PubAckReason::NoMatchingSubscribers => continue,
                 other => return Err(AgentError::Refused(other)),
