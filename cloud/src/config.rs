@@ -364,6 +364,15 @@ pub struct IngestConfig {
     /// agents resend them).
     #[serde(default = "default_inflight")]
     pub max_inflight_frames: usize,
+    /// Sustained events per second each agent may send (0, the default:
+    /// no quota). Over it, the agent's batches are held (neither produced
+    /// nor acked) until its token bucket allows them: slowed, never dropped.
+    #[serde(default)]
+    pub agent_quota_events_per_sec: u32,
+    /// Token-bucket size in events (0, the default: one second of
+    /// `agent_quota_events_per_sec`). Only with a quota set.
+    #[serde(default)]
+    pub agent_quota_burst: u32,
 }
 
 /// `[http]`.
@@ -408,6 +417,8 @@ impl Default for IngestConfig {
         Self {
             shared_group: default_group(),
             max_inflight_frames: default_inflight(),
+            agent_quota_events_per_sec: 0,
+            agent_quota_burst: 0,
         }
     }
 }
@@ -485,6 +496,13 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "ingest.max_inflight_frames",
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.ingest.agent_quota_burst != 0 && self.ingest.agent_quota_events_per_sec == 0 {
+            return Err(ConfigError::Invalid {
+                key: "ingest.agent_quota_burst",
+                message: "set without ingest.agent_quota_events_per_sec (0 turns quotas off)"
+                    .into(),
             });
         }
         if self.saga.auto_stock < 0 {

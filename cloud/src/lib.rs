@@ -3,7 +3,8 @@
 //! Layout (start with [`ingest`]):
 //! - [`config`]: `cloud.toml` with `O2C_CLOUD__*` overrides, validated.
 //! - [`ingest`]: MQTT → validate → Kafka → ack. [`ingest::core`] is the pure
-//!   planner; `ingest/mod.rs` is the I/O shell.
+//!   planner; [`ingest::quota`] the per-agent token buckets; `ingest/mod.rs`
+//!   is the I/O shell.
 //! - [`kafka`]: idempotent producer, topic creation, log bridge.
 //! - [`mqtt`]: MQTT v5 client options (TLS, packet size).
 //! - [`http`]: `/healthz`, `/readyz`, `/metrics`.

@@ -51,6 +51,11 @@ pub struct IngestMetrics {
     pub agent_lag_ms: Family<AgentLabel, Gauge>,
     /// Highest durable seq per agent.
     pub agent_hwm: Family<AgentLabel, Gauge>,
+    /// Frames whose produce and ack waited for the agent's quota, by agent
+    /// (a series appears only for an agent that went over its quota).
+    pub quota_delayed: Family<AgentLabel, Counter>,
+    /// Seconds a frame waited for its agent's quota.
+    pub quota_delay_seconds: Histogram,
     /// 1 while connected to the MQTT broker.
     pub mqtt_connected: Gauge,
     /// 1 while Kafka answers.
@@ -73,6 +78,8 @@ impl Default for IngestMetrics {
             produce_errors: Counter::default(),
             agent_lag_ms: Family::default(),
             agent_hwm: Family::default(),
+            quota_delayed: Family::default(),
+            quota_delay_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             mqtt_connected: Gauge::default(),
             kafka_up: Gauge::default(),
             registry: Registry::default(),
@@ -120,6 +127,16 @@ impl Default for IngestMetrics {
             "agent_hwm",
             "Highest durable seq per agent",
             m.agent_hwm.clone(),
+        );
+        registry.register(
+            "quota_delayed",
+            "Frames held (not produced, not acked) until the agent's quota allowed them",
+            m.quota_delayed.clone(),
+        );
+        registry.register(
+            "quota_delay_seconds",
+            "Time a frame waited for its agent's quota",
+            m.quota_delay_seconds.clone(),
         );
         registry.register(
             "mqtt_connected",

@@ -127,3 +127,25 @@ fn the_reconciler_never_takes_a_capture_younger_than_a_call() {
     let e = with(&[("PSP__KEY_LIFETIME_HOURS", "0")]).unwrap_err();
     assert!(e.to_string().contains("psp.key_lifetime_hours"), "{e}");
 }
+
+#[test]
+fn agent_quota_is_off_by_default_and_checked() {
+    let c = Config::from_toml(MINIMAL, []).unwrap();
+    assert_eq!(c.ingest.agent_quota_events_per_sec, 0, "off by default");
+    assert_eq!(c.ingest.agent_quota_burst, 0);
+    let env = |k: &str, v: &str| (format!("O2C_CLOUD__INGEST__{k}"), v.to_owned());
+    let c = Config::from_toml(
+        MINIMAL,
+        [
+            env("AGENT_QUOTA_EVENTS_PER_SEC", "200"),
+            env("AGENT_QUOTA_BURST", "1000"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.ingest.agent_quota_events_per_sec, 200);
+    assert_eq!(c.ingest.agent_quota_burst, 1000);
+    let e = Config::from_toml(MINIMAL, [env("AGENT_QUOTA_BURST", "1000")]).unwrap_err();
+    assert!(e.to_string().contains("ingest.agent_quota_burst"), "{e}");
+    let e = Config::from_toml(MINIMAL, [env("AGENT_QUOTA_EVENTS_PER_SEC", "-1")]).unwrap_err();
+    assert!(e.to_string().contains("agent_quota_events_per_sec"), "{e}");
+}

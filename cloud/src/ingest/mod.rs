@@ -9,6 +9,7 @@
 //!   [`core::plan_refusal`]).
 
 pub mod core;
+pub mod quota;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -71,6 +72,7 @@ struct Shared {
     ledgers: Ledgers,
     cancel: CancellationToken,
     crash: CrashAfterProduce,
+    quota: quota::AgentQuota,
 }
 
 /// Fault injection for the end-to-end suite: with
@@ -133,6 +135,7 @@ pub async fn run(
         ledgers: Mutex::new(HashMap::new()),
         cancel: cancel.clone(),
         crash: CrashAfterProduce::from_env(),
+        quota: quota::AgentQuota::from_config(&cfg.ingest),
     });
 
     let http_task = tokio::spawn({
@@ -295,6 +298,13 @@ async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes, frame: Opti
         }
         Verdict::Batch(plan) => {
             let m = &shared.health.metrics;
+            // Over its quota, the agent waits here, holding only its own
+            // ledger (see `quota`): new events are charged, resends are free.
+            let key = (plan.store_id.clone(), plan.agent_id.clone());
+            shared
+                .quota
+                .admit(&key, plan.produce.len() + plan.dead.len(), m)
+                .await;
             m.events_in
                 .inc_by((plan.produce.len() + plan.dead.len() + plan.duplicates) as u64);
             let started = Instant::now();

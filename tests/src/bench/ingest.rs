@@ -38,7 +38,10 @@
 //! ingest is the cost of MQTT, decoding, validation and acking.
 
 mod agents;
+pub mod flood;
+pub mod herd;
 mod kafka_side;
+mod paced;
 mod procs;
 mod workload;
 

@@ -11,6 +11,9 @@
 //! - [`drain`]: an offline backlog drained through MQTT, ingest and Kafka.
 //! - [`e2e`]: latency from HTTP 201 to the cloud's ack at a steady rate.
 //! - [`ingest`]: the ingest's events/s and CPU under many simulated agents.
+//! - [`ingest::herd`]: 1,000 agents with backlogs reconnecting at once:
+//!   drain time, fairness, no broker drops ([`ingest::flood`] is the quota
+//!   world `tests/tests/ingest_quota.rs` runs).
 //! - [`saga`]: capture → `completed` at the agent through the whole saga.
 //! - [`machine`]: the machine description stored with every result.
 //! - [`report`]: the JSON document and the printed table.
@@ -34,6 +37,7 @@ pub const SCENARIOS: &[Scenario] = &[
     drain::SCENARIO,
     e2e::SCENARIO,
     ingest::SCENARIO,
+    ingest::herd::SCENARIO,
     saga::SCENARIO,
 ];
 

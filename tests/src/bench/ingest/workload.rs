@@ -69,7 +69,7 @@ fn invalid(what: &str, e: impl std::fmt::Display) -> BenchError {
     BenchError::Invalid(format!("{what}: {e}"))
 }
 
-fn agent_load(
+pub(super) fn agent_load(
     template: &Envelope,
     index: usize,
     count: u64,
@@ -131,7 +131,7 @@ fn agent_load(
 /// A valid carry-out order paid in cash (two lines), decoded through the
 /// protocol's own decoder and checked with its store-event validation, so
 /// every clone is an event the ingest accepts.
-fn template() -> Result<Envelope, BenchError> {
+pub(super) fn template() -> Result<Envelope, BenchError> {
     let now = rfc3339(unix_ms() / 1000);
     let id = |ms| EventId::from_parts(ms, [1; 10]).to_string();
     let json = serde_json::json!({
@@ -163,7 +163,7 @@ fn template() -> Result<Envelope, BenchError> {
     Ok(env)
 }
 
-fn unix_ms() -> u64 {
+pub(super) fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
