@@ -549,13 +549,18 @@ pub async fn produce_raw(
         .map_err(|(e, _)| HarnessError::kafka(format!("producing to {topic}"), e))
 }
 
-/// Whether consumer group `group` has committed the high watermark of
-/// every partition of `topics`.
-pub async fn group_caught_up(
+/// One partition of a consumer group: `(topic, partition, committed, end)`,
+/// `committed` is `None` when the group committed nothing there.
+pub type PartitionOffsets = (String, i32, Option<i64>, i64);
+
+/// Consumer group `group`'s committed offset and the end offset (high
+/// watermark) of every partition of `topics` (the per-partition view behind
+/// [`group_caught_up`], for diagnosing a stall).
+pub async fn group_offsets(
     brokers: &str,
     group: &str,
     topics: &[String],
-) -> Result<bool, HarnessError> {
+) -> Result<Vec<PartitionOffsets>, HarnessError> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let brokers = brokers.to_owned();
     let group = group.to_owned();
@@ -579,22 +584,38 @@ pub async fn group_caught_up(
                     .fetch_watermarks(topic, p.id(), t)
                     .map_err(|e| HarnessError::kafka("watermarks", e))?;
                 tpl.add_partition(topic, p.id());
-                highs.push(((topic.clone(), p.id()), high));
+                highs.push((topic.clone(), p.id(), high));
             }
         }
         let committed = c
             .committed_offsets(tpl, t)
             .map_err(|e| HarnessError::kafka("committed offsets", e))?;
-        Ok(highs.iter().all(|((topic, p), high)| {
-            *high == 0
-                || committed
-                    .find_partition(topic, *p)
+        Ok(highs
+            .into_iter()
+            .map(|(topic, p, high)| {
+                let c = committed
+                    .find_partition(&topic, p)
                     .and_then(|e| e.offset().to_raw())
-                    .is_some_and(|o| o >= *high)
-        }))
+                    .filter(|o| *o >= 0);
+                (topic, p, c, high)
+            })
+            .collect())
     })
     .await
     .map_err(|e| HarnessError::io("joining an offsets task", std::io::Error::other(e)))?
+}
+
+/// Whether consumer group `group` has committed the high watermark of
+/// every partition of `topics`.
+pub async fn group_caught_up(
+    brokers: &str,
+    group: &str,
+    topics: &[String],
+) -> Result<bool, HarnessError> {
+    Ok(group_offsets(brokers, group, topics)
+        .await?
+        .iter()
+        .all(|(_, _, committed, end)| *end == 0 || committed.is_some_and(|c| c >= *end)))
 }
 
 /// The saga topics (without prefix) each consumer group reads.

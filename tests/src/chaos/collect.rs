@@ -11,7 +11,7 @@ use super::checker::{AgentFact, Facts, GroupOffset, KafkaFact, OrderFact, StockF
 use super::tills::TillRecord;
 use super::world::{AUTO_STOCK, World};
 use crate::pipeline::{KafkaView, TERMINAL_TOKEN};
-use crate::saga::GROUP_TOPICS;
+use crate::saga::{GROUP_TOPICS, group_offsets};
 use crate::{HarnessError, consume_all, topic_record_count};
 
 /// Statuses that end an order.
@@ -310,60 +310,4 @@ async fn kafka_and_outboxes(world: &World) -> Result<(KafkaFact, Vec<AgentFact>)
     fact.missing = written.difference(&seen).cloned().collect();
     fact.unknown = seen.difference(&written).cloned().collect();
     Ok((fact, agents))
-}
-
-/// One partition of a consumer group: `(topic, partition, committed, end)`,
-/// `committed` is `None` when the group committed nothing there.
-pub type PartitionOffsets = (String, i32, Option<i64>, i64);
-
-/// Consumer group `group`'s committed offset and the end offset (high
-/// watermark) of every partition of `topics` (the per-partition view behind
-/// `saga::group_caught_up`, for diagnosing a stall).
-pub async fn group_offsets(
-    brokers: &str,
-    group: &str,
-    topics: &[String],
-) -> Result<Vec<PartitionOffsets>, HarnessError> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    let brokers = brokers.to_owned();
-    let group = group.to_owned();
-    let topics = topics.to_vec();
-    tokio::task::spawn_blocking(move || {
-        let c: BaseConsumer = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", &group)
-            .set("enable.auto.commit", "false")
-            .create()
-            .map_err(|e| HarnessError::kafka("creating an offsets client", e))?;
-        let t = Duration::from_secs(10);
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        let mut highs = Vec::new();
-        for topic in &topics {
-            let md = c
-                .fetch_metadata(Some(topic), t)
-                .map_err(|e| HarnessError::kafka("metadata", e))?;
-            for p in md.topics().iter().flat_map(|t| t.partitions()) {
-                let (_, high) = c
-                    .fetch_watermarks(topic, p.id(), t)
-                    .map_err(|e| HarnessError::kafka("watermarks", e))?;
-                tpl.add_partition(topic, p.id());
-                highs.push((topic.clone(), p.id(), high));
-            }
-        }
-        let committed = c
-            .committed_offsets(tpl, t)
-            .map_err(|e| HarnessError::kafka("committed offsets", e))?;
-        Ok(highs
-            .into_iter()
-            .map(|(topic, p, high)| {
-                let c = committed
-                    .find_partition(&topic, p)
-                    .and_then(|e| e.offset().to_raw())
-                    .filter(|o| *o >= 0);
-                (topic, p, c, high)
-            })
-            .collect())
-    })
-    .await
-    .map_err(|e| HarnessError::io("joining an offsets task", std::io::Error::other(e)))?
 }
