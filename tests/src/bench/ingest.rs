@@ -139,9 +139,6 @@ async fn measure(n: u64, batch: u64) -> Result<Measurement, BenchError> {
         built.elapsed().as_secs_f64()
     );
 
-    let mosq = PrivateMosquitto::start()
-        .await
-        .map_err(|e| harness("starting Mosquitto", e))?;
     let storage = match std::env::var("O2C_BENCH_TANSU_STORAGE").as_deref() {
         Ok("sqlite") => TansuStorage::Sqlite,
         Ok("memory") | Err(_) => TansuStorage::Memory,
@@ -151,27 +148,18 @@ async fn measure(n: u64, batch: u64) -> Result<Measurement, BenchError> {
             )));
         }
     };
-    let tansu = PrivateTansu::start_with(storage)
-        .await
-        .map_err(|e| harness("starting Tansu", e))?;
-    let brokers = tansu.brokers();
-    let prefix = format!("bench{:08x}", rand::random::<u32>());
-    let topics =
-        KafkaTopics::new(format!("{prefix}.")).map_err(|e| BenchError::Invalid(e.to_string()))?;
+    let World {
+        mosq,
+        tansu,
+        brokers,
+        prefix,
+        topics,
+        dir,
+    } = World::start("bench", &[], storage, PARTITIONS, &["baseline"]).await?;
     let orders_topic = topics.for_event(EventType::OrderCreated);
     let dlq_topic = topics.dlq();
     let baseline_topic = format!("{prefix}.baseline");
-    let mut names = topics.all();
-    names.push(baseline_topic.clone());
-    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    create_topics_with_partitions(&brokers, &name_refs, PARTITIONS)
-        .await
-        .map_err(|e| harness("creating topics", e))?;
 
-    let dir = tempfile::Builder::new()
-        .prefix("o2c-bench-ingest-")
-        .tempdir()
-        .map_err(|e| BenchError::io("creating a temp dir", e))?;
     let ingest = IngestProc::start(dir.path(), &prefix, &mosq.url(), &brokers, PARTITIONS).await?;
     let conf = mosq.dir().join("mosquitto.conf");
     let pids = Pids {
@@ -372,4 +360,56 @@ async fn measure(n: u64, batch: u64) -> Result<Measurement, BenchError> {
     );
     drop(ingest);
     Ok(m)
+}
+
+/// What every ingest scenario starts from: a private Mosquitto (with
+/// `mosquitto_extra` config lines) and Tansu, the o2c topics (plus
+/// `extra_topics`, under the prefix) created with `partitions` each under a
+/// fresh `{label}{random}` prefix, and a temp dir.
+pub(super) struct World {
+    pub(super) mosq: PrivateMosquitto,
+    pub(super) tansu: PrivateTansu,
+    pub(super) brokers: String,
+    pub(super) prefix: String,
+    pub(super) topics: KafkaTopics,
+    pub(super) dir: tempfile::TempDir,
+}
+
+impl World {
+    pub(super) async fn start(
+        label: &str,
+        mosquitto_extra: &[&str],
+        storage: TansuStorage,
+        partitions: i32,
+        extra_topics: &[&str],
+    ) -> Result<Self, BenchError> {
+        let mosq = PrivateMosquitto::start_with(mosquitto_extra)
+            .await
+            .map_err(|e| harness("starting Mosquitto", e))?;
+        let tansu = PrivateTansu::start_with(storage)
+            .await
+            .map_err(|e| harness("starting Tansu", e))?;
+        let brokers = tansu.brokers();
+        let prefix = format!("{label}{:08x}", rand::random::<u32>());
+        let topics = KafkaTopics::new(format!("{prefix}."))
+            .map_err(|e| BenchError::Invalid(e.to_string()))?;
+        let mut names = topics.all();
+        names.extend(extra_topics.iter().map(|t| format!("{prefix}.{t}")));
+        let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        create_topics_with_partitions(&brokers, &name_refs, partitions)
+            .await
+            .map_err(|e| harness("creating topics", e))?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("o2c-bench-{label}-"))
+            .tempdir()
+            .map_err(|e| BenchError::io("creating a temp dir", e))?;
+        Ok(World {
+            mosq,
+            tansu,
+            brokers,
+            prefix,
+            topics,
+            dir,
+        })
+    }
 }

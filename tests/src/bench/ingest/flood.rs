@@ -17,14 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use o2c_protocol::{EventType, KafkaTopics};
+use o2c_protocol::EventType;
 
+use super::World;
 use super::kafka_side;
 use super::paced::{AgentRun, Pace, run_agent};
 use super::workload::{AgentLoad, agent_load, template, unix_ms};
+use crate::TansuStorage;
 use crate::bench::{BenchError, harness};
 use crate::pipeline::Ingest;
-use crate::{PrivateMosquitto, PrivateTansu, TansuStorage, create_topics_with_partitions};
 
 /// Every phase must end within this.
 const PHASE_DEADLINE: Duration = Duration::from_secs(120);
@@ -148,25 +149,14 @@ pub async fn run(p: &FloodParams) -> Result<FloodReport, BenchError> {
     let loads = Arc::new(loads);
     let flooder_agent = loads[flooder].agent.to_string();
 
-    let mosq = PrivateMosquitto::start()
-        .await
-        .map_err(|e| harness("starting Mosquitto", e))?;
-    let tansu = PrivateTansu::start_with(TansuStorage::Memory)
-        .await
-        .map_err(|e| harness("starting Tansu", e))?;
-    let brokers = tansu.brokers();
-    let prefix = format!("flood{:08x}", rand::random::<u32>());
-    let topics =
-        KafkaTopics::new(format!("{prefix}.")).map_err(|e| BenchError::Invalid(e.to_string()))?;
-    let names = topics.all();
-    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    create_topics_with_partitions(&brokers, &name_refs, 3)
-        .await
-        .map_err(|e| harness("creating topics", e))?;
-    let dir = tempfile::Builder::new()
-        .prefix("o2c-flood-")
-        .tempdir()
-        .map_err(|e| BenchError::io("creating a temp dir", e))?;
+    let World {
+        mosq,
+        tansu: _tansu,
+        brokers,
+        prefix,
+        topics,
+        dir,
+    } = World::start("flood", &[], TansuStorage::Memory, 3, &[]).await?;
     let (rate, burst) = (p.quota_per_sec.to_string(), p.quota_burst.to_string());
     let env = [
         (

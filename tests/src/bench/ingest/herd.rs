@@ -26,17 +26,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use o2c_protocol::{EventType, KafkaTopics};
+use o2c_protocol::EventType;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
+use super::World;
 use super::flood::labelled;
 use super::paced::{Pace, run_agent};
 use super::{kafka_side, workload};
+use crate::TansuStorage;
 use crate::bench::{BenchArgs, BenchError, Measurement, Scenario, harness};
 use crate::pipeline::Ingest;
-use crate::{PrivateMosquitto, PrivateTansu, TansuStorage, create_topics_with_partitions};
 
 /// The registry entry.
 pub const SCENARIO: Scenario = Scenario {
@@ -87,25 +88,14 @@ async fn measure(agents: usize, backlog: u64, batch: u64) -> Result<Measurement,
         "herd: {agents} agents x {backlog} events built in {:.1} s",
         built.elapsed().as_secs_f64()
     );
-    let mosq = PrivateMosquitto::start_with(&MOSQUITTO_CONFIG)
-        .await
-        .map_err(|e| harness("starting Mosquitto", e))?;
-    let tansu = PrivateTansu::start_with(TansuStorage::Memory)
-        .await
-        .map_err(|e| harness("starting Tansu", e))?;
-    let brokers = tansu.brokers();
-    let prefix = format!("herd{:08x}", rand::random::<u32>());
-    let topics =
-        KafkaTopics::new(format!("{prefix}.")).map_err(|e| BenchError::Invalid(e.to_string()))?;
-    let names = topics.all();
-    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
-    create_topics_with_partitions(&brokers, &name_refs, 3)
-        .await
-        .map_err(|e| harness("creating topics", e))?;
-    let dir = tempfile::Builder::new()
-        .prefix("o2c-bench-herd-")
-        .tempdir()
-        .map_err(|e| BenchError::io("creating a temp dir", e))?;
+    let World {
+        mosq,
+        tansu: _tansu,
+        brokers,
+        prefix,
+        topics,
+        dir,
+    } = World::start("herd", &MOSQUITTO_CONFIG, TansuStorage::Memory, 3, &[]).await?;
     let ingest = Ingest::start(dir.path(), &prefix, &mosq.url(), &brokers)
         .await
         .map_err(|e| harness("starting the ingest", e))?;
