@@ -1,8 +1,9 @@
-//! A TCP relay that can cut a link: stands between one agent and the MQTT
-//! broker so a demo or test can take one store offline while the others
-//! keep selling.
+//! A TCP relay that can cut, silence or slow a link: stands between one
+//! agent and the MQTT broker (or the cloud and Kafka, or the saga and the
+//! processor) so a demo or test can take one store offline while the
+//! others keep selling.
 //!
-//! Two faults, as [`LinkMode`]s:
+//! Three faults, as [`LinkMode`]s:
 //! - [`LinkMode::Cut`] drops every relayed connection (both ends see the
 //!   close at once) and refuses new ones until the link is restored;
 //! - [`LinkMode::Blackhole`] is a silent partition: every socket stays
@@ -12,12 +13,24 @@
 //!   backoff for long after a partition heals); connections made after the
 //!   heal are relayed normally. Connections accepted during the blackhole
 //!   are held open and silent too.
+//! - [`LinkMode::Jitter`] delays every chunk read from either side by its
+//!   own random delay, `base_ms ± spread_ms`, and delivers the chunks in the
+//!   order they were read. That is what an application sees of a network
+//!   that delays and reorders packets beneath TCP: a segment that arrives
+//!   early waits in the receiver's buffer for the ones before it (head-of-line
+//!   blocking), so bytes keep their order and the delays bunch up. This
+//!   kernel has no netem, so this is how delay (200 ± 100 ms) and reordering
+//!   (0 to 40 ms per segment, each on its own) are made.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 use crate::HarnessError;
 
@@ -30,9 +43,47 @@ pub enum LinkMode {
     Cut,
     /// Silent partition: sockets open, nothing forwarded.
     Blackhole,
+    /// Relaying, each chunk delayed by `base_ms ± spread_ms` (uniform), in
+    /// order.
+    Jitter {
+        /// The mean delay.
+        base_ms: u32,
+        /// How far one chunk's delay may stray from it, either way.
+        spread_ms: u32,
+    },
 }
 
-/// A cuttable TCP relay on a loopback port.
+impl LinkMode {
+    /// Delay and reordering as the issue names them: 200 ± 100 ms.
+    pub const DELAY: LinkMode = LinkMode::Jitter {
+        base_ms: 200,
+        spread_ms: 100,
+    };
+    /// Reordering: each segment on its own delay of 0 to 40 ms.
+    pub const REORDER: LinkMode = LinkMode::Jitter {
+        base_ms: 20,
+        spread_ms: 20,
+    };
+
+    /// Whether the link carries bytes.
+    fn relays(self) -> bool {
+        matches!(self, LinkMode::Up | LinkMode::Jitter { .. })
+    }
+
+    /// The delay of one chunk read now.
+    fn sample_delay(self) -> Duration {
+        match self {
+            LinkMode::Jitter { base_ms, spread_ms } => {
+                let lo = base_ms.saturating_sub(spread_ms);
+                let hi = base_ms.saturating_add(spread_ms);
+                Duration::from_millis(u64::from(rand::random_range(lo..=hi)))
+            }
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// A faultable TCP relay on a local port.
 #[derive(Debug)]
 pub struct LinkProxy {
     addr: SocketAddr,
@@ -43,9 +94,14 @@ pub struct LinkProxy {
 impl LinkProxy {
     /// Relays `127.0.0.1:{free port}` to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Result<Self, HarnessError> {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), upstream).await
+    }
+
+    /// Relays `bind` (port 0: a free one) to `upstream`.
+    pub async fn start_on(bind: SocketAddr, upstream: SocketAddr) -> Result<Self, HarnessError> {
+        let listener = TcpListener::bind(bind)
             .await
-            .map_err(|e| HarnessError::io("bind proxy", e))?;
+            .map_err(|e| HarnessError::io(format!("bind proxy on {bind}"), e))?;
         let addr = listener
             .local_addr()
             .map_err(|e| HarnessError::io("proxy addr", e))?;
@@ -55,7 +111,7 @@ impl LinkProxy {
         Ok(LinkProxy { addr, mode, task })
     }
 
-    /// The address agents connect to.
+    /// The address clients connect to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -102,7 +158,7 @@ async fn accept_loop(
             LinkMode::Blackhole => {
                 tokio::spawn(hold_silent(rx, client, None));
             }
-            LinkMode::Up => {
+            LinkMode::Up | LinkMode::Jitter { .. } => {
                 tokio::spawn(relay(rx, client, upstream));
             }
         }
@@ -116,15 +172,62 @@ async fn relay(mut rx: watch::Receiver<LinkMode>, mut client: TcpStream, upstrea
     // A relay must not add Nagle delays of its own.
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
-    let blackholed = tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => false,
-        m = rx.wait_for(|m| *m != LinkMode::Up) => m.is_ok_and(|m| *m == LinkMode::Blackhole),
+    let blackholed = {
+        let (cr, cw) = client.split();
+        let (sr, sw) = server.split();
+        // Ends at the first error either way, or when both sides closed.
+        let (up, down) = (rx.clone(), rx.clone());
+        let both = async { tokio::try_join!(pump(cr, sw, up), pump(sr, cw, down)) };
+        tokio::select! {
+            _ = both => false,
+            m = rx.wait_for(|m| !m.relays()) => m.is_ok_and(|m| *m == LinkMode::Blackhole),
+        }
     };
     if blackholed {
-        // Whatever the copy had read and not written is lost, as packets
-        // are in a partition; the connection never carries a byte again.
+        // Whatever was read and not written is lost, as packets are in a
+        // partition; the connection never carries a byte again.
         hold_silent(rx, client, Some(server)).await;
     }
+}
+
+/// Chunks a pump may hold in flight (delayed) before it stops reading.
+const IN_FLIGHT: usize = 256;
+
+/// Relays `src` to `dst` until `src` closes (then closes `dst`'s write
+/// side) or either fails. Each chunk is due at its read time plus the
+/// link's delay then, and never before the chunk read before it.
+async fn pump(
+    mut src: ReadHalf<'_>,
+    mut dst: WriteHalf<'_>,
+    mode: watch::Receiver<LinkMode>,
+) -> std::io::Result<()> {
+    let (tx, mut rx) = mpsc::channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
+    let read = async move {
+        let mut last = Instant::now();
+        loop {
+            let mut buf = vec![0u8; 16 * 1024];
+            let n = src.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<(), std::io::Error>(());
+            }
+            buf.truncate(n);
+            let due = (Instant::now() + mode.borrow().sample_delay()).max(last);
+            last = due;
+            if tx.send((due, buf)).await.is_err() {
+                return Ok(());
+            }
+        }
+    };
+    let write = async move {
+        while let Some((due, buf)) = rx.recv().await {
+            if due > Instant::now() {
+                tokio::time::sleep_until(due).await;
+            }
+            dst.write_all(&buf).await?;
+        }
+        dst.shutdown().await
+    };
+    tokio::try_join!(read, write).map(|_| ())
 }
 
 /// Keeps the sockets open and silent until the link is cut (or the proxy
@@ -141,8 +244,6 @@ async fn hold_silent(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     async fn echo_server() -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -195,5 +296,32 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    /// Under jitter every byte still arrives, in order, each chunk no
+    /// sooner than the smallest delay allows; back up, no delay is added.
+    #[tokio::test]
+    async fn jitter_delays_but_keeps_the_byte_order() {
+        let proxy = LinkProxy::start(echo_server().await).await.unwrap();
+        proxy.set_mode(LinkMode::Jitter {
+            base_ms: 30,
+            spread_ms: 20,
+        });
+        let mut s = TcpStream::connect(proxy.addr()).await.unwrap();
+        let sent: Vec<u8> = (0..200u16).flat_map(|i| i.to_be_bytes()).collect();
+        let t0 = Instant::now();
+        for chunk in sent.chunks(8) {
+            s.write_all(chunk).await.unwrap();
+        }
+        let mut got = vec![0u8; sent.len()];
+        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, sent, "every byte, in order");
+        // Both ways at least 10 ms each.
+        assert!(t0.elapsed() >= Duration::from_millis(20), "{:?}", t0.elapsed());
+        proxy.set_mode(LinkMode::Up);
+        assert!(echoes(&mut s).await, "the same connection relays on");
     }
 }

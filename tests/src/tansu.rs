@@ -1,6 +1,7 @@
 //! [`PrivateTansu`]: a dedicated Tansu (Kafka-protocol broker, SQLite storage)
 //! on a free loopback port, so a fault test can stop or kill its Kafka.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use crate::HarnessError;
 use crate::broker::BrokerProcess;
 use crate::kafka::kafka_answers;
 use crate::process::{find_program, free_port};
+use crate::proxy::LinkProxy;
 
 /// How long a fresh Tansu may take to answer a metadata request.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -29,6 +31,8 @@ pub const HEADER_INDEX_SQL: &str =
 pub struct PrivateTansu {
     process: BrokerProcess,
     dir: TempDir,
+    /// The address it advertises, when not its own (a proxy in front).
+    advertised: Option<SocketAddr>,
 }
 
 /// Finds the `tansu` binary: `$O2C_TANSU_BIN`, then `PATH`, then `~/.cargo/bin`.
@@ -66,13 +70,32 @@ impl PrivateTansu {
     /// Starts Tansu with the given storage on a free port and waits until it
     /// answers a metadata request.
     pub async fn start_with(storage: TansuStorage) -> Result<Self, HarnessError> {
+        Self::start_advertising(storage, free_port()?, None).await
+    }
+
+    /// Starts Tansu (SQLite storage) behind a [`LinkProxy`] of its own: it
+    /// advertises the proxy, so every Kafka client's every connection
+    /// crosses it (bootstrap and partition leaders alike), and a fault test
+    /// can cut, silence or slow the link to Kafka.
+    pub async fn start_proxied() -> Result<(Self, LinkProxy), HarnessError> {
+        let port = free_port()?;
+        let proxy = LinkProxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+        let tansu = Self::start_advertising(TansuStorage::Sqlite, port, Some(proxy.addr())).await?;
+        Ok((tansu, proxy))
+    }
+
+    async fn start_advertising(
+        storage: TansuStorage,
+        port: u16,
+        advertised: Option<SocketAddr>,
+    ) -> Result<Self, HarnessError> {
         let program = tansu_program()?;
         let dir = tempfile::Builder::new()
             .prefix("o2c-tansu-")
             .tempdir()
             .map_err(|e| HarnessError::io("creating the Tansu dir", e))?;
-        let port = free_port()?;
         let url = format!("tcp://127.0.0.1:{port}");
+        let advertised_url = advertised.map_or_else(|| url.clone(), |a| format!("tcp://{a}"));
         let process = BrokerProcess {
             service: "tansu",
             program,
@@ -81,7 +104,7 @@ impl PrivateTansu {
                 "--listener-url".to_owned(),
                 url.clone(),
                 "--advertised-listener-url".to_owned(),
-                url,
+                advertised_url,
                 "--storage-engine".to_owned(),
                 match storage {
                     TansuStorage::Sqlite => format!("sqlite://{DB_FILE}"),
@@ -94,7 +117,11 @@ impl PrivateTansu {
             stop_signal: Signal::SIGTERM,
             child: None,
         };
-        let mut broker = Self { process, dir };
+        let mut broker = Self {
+            process,
+            dir,
+            advertised,
+        };
         broker.start_and_wait().await?;
         Ok(broker)
     }
@@ -104,9 +131,13 @@ impl PrivateTansu {
         self.process.port
     }
 
-    /// Bootstrap servers for rdkafka: `127.0.0.1:PORT`.
+    /// Bootstrap servers for rdkafka: `127.0.0.1:PORT`, or the proxy's
+    /// address for [`PrivateTansu::start_proxied`].
     pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.process.port)
+        match self.advertised {
+            Some(a) => a.to_string(),
+            None => format!("127.0.0.1:{}", self.process.port),
+        }
     }
 
     /// The broker's directory (holds `tansu.db` and `tansu.log`).
@@ -147,7 +178,8 @@ impl PrivateTansu {
 
     async fn start_and_wait(&mut self) -> Result<(), HarnessError> {
         self.process.spawn()?;
-        let brokers = self.brokers();
+        // Asked directly, not through a proxy that may be faulted.
+        let brokers = format!("127.0.0.1:{}", self.process.port);
         self.process
             .wait_ready(READY_TIMEOUT, || {
                 kafka_answers(&brokers, Duration::from_secs(2))

@@ -10,7 +10,11 @@
 //!    kill -9 of the saga.
 //!    With two payment replicas, each stuck order is settled by one of
 //!    them, once.
-//! 3. `dlq replay` refuses an ingest dead letter (an MQTT frame) and says
+//! 3. A void of a captured order while the processor is down (its breaker
+//!    open) is acked with the refund recorded as owed, never dead-lettered;
+//!    the reconciler refunds it exactly once when the processor is back,
+//!    across a kill -9 of the saga (RELIABILITY.md, bug 7).
+//! 4. `dlq replay` refuses an ingest dead letter (an MQTT frame) and says
 //!    what to do instead.
 //!
 //! The processor fault is either `tok_slow…` (psp-sim captures, then
@@ -252,6 +256,55 @@ async fn two_payment_replicas_settle_each_stuck_capture_once() {
     // Summed over both replicas: one settlement per order.
     let captured = "o2c_saga_payment_reconciled_total{outcome=\"captured\"}";
     assert_eq!(w.metric(captured).await, 6.0, "{}", w.logs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_void_while_the_processor_is_down_is_refunded_once_it_is_back() {
+    // Retries at 100, 200 and 400 ms: without the owed refund, the void
+    // would be dead-lettered within a second and never refunded.
+    let saga = format!("retry_base_ms = 100\n{RECONCILE}");
+    let mut w = SagaWorld::start(&["all"], &saga, PSP).await.expect("world");
+    let id = capture(&w.agent, "owed", &card("tok_visa_owed"))
+        .await
+        .unwrap();
+    wait_payment(&w, &id, "captured", false).await;
+    wait_captures(&w, &id, 1).await;
+
+    // The processor dies; the store voids. The cancellation is acked with
+    // the refund owed (still `Captured`, `cancel_requested`).
+    w.psp.kill().unwrap();
+    w.agent.cancel(&id).await.unwrap();
+    wait_payment(&w, &id, "captured", true).await;
+    w.wait_groups_caught_up(SAGA).await.unwrap();
+    let dead = dlq_lines(&w);
+    assert!(dead.is_empty(), "dead letters: {dead:?}");
+
+    // The saga dies too; the processor comes back, then the saga. The
+    // reconciler refunds under the refund key, once.
+    w.sagas[0].kill().unwrap();
+    w.psp.restart().await.unwrap();
+    w.sagas[0].restart().await.unwrap();
+    wait_payment(&w, &id, "refunded", true).await;
+    wait_final(&w, &id, "refunded").await;
+    assert_eq!(w.psp.captures_of(&id).await.unwrap(), 1);
+    assert_eq!(w.psp.refunds_of(&id).await.unwrap(), 1);
+    let n: i64 = w
+        .db()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT count(*) FROM o2c_payment.outbox \
+             WHERE event_type = 'RefundIssued' AND key = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    let refunded = "o2c_saga_payment_reconciled_total{outcome=\"refunded\"}";
+    assert_eq!(w.metric(refunded).await, 1.0, "after the restart");
+    let dead = dlq_lines(&w);
+    assert!(dead.is_empty(), "dead letters: {dead:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

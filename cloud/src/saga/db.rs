@@ -60,6 +60,11 @@ fn own_migrations(service: Service) -> &'static [Migration] {
                 "capture_recovery",
                 include_str!("../../migrations/payment/005_capture_recovery.sql"),
             ),
+            (
+                6,
+                "refunds_owed",
+                include_str!("../../migrations/payment/006_refunds_owed.sql"),
+            ),
         ],
         Service::Inventory => &[(
             2,

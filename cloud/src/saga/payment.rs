@@ -16,7 +16,9 @@
 //! again, and [`super::reconcile`] settles the order once the processor's
 //! answer is known: refunded if it was captured, cancelled otherwise. Orders
 //! left `Capturing` by a processor outage are finished by the same
-//! reconciler.
+//! reconciler. A refund the processor cannot take when the cancellation
+//! comes is recorded as owed and paid by the reconciler too
+//! ([`refund`](self::refund)).
 //!
 //! Cash is not sent to the processor; a cash-only order is captured as
 //! `in_store`.
@@ -32,11 +34,12 @@ use super::batch::{self, Batch, States};
 use super::consumer::{Step, StepError};
 use super::db::Tx;
 use super::reconcile::Reconciler;
-use super::{Pg, db};
+use super::Pg;
 use crate::psp::breaker::BreakerState;
 use crate::psp::{CaptureOutcome, CaptureRequest, PspClient};
 
 mod calls;
+mod refund;
 
 pub(crate) use calls::{Calls, refund_capture, refund_issued};
 
@@ -452,85 +455,6 @@ impl PaymentStep {
         batch.close(&tx, &self.topics).await?;
         tx.commit().await?;
         Ok(cancelled)
-    }
-
-    async fn refund_one(
-        &self,
-        order_id: &str,
-        c: &Captured,
-        step: &str,
-    ) -> Result<String, StepError> {
-        refund_capture(&self.psp, order_id, c, step)
-            .await
-            .map_err(psp_err)
-    }
-
-    async fn refund(&self, env: &Envelope) -> Result<(), StepError> {
-        let order_id = env.payload.order_id().to_string();
-        let event_id = env.event_id.to_string();
-        let seen: Option<PaymentState> = {
-            let lane = self.pg.get(&order_id).await?;
-            if db::is_processed(lane.client(), SCHEMA, &event_id).await? {
-                return Ok(());
-            }
-            // Refused here, before any refund, if another store made it.
-            db::read_state(lane.client(), SCHEMA, env).await?
-        };
-        let mut refunds = Vec::new();
-        if let Some(st) = &seen
-            && st.phase == PayPhase::Captured
-        {
-            for c in &st.captures {
-                refunds.push((c.tender, self.refund_one(&order_id, c, "refund").await?));
-            }
-        }
-        let mut lane = self.pg.get(&order_id).await?;
-        let tx = lane.begin().await?;
-        let mut batch = Batch::<PaymentState>::open(&tx, SCHEMA, &[env]).await?;
-        if batch.fresh().is_empty() {
-            return Ok(());
-        }
-        let st = batch.state_mut(env.payload.order_id());
-        let mut calls = Calls::default();
-        let event = match st.phase {
-            PayPhase::Pending => {
-                st.phase = PayPhase::Cancelled;
-                None
-            }
-            PayPhase::Captured if seen.as_ref().map(|s| s.phase) == Some(PayPhase::Captured) => {
-                st.phase = PayPhase::Refunded;
-                for (tender, r) in &refunds {
-                    calls.push(&order_id, "refund", *tender, "refunded".into(), Some(r));
-                }
-                let amount = st.total.ok_or_else(|| StepError::Poison {
-                    code: "bad_state",
-                    detail: "captured without a total".into(),
-                })?;
-                let ids: Vec<&str> = refunds.iter().map(|(_, r)| r.as_str()).collect();
-                Some(refund_issued(env.payload.order_id(), amount, &ids))
-            }
-            PayPhase::Capturing => {
-                // Recorded and acked; the capture's settlement refunds.
-                st.cancel_requested = true;
-                tracing::info!(
-                    order_id,
-                    "cancellation during a capture: refund once it settles"
-                );
-                None
-            }
-            PayPhase::Captured => {
-                // Changed under us: roll back and retry.
-                return Err(StepError::Transient("payment state changed".into()));
-            }
-            PayPhase::Failed | PayPhase::Cancelled | PayPhase::Refunded => None,
-        };
-        if let Some(event) = event {
-            batch.emit(env, event);
-        }
-        calls.write(&tx).await?;
-        batch.close(&tx, &self.topics).await?;
-        tx.commit().await?;
-        Ok(())
     }
 }
 

@@ -88,6 +88,7 @@ fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
 async fn measure(n: u64, batch_events: u64, batch_bytes: u64) -> Result<Measurement, BenchError> {
     let opts = WorldOptions {
         offline: true,
+        netns: false,
         agent_mqtt: format!(
             "max_batch_events = {batch_events}\nmax_batch_bytes = {batch_bytes}\n\
              ack_timeout_ms = {ACK_TIMEOUT_MS}"

@@ -37,6 +37,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use hdrhistogram::Histogram;
 use rdkafka::util::Timeout;
 
 use super::sync_world::{
@@ -76,15 +77,57 @@ fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
 }
 
 /// One timed order.
-struct Sample {
+pub(super) struct Sample {
     order_id: String,
     sent: SystemTime,
     answered: SystemTime,
 }
 
+/// The latencies of a set of timed orders, once all are acked.
+pub(super) struct Latencies {
+    /// 201 at the bench to the ack at the agent, µs.
+    pub(super) e2e: Histogram<u64>,
+    /// The POST's round trip, µs.
+    pub(super) http: Histogram<u64>,
+    /// Orders whose ack stamp precedes their 201 (counted as 1 µs).
+    pub(super) ack_before_201: u64,
+}
+
+impl Latencies {
+    /// Reads each order's `acked_at_ms` from the agent's outbox.
+    pub(super) fn of(w: &SyncWorld, samples: &[Sample]) -> Result<Self, BenchError> {
+        let acked: HashMap<String, Option<i64>> = w
+            .outbox_rows()?
+            .into_iter()
+            .map(|r| (r.order_id, r.acked_at_ms))
+            .collect();
+        let mut e2e = histogram()?;
+        let mut http = histogram()?;
+        let mut early = 0u64;
+        for s in samples {
+            let ack_ms = acked.get(&s.order_id).copied().flatten().ok_or_else(|| {
+                BenchError::Invalid(format!("order {} has no ack time", s.order_id))
+            })?;
+            let lat = ack_ms * 1000 - unix_us(s.answered);
+            if lat < 0 {
+                early += 1;
+            }
+            e2e.saturating_record(u64::try_from(lat).unwrap_or(0).max(1));
+            let rtt = unix_us(s.answered) - unix_us(s.sent);
+            http.saturating_record(u64::try_from(rtt).unwrap_or(0).max(1));
+        }
+        Ok(Self {
+            e2e,
+            http,
+            ack_before_201: early,
+        })
+    }
+}
+
 async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
     let opts = WorldOptions {
         offline: false,
+        netns: false,
         agent_mqtt: format!(
             "max_batch_events = {BATCH_EVENTS}\nmax_batch_bytes = {BATCH_BYTES}\n\
              ack_timeout_ms = {ACK_TIMEOUT_MS}"
@@ -121,31 +164,11 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
         m.metric("achieved_offered_per_s", (n - 1) as f64 / span.max(1e-9));
     }
 
-    let acked: HashMap<String, Option<i64>> = w
-        .outbox_rows()?
-        .into_iter()
-        .map(|r| (r.order_id, r.acked_at_ms))
-        .collect();
-    let mut e2e = histogram()?;
-    let mut http = histogram()?;
-    let mut early = 0u64;
-    for s in &samples {
-        let ack_ms =
-            acked.get(&s.order_id).copied().flatten().ok_or_else(|| {
-                BenchError::Invalid(format!("order {} has no ack time", s.order_id))
-            })?;
-        let lat = ack_ms * 1000 - unix_us(s.answered);
-        if lat < 0 {
-            early += 1;
-        }
-        e2e.saturating_record(u64::try_from(lat).unwrap_or(0).max(1));
-        let rtt = unix_us(s.answered) - unix_us(s.sent);
-        http.saturating_record(u64::try_from(rtt).unwrap_or(0).max(1));
-    }
-    push_latencies(&mut m, "e2e", &e2e, Measurement::metric);
-    m.metric("e2e_mean_ms", e2e.mean() / 1000.0);
-    m.metric("ack_before_201", early as f64);
-    push_latencies(&mut m, "http_201", &http, Measurement::metric);
+    let lat = Latencies::of(&w, &samples)?;
+    push_latencies(&mut m, "e2e", &lat.e2e, Measurement::metric);
+    m.metric("e2e_mean_ms", lat.e2e.mean() / 1000.0);
+    m.metric("ack_before_201", lat.ack_before_201 as f64);
+    push_latencies(&mut m, "http_201", &lat.http, Measurement::metric);
     ingest0.record_delta(&ingest1, &mut m);
     cpu0.record_delta(&cpu1, &mut m, "");
 
@@ -188,7 +211,7 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
 
 /// Offers `n` orders at `rate` per second, open loop; returns every sample
 /// or the first failure.
-async fn offer(w: &SyncWorld, tag: &str, n: u64, rate: u64) -> Result<Vec<Sample>, BenchError> {
+pub(super) async fn offer(w: &SyncWorld, tag: &str, n: u64, rate: u64) -> Result<Vec<Sample>, BenchError> {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = tokio::task::JoinSet::new();

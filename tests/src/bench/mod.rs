@@ -23,6 +23,7 @@ pub mod drain;
 pub mod e2e;
 pub mod fsync;
 pub mod ingest;
+pub mod lossy;
 pub mod machine;
 pub mod report;
 pub mod saga;
@@ -36,6 +37,7 @@ pub const SCENARIOS: &[Scenario] = &[
     capture::SCENARIO,
     drain::SCENARIO,
     e2e::SCENARIO,
+    lossy::SCENARIO,
     ingest::SCENARIO,
     ingest::herd::SCENARIO,
     saga::SCENARIO,

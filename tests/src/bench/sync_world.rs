@@ -40,6 +40,7 @@ use tempfile::TempDir;
 
 use super::{BenchError, Measurement};
 use crate::pipeline::{AgentProc, Ingest, KafkaView, TERMINAL_TOKEN};
+use crate::netns::AgentNet;
 use crate::proxy::LinkProxy;
 use crate::{
     ConsumedRecord, PrivateMosquitto, PrivateTansu, TansuStorage, consume_all,
@@ -93,6 +94,9 @@ pub(super) fn push_latencies(
 pub(super) struct WorldOptions {
     /// Route the agent through a [`LinkProxy`] that starts cut.
     pub(super) offline: bool,
+    /// Run the agent in a network namespace of its own, reaching Mosquitto
+    /// through a [`LinkProxy`] on the veth's host end (link faults).
+    pub(super) netns: bool,
     /// Extra lines for the agent's `[mqtt]` table (batch sizes, timeouts).
     pub(super) agent_mqtt: String,
 }
@@ -104,8 +108,10 @@ pub(super) struct SyncWorld {
     pub(super) agent: Arc<AgentProc>,
     /// The ingest.
     pub(super) ingest: Ingest,
-    /// The agent's link, when started `offline`.
+    /// The agent's link, when started `offline` or in a namespace.
     pub(super) proxy: Option<LinkProxy>,
+    /// The agent's namespace (dropped after the agent).
+    pub(super) net: Option<AgentNet>,
     /// Mosquitto (kept alive for the world's lifetime).
     _mosquitto: PrivateMosquitto,
     /// Tansu (kept alive for the world's lifetime).
@@ -146,24 +152,45 @@ impl SyncWorld {
         let ingest = Ingest::start(dir.path(), &prefix, &mosquitto.url(), &brokers)
             .await
             .map_err(|e| harness("starting the ingest", e))?;
-        let (proxy, agent_url) = if opts.offline {
-            let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], mosquitto.port()));
-            let proxy = LinkProxy::start(upstream)
-                .await
-                .map_err(|e| harness("starting the link proxy", e))?;
-            proxy.set_up(false);
-            let url = format!("mqtt://{}", proxy.addr());
-            (Some(proxy), url)
+        let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], mosquitto.port()));
+        let net = if opts.netns {
+            let tag = format!("b{:06x}", rand::random::<u32>() & 0xff_ffff);
+            Some(AgentNet::create(&tag).map_err(|e| harness("creating the agent's namespace", e))?)
         } else {
-            (None, mosquitto.url())
+            None
         };
+        let proxy = match (&net, opts.offline) {
+            (Some(net), _) => Some(
+                LinkProxy::start_on(std::net::SocketAddr::from((net.host_ip(), 0)), upstream)
+                    .await
+                    .map_err(|e| harness("starting the link proxy", e))?,
+            ),
+            (None, true) => Some(
+                LinkProxy::start(upstream)
+                    .await
+                    .map_err(|e| harness("starting the link proxy", e))?,
+            ),
+            (None, false) => None,
+        };
+        if let Some(p) = &proxy {
+            p.set_up(!opts.offline);
+        }
+        let agent_url = proxy
+            .as_ref()
+            .map_or_else(|| mosquitto.url(), |p| format!("mqtt://{}", p.addr()));
         let store = format!("{prefix}-S1");
-        let agent = AgentProc::start(
+        let (wrapper, listen) = match &net {
+            Some(net) => (net.wrapper(), Some(format!("{}:0", net.ns_ip()))),
+            None => (Vec::new(), None),
+        };
+        let agent = AgentProc::start_wrapped(
             dir.path(),
             &store,
             &format!("{store}-A1"),
             &agent_url,
             &opts.agent_mqtt,
+            wrapper,
+            listen,
         )
         .await
         .map_err(|e| harness("starting the agent", e))?;
@@ -172,6 +199,7 @@ impl SyncWorld {
             agent: Arc::new(agent),
             ingest,
             proxy,
+            net,
             _mosquitto: mosquitto,
             _tansu: tansu,
             brokers,

@@ -48,8 +48,9 @@ struct Args {
     /// Orders a minute at each till (general schedule).
     #[arg(long, default_value_t = 40)]
     orders_per_min: u64,
-    /// Agents behind loopback proxies (cuts only) instead of network
-    /// namespaces (loss, silent partitions, rate limits; needs root).
+    /// Agents behind loopback proxies alone (cuts, delay, reordering)
+    /// instead of network namespaces too (adds loss, silent partitions and
+    /// rate limits; needs root).
     #[arg(long)]
     no_netns: bool,
     /// No status change for this long ends the wait for quiescence

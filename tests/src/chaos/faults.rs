@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use super::ChaosError;
 use super::checker::FaultSpan;
 use super::history::History;
-use super::schedule::{Fault, Process};
+use super::schedule::{Fault, LinkFault, Process};
 use super::world::World;
 use crate::HarnessError;
+use crate::proxy::LinkMode;
 
 /// How often a restart that failed is tried again before the run fails.
 const RESTART_TRIES: usize = 3;
@@ -61,14 +62,18 @@ async fn run(world: &World, fault: Fault) -> Result<(), ChaosError> {
                 .map_err(|e| ChaosError::Setup(format!("postgres restart task: {e}")))?
                 .map_err(|e| restart_failed("postgres", e))
         }
-        Fault::LinkCut { agent, ms } => {
-            let link = world
-                .links
-                .get(agent)
-                .ok_or_else(|| ChaosError::Setup(format!("no agent {agent}")))?;
-            link.set_up(false);
+        Fault::LinkCut { agent, ms } => link_mode(world, agent, LinkMode::Cut, ms).await,
+        Fault::Delay { agent, ms } => link_mode(world, agent, LinkMode::DELAY, ms).await,
+        Fault::Reorder { agent, ms } => link_mode(world, agent, LinkMode::REORDER, ms).await,
+        Fault::KafkaLink { how, ms } => {
+            let _turn = world.kafka_turn.lock().await;
+            world.kafka_link.set_mode(match how {
+                LinkFault::Cut => LinkMode::Cut,
+                LinkFault::Partition => LinkMode::Blackhole,
+                LinkFault::Delay => LinkMode::DELAY,
+            });
             pause(ms).await;
-            link.set_up(true);
+            world.kafka_link.set_mode(LinkMode::Up);
             Ok(())
         }
         Fault::Loss { agent, percent, ms } => {
@@ -99,6 +104,23 @@ async fn run(world: &World, fault: Fault) -> Result<(), ChaosError> {
             Ok(())
         }
     }
+}
+
+/// Puts agent `agent`'s proxied link in `mode` for `ms`, holding its
+/// namespace's turn (if it has one) so link faults on it do not overlap.
+async fn link_mode(world: &World, agent: usize, mode: LinkMode, ms: u64) -> Result<(), ChaosError> {
+    let link = world
+        .links
+        .get(agent)
+        .ok_or_else(|| ChaosError::Setup(format!("no agent {agent}")))?;
+    let _turn = match world.nets.get(agent) {
+        Some(net) => Some(net.lock().await),
+        None => None,
+    };
+    link.set_mode(mode);
+    pause(ms).await;
+    link.set_mode(LinkMode::Up);
+    Ok(())
 }
 
 fn net_of(

@@ -115,7 +115,8 @@ pub struct Options {
     /// Keep the run's directory (every process's log) when the verdict fails.
     pub keep_logs_on_failure: bool,
     /// Agents in network namespaces (needs root, iproute2, nftables); the
-    /// link faults are then loss, silent partitions and rate limits.
+    /// link faults are then loss, silent partitions and rate limits too,
+    /// besides the proxy's cuts, delay and reordering.
     pub netns: bool,
 }
 

@@ -124,6 +124,31 @@ pub enum Fault {
         /// How long.
         ms: u64,
     },
+    /// Agent `agent`'s link delays each chunk by 200 ± 100 ms for `ms`
+    /// (the proxy's [`crate::proxy::LinkMode::DELAY`]).
+    Delay {
+        /// Which agent.
+        agent: usize,
+        /// How long.
+        ms: u64,
+    },
+    /// Agent `agent`'s link reorders segments for `ms`: each on its own
+    /// delay of 0 to 40 ms, delivered as TCP would (the proxy's
+    /// [`crate::proxy::LinkMode::REORDER`]).
+    Reorder {
+        /// Which agent.
+        agent: usize,
+        /// How long.
+        ms: u64,
+    },
+    /// The link between the cloud (both ingest replicas and the saga) and
+    /// Kafka fails as `how` for `ms`.
+    KafkaLink {
+        /// The fault.
+        how: LinkFault,
+        /// How long.
+        ms: u64,
+    },
     /// The payment processor is unreachable for `ms` (its link cut; the
     /// simulator keeps its ledger, as a real processor would).
     PspOutage {
@@ -164,7 +189,44 @@ impl fmt::Display for Fault {
                     agent + 1
                 )
             }
+            Fault::Delay { agent, ms } => {
+                write!(
+                    f,
+                    "200 +/- 100 ms delay agent-{} <-> broker for {ms} ms",
+                    agent + 1
+                )
+            }
+            Fault::Reorder { agent, ms } => {
+                write!(
+                    f,
+                    "reordering (0-40 ms per segment) agent-{} <-> broker for {ms} ms",
+                    agent + 1
+                )
+            }
+            Fault::KafkaLink { how, ms } => write!(f, "cloud <-> kafka {how} for {ms} ms"),
         }
+    }
+}
+
+/// How a proxied link fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkFault {
+    /// Connections closed, new ones refused.
+    Cut,
+    /// Silent partition: nothing forwarded, nobody told.
+    Partition,
+    /// 200 ± 100 ms on each chunk.
+    Delay,
+}
+
+impl fmt::Display for LinkFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LinkFault::Cut => "cut",
+            LinkFault::Partition => "silent partition",
+            LinkFault::Delay => "200 +/- 100 ms delay",
+        })
     }
 }
 
@@ -187,7 +249,8 @@ pub struct Shape {
     /// Number of ingest replicas.
     pub ingests: usize,
     /// Agents live in network namespaces: link faults are loss, silent
-    /// partitions and rate limits; otherwise they are proxy cuts.
+    /// partitions, rate limits, delay, reordering and cuts; otherwise they
+    /// are cuts, delay and reordering (the proxy's alone).
     pub netns: bool,
 }
 
@@ -232,7 +295,7 @@ impl Schedule {
         match rng.range(0, 99) {
             0..=19 if shape.netns => {
                 let agent = rng.range(0, agents - 1) as usize;
-                match rng.range(0, 3) {
+                match rng.range(0, 6) {
                     0 => Fault::Loss {
                         agent,
                         percent: 5,
@@ -247,17 +310,42 @@ impl Schedule {
                         agent,
                         ms: rng.range(5_000, 30_000),
                     },
-                    _ => Fault::Rate {
+                    3 => Fault::Rate {
                         agent,
                         kbit: 256,
                         ms: rng.range(3_000, 15_000),
                     },
+                    4 => Fault::Delay {
+                        agent,
+                        ms: rng.range(5_000, 20_000),
+                    },
+                    5 => Fault::Reorder {
+                        agent,
+                        ms: rng.range(5_000, 20_000),
+                    },
+                    _ => Fault::LinkCut {
+                        agent,
+                        ms: rng.range(1_000, 12_000),
+                    },
                 }
             }
-            0..=19 => Fault::LinkCut {
-                agent: rng.range(0, agents - 1) as usize,
-                ms: rng.range(1_000, 12_000),
-            },
+            0..=19 => {
+                let agent = rng.range(0, agents - 1) as usize;
+                match rng.range(0, 2) {
+                    0 => Fault::Delay {
+                        agent,
+                        ms: rng.range(5_000, 20_000),
+                    },
+                    1 => Fault::Reorder {
+                        agent,
+                        ms: rng.range(5_000, 20_000),
+                    },
+                    _ => Fault::LinkCut {
+                        agent,
+                        ms: rng.range(1_000, 12_000),
+                    },
+                }
+            }
             20..=44 => Fault::Kill {
                 target: Process::Saga(rng.range(0, SAGA_SERVICES.len() as u64 - 1) as usize),
                 down_ms,
@@ -270,9 +358,23 @@ impl Schedule {
                 target: Process::Ingest(rng.range(0, ingests - 1) as usize),
                 down_ms,
             },
-            69..=76 => Fault::Kill {
+            69..=72 => Fault::Kill {
                 target: Process::Tansu,
                 down_ms,
+            },
+            73..=76 => match rng.range(0, 2) {
+                0 => Fault::KafkaLink {
+                    how: LinkFault::Cut,
+                    ms: rng.range(1_000, 8_000),
+                },
+                1 => Fault::KafkaLink {
+                    how: LinkFault::Partition,
+                    ms: rng.range(2_000, 10_000),
+                },
+                _ => Fault::KafkaLink {
+                    how: LinkFault::Delay,
+                    ms: rng.range(5_000, 20_000),
+                },
             },
             77..=83 => Fault::Kill {
                 target: Process::Mosquitto,
@@ -350,7 +452,7 @@ mod tests {
     }
 
     #[test]
-    fn namespaces_bring_loss_partitions_and_rate_limits() {
+    fn namespaces_bring_every_link_fault() {
         let ns = Shape {
             netns: true,
             ..SHAPE
@@ -372,7 +474,16 @@ mod tests {
                 .any(|f| matches!(f, Fault::Partition { ms, .. } if *ms <= 30_000))
         );
         assert!(all.iter().any(|f| matches!(f, Fault::Rate { .. })));
-        assert!(!all.iter().any(|f| matches!(f, Fault::LinkCut { .. })));
+        assert!(all.iter().any(|f| matches!(f, Fault::Delay { .. })));
+        assert!(all.iter().any(|f| matches!(f, Fault::Reorder { .. })));
+        assert!(all.iter().any(|f| matches!(f, Fault::LinkCut { .. })));
+        for how in [LinkFault::Cut, LinkFault::Partition, LinkFault::Delay] {
+            assert!(
+                all.iter()
+                    .any(|f| matches!(f, Fault::KafkaLink { how: h, .. } if *h == how)),
+                "{how}"
+            );
+        }
     }
 
     #[test]
@@ -409,6 +520,10 @@ mod tests {
                     Fault::LinkCut { agent, ms } => {
                         assert!(agent < SHAPE.agents && (1_000..=12_000).contains(&ms));
                     }
+                    Fault::Delay { agent, ms } | Fault::Reorder { agent, ms } => {
+                        assert!(agent < SHAPE.agents && (5_000..=20_000).contains(&ms));
+                    }
+                    Fault::KafkaLink { ms, .. } => assert!((1_000..=20_000).contains(&ms)),
                     Fault::PspOutage { ms } => assert!(ms <= 2_500),
                     Fault::Loss { .. } | Fault::Partition { .. } | Fault::Rate { .. } => {
                         panic!("no namespaces in this shape")

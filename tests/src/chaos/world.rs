@@ -2,11 +2,13 @@
 //! loopback, each behind a lock so faults on different components can
 //! overlap while two faults on one component take turns.
 //!
-//! Agents reach the broker either from a network namespace each
-//! ([`AgentNet`]: loss, silent partitions, rate limits; the broker listens
-//! on each veth's host end) or through a [`LinkProxy`] each (cuts),
-//! and the saga reaches the processor simulator through one too (its
-//! outages: a killed simulator would lose its ledger, which a real
+//! Each agent reaches the broker through a [`LinkProxy`] of its own (cuts,
+//! delay, reordering), and with namespaces from a network namespace too
+//! ([`AgentNet`]: loss, silent partitions, rate limits; its proxy listens
+//! on the veth's host end). The ingest replicas and the saga reach Kafka
+//! through one more proxy (Tansu advertises it, so every Kafka connection
+//! crosses it), and the saga reaches the processor simulator through one
+//! too (its outages: a killed simulator would lose its ledger, which a real
 //! processor never does). PostgreSQL is a [`PrivatePostgres`], so its
 //! restarts disturb no other test.
 
@@ -22,7 +24,6 @@ use super::schedule::SAGA_SERVICES;
 use crate::netns::AgentNet;
 use crate::pg::PrivatePostgres;
 use crate::pipeline::{AgentProc, Ingest};
-use crate::process::free_port;
 use crate::proxy::LinkProxy;
 use crate::saga::{PspSim, SagaProc, SagaSettings};
 use crate::{PrivateMosquitto, PrivateTansu};
@@ -72,11 +73,15 @@ pub struct World {
     pub psp: PspSim,
     /// The saga's link to the simulator.
     pub psp_link: LinkProxy,
+    /// The cloud's link to Kafka (every Kafka connection crosses it).
+    pub kafka_link: LinkProxy,
+    /// Held for a whole Kafka link fault, so two take turns.
+    pub kafka_turn: Mutex<()>,
     /// Ingest replicas.
     pub ingests: Vec<Mutex<Ingest>>,
     /// Saga processes with their service names.
     pub sagas: Vec<(String, Mutex<SagaProc>)>,
-    /// Each agent's link to the broker (proxy mode; empty with namespaces).
+    /// Each agent's link to the broker.
     pub links: Vec<LinkProxy>,
     /// Each agent's namespace and the broker port it reaches (namespace
     /// mode; empty otherwise). Locked for a whole link fault, so two faults
@@ -89,10 +94,6 @@ pub struct World {
     /// Each agent's store id.
     pub stores: Vec<String>,
     dir: TempDir,
-}
-
-fn proxy_url(p: &LinkProxy) -> String {
-    format!("mqtt://{}", p.addr())
 }
 
 impl World {
@@ -108,7 +109,7 @@ impl World {
         log("starting a private PostgreSQL");
         let pg = Arc::new(PrivatePostgres::start().await?);
         log("starting a private Tansu (SQLite storage)");
-        let mut tansu = PrivateTansu::start().await?;
+        let (mut tansu, kafka_link) = PrivateTansu::start_proxied().await?;
         // The first start created the database; the restart adds the
         // header index Tansu 0.6 lacks.
         tansu.restart().await?;
@@ -119,24 +120,33 @@ impl World {
             .map_err(|e| ChaosError::io("creating the broker's dir", e))?;
         // As deploy/mosquitto/o2c.conf: persistence on, a deep queue.
         let location = format!("persistence_location {}/", persist.display());
-        // With namespaces, the broker also listens on each veth's host end.
-        let mut nets = Vec::new();
-        let mut extra = vec![
-            "persistence true".to_owned(),
-            location,
-            "max_queued_messages 1000000".to_owned(),
+        let extra = [
+            "persistence true",
+            &location,
+            "max_queued_messages 1000000",
         ];
-        if shape.netns {
-            let tag = format!("c{:06x}", rand::random::<u32>() & 0xff_ffff);
-            for i in 0..shape.agents {
-                let net = AgentNet::create(&format!("{tag}{i}"))?;
-                let port = free_port()?;
-                extra.push(format!("listener {port} {}", net.host_ip()));
-                nets.push((net, port));
-            }
-        }
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let mosq = PrivateMosquitto::start_with(&extra).await?;
+        let mosq_addr = SocketAddr::from(([127, 0, 0, 1], mosq.port()));
+        // With namespaces, each agent's proxy listens on its veth's host end.
+        let mut nets = Vec::new();
+        let mut links = Vec::new();
+        let tag = format!("c{:06x}", rand::random::<u32>() & 0xff_ffff);
+        for i in 0..shape.agents {
+            let bind = if shape.netns {
+                let net = AgentNet::create(&format!("{tag}{i}"))?;
+                let bind = SocketAddr::from((net.host_ip(), 0));
+                nets.push(net);
+                bind
+            } else {
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            };
+            links.push(LinkProxy::start_on(bind, mosq_addr).await?);
+        }
+        let nets: Vec<(AgentNet, u16)> = nets
+            .into_iter()
+            .zip(&links)
+            .map(|(net, link)| (net, link.addr().port()))
+            .collect();
         let psp = PspSim::start(dir.path()).await?;
         let psp_addr: SocketAddr = psp
             .url()
@@ -174,25 +184,15 @@ impl World {
                 Mutex::new(SagaProc::start(dir.path(), &settings, s).await?),
             ));
         }
-        let mut links = Vec::new();
         let mut agents = Vec::new();
         let mut agent_dirs = Vec::new();
         let mut stores = Vec::new();
         for i in 0..shape.agents {
             let store = format!("{prefix}-s{}", i + 1);
-            let (url, wrapper, listen) = match nets.get(i) {
-                Some((net, port)) => (
-                    format!("mqtt://{}:{port}", net.host_ip()),
-                    net.wrapper(),
-                    Some(format!("{}:0", net.ns_ip())),
-                ),
-                None => {
-                    let link =
-                        LinkProxy::start(SocketAddr::from(([127, 0, 0, 1], mosq.port()))).await?;
-                    let url = proxy_url(&link);
-                    links.push(link);
-                    (url, Vec::new(), None)
-                }
+            let url = format!("mqtt://{}", links[i].addr());
+            let (wrapper, listen) = match nets.get(i) {
+                Some((net, _)) => (net.wrapper(), Some(format!("{}:0", net.ns_ip()))),
+                None => (Vec::new(), None),
             };
             log(&format!(
                 "starting agent-{} (store {store}, broker {url})",
@@ -226,6 +226,8 @@ impl World {
             mosq: Mutex::new(mosq),
             psp,
             psp_link,
+            kafka_link,
+            kafka_turn: Mutex::new(()),
             ingests,
             sagas,
             links,

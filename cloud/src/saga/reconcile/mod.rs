@@ -16,6 +16,12 @@
 //!
 //! The payment step also calls [`Reconciler::settle_orders`] at once for an
 //! order whose cancellation arrived while its capture call was answered.
+//!
+//! The same sweep pays refunds owed: a cancelled order that was captured,
+//! whose refund the processor could not take when the cancellation came
+//! (`Captured` with `cancel_requested`, see `payment::refund`). It refunds
+//! each capture under its `refund` key (a refund made before answers its
+//! stored result) and ends `Refunded` with one `RefundIssued`.
 
 pub mod core;
 
@@ -74,6 +80,27 @@ const CLAIM_STUCK: &str = "SELECT order_id, state, capture_cause, \
      AND capture_attempt_at < clock_timestamp() - $1::int8 * interval '1 millisecond' \
      AND NOT (order_id = ANY($2)) \
      ORDER BY capture_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+/// Captured orders owing a refund whose last attempt is older than `$1`
+/// ms, oldest first, except those in `$2` (tried this round).
+const CLAIM_OWED: &str = "SELECT order_id, state, capture_cause, \
+     (extract(epoch FROM capture_started_at) * 1000)::int8, \
+     (extract(epoch FROM clock_timestamp()) * 1000)::int8 \
+     FROM o2c_payment.orders \
+     WHERE (state::jsonb ->> 'phase') = 'captured' \
+     AND (state::jsonb ->> 'cancel_requested') = 'true' AND capture_cause IS NOT NULL \
+     AND capture_attempt_at < clock_timestamp() - $1::int8 * interval '1 millisecond' \
+     AND NOT (order_id = ANY($2)) \
+     ORDER BY capture_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+/// What a sweep settles.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    /// Orders left `Capturing`.
+    Captures,
+    /// Refunds owed.
+    Refunds,
+}
 
 /// One order, if still capturing.
 const CLAIM_ONE: &str = "SELECT order_id, state, capture_cause, \
@@ -163,22 +190,41 @@ impl Reconciler {
         }
     }
 
-    /// One sweep: settles every stuck row it can; returns how many.
+    /// One sweep: settles every stuck capture, then every refund owed, it
+    /// can; returns how many.
     async fn sweep(
         &self,
         lane: &mut Lane,
         cancel: &CancellationToken,
     ) -> Result<usize, ReconcileError> {
+        Ok(self.sweep_for(lane, cancel, Work::Captures).await?
+            + self.sweep_for(lane, cancel, Work::Refunds).await?)
+    }
+
+    async fn sweep_for(
+        &self,
+        lane: &mut Lane,
+        cancel: &CancellationToken,
+        work: Work,
+    ) -> Result<usize, ReconcileError> {
         let age_ms = i64::try_from(self.stuck_after.as_millis()).unwrap_or(i64::MAX);
+        let claim = match work {
+            Work::Captures => CLAIM_STUCK,
+            Work::Refunds => CLAIM_OWED,
+        };
         let mut tried: Vec<String> = Vec::new();
         let mut settled = 0;
         while !cancel.is_cancelled() {
             let tx = lane.begin().await?;
-            let rows = tx.query(CLAIM_STUCK, &[&age_ms, &tried]).await?;
+            let rows = tx.query(claim, &[&age_ms, &tried]).await?;
             let Some(r) = rows.first() else { break };
             let row = Claimed::from_row(r)?;
             tried.push(row.order_id.clone());
-            match self.settle(&tx, &row).await {
+            let done = match work {
+                Work::Captures => self.settle(&tx, &row).await,
+                Work::Refunds => self.refund_owed(&tx, &row).await,
+            };
+            match done {
                 Ok(outcome) => {
                     tx.commit().await?;
                     self.count(&row.order_id, outcome);
@@ -186,7 +232,7 @@ impl Reconciler {
                 }
                 // Rolled back (the row stays as it was); next round.
                 Err(e) => tracing::warn!(order_id = row.order_id, error = %e,
-                    "stuck capture not reconciled yet"),
+                    "not reconciled yet"),
             }
         }
         Ok(settled)
@@ -217,7 +263,7 @@ impl Reconciler {
             .payment_reconciled
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
-        tracing::info!(order_id, outcome, "stuck capture settled");
+        tracing::info!(order_id, outcome, "payment reconciled");
     }
 
     /// Asks, decides, acts and writes for one claimed row inside `tx`;
@@ -346,12 +392,51 @@ impl Reconciler {
                 }))
             }
         };
-        let text = serde_json::to_string(&st).map_err(SagaError::State)?;
+        self.write(tx, row, &st, &calls, env, event).await?;
+        Ok(outcome)
+    }
+
+    /// Pays the refund owed by claimed row `row` (`Captured` with
+    /// `cancel_requested`): every capture under its `refund` key, then
+    /// `Refunded` with one `RefundIssued`.
+    async fn refund_owed(&self, tx: &Tx<'_>, row: &Claimed) -> Result<&'static str, ReconcileError> {
+        let env = Envelope::decode(&row.cause).map_err(|e| row.bad(e.to_string()))?;
+        let oid = row.order_id.as_str();
+        let mut st = row.state.clone();
+        let total = st.total.ok_or_else(|| row.bad("captured without a total"))?;
+        let mut calls = Calls::default();
+        let mut ids = Vec::with_capacity(st.captures.len());
+        for c in &st.captures {
+            let r = refund_capture(&self.psp, oid, c, "refund")
+                .await
+                .map_err(row.psp())?;
+            calls.push(oid, "refund", c.tender, "refunded".into(), Some(&r));
+            ids.push(r);
+        }
+        st.phase = PayPhase::Refunded;
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let event = refund_issued(env.payload.order_id(), total, &ids);
+        self.write(tx, row, &st, &calls, &env, Some(event)).await?;
+        Ok("refunded")
+    }
+
+    /// Writes a settled row's new state, its processor calls and its event
+    /// (caused by `env`) inside `tx`.
+    async fn write(
+        &self,
+        tx: &Tx<'_>,
+        row: &Claimed,
+        st: &PaymentState,
+        calls: &Calls,
+        env: &Envelope,
+        event: Option<Event>,
+    ) -> Result<(), ReconcileError> {
+        let text = serde_json::to_string(st).map_err(SagaError::State)?;
         tx.execute(
             &format!(
                 "UPDATE {SCHEMA}.orders SET state = $2, updated_at = now() WHERE order_id = $1"
             ),
-            &[&oid, &text],
+            &[&row.order_id, &text],
         )
         .await?;
         calls
@@ -361,7 +446,7 @@ impl Reconciler {
         if let Some(event) = event {
             outbox::insert_many(tx, SCHEMA, &self.topics, vec![(env, event)]).await?;
         }
-        Ok(outcome)
+        Ok(())
     }
 
     /// Gives `captures` back under `step`'s keys (`refund` or `void`),
