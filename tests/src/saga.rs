@@ -92,6 +92,17 @@ impl PspSim {
         self.guard.kill().map(|_| ())
     }
 
+    /// SIGSTOP: a hung processor. Connections are accepted by the kernel
+    /// but nothing answers, so calls time out; its ledger is kept.
+    pub fn freeze(&mut self) -> Result<(), HarnessError> {
+        self.guard.signal(nix::sys::signal::Signal::SIGSTOP)
+    }
+
+    /// SIGCONT: the processor answers again, with its ledger.
+    pub fn thaw(&mut self) -> Result<(), HarnessError> {
+        self.guard.signal(nix::sys::signal::Signal::SIGCONT)
+    }
+
     /// Starts it again on the same port (its memory is gone).
     pub async fn restart(&mut self) -> Result<(), HarnessError> {
         let _ = self.guard.kill();

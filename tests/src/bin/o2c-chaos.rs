@@ -57,6 +57,9 @@ struct Args {
     /// (default: 30 s, 60 s for saga-kill).
     #[arg(long)]
     quiet_secs: Option<u64>,
+    /// Print the fault schedule and exit (nothing is started).
+    #[arg(long)]
+    dry_run: bool,
     /// Longest wait for quiescence, seconds.
     #[arg(long, default_value_t = 240)]
     quiesce_secs: u64,
@@ -83,6 +86,10 @@ fn main() -> ExitCode {
     opts.quiesce_deadline = Duration::from_secs(a.quiesce_secs);
     if let Some(q) = a.quiet_secs {
         opts.quiet = Duration::from_secs(q);
+    }
+    if a.dry_run {
+        print!("{}", o2c_tests::chaos::schedule(&opts).render());
+        return ExitCode::SUCCESS;
     }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -197,26 +197,33 @@ impl Drop for CpuLoad {
     }
 }
 
+/// The fault schedule `opts` gives (pure: `o2c-chaos --dry-run` prints it).
+pub fn schedule(opts: &Options) -> Schedule {
+    match opts.scenario {
+        Scenario::General => Schedule::generate(
+            opts.seed,
+            Shape {
+                duration_ms: opts.duration.as_millis() as u64,
+                agents: opts.agents,
+                ingests: 2,
+                netns: opts.netns,
+            },
+        ),
+        Scenario::SagaKill => Schedule::saga_kill(opts.seed, 1_500),
+    }
+}
+
 /// Runs one chaos run end to end and returns its verdict.
 pub async fn run(opts: &Options) -> Result<Outcome, ChaosError> {
     let duration_ms = opts.duration.as_millis() as u64;
-    let (schedule, plans, layout, name) = match opts.scenario {
+    let schedule = schedule(opts);
+    let (plans, layout, name) = match opts.scenario {
         Scenario::General => (
-            Schedule::generate(
-                opts.seed,
-                Shape {
-                    duration_ms,
-                    agents: opts.agents,
-                    ingests: 2,
-                    netns: opts.netns,
-                },
-            ),
             tills::plan_orders(opts.seed, opts.agents, duration_ms, opts.orders_per_min),
             SagaLayout::PerService,
             "general",
         ),
         Scenario::SagaKill => (
-            Schedule::saga_kill(opts.seed, 1_500),
             tills::plan_card_orders(300, opts.agents),
             SagaLayout::All,
             "saga-kill",
