@@ -7,6 +7,10 @@
 //!   as a dead uplink);
 //! - rate limits: `tc` tbf on the namespace's end of the veth.
 //!
+//! [`PortLoss`] does the same random loss in the host's own namespace on
+//! one loopback TCP port (a private broker's), for links between processes
+//! that do not run in a namespace (the cloud and Kafka).
+//!
 //! Everything stays on this machine: the addresses are the veth pair's own
 //! (a random /30 in 10.64.0.0/10). Creating a namespace needs root (CAP_NET_ADMIN);
 //! when it fails, the error says which command failed and why.
@@ -255,5 +259,60 @@ impl Drop for AgentNet {
         // Deleting the namespace deletes its veth end, and with it the pair.
         let _ = sh("ip", &["netns", "del", &self.ns]);
         let _ = sh("ip", &["link", "del", &self.host_if]);
+    }
+}
+
+/// Random loss on one TCP port of the host's own namespace, both ways: an
+/// nftables table of its own (`o2cport{port}`), hooked on input, dropping
+/// `percent`% of the packets to and from `port`. Nothing else is touched.
+/// Dropping it deletes the table.
+#[derive(Debug)]
+pub struct PortLoss {
+    table: String,
+    port: u16,
+}
+
+impl PortLoss {
+    /// Creates the (empty) table for `port`.
+    pub fn create(port: u16) -> Result<Self, NetnsError> {
+        let me = Self {
+            table: format!("o2cport{port}"),
+            port,
+        };
+        sh_stdin(
+            "nft",
+            &["-f", "-"],
+            &format!(
+                "table inet {} {{\n\
+                 chain in {{ type filter hook input priority 0; policy accept; }}\n}}\n",
+                me.table
+            ),
+        )?;
+        Ok(me)
+    }
+
+    /// Drops `percent`% of the packets to and from the port (0 removes
+    /// the rules; 100 is a silent partition).
+    pub fn set_loss(&self, percent: u8) -> Result<(), NetnsError> {
+        let (t, port, p) = (&self.table, self.port, percent.min(100));
+        let mut script = format!("flush chain inet {t} in\n");
+        if p > 0 {
+            let drop = if p >= 100 {
+                "drop".to_owned()
+            } else {
+                format!("numgen random mod 100 < {p} drop")
+            };
+            script.push_str(&format!(
+                "add rule inet {t} in tcp dport {port} {drop}\n\
+                 add rule inet {t} in tcp sport {port} {drop}\n"
+            ));
+        }
+        sh_stdin("nft", &["-f", "-"], &script)
+    }
+}
+
+impl Drop for PortLoss {
+    fn drop(&mut self) {
+        let _ = sh("nft", &["delete", "table", "inet", &self.table]);
     }
 }

@@ -66,12 +66,21 @@ async fn run(world: &World, fault: Fault) -> Result<(), ChaosError> {
         Fault::Delay { agent, ms } => link_mode(world, agent, LinkMode::DELAY, ms).await,
         Fault::Reorder { agent, ms } => link_mode(world, agent, LinkMode::REORDER, ms).await,
         Fault::KafkaLink { how, ms } => {
-            let _turn = world.kafka_turn.lock().await;
-            world.kafka_link.set_mode(match how {
+            let loss = world.kafka_loss.lock().await;
+            let mode = match how {
                 LinkFault::Cut => LinkMode::Cut,
                 LinkFault::Partition => LinkMode::Blackhole,
                 LinkFault::Delay => LinkMode::DELAY,
-            });
+                LinkFault::Loss(p) => {
+                    let loss = loss.as_ref().ok_or_else(|| {
+                        ChaosError::Setup("no loss rules on the Kafka port".into())
+                    })?;
+                    loss.set_loss(p)?;
+                    pause(ms).await;
+                    return Ok(loss.set_loss(0)?);
+                }
+            };
+            world.kafka_link.set_mode(mode);
             pause(ms).await;
             world.kafka_link.set_mode(LinkMode::Up);
             Ok(())

@@ -218,15 +218,19 @@ pub enum LinkFault {
     Partition,
     /// 200 ± 100 ms on each chunk.
     Delay,
+    /// This share of the packets dropped both ways (nftables on the
+    /// broker's port).
+    Loss(u8),
 }
 
 impl fmt::Display for LinkFault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LinkFault::Cut => "cut",
-            LinkFault::Partition => "silent partition",
-            LinkFault::Delay => "200 +/- 100 ms delay",
-        })
+        match self {
+            LinkFault::Cut => f.write_str("cut"),
+            LinkFault::Partition => f.write_str("silent partition"),
+            LinkFault::Delay => f.write_str("200 +/- 100 ms delay"),
+            LinkFault::Loss(p) => write!(f, "{p}% loss"),
+        }
     }
 }
 
@@ -362,7 +366,8 @@ impl Schedule {
                 target: Process::Tansu,
                 down_ms,
             },
-            73..=76 => match rng.range(0, 2) {
+            // Loss needs nftables, as the namespaces do.
+            73..=76 => match rng.range(0, if shape.netns { 4 } else { 2 }) {
                 0 => Fault::KafkaLink {
                     how: LinkFault::Cut,
                     ms: rng.range(1_000, 8_000),
@@ -371,9 +376,17 @@ impl Schedule {
                     how: LinkFault::Partition,
                     ms: rng.range(2_000, 10_000),
                 },
-                _ => Fault::KafkaLink {
+                2 => Fault::KafkaLink {
                     how: LinkFault::Delay,
                     ms: rng.range(5_000, 20_000),
+                },
+                3 => Fault::KafkaLink {
+                    how: LinkFault::Loss(5),
+                    ms: rng.range(5_000, 20_000),
+                },
+                _ => Fault::KafkaLink {
+                    how: LinkFault::Loss(30),
+                    ms: rng.range(3_000, 10_000),
                 },
             },
             77..=83 => Fault::Kill {
@@ -477,7 +490,13 @@ mod tests {
         assert!(all.iter().any(|f| matches!(f, Fault::Delay { .. })));
         assert!(all.iter().any(|f| matches!(f, Fault::Reorder { .. })));
         assert!(all.iter().any(|f| matches!(f, Fault::LinkCut { .. })));
-        for how in [LinkFault::Cut, LinkFault::Partition, LinkFault::Delay] {
+        for how in [
+            LinkFault::Cut,
+            LinkFault::Partition,
+            LinkFault::Delay,
+            LinkFault::Loss(5),
+            LinkFault::Loss(30),
+        ] {
             assert!(
                 all.iter()
                     .any(|f| matches!(f, Fault::KafkaLink { how: h, .. } if *h == how)),
@@ -523,7 +542,10 @@ mod tests {
                     Fault::Delay { agent, ms } | Fault::Reorder { agent, ms } => {
                         assert!(agent < SHAPE.agents && (5_000..=20_000).contains(&ms));
                     }
-                    Fault::KafkaLink { ms, .. } => assert!((1_000..=20_000).contains(&ms)),
+                    Fault::KafkaLink { how, ms } => {
+                        assert!((1_000..=20_000).contains(&ms));
+                        assert!(!matches!(how, LinkFault::Loss(_)), "loss needs namespaces");
+                    }
                     Fault::PspOutage { ms } => assert!(ms <= 2_500),
                     Fault::Loss { .. } | Fault::Partition { .. } | Fault::Rate { .. } => {
                         panic!("no namespaces in this shape")

@@ -21,7 +21,7 @@ use tokio::sync::Mutex;
 
 use super::ChaosError;
 use super::schedule::SAGA_SERVICES;
-use crate::netns::AgentNet;
+use crate::netns::{AgentNet, PortLoss};
 use crate::pg::PrivatePostgres;
 use crate::pipeline::{AgentProc, Ingest};
 use crate::proxy::LinkProxy;
@@ -75,8 +75,9 @@ pub struct World {
     pub psp_link: LinkProxy,
     /// The cloud's link to Kafka (every Kafka connection crosses it).
     pub kafka_link: LinkProxy,
-    /// Held for a whole Kafka link fault, so two take turns.
-    pub kafka_turn: Mutex<()>,
+    /// Random loss on Tansu's own port (namespace mode), locked for a
+    /// whole Kafka link fault, so two take turns.
+    pub kafka_loss: Mutex<Option<PortLoss>>,
     /// Ingest replicas.
     pub ingests: Vec<Mutex<Ingest>>,
     /// Saga processes with their service names.
@@ -114,6 +115,13 @@ impl World {
         // header index Tansu 0.6 lacks.
         tansu.restart().await?;
         let brokers = tansu.brokers();
+        // Loss on the link to Kafka: nftables on Tansu's own port, behind
+        // the proxy (needs the same root and nftables as the namespaces).
+        let kafka_loss = if shape.netns {
+            Some(PortLoss::create(tansu.port())?)
+        } else {
+            None
+        };
         log("starting a private Mosquitto");
         let persist = dir.path().join("mosquitto");
         std::fs::create_dir_all(&persist)
@@ -227,7 +235,7 @@ impl World {
             psp,
             psp_link,
             kafka_link,
-            kafka_turn: Mutex::new(()),
+            kafka_loss: Mutex::new(kafka_loss),
             ingests,
             sagas,
             links,
