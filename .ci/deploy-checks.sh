@@ -144,7 +144,7 @@ check_alerts() {
     /usr/bin/python3 - "$f" <<'PY' || die "alert rules $f name unknown metrics"
 import re, sys, pathlib, yaml
 doc = yaml.safe_load(open(sys.argv[1]))
-src = "".join(p.read_text() for p in pathlib.Path("cloud/src").rglob("*.rs"))
+src = "".join(p.read_text() for p in pathlib.Path("cloud").rglob("*.rs"))
 bad = []
 for g in doc["groups"]:
     for r in g["rules"]:

@@ -6,8 +6,8 @@
   config parses;
 - every container image is o2c/cloud:<workspace version>;
 - each container runs an o2c-cloud subcommand that exists in
-  cloud/src/main.rs, and exposes the port the code listens on by default
-  (ingest: http.listen, saga: saga.http_listen in cloud/src/config.rs),
+  cloud/cli/src/main.rs, and exposes the port the code listens on by default
+  (ingest: http.listen, saga: saga.http_listen in cloud/common/src/config.rs),
   overriding the loopback default to 0.0.0.0 on that port;
 - readiness probes hit /readyz and liveness probes /healthz on that port;
 - the --config file is mounted from the generated ConfigMap, the TLS
@@ -38,21 +38,21 @@ def kebab(name):
 
 def code_facts():
     version = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
-    config_rs = (ROOT / "cloud/src/config.rs").read_text()
+    config_rs = (ROOT / "cloud/common/src/config.rs").read_text()
     ports = {}
     for fn in ("default_http", "default_saga_http"):
         m = re.search(fn + r"\(\) -> SocketAddr \{\s*SocketAddr::from\(\(\[[\d, ]+\], (\d+)\)\)", config_rs)
         if not m:
-            fail(f"cloud/src/config.rs: cannot find {fn}()")
+            fail(f"cloud/common/src/config.rs: cannot find {fn}()")
         else:
             ports[fn] = int(m.group(1))
-    main_rs = (ROOT / "cloud/src/main.rs").read_text()
+    main_rs = (ROOT / "cloud/cli/src/main.rs").read_text()
     m = re.search(r"enum Command \{(.*?)\n\}", main_rs, re.S)
     subcommands = set()
     if m:
         subcommands = {kebab(v) for v in re.findall(r"^    ([A-Z]\w*)\s*[{,(]", m.group(1), re.M)}
     if not subcommands:
-        fail("cloud/src/main.rs: cannot find the subcommands of enum Command")
+        fail("cloud/cli/src/main.rs: cannot find the subcommands of enum Command")
     return version, {"ingest": ports.get("default_http"), "saga": ports.get("default_saga_http")}, subcommands
 
 

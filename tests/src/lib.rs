@@ -12,10 +12,13 @@
 //! - [`mqtt`]: a tiny MQTT CONNECT/CONNACK health probe.
 //! - [`pipeline`]: `o2c-cloud ingest` and `o2c-agent` as real processes, and
 //!   the Kafka-side view (dedup by `event_id`) the end-to-end suites assert on.
-//! - [`proxy`]: [`proxy::LinkProxy`], a TCP relay that cuts one store's link.
+//! - [`proxy`]: [`proxy::LinkProxy`], a TCP relay that cuts, silences, delays
+//!   or reorders one link.
 //! - [`tls`]: [`tls::Pki`] (runs `deploy/pki/o2c-certs.sh`) and [`tls::TlsMosquitto`],
 //!   a private broker started from `deploy/mosquitto/o2c.conf`.
-//! - [`saga`]: `o2c-cloud saga` and `psp-sim` as real processes, and
+//! - [`psp_sim`]: the payment processor simulator, a test double, served by
+//!   `src/bin/o2c-psp-sim.rs`.
+//! - [`saga`]: `o2c-cloud saga` and `o2c-psp-sim` as real processes, and
 //!   [`saga::SagaWorld`], the whole pipeline for one saga test.
 //! - [`process`]: [`ChildGuard`] (kill on drop) and [`free_port`].
 //! - [`wait`]: [`wait_until`] and [`wait_for_file`], polling with a deadline.
@@ -48,6 +51,7 @@ pub mod pg;
 pub mod pipeline;
 pub mod process;
 pub mod proxy;
+pub mod psp_sim;
 pub mod saga;
 pub mod tansu;
 pub mod tls;

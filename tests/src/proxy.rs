@@ -320,7 +320,11 @@ mod tests {
             .unwrap();
         assert_eq!(got, sent, "every byte, in order");
         // Both ways at least 10 ms each.
-        assert!(t0.elapsed() >= Duration::from_millis(20), "{:?}", t0.elapsed());
+        assert!(
+            t0.elapsed() >= Duration::from_millis(20),
+            "{:?}",
+            t0.elapsed()
+        );
         proxy.set_mode(LinkMode::Up);
         assert!(echoes(&mut s).await, "the same connection relays on");
     }

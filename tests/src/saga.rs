@@ -1,4 +1,4 @@
-//! The saga as real processes: `o2c-cloud psp-sim` and `o2c-cloud saga`
+//! The saga as real processes: `o2c-psp-sim` and `o2c-cloud saga`
 //! with generated configs, a whole-pipeline setup ([`SagaWorld`]: private
 //! Mosquitto, ingest, saga, simulator, one agent, a database of its own),
 //! and the agent-side helpers the saga suites assert with.
@@ -28,7 +28,7 @@ fn log_file(path: &Path) -> Result<std::fs::File, HarnessError> {
         .map_err(|e| HarnessError::io(format!("open {}", path.display()), e))
 }
 
-/// A running `o2c-cloud psp-sim`.
+/// A running `o2c-psp-sim`.
 #[derive(Debug)]
 pub struct PspSim {
     guard: ChildGuard,
@@ -53,13 +53,12 @@ impl PspSim {
     }
 
     fn spawn(addr: SocketAddr, log: &Path) -> Result<ChildGuard, HarnessError> {
-        let mut cmd = Command::new(bin_path("o2c-cloud"));
-        cmd.arg("psp-sim")
-            .arg("--listen")
+        let mut cmd = Command::new(bin_path("o2c-psp-sim"));
+        cmd.arg("--listen")
             .arg(addr.to_string())
             .stdout(log_file(log)?)
             .stderr(log_file(log)?);
-        ChildGuard::spawn("o2c-cloud psp-sim", &mut cmd)
+        ChildGuard::spawn("o2c-psp-sim", &mut cmd)
     }
 
     /// `http://127.0.0.1:port`.

@@ -41,7 +41,10 @@ const FAULTS: &[(&str, LinkFault)] = &[
     ("200 +/- 100 ms delay", LinkFault::Proxy(LinkMode::DELAY)),
     ("reordering", LinkFault::Proxy(LinkMode::REORDER)),
     ("silent partition (nftables)", LinkFault::Partition),
-    ("silent partition (proxy)", LinkFault::Proxy(LinkMode::Blackhole)),
+    (
+        "silent partition (proxy)",
+        LinkFault::Proxy(LinkMode::Blackhole),
+    ),
     ("cut", LinkFault::Proxy(LinkMode::Cut)),
     ("256 kbit/s uplink", LinkFault::Rate(256)),
 ];

@@ -1,6 +1,6 @@
 //! The saga end to end: a real `o2c-agent` captures, `o2c-cloud ingest`
 //! writes to Kafka (Tansu), `o2c-cloud saga` carries each order to cash
-//! against PostgreSQL and `o2c-cloud psp-sim`, and the status comes back to
+//! against PostgreSQL and `o2c-psp-sim`, and the status comes back to
 //! the agent over a private Mosquitto.
 //!
 //! Issue #5 tests 1 and 2, plus the insufficient-stock outcome and a store

@@ -1,5 +1,5 @@
 //! Payment recovery (issue 21, saga side), against real PostgreSQL, Tansu,
-//! Mosquitto and `o2c-cloud psp-sim`:
+//! Mosquitto and `o2c-psp-sim`:
 //!
 //! 1. A store void that arrives while the order's capture is failing is
 //!    recorded and acked (not retried into the DLQ). Once the capture

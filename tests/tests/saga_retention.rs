@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use o2c_cloud::saga::retention::{self, BATCH, Retention, Swept};
-use o2c_cloud::saga::{Service, db};
+use o2c_saga::retention::{self, BATCH, Retention, Swept};
+use o2c_saga::{Service, db};
 use o2c_tests::TestEnv;
 use tokio_postgres::NoTls;
 use tokio_util::sync::CancellationToken;

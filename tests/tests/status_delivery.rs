@@ -13,10 +13,10 @@
 
 use std::time::Duration;
 
-use o2c_cloud::saga::status::status_seq;
 use o2c_protocol::frame::STATUS_SEQ_PROPERTY;
 use o2c_protocol::topic::{Channel, agent_topic};
 use o2c_protocol::{AgentId, CloudStatus, EventId, OrderId, StatusUpdate, StoreId};
+use o2c_saga::status::status_seq;
 use o2c_tests::TestEnv;
 use o2c_tests::mosquitto::PrivateMosquitto;
 use o2c_tests::pipeline::AgentProc;

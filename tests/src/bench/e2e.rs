@@ -211,7 +211,12 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
 
 /// Offers `n` orders at `rate` per second, open loop; returns every sample
 /// or the first failure.
-pub(super) async fn offer(w: &SyncWorld, tag: &str, n: u64, rate: u64) -> Result<Vec<Sample>, BenchError> {
+pub(super) async fn offer(
+    w: &SyncWorld,
+    tag: &str,
+    n: u64,
+    rate: u64,
+) -> Result<Vec<Sample>, BenchError> {
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = tokio::task::JoinSet::new();

@@ -2,7 +2,7 @@
 //! through ingest, Kafka, the whole saga and the status path.
 //!
 //! Starts a [`SagaWorld`] (private Mosquitto, ingest, `o2c-cloud saga` with
-//! every service in one process, `psp-sim`, one agent, a fresh database)
+//! every service in one process, `o2c-psp-sim`, one agent, a fresh database)
 //! against the shared PostgreSQL and a private Tansu with memory storage
 //! (`O2C_BENCH_KAFKA=shared` uses the dev services' Tansu, SQLite storage,
 //! instead). One warm-up order is captured

@@ -39,8 +39,8 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use super::{BenchError, Measurement};
-use crate::pipeline::{AgentProc, Ingest, KafkaView, TERMINAL_TOKEN};
 use crate::netns::AgentNet;
+use crate::pipeline::{AgentProc, Ingest, KafkaView, TERMINAL_TOKEN};
 use crate::proxy::LinkProxy;
 use crate::{
     ConsumedRecord, PrivateMosquitto, PrivateTansu, TansuStorage, consume_all,
@@ -596,7 +596,7 @@ impl IngestCounters {
     }
 }
 
-/// The producer settings of `cloud/src/kafka.rs` (`producer`): idempotent,
+/// The producer settings of `cloud/common/src/kafka.rs` (`producer`): idempotent,
 /// `acks=all`, `linger.ms` = the ingest's default of 1, no message timeout.
 pub(super) const PRODUCER_LINGER_MS: u32 = 1;
 

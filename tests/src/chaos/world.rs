@@ -128,11 +128,7 @@ impl World {
             .map_err(|e| ChaosError::io("creating the broker's dir", e))?;
         // As deploy/mosquitto/o2c.conf: persistence on, a deep queue.
         let location = format!("persistence_location {}/", persist.display());
-        let extra = [
-            "persistence true",
-            &location,
-            "max_queued_messages 1000000",
-        ];
+        let extra = ["persistence true", &location, "max_queued_messages 1000000"];
         let mosq = PrivateMosquitto::start_with(&extra).await?;
         let mosq_addr = SocketAddr::from(([127, 0, 0, 1], mosq.port()));
         // With namespaces, each agent's proxy listens on its veth's host end.
@@ -195,9 +191,9 @@ impl World {
         let mut agents = Vec::new();
         let mut agent_dirs = Vec::new();
         let mut stores = Vec::new();
-        for i in 0..shape.agents {
+        for (i, link) in links.iter().enumerate() {
             let store = format!("{prefix}-s{}", i + 1);
-            let url = format!("mqtt://{}", links[i].addr());
+            let url = format!("mqtt://{}", link.addr());
             let (wrapper, listen) = match nets.get(i) {
                 Some((net, _)) => (net.wrapper(), Some(format!("{}:0", net.ns_ip()))),
                 None => (Vec::new(), None),

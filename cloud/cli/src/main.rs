@@ -1,0 +1,211 @@
+//! `o2c-cloud`: the cloud processes of o2c, a thin clap shell over the
+//! crates that hold them: `o2c-ingest` (`ingest`), `o2c-saga` (`saga`,
+//! `dlq list|replay`) and `o2c-cloud-common` (`check-config`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use o2c_cloud_common::config::Config;
+use o2c_saga::runner::Selection;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "o2c-cloud",
+    version,
+    about = "o2c cloud side: MQTT ingest into Kafka, the Order-to-Cash saga, status back to stores"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Take store events from MQTT, write them to Kafka, ack the agents.
+    Ingest {
+        /// Path of cloud.toml.
+        #[arg(long, env = "O2C_CLOUD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run the saga services (all in one process, or one with --service).
+    Saga {
+        /// Path of cloud.toml.
+        #[arg(long, env = "O2C_CLOUD_CONFIG")]
+        config: PathBuf,
+        /// `order`, `payment`, `inventory`, `shipping`, `status` or `all`.
+        #[arg(long, default_value = "all")]
+        service: String,
+    },
+    /// Inspect or replay the dead-letter topic.
+    Dlq {
+        /// Path of cloud.toml.
+        #[arg(long, env = "O2C_CLOUD_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+    /// Validate the config and print the effective values.
+    CheckConfig {
+        /// Path of cloud.toml.
+        #[arg(long, env = "O2C_CLOUD_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqAction {
+    /// Print every dead letter (one JSON object per line).
+    List,
+    /// Re-inject a dead letter into its original topic.
+    Replay {
+        /// The event id (or `partition:offset` in the DLQ).
+        #[arg(long)]
+        id: String,
+    },
+}
+
+/// Exit code for a bad configuration (EX_CONFIG's neighbour EX_USAGE, as
+/// the rest of the fleet uses).
+const EXIT_CONFIG: u8 = 64;
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("o2c-cloud: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One crypto provider for every TLS connection (ring, the only one
+    // compiled in); Err means it is already installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match cli.command {
+        Command::CheckConfig { config } => match load(&config) {
+            Ok(cfg) => match toml::to_string_pretty(&cfg) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("o2c-cloud: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(code) => code,
+        },
+        Command::Ingest { config } => match load(&config) {
+            Ok(cfg) => finish(ingest(cfg)),
+            Err(code) => code,
+        },
+        Command::Saga { config, service } => {
+            let selection = match service.parse::<Selection>() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("o2c-cloud: {e}");
+                    return ExitCode::from(EXIT_CONFIG);
+                }
+            };
+            match load(&config) {
+                Ok(cfg) => finish(saga(cfg, selection)),
+                Err(code) => code,
+            }
+        }
+        Command::Dlq { config, action } => match load(&config) {
+            Ok(cfg) => finish(dlq(cfg, action)),
+            Err(code) => code,
+        },
+    }
+}
+
+fn finish(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("o2c-cloud: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn saga(cfg: Config, selection: Selection) -> anyhow::Result<()> {
+    init_tracing();
+    let listener = tokio::net::TcpListener::bind(cfg.saga.http_listen)
+        .await
+        .with_context(|| format!("bind saga.http_listen {}", cfg.saga.http_listen))?;
+    tracing::info!(addr = %listener.local_addr()?, ?selection, "saga health and metrics listening");
+    o2c_saga::run(cfg, selection, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn dlq(cfg: Config, action: DlqAction) -> anyhow::Result<()> {
+    match action {
+        DlqAction::List => {
+            for d in o2c_saga::dlq::list(&cfg).await? {
+                let headers: serde_json::Map<String, serde_json::Value> = d
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect();
+                let line = serde_json::json!({
+                    "partition": d.partition,
+                    "offset": d.offset,
+                    "key": d.key,
+                    "event_id": d.header("event_id"),
+                    "source_topic": d.header("source_topic"),
+                    "reason": d.header("reason"),
+                    "reason_detail": d.header("reason_detail"),
+                    "headers": headers,
+                });
+                println!("{line}");
+            }
+        }
+        DlqAction::Replay { id } => {
+            let topic = o2c_saga::dlq::replay(&cfg, &id).await?;
+            println!("replayed {id} into {topic}");
+        }
+    }
+    Ok(())
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}
+
+#[tokio::main]
+async fn ingest(cfg: Config) -> anyhow::Result<()> {
+    init_tracing();
+    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .with_context(|| format!("bind http.listen {}", cfg.http.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "health and metrics listening");
+    o2c_ingest::run(cfg, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

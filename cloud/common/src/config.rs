@@ -1,0 +1,581 @@
+//! `cloud.toml`: one `Config` for every cloud process, read from TOML with
+//! environment overrides, validated before anything starts.
+//!
+//! Environment overrides: `O2C_CLOUD__<TABLE>__<KEY>=value`, e.g.
+//! `O2C_CLOUD__KAFKA__BROKERS=10.0.0.5:9092`. Values are read as TOML
+//! scalars (numbers, booleans) when they parse as such, else as strings.
+//! Unknown keys, in the file or the environment, are errors.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use o2c_protocol::{KafkaTopics, MqttUrl, MqttUrlError};
+use serde::{Deserialize, Serialize};
+
+/// Prefix of environment overrides.
+pub const ENV_PREFIX: &str = "O2C_CLOUD__";
+
+/// Why the configuration is unusable. Exits with code 64.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax or an unknown or mistyped key.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    /// A value that parses but is not acceptable.
+    #[error("invalid config key {key}: {message}")]
+    Invalid {
+        /// Dotted key, e.g. `kafka.topic_prefix`.
+        key: &'static str,
+        /// Why.
+        message: String,
+    },
+}
+
+/// The whole cloud configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// MQTT broker connection.
+    pub mqtt: MqttConfig,
+    /// Kafka connection.
+    pub kafka: KafkaConfig,
+    /// Ingest settings.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Health and metrics endpoint.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// The saga services (`o2c-cloud saga`).
+    #[serde(default)]
+    pub saga: SagaConfig,
+    /// The saga's database.
+    #[serde(default)]
+    pub postgres: PostgresConfig,
+    /// The payment processor the payment service calls.
+    #[serde(default)]
+    pub psp: PspConfig,
+}
+
+/// `[saga]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SagaConfig {
+    /// Consumer groups are `{group_prefix}-{service}`.
+    #[serde(default = "default_saga_group")]
+    pub group_prefix: String,
+    /// First retry delay of a transient failure; then twice, four times
+    /// (default 1000: 1 s, 2 s, 4 s).
+    #[serde(default = "default_retry_base")]
+    pub retry_base_ms: u64,
+    /// Outbox polling backstop when no NOTIFY arrives.
+    #[serde(default = "default_outbox_poll")]
+    pub outbox_poll_ms: u64,
+    /// PostgreSQL connections per service (twice as many for payment;
+    /// inventory always uses one, as its batches share stock rows).
+    #[serde(default = "default_pg_lanes")]
+    pub pg_lanes: usize,
+    /// Units provisioned for a SKU without any stock row (0: none, so an
+    /// unknown SKU is out of stock).
+    #[serde(default)]
+    pub auto_stock: i64,
+    /// Warehouse of ship-to-home orders (carry-out takes the store's).
+    #[serde(default = "default_central")]
+    pub central_warehouse: String,
+    /// Health and metrics of `o2c-cloud saga`.
+    #[serde(default = "default_saga_http")]
+    pub http_listen: SocketAddr,
+    /// This replica's id, in its Kafka client ids (logs, broker metrics).
+    /// Consumer groups use dynamic membership: see `saga::consumer`.
+    #[serde(default = "default_instance")]
+    pub instance_id: String,
+    /// Time between two checks of each consumer group by its watchdog
+    /// (`saga::member`): lag, partitions no member owns, stalls.
+    #[serde(default = "default_group_check")]
+    pub group_check_ms: u64,
+    /// A subscribed partition no member owns for this long makes the
+    /// service not ready and its member rejoin the group.
+    #[serde(default = "default_group_unowned_after")]
+    pub group_unowned_after_ms: u64,
+    /// A partition with a backlog and no commit for this long is stalled:
+    /// not ready; a rejoin if another member holds it.
+    #[serde(default = "default_group_stall_after")]
+    pub group_stall_after_ms: u64,
+    /// A backlog that only grows for this long makes the service not
+    /// ready (it falls behind).
+    #[serde(default = "default_group_behind_after")]
+    pub group_behind_after_ms: u64,
+    /// Published outbox rows older than this many hours are deleted
+    /// (0: kept forever). Unpublished rows are never deleted.
+    #[serde(default = "default_outbox_retention")]
+    pub outbox_retention_hours: u64,
+    /// Idempotent-consumer ledger rows older than this many hours are
+    /// deleted (0, the default: kept forever). The ledger is what makes a
+    /// replay harmless, so it must outlive every record Kafka still keeps:
+    /// set it above the `retention.ms` of every saga topic. At least
+    /// [`MIN_LEDGER_RETENTION_HOURS`].
+    #[serde(default)]
+    pub ledger_retention_hours: u64,
+    /// Seconds between two sweeps of the payment reconciler (orders left
+    /// `Capturing`, see `saga::reconcile`).
+    #[serde(default = "default_capture_reconcile")]
+    pub capture_reconcile_secs: u64,
+    /// A payment counts as stuck once its last capture call is this many
+    /// seconds old. Must exceed `psp.timeout_ms`, so that the reconciler
+    /// never races a call still in flight.
+    #[serde(default = "default_capture_stuck")]
+    pub capture_stuck_secs: u64,
+    /// How long the status publisher keeps re-publishing an update the
+    /// broker answered "no matching subscribers" (the agent's session is
+    /// gone) before it gives it up (logged, counted in
+    /// `o2c_saga_status_undeliverable_total`). See docs/operations.md.
+    #[serde(default = "default_status_redeliver_for")]
+    pub status_redeliver_for_secs: u64,
+}
+
+/// The shortest ledger retention accepted: twice Kafka's default topic
+/// retention (7 days).
+pub const MIN_LEDGER_RETENTION_HOURS: u64 = 2 * 7 * 24;
+
+/// `[postgres]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// tokio-postgres connection string, e.g.
+    /// `host=127.0.0.1 user=postgres dbname=o2c`.
+    #[serde(default = "default_pg_url")]
+    pub url: String,
+}
+
+/// `[psp]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PspConfig {
+    /// Base URL of the processor (or `o2c-cloud psp-sim`).
+    #[serde(default = "default_psp_url")]
+    pub url: String,
+    /// Per-call timeout.
+    #[serde(default = "default_psp_timeout")]
+    pub timeout_ms: u64,
+    /// Consecutive failures that open the circuit breaker.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long the breaker stays open before one trial call.
+    #[serde(default = "default_breaker_open")]
+    pub breaker_open_ms: u64,
+    /// How long the processor honours an idempotency key (24 h at Stripe).
+    /// Within it the reconciler sends a capture the processor never got
+    /// again with its key; past it, it fails the payment instead.
+    #[serde(default = "default_key_lifetime")]
+    pub key_lifetime_hours: u64,
+}
+
+fn default_saga_group() -> String {
+    "o2c-saga".into()
+}
+fn default_retry_base() -> u64 {
+    1000
+}
+fn default_outbox_poll() -> u64 {
+    500
+}
+fn default_pg_lanes() -> usize {
+    4
+}
+fn default_central() -> String {
+    "central".into()
+}
+fn default_saga_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9301))
+}
+fn default_instance() -> String {
+    "0".into()
+}
+fn default_outbox_retention() -> u64 {
+    7 * 24
+}
+fn default_pg_url() -> String {
+    "host=127.0.0.1 user=postgres dbname=o2c".into()
+}
+fn default_psp_url() -> String {
+    "http://127.0.0.1:9400".into()
+}
+fn default_psp_timeout() -> u64 {
+    2000
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open() -> u64 {
+    30_000
+}
+fn default_capture_reconcile() -> u64 {
+    30
+}
+fn default_capture_stuck() -> u64 {
+    60
+}
+fn default_status_redeliver_for() -> u64 {
+    600
+}
+fn default_key_lifetime() -> u64 {
+    24
+}
+
+fn default_group_check() -> u64 {
+    10_000
+}
+fn default_group_unowned_after() -> u64 {
+    15_000
+}
+fn default_group_stall_after() -> u64 {
+    60_000
+}
+fn default_group_behind_after() -> u64 {
+    180_000
+}
+
+impl Default for SagaConfig {
+    fn default() -> Self {
+        Self {
+            group_prefix: default_saga_group(),
+            retry_base_ms: default_retry_base(),
+            outbox_poll_ms: default_outbox_poll(),
+            pg_lanes: default_pg_lanes(),
+            auto_stock: 0,
+            central_warehouse: default_central(),
+            http_listen: default_saga_http(),
+            instance_id: default_instance(),
+            group_check_ms: default_group_check(),
+            group_unowned_after_ms: default_group_unowned_after(),
+            group_stall_after_ms: default_group_stall_after(),
+            group_behind_after_ms: default_group_behind_after(),
+            outbox_retention_hours: default_outbox_retention(),
+            ledger_retention_hours: 0,
+            capture_reconcile_secs: default_capture_reconcile(),
+            capture_stuck_secs: default_capture_stuck(),
+            status_redeliver_for_secs: default_status_redeliver_for(),
+        }
+    }
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: default_pg_url(),
+        }
+    }
+}
+
+impl Default for PspConfig {
+    fn default() -> Self {
+        Self {
+            url: default_psp_url(),
+            timeout_ms: default_psp_timeout(),
+            breaker_failures: default_breaker_failures(),
+            breaker_open_ms: default_breaker_open(),
+            key_lifetime_hours: default_key_lifetime(),
+        }
+    }
+}
+
+/// `[mqtt]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    /// Client id; a random suffix is added so replicas never collide.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Largest MQTT packet accepted or sent.
+    #[serde(default = "default_max_packet")]
+    pub max_packet_bytes: u32,
+    /// Keep-alive interval.
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_secs: u64,
+    /// TLS material, required for `mqtts://`.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[mqtt.tls]`: PEM files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// CA that signed the broker's certificate.
+    pub ca_file: PathBuf,
+    /// This service's certificate.
+    pub cert_file: PathBuf,
+    /// This service's private key.
+    pub key_file: PathBuf,
+}
+
+/// `[kafka]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port[,host:port]`.
+    pub brokers: String,
+    /// Prefix before every topic name.
+    #[serde(default)]
+    pub topic_prefix: String,
+    /// Producer `linger.ms`.
+    #[serde(default = "default_linger")]
+    pub linger_ms: u32,
+    /// Create the o2c topics at startup.
+    #[serde(default = "yes")]
+    pub create_topics: bool,
+    /// Partitions for created topics.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+}
+
+/// `[ingest]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Shared-subscription group of all ingest replicas.
+    #[serde(default = "default_group")]
+    pub shared_group: String,
+    /// Frames processed at once; beyond it frames are shed (not acked, so
+    /// agents resend them).
+    #[serde(default = "default_inflight")]
+    pub max_inflight_frames: usize,
+    /// Sustained events per second each agent may send (0, the default:
+    /// no quota). Over it, the agent's batches are held (neither produced
+    /// nor acked) until its token bucket allows them: slowed, never dropped.
+    #[serde(default)]
+    pub agent_quota_events_per_sec: u32,
+    /// Token-bucket size in events (0, the default: one second of
+    /// `agent_quota_events_per_sec`). Only with a quota set.
+    #[serde(default)]
+    pub agent_quota_burst: u32,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Listen address for `/healthz`, `/readyz`, `/metrics`.
+    #[serde(default = "default_http")]
+    pub listen: SocketAddr,
+}
+
+fn default_client_id() -> String {
+    "o2c-ingest".into()
+}
+fn default_max_packet() -> u32 {
+    4 * 1024 * 1024
+}
+fn default_keep_alive() -> u64 {
+    15
+}
+fn default_linger() -> u32 {
+    1
+}
+fn default_partitions() -> i32 {
+    3
+}
+fn yes() -> bool {
+    true
+}
+fn default_group() -> String {
+    "o2c-ingest".into()
+}
+fn default_inflight() -> usize {
+    512
+}
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9300))
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            shared_group: default_group(),
+            max_inflight_frames: default_inflight(),
+            agent_quota_events_per_sec: 0,
+            agent_quota_burst: 0,
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_http(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, applies `O2C_CLOUD__*` overrides, validates.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text, std::env::vars())
+    }
+
+    /// Parses TOML text with the given environment overrides.
+    pub fn from_toml(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut value: toml::Table =
+            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        for (k, v) in env {
+            if let Some(path) = k.strip_prefix(ENV_PREFIX) {
+                override_key(&mut value, path, &v)?;
+            }
+        }
+        let cfg: Config = toml::Value::Table(value)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks values serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let url: MqttUrl =
+            self.mqtt
+                .url
+                .parse()
+                .map_err(|e: MqttUrlError| ConfigError::Invalid {
+                    key: "mqtt.url",
+                    message: e.to_string(),
+                })?;
+        if url.tls && self.mqtt.tls.is_none() {
+            return Err(ConfigError::Invalid {
+                key: "mqtt.tls",
+                message: "mqtts:// needs a [mqtt.tls] table".into(),
+            });
+        }
+        KafkaTopics::new(&self.kafka.topic_prefix).map_err(|e| ConfigError::Invalid {
+            key: "kafka.topic_prefix",
+            message: e.to_string(),
+        })?;
+        o2c_protocol::topic::shared_events_filter(&self.ingest.shared_group).map_err(|e| {
+            ConfigError::Invalid {
+                key: "ingest.shared_group",
+                message: e.to_string(),
+            }
+        })?;
+        if self.kafka.brokers.trim().is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "kafka.brokers",
+                message: "must not be empty".into(),
+            });
+        }
+        if self.ingest.max_inflight_frames == 0 {
+            return Err(ConfigError::Invalid {
+                key: "ingest.max_inflight_frames",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.ingest.agent_quota_burst != 0 && self.ingest.agent_quota_events_per_sec == 0 {
+            return Err(ConfigError::Invalid {
+                key: "ingest.agent_quota_burst",
+                message: "set without ingest.agent_quota_events_per_sec (0 turns quotas off)"
+                    .into(),
+            });
+        }
+        if self.saga.auto_stock < 0 {
+            return Err(ConfigError::Invalid {
+                key: "saga.auto_stock",
+                message: "must not be negative".into(),
+            });
+        }
+        let ledger = self.saga.ledger_retention_hours;
+        if ledger != 0 && ledger < MIN_LEDGER_RETENTION_HOURS {
+            return Err(ConfigError::Invalid {
+                key: "saga.ledger_retention_hours",
+                message: format!(
+                    "must be 0 (keep forever) or at least {MIN_LEDGER_RETENTION_HOURS}, and longer \
+                     than every saga topic's retention.ms: a replay of an event whose ledger row \
+                     is gone would be applied again"
+                ),
+            });
+        }
+        KafkaTopics::new(&self.saga.group_prefix).map_err(|e| ConfigError::Invalid {
+            key: "saga.group_prefix",
+            message: e.to_string(),
+        })?;
+        if self.saga.capture_reconcile_secs == 0 {
+            return Err(ConfigError::Invalid {
+                key: "saga.capture_reconcile_secs",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.saga.capture_stuck_secs.saturating_mul(1000) <= self.psp.timeout_ms {
+            return Err(ConfigError::Invalid {
+                key: "saga.capture_stuck_secs",
+                message: format!(
+                    "must exceed psp.timeout_ms ({} ms): a younger capture may still be in flight",
+                    self.psp.timeout_ms
+                ),
+            });
+        }
+        if self.psp.key_lifetime_hours == 0 {
+            return Err(ConfigError::Invalid {
+                key: "psp.key_lifetime_hours",
+                message: "must be at least 1".into(),
+            });
+        }
+        if !(self.psp.url.starts_with("http://") || self.psp.url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                key: "psp.url",
+                message: "must be an http:// or https:// URL".into(),
+            });
+        }
+        if self.kafka.partitions < 1 {
+            return Err(ConfigError::Invalid {
+                key: "kafka.partitions",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Kafka topic names for this deployment.
+    pub fn topics(&self) -> KafkaTopics {
+        // Validated in `validate`.
+        KafkaTopics::new(&self.kafka.topic_prefix).unwrap_or_default()
+    }
+}
+
+/// Sets `a__b__c` (case-insensitive) in `table` to `raw`.
+fn override_key(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), ConfigError> {
+    let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+    let Some((last, parents)) = keys.split_last() else {
+        return Ok(());
+    };
+    let mut t = table;
+    for k in parents {
+        let entry = t
+            .entry(k.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        t = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Parse(format!("{ENV_PREFIX}{path}: {k} is not a table")))?;
+    }
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

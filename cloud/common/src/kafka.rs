@@ -1,0 +1,184 @@
+//! Kafka plumbing: the idempotent producer, topic creation, and rdkafka's
+//! logs bridged into `tracing`.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::ConsumerContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+/// Why a Kafka operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaOpError {
+    /// Client creation or a request failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// A topic could not be created.
+    #[error("cannot create topic {topic}: {code}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// Broker's answer.
+        code: RDKafkaErrorCode,
+    },
+}
+
+/// Routes librdkafka's log and error callbacks to `tracing`.
+#[derive(Debug, Clone, Default)]
+pub struct TracingContext;
+
+impl ConsumerContext for TracingContext {
+    /// An async commit that fails is logged: a group whose commits keep
+    /// failing re-reads its records after every restart.
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &rdkafka::TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            tracing::warn!(target: "librdkafka", error = %e, "offset commit failed");
+        }
+    }
+}
+
+impl ClientContext for TracingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{log_message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+/// The producer type used everywhere.
+pub type Producer_ = FutureProducer<TracingContext>;
+
+/// An idempotent producer: `acks=all`, `enable.idempotence=true`, explicit
+/// `linger.ms`, and no message timeout. A timeout would make librdkafka
+/// bump its producer epoch, which Tansu's SQLite storage does not survive;
+/// the ingest applies backpressure itself instead (it stops acking).
+pub fn producer(brokers: &str, linger_ms: u32) -> Result<Producer_, KafkaOpError> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", linger_ms.to_string())
+        .set("message.timeout.ms", "0")
+        .set("message.max.bytes", "4000000")
+        .set("client.id", "o2c-cloud")
+        .create_with_context(TracingContext)?)
+}
+
+/// Creates `topics` if they do not exist.
+pub async fn ensure_topics(
+    brokers: &str,
+    topics: &[String],
+    partitions: i32,
+) -> Result<(), KafkaOpError> {
+    let admin: AdminClient<TracingContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create_with_context(TracingContext)?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    for result in admin.create_topics(&new, &opts).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(KafkaOpError::CreateTopic { topic, code }),
+        }
+    }
+    Ok(())
+}
+
+/// Asks the cluster for metadata: a real round trip, unlike a TCP connect.
+pub async fn probe(producer: &Producer_, timeout: Duration) -> Result<(), KafkaOpError> {
+    let p = producer.clone();
+    tokio::task::spawn_blocking(move || p.client().fetch_metadata(None, timeout).map(|_| ()))
+        .await
+        .map_err(|_| KafkaOpError::Kafka(KafkaError::Canceled))??;
+    Ok(())
+}
+
+/// The producer's fatal error, if it has one. With `enable.idempotence`
+/// librdkafka raises one when it can no longer keep its ordering and
+/// exactly-once promises (an out-of-order sequence, say); every later
+/// produce fails, so the process must start a fresh producer.
+pub fn fatal_error(producer: &Producer_) -> Option<String> {
+    producer
+        .client()
+        .fatal_error()
+        .map(|(code, reason)| format!("{code:?}: {reason}"))
+}
+
+/// Produces one record and waits until Kafka has it (`acks=all`).
+pub async fn send(
+    producer: &Producer_,
+    topic: &str,
+    key: &str,
+    headers: &[(&str, String)],
+    value: &[u8],
+) -> Result<(), KafkaError> {
+    let mut h = OwnedHeaders::new_with_capacity(headers.len());
+    for (k, v) in headers {
+        h = h.insert(Header {
+            key: k,
+            value: Some(v.as_str()),
+        });
+    }
+    let record = FutureRecord::to(topic).key(key).payload(value).headers(h);
+    producer
+        .send(record, Timeout::Never)
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| e)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    use super::*;
+
+    /// librdkafka's mock cluster refuses the idempotent producer its id:
+    /// a fatal error, which [`fatal_error`] must report.
+    #[tokio::test]
+    async fn a_fatal_producer_error_is_reported() {
+        let mock = MockCluster::new(1).expect("mock cluster");
+        mock.request_errors(
+            RDKafkaApiKey::InitProducerId,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED],
+        );
+        let p = producer(&mock.bootstrap_servers(), 1).expect("producer");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let reason = loop {
+            if let Some(reason) = fatal_error(&p) {
+                break reason;
+            }
+            assert!(Instant::now() < deadline, "no fatal error reported");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(reason.contains("Authorization"), "{reason}");
+    }
+}

@@ -1,0 +1,298 @@
+//! `o2c-cloud dlq list` and `o2c-cloud dlq replay --id <event_id>`.
+//!
+//! `list` reads the whole dead-letter topic (manual assignment, no group
+//! commits) up to its high watermarks. `replay` re-injects the newest dead
+//! letter with that `event_id` into its `source_topic`, with its original
+//! key and identity headers; the saga's idempotent consumers ignore it
+//! wherever it was already processed.
+//!
+//! Only a saga dead letter can be replayed: its `source_topic` is one of the
+//! saga's Kafka topics. The ingest's dead letters come from MQTT (their
+//! `source_topic` is a store topic such as `o2c/v1/{store}/{agent}/events`)
+//! and never reached Kafka; [`replay_target`] refuses them, and anything
+//! else that is not a saga topic, before anything is produced.
+
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::Serialize;
+
+use o2c_protocol::KafkaTopics;
+
+use super::SagaError;
+use o2c_cloud_common::config::Config;
+use o2c_cloud_common::kafka::{self, TracingContext};
+
+/// Why `dlq replay` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    /// Reading the DLQ or producing failed.
+    #[error(transparent)]
+    Saga(#[from] SagaError),
+    /// The letter exists but must not be replayed; nothing was produced.
+    #[error("dead letter {id} cannot be replayed: {why}")]
+    NotReplayable {
+        /// The id asked for.
+        id: String,
+        /// Why, and what to do instead.
+        why: NotReplayable,
+    },
+}
+
+/// Why a dead letter cannot be replayed ([`replay_target`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReplayable {
+    /// It has no `source_topic` header.
+    #[error("it has no source_topic header, so where it came from is unknown")]
+    NoSourceTopic,
+    /// The ingest refused it: a store frame or event that came over MQTT
+    /// and never reached Kafka.
+    #[error(
+        "it is an ingest dead letter (source_topic {topic:?} is the store's MQTT topic, reason \
+         {reason:?}): the ingest refused this frame from the store and it never reached a Kafka \
+         topic, so there is nothing to replay it into. The event stays `rejected` in that \
+         store's agent outbox (`o2c-agent outbox list --state rejected`); fix the cause, then \
+         have the store enter the sale again. See docs/operations.md, \"Ingest dead letters\""
+    )]
+    FromIngest {
+        /// The MQTT topic.
+        topic: String,
+        /// The ingest's reason code.
+        reason: String,
+    },
+    /// `source_topic` is not one of the saga's topics under this config's
+    /// prefix.
+    #[error(
+        "its source_topic {0:?} is not a saga event topic of this config (topic_prefix): \
+         check that --config is the one of the deployment that wrote it"
+    )]
+    NotASagaTopic(String),
+}
+
+/// Where a dead letter may be replayed: its `source_topic` if that is one
+/// of the saga's event topics under `topics`' prefix.
+pub fn replay_target<'d>(
+    topics: &KafkaTopics,
+    source_topic: Option<&'d str>,
+    reason: Option<&str>,
+) -> Result<&'d str, NotReplayable> {
+    let topic = source_topic.ok_or(NotReplayable::NoSourceTopic)?;
+    // Kafka topic names never contain '/'; MQTT topics always do here.
+    if topic.contains('/') || o2c_protocol::topic::parse_agent_topic(topic).is_ok() {
+        return Err(NotReplayable::FromIngest {
+            topic: topic.to_owned(),
+            reason: reason.unwrap_or("-").to_owned(),
+        });
+    }
+    if topics.event_type_of(topic).is_none() {
+        return Err(NotReplayable::NotASagaTopic(topic.to_owned()));
+    }
+    Ok(topic)
+}
+
+/// One dead letter.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    /// Partition of the DLQ.
+    pub partition: i32,
+    /// Offset in it.
+    pub offset: i64,
+    /// Record key.
+    pub key: String,
+    /// Headers (the original ones plus `reason`, `reason_detail`,
+    /// `source_topic`, `source_group`).
+    pub headers: Vec<(String, String)>,
+    /// The original value.
+    #[serde(skip)]
+    pub value: Vec<u8>,
+}
+
+impl DeadLetter {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads every record of the DLQ.
+pub async fn list(cfg: &Config) -> Result<Vec<DeadLetter>, SagaError> {
+    let brokers = cfg.kafka.brokers.clone();
+    let topic = cfg.topics().dlq();
+    tokio::task::spawn_blocking(move || read_all(&brokers, &topic))
+        .await
+        .map_err(|e| {
+            SagaError::Closed(if e.is_panic() {
+                "dlq reader panicked"
+            } else {
+                "dlq reader"
+            })
+        })?
+}
+
+fn read_all(brokers: &str, topic: &str) -> Result<Vec<DeadLetter>, SagaError> {
+    let c: BaseConsumer<TracingContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set(
+            "group.id",
+            format!("o2c-dlq-list-{:08x}", rand::random::<u32>()),
+        )
+        .set("enable.auto.commit", "false")
+        .create_with_context(TracingContext)?;
+    let timeout = Duration::from_secs(10);
+    let md = c.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = md
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0i64;
+    let mut highs = std::collections::HashMap::new();
+    for p in &partitions {
+        let (low, high) = c.fetch_watermarks(topic, *p, timeout)?;
+        if high > low {
+            tpl.add_partition_offset(topic, *p, Offset::Offset(low))?;
+            remaining += high - low;
+            highs.insert(*p, high);
+        }
+    }
+    let mut out = Vec::new();
+    if remaining == 0 {
+        return Ok(out);
+    }
+    c.assign(&tpl)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !highs.is_empty() && std::time::Instant::now() < deadline {
+        let Some(m) = c.poll(Duration::from_millis(500)) else {
+            continue;
+        };
+        let m = m?;
+        let headers = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(DeadLetter {
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default(),
+            headers,
+            value: m.payload().unwrap_or_default().to_vec(),
+        });
+        if highs
+            .get(&m.partition())
+            .is_some_and(|h| m.offset() + 1 >= *h)
+        {
+            highs.remove(&m.partition());
+        }
+    }
+    out.sort_by_key(|d| (d.partition, d.offset));
+    Ok(out)
+}
+
+/// Re-injects the newest dead letter whose `event_id` is `id` (or whose
+/// `partition:offset` is `id`) into its source topic. Returns that topic.
+/// A letter [`replay_target`] refuses is not replayed.
+pub async fn replay(cfg: &Config, id: &str) -> Result<String, DlqError> {
+    let all = list(cfg).await?;
+    let d = all
+        .iter()
+        .rev()
+        .find(|d| d.header("event_id") == Some(id) || format!("{}:{}", d.partition, d.offset) == id)
+        .ok_or_else(|| SagaError::NotFound(id.to_owned()))?;
+    let topic = replay_target(&cfg.topics(), d.header("source_topic"), d.header("reason"))
+        .map_err(|why| DlqError::NotReplayable {
+            id: id.to_owned(),
+            why,
+        })?
+        .to_owned();
+    let headers: Vec<(&str, String)> = d
+        .headers
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(
+                k.as_str(),
+                "reason" | "reason_detail" | "source_topic" | "source_group"
+            )
+        })
+        .map(|(k, v)| (k.as_str(), v.clone()))
+        .chain(std::iter::once((
+            "replayed_from_dlq",
+            format!("{}:{}", d.partition, d.offset),
+        )))
+        .collect();
+    let producer =
+        kafka::producer(&cfg.kafka.brokers, cfg.kafka.linger_ms).map_err(SagaError::from)?;
+    kafka::send(&producer, &topic, &d.key, &headers, &d.value)
+        .await
+        .map_err(SagaError::from)?;
+    Ok(topic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_saga_topics_are_replay_targets() {
+        let topics = KafkaTopics::new("p.").unwrap();
+        assert_eq!(
+            replay_target(&topics, Some("p.orders.created"), Some("retries_exhausted")),
+            Ok("p.orders.created")
+        );
+        let ingest = replay_target(
+            &topics,
+            Some("o2c/v1/store-1/A1/events"),
+            Some("identity_mismatch"),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(ingest, NotReplayable::FromIngest { .. }),
+            "{ingest}"
+        );
+        let text = ingest.to_string();
+        for needle in [
+            "ingest dead letter",
+            "o2c/v1/store-1/A1/events",
+            "identity_mismatch",
+            "rejected",
+            "docs/operations.md",
+        ] {
+            assert!(text.contains(needle), "{needle} in {text}");
+        }
+        // Any MQTT-looking topic, even one that does not parse as a store topic.
+        assert!(matches!(
+            replay_target(&topics, Some("o2c/v9/x"), None),
+            Err(NotReplayable::FromIngest { .. })
+        ));
+        assert_eq!(
+            replay_target(&topics, Some("p.o2c.dlq"), None),
+            Err(NotReplayable::NotASagaTopic("p.o2c.dlq".into()))
+        );
+        assert_eq!(
+            replay_target(&topics, Some("q.orders.created"), None),
+            Err(NotReplayable::NotASagaTopic("q.orders.created".into()))
+        );
+        assert_eq!(
+            replay_target(&topics, None, None),
+            Err(NotReplayable::NoSourceTopic)
+        );
+    }
+}

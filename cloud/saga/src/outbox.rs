@@ -1,0 +1,230 @@
+//! The transactional outbox: the next event is written in the same
+//! transaction as the state change ([`insert_many`]); the [`relay`] publishes it
+//! to Kafka with the idempotent producer and marks it published.
+//!
+//! The relay wakes on `LISTEN/NOTIFY` (channel `{schema}_outbox`), polls as
+//! a backstop, and claims rows with `FOR UPDATE SKIP LOCKED`, so several
+//! relays (one per process) can run side by side. A row keeps its
+//! `event_id`, the order id as key and the upstream trace.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use o2c_protocol::{Envelope, Event, EventId, KafkaTopics, SCHEMA_VERSION, Traceparent};
+use time::OffsetDateTime;
+use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use super::db::Tx;
+use super::{SagaError, SagaMetrics};
+use o2c_cloud_common::kafka::{self, Producer_};
+
+/// A fresh UUIDv7 event id.
+pub(crate) fn new_event_id() -> EventId {
+    let now = OffsetDateTime::now_utc();
+    let ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    EventId::from_parts(ms, rand::random())
+}
+
+/// The envelope of a cloud event caused by `cause`: same store, agent and
+/// trace (a new span id), no seq, a fresh event id.
+pub(crate) fn mint(cause: &Envelope, payload: Event) -> Envelope {
+    let traceparent = cause.traceparent.as_ref().and_then(|tp| {
+        let trace = tp.as_str().split('-').nth(1)?;
+        let trace = u128::from_str_radix(trace, 16).ok()?;
+        Traceparent::from_ids(trace, rand::random::<u64>() | 1).ok()
+    });
+    Envelope {
+        event_id: new_event_id(),
+        schema_version: SCHEMA_VERSION,
+        store_id: cause.store_id.clone(),
+        agent_id: cause.agent_id.clone(),
+        seq: None,
+        occurred_at: OffsetDateTime::now_utc(),
+        traceparent,
+        payload,
+    }
+}
+
+/// Inserts each `(cause, payload)` as an event caused by `cause` into the
+/// outbox of `schema`, inside the caller's transaction (one statement for
+/// all of them), and notifies the relay at commit.
+pub(crate) async fn insert_many(
+    tx: &Tx<'_>,
+    schema: &str,
+    topics: &KafkaTopics,
+    events: Vec<(&Envelope, Event)>,
+) -> Result<(), SagaError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let n = events.len();
+    let (mut ids, mut topic, mut key, mut types) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut stores, mut agents, mut traces, mut payloads) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (cause, payload) in events {
+        let env = mint(cause, payload);
+        payloads.push(env.encode().map_err(|e| SagaError::Encode(e.to_string()))?);
+        let event_type = env.event_type();
+        ids.push(env.event_id.to_string());
+        topic.push(topics.for_event(event_type));
+        key.push(env.payload.order_id().to_string());
+        types.push(event_type.as_str());
+        stores.push(env.store_id.as_str().to_owned());
+        agents.push(env.agent_id.as_str().to_owned());
+        traces.push(env.traceparent.as_ref().map(|t| t.as_str().to_owned()));
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {schema}.outbox \
+             (event_id, topic, key, event_type, store_id, agent_id, traceparent, payload) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+             $5::text[], $6::text[], $7::text[], $8::bytea[])"
+        ),
+        &[
+            &ids, &topic, &key, &types, &stores, &agents, &traces, &payloads,
+        ],
+    )
+    .await?;
+    tx.notify_once(&format!("{schema}_outbox")).await?;
+    Ok(())
+}
+
+/// Rows claimed per round.
+const BATCH: i64 = 500;
+
+/// Publishes `schema`'s outbox until `cancel`. Reconnects after errors.
+pub(crate) async fn relay(
+    pg_url: String,
+    schema: &'static str,
+    producer: Producer_,
+    poll: Duration,
+    metrics: Arc<SagaMetrics>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    while !cancel.is_cancelled() {
+        match relay_once(&pg_url, schema, &producer, poll, &metrics, &cancel).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(schema, error = %e, retry_in = ?backoff, "outbox relay failed");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn relay_once(
+    pg_url: &str,
+    schema: &'static str,
+    producer: &Producer_,
+    poll: Duration,
+    metrics: &SagaMetrics,
+    cancel: &CancellationToken,
+) -> Result<(), SagaError> {
+    let (mut client, mut conn) = tokio_postgres::connect(pg_url, NoTls).await?;
+    // Drive the connection ourselves to see notifications.
+    let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let conn_task = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+        while let Some(m) = messages.next().await {
+            match m {
+                Ok(AsyncMessage::Notification(_)) => {
+                    let _ = wake_tx.try_send(());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox listen connection ended");
+                    break;
+                }
+            }
+        }
+    });
+    let result = async {
+        super::db::set_up_session(&client).await?;
+        client
+            .batch_execute(&format!("LISTEN {schema}_outbox"))
+            .await?;
+        loop {
+            // Drain everything pending, then wait for a wake-up.
+            while publish_batch(&mut client, schema, producer, metrics).await? == BATCH as usize {}
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                w = wake_rx.recv() => if w.is_none() {
+                    return Err(SagaError::Closed("outbox listen connection"));
+                },
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+    }
+    .await;
+    conn_task.abort();
+    result
+}
+
+/// Claims, publishes and marks one batch; returns how many rows it had.
+async fn publish_batch(
+    client: &mut tokio_postgres::Client,
+    schema: &str,
+    producer: &Producer_,
+    metrics: &SagaMetrics,
+) -> Result<usize, SagaError> {
+    let tx = client.transaction().await?;
+    let rows = tx
+        .query(
+            &format!(
+                "SELECT id, event_id, topic, key, event_type, store_id, agent_id, traceparent, payload \
+                 FROM {schema}.outbox WHERE published_at IS NULL ORDER BY id \
+                 LIMIT $1 FOR UPDATE SKIP LOCKED"
+            ),
+            &[&BATCH],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let sends = rows.iter().map(|r| async move {
+        let topic: &str = r.get(2);
+        let key: &str = r.get(3);
+        let mut headers = vec![
+            ("event_id", r.get::<_, String>(1)),
+            ("event_type", r.get::<_, String>(4)),
+            ("schema_version", SCHEMA_VERSION.to_string()),
+            ("store_id", r.get::<_, String>(5)),
+            ("agent_id", r.get::<_, String>(6)),
+        ];
+        if let Some(tp) = r.get::<_, Option<String>>(7) {
+            headers.push(("traceparent", tp));
+        }
+        let payload: &[u8] = r.get(8);
+        kafka::send(producer, topic, key, &headers, payload).await
+    });
+    for res in futures::future::join_all(sends).await {
+        // The producer never times out (message.timeout.ms = 0); an error
+        // here is fatal for this round and the rows are claimed again.
+        res?;
+    }
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    tx.execute(
+        &format!("UPDATE {schema}.outbox SET published_at = clock_timestamp() WHERE id = ANY($1)"),
+        &[&ids],
+    )
+    .await?;
+    tx.commit().await?;
+    metrics.outbox_published.inc_by(ids.len() as u64);
+    Ok(ids.len())
+}

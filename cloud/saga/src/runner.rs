@@ -1,0 +1,308 @@
+//! Wiring of `o2c-cloud saga`: migrations, one consumer loop and one outbox
+//! relay per service, the status publisher, and `/healthz`, `/readyz`,
+//! `/metrics`.
+
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::consumer::{self, LoopConfig};
+use super::inventory::InventoryStep;
+use super::member::GroupCheck;
+use super::order::OrderStep;
+use super::payment::PaymentStep;
+use super::reconcile::Reconciler;
+use super::shipping::ShippingStep;
+use super::{Pg, SagaError, SagaMetrics, Service, ServiceLabel, db, outbox, status};
+use crate::psp::{BreakerConfig, PspClient};
+use o2c_cloud_common::config::Config;
+use o2c_cloud_common::kafka;
+
+/// What one process runs: database-backed services and/or the status
+/// publisher.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// Saga services.
+    pub services: Vec<Service>,
+    /// The status publisher.
+    pub status: bool,
+}
+
+impl Selection {
+    /// Everything (the default of `o2c-cloud saga`).
+    pub fn all() -> Self {
+        Self {
+            services: Service::ALL.to_vec(),
+            status: true,
+        }
+    }
+}
+
+impl FromStr for Selection {
+    type Err = SagaError;
+    /// `order`, `payment`, `inventory`, `shipping`, `status` or `all`.
+    fn from_str(s: &str) -> Result<Self, SagaError> {
+        if s == "all" {
+            return Ok(Self::all());
+        }
+        if s == "status" {
+            return Ok(Self {
+                services: Vec::new(),
+                status: true,
+            });
+        }
+        Service::ALL
+            .into_iter()
+            .find(|svc| svc.name() == s)
+            .map(|svc| Self {
+                services: vec![svc],
+                status: false,
+            })
+            .ok_or_else(|| SagaError::UnknownService(s.to_owned()))
+    }
+}
+
+#[derive(Debug)]
+struct Health {
+    metrics: Arc<SagaMetrics>,
+    ready: AtomicBool,
+    needs_mqtt: bool,
+    mqtt: Arc<AtomicBool>,
+}
+
+/// Runs the selected services until `shutdown` resolves.
+pub async fn run(
+    cfg: Config,
+    selection: Selection,
+    http: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SagaError> {
+    let topics = cfg.topics();
+    let metrics = Arc::new(SagaMetrics::default());
+    let health = Arc::new(Health {
+        metrics: metrics.clone(),
+        ready: AtomicBool::new(false),
+        needs_mqtt: selection.status,
+        mqtt: Arc::new(AtomicBool::new(false)),
+    });
+    let cancel = CancellationToken::new();
+    let mut tasks: JoinSet<Result<(), SagaError>> = JoinSet::new();
+    tasks.spawn({
+        let app = router(health.clone());
+        let cancel = cancel.clone();
+        async move {
+            axum::serve(http, app)
+                .with_graceful_shutdown(cancel.cancelled_owned())
+                .await?;
+            Ok(())
+        }
+    });
+
+    if cfg.kafka.create_topics {
+        kafka::ensure_topics(&cfg.kafka.brokers, &topics.all(), cfg.kafka.partitions).await?;
+    }
+    let producer = kafka::producer(&cfg.kafka.brokers, cfg.kafka.linger_ms)?;
+    // Warm the idempotent producer before the first event.
+    kafka::probe(&producer, Duration::from_secs(10)).await?;
+
+    let loop_cfg = |service: &'static str, subscribe: &[o2c_protocol::EventType]| LoopConfig {
+        brokers: cfg.kafka.brokers.clone(),
+        group: format!("{}-{service}", cfg.saga.group_prefix),
+        topics: topics.clone(),
+        subscribe: subscribe.to_vec(),
+        retry_base: Duration::from_millis(cfg.saga.retry_base_ms),
+        label: ServiceLabel { service },
+        instance: cfg.saga.instance_id.clone(),
+        check: GroupCheck::from_config(&cfg.saga),
+    };
+    let url = &cfg.postgres.url;
+    for &service in &selection.services {
+        let mut client = db::connect(url).await?;
+        db::migrate(&mut client, service).await?;
+        drop(client);
+        let pg = || Pg::new(url, cfg.saga.pg_lanes);
+        let (p, m, c) = (producer.clone(), metrics.clone(), cancel.clone());
+        match service {
+            Service::Order => {
+                let step = Arc::new(OrderStep {
+                    pg: pg(),
+                    topics: topics.clone(),
+                });
+                let lc = loop_cfg("order", super::order::SUBSCRIBES);
+                tasks.spawn(consumer::run(lc, step, p, m, c));
+            }
+            Service::Payment => {
+                let psp = PspClient::new(
+                    &cfg.psp.url,
+                    BreakerConfig {
+                        failures: cfg.psp.breaker_failures,
+                        open_for: Duration::from_millis(cfg.psp.breaker_open_ms),
+                        timeout: Duration::from_millis(cfg.psp.timeout_ms),
+                    },
+                    metrics.psp_breaker_state.clone(),
+                )?;
+                // Keep the breaker gauge current between calls too.
+                tasks.spawn({
+                    let (psp, cancel) = (psp.clone(), cancel.clone());
+                    let gauge = metrics.psp_breaker_state.clone();
+                    async move {
+                        loop {
+                            gauge.set(psp.breaker_state().code());
+                            tokio::select! {
+                                () = cancel.cancelled() => return Ok(()),
+                                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                            }
+                        }
+                    }
+                });
+                let reconciler = Arc::new(Reconciler {
+                    url: url.clone(),
+                    psp: psp.clone(),
+                    topics: topics.clone(),
+                    metrics: metrics.clone(),
+                    every: Duration::from_secs(cfg.saga.capture_reconcile_secs),
+                    stuck_after: Duration::from_secs(cfg.saga.capture_stuck_secs),
+                    key_lifetime: Duration::from_secs(cfg.psp.key_lifetime_hours * 3600),
+                });
+                tasks.spawn(reconciler.clone().run(cancel.clone()));
+                let step = Arc::new(PaymentStep {
+                    // Twice the lanes: each capture is two short
+                    // transactions around a processor call.
+                    pg: Pg::new(url, cfg.saga.pg_lanes * 2),
+                    topics: topics.clone(),
+                    psp,
+                    reconciler,
+                });
+                let lc = loop_cfg("payment", super::payment::SUBSCRIBES);
+                tasks.spawn(consumer::run(lc, step, p, m, c));
+            }
+            Service::Inventory => {
+                let step = Arc::new(InventoryStep {
+                    // One lane: batches share stock rows (a popular SKU is
+                    // in most of them), so parallel lanes would only queue
+                    // on those row locks, each holding them through its
+                    // own commit. One lane puts a whole batch in one
+                    // transaction instead.
+                    pg: Pg::new(url, 1),
+                    topics: topics.clone(),
+                    auto_stock: cfg.saga.auto_stock,
+                    central_warehouse: cfg.saga.central_warehouse.clone(),
+                });
+                let lc = loop_cfg("inventory", super::inventory::SUBSCRIBES);
+                tasks.spawn(consumer::run(lc, step, p, m, c));
+            }
+            Service::Shipping => {
+                let step = Arc::new(ShippingStep {
+                    pg: pg(),
+                    topics: topics.clone(),
+                });
+                let lc = loop_cfg("shipping", super::shipping::SUBSCRIBES);
+                tasks.spawn(consumer::run(lc, step, p, m, c));
+            }
+        }
+        let (p, m, c) = (producer.clone(), metrics.clone(), cancel.clone());
+        let poll = Duration::from_millis(cfg.saga.outbox_poll_ms.max(10));
+        tasks.spawn({
+            let url = url.clone();
+            async move {
+                outbox::relay(url, service.schema(), p, poll, m, c).await;
+                Ok(())
+            }
+        });
+        let retention = super::retention::Retention::from_hours(
+            cfg.saga.outbox_retention_hours,
+            cfg.saga.ledger_retention_hours,
+        );
+        if retention.is_enabled() {
+            let (url, m, c) = (url.clone(), metrics.clone(), cancel.clone());
+            // Returns only when cancelled (a task that ends stops the saga).
+            tasks.spawn(async move {
+                super::retention::run(url, service, retention, m, c).await;
+                Ok(())
+            });
+        }
+        tracing::info!(%service, "saga service started");
+    }
+    if selection.status {
+        let lc = loop_cfg("status", status::SUBSCRIBES);
+        let delivery = super::delivery::DeliveryConfig {
+            give_up_after: Duration::from_secs(cfg.saga.status_redeliver_for_secs),
+            ..super::delivery::DeliveryConfig::default()
+        };
+        tasks.spawn(status::run(
+            lc,
+            cfg.mqtt.clone(),
+            delivery,
+            metrics.clone(),
+            health.mqtt.clone(),
+            cancel.clone(),
+        ));
+        tracing::info!("status publisher started");
+    }
+    health.ready.store(true, Ordering::Relaxed);
+
+    tokio::pin!(shutdown);
+    let result = tokio::select! {
+        () = &mut shutdown => Ok(()),
+        Some(r) = tasks.join_next() => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SagaError::Closed("saga task")),
+        },
+    };
+    tracing::info!("saga stopping");
+    cancel.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    result
+}
+
+fn router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(health)
+}
+
+async fn readyz(State(h): State<Arc<Health>>) -> impl IntoResponse {
+    let ready = h.ready.load(Ordering::Relaxed);
+    let mqtt = !h.needs_mqtt || h.mqtt.load(Ordering::Relaxed);
+    // A group that does not consume its whole subscription (a partition
+    // no member owns, a stalled or ever-growing backlog) is not ready.
+    let gaps = h.metrics.group_health.unhealthy();
+    let groups = if gaps.is_empty() {
+        "ok".to_owned()
+    } else {
+        gaps.join(",")
+    };
+    let body = format!("services={ready} mqtt={mqtt} groups={groups}\n");
+    if ready && mqtt && gaps.is_empty() {
+        (StatusCode::OK, body)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, body)
+    }
+}
+
+async fn metrics(State(h): State<Arc<Health>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        h.metrics.encode(),
+    )
+}

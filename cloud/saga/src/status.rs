@@ -1,0 +1,534 @@
+//! The status publisher: consumes the saga topics and sends each store
+//! order's status changes to its agent on
+//! `o2c/v1/stores/{store}/agents/{agent}/status`, at QoS 1.
+//!
+//! [`status_for`] is the pure mapping and [`messages`] the pure grouping:
+//! the records already fetched are taken together, and each agent gets its
+//! updates from them as one message (a JSON array, in arrival order; see
+//! `StatusUpdate::encode_many`), so a busy store gets one message, one
+//! PUBACK and one commit for many updates instead of one each. Idle, a
+//! message holds a single update and leaves at once.
+//!
+//! Each update carries a per-order sequence ([`status_seq`]: the status's
+//! rank in the saga, then the event's time), sent beside the JSON in the
+//! message's `o2c-status-seq` user property
+//! (`o2c_protocol::frame::STATUS_SEQ_PROPERTY`); the agent keeps the
+//! update with the greatest one, so two updates of one order in the same
+//! millisecond, or arriving out of order, cannot apply out of rank.
+//!
+//! A PUBACK is not enough: the broker answers "no matching subscribers"
+//! (reason 0x10) when the agent's session is gone (a broker crash, or a
+//! store away past the session expiry), and drops the message. The pure
+//! [`super::delivery`] tracker maps each PUBACK to its message, has such a
+//! message published again with a backoff per agent topic, gives it up
+//! (logged, `o2c_saga_status_undeliverable_total`) after
+//! `saga.status_redeliver_for_secs`, and releases a record's offset for
+//! commit only once its updates were delivered or given up. After a crash,
+//! updates are sent again and the agent drops them by `event_id`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use o2c_protocol::frame::STATUS_SEQ_PROPERTY;
+use o2c_protocol::topic::{Channel, agent_topic};
+use o2c_protocol::{CloudStatus, Envelope, Event, EventType, StatusUpdate};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use rumqttc::Outgoing as MqttOutgoing;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason, PublishProperties};
+use rumqttc::v5::{AsyncClient, Event as MqttEvent, EventLoop, Request};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::consumer::{self, COMMIT_INTERVAL, LoopConfig};
+use super::delivery::{Delivery, DeliveryConfig, GaveUp, Outgoing as DeliveryOutgoing, RecordPos};
+use super::member::Member;
+use super::watch::Tp;
+use super::{SagaError, SagaMetrics};
+use o2c_cloud_common::config::MqttConfig;
+use o2c_cloud_common::kafka::TracingContext;
+use o2c_cloud_common::mqtt;
+
+/// Topics the status publisher consumes.
+pub const SUBSCRIBES: &[EventType] = &[
+    EventType::OrderCreated,
+    EventType::PaymentCaptured,
+    EventType::InventoryConfirmed,
+    EventType::ShipmentScheduled,
+    EventType::OrderCompleted,
+    EventType::OrderCancelled,
+    EventType::RefundIssued,
+];
+
+/// Where a status stands in an order's saga: every event that moves an
+/// order on has a higher rank than those before it (created, paid, stock
+/// confirmed, shipment booked, completed), and a cancellation or refund
+/// outranks them all (a payment captured after a cancellation is refunded;
+/// the order stays cancelled). Never reorder: stored sequences compare.
+pub fn status_rank(status: CloudStatus) -> u64 {
+    match status {
+        CloudStatus::Accepted => 1,
+        CloudStatus::Paid => 2,
+        CloudStatus::InventoryConfirmed => 3,
+        CloudStatus::ShipmentScheduled => 4,
+        CloudStatus::Completed => 5,
+        CloudStatus::Cancelled => 6,
+        CloudStatus::Refunded => 7,
+    }
+}
+
+/// Bits of a sequence below the rank: the event's unix milliseconds (up
+/// to the year 2527).
+const SEQ_TIME_BITS: u32 = 44;
+
+/// An update's per-order sequence: [`status_rank`] above the event's
+/// `occurred_at` in unix milliseconds. It is a function of the saga event
+/// alone, so a publisher that restarts, or reads a topic again, sends the
+/// same sequence for the same event; and it grows along an order's saga:
+/// by rank first (two updates in one millisecond, or a late one, cannot
+/// pass a later stage), then by time between updates of the same status.
+/// At most 7 · 2^44, below 2^53: exact as a JSON or SQLite number.
+pub fn status_seq(status: CloudStatus, occurred_at: time::OffsetDateTime) -> u64 {
+    let max_ms = (1u64 << SEQ_TIME_BITS) - 1;
+    let ms = u64::try_from(occurred_at.unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(0)
+        .min(max_ms);
+    (status_rank(status) << SEQ_TIME_BITS) | ms
+}
+
+/// The status a saga event gives its order, if any.
+pub fn status_for(env: &Envelope) -> Option<StatusUpdate> {
+    let (status, reason) = match &env.payload {
+        Event::OrderCreated(_) => (CloudStatus::Accepted, None),
+        Event::PaymentCaptured(_) => (CloudStatus::Paid, None),
+        Event::InventoryConfirmed(_) => (CloudStatus::InventoryConfirmed, None),
+        Event::ShipmentScheduled(_) => (CloudStatus::ShipmentScheduled, None),
+        Event::OrderCompleted(_) => (CloudStatus::Completed, None),
+        Event::OrderCancelled(c) => (CloudStatus::Cancelled, Some(c.reason.clone())),
+        Event::RefundIssued(_) => (CloudStatus::Refunded, None),
+        Event::PaymentFailed(_) | Event::InventoryReleased(_) => return None,
+    };
+    Some(StatusUpdate {
+        order_id: env.payload.order_id(),
+        status,
+        reason,
+        event_id: env.event_id,
+        occurred_at: env.occurred_at,
+        seq: Some(status_seq(status, env.occurred_at)),
+    })
+}
+
+/// Records taken from the consumer at once: whatever is already fetched,
+/// up to this many.
+const MAX_RECORDS: usize = 1024;
+/// Most updates in one message (about 150 bytes each, far below the
+/// protocol's frame limit).
+pub const MAX_UPDATES_PER_MESSAGE: usize = 256;
+/// Messages tracked (not yet delivered or given up) above which no more
+/// records are consumed: the backpressure while the broker is away.
+const MAX_BACKLOG: usize = 4096;
+
+/// Groups `(topic, item)` pairs into messages: per topic, in arrival
+/// order, at most `max` items each; topics in order of first appearance.
+pub fn messages<T>(
+    updates: impl IntoIterator<Item = (String, T)>,
+    max: usize,
+) -> Vec<(String, Vec<T>)> {
+    let max = max.max(1);
+    let mut out: Vec<(String, Vec<T>)> = Vec::new();
+    // Per topic, the index in `out` of its message being filled.
+    let mut open: HashMap<String, usize> = HashMap::new();
+    for (topic, update) in updates {
+        match open.get(&topic) {
+            Some(&i) if out[i].1.len() < max => out[i].1.push(update),
+            _ => {
+                open.insert(topic.clone(), out.len());
+                out.push((topic, vec![update]));
+            }
+        }
+    }
+    out
+}
+
+/// A status message as the shell publishes it, with what its give-up log
+/// names.
+#[derive(Debug, Clone)]
+struct Body {
+    bytes: Bytes,
+    props: PublishProperties,
+    store: String,
+    agent: String,
+    orders: Vec<String>,
+}
+
+/// What the MQTT event loop reports to the publisher, in order.
+#[derive(Debug)]
+enum Net {
+    /// CONNACK.
+    Connected,
+    /// A publish was written with this packet id.
+    Written(u16),
+    /// Its PUBACK: `matched` unless the reason says otherwise.
+    Acked { pkid: u16, reason: PubAckReason },
+    /// The connection was lost; this many publishes not yet written were
+    /// dropped from the client's queue.
+    Down { lost_unwritten: usize },
+}
+
+/// Polls the event loop until `cancel`, reporting to `tx` (see [`Net`]).
+async fn drive(
+    mut eventloop: EventLoop,
+    tx: mpsc::UnboundedSender<Net>,
+    up: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let ev = tokio::select! {
+            () = cancel.cancelled() => return,
+            ev = eventloop.poll() => ev,
+        };
+        match ev {
+            Ok(ev) => {
+                if let Some(net) = net_event(ev) {
+                    if matches!(net, Net::Connected) {
+                        up.store(true, Ordering::Relaxed);
+                        backoff = Duration::from_millis(100);
+                    }
+                    let _ = tx.send(net);
+                }
+            }
+            Err(e) => {
+                up.store(false, Ordering::Relaxed);
+                tracing::warn!(error = %e, "status mqtt connection lost");
+                // Events rumqttc queued before the error (a publish whose
+                // write failed is reported written, then lost).
+                for ev in eventloop.state.events.drain(..) {
+                    if let Some(net) = net_event(ev) {
+                        let _ = tx.send(net);
+                    }
+                }
+                // (A publish held back by a packet id collision is not
+                // reported; Mosquitto acks in order, so none happens.)
+                // With clean start, rumqttc drops what it moved aside here
+                // at the next CONNACK: in-flight publishes (with a packet
+                // id) and the queued ones it drained (without). The
+                // publisher sends them again; taking them now keeps them
+                // from going twice.
+                let lost_unwritten = eventloop
+                    .pending
+                    .drain(..)
+                    .filter(|r| matches!(r, Request::Publish(p) if p.pkid == 0))
+                    .count();
+                let _ = tx.send(Net::Down { lost_unwritten });
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+fn net_event(ev: MqttEvent) -> Option<Net> {
+    match ev {
+        MqttEvent::Incoming(Packet::ConnAck(_)) => Some(Net::Connected),
+        MqttEvent::Incoming(Packet::PubAck(a)) => Some(Net::Acked {
+            pkid: a.pkid,
+            reason: a.reason,
+        }),
+        MqttEvent::Outgoing(MqttOutgoing::Publish(pkid)) => Some(Net::Written(pkid)),
+        _ => None,
+    }
+}
+
+/// Runs the publisher until `cancel`.
+pub(crate) async fn run(
+    cfg: LoopConfig,
+    mqtt_cfg: MqttConfig,
+    delivery_cfg: DeliveryConfig,
+    metrics: Arc<SagaMetrics>,
+    mqtt_up: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) -> Result<(), SagaError> {
+    let client_id = format!("o2c-status-{:08x}", rand::random::<u32>());
+    let opts = mqtt::options(&mqtt_cfg, &client_id)?;
+    let (client, eventloop) = AsyncClient::new(opts, 1024);
+    let (net_tx, mut net_rx) = mpsc::unbounded_channel();
+    let loop_task = tokio::spawn(drive(eventloop, net_tx, mqtt_up, cancel.clone()));
+    let cfg = Arc::new(cfg);
+    let mut member = Member::join(cfg.clone(), metrics.clone())?;
+    let mut delivery: Delivery<Body> = Delivery::new(delivery_cfg);
+    let mut last_commit = Instant::now();
+    loop {
+        for (_, topic, body) in delivery.poll_transmit() {
+            // Waits only while rumqttc's request queue is full.
+            client
+                .publish_with_properties(topic, QoS::AtLeastOnce, false, body.bytes, body.props)
+                .await
+                .map_err(|e| SagaError::Mqtt(e.to_string()))?;
+        }
+        let consumer = member.consumer();
+        if last_commit.elapsed() >= COMMIT_INTERVAL {
+            commit(&consumer, delivery.poll_commits());
+            last_commit = Instant::now();
+        }
+        let retry = delivery.poll_timeout().map(tokio::time::Instant::from_std);
+        let mut rejoin = false;
+        let mut gave_up = Vec::new();
+        let msg = tokio::select! {
+            () = cancel.cancelled() => break,
+            () = tokio::time::sleep(COMMIT_INTERVAL) => None,
+            verdict = member.checked() => {
+                rejoin = verdict.rejoin;
+                None
+            }
+            Some(net) = net_rx.recv() => {
+                let mut next = Some(net);
+                while let Some(net) = next.take() {
+                    gave_up.extend(on_net(&mut delivery, net));
+                    next = net_rx.try_recv().ok();
+                }
+                None
+            }
+            () = sleep_until_opt(retry), if retry.is_some() => {
+                gave_up = delivery.handle_timeout(std_now());
+                None
+            }
+            m = consumer.recv(), if delivery.backlog() < MAX_BACKLOG => Some(m),
+        };
+        for g in gave_up {
+            metrics
+                .status_undeliverable
+                .inc_by(g.body.orders.len() as u64);
+            tracing::error!(
+                store = %g.body.store,
+                agent = %g.body.agent,
+                orders = ?g.body.orders,
+                failed_for_secs = g.failed_for.as_secs(),
+                "status update undeliverable: no session of this agent at the broker (or \
+                 the broker refused it); the store shows a stale status for these orders \
+                 (see docs/operations.md)"
+            );
+        }
+        if rejoin {
+            // Offsets not yet committed are dropped: their updates are sent
+            // again after the rebalance, and agents drop them by event_id.
+            drop(consumer);
+            member.rejoin().await?;
+            delivery.reset();
+            continue;
+        }
+        if let Some(first) = msg {
+            let mut records = Vec::new();
+            let mut next = Some(first);
+            // The first record, then whatever is already fetched.
+            while let Some(m) = next.take() {
+                match m {
+                    Ok(m) => records.push(m),
+                    Err(e) => tracing::warn!(error = %e, "status consume error"),
+                }
+                if records.len() < MAX_RECORDS {
+                    next = consumer.recv().now_or_never();
+                }
+            }
+            let (positions, outgoing) = build(&cfg, &records)?;
+            for o in &outgoing {
+                metrics.status_published.inc_by(o.body.orders.len() as u64);
+            }
+            delivery.push(&positions, outgoing);
+        }
+    }
+    loop_task.abort();
+    let _ = client.try_disconnect();
+    Ok(())
+}
+
+/// The tracker's view of what happened on the connection; returns the
+/// messages given up.
+fn on_net(delivery: &mut Delivery<Body>, net: Net) -> Vec<GaveUp<Body>> {
+    match net {
+        Net::Connected => delivery.handle_connected(),
+        Net::Written(pkid) => delivery.handle_written(pkid),
+        Net::Down { lost_unwritten } => delivery.handle_disconnected(std_now(), lost_unwritten),
+        Net::Acked { pkid, reason } => {
+            let matched = reason == PubAckReason::Success;
+            if !matched {
+                let topic = delivery.inflight_topic(pkid).unwrap_or_default().to_owned();
+                if !delivery.backing_off(&topic) {
+                    // Once per episode: the retries that follow are quiet.
+                    tracing::info!(
+                        %topic,
+                        ?reason,
+                        "status message not delivered (no session of the agent at the \
+                         broker?): publishing it again with backoff"
+                    );
+                }
+            }
+            return delivery
+                .handle_ack(std_now(), pkid, matched)
+                .into_iter()
+                .collect();
+        }
+    }
+    Vec::new()
+}
+
+/// The records' positions and the messages made from their updates.
+type Built = (Vec<RecordPos>, Vec<DeliveryOutgoing<Body>>);
+
+fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, SagaError> {
+    let mut positions = Vec::with_capacity(records.len());
+    let mut updates = Vec::new();
+    for m in records {
+        let pos: RecordPos = ((m.topic().to_owned(), m.partition()), m.offset());
+        positions.push(pos.clone());
+        let value = m.payload().unwrap_or_default();
+        match consumer::decode(&cfg.topics, m.topic(), value) {
+            Ok(env) => {
+                if let Some(update) = status_for(&env) {
+                    let topic = agent_topic(&env.store_id, &env.agent_id, Channel::Status);
+                    let who = (env.store_id.to_string(), env.agent_id.to_string());
+                    updates.push((topic, (update, pos, who)));
+                }
+            }
+            // The saga services dead-letter poison; here it is skipped.
+            Err(e) => tracing::warn!(error = %e, "status: undecodable event skipped"),
+        }
+    }
+    let mut outgoing = Vec::new();
+    for (topic, group) in messages(updates, MAX_UPDATES_PER_MESSAGE) {
+        let (store, agent) = group[0].2.clone();
+        let mut recs: Vec<RecordPos> = group.iter().map(|(_, p, _)| p.clone()).collect();
+        recs.dedup();
+        let group: Vec<StatusUpdate> = group.into_iter().map(|(u, _, _)| u).collect();
+        let bytes =
+            StatusUpdate::encode_many(&group).map_err(|e| SagaError::Encode(e.to_string()))?;
+        let props = PublishProperties {
+            content_type: Some("application/json".into()),
+            user_properties: StatusUpdate::seqs_property(&group)
+                .map(|v| (STATUS_SEQ_PROPERTY.to_owned(), v))
+                .into_iter()
+                .collect(),
+            ..PublishProperties::default()
+        };
+        outgoing.push(DeliveryOutgoing {
+            topic,
+            body: Body {
+                bytes: Bytes::from(bytes),
+                props,
+                store,
+                agent,
+                orders: group.iter().map(|u| u.order_id.to_string()).collect(),
+            },
+            records: recs,
+        });
+    }
+    Ok((positions, outgoing))
+}
+
+/// Stores and commits the offsets the tracker released.
+fn commit(consumer: &StreamConsumer<TracingContext>, commits: Vec<(Tp, i64)>) {
+    if commits.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for ((topic, partition), offset) in commits {
+        if let Err(e) = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
+            tracing::warn!(error = %e, %topic, partition, "cannot list offset");
+        }
+    }
+    if let Err(e) = consumer.store_offsets(&tpl) {
+        tracing::warn!(error = %e, "cannot store offsets");
+    }
+    if let Err(e) = consumer.commit_consumer_state(CommitMode::Async) {
+        tracing::warn!(error = %e, "offset commit failed");
+    }
+}
+
+fn std_now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use o2c_protocol::{EventId, OrderId};
+    use time::OffsetDateTime;
+
+    fn update(n: u8) -> StatusUpdate {
+        StatusUpdate {
+            order_id: OrderId::from_parts(1, [n; 10]),
+            status: CloudStatus::Paid,
+            reason: None,
+            event_id: EventId::from_parts(2, [n; 10]),
+            occurred_at: OffsetDateTime::UNIX_EPOCH,
+            seq: Some(u64::from(n)),
+        }
+    }
+
+    const ALL: [CloudStatus; 7] = [
+        CloudStatus::Accepted,
+        CloudStatus::Paid,
+        CloudStatus::InventoryConfirmed,
+        CloudStatus::ShipmentScheduled,
+        CloudStatus::Completed,
+        CloudStatus::Cancelled,
+        CloudStatus::Refunded,
+    ];
+
+    #[test]
+    fn seqs_grow_along_the_saga_then_with_time() {
+        let t = OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap();
+        // In one millisecond, each later stage has a greater seq.
+        for w in ALL.windows(2) {
+            assert!(status_seq(w[0], t) < status_seq(w[1], t), "{w:?}");
+            // Even a much later earlier stage stays below (a year on).
+            let later = t + time::Duration::days(365);
+            assert!(status_seq(w[0], later) < status_seq(w[1], t), "{w:?}");
+        }
+        // Within one status, the later event is greater; the same event
+        // always gets the same seq (a replay or restart sends it again).
+        let next = t + time::Duration::milliseconds(1);
+        assert!(status_seq(CloudStatus::Refunded, t) < status_seq(CloudStatus::Refunded, next));
+        assert_eq!(
+            status_seq(CloudStatus::Paid, t),
+            status_seq(CloudStatus::Paid, t)
+        );
+        // Times out of range are clamped, and every seq is exact in JSON.
+        let before_1970 = OffsetDateTime::from_unix_timestamp(-5).unwrap();
+        assert_eq!(status_seq(CloudStatus::Accepted, before_1970), 1 << 44);
+        let far = OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap();
+        assert!(status_seq(CloudStatus::Refunded, far) < 1 << 53);
+        assert!(status_seq(CloudStatus::Accepted, far) < status_seq(CloudStatus::Paid, t));
+    }
+
+    #[test]
+    fn one_message_per_agent_in_arrival_order_split_at_the_limit() {
+        let input = [("a", 1), ("b", 2), ("a", 3), ("a", 4), ("b", 5), ("a", 6)]
+            .map(|(t, n)| (t.to_owned(), update(n)));
+        let out = messages(input, 3);
+        let topics: Vec<&str> = out.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(topics, ["a", "b", "a"]);
+        assert_eq!(out[0].1, vec![update(1), update(3), update(4)]);
+        assert_eq!(out[1].1, vec![update(2), update(5)]);
+        assert_eq!(out[2].1, vec![update(6)]);
+        // Nothing in, nothing out; a zero limit still sends every update.
+        assert!(messages(Vec::<(String, StatusUpdate)>::new(), 3).is_empty());
+        assert_eq!(messages([("a".to_owned(), update(1))], 0).len(), 1);
+    }
+}
