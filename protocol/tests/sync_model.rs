@@ -25,6 +25,21 @@ use o2c_protocol::sync::{AckVerdict, NackVerdict, SyncConfig, SyncState};
 use o2c_protocol::{Ack, AckMessage, FrameNack, Seq};
 use proptest::prelude::*;
 
+/// The seq numbered `n` (at least 1).
+fn seq(n: u64) -> Seq {
+    Seq::new(n).unwrap()
+}
+
+/// A seq bound: `None` for 0 (before the first seq).
+fn mark(n: u64) -> Option<Seq> {
+    Seq::new(n).ok()
+}
+
+/// The number of a seq bound, 0 for `None`.
+fn num(s: Option<Seq>) -> u64 {
+    s.map_or(0, Seq::get)
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Capture(u64),
@@ -89,7 +104,7 @@ impl World {
             ..SyncConfig::default()
         };
         Self {
-            agent: SyncState::new(cfg, 0, 0, 42),
+            agent: SyncState::new(cfg, None, None, 42),
             outbox_tail: 0,
             up: vec![],
             down: vec![],
@@ -126,7 +141,6 @@ impl World {
             "cloud saw a gap: {first} after {}",
             self.cloud_hwm
         );
-        let seq = |n| Seq::new(n).unwrap();
         if self.poison.range(first..=last).next().is_some() {
             if first == last {
                 // Refused for good: settled, like a rejected event.
@@ -155,17 +169,18 @@ impl World {
                 self.agent.acked_through(),
                 "batch must start after the acked prefix"
             );
-            let first = t.after_seq + 1;
-            let mut last = self.outbox_tail.min(t.after_seq + t.max_events as u64);
+            let after = num(t.after_seq);
+            let first = after + 1;
+            let mut last = self.outbox_tail.min(after + t.max_events as u64);
             if let Some(up_to) = t.up_to {
-                last = last.min(up_to);
+                last = last.min(up_to.get());
             }
             if last < first {
                 self.agent.handle_nothing_pending(t.after_seq);
                 continue;
             }
             self.up.push((first, last));
-            self.agent.handle_sent(first, last, self.now);
+            self.agent.handle_sent(seq(first), seq(last), self.now);
             // Written at once in the model.
             self.agent.handle_request_written(self.now);
             self.awaiting_since.get_or_insert(self.now);
@@ -177,7 +192,9 @@ impl World {
         match op {
             Op::Capture(n) => {
                 self.outbox_tail += n;
-                self.agent.handle_captured(self.outbox_tail);
+                if let Some(tail) = mark(self.outbox_tail) {
+                    self.agent.handle_captured(tail);
+                }
             }
             Op::Connect => {
                 if self.agent.is_connected() {
@@ -221,7 +238,7 @@ impl World {
                         AckMessage::FrameNack(nack) => match self.agent.handle_frame_nack(&nack) {
                             NackVerdict::Reject { ack, through } => {
                                 assert_eq!(nack.first_seq, nack.last_seq, "only a lone event");
-                                assert_eq!(ack.through_seq.get(), through);
+                                assert_eq!(ack.through_seq, through);
                                 for r in &ack.rejected {
                                     assert!(
                                         self.poison.contains(&r.seq.get()),
@@ -285,11 +302,11 @@ impl World {
             }
         }
         self.pump();
-        assert!(self.agent.acked_through() <= self.cloud_hwm);
-        assert!(self.agent.acked_through() <= self.outbox_tail);
+        assert!(num(self.agent.acked_through()) <= self.cloud_hwm);
+        assert!(num(self.agent.acked_through()) <= self.outbox_tail);
         if let Some(f) = self.agent.in_flight() {
-            assert_eq!(f.first, self.agent.acked_through() + 1);
-            assert!(f.last >= f.first && f.last <= self.outbox_tail);
+            assert_eq!(f.first.get(), num(self.agent.acked_through()) + 1);
+            assert!(f.last >= f.first && f.last.get() <= self.outbox_tail);
         }
     }
 
@@ -301,7 +318,7 @@ impl World {
         {
             AckVerdict::Apply { through } => {
                 assert!(
-                    through <= self.cloud_hwm,
+                    through.get() <= self.cloud_hwm,
                     "acked {through} but cloud holds {}",
                     self.cloud_hwm
                 );
@@ -330,7 +347,7 @@ proptest! {
         // everything in order, let timers fire. Everything captured must
         // end up acknowledged or (poison only) rejected.
         for _ in 0..10_000 {
-            if w.agent.acked_through() == w.outbox_tail {
+            if num(w.agent.acked_through()) == w.outbox_tail {
                 break;
             }
             if !w.agent.is_connected() {
@@ -344,7 +361,7 @@ proptest! {
                 w.step(Op::Advance(5_000));
             }
         }
-        prop_assert_eq!(w.agent.acked_through(), w.outbox_tail);
+        prop_assert_eq!(num(w.agent.acked_through()), w.outbox_tail);
         prop_assert_eq!(w.agent.backlog(), 0);
         prop_assert_eq!(w.agent.poll_transmit(), None);
         let expected: BTreeSet<u64> = w.poison.iter().copied().filter(|&p| p <= w.outbox_tail).collect();
@@ -354,7 +371,7 @@ proptest! {
 
 #[test]
 fn invalid_acks_are_refused() {
-    let mut s = SyncState::new(SyncConfig::default(), 0, 10, 1);
+    let mut s = SyncState::new(SyncConfig::default(), None, mark(10), 1);
     s.handle_connected();
     let ack = |through, rejected: Vec<u64>| Ack {
         through_seq: Seq::new(through).unwrap(),
@@ -372,9 +389,9 @@ fn invalid_acks_are_refused() {
     assert!(s.check_ack(&ack(5, vec![6])).is_err());
     assert_eq!(
         s.check_ack(&ack(5, vec![5])),
-        Ok(AckVerdict::Apply { through: 5 })
+        Ok(AckVerdict::Apply { through: seq(5) })
     );
-    s.handle_ack_applied(5);
+    s.handle_ack_applied(seq(5));
     assert_eq!(s.check_ack(&ack(5, vec![])), Ok(AckVerdict::Stale));
     assert_eq!(s.check_ack(&ack(3, vec![])), Ok(AckVerdict::Stale));
 }
@@ -386,26 +403,26 @@ fn resend_after_timeout_and_on_reconnect_keeps_the_range() {
         max_batch_events: 10,
         ..SyncConfig::default()
     };
-    let mut s = SyncState::new(cfg, 0, 25, 7);
+    let mut s = SyncState::new(cfg, None, mark(25), 7);
     assert_eq!(s.poll_transmit(), None, "nothing is sent while offline");
     s.handle_connected();
     let t = s.poll_transmit().unwrap();
-    assert_eq!((t.after_seq, t.up_to, t.resend), (0, None, false));
-    s.handle_sent(1, 10, 0);
+    assert_eq!((t.after_seq, t.up_to, t.resend), (None, None, false));
+    s.handle_sent(seq(1), seq(10), 0);
     assert_eq!(s.poll_transmit(), None, "one batch in flight at a time");
     assert_eq!(s.poll_deadline(), Some(1000));
     s.handle_timeout(999);
     assert_eq!(s.poll_transmit(), None);
     s.handle_timeout(1000);
     let t = s.poll_transmit().unwrap();
-    assert_eq!((t.after_seq, t.up_to, t.resend), (0, Some(10), true));
-    s.handle_sent(1, 10, 1000);
+    assert_eq!((t.after_seq, t.up_to, t.resend), (None, mark(10), true));
+    s.handle_sent(seq(1), seq(10), 1000);
     assert_eq!(s.in_flight().unwrap().attempts, 2);
     let d1 = s.handle_disconnected();
     let d2 = s.handle_disconnected();
     assert!(d1 <= 200 && d2 <= 400, "backoff grows: {d1} {d2}");
     s.handle_connected();
-    assert_eq!(s.poll_transmit().unwrap().up_to, Some(10));
+    assert_eq!(s.poll_transmit().unwrap().up_to, mark(10));
 }
 
 /// A commit can land between the shell's look at the store's head and its
@@ -413,18 +430,21 @@ fn resend_after_timeout_and_on_reconnect_keeps_the_range() {
 /// The ack for it must apply at once, not wait out the ack timeout.
 #[test]
 fn a_batch_read_past_the_known_tail_is_acked_at_once() {
-    let mut s = SyncState::new(SyncConfig::default(), 0, 245, 3);
+    let mut s = SyncState::new(SyncConfig::default(), None, mark(245), 3);
     s.handle_connected();
     let t = s.poll_transmit().unwrap();
-    assert_eq!((t.after_seq, t.up_to), (0, None));
+    assert_eq!((t.after_seq, t.up_to), (None, None));
     // The outbox already held 246 when the shell read the batch.
-    s.handle_sent(1, 246, 0);
+    s.handle_sent(seq(1), seq(246), 0);
     let ack = Ack {
         through_seq: Seq::new(246).unwrap(),
         rejected: vec![],
     };
-    assert_eq!(s.check_ack(&ack), Ok(AckVerdict::Apply { through: 246 }));
-    s.handle_ack_applied(246);
+    assert_eq!(
+        s.check_ack(&ack),
+        Ok(AckVerdict::Apply { through: seq(246) })
+    );
+    s.handle_ack_applied(seq(246));
     assert_eq!(s.in_flight(), None);
     assert_eq!(s.poll_transmit(), None, "nothing left to send");
 }
@@ -447,10 +467,10 @@ fn a_refused_frame_is_split_then_its_bad_event_rejected() {
         max_batch_events: 10,
         ..SyncConfig::default()
     };
-    let mut s = SyncState::new(cfg, 0, 30, 5);
+    let mut s = SyncState::new(cfg, None, mark(30), 5);
     s.handle_connected();
     assert_eq!(s.poll_transmit().unwrap().max_events, 10);
-    s.handle_sent(1, 10, 0);
+    s.handle_sent(seq(1), seq(10), 0);
     assert_eq!(
         s.handle_frame_nack(&nack(2, 10)),
         NackVerdict::Stale,
@@ -464,28 +484,28 @@ fn a_refused_frame_is_split_then_its_bad_event_rejected() {
         "repeat"
     );
     let t = s.poll_transmit().unwrap();
-    assert_eq!((t.after_seq, t.max_events, t.resend), (0, 1, false));
-    s.handle_sent(1, 1, 1);
-    s.handle_ack_applied(1);
+    assert_eq!((t.after_seq, t.max_events, t.resend), (None, 1, false));
+    s.handle_sent(seq(1), seq(1), 1);
+    s.handle_ack_applied(seq(1));
     assert_eq!(
         s.poll_transmit().unwrap().max_events,
         1,
         "still inside the refused frame"
     );
-    s.handle_sent(2, 2, 2);
+    s.handle_sent(seq(2), seq(2), 2);
     let NackVerdict::Reject { ack, through } = s.handle_frame_nack(&nack(2, 2)) else {
         panic!("a lone event is rejected");
     };
-    assert_eq!(through, 2);
+    assert_eq!(through, seq(2));
     assert_eq!(ack.rejected.len(), 1);
     assert_eq!(ack.rejected[0].seq.get(), 2);
     assert_eq!(ack.rejected[0].code, "malformed_frame");
-    assert_eq!(s.check_ack(&ack), Ok(AckVerdict::Apply { through: 2 }));
-    s.handle_ack_applied(2);
-    for seq in 3..=10 {
+    assert_eq!(s.check_ack(&ack), Ok(AckVerdict::Apply { through: seq(2) }));
+    s.handle_ack_applied(seq(2));
+    for n in 3..=10 {
         assert_eq!(s.poll_transmit().unwrap().max_events, 1);
-        s.handle_sent(seq, seq, seq);
-        s.handle_ack_applied(seq);
+        s.handle_sent(seq(n), seq(n), n);
+        s.handle_ack_applied(seq(n));
     }
     assert!(!s.is_isolating());
     assert_eq!(
@@ -506,11 +526,11 @@ fn a_silent_connection_is_dropped_after_the_liveness_timeout() {
         backoff_pending_max_ms: 1_000,
         ..SyncConfig::default()
     };
-    let mut s = SyncState::new(cfg, 0, 100, 9);
+    let mut s = SyncState::new(cfg, None, mark(100), 9);
     s.handle_connecting(0);
     assert_eq!(s.poll_deadline(), Some(1_500), "the attempt has a deadline");
     s.handle_connected();
-    s.handle_sent(1, 10, 100);
+    s.handle_sent(seq(1), seq(10), 100);
     s.handle_request_written(100);
     assert_eq!(s.poll_deadline(), Some(2_100));
     s.handle_timeout(1_000);
@@ -521,7 +541,7 @@ fn a_silent_connection_is_dropped_after_the_liveness_timeout() {
         "only the ack timeout is left"
     );
     s.handle_timeout(10_100);
-    s.handle_sent(1, 10, 10_100); // the resend
+    s.handle_sent(seq(1), seq(10), 10_100); // the resend
     s.handle_request_written(10_100);
     s.handle_timeout(12_099);
     assert!(!s.poll_drop_connection());
@@ -542,7 +562,7 @@ fn a_silent_connection_is_dropped_after_the_liveness_timeout() {
     s.handle_connected();
     assert_eq!(
         s.poll_transmit().unwrap().up_to,
-        Some(10),
+        mark(10),
         "the batch goes again"
     );
 }
@@ -550,7 +570,7 @@ fn a_silent_connection_is_dropped_after_the_liveness_timeout() {
 /// With nothing pending the backoff grows to its usual maximum.
 #[test]
 fn an_idle_agent_backs_off_further() {
-    let mut s = SyncState::new(SyncConfig::default(), 0, 0, 11);
+    let mut s = SyncState::new(SyncConfig::default(), None, None, 11);
     let most = (0..30).map(|_| s.handle_disconnected()).max().unwrap();
     assert!(most > 1_000 && most <= 30_000, "{most}");
 }
