@@ -134,6 +134,7 @@ impl Agent {
         let sync = crate::sync::SyncTask {
             store: self.store.clone(),
             mqtt: self.config.mqtt.clone(),
+            sync: self.config.sync.clone(),
             store_id: self.config.store_id.clone(),
             agent_id: self.config.agent_id.clone(),
             connected: self.connected_flag(),
@@ -147,7 +148,7 @@ impl Agent {
         // Retention of acked outbox rows; the sync task acks them.
         let store = self.store.clone();
         let cancel = self.cancel.clone();
-        let retention_ms = i64::from(self.config.mqtt.retention_days) * 86_400_000;
+        let retention_ms = i64::from(self.config.outbox.retention_days) * 86_400_000;
         self.tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {

@@ -1,28 +1,19 @@
 //! The agent's one `Config`: a TOML file, then environment overrides, then
 //! semantic checks. Nothing is bound or opened here.
 //!
-//! # Environment overrides
-//! Every key can be overridden by a variable named `O2C_AGENT__` followed by
-//! the key's path in upper case, with `__` between the levels:
+//! Loading and the `O2C_AGENT__*` environment overrides are
+//! [`o2c_runtime::config`]'s (its docs give the rules): `O2C_AGENT__` then
+//! the key's path in upper case with `__` between the levels, e.g.
+//! `O2C_AGENT__MQTT__TLS__CA_FILE` for `mqtt.tls.ca_file` or
+//! `O2C_AGENT__TERMINALS__0__TOKEN_SHA256` for `terminals[0].token_sha256`.
+//! A value is TOML when it parses as TOML, a string when the file holds a
+//! string at that key; unknown keys are errors naming the key.
 //!
-//! | key                                  | variable                                       |
-//! |--------------------------------------|------------------------------------------------|
-//! | `store_id`                           | `O2C_AGENT__STORE_ID`                          |
-//! | `store.currency`                     | `O2C_AGENT__STORE__CURRENCY`                   |
-//! | `http.listen`                        | `O2C_AGENT__HTTP__LISTEN`                      |
-//! | `mqtt.tls.ca_file`                   | `O2C_AGENT__MQTT__TLS__CA_FILE`                |
-//! | `payments.offline_floor_limit_minor` | `O2C_AGENT__PAYMENTS__OFFLINE_FLOOR_LIMIT_MINOR`|
-//! | `terminals[0].token_sha256`          | `O2C_AGENT__TERMINALS__0__TOKEN_SHA256`        |
-//!
-//! A value is read as a TOML value when it parses as one (`42`, `true`,
-//! `[{ id = "T1", token_sha256 = "…" }]`) and as a plain string otherwise.
-//! When the file already holds a string at that key the value is always a
-//! string. Quote a value (`'"123"'`) to force a string.
-//!
-//! Unknown keys, in the file or in a variable, are errors. Every error names
+//! Then [`legacy`](self) moves keys of the old layout to their new place
+//! with a warning (`mqtt.ack_timeout_ms` is now `sync.ack_timeout_ms`, ...),
+//! and [`check`](self) applies the rules serde cannot. Every error names
 //! the key it is about; `o2c-agent` exits with code 64 on any of them.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -30,56 +21,17 @@ use std::path::{Path, PathBuf};
 use o2c_protocol::{AgentId, Currency, StoreId, TerminalId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use legacy::Deprecated;
+pub use o2c_runtime::config::ConfigError;
+pub use o2c_runtime::mqtt::MqttTlsConfig;
+
+mod check;
+mod legacy;
+
 /// Prefix of every environment override.
 pub const ENV_PREFIX: &str = "O2C_AGENT__";
 
-/// Why a configuration was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The file is not valid TOML.
-    #[error("config file {path} is not valid TOML: {message}")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message (with line and column).
-        message: String,
-    },
-    /// An environment override could not be applied.
-    #[error("environment variable {var} (config key `{key}`): {message}")]
-    Env {
-        /// The variable.
-        var: String,
-        /// The key it addresses.
-        key: String,
-        /// What was wrong.
-        message: String,
-    },
-    /// A key has a bad value, is missing or is unknown.
-    #[error("config key `{key}`: {message}")]
-    Key {
-        /// The key's path, e.g. `http.listen` or `terminals[0].id`.
-        key: String,
-        /// What was wrong.
-        message: String,
-    },
-}
-
-impl ConfigError {
-    fn key(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError::Key {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
+const LOADER: o2c_runtime::Loader = o2c_runtime::Loader::new(ENV_PREFIX);
 
 /// The whole agent configuration.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -98,6 +50,9 @@ pub struct Config {
     pub http: HttpConfig,
     /// The MQTT link to the cloud (used by the sync task).
     pub mqtt: MqttConfig,
+    /// The sync window: batch sizes and the ack timeout.
+    #[serde(default)]
+    pub sync: SyncSettings,
     /// POS terminals allowed to call the API.
     #[serde(default)]
     pub terminals: Vec<TerminalConfig>,
@@ -150,20 +105,6 @@ pub struct MqttConfig {
     /// MQTT keep-alive, seconds (default 30).
     #[serde(default = "defaults::keep_alive_secs")]
     pub keep_alive_secs: u64,
-    /// Most events in one batch frame (default 500).
-    #[serde(default = "defaults::max_batch_events")]
-    pub max_batch_events: usize,
-    /// Most envelope bytes in one batch frame (default 256 KiB; at most
-    /// `o2c_protocol::frame::MAX_FRAME_BYTES` minus framing).
-    #[serde(default = "defaults::max_batch_bytes")]
-    pub max_batch_bytes: usize,
-    /// Resend a batch whose application ack has not come back after this
-    /// many milliseconds (default 5000).
-    #[serde(default = "defaults::ack_timeout_ms")]
-    pub ack_timeout_ms: u64,
-    /// Acked outbox rows are pruned after this many days (default 7).
-    #[serde(default = "defaults::retention_days")]
-    pub retention_days: u32,
     /// Drop a connection on which a publish or ping has had no answer at
     /// all from the broker for this many milliseconds (default 5000): a
     /// silent partition is left in seconds, not after TCP's backoff.
@@ -175,18 +116,32 @@ pub struct MqttConfig {
     pub connect_timeout_ms: u64,
 }
 
-/// `[mqtt.tls]`.
+/// `[sync]`: the sync window (see `o2c_protocol::sync`). These keys were
+/// in `[mqtt]` before; there they still load, with a warning.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct MqttTlsConfig {
-    /// CA bundle (PEM) that signed the broker's certificate.
-    pub ca_file: PathBuf,
-    /// Client certificate (PEM), for mutual TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cert_file: Option<PathBuf>,
-    /// Client key (PEM), for mutual TLS.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_file: Option<PathBuf>,
+pub struct SyncSettings {
+    /// Most events in one batch frame (default 500).
+    #[serde(default = "defaults::max_batch_events")]
+    pub max_batch_events: usize,
+    /// Most envelope bytes in one batch frame (default 256 KiB; at most
+    /// `o2c_protocol::frame::MAX_FRAME_BYTES` minus framing).
+    #[serde(default = "defaults::max_batch_bytes")]
+    pub max_batch_bytes: usize,
+    /// Resend a batch whose application ack has not come back after this
+    /// many milliseconds (default 5000).
+    #[serde(default = "defaults::ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            max_batch_events: defaults::max_batch_events(),
+            max_batch_bytes: defaults::max_batch_bytes(),
+            ack_timeout_ms: defaults::ack_timeout_ms(),
+        }
+    }
 }
 
 /// One `[[terminals]]` entry.
@@ -259,6 +214,10 @@ pub struct OutboxConfig {
     /// Most commands the writer commits in one transaction (default 2048).
     #[serde(default = "defaults::max_commit_batch")]
     pub max_commit_batch: usize,
+    /// Acked outbox rows are pruned after this many days (default 7; was
+    /// `mqtt.retention_days`).
+    #[serde(default = "defaults::retention_days")]
+    pub retention_days: u32,
 }
 
 impl Default for OutboxConfig {
@@ -266,6 +225,7 @@ impl Default for OutboxConfig {
         Self {
             max_pending_events: defaults::max_pending_events(),
             max_commit_batch: defaults::max_commit_batch(),
+            retention_days: defaults::retention_days(),
         }
     }
 }
@@ -341,17 +301,7 @@ impl Config {
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_toml_with_env(&text, env).map_err(|e| match e {
-            ConfigError::Syntax { message, .. } => ConfigError::Syntax {
-                path: path.to_owned(),
-                message,
-            },
-            other => other,
-        })
+        Ok(warn(Self::from_value(LOADER.read(path, env)?)?))
     }
 
     /// Parses TOML text, applies overrides from `env` and checks the result.
@@ -359,29 +309,15 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let table: toml::Table =
-            text.parse()
-                .map_err(|e: toml::de::Error| ConfigError::Syntax {
-                    path: PathBuf::new(),
-                    message: e.to_string(),
-                })?;
-        let mut root = toml::Value::Table(table);
-        let mut overrides: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
-            .collect();
-        overrides.sort();
-        for (var, value) in overrides {
-            apply_env(&mut root, &var, &value)?;
-        }
-        let limits_set = offline_limits_set(&root);
-        let config: Config = serde_path_to_error::deserialize(root).map_err(|e| {
-            let key = e.path().to_string();
-            // toml appends "in `key`" lines; the key is named already.
-            let full = e.inner().to_string();
-            let message = full.lines().next().unwrap_or_default().trim().to_owned();
-            ConfigError::key(unknown_field_key(&key, &message), message)
-        })?;
+        Ok(warn(Self::from_value(LOADER.parse(text, env)?)?))
+    }
+
+    /// Checks a config tree (file plus overrides) and the keys of the old
+    /// layout it used.
+    pub fn from_value(mut root: toml::Value) -> Result<(Config, Vec<Deprecated>), ConfigError> {
+        let deprecated = legacy::migrate(&mut root)?;
+        let limits_set = check::offline_limits_set(&root);
+        let config: Config = o2c_runtime::config::deserialize(root)?;
         config.check()?;
         if let Some(limit) = limits_set
             && config.store.currency.is_none()
@@ -394,10 +330,11 @@ impl Config {
                 ),
             ));
         }
-        Ok(config)
+        Ok((config, deprecated))
     }
 
-    /// The effective configuration as TOML (what `check-config` prints).
+    /// The effective configuration as TOML, in the current layout (what
+    /// `check-config` prints).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
@@ -416,191 +353,20 @@ impl Config {
     pub fn http_addr_path(&self) -> PathBuf {
         self.data_dir.join("http.addr")
     }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        if self.data_dir.as_os_str().is_empty() {
-            return Err(ConfigError::key("data_dir", "must not be empty"));
-        }
-        let url: o2c_protocol::MqttUrl = self
-            .mqtt
-            .url
-            .parse()
-            .map_err(|e: o2c_protocol::MqttUrlError| ConfigError::key("mqtt.url", e.to_string()))?;
-        let tls = url.tls;
-        if tls && self.mqtt.tls.is_none() {
-            return Err(ConfigError::key(
-                "mqtt.tls",
-                "an mqtts:// url needs a [mqtt.tls] table",
-            ));
-        }
-        if let Some(t) = &self.mqtt.tls {
-            if !tls {
-                return Err(ConfigError::key(
-                    "mqtt.tls",
-                    "[mqtt.tls] is only used with an mqtts:// url",
-                ));
-            }
-            if t.cert_file.is_some() != t.key_file.is_some() {
-                return Err(ConfigError::key(
-                    "mqtt.tls.key_file",
-                    "cert_file and key_file go together",
-                ));
-            }
-        }
-        let frame_room = o2c_protocol::frame::MAX_FRAME_BYTES - 4096;
-        if self.mqtt.max_batch_bytes == 0 || self.mqtt.max_batch_bytes > frame_room {
-            return Err(ConfigError::key(
-                "mqtt.max_batch_bytes",
-                format!("must be between 1 and {frame_room}"),
-            ));
-        }
-        if self.mqtt.max_batch_events == 0 {
-            return Err(ConfigError::key("mqtt.max_batch_events", "must be >= 1"));
-        }
-        if self.mqtt.keep_alive_secs == 0 {
-            return Err(ConfigError::key("mqtt.keep_alive_secs", "must be >= 1"));
-        }
-        if self.mqtt.ack_timeout_ms == 0 {
-            return Err(ConfigError::key("mqtt.ack_timeout_ms", "must be >= 1"));
-        }
-        for (key, ms) in [
-            ("mqtt.liveness_timeout_ms", self.mqtt.liveness_timeout_ms),
-            ("mqtt.connect_timeout_ms", self.mqtt.connect_timeout_ms),
-        ] {
-            if !(100..=600_000).contains(&ms) {
-                return Err(ConfigError::key(key, "must be between 100 and 600000"));
-            }
-        }
-        if self.terminals.is_empty() {
-            return Err(ConfigError::key(
-                "terminals",
-                "at least one [[terminals]] entry is required",
-            ));
-        }
-        let mut ids = HashSet::new();
-        let mut hashes = HashSet::new();
-        for (i, t) in self.terminals.iter().enumerate() {
-            if !ids.insert(t.id.as_str()) {
-                return Err(ConfigError::key(
-                    format!("terminals[{i}].id"),
-                    format!("duplicate terminal id {:?}", t.id.as_str()),
-                ));
-            }
-            if !hashes.insert(t.token_sha256.0) {
-                return Err(ConfigError::key(
-                    format!("terminals[{i}].token_sha256"),
-                    "two terminals share a token",
-                ));
-            }
-        }
-        if self.payments.offline_floor_limit_minor < 0 {
-            return Err(ConfigError::key(
-                "payments.offline_floor_limit_minor",
-                "must be >= 0",
-            ));
-        }
-        if self.payments.offline_total_cap_minor < 0 {
-            return Err(ConfigError::key(
-                "payments.offline_total_cap_minor",
-                "must be >= 0",
-            ));
-        }
-        if self.outbox.max_pending_events == 0 {
-            return Err(ConfigError::key(
-                "outbox.max_pending_events",
-                "must be >= 1",
-            ));
-        }
-        if self.outbox.max_commit_batch == 0 {
-            return Err(ConfigError::key("outbox.max_commit_batch", "must be >= 1"));
-        }
-        Ok(())
-    }
 }
 
-/// The first offline card limit the file or the environment sets, if any
-/// (defaults do not count: without `store.currency` they are unused).
-fn offline_limits_set(root: &toml::Value) -> Option<&'static str> {
-    let payments = root.get("payments")?;
-    ["offline_floor_limit_minor", "offline_total_cap_minor"]
-        .into_iter()
-        .find(|k| payments.get(k).is_some())
-}
-
-/// serde reports an unknown or missing field at its parent's path; name
-/// the field itself.
-fn unknown_field_key(path: &str, message: &str) -> String {
-    let field = message
-        .strip_prefix("unknown field `")
-        .or_else(|| message.strip_prefix("missing field `"))
-        .and_then(|rest| rest.split_once('`'))
-        .map(|(f, _)| f);
-    match (field, path) {
-        (Some(f), "." | "") => f.to_owned(),
-        (Some(f), p) if !p.ends_with(f) => format!("{p}.{f}"),
-        (_, "." | "") => "(root)".to_owned(),
-        _ => path.to_owned(),
+/// Logs each key of the old layout the config used.
+fn warn((config, deprecated): (Config, Vec<Deprecated>)) -> Config {
+    for d in &deprecated {
+        tracing::warn!(
+            old = d.old,
+            new = d.new,
+            "config key `{}` is deprecated: use `{}`",
+            d.old,
+            d.new
+        );
     }
-}
-
-fn apply_env(root: &mut toml::Value, var: &str, raw: &str) -> Result<(), ConfigError> {
-    let rest = &var[ENV_PREFIX.len()..];
-    let segments: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-    let key = segments.join(".");
-    let err = |message: String| ConfigError::Env {
-        var: var.to_owned(),
-        key: key.clone(),
-        message,
-    };
-    if segments.iter().any(String::is_empty) {
-        return Err(err("empty key segment".to_owned()));
-    }
-    let Some((last, parents)) = segments.split_last() else {
-        return Err(err("empty key".to_owned()));
-    };
-    let mut cur = root;
-    for seg in parents {
-        cur = descend(cur, seg).ok_or_else(|| err(format!("`{seg}` is not a table or index")))?;
-    }
-    let parsed = parse_env_value(raw);
-    match cur {
-        toml::Value::Table(t) => {
-            let value = match t.get(last.as_str()) {
-                Some(toml::Value::String(_)) => toml::Value::String(raw.to_owned()),
-                _ => parsed,
-            };
-            t.insert(last.clone(), value);
-        }
-        toml::Value::Array(a) => {
-            let slot = last
-                .parse::<usize>()
-                .ok()
-                .and_then(|i| a.get_mut(i))
-                .ok_or_else(|| err(format!("no array element `{last}`")))?;
-            *slot = parsed;
-        }
-        _ => return Err(err("parent is not a table".to_owned())),
-    }
-    Ok(())
-}
-
-fn descend<'a>(cur: &'a mut toml::Value, seg: &str) -> Option<&'a mut toml::Value> {
-    match cur {
-        toml::Value::Table(t) => Some(
-            t.entry(seg.to_owned())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new())),
-        ),
-        toml::Value::Array(a) => seg.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
-        _ => None,
-    }
-}
-
-fn parse_env_value(raw: &str) -> toml::Value {
-    format!("v = {raw}")
-        .parse::<toml::Table>()
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+    config
 }
 
 #[cfg(test)]

@@ -11,25 +11,31 @@
 //!   `status`, `outbox list`, `backup`), safe while the agent runs.
 //! - [`agent`]: `run(config, listener, shutdown)` and the [`agent::Agent`]
 //!   that owns the store, the catalog, the metrics and background tasks.
-//! - [`config`]: the one `Config` (TOML + `O2C_AGENT__*` env overrides).
+//! - [`config`]: the one `Config` (TOML + `O2C_AGENT__*` env overrides,
+//!   loaded by `o2c_runtime::config`; old-layout keys accepted with a
+//!   warning).
 //! - [`store`]: SQLite behind a single group-committing writer: orders,
-//!   the outbox, idempotency records, sync bookkeeping. The sync task's API
-//!   (`pending_batch`, `apply_ack`, `apply_statuses`, ...) lives here.
-//! - [`api`]: the axum router, handlers, JSON bodies ([`api::model`]) and
-//!   the error mapping.
-//! - [`capture`]: pure request → validated `Order` conversion, card-data
-//!   scan and offline card rules (the store currency, the floor limit).
+//!   the outbox, idempotency records, sync bookkeeping, and its error
+//!   ([`store::StoreError`]). The sync task's API (`pending_batch`,
+//!   `apply_ack`, `apply_statuses`, ...) lives here.
+//! - [`api`]: the axum router, handlers, JSON bodies ([`api::model`]), the
+//!   error mapping, and [`api::capture`]: request → validated `Order`
+//!   conversion, card-data scan and offline card rules (the store currency,
+//!   the floor limit). `/healthz`, `/readyz` and `/metrics` come from
+//!   `o2c_runtime::http`.
 //! - [`catalog`]: the sled catalog cache and the JSONL import.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`sync`]: the sync task, the MQTT shell around
+//!   `o2c_protocol::sync::SyncState`; MQTT/TLS setup is `o2c_runtime::mqtt`.
 //! - [`openapi`]: the generated OpenAPI document (checked in as
 //!   `agent/openapi.json`).
 //! - `main.rs`: the CLI (`run`, `check-config`, `catalog import` and the
-//!   [`admin`] commands).
+//!   [`admin`] commands); tracing, the TLS check and the shutdown signal
+//!   come from `o2c_runtime`.
 
 pub mod admin;
 pub mod agent;
 pub mod api;
-pub mod capture;
 pub mod catalog;
 pub mod config;
 pub mod metrics;

@@ -13,6 +13,7 @@ use o2c_agent::admin::{self, AdminError};
 use o2c_agent::catalog::Catalog;
 use o2c_agent::config::{Config, ConfigError};
 use o2c_agent::store::OutboxState;
+use o2c_runtime::telemetry::Telemetry;
 
 /// Exit code for a bad configuration (EX_CONFIG).
 const EXIT_CONFIG: u8 = 64;
@@ -154,15 +155,12 @@ impl From<StateArg> for OutboxState {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One crypto provider for every TLS connection (ring, the only one
-    // compiled in); Err means it is already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // compiled in).
+    o2c_runtime::mqtt::install_crypto_provider();
+    if let Err(e) = Telemetry::default().init() {
+        eprintln!("o2c-agent: {e}");
+        return ExitCode::FAILURE;
+    }
     let config_path = match &cli.command {
         Command::Run { config }
         | Command::CheckConfig { config }
@@ -193,7 +191,7 @@ fn main() -> ExitCode {
     if matches!(
         cli.command,
         Command::Run { .. } | Command::CheckConfig { .. }
-    ) && let Err(e) = o2c_agent::sync::check_files(&config.mqtt)
+    ) && let Err(e) = o2c_runtime::mqtt::check(&config.mqtt.url, config.mqtt.tls.as_ref())
     {
         eprintln!("o2c-agent: invalid configuration: {e}");
         return ExitCode::from(EXIT_CONFIG);
@@ -279,29 +277,12 @@ fn serve(config: Config) -> anyhow::Result<()> {
         write_atomically(&addr_file, &format!("{bound}\n"))
             .with_context(|| format!("write {}", addr_file.display()))?;
         tracing::info!(addr = %bound, "listening");
-        agent.serve(listener, shutdown_signal()).await?;
+        agent
+            .serve(listener, o2c_runtime::shutdown_signal())
+            .await?;
         tracing::info!("stopped cleanly");
         Ok(())
     })
-}
-
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => tracing::info!("SIGTERM: draining"),
-                _ = int.recv() => tracing::info!("SIGINT: draining"),
-            }
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot install signal handlers; use ctrl-c");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {

@@ -8,7 +8,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api::model;
 use crate::catalog::Product;
-use crate::store::{CaptureReceipt, LocalStatus, SyncState};
+use crate::store::{CaptureReceipt, LocalStatus, OrderSyncState};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,9 +25,9 @@ use crate::store::{CaptureReceipt, LocalStatus, SyncState};
         crate::api::orders::cancel,
         crate::api::misc::product,
         crate::api::misc::sync,
-        crate::api::misc::healthz,
-        crate::api::misc::readyz,
-        crate::api::misc::metrics,
+        crate::api::ops::healthz,
+        crate::api::ops::readyz,
+        crate::api::ops::metrics,
         crate::api::misc::openapi,
     ),
     components(schemas(
@@ -36,7 +36,7 @@ use crate::store::{CaptureReceipt, LocalStatus, SyncState};
         model::CustomerBody, model::OrderView, model::LineView, model::PaymentView,
         model::SyncError, model::OrderListItem, model::OrderPage, model::CancelRequest,
         model::CancelResponse, model::SyncResponse, model::ErrorBody, model::ErrorDetail,
-        model::HealthBody, CaptureReceipt, LocalStatus, SyncState, Product
+        model::HealthBody, CaptureReceipt, LocalStatus, OrderSyncState, Product
     )),
     modifiers(&Bearer)
 )]

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use crate::envelope::{DecodeError, EncodeError, Envelope};
 use crate::ids::{AgentId, EventId, OrderId, Seq};
+pub use crate::status::CloudStatus;
 
 /// Largest frame either side accepts, in bytes. MQTT brokers and rumqttc
 /// must be configured to allow at least this packet size.
@@ -305,26 +306,6 @@ impl AckMessage {
             AckMessage::FrameNack(n) => n.encode(),
         }
     }
-}
-
-/// An order's status as the cloud saga sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CloudStatus {
-    /// In Kafka, saga started.
-    Accepted,
-    /// Payment captured.
-    Paid,
-    /// Stock reserved.
-    InventoryConfirmed,
-    /// Shipment booked.
-    ShipmentScheduled,
-    /// Done.
-    Completed,
-    /// Cancelled (see the reason).
-    Cancelled,
-    /// Refunded after a void.
-    Refunded,
 }
 
 /// The MQTT v5 user property of a status message that carries its

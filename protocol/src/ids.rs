@@ -59,7 +59,7 @@ fn check_token(kind: &'static str, max: usize, s: &str) -> Result<(), IdError> {
     {
         return Err(IdError::Charset { kind });
     }
-    if crate::validate::contains_card_number(s) {
+    if crate::card::contains_card_number(s) {
         return Err(IdError::CardData { kind });
     }
     Ok(())

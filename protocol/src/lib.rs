@@ -8,8 +8,10 @@
 //!   `EventId`, `Seq`), validated at construction.
 //! - [`money`]: `Money { minor, currency }` with checked arithmetic.
 //! - [`order`]: the order model (lines, payments, fulfillment, customer).
-//! - [`validate`]: `Order::validate()` with field paths, and the card-number
-//!   detector.
+//! - [`validate`]: `Order::validate()` with field paths.
+//! - [`card`]: the card-number detector (Luhn runs, GTIN exemption,
+//!   redaction); used by [`ids`] and [`validate`].
+//! - [`status`]: `CloudStatus`, an order's saga status, and its wire names.
 //! - [`event`]: event types, their Kafka topics and payloads.
 //! - [`envelope`]: the `Envelope` around every event; JSON encode/decode
 //!   with typed errors for unknown versions and types.
@@ -18,12 +20,14 @@
 //! - [`sync`]: the agent's sync window (batch, ack, resend, backoff) as a
 //!   sans-IO state machine.
 
+pub mod card;
 pub mod envelope;
 pub mod event;
 pub mod frame;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod status;
 pub mod sync;
 pub mod topic;
 pub mod validate;
@@ -31,11 +35,11 @@ pub mod validate;
 pub use envelope::{DecodeError, EncodeError, Envelope, SCHEMA_VERSION, Traceparent};
 pub use event::{Event, EventType};
 pub use frame::{
-    Ack, AckMessage, Batch, CloudStatus, FrameError, FrameId, FrameNack, RawBatch, Rejection,
-    StatusUpdate,
+    Ack, AckMessage, Batch, FrameError, FrameId, FrameNack, RawBatch, Rejection, StatusUpdate,
 };
 pub use ids::{AgentId, EventId, IdError, OrderId, Seq, StoreId, TerminalId};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{Address, CardAuthorization, Customer, Fulfillment, Order, OrderLine, Payment};
+pub use status::{CloudStatus, UnknownCloudStatus};
 pub use topic::{Channel, KafkaTopics, MqttUrl, MqttUrlError, TopicError};
 pub use validate::{ValidationError, ValidationErrors};

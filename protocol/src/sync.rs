@@ -28,6 +28,7 @@
 //! [`SyncConfig::backoff_pending_max_ms`].
 
 use crate::frame::{Ack, FrameNack, Rejection};
+use crate::ids::Seq;
 
 /// Tunables of the sync window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +74,9 @@ impl Default for SyncConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InFlight {
     /// First seq of the batch.
-    pub first: u64,
+    pub first: Seq,
     /// Last seq of the batch.
-    pub last: u64,
+    pub last: Seq,
     /// When it was (re)sent.
     pub sent_at_ms: u64,
     /// How many times it was sent.
@@ -83,15 +84,17 @@ pub struct InFlight {
 }
 
 /// What the shell must publish now: read pending outbox events with
-/// `after_seq < seq <= up_to` (no upper bound when `None`), at most
+/// `after_seq < seq <= up_to` (from the first seq when `after_seq` is
+/// `None`, no upper bound when `up_to` is `None`), at most
 /// `max_events` and `max_bytes`, encode them as one `Batch`, publish it,
 /// then call [`SyncState::handle_sent`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transmit {
-    /// Exclusive lower bound.
-    pub after_seq: u64,
+    /// Exclusive lower bound: the highest acknowledged seq, `None` before
+    /// the first ack.
+    pub after_seq: Option<Seq>,
     /// Inclusive upper bound, set on a resend so it keeps the same range.
-    pub up_to: Option<u64>,
+    pub up_to: Option<Seq>,
     /// Event cap.
     pub max_events: usize,
     /// Byte cap.
@@ -106,7 +109,7 @@ pub enum AckVerdict {
     /// New progress: persist it, then call [`SyncState::handle_ack_applied`].
     Apply {
         /// The ack's `through_seq`.
-        through: u64,
+        through: Seq,
     },
     /// Already applied (a duplicate or late ack); nothing to do.
     Stale,
@@ -125,7 +128,7 @@ pub enum NackVerdict {
         /// The ack to persist.
         ack: Ack,
         /// Its `through_seq`.
-        through: u64,
+        through: Seq,
     },
     /// Not the frame in flight (a late or repeated nack): nothing to do.
     Stale,
@@ -135,20 +138,23 @@ pub enum NackVerdict {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SyncError {
     /// The ack covers seqs that were never captured.
-    #[error("ack through {through} is beyond the last captured seq {tail}")]
+    #[error(
+        "ack through {through} is beyond the last captured seq {}",
+        .tail.map_or(0, Seq::get)
+    )]
     AckBeyondTail {
         /// The ack's `through_seq`.
-        through: u64,
-        /// Highest captured seq.
-        tail: u64,
+        through: Seq,
+        /// Highest captured seq (`None`: nothing captured).
+        tail: Option<Seq>,
     },
     /// A rejection outside the acknowledged range.
     #[error("rejection of seq {seq} outside the acked range ..={through}")]
     RejectionOutOfRange {
         /// The rejected seq.
-        seq: u64,
+        seq: Seq,
         /// The ack's `through_seq`.
-        through: u64,
+        through: Seq,
     },
 }
 
@@ -157,14 +163,14 @@ pub enum SyncError {
 pub struct SyncState {
     cfg: SyncConfig,
     connected: bool,
-    acked_through: u64,
-    tail: u64,
+    acked_through: Option<Seq>,
+    tail: Option<Seq>,
     in_flight: Option<InFlight>,
     resend_due: bool,
     failures: u32,
     rng: u64,
     /// Seqs up to this are sent one per frame (after a frame nack).
-    isolate_through: Option<u64>,
+    isolate_through: Option<Seq>,
     /// When the current connection attempt started.
     connecting_since: Option<u64>,
     /// When the oldest request still unanswered by the broker was written.
@@ -175,8 +181,9 @@ pub struct SyncState {
 
 impl SyncState {
     /// Starts from what the outbox holds: every seq ≤ `acked_through` is
-    /// acknowledged, events up to `tail` exist. `seed` drives the jitter.
-    pub fn new(cfg: SyncConfig, acked_through: u64, tail: u64, seed: u64) -> Self {
+    /// acknowledged, events up to `tail` exist (`None`: no ack yet, no
+    /// event yet). `seed` drives the jitter.
+    pub fn new(cfg: SyncConfig, acked_through: Option<Seq>, tail: Option<Seq>, seed: u64) -> Self {
         Self {
             cfg,
             connected: false,
@@ -195,13 +202,13 @@ impl SyncState {
 
     // ---- getters ----
 
-    /// Highest seq the cloud has acknowledged.
-    pub fn acked_through(&self) -> u64 {
+    /// Highest seq the cloud has acknowledged (`None` before the first ack).
+    pub fn acked_through(&self) -> Option<Seq> {
         self.acked_through
     }
 
-    /// Highest seq known to exist in the outbox.
-    pub fn tail(&self) -> u64 {
+    /// Highest seq known to exist in the outbox (`None`: none yet).
+    pub fn tail(&self) -> Option<Seq> {
         self.tail
     }
 
@@ -217,12 +224,13 @@ impl SyncState {
 
     /// Events captured but not yet acknowledged.
     pub fn backlog(&self) -> u64 {
-        self.tail - self.acked_through
+        number(self.tail) - number(self.acked_through)
     }
 
     /// Whether events are being sent one per frame after a frame nack.
     pub fn is_isolating(&self) -> bool {
-        self.isolate_through.is_some_and(|t| t > self.acked_through)
+        self.isolate_through
+            .is_some_and(|t| Some(t) > self.acked_through)
     }
 
     // ---- handle_* ----
@@ -285,8 +293,8 @@ impl SyncState {
     }
 
     /// Events up to `seq` are now in the outbox.
-    pub fn handle_captured(&mut self, seq: u64) {
-        self.tail = self.tail.max(seq);
+    pub fn handle_captured(&mut self, seq: Seq) {
+        self.tail = self.tail.max(Some(seq));
     }
 
     /// The batch of `first..=last` was handed to the transport at `now_ms`.
@@ -295,8 +303,8 @@ impl SyncState {
     /// can land between the shell's last look at the store's head and its
     /// read of the batch); without this, the ack for them would look like an
     /// ack beyond the tail, be ignored, and the batch wait for its timeout.
-    pub fn handle_sent(&mut self, first: u64, last: u64, now_ms: u64) {
-        self.tail = self.tail.max(last);
+    pub fn handle_sent(&mut self, first: Seq, last: Seq, now_ms: u64) {
+        self.tail = self.tail.max(Some(last));
         let attempts = match self.in_flight {
             Some(f) if f.first == first => f.attempts + 1,
             _ => 1,
@@ -312,7 +320,7 @@ impl SyncState {
 
     /// The outbox held nothing pending after `after_seq` (for example the
     /// tail was over-estimated): forget the phantom backlog.
-    pub fn handle_nothing_pending(&mut self, after_seq: u64) {
+    pub fn handle_nothing_pending(&mut self, after_seq: Option<Seq>) {
         if after_seq == self.acked_through && self.in_flight.is_none() {
             self.tail = self.acked_through;
         }
@@ -320,17 +328,17 @@ impl SyncState {
 
     /// Decides what an incoming ack means, without changing state.
     pub fn check_ack(&self, ack: &Ack) -> Result<AckVerdict, SyncError> {
-        let through = ack.through_seq.get();
-        if let Some(r) = ack.rejected.iter().find(|r| r.seq.get() > through) {
+        let through = ack.through_seq;
+        if let Some(r) = ack.rejected.iter().find(|r| r.seq > through) {
             return Err(SyncError::RejectionOutOfRange {
-                seq: r.seq.get(),
+                seq: r.seq,
                 through,
             });
         }
-        if through <= self.acked_through {
+        if Some(through) <= self.acked_through {
             return Ok(AckVerdict::Stale);
         }
-        if through > self.tail {
+        if Some(through) > self.tail {
             return Err(SyncError::AckBeyondTail {
                 through,
                 tail: self.tail,
@@ -341,12 +349,12 @@ impl SyncState {
 
     /// The ack through `through` is persisted: those rows have left the
     /// outbox's pending set.
-    pub fn handle_ack_applied(&mut self, through: u64) {
-        if through <= self.acked_through {
+    pub fn handle_ack_applied(&mut self, through: Seq) {
+        if Some(through) <= self.acked_through {
             return;
         }
-        self.acked_through = through;
-        self.tail = self.tail.max(through);
+        self.acked_through = Some(through);
+        self.tail = self.tail.max(Some(through));
         if self.isolate_through.is_some_and(|t| t <= through) {
             self.isolate_through = None;
         }
@@ -364,9 +372,9 @@ impl SyncState {
     /// The cloud refused a whole frame. Decides, and for a frame of
     /// several events switches to one event per frame at once.
     pub fn handle_frame_nack(&mut self, nack: &FrameNack) -> NackVerdict {
-        let (first, last) = (nack.first_seq.get(), nack.last_seq.get());
+        let (first, last) = (nack.first_seq, nack.last_seq);
         match self.in_flight {
-            Some(f) if f.first == first && f.last == last && first > self.acked_through => {
+            Some(f) if f.first == first && f.last == last && Some(first) > self.acked_through => {
                 if first < last {
                     self.isolate_through = Some(last);
                     self.in_flight = None;
@@ -478,4 +486,9 @@ impl SyncState {
         self.rng = x;
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
+}
+
+/// The number of a seq bound, 0 for `None` (before the first seq).
+fn number(seq: Option<Seq>) -> u64 {
+    seq.map_or(0, Seq::get)
 }

@@ -5,8 +5,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use super::capture::CaptureError;
 use super::model::{ErrorBody, ErrorDetail};
-use crate::capture::CaptureError;
 use crate::catalog::CatalogError;
 use crate::store::StoreError;
 

@@ -1,13 +1,13 @@
-//! Products, sync state, health, metrics and the OpenAPI document.
+//! Products, sync state and the OpenAPI document.
 
 use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
-use super::model::{ErrorBody, HealthBody, SyncResponse};
+use super::model::{ErrorBody, SyncResponse};
 use super::{ApiError, AppState};
 use crate::catalog::Product;
 
@@ -51,57 +51,6 @@ pub(crate) async fn sync(State(st): State<AppState>) -> Result<Json<SyncResponse
         last_ack_at: c.last_ack_at_ms.map(super::rfc3339_ms),
         rejected_events: c.rejected_events,
     }))
-}
-
-/// Liveness.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, body = HealthBody)))]
-pub(crate) async fn healthz() -> Json<HealthBody> {
-    Json(HealthBody {
-        status: "ok".into(),
-    })
-}
-
-/// Readiness: the store writer is running.
-#[utoipa::path(
-    get, path = "/readyz", tag = "ops",
-    responses((status = 200, body = HealthBody), (status = 503, body = HealthBody))
-)]
-pub(crate) async fn readyz(State(st): State<AppState>) -> Response {
-    if st.inner.store.is_alive() {
-        Json(HealthBody {
-            status: "ok".into(),
-        })
-        .into_response()
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(HealthBody {
-                status: "unavailable".into(),
-            }),
-        )
-            .into_response()
-    }
-}
-
-/// Prometheus metrics (OpenMetrics text).
-#[utoipa::path(
-    get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "OpenMetrics text", content_type = "application/openmetrics-text"))
-)]
-pub(crate) async fn metrics(State(st): State<AppState>) -> Response {
-    let m = &st.inner.metrics;
-    m.offline_exposure
-        .set(st.inner.store.offline_exposure_minor());
-    m.sync_connected
-        .set(i64::from(st.inner.connected.load(Ordering::Acquire)));
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.encode(),
-    )
-        .into_response()
 }
 
 /// This document.

@@ -1,13 +1,19 @@
 //! The local HTTP API (axum): routes, shared state, terminal auth and the
 //! error-counting layer. Handlers live in [`orders`](self) (capture, read,
-//! list, cancel) and [`misc`](self) (products, sync, health, metrics,
-//! OpenAPI); bodies in [`model`]; errors in [`error`](self); terminal
-//! bearer auth (config file and CLI-managed terminals) in [`auth`](self).
+//! list, cancel) and [`misc`](self) (products, sync, OpenAPI); the
+//! request → validated `Order` translation (over the JSON bodies) in
+//! [`capture`]; `/healthz`,
+//! `/readyz` and `/metrics` are `o2c_runtime::http`'s, over the agent's
+//! probes in [`ops`](self); bodies in [`model`]; errors in
+//! [`error`](self); terminal bearer auth (config file and CLI-managed
+//! terminals) in [`auth`](self).
 
 mod auth;
+pub mod capture;
 mod error;
 pub(crate) mod misc;
 pub mod model;
+pub(crate) mod ops;
 pub(crate) mod orders;
 
 use std::sync::Arc;
@@ -45,7 +51,7 @@ struct AppInner {
     metrics: Arc<Metrics>,
     store_id: StoreId,
     auth: auth::TerminalAuth,
-    offline: crate::capture::OfflineLimits,
+    offline: capture::OfflineLimits,
     connected: Arc<AtomicBool>,
 }
 
@@ -72,7 +78,7 @@ impl AppState {
                 catalog,
                 metrics,
                 store_id: config.store_id.clone(),
-                offline: crate::capture::OfflineLimits {
+                offline: capture::OfflineLimits {
                     currency: config.store.currency,
                     floor_minor: config.payments.offline_floor_limit_minor,
                 },
@@ -90,15 +96,18 @@ impl AppState {
 
 /// The full router, with state applied.
 pub fn router(state: AppState) -> Router {
+    let probes = Arc::new(ops::AgentProbes {
+        store: state.inner.store.clone(),
+        metrics: Arc::clone(&state.inner.metrics),
+        connected: Arc::clone(&state.inner.connected),
+    });
     Router::new()
         .route("/v1/orders", post(orders::capture).get(orders::list))
         .route("/v1/orders/{order_id}", get(orders::get_one))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
         .route("/v1/products/{sku}", get(misc::product))
         .route("/v1/sync", get(misc::sync))
-        .route("/healthz", get(misc::healthz))
-        .route("/readyz", get(misc::readyz))
-        .route("/metrics", get(misc::metrics))
+        .merge(o2c_runtime::http::router(probes))
         .route("/openapi.json", get(misc::openapi))
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

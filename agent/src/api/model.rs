@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::store::{LocalStatus, SyncState};
+use crate::store::{LocalStatus, OrderSyncState};
 
 /// `POST /v1/orders` body.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
@@ -198,7 +198,7 @@ pub struct OrderView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cancel_reason: Option<String>,
     /// `pending`, `synced` or `rejected`.
-    pub sync: SyncState,
+    pub sync: OrderSyncState,
     /// Present when `sync` is `rejected`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_error: Option<SyncError>,
@@ -230,7 +230,7 @@ pub struct OrderListItem {
     /// Local status.
     pub status: LocalStatus,
     /// Sync state.
-    pub sync: SyncState,
+    pub sync: OrderSyncState,
     /// Cloud status, once known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_status: Option<String>,

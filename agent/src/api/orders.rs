@@ -12,12 +12,12 @@ use o2c_protocol::validate::{MAX_REASON_LEN, contains_card_number};
 use o2c_protocol::{OrderId, Payment, Traceparent};
 use sha2::{Digest, Sha256};
 
+use super::capture::{self, CaptureError, Price};
 use super::model::{
     CancelRequest, CancelResponse, CaptureRequest, CardAuthorizationBody, ErrorBody, LineView,
     ListQuery, OrderListItem, OrderPage, OrderView, PaymentView, SyncError,
 };
 use super::{ApiError, AppState, MAX_BODY_BYTES};
-use crate::capture::{self, CaptureError, Price};
 use crate::store::{CaptureReceipt, LocalStatus, NewCapture, StoredOrder};
 
 const MAX_KEY_LEN: usize = 128;
@@ -235,9 +235,7 @@ fn order_view(s: StoredOrder) -> OrderView {
             code,
             reason: s.reject_reason.unwrap_or_default(),
         }),
-        cloud_status: s
-            .cloud_status
-            .map(|c| crate::store::cloud_status_name(c).to_owned()),
+        cloud_status: s.cloud_status.map(|c| c.as_str().to_owned()),
         cloud_reason: s.cloud_reason,
         cloud_status_received_at: s.cloud_status_received_at_ms.map(super::rfc3339_ms),
     }
@@ -313,9 +311,7 @@ pub(crate) async fn list(
             captured_at: r.captured_at,
             status: r.status,
             sync: r.sync,
-            cloud_status: r
-                .cloud_status
-                .map(|c| crate::store::cloud_status_name(c).to_owned()),
+            cloud_status: r.cloud_status.map(|c| c.as_str().to_owned()),
             cloud_status_received_at: r.cloud_status_received_at_ms.map(super::rfc3339_ms),
         })
         .collect();

@@ -39,8 +39,8 @@ fn minimal_config_parses_with_defaults() {
     let c = Config::from_toml_with_env(MINIMAL, []).unwrap();
     assert_eq!(c.store_id.as_str(), "S001");
     assert_eq!(c.http.listen.port(), 8080);
-    assert_eq!(c.mqtt.max_batch_events, 500);
-    assert_eq!(c.mqtt.retention_days, 7);
+    assert_eq!(c.sync.max_batch_events, 500);
+    assert_eq!(c.outbox.retention_days, 7);
     assert_eq!(c.outbox.max_pending_events, 1_000_000);
     assert_eq!(c.db_path(), Path::new("/var/lib/o2c-agent/agent.db"));
     // The printed config parses back to the same thing.
@@ -215,4 +215,134 @@ fn a_config_without_store_currency_loads_but_cannot_set_offline_limits() {
     )
     .unwrap_err();
     assert_eq!(key_of(err), "store.currency");
+}
+
+/// Runs `f` with a subscriber that records every event's text.
+fn with_logs<T>(f: impl FnOnce() -> T) -> (T, String) {
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    (out, text)
+}
+
+#[test]
+fn new_layout_keys_are_read_from_sync_and_outbox() {
+    let text = format!(
+        "{MINIMAL}retention_days = 30\n[sync]\nmax_batch_events = 50\n\
+         max_batch_bytes = 4096\nack_timeout_ms = 1000\n"
+    );
+    let (c, logs) = with_logs(|| Config::from_toml_with_env(&text, []).unwrap());
+    assert_eq!(c.sync.max_batch_events, 50);
+    assert_eq!(c.sync.max_batch_bytes, 4096);
+    assert_eq!(c.sync.ack_timeout_ms, 1000);
+    assert_eq!(c.outbox.retention_days, 30);
+    assert!(!logs.contains("deprecated"), "{logs}");
+    // check-config prints the new layout.
+    let shown = c.to_toml();
+    assert!(shown.contains("[sync]\nmax_batch_events = 50"), "{shown}");
+    assert!(shown.contains("retention_days = 30"), "{shown}");
+    let mqtt = &shown[shown.find("[mqtt]").unwrap()..];
+    let mqtt = &mqtt[..mqtt[1..].find("\n[").map_or(mqtt.len(), |i| i + 1)];
+    assert!(!mqtt.contains("ack_timeout_ms"), "{mqtt}");
+    assert!(!mqtt.contains("retention_days"), "{mqtt}");
+    // Environment overrides reach the new tables.
+    let c = Config::from_toml_with_env(
+        MINIMAL,
+        env(&[
+            ("O2C_AGENT__SYNC__ACK_TIMEOUT_MS", "2500"),
+            ("O2C_AGENT__OUTBOX__RETENTION_DAYS", "3"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.sync.ack_timeout_ms, 2500);
+    assert_eq!(c.outbox.retention_days, 3);
+}
+
+#[test]
+fn old_keys_in_mqtt_are_accepted_with_a_warning() {
+    let text = MINIMAL.replace(
+        "url = \"mqtt://127.0.0.1:1883\"",
+        "url = \"mqtt://127.0.0.1:1883\"\nmax_batch_events = 20\nmax_batch_bytes = 8192\n\
+         ack_timeout_ms = 3000\nretention_days = 9",
+    );
+    let (c, logs) = with_logs(|| Config::from_toml_with_env(&text, []).unwrap());
+    assert_eq!(c.sync.max_batch_events, 20);
+    assert_eq!(c.sync.max_batch_bytes, 8192);
+    assert_eq!(c.sync.ack_timeout_ms, 3000);
+    assert_eq!(c.outbox.retention_days, 9);
+    for (old, new) in [
+        ("mqtt.max_batch_events", "sync.max_batch_events"),
+        ("mqtt.max_batch_bytes", "sync.max_batch_bytes"),
+        ("mqtt.ack_timeout_ms", "sync.ack_timeout_ms"),
+        ("mqtt.retention_days", "outbox.retention_days"),
+    ] {
+        assert!(
+            logs.lines()
+                .any(|l| l.contains("WARN") && l.contains(old) && l.contains(new)),
+            "{old}: {logs}"
+        );
+    }
+    // The list the loader logs from, in order.
+    let root = LOADER.parse(&text, []).unwrap();
+    let (_, deprecated) = Config::from_value(root).unwrap();
+    assert_eq!(deprecated.len(), 4);
+    assert_eq!(deprecated[2].old, "mqtt.ack_timeout_ms");
+    assert_eq!(deprecated[2].new, "sync.ack_timeout_ms");
+    // An old key from the environment is moved too.
+    let (c, logs) = with_logs(|| {
+        Config::from_toml_with_env(MINIMAL, env(&[("O2C_AGENT__MQTT__ACK_TIMEOUT_MS", "1234")]))
+            .unwrap()
+    });
+    assert_eq!(c.sync.ack_timeout_ms, 1234);
+    assert!(logs.contains("mqtt.ack_timeout_ms"), "{logs}");
+    // Old values are still checked, under their new name.
+    let err =
+        Config::from_toml_with_env(MINIMAL, env(&[("O2C_AGENT__MQTT__MAX_BATCH_EVENTS", "0")]))
+            .unwrap_err();
+    assert_eq!(key_of(err), "sync.max_batch_events");
+}
+
+#[test]
+fn an_old_key_and_its_new_key_together_are_an_error_naming_both() {
+    let text = format!(
+        "{}[sync]\nack_timeout_ms = 1000\n",
+        MINIMAL.replace(
+            "url = \"mqtt://127.0.0.1:1883\"",
+            "url = \"mqtt://127.0.0.1:1883\"\nack_timeout_ms = 3000"
+        )
+    );
+    let err = Config::from_toml_with_env(&text, []).unwrap_err();
+    let shown = err.to_string();
+    assert!(shown.contains("mqtt.ack_timeout_ms"), "{shown}");
+    assert!(shown.contains("sync.ack_timeout_ms"), "{shown}");
+    assert_eq!(key_of(err), "sync.ack_timeout_ms");
+    // The same through the environment.
+    let err = Config::from_toml_with_env(
+        &format!("{MINIMAL}retention_days = 3\n"),
+        env(&[("O2C_AGENT__MQTT__RETENTION_DAYS", "5")]),
+    )
+    .unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        shown.contains("mqtt.retention_days") && shown.contains("outbox.retention_days"),
+        "{shown}"
+    );
 }

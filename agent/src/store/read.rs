@@ -9,7 +9,7 @@ use o2c_protocol::{EventId, Order, OrderId, Seq};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::types::{
-    LocalStatus, OrderSummary, OutboxEvent, StoredOrder, SyncCounts, SyncState, parse_cloud_status,
+    LocalStatus, OrderSummary, OrderSyncState, OutboxEvent, StoredOrder, SyncCounts,
 };
 use super::writer::to_i64;
 use super::{StoreError, schema};
@@ -176,10 +176,10 @@ pub(crate) fn order(c: &Connection, order_id: OrderId) -> Result<Option<StoredOr
         status: LocalStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
         cancelled_at_ms: cancelled_at,
         cancel_reason,
-        sync: SyncState::parse(&sync).ok_or_else(|| corrupt("sync_state", &sync))?,
+        sync: OrderSyncState::parse(&sync).ok_or_else(|| corrupt("sync_state", &sync))?,
         reject_code: rcode,
         reject_reason: rreason,
-        cloud_status: cloud.as_deref().and_then(parse_cloud_status),
+        cloud_status: cloud.as_deref().and_then(|c| c.parse().ok()),
         cloud_reason: creason,
         cloud_status_received_at_ms: received_at,
     }))
@@ -213,8 +213,8 @@ pub(crate) fn list_orders(
             total_minor: r.get(3)?,
             captured_at: r.get(4)?,
             status: LocalStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-            sync: SyncState::parse(&sync).ok_or_else(|| corrupt("sync_state", &sync))?,
-            cloud_status: cloud.as_deref().and_then(parse_cloud_status),
+            sync: OrderSyncState::parse(&sync).ok_or_else(|| corrupt("sync_state", &sync))?,
+            cloud_status: cloud.as_deref().and_then(|c| c.parse().ok()),
             cloud_status_received_at_ms: r.get(8)?,
         });
     }

@@ -302,15 +302,15 @@ async fn acks_are_cumulative_idempotent_and_record_rejections() {
     assert_eq!(counts.rejected_events, 1);
     assert!(counts.oldest_pending_age_ms.is_some());
     let o = store.order(ids[1]).await.unwrap().unwrap();
-    assert_eq!(o.sync, SyncState::Rejected);
+    assert_eq!(o.sync, OrderSyncState::Rejected);
     assert_eq!(o.reject_code.as_deref(), Some("identity_mismatch"));
     assert_eq!(
         store.order(ids[0]).await.unwrap().unwrap().sync,
-        SyncState::Synced
+        OrderSyncState::Synced
     );
     assert_eq!(
         store.order(ids[3]).await.unwrap().unwrap().sync,
-        SyncState::Pending
+        OrderSyncState::Pending
     );
     let batch = store.pending_batch(0, 10, usize::MAX).await.unwrap();
     assert_eq!(batch.iter().map(|e| e.seq.get()).collect::<Vec<_>>(), [4]);

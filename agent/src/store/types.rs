@@ -144,10 +144,14 @@ impl LocalStatus {
     }
 }
 
+// Whether the cloud has an order's `OrderCreated`; not the sync window
+// (`o2c_protocol::sync::SyncState`). The OpenAPI schema keeps its published
+// name, `SyncState`, and the doc line below is its published description.
 /// Sync state of an order's `OrderCreated` event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = SyncState)]
 #[serde(rename_all = "snake_case")]
-pub enum SyncState {
+pub enum OrderSyncState {
     /// Not yet acked by the cloud.
     Pending,
     /// Durable in the cloud.
@@ -156,41 +160,24 @@ pub enum SyncState {
     Rejected,
 }
 
-impl SyncState {
+impl OrderSyncState {
     /// The column value.
     pub fn as_str(self) -> &'static str {
         match self {
-            SyncState::Pending => "pending",
-            SyncState::Synced => "synced",
-            SyncState::Rejected => "rejected",
+            OrderSyncState::Pending => "pending",
+            OrderSyncState::Synced => "synced",
+            OrderSyncState::Rejected => "rejected",
         }
     }
 
     pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
-            "pending" => Some(SyncState::Pending),
-            "synced" => Some(SyncState::Synced),
-            "rejected" => Some(SyncState::Rejected),
+            "pending" => Some(OrderSyncState::Pending),
+            "synced" => Some(OrderSyncState::Synced),
+            "rejected" => Some(OrderSyncState::Rejected),
             _ => None,
         }
     }
-}
-
-/// The wire name of a cloud status.
-pub fn cloud_status_name(s: CloudStatus) -> &'static str {
-    match s {
-        CloudStatus::Accepted => "accepted",
-        CloudStatus::Paid => "paid",
-        CloudStatus::InventoryConfirmed => "inventory_confirmed",
-        CloudStatus::ShipmentScheduled => "shipment_scheduled",
-        CloudStatus::Completed => "completed",
-        CloudStatus::Cancelled => "cancelled",
-        CloudStatus::Refunded => "refunded",
-    }
-}
-
-pub(crate) fn parse_cloud_status(s: &str) -> Option<CloudStatus> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
 }
 
 /// One stored order with everything known about it.
@@ -205,7 +192,7 @@ pub struct StoredOrder {
     /// Why it was voided.
     pub cancel_reason: Option<String>,
     /// Sync state of its `OrderCreated`.
-    pub sync: SyncState,
+    pub sync: OrderSyncState,
     /// The cloud's rejection code, when rejected.
     pub reject_code: Option<String>,
     /// The cloud's rejection reason, when rejected.
@@ -234,7 +221,7 @@ pub struct OrderSummary {
     /// Local status.
     pub status: LocalStatus,
     /// Sync state.
-    pub sync: SyncState,
+    pub sync: OrderSyncState,
     /// Latest cloud status.
     pub cloud_status: Option<CloudStatus>,
     /// When this agent stored it (unix ms, its own clock).

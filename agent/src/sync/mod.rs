@@ -25,7 +25,7 @@ use std::time::Duration;
 use o2c_protocol::frame::{FRAME_PROPERTY, FrameId, encode_raw_batch};
 use o2c_protocol::sync::{AckVerdict, NackVerdict, SyncConfig, SyncState, Transmit};
 use o2c_protocol::topic::{Channel, agent_topic};
-use o2c_protocol::{Ack, AckMessage, AgentId, StoreId};
+use o2c_protocol::{Ack, AckMessage, AgentId, Seq, StoreId};
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
@@ -35,17 +35,15 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::MqttConfig;
+use crate::config::{MqttConfig, SyncSettings};
 use crate::store::{Store, StoreError, now_ms};
-
-pub use mqtt::{MqttSetupError, check_files, tls_client_config};
 
 /// Why the sync task stopped for good (transient failures are retried).
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     /// The MQTT options could not be built (bad URL or TLS files).
     #[error(transparent)]
-    Setup(#[from] MqttSetupError),
+    Setup(#[from] o2c_runtime::mqtt::MqttError),
     /// The store refused a read or write.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -58,6 +56,8 @@ pub struct SyncTask {
     pub store: Store,
     /// `[mqtt]`.
     pub mqtt: MqttConfig,
+    /// `[sync]`.
+    pub sync: SyncSettings,
     /// This store.
     pub store_id: StoreId,
     /// This agent (also the MQTT client id and, with TLS, the certificate CN).
@@ -74,9 +74,9 @@ const TICK: Duration = Duration::from_millis(2);
 impl SyncTask {
     fn sync_config(&self) -> SyncConfig {
         SyncConfig {
-            ack_timeout_ms: self.mqtt.ack_timeout_ms,
-            max_batch_events: self.mqtt.max_batch_events,
-            max_batch_bytes: self.mqtt.max_batch_bytes,
+            ack_timeout_ms: self.sync.ack_timeout_ms,
+            max_batch_events: self.sync.max_batch_events,
+            max_batch_bytes: self.sync.max_batch_bytes,
             liveness_timeout_ms: self.mqtt.liveness_timeout_ms,
             connect_timeout_ms: self.mqtt.connect_timeout_ms,
             ..SyncConfig::default()
@@ -99,10 +99,11 @@ impl SyncTask {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let driver = tokio::spawn(drive(eventloop, link_tx, command_rx));
         let counts = self.store.sync_counts(now_ms()).await?;
+        // The store counts from 0 (nothing yet); the state machine says None.
         let mut state = SyncState::new(
             cfg,
-            counts.last_acked_seq,
-            self.store.last_seq(),
+            Seq::new(counts.last_acked_seq).ok(),
+            Seq::new(self.store.last_seq()).ok(),
             rand::random(),
         );
         let acks = agent_topic(&self.store_id, &self.agent_id, Channel::Acks);
@@ -148,7 +149,9 @@ impl SyncTask {
                     }
                 },
                 _ = tick.tick() => {
-                    state.handle_captured(self.store.last_seq());
+                    if let Ok(tail) = Seq::new(self.store.last_seq()) {
+                        state.handle_captured(tail);
+                    }
                 }
                 () = sleep_until(deadline) => {}
             }
@@ -261,18 +264,19 @@ impl SyncTask {
         client: &AsyncClient,
         topic: &str,
         t: Transmit,
-    ) -> Result<Option<(u64, u64)>, PublishError> {
+    ) -> Result<Option<(Seq, Seq)>, PublishError> {
+        let after = t.after_seq.map_or(0, Seq::get);
         let mut batch = self
             .store
-            .pending_batch(t.after_seq, t.max_events, t.max_bytes)
+            .pending_batch(after, t.max_events, t.max_bytes)
             .await?;
         if let Some(up_to) = t.up_to {
-            batch.retain(|e| e.seq.get() <= up_to);
+            batch.retain(|e| e.seq <= up_to);
         }
         let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
             return Ok(None);
         };
-        let range = (first.seq.get(), last.seq.get());
+        let range = (first.seq, last.seq);
         let frame = encode_raw_batch(&self.agent_id, batch.iter().map(|e| e.envelope.as_slice()))
             .map_err(|e| PublishError::Encode(e.to_string()))?;
         // Names the frame, so a nack for a frame the cloud cannot read
@@ -296,8 +300,8 @@ impl SyncTask {
             .map_err(|e| PublishError::Queue(e.to_string()))?;
         if t.resend {
             tracing::info!(
-                first = range.0,
-                last = range.1,
+                first = range.0.get(),
+                last = range.1.get(),
                 "resending unacknowledged batch"
             );
         }
@@ -338,7 +342,7 @@ impl SyncTask {
         }
     }
 
-    async fn persist_ack(&self, state: &mut SyncState, ack: &Ack, through: u64) {
+    async fn persist_ack(&self, state: &mut SyncState, ack: &Ack, through: Seq) {
         match self.store.apply_ack(ack, now_ms()).await {
             Ok(outcome) => {
                 if outcome.rejected > 0 {

@@ -1,113 +1,27 @@
-//! MQTT v5 options for the agent: broker address, TLS with the fleet CA
-//! and the agent's client certificate, packet size; and the decoding of a
-//! status message with its per-update sequences ([`decode_status`]).
+//! MQTT v5 session options for the agent (on top of
+//! [`o2c_runtime::mqtt::options`]: address, TLS, packet size), and the
+//! decoding of a status message with its per-update sequences
+//! ([`decode_status`]).
 //!
-//! [`tls_client_config`] loads and checks the `[mqtt.tls]` files. `run` and
-//! `check-config` call it before anything starts, so a missing, unreadable or
-//! malformed file is a config error naming its key, not a sync task that
-//! gives up later.
+//! The `[mqtt.tls]` files are loaded and checked by
+//! [`o2c_runtime::mqtt::check`], which `run` and `check-config` call before
+//! anything starts.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use o2c_protocol::StatusUpdate;
 use o2c_protocol::frame::{FrameError, STATUS_SEQ_PROPERTY};
-use o2c_protocol::topic::MqttUrl;
+use o2c_runtime::mqtt::{Connection, MqttError};
 use rumqttc::v5::MqttOptions;
 use rumqttc::v5::mqttbytes::v5::Publish;
-use rumqttc::{TlsConfiguration, Transport};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::{MqttConfig, MqttTlsConfig};
+use crate::config::MqttConfig;
 
 /// Largest MQTT packet the agent sends or accepts.
 const MAX_PACKET_BYTES: u32 = 4 * 1024 * 1024;
 
 /// Most outgoing QoS 1 publishes rumqttc keeps track of at once.
 const MAX_INFLIGHT: u16 = 64;
-
-/// Why MQTT options could not be built.
-#[derive(Debug, thiserror::Error)]
-pub enum MqttSetupError {
-    /// The URL is not `mqtt[s]://host:port`.
-    #[error("mqtt.url: {0}")]
-    Url(#[from] o2c_protocol::topic::MqttUrlError),
-    /// A TLS file is missing, unreadable, or not what its key says.
-    #[error("{key}: {path}: {reason}")]
-    Tls {
-        /// The config key that names the file (`mqtt.tls.key_file`, ...).
-        key: &'static str,
-        /// The file.
-        path: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
-fn tls_error(key: &'static str, path: &Path, reason: impl ToString) -> MqttSetupError {
-    MqttSetupError::Tls {
-        key,
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-/// Reads every certificate of a PEM file; an empty file is an error.
-fn certificates(
-    key: &'static str,
-    path: &Path,
-) -> Result<Vec<CertificateDer<'static>>, MqttSetupError> {
-    // Read first, so a missing or unreadable file says so plainly.
-    let pem = std::fs::read(path).map_err(|e| tls_error(key, path, e))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_error(key, path, format!("not a PEM certificate file ({e})")))?;
-    if certs.is_empty() {
-        return Err(tls_error(key, path, "no PEM certificate in the file"));
-    }
-    Ok(certs)
-}
-
-/// Builds the rustls client config from `[mqtt.tls]`: the fleet CA as the
-/// only trust root and, for mutual TLS, the agent's certificate and key.
-pub fn tls_client_config(t: &MqttTlsConfig) -> Result<rustls::ClientConfig, MqttSetupError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certificates("mqtt.tls.ca_file", &t.ca_file)? {
-        roots
-            .add(cert)
-            .map_err(|e| tls_error("mqtt.tls.ca_file", &t.ca_file, e))?;
-    }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    match (&t.cert_file, &t.key_file) {
-        (Some(cert), Some(key)) => {
-            let chain = certificates("mqtt.tls.cert_file", cert)?;
-            let pem = std::fs::read(key).map_err(|e| tls_error("mqtt.tls.key_file", key, e))?;
-            let private = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
-                tls_error(
-                    "mqtt.tls.key_file",
-                    key,
-                    format!("no usable PEM private key ({e})"),
-                )
-            })?;
-            builder
-                .with_client_auth_cert(chain, private)
-                .map_err(|e| tls_error("mqtt.tls.key_file", key, e))
-        }
-        // Config::check refuses one without the other.
-        _ => Ok(builder.with_no_client_auth()),
-    }
-}
-
-/// Checks what `run` will need from `[mqtt]` beyond the config's own rules:
-/// that the TLS files load.
-pub fn check_files(cfg: &MqttConfig) -> Result<(), MqttSetupError> {
-    match &cfg.tls {
-        Some(t) => tls_client_config(t).map(drop),
-        None => Ok(()),
-    }
-}
 
 /// How long the broker keeps the agent's session (its subscriptions and the
 /// QoS 1 status updates and acks queued for it) while it is away: a week.
@@ -120,29 +34,21 @@ pub(crate) const SESSION_EXPIRY_SECS: u32 = 7 * 24 * 3600;
 /// one received just before a crash is delivered again. A lost ack for an
 /// event batch is recovered by resending the batch, which the cloud
 /// acknowledges again without writing it twice.
-pub(crate) fn options(cfg: &MqttConfig, client_id: &str) -> Result<MqttOptions, MqttSetupError> {
-    let url: MqttUrl = cfg.url.parse()?;
-    let mut o = MqttOptions::new(client_id, url.host, url.port);
-    o.set_keep_alive(Duration::from_secs(cfg.keep_alive_secs.max(5)));
+pub(crate) fn options(cfg: &MqttConfig, client_id: &str) -> Result<MqttOptions, MqttError> {
+    let mut o = o2c_runtime::mqtt::options(Connection {
+        url: &cfg.url,
+        tls: cfg.tls.as_ref(),
+        client_id,
+        keep_alive: Duration::from_secs(cfg.keep_alive_secs),
+        max_packet_bytes: MAX_PACKET_BYTES,
+    })?;
     o.set_clean_start(false);
     o.set_session_expiry_interval(Some(SESSION_EXPIRY_SECS));
     o.set_manual_acks(true);
-    o.set_max_packet_size(Some(MAX_PACKET_BYTES));
     // Without a limit rumqttc sizes its in-flight table for 65,536 QoS 1
     // publishes (13.5 MiB resident from the start). The agent has one batch
     // in flight, and Mosquitto allows 20.
     o.set_outgoing_inflight_upper_limit(MAX_INFLIGHT);
-    // Acks and small batches are latency-bound: no Nagle delay.
-    let mut net = rumqttc::NetworkOptions::new();
-    net.set_tcp_nodelay(true);
-    o.set_network_options(net);
-    if url.tls
-        && let Some(t) = &cfg.tls
-    {
-        o.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
-            Arc::new(tls_client_config(t)?),
-        )));
-    }
     Ok(o)
 }
 

@@ -70,3 +70,18 @@ pub fn envelope(payload: Event) -> Envelope {
         payload,
     }
 }
+
+/// The seq numbered `n` (at least 1).
+pub fn seq(n: u64) -> Seq {
+    Seq::new(n).unwrap()
+}
+
+/// A seq bound: `None` for 0 (before the first seq).
+pub fn mark(n: u64) -> Option<Seq> {
+    Seq::new(n).ok()
+}
+
+/// The number of a seq bound, 0 for `None`.
+pub fn num(s: Option<Seq>) -> u64 {
+    s.map_or(0, Seq::get)
+}

@@ -15,7 +15,6 @@ use super::{State, Writer, fresh_traceparent, to_i64, unix_ms};
 use crate::store::StoreError;
 use crate::store::types::{
     AckOutcome, CancelOutcome, CaptureOutcome, CaptureReceipt, NewCapture, StatusOutcome,
-    cloud_status_name,
 };
 
 impl Writer {
@@ -380,14 +379,7 @@ impl Writer {
                  WHEN ?6 IS NOT NULL AND cloud_status_seq IS NOT NULL THEN ?6 > cloud_status_seq \
                  ELSE cloud_status_at_ms IS NULL OR cloud_status_at_ms <= ?4 END",
             )?
-            .execute(params![
-                oid,
-                cloud_status_name(u.status),
-                u.reason,
-                at,
-                now_ms,
-                seq
-            ])?;
+            .execute(params![oid, u.status.as_str(), u.reason, at, now_ms, seq])?;
         if n == 1 {
             return Ok(StatusOutcome::Applied);
         }

@@ -13,7 +13,7 @@ use o2c_protocol::{
 };
 use time::OffsetDateTime;
 
-use crate::api::model::{
+use super::model::{
     AddressBody, CaptureRequest, CardAuthorizationBody, CustomerBody, FulfillmentBody, PaymentBody,
 };
 

@@ -1,0 +1,121 @@
+//! The rules serde cannot apply: ranges, keys that go together, unique
+//! terminals. Each error names its key.
+
+use std::collections::HashSet;
+
+use super::{Config, ConfigError};
+
+/// Most milliseconds a connection timeout may be.
+const MAX_TIMEOUT_MS: u64 = 600_000;
+
+impl Config {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::key("data_dir", "must not be empty"));
+        }
+        o2c_runtime::mqtt::check_settings(&self.mqtt.url, self.mqtt.tls.as_ref())
+            .map_err(|e| mqtt_key(&e))?;
+        self.check_mqtt_and_sync()?;
+        self.check_terminals()?;
+        for (key, value) in [
+            (
+                "payments.offline_floor_limit_minor",
+                self.payments.offline_floor_limit_minor,
+            ),
+            (
+                "payments.offline_total_cap_minor",
+                self.payments.offline_total_cap_minor,
+            ),
+        ] {
+            if value < 0 {
+                return Err(ConfigError::key(key, "must be >= 0"));
+            }
+        }
+        if self.outbox.max_pending_events == 0 {
+            return Err(ConfigError::key(
+                "outbox.max_pending_events",
+                "must be >= 1",
+            ));
+        }
+        if self.outbox.max_commit_batch == 0 {
+            return Err(ConfigError::key("outbox.max_commit_batch", "must be >= 1"));
+        }
+        Ok(())
+    }
+
+    fn check_mqtt_and_sync(&self) -> Result<(), ConfigError> {
+        let frame_room = o2c_protocol::frame::MAX_FRAME_BYTES - 4096;
+        if self.sync.max_batch_bytes == 0 || self.sync.max_batch_bytes > frame_room {
+            return Err(ConfigError::key(
+                "sync.max_batch_bytes",
+                format!("must be between 1 and {frame_room}"),
+            ));
+        }
+        if self.sync.max_batch_events == 0 {
+            return Err(ConfigError::key("sync.max_batch_events", "must be >= 1"));
+        }
+        if self.mqtt.keep_alive_secs == 0 {
+            return Err(ConfigError::key("mqtt.keep_alive_secs", "must be >= 1"));
+        }
+        if self.sync.ack_timeout_ms == 0 {
+            return Err(ConfigError::key("sync.ack_timeout_ms", "must be >= 1"));
+        }
+        for (key, ms) in [
+            ("mqtt.liveness_timeout_ms", self.mqtt.liveness_timeout_ms),
+            ("mqtt.connect_timeout_ms", self.mqtt.connect_timeout_ms),
+        ] {
+            if !(100..=MAX_TIMEOUT_MS).contains(&ms) {
+                return Err(ConfigError::key(
+                    key,
+                    format!("must be between 100 and {MAX_TIMEOUT_MS}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_terminals(&self) -> Result<(), ConfigError> {
+        if self.terminals.is_empty() {
+            return Err(ConfigError::key(
+                "terminals",
+                "at least one [[terminals]] entry is required",
+            ));
+        }
+        let mut ids = HashSet::new();
+        let mut hashes = HashSet::new();
+        for (i, t) in self.terminals.iter().enumerate() {
+            if !ids.insert(t.id.as_str()) {
+                return Err(ConfigError::key(
+                    format!("terminals[{i}].id"),
+                    format!("duplicate terminal id {:?}", t.id.as_str()),
+                ));
+            }
+            if !hashes.insert(t.token_sha256.0) {
+                return Err(ConfigError::key(
+                    format!("terminals[{i}].token_sha256"),
+                    "two terminals share a token",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An MQTT settings error as a config error on its key.
+fn mqtt_key(e: &o2c_runtime::mqtt::MqttError) -> ConfigError {
+    let message = match e {
+        o2c_runtime::mqtt::MqttError::Url(inner) => inner.to_string(),
+        o2c_runtime::mqtt::MqttError::Settings { message, .. } => (*message).to_owned(),
+        other => other.to_string(),
+    };
+    ConfigError::key(e.key(), message)
+}
+
+/// The first offline card limit the file or the environment sets, if any
+/// (defaults do not count: without `store.currency` they are unused).
+pub(super) fn offline_limits_set(root: &toml::Value) -> Option<&'static str> {
+    let payments = root.get("payments")?;
+    ["offline_floor_limit_minor", "offline_total_cap_minor"]
+        .into_iter()
+        .find(|k| payments.get(k).is_some())
+}

@@ -1,0 +1,29 @@
+//! # o2c-runtime: the I/O plumbing every o2c binary needs, written once
+//!
+//! The store agent and the cloud processes load a TOML config with
+//! environment overrides, connect to Mosquitto over MQTT v5 with TLS, serve
+//! `/healthz`, `/readyz` and `/metrics`, stop on SIGTERM and log through
+//! `tracing`. Those pieces live here so they cannot drift apart. Among o2c's
+//! crates this one depends on `o2c-protocol` only; it knows nothing of
+//! orders, outboxes or sagas.
+//!
+//! Layout (start with [`config`]):
+//! - [`config`]: the TOML loader with `PREFIX__KEY` environment overrides,
+//!   generic over the prefix and the target type, and the key-naming
+//!   [`config::ConfigError`].
+//! - [`mqtt`]: MQTT v5 base options, the `[mqtt.tls]` table and its rustls
+//!   loader, and [`mqtt::check`] for `check-config`.
+//! - [`http`]: the `/healthz`, `/readyz`, `/metrics` router over a
+//!   [`http::Probes`] implementation.
+//! - [`signal`]: the SIGTERM/SIGINT shutdown future.
+//! - [`telemetry`]: tracing-subscriber initialisation (env filter, text or
+//!   JSON).
+
+pub mod config;
+pub mod http;
+pub mod mqtt;
+pub mod signal;
+pub mod telemetry;
+
+pub use config::{ConfigError, Loader};
+pub use signal::shutdown_signal;
