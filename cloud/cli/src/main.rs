@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use o2c_cloud_common::config::Config;
+use o2c_runtime::shutdown_signal;
+use o2c_runtime::telemetry::{LogTarget, Telemetry};
 use o2c_saga::runner::Selection;
 
 #[derive(Debug, Parser)]
@@ -77,13 +79,24 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
     })
 }
 
+/// What `ingest` and `saga` will load besides the file: the TLS files.
+fn check_tls(cfg: Config) -> Result<Config, ExitCode> {
+    match o2c_runtime::mqtt::check(&cfg.mqtt.url, cfg.mqtt.tls.as_ref()) {
+        Ok(()) => Ok(cfg),
+        Err(e) => {
+            eprintln!("o2c-cloud: {e}");
+            Err(ExitCode::from(EXIT_CONFIG))
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One crypto provider for every TLS connection (ring, the only one
     // compiled in); Err means it is already installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    o2c_runtime::mqtt::install_crypto_provider();
     match cli.command {
-        Command::CheckConfig { config } => match load(&config) {
+        Command::CheckConfig { config } => match load(&config).and_then(check_tls) {
             Ok(cfg) => match toml::to_string_pretty(&cfg) {
                 Ok(text) => {
                     println!("{text}");
@@ -172,10 +185,15 @@ async fn dlq(cfg: Config, action: DlqAction) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Log lines to stdout, as the cloud's processes always wrote them.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let telemetry = Telemetry {
+        target: LogTarget::Stdout,
+        ..Telemetry::default()
+    };
+    if let Err(e) = telemetry.init() {
+        eprintln!("o2c-cloud: {e}");
+    }
 }
 
 #[tokio::main]
@@ -187,25 +205,4 @@ async fn ingest(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "health and metrics listening");
     o2c_ingest::run(cfg, listener, shutdown_signal()).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

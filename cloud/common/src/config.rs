@@ -7,37 +7,19 @@
 //! Unknown keys, in the file or the environment, are errors.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use o2c_protocol::{KafkaTopics, MqttUrl, MqttUrlError};
+use o2c_protocol::KafkaTopics;
+pub use o2c_runtime::config::ConfigError;
+use o2c_runtime::config::Loader;
+use o2c_runtime::mqtt::MqttTlsConfig;
 use serde::{Deserialize, Serialize};
 
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "O2C_CLOUD__";
 
-/// Why the configuration is unusable. Exits with code 64.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// TOML syntax or an unknown or mistyped key.
-    #[error("invalid config: {0}")]
-    Parse(String),
-    /// A value that parses but is not acceptable.
-    #[error("invalid config key {key}: {message}")]
-    Invalid {
-        /// Dotted key, e.g. `kafka.topic_prefix`.
-        key: &'static str,
-        /// Why.
-        message: String,
-    },
-}
+/// The config loader: `cloud.toml`, then `O2C_CLOUD__*` overrides.
+pub const LOADER: Loader = Loader::new(ENV_PREFIX);
 
 /// The whole cloud configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -303,19 +285,7 @@ pub struct MqttConfig {
     pub keep_alive_secs: u64,
     /// TLS material, required for `mqtts://`.
     #[serde(default)]
-    pub tls: Option<TlsConfig>,
-}
-
-/// `[mqtt.tls]`: PEM files.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsConfig {
-    /// CA that signed the broker's certificate.
-    pub ca_file: PathBuf,
-    /// This service's certificate.
-    pub cert_file: PathBuf,
-    /// This service's private key.
-    pub key_file: PathBuf,
+    pub tls: Option<MqttTlsConfig>,
 }
 
 /// `[kafka]`.
@@ -419,11 +389,9 @@ impl Default for HttpConfig {
 impl Config {
     /// Reads `path`, applies `O2C_CLOUD__*` overrides, validates.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_toml(&text, std::env::vars())
+        let cfg: Config = LOADER.load(path, std::env::vars())?;
+        cfg.validate()?;
+        Ok(cfg)
     }
 
     /// Parses TOML text with the given environment overrides.
@@ -431,118 +399,89 @@ impl Config {
         text: &str,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut value: toml::Table =
-            toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-        for (k, v) in env {
-            if let Some(path) = k.strip_prefix(ENV_PREFIX) {
-                override_key(&mut value, path, &v)?;
-            }
-        }
-        let cfg: Config = toml::Value::Table(value)
-            .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Parse(e.to_string()))?;
+        let cfg: Config = LOADER.from_toml(text, env)?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     /// Checks values serde cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let url: MqttUrl =
-            self.mqtt
-                .url
-                .parse()
-                .map_err(|e: MqttUrlError| ConfigError::Invalid {
-                    key: "mqtt.url",
-                    message: e.to_string(),
-                })?;
-        if url.tls && self.mqtt.tls.is_none() {
-            return Err(ConfigError::Invalid {
-                key: "mqtt.tls",
-                message: "mqtts:// needs a [mqtt.tls] table".into(),
-            });
+        o2c_runtime::mqtt::check_settings(&self.mqtt.url, self.mqtt.tls.as_ref())
+            .map_err(|e| ConfigError::key(e.key(), e.to_string()))?;
+        // The cloud's services always authenticate with a client
+        // certificate (the broker's ACLs are per identity).
+        if let Some(t) = &self.mqtt.tls
+            && t.cert_file.is_none()
+        {
+            return Err(ConfigError::key(
+                "mqtt.tls.cert_file",
+                "the cloud's services need a client certificate and key",
+            ));
         }
-        KafkaTopics::new(&self.kafka.topic_prefix).map_err(|e| ConfigError::Invalid {
-            key: "kafka.topic_prefix",
-            message: e.to_string(),
-        })?;
-        o2c_protocol::topic::shared_events_filter(&self.ingest.shared_group).map_err(|e| {
-            ConfigError::Invalid {
-                key: "ingest.shared_group",
-                message: e.to_string(),
-            }
-        })?;
+        KafkaTopics::new(&self.kafka.topic_prefix)
+            .map_err(|e| ConfigError::key("kafka.topic_prefix", e.to_string()))?;
+        o2c_protocol::topic::shared_events_filter(&self.ingest.shared_group)
+            .map_err(|e| ConfigError::key("ingest.shared_group", e.to_string()))?;
         if self.kafka.brokers.trim().is_empty() {
-            return Err(ConfigError::Invalid {
-                key: "kafka.brokers",
-                message: "must not be empty".into(),
-            });
+            return Err(ConfigError::key("kafka.brokers", "must not be empty"));
         }
         if self.ingest.max_inflight_frames == 0 {
-            return Err(ConfigError::Invalid {
-                key: "ingest.max_inflight_frames",
-                message: "must be at least 1".into(),
-            });
+            return Err(ConfigError::key(
+                "ingest.max_inflight_frames",
+                "must be at least 1",
+            ));
         }
         if self.ingest.agent_quota_burst != 0 && self.ingest.agent_quota_events_per_sec == 0 {
-            return Err(ConfigError::Invalid {
-                key: "ingest.agent_quota_burst",
-                message: "set without ingest.agent_quota_events_per_sec (0 turns quotas off)"
-                    .into(),
-            });
+            return Err(ConfigError::key(
+                "ingest.agent_quota_burst",
+                "set without ingest.agent_quota_events_per_sec (0 turns quotas off)",
+            ));
         }
         if self.saga.auto_stock < 0 {
-            return Err(ConfigError::Invalid {
-                key: "saga.auto_stock",
-                message: "must not be negative".into(),
-            });
+            return Err(ConfigError::key("saga.auto_stock", "must not be negative"));
         }
         let ledger = self.saga.ledger_retention_hours;
         if ledger != 0 && ledger < MIN_LEDGER_RETENTION_HOURS {
-            return Err(ConfigError::Invalid {
-                key: "saga.ledger_retention_hours",
-                message: format!(
+            return Err(ConfigError::key(
+                "saga.ledger_retention_hours",
+                format!(
                     "must be 0 (keep forever) or at least {MIN_LEDGER_RETENTION_HOURS}, and longer \
                      than every saga topic's retention.ms: a replay of an event whose ledger row \
                      is gone would be applied again"
                 ),
-            });
+            ));
         }
-        KafkaTopics::new(&self.saga.group_prefix).map_err(|e| ConfigError::Invalid {
-            key: "saga.group_prefix",
-            message: e.to_string(),
-        })?;
+        KafkaTopics::new(&self.saga.group_prefix)
+            .map_err(|e| ConfigError::key("saga.group_prefix", e.to_string()))?;
         if self.saga.capture_reconcile_secs == 0 {
-            return Err(ConfigError::Invalid {
-                key: "saga.capture_reconcile_secs",
-                message: "must be at least 1".into(),
-            });
+            return Err(ConfigError::key(
+                "saga.capture_reconcile_secs",
+                "must be at least 1",
+            ));
         }
         if self.saga.capture_stuck_secs.saturating_mul(1000) <= self.psp.timeout_ms {
-            return Err(ConfigError::Invalid {
-                key: "saga.capture_stuck_secs",
-                message: format!(
+            return Err(ConfigError::key(
+                "saga.capture_stuck_secs",
+                format!(
                     "must exceed psp.timeout_ms ({} ms): a younger capture may still be in flight",
                     self.psp.timeout_ms
                 ),
-            });
+            ));
         }
         if self.psp.key_lifetime_hours == 0 {
-            return Err(ConfigError::Invalid {
-                key: "psp.key_lifetime_hours",
-                message: "must be at least 1".into(),
-            });
+            return Err(ConfigError::key(
+                "psp.key_lifetime_hours",
+                "must be at least 1",
+            ));
         }
         if !(self.psp.url.starts_with("http://") || self.psp.url.starts_with("https://")) {
-            return Err(ConfigError::Invalid {
-                key: "psp.url",
-                message: "must be an http:// or https:// URL".into(),
-            });
+            return Err(ConfigError::key(
+                "psp.url",
+                "must be an http:// or https:// URL",
+            ));
         }
         if self.kafka.partitions < 1 {
-            return Err(ConfigError::Invalid {
-                key: "kafka.partitions",
-                message: "must be at least 1".into(),
-            });
+            return Err(ConfigError::key("kafka.partitions", "must be at least 1"));
         }
         Ok(())
     }
@@ -552,29 +491,6 @@ impl Config {
         // Validated in `validate`.
         KafkaTopics::new(&self.kafka.topic_prefix).unwrap_or_default()
     }
-}
-
-/// Sets `a__b__c` (case-insensitive) in `table` to `raw`.
-fn override_key(table: &mut toml::Table, path: &str, raw: &str) -> Result<(), ConfigError> {
-    let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
-    let Some((last, parents)) = keys.split_last() else {
-        return Ok(());
-    };
-    let mut t = table;
-    for k in parents {
-        let entry = t
-            .entry(k.clone())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        t = entry
-            .as_table_mut()
-            .ok_or_else(|| ConfigError::Parse(format!("{ENV_PREFIX}{path}: {k} is not a table")))?;
-    }
-    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_owned()));
-    t.insert(last.clone(), value);
-    Ok(())
 }
 
 #[cfg(test)]

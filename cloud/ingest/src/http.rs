@@ -1,14 +1,10 @@
-//! `/healthz` (alive), `/readyz` (MQTT connected and Kafka answering) and
-//! `/metrics` (Prometheus text).
+//! What the ingest's `/healthz`, `/readyz` (MQTT connected and Kafka
+//! answering) and `/metrics` look at; the routes are
+//! [`o2c_runtime::http::router`]'s.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use o2c_runtime::http::{Probes, Readiness};
 
 use crate::metrics::IngestMetrics;
 
@@ -37,32 +33,17 @@ impl Health {
     }
 }
 
-/// The router.
-pub fn router(health: Arc<Health>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(health)
-}
-
-async fn readyz(State(h): State<Arc<Health>>) -> impl IntoResponse {
-    let mqtt = h.mqtt.load(Ordering::Relaxed);
-    let kafka = h.kafka.load(Ordering::Relaxed);
-    let body = format!("mqtt={mqtt} kafka={kafka}\n");
-    if mqtt && kafka {
-        (StatusCode::OK, body)
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, body)
+impl Probes for Health {
+    fn readiness(&self) -> Readiness {
+        let mqtt = self.mqtt.load(Ordering::Relaxed);
+        let kafka = self.kafka.load(Ordering::Relaxed);
+        Readiness {
+            ready: mqtt && kafka,
+            detail: Some(format!("mqtt={mqtt} kafka={kafka}")),
+        }
     }
-}
 
-async fn metrics(State(h): State<Arc<Health>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        h.metrics.encode(),
-    )
+    fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
 }

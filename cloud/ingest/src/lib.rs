@@ -5,7 +5,8 @@
 //!
 //! - [`core`]: the pure planner (validation, identity, dedup ledger).
 //! - [`quota`]: the per-agent token buckets (withheld acks, never drops).
-//! - [`http`]: `/healthz`, `/readyz`, `/metrics`.
+//! - [`http`]: what `/healthz`, `/readyz` and `/metrics` (the runtime's
+//!   router) look at.
 //! - [`metrics`]: the ingest's Prometheus registry.
 //! - this module: the I/O shell. One MQTT event loop; each frame is handled
 //!   by its own task, serialised per agent by the agent's ledger lock, so a
@@ -34,11 +35,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use self::core::{DeadLetter, Ledger, Plan, Refusal, Verdict};
-use crate::http::{Health, router};
+use crate::http::Health;
 use crate::metrics::{AgentLabel, ReasonLabel};
 use o2c_cloud_common::config::Config;
 use o2c_cloud_common::kafka::{self, KafkaOpError, Producer_};
-use o2c_cloud_common::mqtt::{self, MqttSetupError};
+use o2c_cloud_common::mqtt;
+use o2c_runtime::mqtt::MqttError;
 
 /// Why the ingest stopped.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +50,7 @@ pub enum IngestError {
     Kafka(#[from] KafkaOpError),
     /// MQTT setup failed.
     #[error(transparent)]
-    Mqtt(#[from] MqttSetupError),
+    Mqtt(#[from] MqttError),
     /// The HTTP listener failed.
     #[error("http: {0}")]
     Http(#[from] std::io::Error),
@@ -147,7 +149,7 @@ pub async fn run(
 
     let http_task = tokio::spawn({
         let cancel = cancel.clone();
-        let app = router(health.clone());
+        let app: axum::Router = o2c_runtime::http::router(health.clone());
         async move {
             axum::serve(http, app)
                 .with_graceful_shutdown(cancel.cancelled_owned())

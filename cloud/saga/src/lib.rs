@@ -128,7 +128,7 @@ pub enum SagaError {
     KafkaOp(#[from] o2c_cloud_common::kafka::KafkaOpError),
     /// MQTT setup.
     #[error(transparent)]
-    MqttSetup(#[from] o2c_cloud_common::mqtt::MqttSetupError),
+    MqttSetup(#[from] o2c_runtime::mqtt::MqttError),
     /// MQTT client.
     #[error("mqtt: {0}")]
     Mqtt(String),

@@ -8,11 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
+use o2c_runtime::http::{Probes, Readiness};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -99,7 +95,7 @@ pub async fn run(
     let cancel = CancellationToken::new();
     let mut tasks: JoinSet<Result<(), SagaError>> = JoinSet::new();
     tasks.spawn({
-        let app = router(health.clone());
+        let app: axum::Router = o2c_runtime::http::router(health.clone());
         let cancel = cancel.clone();
         async move {
             axum::serve(http, app)
@@ -270,39 +266,25 @@ pub async fn run(
     result
 }
 
-fn router(health: Arc<Health>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(health)
-}
-
-async fn readyz(State(h): State<Arc<Health>>) -> impl IntoResponse {
-    let ready = h.ready.load(Ordering::Relaxed);
-    let mqtt = !h.needs_mqtt || h.mqtt.load(Ordering::Relaxed);
-    // A group that does not consume its whole subscription (a partition
-    // no member owns, a stalled or ever-growing backlog) is not ready.
-    let gaps = h.metrics.group_health.unhealthy();
-    let groups = if gaps.is_empty() {
-        "ok".to_owned()
-    } else {
-        gaps.join(",")
-    };
-    let body = format!("services={ready} mqtt={mqtt} groups={groups}\n");
-    if ready && mqtt && gaps.is_empty() {
-        (StatusCode::OK, body)
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, body)
+impl Probes for Health {
+    fn readiness(&self) -> Readiness {
+        let ready = self.ready.load(Ordering::Relaxed);
+        let mqtt = !self.needs_mqtt || self.mqtt.load(Ordering::Relaxed);
+        // A group that does not consume its whole subscription (a partition
+        // no member owns, a stalled or ever-growing backlog) is not ready.
+        let gaps = self.metrics.group_health.unhealthy();
+        let groups = if gaps.is_empty() {
+            "ok".to_owned()
+        } else {
+            gaps.join(",")
+        };
+        Readiness {
+            ready: ready && mqtt && gaps.is_empty(),
+            detail: Some(format!("services={ready} mqtt={mqtt} groups={groups}")),
+        }
     }
-}
 
-async fn metrics(State(h): State<Arc<Health>>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        h.metrics.encode(),
-    )
+    fn metrics_text(&self) -> String {
+        self.metrics.encode()
+    }
 }
