@@ -7,6 +7,8 @@
 //! ```
 //! With `BASELINE_DB`, first measures single-row fsync-bound commits
 //! (WAL, synchronous=FULL) in that file for 2 s.
+// Load generators and tests measure and wait on real time.
+#![allow(clippy::disallowed_methods)]
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

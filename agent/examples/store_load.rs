@@ -2,6 +2,8 @@
 //! tasks straight into the store, in a temp dir.
 //!
 //! `cargo run --release --example store_load -- [N] [C]`
+// Load generators and tests measure and wait on real time.
+#![allow(clippy::disallowed_methods)]
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -127,10 +127,10 @@ impl Catalog {
             .path(dir)
             .cache_capacity(cache_bytes)
             .mode(sled::Mode::LowSpace);
-        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let deadline = o2c_runtime::clock::now() + LOCK_WAIT;
         let db = loop {
             match config.open() {
-                Err(e) if is_lock_held(&e) && std::time::Instant::now() < deadline => {
+                Err(e) if is_lock_held(&e) && o2c_runtime::clock::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 other => break other?,

@@ -33,6 +33,8 @@
 //!   [`admin`] commands); tracing, the TLS check and the shutdown signal
 //!   come from `o2c_runtime`.
 
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 pub mod admin;
 pub mod agent;
 pub mod api;

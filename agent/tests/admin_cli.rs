@@ -2,6 +2,8 @@
 //! another process: `terminal add|list|revoke` take effect without a
 //! restart, `status` reads the live agent (and `--offline` the database),
 //! `outbox list` and `backup` work while orders are being captured.
+// Load generators and tests measure and wait on real time.
+#![allow(clippy::disallowed_methods)]
 
 mod common;
 

@@ -20,6 +20,8 @@
 //! - [`sync`]: the agent's sync window (batch, ack, resend, backoff) as a
 //!   sans-IO state machine.
 
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 pub mod card;
 pub mod envelope;
 pub mod event;

@@ -8,6 +8,8 @@
 //! orders, outboxes or sagas.
 //!
 //! Layout (start with [`config`]):
+//! - [`clock`]: the one place the system clocks are read (see
+//!   `clippy.toml`).
 //! - [`config`]: the TOML loader with `PREFIX__KEY` environment overrides,
 //!   generic over the prefix and the target type, and the key-naming
 //!   [`config::ConfigError`].
@@ -15,12 +17,20 @@
 //!   loader, and [`mqtt::check`] for `check-config`.
 //! - [`http`]: the `/healthz`, `/readyz`, `/metrics` router over a
 //!   [`http::Probes`] implementation.
+//! - `kafka` (feature `kafka`, the cloud's): the idempotent producer, topic
+//!   creation, the librdkafka log bridge, and [`kafka::send_until_stored`],
+//!   the one "produce until durable" loop of every dead-letter path.
 //! - [`signal`]: the SIGTERM/SIGINT shutdown future.
 //! - [`telemetry`]: tracing-subscriber initialisation (env filter, text or
 //!   JSON).
 
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
+pub mod clock;
 pub mod config;
 pub mod http;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod mqtt;
 pub mod signal;
 pub mod telemetry;

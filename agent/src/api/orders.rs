@@ -1,7 +1,5 @@
 //! Order handlers: capture, read, list and cancel.
 
-use std::time::Instant;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -49,7 +47,7 @@ pub(crate) async fn capture(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
+    let started = o2c_runtime::clock::now();
     let result = capture_inner(&st, &headers, body).await;
     let m = &st.inner.metrics;
     m.capture_seconds.observe(started.elapsed().as_secs_f64());

@@ -1,5 +1,7 @@
 //! Shared helpers for the agent's integration tests.
 #![allow(dead_code, unreachable_pub)]
+// Load generators and tests measure and wait on real time.
+#![allow(clippy::disallowed_methods)]
 
 use std::path::Path;
 

@@ -14,6 +14,8 @@
 //!   A frame refused whole is dead-lettered once and nacked (see
 //!   [`core::plan_refusal`]).
 
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 pub mod core;
 pub mod http;
 pub mod metrics;
@@ -22,7 +24,7 @@ pub mod quota;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use o2c_protocol::topic::{Channel, agent_topic, shared_events_filter};
@@ -38,8 +40,8 @@ use self::core::{DeadLetter, Ledger, Plan, Refusal, Verdict};
 use crate::http::Health;
 use crate::metrics::{AgentLabel, ReasonLabel};
 use o2c_cloud_common::config::Config;
-use o2c_cloud_common::kafka::{self, KafkaOpError, Producer_};
 use o2c_cloud_common::mqtt;
+use o2c_runtime::kafka::{self, KafkaOpError, Producer_};
 use o2c_runtime::mqtt::MqttError;
 
 /// Why the ingest stopped.
@@ -316,7 +318,7 @@ async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes, frame: Opti
                 .await;
             m.events_in
                 .inc_by((plan.produce.len() + plan.dead.len() + plan.duplicates) as u64);
-            let started = Instant::now();
+            let started = o2c_runtime::clock::now();
             produce_plan(shared, &plan).await;
             m.produce_seconds.observe(started.elapsed().as_secs_f64());
             if !plan.produce.is_empty() {
@@ -375,7 +377,7 @@ async fn refuse_frame(shared: &Shared, ledger: &mut Ledger, r: &Refusal, topic: 
 /// Kafka has them all. Returns only when all are durable.
 async fn produce_plan(shared: &Shared, plan: &Plan) {
     let m = &shared.health.metrics;
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = kafka::RetryBackoff::default();
     let mut pending: Vec<usize> = (0..plan.produce.len()).collect();
     while !pending.is_empty() {
         let results = futures::future::join_all(pending.iter().map(|&i| {
@@ -399,8 +401,7 @@ async fn produce_plan(shared: &Shared, plan: &Plan) {
         }
         pending = failed;
         if !pending.is_empty() {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
     produce_dead(shared, &plan.dead).await;
@@ -432,13 +433,11 @@ async fn produce_dead(shared: &Shared, dead: &[DeadLetter]) {
             .clone()
             .or_else(|| d.agent_id.clone())
             .unwrap_or_default();
-        let mut backoff = Duration::from_millis(200);
-        while let Err(e) = kafka::send(&shared.producer, &dlq, &key, &headers, &d.value).await {
+        kafka::send_until_stored(&shared.producer, &dlq, &key, &headers, &d.value, |e| {
             m.produce_errors.inc();
             tracing::warn!(error = %e, "dead-letter produce failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(10));
-        }
+        })
+        .await;
         m.dlq
             .get_or_create(&ReasonLabel {
                 reason: d.reason.to_owned(),

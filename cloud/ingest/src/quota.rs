@@ -20,7 +20,7 @@
 //! is the thin async shell that sleeps and counts.
 
 use std::num::NonZeroU32;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::NoOpMiddleware;
@@ -133,7 +133,7 @@ impl AgentQuota<DefaultClock> {
         let Some(mut wait) = self.poll(key, &mut charge) else {
             return;
         };
-        let started = Instant::now();
+        let started = o2c_runtime::clock::now();
         metrics
             .quota_delayed
             .get_or_create(&AgentLabel {

@@ -25,9 +25,9 @@ use o2c_protocol::{Envelope, Event, KafkaTopics, OrderId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::SagaError;
 use super::db::Tx;
 use super::outbox;
+use crate::error::SagaError;
 
 /// One order's state and the text it was stored as.
 #[derive(Debug)]

@@ -20,19 +20,21 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use o2c_protocol::{Envelope, EventType, KafkaTopics};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::message::{Message, OwnedMessage};
 use tokio_util::sync::CancellationToken;
 
 use super::db::Tx;
 use super::member::Member;
-use super::{Pg, SagaError, SagaMetrics, ServiceLabel};
-use o2c_cloud_common::kafka::{self, Producer_, TracingContext};
+use crate::error::SagaError;
+use crate::metrics::{SagaMetrics, ServiceLabel};
+use crate::pool::Pg;
+use o2c_runtime::kafka::{self, Producer_, TracingContext};
 
 /// Longest wait of a fetch on an empty partition (see [`consumer`]).
 pub(crate) const FETCH_WAIT_MS: u32 = 20;
@@ -257,7 +259,7 @@ pub(crate) async fn run<S: Step>(
     let cfg = Arc::new(cfg);
     let mut member = Member::join(cfg.clone(), metrics.clone())?;
     let mut uncommitted = 0u32;
-    let mut last_commit = Instant::now();
+    let mut last_commit = o2c_runtime::clock::now();
     let mut inflight = futures::stream::FuturesOrdered::new();
     // Set when the watchdog asks for a rejoin: no new batches are taken
     // until the ones in flight are done and their offsets stored.
@@ -320,7 +322,7 @@ pub(crate) async fn run<S: Step>(
                 tracing::warn!(error = %e, "offset commit failed");
             }
             uncommitted = 0;
-            last_commit = Instant::now();
+            last_commit = o2c_runtime::clock::now();
         }
     }
     if uncommitted > 0 {
@@ -464,19 +466,7 @@ async fn dead_letter(
     detail: &str,
 ) {
     let mut headers: Vec<(&str, String)> = Vec::new();
-    let original: Vec<(String, String)> = m
-        .headers()
-        .map(|h| {
-            h.iter()
-                .map(|h| {
-                    (
-                        h.key.to_owned(),
-                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let original = kafka::header_pairs(m);
     for (k, v) in &original {
         if !matches!(
             k.as_str(),
@@ -489,18 +479,13 @@ async fn dead_letter(
     headers.push(("reason_detail", detail.chars().take(500).collect()));
     headers.push(("source_topic", m.topic().to_owned()));
     headers.push(("source_group", cfg.group.clone()));
-    let key = m
-        .key()
-        .map(|k| String::from_utf8_lossy(k).into_owned())
-        .unwrap_or_default();
+    let key = kafka::key_text(m);
     let value = m.payload().unwrap_or_default();
     let dlq = cfg.topics.dlq();
-    let mut backoff = Duration::from_millis(200);
-    while let Err(e) = kafka::send(producer, &dlq, &key, &headers, value).await {
+    kafka::send_until_stored(producer, &dlq, &key, &headers, value, |e| {
         tracing::warn!(error = %e, "dead-letter produce failed; retrying");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
-    }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -18,7 +18,8 @@ use serde::de::DeserializeOwned;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
 
-use super::{SagaError, Service};
+use crate::error::SagaError;
+use crate::service::Service;
 
 /// `(version, name, sql)`; `{schema}` in the SQL names the service's schema. Common
 /// and own migrations share one numbering and are applied in version order.

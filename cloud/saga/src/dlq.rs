@@ -15,15 +15,15 @@
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
 
 use o2c_protocol::KafkaTopics;
 
-use super::SagaError;
+use crate::error::SagaError;
 use o2c_cloud_common::config::Config;
-use o2c_cloud_common::kafka::{self, TracingContext};
+use o2c_runtime::kafka::{self, TracingContext};
 
 /// Why `dlq replay` failed.
 #[derive(Debug, thiserror::Error)]
@@ -167,32 +167,17 @@ fn read_all(brokers: &str, topic: &str) -> Result<Vec<DeadLetter>, SagaError> {
         return Ok(out);
     }
     c.assign(&tpl)?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !highs.is_empty() && std::time::Instant::now() < deadline {
+    let deadline = o2c_runtime::clock::now() + Duration::from_secs(30);
+    while !highs.is_empty() && o2c_runtime::clock::now() < deadline {
         let Some(m) = c.poll(Duration::from_millis(500)) else {
             continue;
         };
         let m = m?;
-        let headers = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let headers = kafka::header_pairs(&m);
         out.push(DeadLetter {
             partition: m.partition(),
             offset: m.offset(),
-            key: m
-                .key()
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .unwrap_or_default(),
+            key: kafka::key_text(&m),
             headers,
             value: m.payload().unwrap_or_default().to_vec(),
         });

@@ -28,12 +28,12 @@ use o2c_protocol::event::{InventoryConfirmed, InventoryReleased, Reservation};
 use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics, Order, OrderId};
 use serde::{Deserialize, Serialize};
 
-use super::Pg;
 use super::batch::Batch;
 use super::consumer::{Step, StepError};
 use super::db::Tx;
 use super::order::INSUFFICIENT_STOCK;
 use super::stock::{StockBook, StockError};
+use crate::pool::Pg;
 
 pub(crate) const SCHEMA: &str = "o2c_inventory";
 
@@ -248,3 +248,6 @@ fn reserve(
     book.apply(order_id, &lines, "reserve", 0, 1)?;
     Ok(Hold::Reserved { lines })
 }
+
+#[cfg(test)]
+mod tests;

@@ -27,9 +27,10 @@ use tokio::time::Instant;
 
 use super::consumer::{LoopConfig, consumer};
 use super::watch::{GroupWatch, PartitionView, Snapshot, Verdict, WatchConfig, parse_assignment};
-use super::{SagaError, SagaMetrics, TopicLabel};
+use crate::error::SagaError;
+use crate::metrics::{SagaMetrics, TopicLabel};
 use o2c_cloud_common::config::SagaConfig;
-use o2c_cloud_common::kafka::TracingContext;
+use o2c_runtime::kafka::TracingContext;
 
 /// How often and how strictly a group is checked (`[saga]` `group_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,10 +11,10 @@ use o2c_protocol::event::{OrderCancelled, OrderCompleted};
 use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics};
 use serde::{Deserialize, Serialize};
 
-use super::Pg;
 use super::batch::Batch;
 use super::consumer::{Step, StepError};
 use super::db::Tx;
+use crate::pool::Pg;
 
 /// Where an order stands for the order service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

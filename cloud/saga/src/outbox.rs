@@ -17,8 +17,9 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::db::Tx;
-use super::{SagaError, SagaMetrics};
-use o2c_cloud_common::kafka::{self, Producer_};
+use crate::error::SagaError;
+use crate::metrics::SagaMetrics;
+use o2c_runtime::kafka::{self, Producer_};
 
 /// A fresh UUIDv7 event id.
 pub(crate) fn new_event_id() -> EventId {

@@ -30,11 +30,11 @@ use o2c_protocol::event::{PaymentCaptured, PaymentFailed};
 use o2c_protocol::{Envelope, Event, EventType, KafkaTopics, Money, Order, Payment};
 use serde::{Deserialize, Serialize};
 
-use super::Pg;
 use super::batch::{self, Batch, States};
 use super::consumer::{Step, StepError};
 use super::db::Tx;
 use super::reconcile::Reconciler;
+use crate::pool::Pg;
 use crate::psp::breaker::BreakerState;
 use crate::psp::{CaptureOutcome, CaptureRequest, PspClient};
 

@@ -20,7 +20,9 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::{SagaError, SagaMetrics, Service};
+use crate::error::SagaError;
+use crate::metrics::SagaMetrics;
+use crate::service::Service;
 
 /// Time between two sweeps.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(600);

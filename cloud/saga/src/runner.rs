@@ -20,10 +20,14 @@ use super::order::OrderStep;
 use super::payment::PaymentStep;
 use super::reconcile::Reconciler;
 use super::shipping::ShippingStep;
-use super::{Pg, SagaError, SagaMetrics, Service, ServiceLabel, db, outbox, status};
+use super::{db, outbox, status};
+use crate::error::SagaError;
+use crate::metrics::{SagaMetrics, ServiceLabel};
+use crate::pool::Pg;
 use crate::psp::{BreakerConfig, PspClient};
+use crate::service::Service;
 use o2c_cloud_common::config::Config;
-use o2c_cloud_common::kafka;
+use o2c_runtime::kafka;
 
 /// What one process runs: database-backed services and/or the status
 /// publisher.

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use super::batch::Batch;
 use super::consumer::{Step, StepError};
 use super::db::Tx;
-use super::{Pg, outbox};
+use super::outbox;
+use crate::pool::Pg;
 
 pub(crate) const SCHEMA: &str = "o2c_shipping";
 

@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
@@ -50,10 +50,11 @@ use super::consumer::{self, COMMIT_INTERVAL, LoopConfig};
 use super::delivery::{Delivery, DeliveryConfig, GaveUp, Outgoing as DeliveryOutgoing, RecordPos};
 use super::member::Member;
 use super::watch::Tp;
-use super::{SagaError, SagaMetrics};
+use crate::error::SagaError;
+use crate::metrics::SagaMetrics;
 use o2c_cloud_common::config::MqttConfig;
-use o2c_cloud_common::kafka::TracingContext;
 use o2c_cloud_common::mqtt;
+use o2c_runtime::kafka::TracingContext;
 
 /// Topics the status publisher consumes.
 pub const SUBSCRIBES: &[EventType] = &[
@@ -266,7 +267,7 @@ pub(crate) async fn run(
     let cfg = Arc::new(cfg);
     let mut member = Member::join(cfg.clone(), metrics.clone())?;
     let mut delivery: Delivery<Body> = Delivery::new(delivery_cfg);
-    let mut last_commit = Instant::now();
+    let mut last_commit = o2c_runtime::clock::now();
     loop {
         for (_, topic, body) in delivery.poll_transmit() {
             // Waits only while rumqttc's request queue is full.
@@ -278,7 +279,7 @@ pub(crate) async fn run(
         let consumer = member.consumer();
         if last_commit.elapsed() >= COMMIT_INTERVAL {
             commit(&consumer, delivery.poll_commits());
-            last_commit = Instant::now();
+            last_commit = o2c_runtime::clock::now();
         }
         let retry = delivery.poll_timeout().map(tokio::time::Instant::from_std);
         let mut rejoin = false;
@@ -481,21 +482,11 @@ mod tests {
         }
     }
 
-    const ALL: [CloudStatus; 7] = [
-        CloudStatus::Accepted,
-        CloudStatus::Paid,
-        CloudStatus::InventoryConfirmed,
-        CloudStatus::ShipmentScheduled,
-        CloudStatus::Completed,
-        CloudStatus::Cancelled,
-        CloudStatus::Refunded,
-    ];
-
     #[test]
     fn seqs_grow_along_the_saga_then_with_time() {
         let t = OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap();
         // In one millisecond, each later stage has a greater seq.
-        for w in ALL.windows(2) {
+        for w in CloudStatus::ALL.windows(2) {
             assert!(status_seq(w[0], t) < status_seq(w[1], t), "{w:?}");
             // Even a much later earlier stage stays below (a year on).
             let later = t + time::Duration::days(365);

@@ -31,7 +31,7 @@
 //! run otherwise.
 //!
 //! Baseline, same run, same Tansu: a bare rdkafka producer with the ingest's
-//! settings (`cloud/common/src/kafka.rs`: idempotent, `acks=all`, `linger.ms` 1, no
+//! settings (`runtime/src/kafka.rs`: idempotent, `acks=all`, `linger.ms` 1, no
 //! message timeout) sends the same `--n` event payloads with the same key and
 //! headers, one task per agent with one frame's records in flight, and its
 //! own CPU (this process) per event is reported: the difference to the

@@ -596,7 +596,7 @@ impl IngestCounters {
     }
 }
 
-/// The producer settings of `cloud/common/src/kafka.rs` (`producer`): idempotent,
+/// The producer settings of `runtime/src/kafka.rs` (`producer`): idempotent,
 /// `acks=all`, `linger.ms` = the ingest's default of 1, no message timeout.
 pub(super) const PRODUCER_LINGER_MS: u32 = 1;
 

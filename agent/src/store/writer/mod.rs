@@ -206,7 +206,7 @@ impl Writer {
             shared,
             metrics,
             relaxed: false,
-            checkpointed: Instant::now(),
+            checkpointed: o2c_runtime::clock::now(),
         };
         w.publish();
         w.shared.alive.store(true, Ordering::Release);
@@ -274,7 +274,7 @@ impl Writer {
     }
 
     fn run_batch(&mut self, batch: &mut Vec<(Op, Reply)>) {
-        let started = Instant::now();
+        let started = o2c_runtime::clock::now();
         let size = batch.len();
         let (ops, replies): (Vec<Op>, Vec<Reply>) = batch.drain(..).unzip();
         let ack_only = ops.iter().all(|op| matches!(op, Op::Ack(..)));
@@ -386,7 +386,7 @@ impl Writer {
                 }
             }
         }
-        let syncing = Instant::now();
+        let syncing = o2c_runtime::clock::now();
         match self.conn.execute_batch("COMMIT") {
             Ok(()) => Ok(Committed {
                 staged,
@@ -440,7 +440,7 @@ impl Writer {
         {
             tracing::debug!(error = %e, "inline checkpoint failed; the checkpointer retries");
         }
-        self.checkpointed = Instant::now();
+        self.checkpointed = o2c_runtime::clock::now();
     }
 
     /// A group of acks alone commits without its own fsync

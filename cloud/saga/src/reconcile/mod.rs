@@ -35,11 +35,13 @@ use tokio_util::sync::CancellationToken;
 
 use self::core::{Action, CAPTURE_EXPIRED, Stuck, decide};
 use super::db::{Lane, Tx};
+use super::outbox;
 use super::payment::{
     Calls, Captured, PAYMENT_DECLINED, PayPhase, PaymentState, SCHEMA, idempotency_key,
     processor_tenders, refund_capture, refund_issued,
 };
-use super::{OutcomeLabel, SagaError, SagaMetrics, outbox};
+use crate::error::SagaError;
+use crate::metrics::{OutcomeLabel, SagaMetrics};
 use crate::psp::{CaptureLookup, CaptureOutcome, CaptureRequest, PspClient, PspError};
 
 /// Why one order could not be reconciled this round (it is tried again

@@ -103,7 +103,7 @@ pub(super) async fn check(
     })
 }
 
-/// The ingest's producer (cloud/common/src/kafka.rs `producer`), same settings.
+/// The ingest's producer (runtime/src/kafka.rs `producer`), same settings.
 fn producer(brokers: &str, linger_ms: u32) -> Result<FutureProducer, BenchError> {
     ClientConfig::new()
         .set("bootstrap.servers", brokers)

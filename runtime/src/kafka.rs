@@ -9,7 +9,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
@@ -152,6 +152,74 @@ pub async fn send(
         .map_err(|(e, _)| e)
 }
 
+/// A record's headers as `(name, value)` text pairs (values read as UTF-8,
+/// lossily; a header without a value is empty).
+pub fn header_pairs(m: &impl rdkafka::message::Message) -> Vec<(String, String)> {
+    m.headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_owned(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A record's key as text (lossily; empty without a key).
+pub fn key_text(m: &impl rdkafka::message::Message) -> String {
+    m.key()
+        .map(|k| String::from_utf8_lossy(k).into_owned())
+        .unwrap_or_default()
+}
+
+/// The wait before each retry of a failed produce: 200 ms, doubling, at
+/// most 10 s. A produce is never given up: the record is durable or the
+/// process is stopped.
+#[derive(Debug, Clone)]
+pub struct RetryBackoff {
+    next: Duration,
+}
+
+impl RetryBackoff {
+    const FIRST: Duration = Duration::from_millis(200);
+    const MAX: Duration = Duration::from_secs(10);
+
+    /// The wait before the next retry (and the one after it doubles).
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        d
+    }
+}
+
+impl Default for RetryBackoff {
+    fn default() -> Self {
+        Self { next: Self::FIRST }
+    }
+}
+
+/// [`send`] until Kafka has the record, waiting [`RetryBackoff`] between
+/// tries; `on_error` sees every failure (logs, metrics). The one "produce
+/// until durable" loop of the ingest's and the saga's dead-letter paths.
+pub async fn send_until_stored(
+    producer: &Producer_,
+    topic: &str,
+    key: &str,
+    headers: &[(&str, String)],
+    value: &[u8],
+    mut on_error: impl FnMut(&KafkaError),
+) {
+    let mut backoff = RetryBackoff::default();
+    while let Err(e) = send(producer, topic, key, headers, value).await {
+        on_error(&e);
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
@@ -160,6 +228,16 @@ mod tests {
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
     use super::*;
+
+    #[test]
+    fn retries_wait_longer_each_time_up_to_ten_seconds() {
+        let mut b = RetryBackoff::default();
+        let waits: Vec<u128> = (0..9).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(
+            waits,
+            [200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 10_000]
+        );
+    }
 
     /// librdkafka's mock cluster refuses the idempotent producer its id:
     /// a fatal error, which [`fatal_error`] must report.

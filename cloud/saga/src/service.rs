@@ -1,0 +1,55 @@
+//! [`Service`]: the database-backed saga services, their names and
+//! schemas.
+
+use std::fmt;
+
+use crate::{inventory, order, payment, shipping};
+
+/// One saga service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Decides completion and cancellation.
+    Order,
+    /// Captures and refunds.
+    Payment,
+    /// Holds, confirms and releases stock.
+    Inventory,
+    /// Books and cancels shipments.
+    Shipping,
+}
+
+impl Service {
+    /// Every database-backed service.
+    pub const ALL: [Service; 4] = [
+        Service::Order,
+        Service::Payment,
+        Service::Inventory,
+        Service::Shipping,
+    ];
+
+    /// Its name (CLI, consumer group, metrics).
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Order => "order",
+            Service::Payment => "payment",
+            Service::Inventory => "inventory",
+            Service::Shipping => "shipping",
+        }
+    }
+
+    /// Its PostgreSQL schema.
+    pub fn schema(self) -> &'static str {
+        match self {
+            Service::Order => order::SCHEMA,
+            Service::Payment => payment::SCHEMA,
+            Service::Inventory => inventory::SCHEMA,
+            Service::Shipping => shipping::SCHEMA,
+        }
+    }
+}
+
+impl fmt::Display for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
