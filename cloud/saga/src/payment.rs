@@ -22,6 +22,11 @@
 //!
 //! Cash is not sent to the processor; a cash-only order is captured as
 //! `in_store`.
+//!
+//! The decisions are pure, in [`state`] (what an `OrderCreated` or an
+//! `OrderCancelled` does to a [`PaymentState`]); this module and
+//! [`refund`](self::refund) are the shell that calls the processor and
+//! writes.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -40,8 +45,10 @@ use crate::psp::{CaptureOutcome, CaptureRequest, PspClient};
 
 mod calls;
 mod refund;
+pub mod state;
 
 pub(crate) use calls::{Calls, refund_capture, refund_issued};
+pub use state::{CancelOutcome, CaptureStart};
 
 pub(crate) const SCHEMA: &str = "o2c_payment";
 
@@ -285,32 +292,25 @@ impl PaymentStep {
         let mut attempts = Vec::new();
         let mut deferred = 0usize;
         for (env, order) in todo {
-            let st = states.get_mut(order.order_id);
             let card = !processor_tenders(order).is_empty();
-            match st.phase {
-                // Cancelled while an earlier attempt failed: never capture
-                // again; the reconciler settles it (from the recorded cause,
-                // recorded here too for a row older than migration 005).
-                PayPhase::Capturing if st.cancel_requested && card => {
-                    settled.push(env);
-                    attempts.push(env);
-                }
-                // Cash-only orders need no call and go on.
-                PayPhase::Pending | PayPhase::Capturing if open && card => {
-                    st.phase = PayPhase::Capturing;
-                    attempts.push(env);
-                    settled.push(env);
-                    deferred += 1;
-                }
-                PayPhase::Pending | PayPhase::Capturing => {
-                    st.phase = PayPhase::Capturing;
+            match states.get_mut(order.order_id).start_capture(card, open) {
+                CaptureStart::Call => {
                     go.push((env, order));
                     if card {
                         attempts.push(env);
                     }
                 }
-                // Settled or cancelled already: nothing to capture.
-                _ => settled.push(env),
+                CaptureStart::Defer => {
+                    attempts.push(env);
+                    settled.push(env);
+                    deferred += 1;
+                }
+                // Recorded here too for a row older than migration 005.
+                CaptureStart::Reconcile => {
+                    settled.push(env);
+                    attempts.push(env);
+                }
+                CaptureStart::Skip => settled.push(env),
             }
         }
         states.save(&tx).await?;

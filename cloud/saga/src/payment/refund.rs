@@ -13,7 +13,7 @@
 use o2c_protocol::Envelope;
 
 use super::{Calls, refund_capture, refund_issued};
-use super::{Captured, PayPhase, PaymentState, PaymentStep, SCHEMA, psp_err};
+use super::{CancelOutcome, Captured, PayPhase, PaymentState, PaymentStep, SCHEMA, psp_err};
 use crate::batch::Batch;
 use crate::consumer::StepError;
 use crate::db;
@@ -62,13 +62,9 @@ impl PaymentStep {
         }
         let st = batch.state_mut(env.payload.order_id());
         let mut calls = Calls::default();
-        let event = match st.phase {
-            PayPhase::Pending => {
-                st.phase = PayPhase::Cancelled;
-                None
-            }
-            PayPhase::Captured if seen.as_ref().map(|s| s.phase) == Some(PayPhase::Captured) => {
-                st.phase = PayPhase::Refunded;
+        let refunded = seen.as_ref().map(|s| s.phase) == Some(PayPhase::Captured);
+        let event = match st.cancel(refunded) {
+            CancelOutcome::Refunded => {
                 for (tender, r) in &refunds {
                     calls.push(&order_id, "refund", *tender, "refunded".into(), Some(r));
                 }
@@ -79,20 +75,19 @@ impl PaymentStep {
                 let ids: Vec<&str> = refunds.iter().map(|(_, r)| r.as_str()).collect();
                 Some(refund_issued(env.payload.order_id(), amount, &ids))
             }
-            PayPhase::Capturing => {
+            CancelOutcome::Requested => {
                 // Recorded and acked; the capture's settlement refunds.
-                st.cancel_requested = true;
                 tracing::info!(
                     order_id,
                     "cancellation during a capture: refund once it settles"
                 );
                 None
             }
-            PayPhase::Captured => {
-                // Changed under us: roll back and retry.
+            // Changed under us: roll back and retry.
+            CancelOutcome::Changed => {
                 return Err(StepError::Transient("payment state changed".into()));
             }
-            PayPhase::Failed | PayPhase::Cancelled | PayPhase::Refunded => None,
+            CancelOutcome::Cancelled | CancelOutcome::Nothing => None,
         };
         if let Some(event) = event {
             batch.emit(env, event);
@@ -116,14 +111,12 @@ impl PaymentStep {
         if batch.fresh().is_empty() {
             return Ok(());
         }
-        let st = batch.state_mut(env.payload.order_id());
-        if st.phase != PayPhase::Captured {
+        if !batch.state_mut(env.payload.order_id()).owe_refund() {
             // Refunded or changed meanwhile: handle it again from the top.
             return Err(StepError::Transient(format!(
                 "refund deferred, but the payment state changed: {why}"
             )));
         }
-        st.cancel_requested = true;
         let cause = env.encode().map_err(|e| StepError::Poison {
             code: "encode_failed",
             detail: e.to_string(),
