@@ -21,16 +21,24 @@ use serde::Serialize;
 
 use o2c_protocol::KafkaTopics;
 
-use crate::error::SagaError;
 use o2c_cloud_common::config::Config;
 use o2c_runtime::kafka::{self, TracingContext};
 
-/// Why `dlq replay` failed.
+/// Why `dlq list` or `dlq replay` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
     /// Reading the DLQ or producing failed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The producer could not be set up.
     #[error(transparent)]
-    Saga(#[from] SagaError),
+    KafkaOp(#[from] o2c_runtime::kafka::KafkaOpError),
+    /// The reader task ended without an answer.
+    #[error("{0}")]
+    Reader(&'static str),
+    /// No dead letter has that id.
+    #[error("no dead letter {0}")]
+    NotFound(String),
     /// The letter exists but must not be replayed; nothing was produced.
     #[error("dead letter {id} cannot be replayed: {why}")]
     NotReplayable {
@@ -121,13 +129,13 @@ impl DeadLetter {
 }
 
 /// Reads every record of the DLQ.
-pub async fn list(cfg: &Config) -> Result<Vec<DeadLetter>, SagaError> {
+pub async fn list(cfg: &Config) -> Result<Vec<DeadLetter>, DlqError> {
     let brokers = cfg.kafka.brokers.clone();
     let topic = cfg.topics().dlq();
     tokio::task::spawn_blocking(move || read_all(&brokers, &topic))
         .await
         .map_err(|e| {
-            SagaError::Closed(if e.is_panic() {
+            DlqError::Reader(if e.is_panic() {
                 "dlq reader panicked"
             } else {
                 "dlq reader"
@@ -135,7 +143,7 @@ pub async fn list(cfg: &Config) -> Result<Vec<DeadLetter>, SagaError> {
         })?
 }
 
-fn read_all(brokers: &str, topic: &str) -> Result<Vec<DeadLetter>, SagaError> {
+fn read_all(brokers: &str, topic: &str) -> Result<Vec<DeadLetter>, DlqError> {
     let c: BaseConsumer<TracingContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set(
@@ -201,7 +209,7 @@ pub async fn replay(cfg: &Config, id: &str) -> Result<String, DlqError> {
         .iter()
         .rev()
         .find(|d| d.header("event_id") == Some(id) || format!("{}:{}", d.partition, d.offset) == id)
-        .ok_or_else(|| SagaError::NotFound(id.to_owned()))?;
+        .ok_or_else(|| DlqError::NotFound(id.to_owned()))?;
     let topic = replay_target(&cfg.topics(), d.header("source_topic"), d.header("reason"))
         .map_err(|why| DlqError::NotReplayable {
             id: id.to_owned(),
@@ -223,11 +231,8 @@ pub async fn replay(cfg: &Config, id: &str) -> Result<String, DlqError> {
             format!("{}:{}", d.partition, d.offset),
         )))
         .collect();
-    let producer =
-        kafka::producer(&cfg.kafka.brokers, cfg.kafka.linger_ms).map_err(SagaError::from)?;
-    kafka::send(&producer, &topic, &d.key, &headers, &d.value)
-        .await
-        .map_err(SagaError::from)?;
+    let producer = kafka::producer(&cfg.kafka.brokers, cfg.kafka.linger_ms)?;
+    kafka::send(&producer, &topic, &d.key, &headers, &d.value).await?;
     Ok(topic)
 }
 

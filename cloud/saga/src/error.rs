@@ -63,9 +63,6 @@ pub enum SagaError {
     /// HTTP listener.
     #[error("http: {0}")]
     Http(#[from] std::io::Error),
-    /// No such dead letter.
-    #[error("no dead letter {0}")]
-    NotFound(String),
     /// A service name that does not exist.
     #[error("unknown service {0:?}: use order, payment, inventory, shipping or status")]
     UnknownService(String),
