@@ -176,7 +176,10 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         "pipeline up in {:.1} s; selling for {} s at {} orders/s per store; \
          store 2's link is cut at {} s for {} s",
         t0.elapsed().as_secs_f64(),
-        cli.duration_secs, cli.rate, cli.outage_at_secs, cli.outage_secs
+        cli.duration_secs,
+        cli.rate,
+        cli.outage_at_secs,
+        cli.outage_secs
     ));
     let selling = Duration::from_secs(cli.duration_secs);
     let start = Instant::now();
@@ -273,7 +276,12 @@ async fn sell(s: &Store, store_no: usize, period: Duration, start: Instant, sell
             _ => (Tender::Card(format!("tok_decline_{key}")), false),
         };
         let declined = matches!(&tender, Tender::Card(t) if t.starts_with("tok_decline"));
-        let body = order_body(&format!("SKU-{}", n % 4 + 1), 1 + (n % 3) as i64, &tender, ship);
+        let body = order_body(
+            &format!("SKU-{}", n % 4 + 1),
+            1 + (n % 3) as i64,
+            &tender,
+            ship,
+        );
         match capture(&s.agent, &key, &body).await {
             Ok(id) => {
                 s.captured.fetch_add(1, Ordering::Relaxed);
@@ -367,9 +375,10 @@ async fn print_table(stores: &[Store], second: u64, link2_up: bool) -> bool {
             .filter(|v| v.as_deref().is_some_and(|st| FINAL.contains(&st)))
             .count();
         let to_void = lock(&s.to_void).len();
+        let voided = lock(&s.voided).len();
         settled &= finals == statuses.len() && to_void == 0;
         println!(
-            "         {:<8} {:>4} {:>9} {:>6} {:>6} {:>9} {:>10} {:>10} {:>9}  {}",
+            "         {:<8} {:>4} {:>9} {:>6} {:>6} {:>9} {:>10} {:>10} {:>9}  {voided} done, {to_void} due",
             s.name,
             count(None),
             c(CloudStatus::Accepted),
@@ -379,7 +388,6 @@ async fn print_table(stores: &[Store], second: u64, link2_up: bool) -> bool {
             c(CloudStatus::Completed),
             c(CloudStatus::Cancelled),
             c(CloudStatus::Refunded),
-            format!("{} done, {to_void} due", lock(&s.voided).len()),
         );
     }
     settled
@@ -387,7 +395,12 @@ async fn print_table(stores: &[Store], second: u64, link2_up: bool) -> bool {
 
 /// At most 10 of `items`, then how many more.
 fn some(items: &[String]) -> String {
-    let mut text = items.iter().take(10).cloned().collect::<Vec<_>>().join("\n  ");
+    let mut text = items
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n  ");
     if items.len() > 10 {
         text.push_str(&format!("\n  … and {} more", items.len() - 10));
     }

@@ -10,9 +10,9 @@ use super::ChaosError;
 use super::checker::{AgentFact, Facts, GroupOffset, KafkaFact, OrderFact, StockFact};
 use super::tills::TillRecord;
 use super::world::{AUTO_STOCK, World};
+use crate::HarnessError;
 use crate::pipeline::{TERMINAL_TOKEN, agent_records};
 use crate::saga::{GROUP_TOPICS, group_offsets};
-use crate::HarnessError;
 
 /// Statuses that end an order.
 const FINAL: [&str; 3] = ["completed", "cancelled", "refunded"];
@@ -281,7 +281,9 @@ async fn kafka_and_outboxes(world: &World) -> Result<(KafkaFact, Vec<AgentFact>)
     }
     let mut fact = KafkaFact::default();
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    for (topic, view) in agent_records(&world.brokers, &world.prefix, Duration::from_secs(120)).await? {
+    for (topic, view) in
+        agent_records(&world.brokers, &world.prefix, Duration::from_secs(120)).await?
+    {
         fact.raw_duplicates += view.raw_duplicates();
         for (id, records) in &view.by_event {
             let payloads: BTreeSet<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
