@@ -1,15 +1,37 @@
 #!/usr/bin/env bash
 # The o2c end-to-end demo, on this machine: two store agents selling through
-# simulated terminals, MQTT (Mosquitto), the cloud ingest, Kafka (Tansu).
-# One store's link is cut for a while and restored; a table per store is
-# printed every second; at the end Kafka is checked: every captured order is
-# there exactly once after dedup by event_id (exit 1 otherwise).
+# simulated tills (card, cash, a few declined cards, a few voids of paid
+# orders), MQTT (Mosquitto), the cloud ingest, Kafka (Tansu), the saga
+# services (`o2c-cloud saga --service all`, on a PostgreSQL database of the
+# demo's own) and the processor simulator (`o2c-psp-sim`). One store's link
+# is cut for a while and restored; a table per store is printed every second
+# (sync side and cloud statuses); at the end it checks that every event the
+# stores wrote is in Kafka exactly once after dedup by event_id and that
+# every order reached a final status at its store (exit 1 otherwise).
 #
-#   deploy/dev/demo.sh [--duration-secs 30] [--rate 40] [--outage-at-secs 8] [--outage-secs 10]
+#   deploy/dev/demo.sh [--duration-secs 35] [--rate 20] [--outage-at-secs 8]
+#                      [--outage-secs 10] [--settle-secs 120]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
+duration=35
+settle=120
+args=("$@")
+for ((i = 0; i < ${#args[@]}; i++)); do
+  case ${args[i]} in
+    --duration-secs) duration=${args[i + 1]:-$duration} ;;
+    --duration-secs=*) duration=${args[i]#*=} ;;
+    --settle-secs) settle=${args[i + 1]:-$settle} ;;
+    --settle-secs=*) settle=${args[i]#*=} ;;
+  esac
+done
+
+phase() { printf '[demo] %s\n' "$*"; }
+
+phase "1/4 services: Mosquitto, PostgreSQL, Tansu (Tansu: ~17 min the first time on a fresh machine, cargo install tansu; cached after, then seconds) ..."
 deploy/dev/services.sh up
-echo "[demo] building release binaries (first run: a few minutes)"
+phase "2/4 release build of o2c-agent, o2c-cloud, o2c-demo, o2c-psp-sim (several minutes the first time on 2 cores; seconds when cached) ..."
 cargo build --release --locked -p o2c-agent -p o2c-cloud -p o2c-tests --bins
+phase "3/4 pipeline starting: ingest, processor simulator, saga, 2 store agents (about 1 s with the services up) ..."
+phase "4/4 then selling for ${duration} s and settling (a few seconds; at most ${settle} s); a table per store every second ..."
 exec target/release/o2c-demo "$@"

@@ -11,7 +11,9 @@
 //! - [`kafka`]: [`create_topics`], [`consume_all`] and friends for assertions.
 //! - [`mqtt`]: a tiny MQTT CONNECT/CONNACK health probe.
 //! - [`pipeline`]: `o2c-cloud ingest` and `o2c-agent` as real processes, and
-//!   the Kafka-side view (dedup by `event_id`) the end-to-end suites assert on.
+//!   the Kafka-side view (dedup by `event_id`; `agent_records`: what the
+//!   agents wrote) the end-to-end suites, the chaos checker and `o2c-demo`
+//!   assert on.
 //! - [`proxy`]: [`proxy::LinkProxy`], a TCP relay that cuts, silences, delays
 //!   or reorders one link.
 //! - [`tls`]: [`tls::Pki`] (runs `deploy/pki/o2c-certs.sh`) and [`tls::TlsMosquitto`],

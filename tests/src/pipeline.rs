@@ -430,6 +430,29 @@ impl AgentProc {
         .await
     }
 
+    /// Every order at the agent as `(order_id, cloud_status)`, oldest
+    /// first, read page by page from `GET /v1/orders`.
+    pub async fn order_statuses(&self) -> Result<Vec<(String, Option<String>)>, HarnessError> {
+        let mut out = Vec::new();
+        let mut path = "/v1/orders?limit=1000".to_owned();
+        loop {
+            let page = self.get(&path).await?;
+            let orders = page["orders"]
+                .as_array()
+                .ok_or_else(|| HarnessError::Pipeline(format!("GET {path}: {page}")))?;
+            out.extend(orders.iter().map(|o| {
+                (
+                    o["order_id"].as_str().unwrap_or_default().to_owned(),
+                    o["cloud_status"].as_str().map(str::to_owned),
+                )
+            }));
+            match page["next_after"].as_str() {
+                Some(after) => path = format!("/v1/orders?limit=1000&after={after}"),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// The outbox as (seq, event_id, state), read from SQLite directly.
     pub fn outbox(&self) -> Result<Vec<(u64, String, String)>, HarnessError> {
         let conn = rusqlite::Connection::open_with_flags(
@@ -448,6 +471,31 @@ impl AgentProc {
             .map_err(|e| HarnessError::Pipeline(e.to_string()))?;
         Ok(rows)
     }
+}
+
+/// The topics (without prefix) agents write: captures and store voids.
+pub const AGENT_TOPICS: [&str; 2] = ["orders.created", "orders.cancelled"];
+
+/// What the agents wrote to each of [`AGENT_TOPICS`] under `prefix`, as
+/// `(topic, view)`. The saga writes cancellations too (a declined card):
+/// only records an agent wrote (they carry its `seq` header) are kept.
+pub async fn agent_records(
+    brokers: &str,
+    prefix: &str,
+    timeout: Duration,
+) -> Result<Vec<(String, KafkaView)>, HarnessError> {
+    let mut out = Vec::new();
+    for name in AGENT_TOPICS {
+        let topic = format!("{prefix}.{name}");
+        let n = usize::try_from(crate::topic_record_count(brokers, &topic).await?).unwrap_or(0);
+        let from_agents: Vec<_> = crate::consume_all(brokers, &topic, n, timeout)
+            .await?
+            .into_iter()
+            .filter(|r| r.header_str("seq").is_some())
+            .collect();
+        out.push((topic, KafkaView::new(from_agents)));
+    }
+    Ok(out)
 }
 
 /// What Kafka holds for one topic, deduplicated by `event_id`.

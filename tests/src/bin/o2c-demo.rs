@@ -1,110 +1,186 @@
-//! `o2c-demo`: the whole pipeline on this machine. Two store agents sell
-//! through simulated terminals, sync over MQTT to the ingest, which writes
-//! Kafka (Tansu). One store's link is cut for a while, then restored. A
-//! table per store is printed every second; at the end Kafka is checked:
-//! every captured order must be there exactly once after dedup by
-//! `event_id`. Run it with `deploy/dev/demo.sh` (which starts the services
-//! and builds the binaries).
+//! `o2c-demo`: the whole order-to-cash job on this machine. Two store
+//! agents sell through simulated tills (card, cash, a few declined cards,
+//! a few voids of paid orders), sync over MQTT to the ingest, which writes
+//! Kafka (Tansu); the saga services (`o2c-cloud saga --service all`, on a
+//! PostgreSQL database of the demo's own, against the `o2c-psp-sim`
+//! processor simulator) carry every order to cash and send its status back
+//! to its store. Store 2's link is cut for a while, then restored.
+//!
+//! Every second it prints a table per store: the sync side (captured,
+//! pending, synced, rejected, oldest pending) and the saga side (how many
+//! of the store's orders are at each cloud status, as the store sees them).
+//! At the end it checks both sides: every event the stores wrote is in
+//! Kafka exactly once after dedup by `event_id`, and every order reached a
+//! final status at its store (completed, cancelled or refunded; declined
+//! cards cancelled, voids after capture refunded) within the settle
+//! deadline. Exit 1, naming the orders, otherwise.
+//!
+//! Services come from `O2C_TEST_MQTT_URL`, `O2C_TEST_KAFKA` and
+//! `O2C_TEST_PG` (defaults: the dev services of `deploy/dev/services.sh`).
+//! Run it with `deploy/dev/demo.sh`, which starts them and builds the
+//! binaries.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::ToSocketAddrs;
-use std::sync::Arc;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use o2c_protocol::MqttUrl;
-use o2c_tests::pipeline::{AgentProc, Ingest, KafkaView};
+use o2c_protocol::{CloudStatus, MqttUrl};
+use o2c_tests::TestEnv;
+use o2c_tests::pipeline::{AgentProc, Ingest, agent_records};
 use o2c_tests::proxy::LinkProxy;
-use o2c_tests::{consume_all, topic_record_count};
+use o2c_tests::saga::{PspSim, SagaProc, SagaSettings, Tender, capture, order_body};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "o2c-demo",
-    about = "Run agents, broker, ingest and Kafka end to end"
+    about = "Run agents, broker, ingest, Kafka, the saga and the processor simulator end to end"
 )]
 struct Cli {
     /// Seconds of selling.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 35)]
     duration_secs: u64,
     /// Orders per second per store.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 20)]
     rate: u64,
-    /// When store 2's link is cut (seconds after start).
+    /// When store 2's link is cut (seconds after selling starts).
     #[arg(long, default_value_t = 8)]
     outage_at_secs: u64,
     /// How long it stays cut.
     #[arg(long, default_value_t = 10)]
     outage_secs: u64,
-    /// MQTT broker.
-    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
-    mqtt: String,
-    /// Kafka bootstrap servers.
-    #[arg(long, default_value = "127.0.0.1:9092")]
-    kafka: String,
+    /// After selling, how long every order has to reach a final status.
+    #[arg(long, default_value_t = 120)]
+    settle_secs: u64,
 }
 
+/// Statuses that end an order.
+const FINAL: [&str; 3] = ["completed", "cancelled", "refunded"];
+/// Statuses after a successful capture: a void then means a refund.
+const PAID: [&str; 4] = [
+    "paid",
+    "inventory_confirmed",
+    "shipment_scheduled",
+    "completed",
+];
+
+/// One store: its agent and what its tills saw.
 struct Store {
     name: &'static str,
     agent: AgentProc,
     captured: AtomicU64,
     failed: AtomicU64,
+    /// Failed captures' errors (the first few).
+    errors: Mutex<Vec<String>>,
+    /// Card orders to void once the store sees them paid.
+    to_void: Mutex<Vec<String>>,
+    /// Orders voided after capture.
+    voided: Mutex<BTreeSet<String>>,
+    /// Orders paid with a declined card.
+    declined: Mutex<BTreeSet<String>>,
+}
+
+impl Store {
+    fn new(name: &'static str, agent: AgentProc) -> Self {
+        Store {
+            name,
+            agent,
+            captured: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            errors: Mutex::new(Vec::new()),
+            to_void: Mutex::new(Vec::new()),
+            voided: Mutex::new(BTreeSet::new()),
+            declined: Mutex::new(BTreeSet::new()),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn phase(text: &str) {
+    println!("[o2c-demo] {text}");
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let dir = tempfile::Builder::new().prefix("o2c-demo-").tempdir()?;
-    let prefix = format!("demo{:08x}", rand::random::<u32>());
-    let url: MqttUrl = cli.mqtt.parse()?;
+    let result = run(&cli, dir.path()).await;
+    if result.is_err() {
+        let kept = dir.keep();
+        eprintln!("[o2c-demo] FAILED; logs kept in {}", kept.display());
+    }
+    result
+}
+
+async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
+    let t0 = Instant::now();
+    let env = TestEnv::new();
+    let prefix = env.prefix().to_owned();
+    let (mqtt, kafka) = (env.mqtt_url().to_owned(), env.kafka_brokers().to_owned());
+    phase(&format!(
+        "starting the pipeline: ingest, processor simulator, saga, 2 store agents \
+         (topics {prefix}.*, logs in {})",
+        dir.display()
+    ));
+    env.require_mqtt().await;
+    env.require_kafka().await;
+    env.require_postgres().await;
+    let pg = env.create_database("saga").await?;
+    let url: MqttUrl = mqtt.parse()?;
     let upstream = (url.host.as_str(), url.port)
         .to_socket_addrs()?
         .next()
         .context("resolve the MQTT broker")?;
-    println!(
-        "o2c demo: topics {prefix}.*, logs in {}",
-        dir.path().display()
-    );
 
-    let _ingest = Ingest::start(dir.path(), &prefix, &cli.mqtt, &cli.kafka)
+    let _ingest = Ingest::start(dir, &prefix, &mqtt, &kafka)
         .await
         .context("start the ingest")?;
+    let psp = PspSim::start(dir)
+        .await
+        .context("start the processor simulator")?;
+    let settings = SagaSettings {
+        prefix: prefix.clone(),
+        mqtt_url: mqtt.clone(),
+        brokers: kafka.clone(),
+        pg: pg.clone(),
+        psp_url: psp.url(),
+        extra_saga: String::new(),
+        extra_tables: String::new(),
+        extra_psp: String::new(),
+    };
+    let saga = SagaProc::start(dir, &settings, "all")
+        .await
+        .context("start the saga (o2c-cloud saga --service all)")?;
+    println!(
+        "           saga database {}, saga log {}",
+        env.db_name("saga"),
+        saga.log_path().display()
+    );
     let proxy = LinkProxy::start(upstream).await?;
-    let s1 = format!("{prefix}-S1");
-    let s2 = format!("{prefix}-S2");
-    let a1 = AgentProc::start(
-        dir.path(),
-        &s1,
-        &format!("{s1}-A1"),
-        &cli.mqtt,
-        "ack_timeout_ms = 2000",
-    )
-    .await?;
+    let s1 = env.store_id("s1");
+    let s2 = env.store_id("s2");
+    let extra = "ack_timeout_ms = 2000";
+    let a1 = AgentProc::start(dir, &s1, &format!("{s1}-A1"), &mqtt, extra).await?;
     let proxied = format!("mqtt://{}", proxy.addr());
-    let a2 = AgentProc::start(
-        dir.path(),
-        &s2,
-        &format!("{s2}-A1"),
-        &proxied,
-        "ack_timeout_ms = 2000",
-    )
-    .await?;
-    let stores: Arc<Vec<Store>> = Arc::new(vec![
-        Store {
-            name: "store 1",
-            agent: a1,
-            captured: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-        },
-        Store {
-            name: "store 2",
-            agent: a2,
-            captured: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-        },
-    ]);
+    let a2 = AgentProc::start(dir, &s2, &format!("{s2}-A1"), &proxied, extra).await?;
+    let stores = Arc::new(vec![Store::new("store 1", a1), Store::new("store 2", a2)]);
 
+    phase(&format!(
+        "pipeline up in {:.1} s; selling for {} s at {} orders/s per store; \
+         store 2's link is cut at {} s for {} s",
+        t0.elapsed().as_secs_f64(),
+        cli.duration_secs,
+        cli.rate,
+        cli.outage_at_secs,
+        cli.outage_secs
+    ));
     let selling = Duration::from_secs(cli.duration_secs);
     let start = Instant::now();
     let mut sellers = Vec::new();
@@ -112,24 +188,19 @@ async fn main() -> anyhow::Result<()> {
         let stores = Arc::clone(&stores);
         let period = Duration::from_micros(1_000_000 / cli.rate.max(1));
         sellers.push(tokio::spawn(async move {
-            let s = &stores[i];
-            let mut tick = tokio::time::interval(period);
-            let mut n = 0u64;
-            while start.elapsed() < selling {
-                tick.tick().await;
-                n += 1;
-                match s.agent.post_order(&format!("sale-{n}")).await {
-                    Ok(_) => s.captured.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => s.failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
+            sell(&stores[i], i + 1, period, start, selling).await;
         }));
     }
 
     let (cut, restore) = (cli.outage_at_secs, cli.outage_at_secs + cli.outage_secs);
+    let settle = Duration::from_secs(cli.settle_secs);
+    let mut settling = false;
     let mut second = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // The display's own pace: one table a second.
+        tick.tick().await;
         second += 1;
         if second == cut {
             proxy.set_up(false);
@@ -139,31 +210,129 @@ async fn main() -> anyhow::Result<()> {
             proxy.set_up(true);
             println!(">>> restoring store 2's network link");
         }
-        print_table(&stores, second, proxy.is_up()).await;
         let selling_done = start.elapsed() >= selling;
         if selling_done && !proxy.is_up() {
             proxy.set_up(true);
+            println!(">>> restoring store 2's network link (selling is over)");
         }
-        if selling_done && all_drained(&stores).await {
+        if selling_done && !settling {
+            settling = true;
+            phase(&format!(
+                "selling done; settling: waiting up to {} s for the outboxes to drain and every \
+                 order to reach a final status",
+                cli.settle_secs
+            ));
+        }
+        let settled = print_table(&stores, second, proxy.is_up()).await;
+        if selling_done && settled {
             break;
         }
-        if start.elapsed() > selling + Duration::from_secs(180) {
-            bail!("the stores did not drain within 180 s of the end of selling");
+        if start.elapsed() > selling + settle {
+            println!(">>> settle deadline ({} s) passed", cli.settle_secs);
+            break;
         }
     }
     for s in sellers {
         s.await?;
     }
-    check_kafka(&stores, &cli.kafka, &prefix).await
+    println!();
+    phase(&format!(
+        "sold for {} s, settling took {:.0} s more",
+        cli.duration_secs,
+        start.elapsed().saturating_sub(selling).as_secs_f64()
+    ));
+    phase("checking Kafka and every order's final status at its store");
+    let checked = check(&stores, &kafka, &prefix).await;
+    if let Ok(stats) = psp.stats().await {
+        println!(
+            "processor simulator: {} captures, {} refunds, {} declines",
+            stats["captures"].as_array().map_or(0, Vec::len),
+            stats["refunds"].as_array().map_or(0, Vec::len),
+            stats["declines"]
+        );
+    }
+    if checked.is_err() {
+        eprintln!("saga log: {}", saga.log_path().display());
+    }
+    checked
 }
 
-async fn print_table(stores: &[Store], second: u64, link2_up: bool) {
+/// One store's tills: an order every `period` until `selling` has passed.
+/// 55% card, 35% cash, 5% card ship-to-home, 5% a declined card; one in
+/// 40 is a card order to void once the store sees it paid.
+async fn sell(s: &Store, store_no: usize, period: Duration, start: Instant, selling: Duration) {
+    let mut tick = tokio::time::interval(period);
+    let mut n = 0u64;
+    while start.elapsed() < selling {
+        // The tills' pace.
+        tick.tick().await;
+        n += 1;
+        let key = format!("s{store_no}-sale-{n}");
+        let card = Tender::Card(format!("tok_demo_{key}"));
+        let (tender, ship) = match n % 20 {
+            0..=9 => (card, false),
+            10..=16 => (Tender::Cash, false),
+            17 | 18 => (card, n % 20 == 18),
+            _ => (Tender::Card(format!("tok_decline_{key}")), false),
+        };
+        let declined = matches!(&tender, Tender::Card(t) if t.starts_with("tok_decline"));
+        let body = order_body(
+            &format!("SKU-{}", n % 4 + 1),
+            1 + (n % 3) as i64,
+            &tender,
+            ship,
+        );
+        match capture(&s.agent, &key, &body).await {
+            Ok(id) => {
+                s.captured.fetch_add(1, Ordering::Relaxed);
+                if declined {
+                    lock(&s.declined).insert(id);
+                } else if n % 40 == 3 {
+                    lock(&s.to_void).push(id);
+                }
+            }
+            Err(e) => {
+                s.failed.fetch_add(1, Ordering::Relaxed);
+                let mut errors = lock(&s.errors);
+                if errors.len() < 5 {
+                    errors.push(format!("{key}: {e}"));
+                }
+            }
+        }
+    }
+}
+
+/// Voids the store's pending voids that it now sees paid.
+async fn void_paid(s: &Store, statuses: &BTreeMap<String, Option<String>>) {
+    let due: Vec<String> = lock(&s.to_void)
+        .iter()
+        .filter(|id| {
+            statuses
+                .get(*id)
+                .and_then(|st| st.as_deref())
+                .is_some_and(|st| PAID.contains(&st))
+        })
+        .cloned()
+        .collect();
+    for id in due {
+        if s.agent.cancel(&id).await.is_ok() {
+            lock(&s.to_void).retain(|v| *v != id);
+            lock(&s.voided).insert(id);
+        }
+    }
+}
+
+/// Prints the tables; voids what is due. Returns whether everything
+/// settled: outboxes drained, nothing left to void, every order final.
+async fn print_table(stores: &[Store], second: u64, link2_up: bool) -> bool {
+    let mut settled = true;
     println!(
         "\n t={second:>3}s  store    link   captured  pending   synced  rejected  oldest-pending"
     );
     for (i, s) in stores.iter().enumerate() {
         let v = s.agent.sync_status().await.unwrap_or_default();
         let pending = v["pending_events"].as_u64().unwrap_or(0);
+        settled &= pending == 0 && v["connected"] == true;
         let acked = v["last_acked_seq"].as_u64().unwrap_or(0);
         let rejected = v["rejected_events"].as_u64().unwrap_or(0);
         let lag = v["oldest_pending_age_ms"]
@@ -181,51 +350,168 @@ async fn print_table(stores: &[Store], second: u64, link2_up: bool) {
             lag
         );
     }
-}
-
-async fn all_drained(stores: &[Store]) -> bool {
-    for s in stores {
-        match s.agent.sync_status().await {
-            Ok(v) if v["pending_events"] == 0 && v["connected"] == true => {}
-            _ => return false,
-        }
-    }
-    true
-}
-
-async fn check_kafka(stores: &[Store], brokers: &str, prefix: &str) -> anyhow::Result<()> {
-    let mut expected = BTreeSet::new();
-    let mut captured = 0;
-    for s in stores {
-        captured += s.captured.load(Ordering::Relaxed);
-        let failed = s.failed.load(Ordering::Relaxed);
-        if failed > 0 {
-            bail!("{}: {failed} captures failed", s.name);
-        }
-        expected.extend(s.agent.outbox()?.into_iter().map(|(_, id, _)| id));
-    }
-    let topic = format!("{prefix}.orders.created");
-    let count = usize::try_from(topic_record_count(brokers, &topic).await?)?;
-    let view = KafkaView::new(consume_all(brokers, &topic, count, Duration::from_secs(60)).await?);
-    let got = view.event_ids();
     println!(
-        "\nKafka {topic}: {count} records, {} distinct event_ids, {} raw duplicates removed by dedup",
-        got.len(),
-        view.raw_duplicates()
+        "         cloud    none  accepted   paid  stock  shipment  completed  cancelled  refunded  voids"
     );
-    if expected.len() as u64 != captured {
-        bail!(
-            "{captured} orders got a 201 but the outboxes hold {}",
-            expected.len()
+    for s in stores {
+        let statuses: BTreeMap<String, Option<String>> = match s.agent.order_statuses().await {
+            Ok(list) => list.into_iter().collect(),
+            Err(e) => {
+                println!("         {:<8} cannot list orders: {e}", s.name);
+                settled = false;
+                continue;
+            }
+        };
+        void_paid(s, &statuses).await;
+        let count = |st: Option<CloudStatus>| {
+            statuses
+                .values()
+                .filter(|v| v.as_deref() == st.map(CloudStatus::as_str))
+                .count()
+        };
+        let c = |st| count(Some(st));
+        let finals = statuses
+            .values()
+            .filter(|v| v.as_deref().is_some_and(|st| FINAL.contains(&st)))
+            .count();
+        let to_void = lock(&s.to_void).len();
+        let voided = lock(&s.voided).len();
+        settled &= finals == statuses.len() && to_void == 0;
+        println!(
+            "         {:<8} {:>4} {:>9} {:>6} {:>6} {:>9} {:>10} {:>10} {:>9}  {voided} done, {to_void} due",
+            s.name,
+            count(None),
+            c(CloudStatus::Accepted),
+            c(CloudStatus::Paid),
+            c(CloudStatus::InventoryConfirmed),
+            c(CloudStatus::ShipmentScheduled),
+            c(CloudStatus::Completed),
+            c(CloudStatus::Cancelled),
+            c(CloudStatus::Refunded),
         );
     }
-    if got != expected {
-        let missing = expected.difference(&got).count();
-        let extra = got.difference(&expected).count();
-        bail!("MISMATCH: {missing} captured orders missing from Kafka, {extra} unexpected");
+    settled
+}
+
+/// At most 10 of `items`, then how many more.
+fn some(items: &[String]) -> String {
+    let mut text = items
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n  ");
+    if items.len() > 10 {
+        text.push_str(&format!("\n  … and {} more", items.len() - 10));
     }
+    text
+}
+
+/// Both sides: Kafka holds every event the stores wrote exactly once after
+/// dedup, and every order is final at its store (declined cards
+/// cancelled, voids after capture refunded).
+async fn check(stores: &[Store], brokers: &str, prefix: &str) -> anyhow::Result<()> {
+    let mut written = BTreeSet::new();
+    let mut captured = 0;
+    let mut not_final = Vec::new();
+    let mut wrong = Vec::new();
+    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+    for s in stores {
+        let failed = s.failed.load(Ordering::Relaxed);
+        if failed > 0 {
+            bail!(
+                "{}: {failed} captures failed:\n  {}",
+                s.name,
+                some(&lock(&s.errors))
+            );
+        }
+        let n = s.captured.load(Ordering::Relaxed);
+        captured += n;
+        let statuses = s.agent.order_statuses().await?;
+        if statuses.len() as u64 != n {
+            bail!(
+                "{}: {n} orders got a 2xx but the store lists {}",
+                s.name,
+                statuses.len()
+            );
+        }
+        written.extend(s.agent.outbox()?.into_iter().map(|(_, id, _)| id));
+        let (voided, declined) = (lock(&s.voided).clone(), lock(&s.declined).clone());
+        for (id, st) in statuses {
+            let st = st.unwrap_or_else(|| "no status".into());
+            *tally.entry(st.clone()).or_default() += 1;
+            let line = format!("{} order {id}: {st}", s.name);
+            if !FINAL.contains(&st.as_str()) {
+                not_final.push(line);
+            } else if voided.contains(&id) && st != "refunded" {
+                wrong.push(format!("{line} (voided after capture: expected refunded)"));
+            } else if declined.contains(&id) && st != "cancelled" {
+                wrong.push(format!("{line} (declined card: expected cancelled)"));
+            }
+        }
+        for id in lock(&s.to_void).iter() {
+            wrong.push(format!(
+                "{} order {id}: never seen paid, so never voided",
+                s.name
+            ));
+        }
+    }
+
+    let mut seen = BTreeSet::new();
+    let mut duplicates = 0;
+    for (topic, view) in agent_records(brokers, prefix, Duration::from_secs(60)).await? {
+        println!(
+            "Kafka {topic}: {} distinct event_ids from the stores, {} raw duplicates removed by dedup",
+            view.by_event.len(),
+            view.raw_duplicates()
+        );
+        duplicates += view.raw_duplicates();
+        seen.extend(view.event_ids());
+    }
+    let missing: Vec<String> = written.difference(&seen).cloned().collect();
+    let extra: Vec<String> = seen.difference(&written).cloned().collect();
+    let tally = tally
+        .iter()
+        .map(|(k, v)| format!("{v} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("orders at the stores: {tally}");
+
+    let mut failures = Vec::new();
+    if !missing.is_empty() || !extra.is_empty() {
+        let (m, x) = (missing.len(), extra.len());
+        failures.push(format!(
+            "MISMATCH: {m} events the stores wrote are missing from Kafka, {x} unexpected:\n  {}",
+            some(&[missing, extra].concat())
+        ));
+    }
+    if !not_final.is_empty() {
+        failures.push(format!(
+            "NOT SETTLED: {} orders did not reach a final status (completed, cancelled, refunded):\n  {}",
+            not_final.len(),
+            some(&not_final)
+        ));
+    }
+    if !wrong.is_empty() {
+        failures.push(format!(
+            "WRONG OUTCOME: {} orders:\n  {}",
+            wrong.len(),
+            some(&wrong)
+        ));
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    let voids: usize = stores.iter().map(|s| lock(&s.voided).len()).sum();
+    let declines: usize = stores.iter().map(|s| lock(&s.declined).len()).sum();
     println!(
-        "OK: all {captured} captured orders are in Kafka exactly once after dedup by event_id."
+        "OK: all {} events the stores wrote (captures and voids) are in Kafka exactly once \
+         after dedup by event_id ({duplicates} raw duplicates removed).",
+        written.len()
+    );
+    println!(
+        "OK: all {captured} orders reached a final status at their store; {declines} declined \
+         cards were cancelled and {voids} voids after capture were refunded."
     );
     Ok(())
 }

@@ -10,9 +10,9 @@ use super::ChaosError;
 use super::checker::{AgentFact, Facts, GroupOffset, KafkaFact, OrderFact, StockFact};
 use super::tills::TillRecord;
 use super::world::{AUTO_STOCK, World};
-use crate::pipeline::{KafkaView, TERMINAL_TOKEN};
+use crate::HarnessError;
+use crate::pipeline::{TERMINAL_TOKEN, agent_records};
 use crate::saga::{GROUP_TOPICS, group_offsets};
-use crate::{HarnessError, consume_all, topic_record_count};
 
 /// Statuses that end an order.
 const FINAL: [&str; 3] = ["completed", "cancelled", "refunded"];
@@ -281,17 +281,9 @@ async fn kafka_and_outboxes(world: &World) -> Result<(KafkaFact, Vec<AgentFact>)
     }
     let mut fact = KafkaFact::default();
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    for name in ["orders.created", "orders.cancelled"] {
-        let topic = world.topic(name);
-        let n = topic_record_count(&world.brokers, &topic).await? as usize;
-        // The saga writes cancellations too (a declined card): only records
-        // an agent wrote (they carry its `seq`) are the agents' events.
-        let from_agents: Vec<_> = consume_all(&world.brokers, &topic, n, Duration::from_secs(120))
-            .await?
-            .into_iter()
-            .filter(|r| r.header_str("seq").is_some())
-            .collect();
-        let view = KafkaView::new(from_agents);
+    for (topic, view) in
+        agent_records(&world.brokers, &world.prefix, Duration::from_secs(120)).await?
+    {
         fact.raw_duplicates += view.raw_duplicates();
         for (id, records) in &view.by_event {
             let payloads: BTreeSet<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();
