@@ -506,6 +506,15 @@ pub struct KafkaView {
 }
 
 impl KafkaView {
+    /// Reads every record `topic` holds now (up to `timeout`), grouped.
+    pub async fn read(brokers: &str, topic: &str, timeout: Duration) -> Result<Self, HarnessError> {
+        let count = crate::topic_record_count(brokers, topic).await?;
+        let count = usize::try_from(count).unwrap_or(0);
+        Ok(Self::new(
+            crate::consume_all(brokers, topic, count, timeout).await?,
+        ))
+    }
+
     /// Groups records by their `event_id` header.
     pub fn new(records: Vec<ConsumedRecord>) -> Self {
         let mut by_event: BTreeMap<String, Vec<ConsumedRecord>> = BTreeMap::new();

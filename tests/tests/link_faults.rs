@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use o2c_tests::netns::AgentNet;
 use o2c_tests::pipeline::{AgentProc, Ingest, KafkaView};
 use o2c_tests::proxy::{LinkMode, LinkProxy};
-use o2c_tests::{PrivateMosquitto, TestEnv, consume_all, topic_record_count};
+use o2c_tests::{PrivateMosquitto, TestEnv};
 
 /// Orders captured during each fault.
 const PER_FAULT: usize = 150;
@@ -134,12 +134,9 @@ async fn each_link_fault_loses_nothing_and_keeps_the_order() {
             "{name}: every row acked"
         );
         let expected: BTreeSet<String> = outbox.into_iter().map(|(_, id, _)| id).collect();
-        let count = topic_record_count(&brokers, &topic).await.expect("count") as usize;
-        let view = KafkaView::new(
-            consume_all(&brokers, &topic, count, Duration::from_secs(60))
-                .await
-                .expect("consume"),
-        );
+        let view = KafkaView::read(&brokers, &topic, Duration::from_secs(60))
+            .await
+            .expect("read Kafka");
         assert_eq!(
             view.event_ids(),
             expected,

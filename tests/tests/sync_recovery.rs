@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use o2c_tests::pipeline::{AgentProc, Ingest, KafkaView};
 use o2c_tests::proxy::{LinkMode, LinkProxy};
-use o2c_tests::{PrivateMosquitto, TestEnv, consume_all, topic_record_count, wait_until_named};
+use o2c_tests::{PrivateMosquitto, TestEnv, wait_until_named};
 
 const ORDERS: usize = 3_000;
 const PARTITION: Duration = Duration::from_secs(20);
@@ -123,12 +123,9 @@ async fn drain_resumes_within_5s_of_a_silent_partition_healing() {
     assert!(outbox.iter().all(|(_, _, s)| s == "acked"), "all acked");
     let expected: BTreeSet<String> = outbox.into_iter().map(|(_, id, _)| id).collect();
     let topic = env.topic("orders.created");
-    let count = topic_record_count(&brokers, &topic).await.expect("count") as usize;
-    let view = KafkaView::new(
-        consume_all(&brokers, &topic, count, Duration::from_secs(60))
-            .await
-            .expect("consume"),
-    );
+    let view = KafkaView::read(&brokers, &topic, Duration::from_secs(60))
+        .await
+        .expect("read Kafka");
     assert_eq!(
         view.event_ids(),
         expected,
