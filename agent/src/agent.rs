@@ -138,6 +138,7 @@ impl Agent {
             store_id: self.config.store_id.clone(),
             agent_id: self.config.agent_id.clone(),
             connected: self.connected_flag(),
+            metrics: self.metrics.sync.clone(),
             cancel: self.cancel.clone(),
         };
         self.tasks.spawn(async move {

@@ -132,6 +132,12 @@ pub struct SyncSettings {
     /// many milliseconds (default 5000).
     #[serde(default = "defaults::ack_timeout_ms")]
     pub ack_timeout_ms: u64,
+    /// Ask the cloud again for the status of the orders not yet final this
+    /// often, in seconds (default 300; 0: only after each reconnect). A
+    /// broker crash loses status updates queued for this store; see
+    /// `o2c_protocol::resync`.
+    #[serde(default = "defaults::status_resync_secs")]
+    pub status_resync_secs: u64,
 }
 
 impl Default for SyncSettings {
@@ -140,6 +146,7 @@ impl Default for SyncSettings {
             max_batch_events: defaults::max_batch_events(),
             max_batch_bytes: defaults::max_batch_bytes(),
             ack_timeout_ms: defaults::ack_timeout_ms(),
+            status_resync_secs: defaults::status_resync_secs(),
         }
     }
 }
@@ -262,6 +269,9 @@ mod defaults {
     }
     pub(super) fn ack_timeout_ms() -> u64 {
         5_000
+    }
+    pub(super) fn status_resync_secs() -> u64 {
+        300
     }
     pub(super) fn retention_days() -> u32 {
         7

@@ -10,6 +10,9 @@
 //!   `o2c_agent_store_commit_seconds`, `o2c_agent_store_commit_batch_commands`:
 //!   the writer's group commits; `o2c_agent_store_careful_retries_total`:
 //!   groups run again with a savepoint per command after one failed midway.
+//! - `o2c_agent_status_resyncs_total`: status resyncs sent (requests
+//!   naming the open orders); `o2c_agent_status_resynced_total`: updates of
+//!   a resync answer that changed an order's status (ones the broker lost).
 //! - `o2c_agent_store_sync_seconds`: the `COMMIT` alone (the WAL write and
 //!   its fsync): when it tracks `commit_seconds`, the disk is the bottleneck.
 
@@ -46,6 +49,13 @@ impl Default for StoreMetrics {
     }
 }
 
+/// The sync task's metrics (handed to [`crate::sync::SyncTask`]).
+#[derive(Debug, Clone, Default)]
+pub struct SyncMetrics {
+    pub(crate) resyncs: Counter,
+    pub(crate) resynced: Counter,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ResultLabel {
     pub(crate) result: &'static str,
@@ -61,6 +71,7 @@ pub(crate) struct CodeLabel {
 pub struct Metrics {
     registry: Registry,
     pub(crate) store: StoreMetrics,
+    pub(crate) sync: SyncMetrics,
     pub(crate) captures: Family<ResultLabel, Counter>,
     pub(crate) capture_seconds: Histogram,
     pub(crate) errors: Family<CodeLabel, Counter>,
@@ -79,6 +90,7 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("o2c_agent");
         let store = StoreMetrics::default();
+        let sync = SyncMetrics::default();
         let captures = Family::<ResultLabel, Counter>::default();
         let capture_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
         let errors = Family::<CodeLabel, Counter>::default();
@@ -105,6 +117,16 @@ impl Metrics {
             "sync_connected",
             "1 while the sync task is connected to the cloud",
             sync_connected.clone(),
+        );
+        registry.register(
+            "status_resyncs",
+            "Status resyncs sent: requests naming the orders not yet final",
+            sync.resyncs.clone(),
+        );
+        registry.register(
+            "status_resynced",
+            "Updates of a resync answer that changed an order's status (lost on the way)",
+            sync.resynced.clone(),
         );
         registry.register(
             "store_commits",
@@ -139,6 +161,7 @@ impl Metrics {
         Self {
             registry,
             store,
+            sync,
             captures,
             capture_seconds,
             errors,

@@ -16,6 +16,8 @@
 //! - [`envelope`]: the `Envelope` around every event; JSON encode/decode
 //!   with typed errors for unknown versions and types.
 //! - [`frame`]: sync frames `Batch`, `Ack`, `FrameNack` and `StatusUpdate`.
+//! - [`resync`]: `StatusResync`, an agent's request for its open orders'
+//!   current status (after a broker lost queued updates).
 //! - [`topic`]: MQTT topic builders/parsers and Kafka topic names.
 //! - [`sync`]: the agent's sync window (batch, ack, resend, backoff) as a
 //!   sans-IO state machine.
@@ -29,6 +31,7 @@ pub mod frame;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod resync;
 pub mod status;
 pub mod sync;
 pub mod topic;

@@ -2,12 +2,19 @@
 //!
 //! MQTT, per agent:
 //! - up:   `o2c/v1/stores/{store_id}/agents/{agent_id}/events`
+//! - up:   `.../resync` (the agent asks again for its open orders' status)
 //! - down: `o2c/v1/stores/{store_id}/agents/{agent_id}/acks` and `.../status`
 
 use crate::event::EventType;
 use crate::ids::{AgentId, IdError, StoreId};
 
 const ROOT: &str = "o2c/v1/stores";
+
+/// Fleet-wide: a status publisher announces here (QoS 0, empty body) each
+/// time it has (re)subscribed to resync requests, so agents whose request
+/// went out while none was listening (both reconnecting after a broker
+/// crash) ask again (`crate::resync`).
+pub const FLEET_RESYNC_TOPIC: &str = "o2c/v1/fleet/resync";
 
 /// Why a topic or prefix was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +39,8 @@ pub enum Channel {
     Acks,
     /// Cloud → agent order status.
     Status,
+    /// Agent → cloud status resync requests (`crate::resync`).
+    Resync,
 }
 
 impl Channel {
@@ -41,6 +50,7 @@ impl Channel {
             Channel::Events => "events",
             Channel::Acks => "acks",
             Channel::Status => "status",
+            Channel::Resync => "resync",
         }
     }
 }
@@ -65,6 +75,7 @@ pub fn parse_agent_topic(topic: &str) -> Result<(StoreId, AgentId, Channel), Top
         "events" => Channel::Events,
         "acks" => Channel::Acks,
         "status" => Channel::Status,
+        "resync" => Channel::Resync,
         _ => return Err(shape()),
     };
     Ok((StoreId::new(*store)?, AgentId::new(*agent)?, channel))
@@ -85,8 +96,17 @@ fn check_name(s: &str, allow_empty: bool) -> Result<(), TopicError> {
 /// The shared subscription every ingest replica uses:
 /// `$share/{group}/o2c/v1/stores/+/agents/+/events`.
 pub fn shared_events_filter(group: &str) -> Result<String, TopicError> {
+    shared_filter(group, Channel::Events)
+}
+
+/// The shared subscription of every agent's `channel`:
+/// `$share/{group}/o2c/v1/stores/+/agents/+/{channel}`.
+pub fn shared_filter(group: &str, channel: Channel) -> Result<String, TopicError> {
     check_name(group, false)?;
-    Ok(format!("$share/{group}/{ROOT}/+/agents/+/events"))
+    Ok(format!(
+        "$share/{group}/{ROOT}/+/agents/+/{}",
+        channel.as_str()
+    ))
 }
 
 /// Kafka topic names, with an optional prefix (e.g. `prod.`).
@@ -212,6 +232,18 @@ mod tests {
                 .unwrap()
                 .2,
             Channel::Status
+        );
+        for c in [
+            Channel::Events,
+            Channel::Acks,
+            Channel::Status,
+            Channel::Resync,
+        ] {
+            assert_eq!(parse_agent_topic(&agent_topic(&s, &a, c)).unwrap().2, c);
+        }
+        assert_eq!(
+            shared_filter("o2c-status", Channel::Resync).unwrap(),
+            "$share/o2c-status/o2c/v1/stores/+/agents/+/resync"
         );
     }
 

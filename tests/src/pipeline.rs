@@ -411,6 +411,17 @@ impl AgentProc {
         r.json().await.map_err(http_err)
     }
 
+    /// `/metrics` text.
+    pub async fn metrics(&self) -> Result<String, HarnessError> {
+        let r = self
+            .client
+            .get(format!("http://{}/metrics", self.addr))
+            .send()
+            .await
+            .map_err(http_err)?;
+        r.text().await.map_err(http_err)
+    }
+
     /// `GET /v1/sync`.
     pub async fn sync_status(&self) -> Result<Value, HarnessError> {
         self.get("/v1/sync").await

@@ -550,3 +550,50 @@ async fn updates_for_an_agent_whose_session_stays_gone_are_given_up_logged_and_c
         assert!(line.contains(part), "{part:?} missing in {line}");
     }
 }
+
+/// Fault (bug 8, chaos seed 3001): updates the broker had acknowledged and
+/// queued for an agent that was away are lost when the broker is killed
+/// with SIGKILL (Mosquitto keeps them in memory until its next save). No
+/// PUBACK or session flag tells anyone. The agent's resync after its
+/// reconnect asks for its open orders, and the status publisher answers
+/// from what it recorded before publishing: the order reaches `completed`.
+/// Before the fix it stayed at whatever the agent had seen before it left.
+#[tokio::test]
+async fn updates_a_crashed_broker_lost_are_recovered_by_the_agents_resync() {
+    let mut w = SagaWorld::start(&["all"], "", "").await.expect("world");
+    let order = order_in_kafka_agent_stopped(&mut w, "resync-1").await;
+    // The saga completes the order; its updates wait at the broker for the
+    // agent's session: every one acknowledged, so the group commits.
+    wait_published(&w, 4.0).await;
+    w.wait_groups_caught_up(WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    let (before, _) = stored(&w.agent, &order, "");
+    assert_ne!(before.as_deref(), Some("completed"), "the agent was away");
+    w.mosq.kill().expect("kill -9 mosquitto");
+    w.mosq.restart().await.expect("restart mosquitto");
+    w.agent.restart().await.expect("restart agent");
+    wait_connected(&w.agent).await;
+    // The agent asks at once; if the publisher had not subscribed again
+    // yet, it asks again when the publisher announces itself (within the
+    // 10 s gap plus up to 10 s of jitter).
+    if let Err(e) = wait_status(&w.agent, &order, "completed", 3 * WAIT).await {
+        panic!(
+            "{e}: the updates the broker lost were never recovered; the agent shows {:?}\n{}",
+            cloud_status(&w.agent, &order).await,
+            w.logs()
+        );
+    }
+    assert!(w.metric("o2c_saga_status_resync_requests_total").await >= 1.0);
+    assert!(w.metric("o2c_saga_status_resync_updates_total").await >= 1.0);
+    let agent_metrics = w.agent.metrics().await.expect("agent metrics");
+    let resynced: f64 = agent_metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("o2c_agent_status_resynced_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        resynced >= 1.0,
+        "no update counted as resynced:\n{agent_metrics}"
+    );
+}

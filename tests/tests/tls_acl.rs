@@ -260,6 +260,32 @@ async fn acl_agent_publishes_only_its_own_events() {
         seen,
         vec![(own.clone(), "legit".into()), (own, "sentinel".into())]
     );
+
+    // Status resync requests: only under its own store and id, and the
+    // status publisher's shared subscription sees only those.
+    let mut status = f.client(&f.service("o2c-status"), "status-1").await;
+    assert!(matches!(
+        status
+            .subscribe("$share/o2c-status/o2c/v1/stores/+/agents/+/resync")
+            .await,
+        SubscribeReasonCode::Success(_)
+    ));
+    let resync = topic("S001", "S001-A1", "resync");
+    for other in [
+        topic("S001", "S001-A2", "resync"),
+        topic("S002", "S001-A1", "resync"),
+    ] {
+        assert_eq!(
+            a1.publish(&other, "forged").await,
+            PubAckReason::NotAuthorized,
+            "{other}"
+        );
+    }
+    assert_eq!(a1.publish(&resync, "ask").await, PubAckReason::Success);
+    assert_eq!(
+        status.receive_until("ask").await,
+        vec![(resync, "ask".into())]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

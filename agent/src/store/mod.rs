@@ -298,6 +298,18 @@ impl Store {
         self.read(move |c| read::list_orders(c, after, limit)).await
     }
 
+    /// Orders a status resync asks about (see `read::resync_candidates`).
+    pub async fn resync_candidates(
+        &self,
+        after: OrderId,
+        from: OrderId,
+        cancelled_from: OrderId,
+        limit: usize,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        self.read(move |c| read::resync_candidates(c, after, from, cancelled_from, limit))
+            .await
+    }
+
     /// The change counter of the CLI-managed `terminals` table (one point
     /// read): the auth cache reloads the list only when it moved.
     pub async fn terminals_generation(&self) -> Result<i64, StoreError> {

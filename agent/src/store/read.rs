@@ -220,3 +220,37 @@ pub(crate) fn list_orders(
     }
     Ok(out)
 }
+
+/// Up to `limit` orders after `after` (by id, so capture time) that a
+/// status resync asks about: known to the cloud (their `OrderCreated` was
+/// acked), captured at or after `from`, and with no final status yet. A
+/// `cancelled` one counts only if captured at or after `cancelled_from`,
+/// as its refund may still come.
+pub(crate) fn resync_candidates(
+    c: &Connection,
+    after: OrderId,
+    from: OrderId,
+    cancelled_from: OrderId,
+    limit: usize,
+) -> Result<Vec<OrderId>, StoreError> {
+    // The conditions repeat the partial index `orders_cloud_open` (0008).
+    let mut stmt = c.prepare_cached(
+        "SELECT order_id FROM orders WHERE order_id > ?1 AND order_id >= ?2 \
+         AND sync_state = 'synced' \
+         AND (cloud_status IS NULL OR cloud_status NOT IN ('completed', 'refunded')) \
+         AND (cloud_status IS NOT 'cancelled' OR order_id >= ?3) \
+         ORDER BY order_id LIMIT ?4",
+    )?;
+    let mut rows = stmt.query(params![
+        after.to_string(),
+        from.to_string(),
+        cancelled_from.to_string(),
+        to_i64(limit as u64)
+    ])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        out.push(id.parse().map_err(|_| corrupt("order_id", &id))?);
+    }
+    Ok(out)
+}

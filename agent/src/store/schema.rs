@@ -38,6 +38,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_cloud_status_seq.sql",
         include_str!("../../migrations/0007_cloud_status_seq.sql"),
     ),
+    (
+        "0008_resync_open_orders.sql",
+        include_str!("../../migrations/0008_resync_open_orders.sql"),
+    ),
 ];
 
 /// The last seq the cloud acked, as an SQL scalar subquery (a literal, for

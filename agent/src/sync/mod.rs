@@ -15,8 +15,13 @@
 //! timers never cancel a connection attempt half-way; the sync loop tells it
 //! to drop a connection the state machine judges dead (a silent partition)
 //! and when to reconnect.
+//!
+//! After each connect, and every `sync.status_resync_secs`, it asks the
+//! cloud again for the status of the orders not yet final ([`resync`]): a
+//! broker crash loses the status updates it held for this store.
 
 mod mqtt;
+mod resync;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +29,7 @@ use std::time::Duration;
 
 use o2c_protocol::frame::{FRAME_PROPERTY, FrameId, encode_raw_batch};
 use o2c_protocol::sync::{AckVerdict, NackVerdict, SyncConfig, SyncState, Transmit};
-use o2c_protocol::topic::{Channel, agent_topic};
+use o2c_protocol::topic::{Channel, FLEET_RESYNC_TOPIC, agent_topic};
 use o2c_protocol::{Ack, AckMessage, AgentId, Seq, StoreId};
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
@@ -36,6 +41,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{MqttConfig, SyncSettings};
+use crate::metrics::SyncMetrics;
 use crate::store::{Store, StoreError, now_ms};
 
 /// Why the sync task stopped for good (transient failures are retried).
@@ -64,6 +70,8 @@ pub struct SyncTask {
     pub agent_id: AgentId,
     /// What `GET /v1/sync` reports as `connected`.
     pub connected: Arc<AtomicBool>,
+    /// Resync counters.
+    pub metrics: SyncMetrics,
     /// Stops the task.
     pub cancel: CancellationToken,
 }
@@ -109,6 +117,9 @@ impl SyncTask {
         let acks = agent_topic(&self.store_id, &self.agent_id, Channel::Acks);
         let status = agent_topic(&self.store_id, &self.agent_id, Channel::Status);
         let events = agent_topic(&self.store_id, &self.agent_id, Channel::Events);
+        let resync_topic = agent_topic(&self.store_id, &self.agent_id, Channel::Resync);
+        let mut resync = resync::Schedule::new(self.sync.status_resync_secs);
+        let mut resync_task: Option<tokio::task::JoinHandle<()>> = None;
         let epoch = Instant::now();
         let now = || u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
         let mut tick = tokio::time::interval(TICK);
@@ -119,18 +130,30 @@ impl SyncTask {
         let mut dropping = false;
 
         loop {
-            let deadline = state
-                .poll_deadline()
+            let deadline = [state.poll_deadline(), resync.poll_deadline()]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(|ms| epoch + Duration::from_millis(ms));
             tokio::select! {
                 () = self.cancel.cancelled() => break,
                 msg = link.recv() => match msg {
                     Some(Link::Event(ev)) => {
-                        self.on_event(&mut state, &client, *ev, &handled, [&acks, &status], now())
+                        let was_connected = state.is_connected();
+                        let announced = self
+                            .on_event(&mut state, &client, *ev, &handled, [&acks, &status], now())
                             .await;
+                        if !was_connected && state.is_connected() {
+                            resync.handle_connected(now());
+                        }
+                        if announced {
+                            let jitter = rand::random::<u64>() % resync::MIN_GAP_MS;
+                            resync.handle_announced(now(), jitter);
+                        }
                     }
                     Some(Link::Down(reason)) => {
                         dropping = false;
+                        resync.handle_disconnected();
                         self.connected.store(false, Ordering::Relaxed);
                         let delay = state.handle_disconnected();
                         tracing::warn!(%reason, retry_in_ms = delay, backlog = state.backlog(), "sync disconnected");
@@ -156,6 +179,30 @@ impl SyncTask {
                 () = sleep_until(deadline) => {}
             }
             state.handle_timeout(now());
+            if resync.poll_due(now()) {
+                if resync_task
+                    .as_ref()
+                    .is_none_or(tokio::task::JoinHandle::is_finished)
+                {
+                    let (store, client, topic) =
+                        (self.store.clone(), client.clone(), resync_topic.clone());
+                    let counter = self.metrics.resyncs.clone();
+                    resync_task = Some(tokio::spawn(async move {
+                        match resync::send(&store, &client, &topic).await {
+                            Ok(0) => {}
+                            Ok(n) => {
+                                counter.inc();
+                                tracing::debug!(orders = n, "status resync sent");
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "status resync not sent; the next one retries")
+                            }
+                        }
+                    }));
+                } else {
+                    tracing::debug!("status resync still running; this one skipped");
+                }
+            }
             if state.poll_drop_connection() && !dropping {
                 dropping = true;
                 self.connected.store(false, Ordering::Relaxed);
@@ -186,6 +233,9 @@ impl SyncTask {
         // them again on the next start, and repeats are ignored.
         drop(handled);
         acker.abort();
+        if let Some(t) = resync_task {
+            t.abort();
+        }
         let _ = client.try_disconnect();
         drop(commands);
         driver.abort();
@@ -193,7 +243,8 @@ impl SyncTask {
         Ok(())
     }
 
-    /// One event from the MQTT connection.
+    /// One event from the MQTT connection; true if it was a status
+    /// publisher's resync announcement.
     async fn on_event(
         &self,
         state: &mut SyncState,
@@ -202,7 +253,7 @@ impl SyncTask {
         handled: &mpsc::UnboundedSender<(Handled, Publish)>,
         [acks, status]: [&String; 2],
         now: u64,
-    ) {
+    ) -> bool {
         match ev {
             Event::Incoming(packet) => {
                 // Anything from the broker shows the connection lives.
@@ -214,6 +265,11 @@ impl SyncTask {
                                 tracing::warn!(error = %e, "cannot queue subscribe");
                             }
                         }
+                        // At most once: a missed announcement is covered by
+                        // the resync after each connect and the periodic one.
+                        if let Err(e) = client.try_subscribe(FLEET_RESYNC_TOPIC, QoS::AtMostOnce) {
+                            tracing::warn!(error = %e, "cannot queue subscribe");
+                        }
                     }
                     // Subscribed to acks: safe to send (an ack for what we
                     // send now cannot be missed).
@@ -221,6 +277,10 @@ impl SyncTask {
                         state.handle_connected();
                         self.connected.store(true, Ordering::Relaxed);
                         tracing::info!(backlog = state.backlog(), "sync connected");
+                    }
+                    Packet::Publish(p) if p.topic == FLEET_RESYNC_TOPIC.as_bytes() => {
+                        tracing::debug!("a status publisher announced itself");
+                        return true;
                     }
                     Packet::Publish(p) => {
                         let done = if p.topic == status.as_bytes() {
@@ -235,6 +295,7 @@ impl SyncTask {
                                 self.store.clone(),
                                 p.payload.clone(),
                                 mqtt::status_seqs(&p),
+                                mqtt::is_resync_answer(&p).then(|| self.metrics.resynced.clone()),
                             )))
                         } else {
                             if p.topic == acks.as_bytes() {
@@ -256,6 +317,7 @@ impl SyncTask {
             }
             Event::Outgoing(_) => {}
         }
+        false
     }
 
     /// Reads the batch `t` asks for and queues it. Returns its seq range.
@@ -465,7 +527,15 @@ async fn ack_in_order(
 /// [`STATUS_RETRY_MAX`], until the update is stored: the message's PUBACK,
 /// and those queued behind it, wait meanwhile, so the broker holds back
 /// further deliveries instead of losing any.
-async fn apply_status(store: Store, payload: bytes::Bytes, seqs: Option<String>) -> bool {
+///
+/// `resynced` (for a message answering a resync) counts the updates that
+/// changed an order's status: ones this store had missed.
+async fn apply_status(
+    store: Store,
+    payload: bytes::Bytes,
+    seqs: Option<String>,
+    resynced: Option<prometheus_client::metrics::counter::Counter>,
+) -> bool {
     let updates = match mqtt::decode_status(&payload, seqs.as_deref()) {
         Ok(each) => each
             .into_iter()
@@ -488,7 +558,22 @@ async fn apply_status(store: Store, payload: bytes::Bytes, seqs: Option<String>)
     let mut backoff = std::time::Duration::from_millis(100);
     loop {
         match store.apply_statuses(updates.clone(), now_ms()).await {
-            Ok(_) => return true,
+            Ok(outcomes) => {
+                if let Some(counter) = resynced {
+                    let missed = outcomes
+                        .iter()
+                        .filter(|o| matches!(o, crate::store::StatusOutcome::Applied))
+                        .count();
+                    if missed > 0 {
+                        counter.inc_by(missed as u64);
+                        tracing::info!(
+                            updates = missed,
+                            "status resync applied updates this store had missed"
+                        );
+                    }
+                }
+                return true;
+            }
             Err(e) => {
                 tracing::error!(error = %e, retry_in = ?backoff, "cannot persist status update; retrying");
                 tokio::time::sleep(backoff).await;

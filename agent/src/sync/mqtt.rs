@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use o2c_protocol::StatusUpdate;
 use o2c_protocol::frame::{FrameError, STATUS_SEQ_PROPERTY};
+use o2c_protocol::resync::RESYNC_PROPERTY;
 use o2c_runtime::mqtt::{Connection, MqttError};
 use rumqttc::v5::MqttOptions;
 use rumqttc::v5::mqttbytes::v5::Publish;
@@ -60,6 +61,17 @@ pub(crate) fn status_seqs(p: &Publish) -> Option<String> {
         .iter()
         .find(|(k, _)| k == STATUS_SEQ_PROPERTY)
         .map(|(_, v)| v.clone())
+}
+
+/// Whether a status message answers a resync request (it carries
+/// [`RESYNC_PROPERTY`]).
+pub(crate) fn is_resync_answer(p: &Publish) -> bool {
+    p.properties.as_ref().is_some_and(|props| {
+        props
+            .user_properties
+            .iter()
+            .any(|(k, _)| k == RESYNC_PROPERTY)
+    })
 }
 
 /// Decodes a status message (see `StatusUpdate::decode_each`) and gives

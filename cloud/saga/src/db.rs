@@ -218,7 +218,32 @@ impl Tx<'_> {
 /// Applies the service's pending migrations, once, under an advisory lock
 /// (several processes may start at the same time).
 pub async fn migrate(client: &mut Client, service: Service) -> Result<(), SagaError> {
-    let schema = service.schema();
+    let all: Vec<Migration> = COMMON
+        .iter()
+        .chain(own_migrations(service))
+        .copied()
+        .collect();
+    migrate_schema(client, service.schema(), all).await
+}
+
+/// The status publisher's schema: the latest update sent per order.
+pub const STATUS_SCHEMA: &str = "o2c_status";
+
+/// Applies the status publisher's pending migrations (see [`migrate`]).
+pub async fn migrate_status(client: &mut Client) -> Result<(), SagaError> {
+    let own: &[Migration] = &[(
+        1,
+        "latest",
+        include_str!("../migrations/status/001_latest.sql"),
+    )];
+    migrate_schema(client, STATUS_SCHEMA, own.to_vec()).await
+}
+
+async fn migrate_schema(
+    client: &mut Client,
+    schema: &'static str,
+    mut all: Vec<Migration>,
+) -> Result<(), SagaError> {
     let tx = client.transaction().await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext($1))",
@@ -232,11 +257,6 @@ pub async fn migrate(client: &mut Client, service: Service) -> Result<(), SagaEr
              applied_at timestamptz NOT NULL DEFAULT now())"
     ))
     .await?;
-    let mut all: Vec<Migration> = COMMON
-        .iter()
-        .chain(own_migrations(service))
-        .copied()
-        .collect();
     all.sort_by_key(|m| m.0);
     for (version, name, sql) in all {
         let done = tx

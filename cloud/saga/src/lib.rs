@@ -72,6 +72,7 @@ pub mod payment;
 pub mod pool;
 pub mod psp;
 pub mod reconcile;
+pub mod resync;
 pub mod retention;
 pub mod runner;
 pub mod service;

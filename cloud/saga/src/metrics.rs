@@ -86,6 +86,12 @@ pub struct SagaMetrics {
     /// Status updates given up: no agent session matched within
     /// `saga.status_redeliver_for_secs`.
     pub status_undeliverable: Counter,
+    /// Status resync requests answered (see `o2c_protocol::resync`).
+    pub status_resync_requests: Counter,
+    /// Updates sent in answer to resync requests.
+    pub status_resync_updates: Counter,
+    /// Resync requests refused (bad topic or body).
+    pub status_resync_refused: Counter,
     /// Payment processor breaker: 0 closed, 1 open, 2 half-open.
     pub psp_breaker_state: Gauge,
     /// Rows deleted by retention sweeps, per service and table.
@@ -115,6 +121,9 @@ impl Default for SagaMetrics {
             outbox_published: Counter::default(),
             status_published: Counter::default(),
             status_undeliverable: Counter::default(),
+            status_resync_requests: Counter::default(),
+            status_resync_updates: Counter::default(),
+            status_resync_refused: Counter::default(),
             psp_breaker_state: Gauge::default(),
             retention_deleted: Family::default(),
             consumer_lag: Family::default(),
@@ -145,6 +154,21 @@ impl Default for SagaMetrics {
             "status_undeliverable",
             "Status updates given up: no agent session matched within the redelivery time",
             m.status_undeliverable.clone(),
+        );
+        registry.register(
+            "status_resync_requests",
+            "Status resync requests answered",
+            m.status_resync_requests.clone(),
+        );
+        registry.register(
+            "status_resync_updates",
+            "Status updates sent in answer to resync requests",
+            m.status_resync_updates.clone(),
+        );
+        registry.register(
+            "status_resync_refused",
+            "Status resync requests refused (bad topic or body)",
+            m.status_resync_refused.clone(),
         );
         registry.register(
             "psp_breaker_state",

@@ -235,6 +235,10 @@ pub async fn run(
         tracing::info!(%service, "saga service started");
     }
     if selection.status {
+        let mut client = db::connect(url).await?;
+        db::migrate_status(&mut client).await?;
+        drop(client);
+        let latest = Arc::new(super::resync::Latest::new(url));
         let lc = loop_cfg("status", status::SUBSCRIBES);
         let delivery = super::delivery::DeliveryConfig {
             give_up_after: Duration::from_secs(cfg.saga.status_redeliver_for_secs),
@@ -244,6 +248,7 @@ pub async fn run(
             lc,
             cfg.mqtt.clone(),
             delivery,
+            latest,
             metrics.clone(),
             health.mqtt.clone(),
             cancel.clone(),

@@ -25,6 +25,13 @@
 //! `saga.status_redeliver_for_secs`, and releases a record's offset for
 //! commit only once its updates were delivered or given up. After a crash,
 //! updates are sent again and the agent drops them by `event_id`.
+//!
+//! Even a matched PUBACK only means the broker holds the update in memory:
+//! a broker crash loses what it held for agents that were away. So each
+//! update is recorded before it is published ([`super::resync`]), and an
+//! agent's resync request on `.../resync` (shared subscription
+//! [`RESYNC_GROUP`]) is answered with the latest update of each order it
+//! names, marked with `o2c_protocol::resync::RESYNC_PROPERTY`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,7 +41,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use o2c_protocol::frame::STATUS_SEQ_PROPERTY;
-use o2c_protocol::topic::{Channel, agent_topic};
+use o2c_protocol::resync::RESYNC_PROPERTY;
+use o2c_protocol::topic::{Channel, FLEET_RESYNC_TOPIC, agent_topic, shared_filter};
 use o2c_protocol::{CloudStatus, Envelope, Event, EventType, StatusUpdate};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -49,6 +57,7 @@ use tokio_util::sync::CancellationToken;
 use super::consumer::{self, COMMIT_INTERVAL, LoopConfig};
 use super::delivery::{Delivery, DeliveryConfig, GaveUp, Outgoing as DeliveryOutgoing, RecordPos};
 use super::member::Member;
+use super::resync::{Answer, Latest, Sent, on_request, record_until_stored, sweep};
 use super::watch::Tp;
 use crate::error::SagaError;
 use crate::metrics::SagaMetrics;
@@ -125,6 +134,10 @@ pub fn status_for(env: &Envelope) -> Option<StatusUpdate> {
     })
 }
 
+/// The shared subscription group of the status publishers' resync
+/// requests (one publisher answers each).
+pub const RESYNC_GROUP: &str = "o2c-status";
+
 /// Records taken from the consumer at once: whatever is already fetched,
 /// up to this many.
 const MAX_RECORDS: usize = 1024;
@@ -180,6 +193,10 @@ enum Net {
     /// The connection was lost; this many publishes not yet written were
     /// dropped from the client's queue.
     Down { lost_unwritten: usize },
+    /// A publish from an agent (a resync request).
+    Request { topic: Bytes, payload: Bytes },
+    /// SUBACK: the resync subscription is in place.
+    Subscribed,
 }
 
 /// Polls the event loop until `cancel`, reporting to `tx` (see [`Net`]).
@@ -246,19 +263,30 @@ fn net_event(ev: MqttEvent) -> Option<Net> {
             reason: a.reason,
         }),
         MqttEvent::Outgoing(MqttOutgoing::Publish(pkid)) => Some(Net::Written(pkid)),
+        MqttEvent::Incoming(Packet::SubAck(_)) => Some(Net::Subscribed),
+        MqttEvent::Incoming(Packet::Publish(p)) => Some(Net::Request {
+            topic: p.topic,
+            payload: p.payload,
+        }),
         _ => None,
     }
 }
 
-/// Runs the publisher until `cancel`.
+/// Runs the publisher until `cancel`; `latest` records what it sends
+/// (migrated by `db::migrate_status`).
 pub(crate) async fn run(
     cfg: LoopConfig,
     mqtt_cfg: MqttConfig,
     delivery_cfg: DeliveryConfig,
+    latest: Arc<Latest>,
     metrics: Arc<SagaMetrics>,
     mqtt_up: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) -> Result<(), SagaError> {
+    let resync_filter =
+        shared_filter(RESYNC_GROUP, Channel::Resync).map_err(|e| SagaError::Mqtt(e.to_string()))?;
+    let (answer_tx, mut answer_rx) = mpsc::unbounded_channel::<Answer>();
+    let sweeper = tokio::spawn(sweep(latest.clone(), cancel.clone()));
     let client_id = format!("o2c-status-{:08x}", rand::random::<u32>());
     let opts = mqtt::options(&mqtt_cfg, &client_id)?;
     let (client, eventloop) = AsyncClient::new(opts, 1024);
@@ -294,9 +322,51 @@ pub(crate) async fn run(
             Some(net) = net_rx.recv() => {
                 let mut next = Some(net);
                 while let Some(net) = next.take() {
-                    gave_up.extend(on_net(&mut delivery, net));
+                    match net {
+                        Net::Request { topic, payload } => {
+                            on_request(&latest, &metrics, &topic, payload, &answer_tx);
+                        }
+                        Net::Subscribed => {
+                            // Agents that asked while no publisher listened
+                            // ask again.
+                            if let Err(e) = client.try_publish(
+                                FLEET_RESYNC_TOPIC,
+                                QoS::AtMostOnce,
+                                false,
+                                Bytes::new(),
+                            ) {
+                                tracing::warn!(error = %e, "cannot announce the resync subscription");
+                            }
+                        }
+                        net => {
+                            if matches!(net, Net::Connected) {
+                                // Clean start: subscribe on every connect.
+                                if let Err(e) =
+                                    client.try_subscribe(resync_filter.clone(), QoS::AtLeastOnce)
+                                {
+                                    tracing::warn!(error = %e, "cannot subscribe to resync requests");
+                                }
+                            }
+                            gave_up.extend(on_net(&mut delivery, net));
+                        }
+                    }
                     next = net_rx.try_recv().ok();
                 }
+                None
+            }
+            Some(a) = answer_rx.recv() => {
+                metrics.status_resync_updates.inc_by(a.updates.len() as u64);
+                let topic = agent_topic(&a.store, &a.agent, Channel::Status);
+                let (store, agent) = (a.store.to_string(), a.agent.to_string());
+                let mut outgoing = Vec::new();
+                for group in a.updates.chunks(MAX_UPDATES_PER_MESSAGE) {
+                    outgoing.push(DeliveryOutgoing {
+                        topic: topic.clone(),
+                        body: body(group, store.clone(), agent.clone(), true)?,
+                        records: Vec::new(),
+                    });
+                }
+                delivery.push(&[], outgoing);
                 None
             }
             () = sleep_until_opt(retry), if retry.is_some() => {
@@ -340,7 +410,12 @@ pub(crate) async fn run(
                     next = consumer.recv().now_or_never();
                 }
             }
-            let (positions, outgoing) = build(&cfg, &records)?;
+            let (positions, outgoing, sent) = build(&cfg, &records)?;
+            // Recorded before it is published: a resync can then answer
+            // with anything the broker may have lost.
+            if !record_until_stored(&latest, sent, &cancel).await {
+                break;
+            }
             for o in &outgoing {
                 metrics.status_published.inc_by(o.body.orders.len() as u64);
             }
@@ -348,6 +423,7 @@ pub(crate) async fn run(
         }
     }
     loop_task.abort();
+    sweeper.abort();
     let _ = client.try_disconnect();
     Ok(())
 }
@@ -359,6 +435,8 @@ fn on_net(delivery: &mut Delivery<Body>, net: Net) -> Vec<GaveUp<Body>> {
         Net::Connected => delivery.handle_connected(),
         Net::Written(pkid) => delivery.handle_written(pkid),
         Net::Down { lost_unwritten } => delivery.handle_disconnected(std_now(), lost_unwritten),
+        // Not the tracker's: the loop takes them.
+        Net::Request { .. } | Net::Subscribed => {}
         Net::Acked { pkid, reason } => {
             let matched = reason == PubAckReason::Success;
             if !matched {
@@ -382,12 +460,14 @@ fn on_net(delivery: &mut Delivery<Body>, net: Net) -> Vec<GaveUp<Body>> {
     Vec::new()
 }
 
-/// The records' positions and the messages made from their updates.
-type Built = (Vec<RecordPos>, Vec<DeliveryOutgoing<Body>>);
+/// The records' positions, the messages made from their updates, and
+/// those updates to record.
+type Built = (Vec<RecordPos>, Vec<DeliveryOutgoing<Body>>, Vec<Sent>);
 
 fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, SagaError> {
     let mut positions = Vec::with_capacity(records.len());
     let mut updates = Vec::new();
+    let mut sent = Vec::new();
     for m in records {
         let pos: RecordPos = ((m.topic().to_owned(), m.partition()), m.offset());
         positions.push(pos.clone());
@@ -397,6 +477,16 @@ fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, Sag
                 if let Some(update) = status_for(&env) {
                     let topic = agent_topic(&env.store_id, &env.agent_id, Channel::Status);
                     let who = (env.store_id.to_string(), env.agent_id.to_string());
+                    let json = update
+                        .encode()
+                        .map_err(|e| SagaError::Encode(e.to_string()))?;
+                    sent.push(Sent {
+                        order_id: update.order_id.to_string(),
+                        store: who.0.clone(),
+                        agent: who.1.clone(),
+                        seq: update.seq.unwrap_or(0),
+                        body: String::from_utf8_lossy(&json).into_owned(),
+                    });
                     updates.push((topic, (update, pos, who)));
                 }
             }
@@ -410,29 +500,42 @@ fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, Sag
         let mut recs: Vec<RecordPos> = group.iter().map(|(_, p, _)| p.clone()).collect();
         recs.dedup();
         let group: Vec<StatusUpdate> = group.into_iter().map(|(u, _, _)| u).collect();
-        let bytes =
-            StatusUpdate::encode_many(&group).map_err(|e| SagaError::Encode(e.to_string()))?;
-        let props = PublishProperties {
-            content_type: Some("application/json".into()),
-            user_properties: StatusUpdate::seqs_property(&group)
-                .map(|v| (STATUS_SEQ_PROPERTY.to_owned(), v))
-                .into_iter()
-                .collect(),
-            ..PublishProperties::default()
-        };
         outgoing.push(DeliveryOutgoing {
             topic,
-            body: Body {
-                bytes: Bytes::from(bytes),
-                props,
-                store,
-                agent,
-                orders: group.iter().map(|u| u.order_id.to_string()).collect(),
-            },
+            body: body(&group, store, agent, false)?,
             records: recs,
         });
     }
-    Ok((positions, outgoing))
+    Ok((positions, outgoing, sent))
+}
+
+/// A status message of `group`, with their sequences (and the resync mark
+/// when it answers a resync request).
+fn body(
+    group: &[StatusUpdate],
+    store: String,
+    agent: String,
+    resync: bool,
+) -> Result<Body, SagaError> {
+    let bytes = StatusUpdate::encode_many(group).map_err(|e| SagaError::Encode(e.to_string()))?;
+    let mut user_properties: Vec<(String, String)> = StatusUpdate::seqs_property(group)
+        .map(|v| (STATUS_SEQ_PROPERTY.to_owned(), v))
+        .into_iter()
+        .collect();
+    if resync {
+        user_properties.push((RESYNC_PROPERTY.to_owned(), "1".to_owned()));
+    }
+    Ok(Body {
+        bytes: Bytes::from(bytes),
+        props: PublishProperties {
+            content_type: Some("application/json".into()),
+            user_properties,
+            ..PublishProperties::default()
+        },
+        store,
+        agent,
+        orders: group.iter().map(|u| u.order_id.to_string()).collect(),
+    })
 }
 
 /// Stores and commits the offsets the tracker released.
