@@ -1,4 +1,5 @@
-//! Kafka helpers for assertions: health probe, topic creation, read-everything.
+//! Kafka helpers for assertions: health probe, topic creation, read-everything,
+//! test producers, and consumer-group offsets.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -246,4 +247,115 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| HarnessError::io("joining a Kafka metadata task", std::io::Error::other(e)))?
+}
+
+/// A producer for tests that inject records (replays, poison).
+pub fn raw_producer(brokers: &str) -> Result<rdkafka::producer::FutureProducer, HarnessError> {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "0")
+        .create()
+        .map_err(|e| HarnessError::kafka("creating a test producer", e))
+}
+
+/// Produces one record (to `partition` if given) and waits for Kafka's ack.
+pub async fn produce_raw(
+    producer: &rdkafka::producer::FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    key: &[u8],
+    headers: &[(String, Vec<u8>)],
+    payload: &[u8],
+) -> Result<(), HarnessError> {
+    use rdkafka::message::{Header, OwnedHeaders};
+    let mut h = OwnedHeaders::new_with_capacity(headers.len());
+    for (k, v) in headers {
+        h = h.insert(Header {
+            key: k,
+            value: Some(v.as_slice()),
+        });
+    }
+    let mut record = rdkafka::producer::FutureRecord::to(topic)
+        .key(key)
+        .payload(payload)
+        .headers(h);
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    producer
+        .send(record, rdkafka::util::Timeout::Never)
+        .await
+        .map(|_| ())
+        .map_err(|(e, _)| HarnessError::kafka(format!("producing to {topic}"), e))
+}
+
+/// One partition of a consumer group: `(topic, partition, committed, end)`,
+/// `committed` is `None` when the group committed nothing there.
+pub type PartitionOffsets = (String, i32, Option<i64>, i64);
+
+/// Consumer group `group`'s committed offset and the end offset (high
+/// watermark) of every partition of `topics` (the per-partition view behind
+/// [`group_caught_up`], for diagnosing a stall).
+pub async fn group_offsets(
+    brokers: &str,
+    group: &str,
+    topics: &[String],
+) -> Result<Vec<PartitionOffsets>, HarnessError> {
+    let brokers = brokers.to_owned();
+    let group = group.to_owned();
+    let topics = topics.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let c: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| HarnessError::kafka("creating an offsets client", e))?;
+        let t = Duration::from_secs(10);
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        let mut highs = Vec::new();
+        for topic in &topics {
+            let md = c
+                .fetch_metadata(Some(topic), t)
+                .map_err(|e| HarnessError::kafka("metadata", e))?;
+            for p in md.topics().iter().flat_map(|t| t.partitions()) {
+                let (_, high) = c
+                    .fetch_watermarks(topic, p.id(), t)
+                    .map_err(|e| HarnessError::kafka("watermarks", e))?;
+                tpl.add_partition(topic, p.id());
+                highs.push((topic.clone(), p.id(), high));
+            }
+        }
+        let committed = c
+            .committed_offsets(tpl, t)
+            .map_err(|e| HarnessError::kafka("committed offsets", e))?;
+        Ok(highs
+            .into_iter()
+            .map(|(topic, p, high)| {
+                let c = committed
+                    .find_partition(&topic, p)
+                    .and_then(|e| e.offset().to_raw())
+                    .filter(|o| *o >= 0);
+                (topic, p, c, high)
+            })
+            .collect())
+    })
+    .await
+    .map_err(|e| HarnessError::io("joining an offsets task", std::io::Error::other(e)))?
+}
+
+/// Whether consumer group `group` has committed the high watermark of
+/// every partition of `topics`.
+pub async fn group_caught_up(
+    brokers: &str,
+    group: &str,
+    topics: &[String],
+) -> Result<bool, HarnessError> {
+    Ok(group_offsets(brokers, group, topics)
+        .await?
+        .iter()
+        .all(|(_, _, committed, end)| *end == 0 || committed.is_some_and(|c| c >= *end)))
 }

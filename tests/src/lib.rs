@@ -45,6 +45,7 @@ mod broker;
 pub mod chaos;
 pub mod env;
 mod error;
+pub mod fleet;
 pub mod kafka;
 pub mod mosquitto;
 pub mod mqtt;

@@ -201,7 +201,8 @@ pub struct Receipt {
 
 impl AgentProc {
     /// Writes `{dir}/{agent_id}/agent.toml` and starts the agent, with
-    /// `extra` TOML appended to the `[mqtt]` table (e.g. `ack_timeout_ms = 2000`).
+    /// `extra` TOML appended to the `[mqtt]` table (e.g. `keep_alive_secs = 5`;
+    /// other tables may follow: `"[sync]\nack_timeout_ms = 2000"`).
     pub async fn start(
         dir: &Path,
         store_id: &str,

@@ -50,7 +50,7 @@ async fn run(n: usize, bad_seq: u64, max_batch_events: usize) -> Outcome {
         &mosq.url(),
         // A short ack timeout: a frame resent after a lost or missing nack
         // would show up within the test as a second dead letter.
-        &format!("ack_timeout_ms = 1000\nmax_batch_events = {max_batch_events}"),
+        &format!("[sync]\nack_timeout_ms = 1000\nmax_batch_events = {max_batch_events}"),
     )
     .await
     .expect("agent");

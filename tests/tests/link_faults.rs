@@ -94,7 +94,7 @@ async fn each_link_fault_loses_nothing_and_keeps_the_order() {
         &format!("{store}-A1"),
         &format!("mqtt://{}", proxy.addr()),
         // As the chaos runner's agents: a dead link is noticed in seconds.
-        "keep_alive_secs = 5\nack_timeout_ms = 3000\nmax_batch_events = 20",
+        "keep_alive_secs = 5\n[sync]\nack_timeout_ms = 3000\nmax_batch_events = 20",
         net.wrapper(),
         Some(format!("{}:0", net.ns_ip())),
     )

@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
+use o2c_tests::kafka::{produce_raw, raw_producer};
 use o2c_tests::saga::{
-    SagaWorld, Tender, capture, cloud_status, dlq_command, order_body, produce_raw, raw_producer,
-    wait_status,
+    SagaWorld, Tender, capture, cloud_status, dlq_command, order_body, wait_status,
 };
 
 const SAGA: Duration = Duration::from_secs(90);

@@ -11,9 +11,9 @@ use o2c_protocol::{
     AgentId, Currency, Envelope, Event, EventId, Fulfillment, Money, Order, OrderId, OrderLine,
     Payment, SCHEMA_VERSION, Seq, StoreId, TerminalId,
 };
+use o2c_tests::kafka::{produce_raw, raw_producer};
 use o2c_tests::saga::{
-    SagaWorld, Tender, capture, cloud_status, dlq_command, order_body, produce_raw, raw_producer,
-    wait_status,
+    SagaWorld, Tender, capture, cloud_status, dlq_command, order_body, wait_status,
 };
 use time::OffsetDateTime;
 

@@ -11,9 +11,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use o2c_tests::saga::{
-    SagaWorld, Tender, capture, cloud_status, order_body, produce_raw, raw_producer, wait_status,
-};
+use o2c_tests::kafka::{produce_raw, raw_producer};
+use o2c_tests::saga::{SagaWorld, Tender, capture, cloud_status, order_body, wait_status};
 use rand::Rng;
 
 const SAGA: Duration = Duration::from_secs(120);

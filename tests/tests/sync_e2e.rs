@@ -97,7 +97,7 @@ async fn setup(ack_timeout_ms: u64) -> Setup {
         &store,
         &format!("{store}-A1"),
         &mosq.url(),
-        &format!("ack_timeout_ms = {ack_timeout_ms}\nmax_batch_events = 50"),
+        &format!("[sync]\nack_timeout_ms = {ack_timeout_ms}\nmax_batch_events = 50"),
     )
     .await
     .expect("agent");

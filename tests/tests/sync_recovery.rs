@@ -48,7 +48,7 @@ async fn drain_resumes_within_5s_of_a_silent_partition_healing() {
         &format!("mqtt://{}", proxy.addr()),
         // Small batches: the drain takes hundreds of round trips, so the
         // partition lands in the middle of it.
-        "max_batch_events = 5",
+        "[sync]\nmax_batch_events = 5",
     )
     .await
     .expect("agent");

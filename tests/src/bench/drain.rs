@@ -45,9 +45,10 @@ use std::time::{Duration, Instant, SystemTime};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::DeliveryFuture;
 
+use super::cpu::CpuSnapshot;
 use super::sync_world::{
-    CpuSnapshot, IngestCounters, KafkaCheck, PRODUCER_LINGER_MS, RAW_TOPICS, SyncWorld,
-    WorldOptions, producer, record_like, unix_us, warm,
+    IngestCounters, KafkaCheck, PRODUCER_LINGER_MS, RAW_TOPICS, SyncWorld, WorldOptions, producer,
+    record_like, unix_us, warm,
 };
 use super::{BenchArgs, BenchError, Measurement, Scenario};
 use crate::bench::harness;
@@ -90,7 +91,7 @@ async fn measure(n: u64, batch_events: u64, batch_bytes: u64) -> Result<Measurem
         offline: true,
         netns: false,
         agent_mqtt: format!(
-            "max_batch_events = {batch_events}\nmax_batch_bytes = {batch_bytes}\n\
+            "[sync]\nmax_batch_events = {batch_events}\nmax_batch_bytes = {batch_bytes}\n\
              ack_timeout_ms = {ACK_TIMEOUT_MS}"
         ),
     };

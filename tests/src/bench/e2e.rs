@@ -40,9 +40,10 @@ use std::time::{Duration, Instant, SystemTime};
 use hdrhistogram::Histogram;
 use rdkafka::util::Timeout;
 
+use super::cpu::CpuSnapshot;
 use super::sync_world::{
-    CpuSnapshot, IngestCounters, PRODUCER_LINGER_MS, RAW_TOPICS, SyncWorld, WorldOptions,
-    histogram, producer, push_latencies, record_like, unix_us, warm,
+    IngestCounters, PRODUCER_LINGER_MS, RAW_TOPICS, SyncWorld, WorldOptions, histogram, producer,
+    push_latencies, record_like, unix_us, warm,
 };
 use super::{BenchArgs, BenchError, Measurement, Scenario};
 use crate::bench::harness;
@@ -129,7 +130,7 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
         offline: false,
         netns: false,
         agent_mqtt: format!(
-            "max_batch_events = {BATCH_EVENTS}\nmax_batch_bytes = {BATCH_BYTES}\n\
+            "[sync]\nmax_batch_events = {BATCH_EVENTS}\nmax_batch_bytes = {BATCH_BYTES}\n\
              ack_timeout_ms = {ACK_TIMEOUT_MS}"
         ),
     };

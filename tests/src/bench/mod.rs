@@ -19,6 +19,7 @@
 //! - [`report`]: the JSON document and the printed table.
 
 pub mod capture;
+mod cpu;
 pub mod drain;
 pub mod e2e;
 pub mod fsync;

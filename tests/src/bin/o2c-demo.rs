@@ -166,7 +166,7 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     let proxy = LinkProxy::start(upstream).await?;
     let s1 = env.store_id("s1");
     let s2 = env.store_id("s2");
-    let extra = "ack_timeout_ms = 2000";
+    let extra = "[sync]\nack_timeout_ms = 2000";
     let a1 = AgentProc::start(dir, &s1, &format!("{s1}-A1"), &mqtt, extra).await?;
     let proxied = format!("mqtt://{}", proxy.addr());
     let a2 = AgentProc::start(dir, &s2, &format!("{s2}-A1"), &proxied, extra).await?;

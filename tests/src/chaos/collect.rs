@@ -11,8 +11,9 @@ use super::checker::{AgentFact, Facts, GroupOffset, KafkaFact, OrderFact, StockF
 use super::tills::TillRecord;
 use super::world::{AUTO_STOCK, World};
 use crate::HarnessError;
+use crate::kafka::group_offsets;
 use crate::pipeline::{TERMINAL_TOKEN, agent_records};
-use crate::saga::{GROUP_TOPICS, group_offsets};
+use crate::saga::GROUP_TOPICS;
 
 /// Statuses that end an order.
 const FINAL: [&str; 3] = ["completed", "cancelled", "refunded"];
@@ -33,6 +34,36 @@ pub async fn statuses(world: &World, orders: &[TillRecord]) -> Vec<Option<String
         out.push(status);
     }
     out
+}
+
+/// Per agent, the status updates its resyncs recovered
+/// (`o2c_agent_status_resynced_total`: updates the broker or the status
+/// publisher lost on the way); `None` where the agent did not answer.
+pub async fn resynced(world: &World) -> Vec<Option<f64>> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap_or_default();
+    let mut out = Vec::with_capacity(world.agent_dirs.len());
+    for dir in &world.agent_dirs {
+        out.push(resynced_of(&client, dir).await);
+    }
+    out
+}
+
+async fn resynced_of(client: &reqwest::Client, dir: &Path) -> Option<f64> {
+    let addr = std::fs::read_to_string(dir.join("http.addr")).ok()?;
+    let text = client
+        .get(format!("http://{}/metrics", addr.trim()))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("o2c_agent_status_resynced_total "))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 async fn status_of(client: &reqwest::Client, dir: &Path, id: &str) -> Option<String> {

@@ -344,6 +344,24 @@ pub async fn run(opts: &Options) -> Result<Outcome, ChaosError> {
         }));
     history.finish(&facts, &verdict)?;
     println!("{verdict}");
+    // Not a verdict: updates lost on the way that the agents' status
+    // resyncs repaired (a broker crash loses what it had queued).
+    let resynced: Vec<String> = collect::resynced(&world)
+        .await
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!(
+                "agent-{} {}",
+                i + 1,
+                n.map_or("?".into(), |n| n.to_string())
+            )
+        })
+        .collect();
+    println!(
+        "status updates recovered by resync: {}",
+        resynced.join(", ")
+    );
     if !verdict.passed() {
         println!("consumer groups (committed / end offset per partition):");
         for g in &facts.groups {

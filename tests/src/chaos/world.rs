@@ -32,7 +32,7 @@ pub use crate::saga::AUTO_STOCK;
 
 /// The agents' `[mqtt]` extras: a short keepalive and ack timeout, so a
 /// dead link is noticed within seconds.
-const AGENT_MQTT: &str = "keep_alive_secs = 5\nack_timeout_ms = 3000";
+const AGENT_MQTT: &str = "keep_alive_secs = 5\n[sync]\nack_timeout_ms = 3000";
 
 /// Which saga processes run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
