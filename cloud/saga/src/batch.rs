@@ -27,7 +27,7 @@ use serde::de::DeserializeOwned;
 
 use super::db::Tx;
 use super::outbox;
-use crate::error::SagaError;
+use crate::db::DbError;
 
 /// One order's state and the text it was stored as.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ pub(crate) async fn mark_processed<'e>(
     tx: &Tx<'_>,
     schema: &str,
     events: &[&'e Envelope],
-) -> Result<Vec<&'e Envelope>, SagaError> {
+) -> Result<Vec<&'e Envelope>, DbError> {
     let mut seen = HashSet::with_capacity(events.len());
     let unique: Vec<&'e Envelope> = events
         .iter()
@@ -91,14 +91,14 @@ impl<S: Serialize + DeserializeOwned + Default> States<S> {
     /// `S::default()`, and the creating store when an event is its
     /// `OrderCreated`) and locks them all, in order-id order.
     ///
-    /// Fails with [`SagaError::NotOwner`] if a store event is about an
+    /// Fails with [`DbError::NotOwner`] if a store event is about an
     /// order another store created: one store may not void, or create
     /// again, another's order.
     pub(crate) async fn lock(
         tx: &Tx<'_>,
         schema: &'static str,
         events: &[&Envelope],
-    ) -> Result<Self, SagaError> {
+    ) -> Result<Self, DbError> {
         let mut owners: HashMap<OrderId, Option<&str>> = HashMap::with_capacity(events.len());
         let mut orders = Vec::with_capacity(events.len());
         for e in events {
@@ -120,7 +120,7 @@ impl<S: Serialize + DeserializeOwned + Default> States<S> {
         if orders.is_empty() {
             return Ok(Self { schema, slots });
         }
-        let fresh = serde_json::to_string(&S::default()).map_err(SagaError::State)?;
+        let fresh = serde_json::to_string(&S::default()).map_err(DbError::State)?;
         // Rows are locked in order-id order, here and below, so that two
         // transactions never wait on each other's rows.
         let mut ids: Vec<(String, OrderId)> = orders.iter().map(|o| (o.to_string(), *o)).collect();
@@ -157,7 +157,7 @@ impl<S: Serialize + DeserializeOwned + Default> States<S> {
         let mut stored_owner: HashMap<OrderId, String> = HashMap::new();
         for r in rows {
             let stored: String = r.get(1);
-            let state = serde_json::from_str(&stored).map_err(SagaError::State)?;
+            let state = serde_json::from_str(&stored).map_err(DbError::State)?;
             if let Some(order) = by_text.get(r.get::<_, &str>(0)) {
                 if let Some(owner) = r.get::<_, Option<String>>(2) {
                     stored_owner.insert(*order, owner);
@@ -191,11 +191,11 @@ impl<S: Serialize + DeserializeOwned + Default> States<S> {
     }
 
     /// Writes the states that changed (one statement).
-    pub(crate) async fn save(&self, tx: &Tx<'_>) -> Result<(), SagaError> {
+    pub(crate) async fn save(&self, tx: &Tx<'_>) -> Result<(), DbError> {
         let mut ids = Vec::new();
         let mut texts = Vec::new();
         for (order, slot) in &self.slots {
-            let text = serde_json::to_string(&slot.state).map_err(SagaError::State)?;
+            let text = serde_json::to_string(&slot.state).map_err(DbError::State)?;
             if text != slot.stored {
                 ids.push(order.to_string());
                 texts.push(text);
@@ -217,7 +217,7 @@ impl<S: Serialize + DeserializeOwned + Default> States<S> {
         // A state changed for an order whose row was not locked would be
         // lost without a word: fail the transaction instead.
         if updated != ids.len() as u64 {
-            return Err(SagaError::StateRowMissing {
+            return Err(DbError::StateRowMissing {
                 schema,
                 expected: ids.len(),
                 updated,
@@ -243,7 +243,7 @@ impl<'e, S: Serialize + DeserializeOwned + Default> Batch<'e, S> {
         tx: &Tx<'_>,
         schema: &'static str,
         events: &[&'e Envelope],
-    ) -> Result<Self, SagaError> {
+    ) -> Result<Self, DbError> {
         let fresh = mark_processed(tx, schema, events).await?;
         let states = States::lock(tx, schema, &fresh).await?;
         Ok(Batch {
@@ -275,7 +275,7 @@ impl<'e, S: Serialize + DeserializeOwned + Default> Batch<'e, S> {
     }
 
     /// Writes the changed states and the queued outbox rows.
-    pub(crate) async fn close(self, tx: &Tx<'_>, topics: &KafkaTopics) -> Result<(), SagaError> {
+    pub(crate) async fn close(self, tx: &Tx<'_>, topics: &KafkaTopics) -> Result<(), DbError> {
         self.states.save(tx).await?;
         outbox::insert_many(tx, self.schema, topics, self.emits).await
     }

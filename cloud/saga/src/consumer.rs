@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::db::Tx;
 use super::member::Member;
+use crate::db::DbError;
 use crate::error::SagaError;
 use crate::metrics::{SagaMetrics, ServiceLabel};
 use crate::pool::Pg;
@@ -102,18 +103,18 @@ impl From<tokio_postgres::Error> for StepError {
     }
 }
 
-impl From<SagaError> for StepError {
-    fn from(e: SagaError) -> Self {
+impl From<DbError> for StepError {
+    fn from(e: DbError) -> Self {
         match e {
-            SagaError::State(e) => StepError::Poison {
+            DbError::State(e) => StepError::Poison {
                 code: "bad_state",
                 detail: e.to_string(),
             },
-            e @ SagaError::NotOwner { .. } => StepError::Poison {
+            e @ DbError::NotOwner { .. } => StepError::Poison {
                 code: "identity_mismatch",
                 detail: e.to_string(),
             },
-            SagaError::Postgres(e) => e.into(),
+            DbError::Postgres(e) => e.into(),
             other => StepError::Transient(other.to_string()),
         }
     }
@@ -196,7 +197,9 @@ pub(crate) fn decode(
 }
 
 /// Creates the group consumer, subscribed to `cfg.subscribe`.
-pub(crate) fn consumer(cfg: &LoopConfig) -> Result<StreamConsumer<TracingContext>, SagaError> {
+pub(crate) fn consumer(
+    cfg: &LoopConfig,
+) -> Result<StreamConsumer<TracingContext>, rdkafka::error::KafkaError> {
     let mut cc = ClientConfig::new();
     // librdkafka debug contexts for operators, e.g. `cgrp,fetch`.
     if let Ok(debug) = std::env::var("O2C_KAFKA_DEBUG") {

@@ -18,8 +18,54 @@ use serde::de::DeserializeOwned;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
 
-use crate::error::SagaError;
 use crate::service::Service;
+
+/// Why a database step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// PostgreSQL.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// A migration failed.
+    #[error("migration {schema}/{version}: {message}")]
+    Migration {
+        /// Schema.
+        schema: &'static str,
+        /// Version.
+        version: i32,
+        /// Error.
+        message: String,
+    },
+    /// A stored state row does not decode (or a state does not encode).
+    #[error("state: {0}")]
+    State(serde_json::Error),
+    /// A store event about an order another store created.
+    #[error("store {store} may not act on order {order}, created by store {owner}")]
+    NotOwner {
+        /// The order.
+        order: String,
+        /// The store that sent the event.
+        store: String,
+        /// The store that created the order.
+        owner: String,
+    },
+    /// A changed state had no locked row to go to (a bug).
+    #[error("{schema}: {updated} of {expected} changed order states written")]
+    StateRowMissing {
+        /// Schema.
+        schema: &'static str,
+        /// States that changed.
+        expected: usize,
+        /// Rows updated.
+        updated: u64,
+    },
+    /// Encoding an event for the outbox (a bug).
+    #[error("encode: {0}")]
+    Encode(String),
+    /// A pooled connection was not there.
+    #[error("{0} closed")]
+    Closed(&'static str),
+}
 
 /// `(version, name, sql)`; `{schema}` in the SQL names the service's schema. Common
 /// and own migrations share one numbering and are applied in version order.
@@ -81,7 +127,7 @@ fn own_migrations(service: Service) -> &'static [Migration] {
 }
 
 /// Connects and drives the connection on a task of its own.
-pub(crate) async fn connect(url: &str) -> Result<Client, SagaError> {
+pub(crate) async fn connect(url: &str) -> Result<Client, DbError> {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
@@ -117,7 +163,7 @@ pub(crate) struct Lane {
 
 impl Lane {
     /// Connects a new lane.
-    pub(crate) async fn connect(url: &str) -> Result<Self, SagaError> {
+    pub(crate) async fn connect(url: &str) -> Result<Self, DbError> {
         Ok(Self {
             client: connect(url).await?,
             stmts: Mutex::new(HashMap::new()),
@@ -217,7 +263,7 @@ impl Tx<'_> {
 
 /// Applies the service's pending migrations, once, under an advisory lock
 /// (several processes may start at the same time).
-pub async fn migrate(client: &mut Client, service: Service) -> Result<(), SagaError> {
+pub async fn migrate(client: &mut Client, service: Service) -> Result<(), DbError> {
     let all: Vec<Migration> = COMMON
         .iter()
         .chain(own_migrations(service))
@@ -230,7 +276,7 @@ pub async fn migrate(client: &mut Client, service: Service) -> Result<(), SagaEr
 pub const STATUS_SCHEMA: &str = "o2c_status";
 
 /// Applies the status publisher's pending migrations (see [`migrate`]).
-pub async fn migrate_status(client: &mut Client) -> Result<(), SagaError> {
+pub async fn migrate_status(client: &mut Client) -> Result<(), DbError> {
     let own: &[Migration] = &[(
         1,
         "latest",
@@ -243,7 +289,7 @@ async fn migrate_schema(
     client: &mut Client,
     schema: &'static str,
     mut all: Vec<Migration>,
-) -> Result<(), SagaError> {
+) -> Result<(), DbError> {
     let tx = client.transaction().await?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(hashtext($1))",
@@ -271,7 +317,7 @@ async fn migrate_schema(
         }
         tx.batch_execute(&sql.replace("{schema}", schema))
             .await
-            .map_err(|e| SagaError::Migration {
+            .map_err(|e| DbError::Migration {
                 schema,
                 version,
                 message: e.to_string(),
@@ -305,13 +351,13 @@ pub(crate) async fn is_processed(
 
 /// Reads the order's state without locking, if any.
 ///
-/// Fails with [`SagaError::NotOwner`] when `event` is a store event and the
+/// Fails with [`DbError::NotOwner`] when `event` is a store event and the
 /// order was created by another store.
 pub(crate) async fn read_state<S: DeserializeOwned>(
     client: &Client,
     schema: &str,
     event: &Envelope,
-) -> Result<Option<S>, SagaError> {
+) -> Result<Option<S>, DbError> {
     let order_id = event.payload.order_id().to_string();
     let row = client
         .query_opt(
@@ -326,7 +372,7 @@ pub(crate) async fn read_state<S: DeserializeOwned>(
             let text: String = r.get(0);
             serde_json::from_str(&text)
                 .map(Some)
-                .map_err(SagaError::State)
+                .map_err(DbError::State)
         }
     }
 }
@@ -334,10 +380,10 @@ pub(crate) async fn read_state<S: DeserializeOwned>(
 /// Refuses a store event (one with a seq) about an order that `owner`, a
 /// different store, created. Events the cloud mints carry their cause's
 /// store and no seq.
-pub(crate) fn check_owner(event: &Envelope, owner: Option<&str>) -> Result<(), SagaError> {
+pub(crate) fn check_owner(event: &Envelope, owner: Option<&str>) -> Result<(), DbError> {
     match owner {
         Some(owner) if event.seq.is_some() && owner != event.store_id.as_str() => {
-            Err(SagaError::NotOwner {
+            Err(DbError::NotOwner {
                 order: event.payload.order_id().to_string(),
                 store: event.store_id.to_string(),
                 owner: owner.to_owned(),

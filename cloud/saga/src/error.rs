@@ -1,68 +1,36 @@
-//! [`SagaError`]: why the saga (or a DLQ command) failed.
+//! [`SagaError`]: why a saga process stopped. Each plumbing module has its
+//! own error ([`crate::db::DbError`], [`crate::member::MemberError`],
+//! [`crate::outbox::OutboxError`], [`crate::status::StatusError`],
+//! [`crate::psp::PspError`]); this one composes them for the runner and
+//! adds what only the runner meets.
 
-/// Why the saga (or a DLQ command) failed.
+/// Why a saga process (or one of its tasks) stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum SagaError {
-    /// PostgreSQL.
-    #[error("postgres: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
-    /// A migration failed.
-    #[error("migration {schema}/{version}: {message}")]
-    Migration {
-        /// Schema.
-        schema: &'static str,
-        /// Version.
-        version: i32,
-        /// Error.
-        message: String,
-    },
-    /// A stored state row does not decode.
-    #[error("state: {0}")]
-    State(serde_json::Error),
-    /// A store event about an order another store created.
-    #[error("store {store} may not act on order {order}, created by store {owner}")]
-    NotOwner {
-        /// The order.
-        order: String,
-        /// The store that sent the event.
-        store: String,
-        /// The store that created the order.
-        owner: String,
-    },
-    /// A changed state had no locked row to go to (a bug).
-    #[error("{schema}: {updated} of {expected} changed order states written")]
-    StateRowMissing {
-        /// Schema.
-        schema: &'static str,
-        /// States that changed.
-        expected: usize,
-        /// Rows updated.
-        updated: u64,
-    },
-    /// Kafka.
-    #[error("kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The database.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    /// A consumer group member.
+    #[error(transparent)]
+    Member(#[from] crate::member::MemberError),
+    /// An outbox relay.
+    #[error(transparent)]
+    Outbox(#[from] crate::outbox::OutboxError),
+    /// The status publisher.
+    #[error(transparent)]
+    Status(#[from] crate::status::StatusError),
     /// Kafka setup.
     #[error(transparent)]
     KafkaOp(#[from] o2c_runtime::kafka::KafkaOpError),
-    /// MQTT setup.
-    #[error(transparent)]
-    MqttSetup(#[from] o2c_runtime::mqtt::MqttError),
-    /// MQTT client.
-    #[error("mqtt: {0}")]
-    Mqtt(String),
     /// Payment processor client setup.
     #[error(transparent)]
     Psp(#[from] crate::psp::PspError),
-    /// Encoding an event (a bug).
-    #[error("encode: {0}")]
-    Encode(String),
-    /// A connection or task ended.
-    #[error("{0} closed")]
-    Closed(&'static str),
     /// HTTP listener.
     #[error("http: {0}")]
     Http(#[from] std::io::Error),
+    /// A task ended unexpectedly.
+    #[error("{0} closed")]
+    Closed(&'static str),
     /// A service name that does not exist.
     #[error("unknown service {0:?}: use order, payment, inventory, shipping or status")]
     UnknownService(String),

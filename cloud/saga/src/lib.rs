@@ -39,15 +39,18 @@
 //!   [`reconcile::core`].
 //! - [`status`]: status updates back to the stores over MQTT; its pure
 //!   delivery tracker (re-publish what reached no agent session, commit
-//!   only what was delivered) is [`delivery`].
+//!   only what was delivered) is [`delivery`]; [`resync`] records the
+//!   latest update per order and answers agents' resync requests.
 //! - [`retention`]: deletes published outbox rows (and, if configured,
 //!   ledger rows) past their age.
 //! - [`dlq`]: `dlq list` and `dlq replay`.
 //! - [`runner`]: wiring: which services run, HTTP health and metrics.
-//! - [`error`], [`metrics`], [`pool`] and [`service`]: the saga's error
-//!   type, its Prometheus metrics, its PostgreSQL lanes, and the service
-//!   names and schemas, each in its own module (no module reaches into
-//!   this root for them).
+//! - [`error`], [`metrics`], [`pool`] and [`service`]: the runner's error
+//!   (composing each module's own: `db::DbError`, `member::MemberError`,
+//!   `outbox::OutboxError`, `status::StatusError`, `psp::PspError`), its
+//!   Prometheus metrics, its PostgreSQL lanes, and the service names and
+//!   schemas, each in its own module (no module reaches into this root for
+//!   them).
 //! - [`psp`]: the payment processor client (idempotency keys, timeout,
 //!   circuit breaker in [`psp::breaker`]) and its wire types.
 //!

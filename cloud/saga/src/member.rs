@@ -27,10 +27,20 @@ use tokio::time::Instant;
 
 use super::consumer::{LoopConfig, consumer};
 use super::watch::{GroupWatch, PartitionView, Snapshot, Verdict, WatchConfig, parse_assignment};
-use crate::error::SagaError;
 use crate::metrics::{SagaMetrics, TopicLabel};
 use o2c_cloud_common::config::SagaConfig;
 use o2c_runtime::kafka::TracingContext;
+
+/// Why a member could not join or rejoin its group.
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    /// The consumer could not be created or subscribed.
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    /// The old consumer's close did not finish.
+    #[error("{0} closed")]
+    Closed(&'static str),
+}
 
 /// How often and how strictly a group is checked (`[saga]` `group_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +99,10 @@ impl std::fmt::Debug for Member {
 
 impl Member {
     /// Joins `cfg.group`, subscribed to `cfg.subscribe`.
-    pub(crate) fn join(cfg: Arc<LoopConfig>, metrics: Arc<SagaMetrics>) -> Result<Self, SagaError> {
+    pub(crate) fn join(
+        cfg: Arc<LoopConfig>,
+        metrics: Arc<SagaMetrics>,
+    ) -> Result<Self, MemberError> {
         let topics = cfg
             .subscribe
             .iter()
@@ -184,7 +197,7 @@ impl Member {
     /// Leaves the group and joins it again with a new consumer, so the
     /// coordinator rebalances and hands out every subscribed partition.
     /// Offsets stored so far are committed first.
-    pub(crate) async fn rejoin(&mut self) -> Result<(), SagaError> {
+    pub(crate) async fn rejoin(&mut self) -> Result<(), MemberError> {
         let service = self.cfg.label.service;
         tracing::warn!(service, "rejoining the consumer group");
         self.metrics
@@ -204,7 +217,7 @@ impl Member {
             old.unsubscribe();
         })
         .await
-        .map_err(|_| SagaError::Closed("consumer rejoin"))?;
+        .map_err(|_| MemberError::Closed("consumer rejoin"))?;
         self.watch.rejoined();
         Ok(())
     }

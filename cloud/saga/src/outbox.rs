@@ -17,7 +17,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::db::Tx;
-use crate::error::SagaError;
+use crate::db::DbError;
 use crate::metrics::SagaMetrics;
 use o2c_runtime::kafka::{self, Producer_};
 
@@ -48,6 +48,20 @@ pub(crate) fn mint(cause: &Envelope, payload: Event) -> Envelope {
     }
 }
 
+/// Why relaying the outbox failed (writing it is a [`DbError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// PostgreSQL.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// Kafka refused a record.
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    /// The LISTEN connection ended.
+    #[error("{0} closed")]
+    Closed(&'static str),
+}
+
 /// Inserts each `(cause, payload)` as an event caused by `cause` into the
 /// outbox of `schema`, inside the caller's transaction (one statement for
 /// all of them), and notifies the relay at commit.
@@ -56,7 +70,7 @@ pub(crate) async fn insert_many(
     schema: &str,
     topics: &KafkaTopics,
     events: Vec<(&Envelope, Event)>,
-) -> Result<(), SagaError> {
+) -> Result<(), DbError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -75,7 +89,7 @@ pub(crate) async fn insert_many(
     );
     for (cause, payload) in events {
         let env = mint(cause, payload);
-        payloads.push(env.encode().map_err(|e| SagaError::Encode(e.to_string()))?);
+        payloads.push(env.encode().map_err(|e| DbError::Encode(e.to_string()))?);
         let event_type = env.event_type();
         ids.push(env.event_id.to_string());
         topic.push(topics.for_event(event_type));
@@ -136,7 +150,7 @@ async fn relay_once(
     poll: Duration,
     metrics: &SagaMetrics,
     cancel: &CancellationToken,
-) -> Result<(), SagaError> {
+) -> Result<(), OutboxError> {
     let (mut client, mut conn) = tokio_postgres::connect(pg_url, NoTls).await?;
     // Drive the connection ourselves to see notifications.
     let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -166,7 +180,7 @@ async fn relay_once(
             tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 w = wake_rx.recv() => if w.is_none() {
-                    return Err(SagaError::Closed("outbox listen connection"));
+                    return Err(OutboxError::Closed("outbox listen connection"));
                 },
                 () = tokio::time::sleep(poll) => {}
             }
@@ -183,7 +197,7 @@ async fn publish_batch(
     schema: &str,
     producer: &Producer_,
     metrics: &SagaMetrics,
-) -> Result<usize, SagaError> {
+) -> Result<usize, OutboxError> {
     let tx = client.transaction().await?;
     let rows = tx
         .query(

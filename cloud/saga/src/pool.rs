@@ -3,7 +3,7 @@
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 use crate::db;
-use crate::error::SagaError;
+use crate::db::DbError;
 
 /// A few PostgreSQL connections ("lanes"), picked by order id so one
 /// order's steps use one connection; a broken connection is replaced on
@@ -36,17 +36,17 @@ impl Pg {
     }
 
     /// The connection of `key`'s lane.
-    pub(crate) async fn get(&self, key: &str) -> Result<MappedMutexGuard<'_, db::Lane>, SagaError> {
+    pub(crate) async fn get(&self, key: &str) -> Result<MappedMutexGuard<'_, db::Lane>, DbError> {
         self.lane(self.lane_of(key)).await
     }
 
     /// Lane `i` (from [`Pg::lane_of`]).
-    pub(crate) async fn lane(&self, i: usize) -> Result<MappedMutexGuard<'_, db::Lane>, SagaError> {
+    pub(crate) async fn lane(&self, i: usize) -> Result<MappedMutexGuard<'_, db::Lane>, DbError> {
         let lane = &self.lanes[i % self.lanes.len()];
         let mut guard = lane.lock().await;
         if guard.as_ref().is_none_or(db::Lane::is_closed) {
             *guard = Some(db::Lane::connect(&self.url).await?);
         }
-        MutexGuard::try_map(guard, Option::as_mut).map_err(|_| SagaError::Closed("postgres lane"))
+        MutexGuard::try_map(guard, Option::as_mut).map_err(|_| DbError::Closed("postgres lane"))
     }
 }

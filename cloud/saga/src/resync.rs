@@ -26,8 +26,8 @@ use o2c_protocol::resync::StatusResync;
 use o2c_protocol::topic::{Channel, TopicError, parse_agent_topic};
 use o2c_protocol::{AgentId, FrameError, OrderId, StatusUpdate, StoreId};
 
+use crate::db::DbError;
 use crate::db::STATUS_SCHEMA;
-use crate::error::SagaError;
 use crate::metrics::SagaMetrics;
 use crate::pool::Pg;
 
@@ -114,7 +114,7 @@ impl Latest {
     }
 
     /// Records `sent`: a row whose stored sequence is lower is replaced.
-    pub(crate) async fn record(&self, sent: Vec<Sent>) -> Result<(), SagaError> {
+    pub(crate) async fn record(&self, sent: Vec<Sent>) -> Result<(), DbError> {
         let sent = newest_per_order(sent);
         if sent.is_empty() {
             return Ok(());
@@ -151,7 +151,7 @@ impl Latest {
         store: &StoreId,
         agent: &AgentId,
         orders: &[OrderId],
-    ) -> Result<Vec<StatusUpdate>, SagaError> {
+    ) -> Result<Vec<StatusUpdate>, DbError> {
         let ids: Vec<String> = orders.iter().map(ToString::to_string).collect();
         let sql = format!(
             "SELECT seq, body FROM {STATUS_SCHEMA}.latest \
@@ -180,7 +180,7 @@ impl Latest {
     }
 
     /// Deletes rows not updated for [`KEEP`]; returns how many.
-    pub(crate) async fn sweep(&self) -> Result<u64, SagaError> {
+    pub(crate) async fn sweep(&self) -> Result<u64, DbError> {
         let sql = format!(
             "DELETE FROM {STATUS_SCHEMA}.latest WHERE order_id IN (SELECT order_id FROM \
              {STATUS_SCHEMA}.latest WHERE updated_at < now() - make_interval(secs => $1) \

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::SagaError;
+use crate::db::DbError;
 use crate::metrics::SagaMetrics;
 use crate::service::Service;
 
@@ -71,7 +71,7 @@ pub async fn sweep(
     schema: &str,
     retention: Retention,
     cancel: &CancellationToken,
-) -> Result<Swept, SagaError> {
+) -> Result<Swept, DbError> {
     let mut swept = Swept::default();
     if let Some(age) = retention.outbox {
         let sql = format!(
@@ -99,7 +99,7 @@ async fn delete_all(
     sql: &str,
     age: Duration,
     cancel: &CancellationToken,
-) -> Result<u64, SagaError> {
+) -> Result<u64, DbError> {
     let stmt = client.prepare(sql).await?;
     let secs = i64::try_from(age.as_secs()).unwrap_or(i64::MAX);
     let mut total = 0;

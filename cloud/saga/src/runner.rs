@@ -26,6 +26,7 @@ use crate::metrics::{SagaMetrics, ServiceLabel};
 use crate::pool::Pg;
 use crate::psp::{BreakerConfig, PspClient};
 use crate::service::Service;
+use futures::TryFutureExt;
 use o2c_cloud_common::config::Config;
 use o2c_runtime::kafka;
 
@@ -175,7 +176,7 @@ pub async fn run(
                     stuck_after: Duration::from_secs(cfg.saga.capture_stuck_secs),
                     key_lifetime: Duration::from_secs(cfg.psp.key_lifetime_hours * 3600),
                 });
-                tasks.spawn(reconciler.clone().run(cancel.clone()));
+                tasks.spawn(reconciler.clone().run(cancel.clone()).err_into());
                 let step = Arc::new(PaymentStep {
                     // Twice the lanes: each capture is two short
                     // transactions around a processor call.
@@ -244,15 +245,18 @@ pub async fn run(
             give_up_after: Duration::from_secs(cfg.saga.status_redeliver_for_secs),
             ..super::delivery::DeliveryConfig::default()
         };
-        tasks.spawn(status::run(
-            lc,
-            cfg.mqtt.clone(),
-            delivery,
-            latest,
-            metrics.clone(),
-            health.mqtt.clone(),
-            cancel.clone(),
-        ));
+        tasks.spawn(
+            status::run(
+                lc,
+                cfg.mqtt.clone(),
+                delivery,
+                latest,
+                metrics.clone(),
+                health.mqtt.clone(),
+                cancel.clone(),
+            )
+            .err_into(),
+        );
         tracing::info!("status publisher started");
     }
     health.ready.store(true, Ordering::Relaxed);

@@ -59,11 +59,27 @@ use super::delivery::{Delivery, DeliveryConfig, GaveUp, Outgoing as DeliveryOutg
 use super::member::Member;
 use super::resync::{Answer, Latest, Sent, on_request, record_until_stored, sweep};
 use super::watch::Tp;
-use crate::error::SagaError;
 use crate::metrics::SagaMetrics;
 use o2c_cloud_common::config::MqttConfig;
 use o2c_cloud_common::mqtt;
 use o2c_runtime::kafka::TracingContext;
+
+/// Why the status publisher stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// MQTT client options.
+    #[error(transparent)]
+    MqttSetup(#[from] o2c_runtime::mqtt::MqttError),
+    /// The MQTT client.
+    #[error("mqtt: {0}")]
+    Mqtt(String),
+    /// Encoding a status message (a bug).
+    #[error("encode: {0}")]
+    Encode(String),
+    /// Its consumer group.
+    #[error(transparent)]
+    Member(#[from] super::member::MemberError),
+}
 
 /// Topics the status publisher consumes.
 pub const SUBSCRIBES: &[EventType] = &[
@@ -282,9 +298,9 @@ pub(crate) async fn run(
     metrics: Arc<SagaMetrics>,
     mqtt_up: Arc<AtomicBool>,
     cancel: CancellationToken,
-) -> Result<(), SagaError> {
-    let resync_filter =
-        shared_filter(RESYNC_GROUP, Channel::Resync).map_err(|e| SagaError::Mqtt(e.to_string()))?;
+) -> Result<(), StatusError> {
+    let resync_filter = shared_filter(RESYNC_GROUP, Channel::Resync)
+        .map_err(|e| StatusError::Mqtt(e.to_string()))?;
     let (answer_tx, mut answer_rx) = mpsc::unbounded_channel::<Answer>();
     let sweeper = tokio::spawn(sweep(latest.clone(), cancel.clone()));
     let client_id = format!("o2c-status-{:08x}", rand::random::<u32>());
@@ -302,7 +318,7 @@ pub(crate) async fn run(
             client
                 .publish_with_properties(topic, QoS::AtLeastOnce, false, body.bytes, body.props)
                 .await
-                .map_err(|e| SagaError::Mqtt(e.to_string()))?;
+                .map_err(|e| StatusError::Mqtt(e.to_string()))?;
         }
         let consumer = member.consumer();
         if last_commit.elapsed() >= COMMIT_INTERVAL {
@@ -464,7 +480,7 @@ fn on_net(delivery: &mut Delivery<Body>, net: Net) -> Vec<GaveUp<Body>> {
 /// those updates to record.
 type Built = (Vec<RecordPos>, Vec<DeliveryOutgoing<Body>>, Vec<Sent>);
 
-fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, SagaError> {
+fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, StatusError> {
     let mut positions = Vec::with_capacity(records.len());
     let mut updates = Vec::new();
     let mut sent = Vec::new();
@@ -479,7 +495,7 @@ fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, Sag
                     let who = (env.store_id.to_string(), env.agent_id.to_string());
                     let json = update
                         .encode()
-                        .map_err(|e| SagaError::Encode(e.to_string()))?;
+                        .map_err(|e| StatusError::Encode(e.to_string()))?;
                     sent.push(Sent {
                         order_id: update.order_id.to_string(),
                         store: who.0.clone(),
@@ -516,8 +532,8 @@ fn body(
     store: String,
     agent: String,
     resync: bool,
-) -> Result<Body, SagaError> {
-    let bytes = StatusUpdate::encode_many(group).map_err(|e| SagaError::Encode(e.to_string()))?;
+) -> Result<Body, StatusError> {
+    let bytes = StatusUpdate::encode_many(group).map_err(|e| StatusError::Encode(e.to_string()))?;
     let mut user_properties: Vec<(String, String)> = StatusUpdate::seqs_property(group)
         .map(|v| (STATUS_SEQ_PROPERTY.to_owned(), v))
         .into_iter()

@@ -40,7 +40,7 @@ use super::payment::{
     Calls, Captured, PAYMENT_DECLINED, PayPhase, PaymentState, SCHEMA, idempotency_key,
     processor_tenders, refund_capture, refund_issued,
 };
-use crate::error::SagaError;
+use crate::db::DbError;
 use crate::metrics::{OutcomeLabel, SagaMetrics};
 use crate::psp::{CaptureLookup, CaptureOutcome, CaptureRequest, PspClient, PspError};
 
@@ -51,9 +51,9 @@ pub enum ReconcileError {
     /// PostgreSQL.
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
-    /// Writing the outcome.
+    /// Reading or writing a state.
     #[error(transparent)]
-    Saga(#[from] SagaError),
+    Db(#[from] DbError),
     /// The processor did not answer (or refused).
     #[error("order {order}: processor: {source}")]
     Psp {
@@ -126,7 +126,7 @@ impl Claimed {
     fn from_row(r: &Row) -> Result<Self, ReconcileError> {
         let order_id: String = r.try_get(0)?;
         let text: String = r.try_get(1)?;
-        let state = serde_json::from_str(&text).map_err(SagaError::State)?;
+        let state = serde_json::from_str(&text).map_err(DbError::State)?;
         Ok(Self {
             order_id,
             state,
@@ -168,7 +168,7 @@ pub(crate) struct Reconciler {
 
 impl Reconciler {
     /// Sweeps every [`Reconciler::every`] until `cancel`; returns only then.
-    pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) -> Result<(), SagaError> {
+    pub(crate) async fn run(self: Arc<Self>, cancel: CancellationToken) -> Result<(), DbError> {
         let mut lane: Option<Lane> = None;
         loop {
             tokio::select! {
@@ -439,7 +439,7 @@ impl Reconciler {
         env: &Envelope,
         event: Option<Event>,
     ) -> Result<(), ReconcileError> {
-        let text = serde_json::to_string(st).map_err(SagaError::State)?;
+        let text = serde_json::to_string(st).map_err(DbError::State)?;
         tx.execute(
             &format!(
                 "UPDATE {SCHEMA}.orders SET state = $2, updated_at = now() WHERE order_id = $1"
