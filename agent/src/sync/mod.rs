@@ -291,7 +291,7 @@ impl SyncTask {
                             // writer's group commits instead of one commit
                             // (and fsync) each; applied one at a time, a
                             // busy store fell behind its status stream.
-                            Handled::Applying(tokio::spawn(apply_status(
+                            Handled::Applying(tokio::spawn(mqtt::apply_status(
                                 self.store.clone(),
                                 p.payload.clone(),
                                 mqtt::status_seqs(&p),
@@ -517,74 +517,6 @@ async fn ack_in_order(
         }
     }
 }
-
-/// Decodes and stores one cloud status message (one update or several,
-/// stored together; an update that does not decode is logged and skipped,
-/// the others are stored). True once it needs no redelivery: stored (or a
-/// repeat), or never decodable.
-///
-/// A store failure (a full disk, say) is retried, with a backoff up to
-/// [`STATUS_RETRY_MAX`], until the update is stored: the message's PUBACK,
-/// and those queued behind it, wait meanwhile, so the broker holds back
-/// further deliveries instead of losing any.
-///
-/// `resynced` (for a message answering a resync) counts the updates that
-/// changed an order's status: ones this store had missed.
-async fn apply_status(
-    store: Store,
-    payload: bytes::Bytes,
-    seqs: Option<String>,
-    resynced: Option<prometheus_client::metrics::counter::Counter>,
-) -> bool {
-    let updates = match mqtt::decode_status(&payload, seqs.as_deref()) {
-        Ok(each) => each
-            .into_iter()
-            .enumerate()
-            .filter_map(|(i, u)| {
-                u.inspect_err(|e| {
-                    tracing::warn!(index = i, error = %e, "undecodable status update ignored");
-                })
-                .ok()
-            })
-            .collect::<Vec<_>>(),
-        Err(e) => {
-            tracing::warn!(error = %e, "undecodable status message ignored");
-            return true;
-        }
-    };
-    if updates.is_empty() {
-        return true;
-    }
-    let mut backoff = std::time::Duration::from_millis(100);
-    loop {
-        match store.apply_statuses(updates.clone(), now_ms()).await {
-            Ok(outcomes) => {
-                if let Some(counter) = resynced {
-                    let missed = outcomes
-                        .iter()
-                        .filter(|o| matches!(o, crate::store::StatusOutcome::Applied))
-                        .count();
-                    if missed > 0 {
-                        counter.inc_by(missed as u64);
-                        tracing::info!(
-                            updates = missed,
-                            "status resync applied updates this store had missed"
-                        );
-                    }
-                }
-                return true;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, retry_in = ?backoff, "cannot persist status update; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(STATUS_RETRY_MAX);
-            }
-        }
-    }
-}
-
-/// Longest wait between two tries to store a status update.
-const STATUS_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 enum PublishError {

@@ -1,7 +1,7 @@
 //! MQTT v5 session options for the agent (on top of
 //! [`o2c_runtime::mqtt::options`]: address, TLS, packet size), and the
-//! decoding of a status message with its per-update sequences
-//! ([`decode_status`]).
+//! decoding and storing of a status message with its per-update sequences
+//! ([`decode_status`], [`apply_status`]).
 //!
 //! The `[mqtt.tls]` files are loaded and checked by
 //! [`o2c_runtime::mqtt::check`], which `run` and `check-config` call before
@@ -17,6 +17,7 @@ use rumqttc::v5::MqttOptions;
 use rumqttc::v5::mqttbytes::v5::Publish;
 
 use crate::config::MqttConfig;
+use crate::store::{StatusOutcome, Store, now_ms};
 
 /// Largest MQTT packet the agent sends or accepts.
 const MAX_PACKET_BYTES: u32 = 4 * 1024 * 1024;
@@ -90,6 +91,74 @@ pub(crate) fn decode_status(
     }
     Ok(each)
 }
+
+/// Decodes and stores one cloud status message (one update or several,
+/// stored together; an update that does not decode is logged and skipped,
+/// the others are stored). True once it needs no redelivery: stored (or a
+/// repeat), or never decodable.
+///
+/// A store failure (a full disk, say) is retried, with a backoff up to
+/// [`STATUS_RETRY_MAX`], until the update is stored: the message's PUBACK,
+/// and those queued behind it, wait meanwhile, so the broker holds back
+/// further deliveries instead of losing any.
+///
+/// `resynced` (for a message answering a resync) counts the updates that
+/// changed an order's status: ones this store had missed.
+pub(crate) async fn apply_status(
+    store: Store,
+    payload: bytes::Bytes,
+    seqs: Option<String>,
+    resynced: Option<prometheus_client::metrics::counter::Counter>,
+) -> bool {
+    let updates = match decode_status(&payload, seqs.as_deref()) {
+        Ok(each) => each
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, u)| {
+                u.inspect_err(|e| {
+                    tracing::warn!(index = i, error = %e, "undecodable status update ignored");
+                })
+                .ok()
+            })
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable status message ignored");
+            return true;
+        }
+    };
+    if updates.is_empty() {
+        return true;
+    }
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        match store.apply_statuses(updates.clone(), now_ms()).await {
+            Ok(outcomes) => {
+                if let Some(counter) = resynced {
+                    let missed = outcomes
+                        .iter()
+                        .filter(|o| matches!(o, StatusOutcome::Applied))
+                        .count();
+                    if missed > 0 {
+                        counter.inc_by(missed as u64);
+                        tracing::info!(
+                            updates = missed,
+                            "status resync applied updates this store had missed"
+                        );
+                    }
+                }
+                return true;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, retry_in = ?backoff, "cannot persist status update; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(STATUS_RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// Longest wait between two tries to store a status update.
+const STATUS_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {
