@@ -84,6 +84,10 @@ pub async fn create_topics_with_partitions(
     names: &[&str],
     partitions: i32,
 ) -> Result<(), HarnessError> {
+    // The admin API refuses an empty request.
+    if names.is_empty() {
+        return Ok(());
+    }
     let admin: AdminClient<DefaultClientContext> = client_config(brokers)
         .create()
         .map_err(|e| HarnessError::kafka("creating an admin client", e))?;
@@ -247,6 +251,21 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| HarnessError::io("joining a Kafka metadata task", std::io::Error::other(e)))?
+}
+
+/// Creates every o2c topic under `prefix` (with its trailing dot) as the
+/// services do in dev mode: from the topology file, with `partitions` each,
+/// one replica and the file's configs.
+pub async fn create_o2c_topics(
+    brokers: &str,
+    prefix: &str,
+    partitions: i32,
+) -> Result<(), HarnessError> {
+    let desired = o2c_topology::desired(None, prefix, true, partitions)
+        .map_err(|e| HarnessError::Pipeline(e.to_string()))?;
+    o2c_topology::ensure(brokers, &desired, true)
+        .await
+        .map_err(|e| HarnessError::Pipeline(format!("creating the o2c topics: {e}")))
 }
 
 /// A producer for tests that inject records (replays, poison).

@@ -48,12 +48,30 @@ enum Command {
         #[command(subcommand)]
         action: DlqAction,
     },
+    /// The Kafka topology (`deploy/cloud/topics.toml`) against the cluster.
+    Topics {
+        /// Path of cloud.toml.
+        #[arg(long, env = "O2C_CLOUD_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: TopicsAction,
+    },
     /// Validate the config and print the effective values.
     CheckConfig {
         /// Path of cloud.toml.
         #[arg(long, env = "O2C_CLOUD_CONFIG")]
         config: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicsAction {
+    /// Print the difference between the topology file and the live cluster
+    /// (exit 0 when they match, 2 when they differ).
+    Plan,
+    /// Create the missing topics, grow partitions and set configs; exit 2
+    /// if differences no admin call can fix remain (printed).
+    Apply,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +148,14 @@ fn main() -> ExitCode {
             Ok(cfg) => finish(dlq(cfg, action)),
             Err(code) => code,
         },
+        Command::Topics { config, action } => match load(&config) {
+            Ok(cfg) => match topics(cfg, action) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(2),
+                Err(e) => finish(Err(e)),
+            },
+            Err(code) => code,
+        },
     }
 }
 
@@ -152,6 +178,28 @@ async fn saga(cfg: Config, selection: Selection) -> anyhow::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, ?selection, "saga health and metrics listening");
     o2c_saga::run(cfg, selection, listener, shutdown_signal()).await?;
     Ok(())
+}
+
+/// `topics plan|apply`; true if the cluster matches the file at the end.
+#[tokio::main]
+async fn topics(cfg: Config, action: TopicsAction) -> anyhow::Result<bool> {
+    let desired = o2c_topology::desired_for(&cfg.kafka)?;
+    let brokers = &cfg.kafka.brokers;
+    let plan = o2c_topology::plan_live(brokers, &desired).await?;
+    match action {
+        TopicsAction::Plan => {
+            print!("{plan}");
+            Ok(plan.is_empty())
+        }
+        TopicsAction::Apply => {
+            for line in o2c_topology::apply(brokers, &plan, &desired).await? {
+                println!("{line}");
+            }
+            let after = o2c_topology::plan_live(brokers, &desired).await?;
+            print!("{after}");
+            Ok(after.is_empty())
+        }
+    }
 }
 
 #[tokio::main]

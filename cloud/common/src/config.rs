@@ -300,12 +300,20 @@ pub struct KafkaConfig {
     /// Producer `linger.ms`.
     #[serde(default = "default_linger")]
     pub linger_ms: u32,
-    /// Create the o2c topics at startup.
+    /// Dev and tests: apply the topology file at startup, with
+    /// `partitions` per topic and one replica. Off (production): the
+    /// services only check the live topics against the file, and a missing
+    /// or different one stops them with an error naming it; create them
+    /// with `o2c-cloud topics apply`.
     #[serde(default = "yes")]
     pub create_topics: bool,
-    /// Partitions for created topics.
+    /// Partitions per topic when `create_topics` is on.
     #[serde(default = "default_partitions")]
     pub partitions: i32,
+    /// The topology file (default: the built-in copy of
+    /// `deploy/cloud/topics.toml`).
+    #[serde(default)]
+    pub topics_file: Option<std::path::PathBuf>,
 }
 
 /// `[ingest]`.

@@ -50,6 +50,9 @@ pub enum IngestError {
     /// Kafka setup failed.
     #[error(transparent)]
     Kafka(#[from] KafkaOpError),
+    /// The Kafka topics are missing or differ from the topology file.
+    #[error(transparent)]
+    Topology(#[from] o2c_topology::AdminError),
     /// MQTT setup failed.
     #[error(transparent)]
     Mqtt(#[from] MqttError),
@@ -128,9 +131,8 @@ pub async fn run(
         .map_err(|e| IngestError::Config(e.to_string()))?;
     let producer = kafka::producer(&cfg.kafka.brokers, cfg.kafka.linger_ms)?;
     let health = Arc::new(Health::default());
-    if cfg.kafka.create_topics {
-        kafka::ensure_topics(&cfg.kafka.brokers, &topics.all(), cfg.kafka.partitions).await?;
-    }
+    // Dev: apply the topology file; production: check the topics match it.
+    o2c_topology::ensure_for(&cfg.kafka).await?;
     // Warm the idempotent producer (PID set-up) before the first frame.
     kafka::probe(&producer, Duration::from_secs(10)).await?;
     health.set_kafka(true);

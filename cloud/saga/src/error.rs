@@ -22,6 +22,9 @@ pub enum SagaError {
     /// Kafka setup.
     #[error(transparent)]
     KafkaOp(#[from] o2c_runtime::kafka::KafkaOpError),
+    /// The Kafka topics are missing or differ from the topology file.
+    #[error(transparent)]
+    Topology(#[from] o2c_topology::AdminError),
     /// Payment processor client setup.
     #[error(transparent)]
     Psp(#[from] crate::psp::PspError),

@@ -110,9 +110,8 @@ pub async fn run(
         }
     });
 
-    if cfg.kafka.create_topics {
-        kafka::ensure_topics(&cfg.kafka.brokers, &topics.all(), cfg.kafka.partitions).await?;
-    }
+    // Dev: apply the topology file; production: check the topics match it.
+    o2c_topology::ensure_for(&cfg.kafka).await?;
     let producer = kafka::producer(&cfg.kafka.brokers, cfg.kafka.linger_ms)?;
     // Warm the idempotent producer before the first event.
     kafka::probe(&producer, Duration::from_secs(10)).await?;

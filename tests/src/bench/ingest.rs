@@ -56,6 +56,7 @@ use tokio::sync::{mpsc, watch};
 
 use self::procs::{IngestProc, child_pid_with_arg, process_ticks, thread_delta, thread_ticks};
 use super::{BenchArgs, BenchError, Measurement, Scenario};
+use crate::kafka::create_o2c_topics;
 use crate::{PrivateMosquitto, PrivateTansu, TansuStorage, create_topics_with_partitions};
 
 /// The registry entry.
@@ -393,8 +394,13 @@ impl World {
         let prefix = format!("{label}{:08x}", rand::random::<u32>());
         let topics = KafkaTopics::new(format!("{prefix}."))
             .map_err(|e| BenchError::Invalid(e.to_string()))?;
-        let mut names = topics.all();
-        names.extend(extra_topics.iter().map(|t| format!("{prefix}.{t}")));
+        create_o2c_topics(&brokers, &format!("{prefix}."), partitions)
+            .await
+            .map_err(|e| harness("creating the o2c topics", e))?;
+        let names: Vec<String> = extra_topics
+            .iter()
+            .map(|t| format!("{prefix}.{t}"))
+            .collect();
         let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
         create_topics_with_partitions(&brokers, &name_refs, partitions)
             .await

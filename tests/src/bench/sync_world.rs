@@ -23,6 +23,7 @@
 //! measured in the same run shows what is left of it.
 
 use crate::bench::harness;
+use crate::kafka::create_o2c_topics;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
@@ -135,12 +136,14 @@ impl SyncWorld {
         let brokers = tansu.brokers();
         let topics =
             KafkaTopics::new(format!("{prefix}.")).map_err(|e| harness("topic prefix", e))?;
-        let mut names = topics.all();
-        names.extend(RAW_TOPICS.iter().map(|t| format!("{prefix}.{t}")));
+        create_o2c_topics(&brokers, &format!("{prefix}."), PARTITIONS)
+            .await
+            .map_err(|e| harness("creating the o2c topics", e))?;
+        let names: Vec<String> = RAW_TOPICS.iter().map(|t| format!("{prefix}.{t}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         create_topics_with_partitions(&brokers, &refs, PARTITIONS)
             .await
-            .map_err(|e| harness("creating the topics", e))?;
+            .map_err(|e| harness("creating the raw topics", e))?;
         let mosquitto = PrivateMosquitto::start()
             .await
             .map_err(|e| harness("starting Mosquitto", e))?;
