@@ -28,9 +28,9 @@ done
 
 phase() { printf '[demo] %s\n' "$*"; }
 
-phase "1/4 services: Mosquitto, PostgreSQL, Tansu (Tansu: ~17 min the first time on a fresh machine, cargo install tansu; cached after, then seconds) ..."
+phase "1/4 services: Mosquitto, PostgreSQL, Tansu (Tansu: ~11-12 min the first time on a fresh 2-core machine, cargo install tansu; cached after, then seconds) ..."
 deploy/dev/services.sh up
-phase "2/4 release build of o2c-agent, o2c-cloud, o2c-demo, o2c-psp-sim (several minutes the first time on 2 cores; seconds when cached) ..."
+phase "2/4 release build of o2c-agent, o2c-cloud, o2c-demo, o2c-psp-sim (about 7 min the first time on 2 cores; seconds when cached) ..."
 cargo build --release --locked -p o2c-agent -p o2c-cloud -p o2c-tests --bins
 phase "3/4 pipeline starting: ingest, processor simulator, saga, 2 store agents (about 1 s with the services up) ..."
 phase "4/4 then selling for ${duration} s and settling (a few seconds; at most ${settle} s); a table per store every second ..."

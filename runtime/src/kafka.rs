@@ -1,14 +1,13 @@
-//! Kafka plumbing: the idempotent producer, topic creation, and rdkafka's
+//! Kafka plumbing: the idempotent producer and rdkafka's
 //! logs bridged into `tracing`.
 
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
@@ -19,14 +18,6 @@ pub enum KafkaOpError {
     /// Client creation or a request failed.
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
-    /// A topic could not be created.
-    #[error("cannot create topic {topic}: {code}")]
-    CreateTopic {
-        /// The topic.
-        topic: String,
-        /// Broker's answer.
-        code: RDKafkaErrorCode,
-    },
 }
 
 /// Routes librdkafka's log and error callbacks to `tracing`.
@@ -84,29 +75,6 @@ pub fn producer(brokers: &str, linger_ms: u32) -> Result<Producer_, KafkaOpError
         .set("message.max.bytes", "4000000")
         .set("client.id", "o2c-cloud")
         .create_with_context(TracingContext)?)
-}
-
-/// Creates `topics` if they do not exist.
-pub async fn ensure_topics(
-    brokers: &str,
-    topics: &[String],
-    partitions: i32,
-) -> Result<(), KafkaOpError> {
-    let admin: AdminClient<TracingContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create_with_context(TracingContext)?;
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
-        .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    for result in admin.create_topics(&new, &opts).await? {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(KafkaOpError::CreateTopic { topic, code }),
-        }
-    }
-    Ok(())
 }
 
 /// Asks the cluster for metadata: a real round trip, unlike a TCP connect.

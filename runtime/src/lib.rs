@@ -17,8 +17,8 @@
 //!   loader, and [`mqtt::check`] for `check-config`.
 //! - [`http`]: the `/healthz`, `/readyz`, `/metrics` router over a
 //!   [`http::Probes`] implementation.
-//! - `kafka` (feature `kafka`, the cloud's): the idempotent producer, topic
-//!   creation, the librdkafka log bridge, and [`kafka::send_until_stored`],
+//! - `kafka` (feature `kafka`, the cloud's): the idempotent producer, the
+//!   librdkafka log bridge, and [`kafka::send_until_stored`],
 //!   the one "produce until durable" loop of every dead-letter path.
 //! - [`signal`]: the SIGTERM/SIGINT shutdown future.
 //! - [`telemetry`]: tracing-subscriber initialisation (env filter, text or
