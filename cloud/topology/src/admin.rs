@@ -14,8 +14,8 @@ use std::time::Duration;
 use o2c_runtime::kafka::TracingContext;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{
-    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier,
-    TopicReplication,
+    AdminClient, AdminOptions, AlterConfig, NewPartitions, NewTopic, OwnedResourceSpecifier,
+    ResourceSpecifier, TopicReplication,
 };
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
@@ -115,22 +115,31 @@ pub async fn live(
             call: "describe configs",
             error,
         })?;
-    for ((name, (partitions, rf)), r) in shape.iter().zip(results) {
+    // A refusal carries no name: it is the topic asked for in its place.
+    // A result carries its topic, which decides whose configs they are.
+    for (asked, r) in shape.keys().zip(results) {
         let resource = r.map_err(|code| AdminError::Refused {
             call: "describe configs",
-            topic: name.clone(),
+            topic: asked.clone(),
             code,
         })?;
+        let name = match resource.specifier {
+            OwnedResourceSpecifier::Topic(t) => t,
+            _ => asked.clone(),
+        };
+        let Some(&(partitions, replication_factor)) = shape.get(&name) else {
+            continue;
+        };
         let configs = resource
             .entries
             .into_iter()
             .filter_map(|e| e.value.map(|v| (e.name, v)))
             .collect();
         out.insert(
-            name.clone(),
+            name,
             LiveTopic {
-                partitions: *partitions,
-                replication_factor: *rf,
+                partitions,
+                replication_factor,
                 configs,
             },
         );
