@@ -175,7 +175,6 @@ struct WireHead<'a> {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct WireIn<'a> {
     event_id: EventId,
     #[allow(dead_code)]

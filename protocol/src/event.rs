@@ -14,7 +14,19 @@ use crate::money::Money;
 use crate::order::Order;
 
 /// The type of an event, as written in the envelope's `event_type`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub enum EventType {
     /// A store captured an order.
     OrderCreated,
@@ -108,8 +120,7 @@ impl FromStr for EventType {
 }
 
 /// `OrderCancelled`: a store void, or a saga cancellation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderCancelled {
     /// The order.
     pub order_id: OrderId,
@@ -118,8 +129,7 @@ pub struct OrderCancelled {
 }
 
 /// `PaymentCaptured`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PaymentCaptured {
     /// The order.
     pub order_id: OrderId,
@@ -130,8 +140,7 @@ pub struct PaymentCaptured {
 }
 
 /// `PaymentFailed`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PaymentFailed {
     /// The order.
     pub order_id: OrderId,
@@ -140,8 +149,7 @@ pub struct PaymentFailed {
 }
 
 /// One reserved SKU.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Reservation {
     /// SKU.
     pub sku: String,
@@ -152,8 +160,7 @@ pub struct Reservation {
 }
 
 /// `InventoryConfirmed`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InventoryConfirmed {
     /// The order.
     pub order_id: OrderId,
@@ -162,8 +169,7 @@ pub struct InventoryConfirmed {
 }
 
 /// `InventoryReleased`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InventoryReleased {
     /// The order.
     pub order_id: OrderId,
@@ -172,8 +178,7 @@ pub struct InventoryReleased {
 }
 
 /// `ShipmentScheduled`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ShipmentScheduled {
     /// The order.
     pub order_id: OrderId,
@@ -182,16 +187,14 @@ pub struct ShipmentScheduled {
 }
 
 /// `OrderCompleted`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderCompleted {
     /// The order.
     pub order_id: OrderId,
 }
 
 /// `RefundIssued`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RefundIssued {
     /// The order.
     pub order_id: OrderId,

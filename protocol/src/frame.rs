@@ -105,7 +105,6 @@ pub enum BatchDecodeError {
 /// the ingest forwards them unchanged and decodes each one separately (a
 /// bad event must not sink its neighbours).
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawBatch<'a> {
     /// The sending agent.
     pub agent_id: AgentId,
@@ -144,8 +143,7 @@ pub fn encode_raw_batch<'e>(
 }
 
 /// One event the cloud refused for good; the agent must not resend it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Rejection {
     /// Its seq.
     pub seq: Seq,
@@ -160,8 +158,7 @@ pub struct Rejection {
 
 /// Cumulative acknowledgement: every seq ≤ `through_seq` is durable in
 /// Kafka or listed in `rejected`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Ack {
     /// Highest seq covered.
     pub through_seq: Seq,
@@ -236,8 +233,7 @@ impl FrameId {
 /// identity): it took none of its events. Sent on the agent's acks topic as
 /// `{"frame_nack": {...}}`, which an agent that predates it ignores as an
 /// undecodable ack (and goes on resending, as it always did).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FrameNack {
     /// First seq of the refused frame, from its [`FRAME_PROPERTY`].
     pub first_seq: Seq,
@@ -250,7 +246,6 @@ pub struct FrameNack {
 }
 
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct NackMessage {
     frame_nack: FrameNack,
 }
@@ -313,16 +308,16 @@ impl AckMessage {
 /// one per update, in the message's order (`"8796093022208,8796093022301"`).
 ///
 /// The sequences travel beside the JSON, not in it: agents built before
-/// them decode status updates with `deny_unknown_fields` and would drop an
-/// update carrying a new key, while they ignore a user property. A message
+/// them (contract 1.0) decode status updates with `deny_unknown_fields`
+/// and would drop an update carrying a new key, while they ignore a user
+/// property. A message
 /// without the property (an older cloud), or with one that does not parse
 /// or does not count one number per update, leaves every `seq` unset, and
 /// the agent falls back to the newest `occurred_at`.
 pub const STATUS_SEQ_PROPERTY: &str = "o2c-status-seq";
 
 /// A status change for one order, sent down to its store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusUpdate {
     /// The order.
     pub order_id: OrderId,
@@ -335,6 +330,7 @@ pub struct StatusUpdate {
     pub event_id: EventId,
     /// When that event happened.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub occurred_at: OffsetDateTime,
     /// The update's place in its order's status history, set by the
     /// cloud's status publisher: of two updates of one order, the one with

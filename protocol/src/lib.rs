@@ -16,8 +16,12 @@
 //! - [`envelope`]: the `Envelope` around every event; JSON encode/decode
 //!   with typed errors for unknown versions and types.
 //! - [`frame`]: sync frames `Batch`, `Ack`, `FrameNack` and `StatusUpdate`.
+//! - [`order_state`]: `OrderStateRecord`, one order's latest state on the
+//!   compacted `orders.state` topic (the read model).
 //! - [`resync`]: `StatusResync`, an agent's request for its open orders'
 //!   current status (after a broker lost queued updates).
+//! - [`schema`]: the published contract: JSON Schemas generated from these
+//!   types and golden messages, kept per version in `protocol/schemas/`.
 //! - [`topic`]: MQTT topic builders/parsers and Kafka topic names.
 //! - [`sync`]: the agent's sync window (batch, ack, resend, backoff) as a
 //!   sans-IO state machine.
@@ -31,7 +35,9 @@ pub mod frame;
 pub mod ids;
 pub mod money;
 pub mod order;
+pub mod order_state;
 pub mod resync;
+pub mod schema;
 pub mod status;
 pub mod sync;
 pub mod topic;

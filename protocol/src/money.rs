@@ -74,7 +74,9 @@ impl<'de> Deserialize<'de> for Currency {
 }
 
 /// An amount: integer minor units (cents) and a currency.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+// Refuses fields it does not know: one an older reader ignored (a scale,
+// say) could change what the amount means.
 #[serde(deny_unknown_fields)]
 pub struct Money {
     /// Amount in the currency's minor unit.

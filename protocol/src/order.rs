@@ -8,8 +8,7 @@ use crate::ids::{OrderId, StoreId, TerminalId};
 use crate::money::{Currency, Money, MoneyError};
 
 /// A captured store order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Order {
     /// Minted by the agent at capture.
     pub order_id: OrderId,
@@ -30,12 +29,12 @@ pub struct Order {
     pub customer: Option<Customer>,
     /// When the agent committed the order.
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub captured_at: OffsetDateTime,
 }
 
 /// One line of an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderLine {
     /// Catalog stock-keeping unit.
     pub sku: String,
@@ -53,7 +52,7 @@ impl OrderLine {
 }
 
 /// How a card payment was authorised at the till.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CardAuthorization {
     /// Authorised online by the processor before the sale completed.
@@ -64,7 +63,11 @@ pub enum CardAuthorization {
 
 /// One tender of an order. Card data is never carried: only a processor
 /// token, the brand and the last four digits.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Unlike the rest of the contract, a tender refuses fields it does not
+/// know: next to a card token, a stray field can only be card data (a
+/// `pan`, a `cvv`, track data), so it is refused, never carried on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Payment {
     /// A card, tokenised by the terminal's payment device.
@@ -115,12 +118,11 @@ impl Payment {
 }
 
 /// How the customer receives the goods.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Fulfillment {
-    /// Taken away at the till. A struct variant, so that
-    /// `deny_unknown_fields` refuses extra keys: serde lets a unit variant
-    /// of an internally tagged enum carry any keys, unread.
+    /// Taken away at the till. A struct variant (`{"type":"carry_out"}`),
+    /// as contract 1.0 wrote it.
     CarryOut {},
     /// Shipped from a warehouse.
     ShipToHome {
@@ -130,8 +132,7 @@ pub enum Fulfillment {
 }
 
 /// A postal address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Address {
     /// Recipient.
     pub name: String,
@@ -152,8 +153,7 @@ pub struct Address {
 }
 
 /// Optional customer contact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Customer {
     /// E-mail address.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -34,8 +34,7 @@ pub const MAX_RESYNC_ORDERS: usize = 256;
 pub const RESYNC_PROPERTY: &str = "o2c-status-resync";
 
 /// An agent's request for the current status of some of its orders.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusResync {
     /// The orders, 1 to [`MAX_RESYNC_ORDERS`] of them.
     pub orders: Vec<OrderId>,

@@ -118,6 +118,12 @@ pub struct KafkaTopics {
 impl KafkaTopics {
     /// The dead-letter topic, without prefix.
     pub const DLQ: &'static str = "o2c.dlq";
+    /// Every event of every order, whatever its type and source, keyed by
+    /// order id and kept forever: the order history (without prefix).
+    pub const HISTORY: &'static str = "orders.events";
+    /// Each order's latest state, keyed by order id, compacted: the read
+    /// model (without prefix; values are `order_state::OrderStateRecord`).
+    pub const STATE: &'static str = "orders.state";
 
     /// Uses `prefix` (may be empty) before every name.
     pub fn new(prefix: impl Into<String>) -> Result<Self, TopicError> {
@@ -136,12 +142,27 @@ impl KafkaTopics {
         format!("{}{}", self.prefix, Self::DLQ)
     }
 
+    /// The order history topic.
+    pub fn history(&self) -> String {
+        format!("{}{}", self.prefix, Self::HISTORY)
+    }
+
+    /// The order-state topic.
+    pub fn state(&self) -> String {
+        format!("{}{}", self.prefix, Self::STATE)
+    }
+
+    /// Whether `topic` is the order history topic.
+    pub fn is_history(&self, topic: &str) -> bool {
+        topic.strip_prefix(&self.prefix) == Some(Self::HISTORY)
+    }
+
     /// Every topic o2c uses, for creating them up front.
     pub fn all(&self) -> Vec<String> {
         EventType::ALL
             .into_iter()
             .map(|t| self.for_event(t))
-            .chain(std::iter::once(self.dlq()))
+            .chain([self.history(), self.state(), self.dlq()])
             .collect()
     }
 
@@ -272,7 +293,12 @@ mod tests {
         let k = KafkaTopics::new("t1.").unwrap();
         assert_eq!(k.for_event(EventType::OrderCreated), "t1.orders.created");
         assert_eq!(k.dlq(), "t1.o2c.dlq");
-        assert_eq!(k.all().len(), 10);
+        assert_eq!(k.all().len(), 12);
+        assert_eq!(k.history(), "t1.orders.events");
+        assert!(k.is_history("t1.orders.events"));
+        assert!(!k.is_history("orders.events"));
+        assert_eq!(k.state(), "t1.orders.state");
+        assert_eq!(k.event_type_of("t1.orders.events"), None);
         assert_eq!(
             k.event_type_of("t1.refunds.issued"),
             Some(EventType::RefundIssued)

@@ -1,5 +1,5 @@
 //! Kafka plumbing: the idempotent producer and rdkafka's
-//! logs bridged into `tracing`.
+//! logs bridged into `tracing`; [`scan`] reads a topic back for the tools.
 
 use std::time::Duration;
 
@@ -11,6 +11,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
+
+pub mod scan;
 
 /// Why a Kafka operation failed.
 #[derive(Debug, thiserror::Error)]

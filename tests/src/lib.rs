@@ -31,6 +31,8 @@
 //! - [`pg`]: [`pg::PrivatePostgres`], a PostgreSQL cluster of one test's own.
 //! - [`netns`]: [`netns::AgentNet`], a network namespace per agent with
 //!   nftables loss, partitions and `tc` tbf rate limits.
+//! - [`raw_agent`]: [`raw_agent::RawAgent`], an MQTT client on one agent's
+//!   topics that sends any bytes and hands back acks and status undecoded.
 //! - `broker` (private): the process plumbing both private brokers share.
 //!
 //! # Rules the harness keeps
@@ -55,6 +57,7 @@ pub mod pipeline;
 pub mod process;
 pub mod proxy;
 pub mod psp_sim;
+pub mod raw_agent;
 pub mod saga;
 pub mod tansu;
 pub mod tls;

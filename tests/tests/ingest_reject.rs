@@ -6,14 +6,10 @@
 
 use std::time::Duration;
 
-use o2c_protocol::frame::encode_raw_batch;
-use o2c_protocol::topic::{Channel, agent_topic};
 use o2c_protocol::*;
 use o2c_tests::pipeline::Ingest;
+use o2c_tests::raw_agent::{RawAgent, frame};
 use o2c_tests::{PrivateMosquitto, TestEnv, consume_all, topic_record_count};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::Packet;
-use rumqttc::v5::{AsyncClient, Event as MqttEvent, EventLoop, MqttOptions};
 
 fn envelope(store: &str, agent: &str, seq: u64) -> Envelope {
     let cad = Currency::from_code("CAD").unwrap();
@@ -47,87 +43,6 @@ fn envelope(store: &str, agent: &str, seq: u64) -> Envelope {
     }
 }
 
-struct FakeAgent {
-    client: AsyncClient,
-    events: tokio::sync::mpsc::UnboundedReceiver<Ack>,
-    store: StoreId,
-    agent: AgentId,
-}
-
-impl FakeAgent {
-    async fn connect(port: u16, store: &str, agent: &str) -> FakeAgent {
-        let mut o = MqttOptions::new(format!("fake-{agent}"), "127.0.0.1", port);
-        o.set_max_packet_size(Some(4 << 20));
-        let (client, eventloop) = AsyncClient::new(o, 64);
-        let store = StoreId::new(store).unwrap();
-        let agent = AgentId::new(agent).unwrap();
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
-        tokio::spawn(pump(eventloop, tx, subscribed_tx));
-        client
-            .subscribe(agent_topic(&store, &agent, Channel::Acks), QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        tokio::time::timeout(Duration::from_secs(10), subscribed_rx)
-            .await
-            .expect("suback")
-            .unwrap();
-        FakeAgent {
-            client,
-            events: rx,
-            store,
-            agent,
-        }
-    }
-
-    async fn publish(&self, bytes: Vec<u8>) {
-        let t = agent_topic(&self.store, &self.agent, Channel::Events);
-        self.client
-            .publish(t, QoS::AtLeastOnce, false, bytes)
-            .await
-            .unwrap();
-    }
-
-    async fn next_ack(&mut self) -> Ack {
-        tokio::time::timeout(Duration::from_secs(30), self.events.recv())
-            .await
-            .expect("ack in time")
-            .unwrap()
-    }
-}
-
-async fn pump(
-    mut el: EventLoop,
-    tx: tokio::sync::mpsc::UnboundedSender<Ack>,
-    sub: tokio::sync::oneshot::Sender<()>,
-) {
-    let mut sub = Some(sub);
-    loop {
-        match el.poll().await {
-            Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
-                if let Some(s) = sub.take() {
-                    let _ = s.send(());
-                }
-            }
-            Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
-                if let Ok(a) = Ack::decode(&p.payload) {
-                    let _ = tx.send(a);
-                }
-            }
-            Ok(_) => {}
-            Err(_) => return,
-        }
-    }
-}
-
-fn frame(agent: &str, events: &[Vec<u8>]) -> Vec<u8> {
-    encode_raw_batch(
-        &AgentId::new(agent).unwrap(),
-        events.iter().map(Vec::as_slice),
-    )
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spoofed_store_is_refused_and_nothing_reaches_order_topics() {
     let env = TestEnv::new();
@@ -138,7 +53,7 @@ async fn spoofed_store_is_refused_and_nothing_reaches_order_topics() {
         .unwrap();
     let (a, b) = (env.store_id("A"), env.store_id("B"));
     let agent_a = format!("{a}-1");
-    let fake = FakeAgent::connect(mosq.port(), &a, &agent_a).await;
+    let fake = RawAgent::connect(mosq.port(), &a, &agent_a).await;
     // On store A's topic, a frame whose envelope claims store B.
     let spoof = envelope(&b, &agent_a, 1).encode().unwrap();
     fake.publish(frame(&agent_a, &[spoof])).await;
@@ -148,7 +63,7 @@ async fn spoofed_store_is_refused_and_nothing_reaches_order_topics() {
     assert_eq!(dlq[0].header_str("reason"), Some("identity_mismatch"));
     assert_eq!(
         dlq[0].header_str("source_topic"),
-        Some(agent_topic(&fake.store, &fake.agent, Channel::Events).as_str())
+        Some(fake.topic(o2c_protocol::topic::Channel::Events).as_str())
     );
     assert_eq!(
         topic_record_count(&brokers, &env.topic("orders.created"))
@@ -169,7 +84,7 @@ async fn garbage_bad_version_and_invalid_order_go_to_dlq_and_valid_events_flow()
         .unwrap();
     let store = env.store_id("S");
     let agent = format!("{store}-1");
-    let mut fake = FakeAgent::connect(mosq.port(), &store, &agent).await;
+    let mut fake = RawAgent::connect(mosq.port(), &store, &agent).await;
 
     // 1. Garbage: no frame at all. Dead-lettered with its raw bytes.
     fake.publish(b"\x00\x01garbage{".to_vec()).await;

@@ -1,6 +1,6 @@
 //! `o2c-cloud`: the cloud processes of o2c, a thin clap shell over the
 //! crates that hold them: `o2c-ingest` (`ingest`), `o2c-saga` (`saga`,
-//! `dlq list|replay`) and `o2c-cloud-common` (`check-config`).
+//! `dlq list|replay`, `order history`) and `o2c-cloud-common` (`check-config`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -36,7 +36,8 @@ enum Command {
         /// Path of cloud.toml.
         #[arg(long, env = "O2C_CLOUD_CONFIG")]
         config: PathBuf,
-        /// `order`, `payment`, `inventory`, `shipping`, `status` or `all`.
+        /// `order`, `payment`, `inventory`, `shipping`, `state`, `status` or
+        /// `all`.
         #[arg(long, default_value = "all")]
         service: String,
     },
@@ -56,6 +57,14 @@ enum Command {
         #[command(subcommand)]
         action: TopicsAction,
     },
+    /// Read an order's past from the order history (`orders.events`).
+    Order {
+        /// Path of cloud.toml.
+        #[arg(long, env = "O2C_CLOUD_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: OrderAction,
+    },
     /// Validate the config and print the effective values.
     CheckConfig {
         /// Path of cloud.toml.
@@ -72,6 +81,28 @@ enum TopicsAction {
     /// Create the missing topics, grow partitions and set configs; exit 2
     /// if differences no admin call can fix remain (printed).
     Apply,
+}
+
+#[derive(Debug, Subcommand)]
+enum OrderAction {
+    /// Print the order's timeline: each event's time and type, the service
+    /// that wrote it, what it decided and its trace id (exit 3 when the
+    /// history has no event of the order).
+    History {
+        /// The order id (a UUIDv7).
+        order_id: String,
+        /// One JSON object per event instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Read from this many hours before the order's capture time (a
+        /// till's clock may run ahead); the whole partition with
+        /// --from-beginning.
+        #[arg(long, default_value_t = 24)]
+        slack_hours: u64,
+        /// Read the order's partition from its first record.
+        #[arg(long)]
+        from_beginning: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -148,6 +179,14 @@ fn main() -> ExitCode {
             Ok(cfg) => finish(dlq(cfg, action)),
             Err(code) => code,
         },
+        Command::Order { config, action } => match load(&config) {
+            Ok(cfg) => match order(cfg, action) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(3),
+                Err(e) => finish(Err(e)),
+            },
+            Err(code) => code,
+        },
         Command::Topics { config, action } => match load(&config) {
             Ok(cfg) => match topics(cfg, action) {
                 Ok(true) => ExitCode::SUCCESS,
@@ -200,6 +239,37 @@ async fn topics(cfg: Config, action: TopicsAction) -> anyhow::Result<bool> {
             Ok(after.is_empty())
         }
     }
+}
+
+/// `order history`; false when the history has no event of the order.
+#[tokio::main]
+async fn order(cfg: Config, action: OrderAction) -> anyhow::Result<bool> {
+    let OrderAction::History {
+        order_id,
+        json,
+        slack_hours,
+        from_beginning,
+    } = action;
+    let id: o2c_protocol::OrderId = order_id
+        .parse()
+        .with_context(|| format!("order id {order_id:?}"))?;
+    let slack =
+        (!from_beginning).then(|| std::time::Duration::from_secs(slack_hours.saturating_mul(3600)));
+    let entries = o2c_saga::history::read(&cfg, id, slack).await?;
+    if json {
+        for e in &entries {
+            println!("{}", serde_json::to_string(e)?);
+        }
+    } else {
+        print!("{}", o2c_saga::history::render(id, &entries));
+    }
+    if entries.is_empty() {
+        eprintln!(
+            "o2c-cloud: no event of order {id} in {}",
+            cfg.topics().history()
+        );
+    }
+    Ok(!entries.is_empty())
 }
 
 #[tokio::main]

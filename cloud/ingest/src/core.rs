@@ -29,10 +29,14 @@ pub const LEDGER_WINDOW: usize = 4096;
 /// again.
 pub const REFUSED_WINDOW: usize = 64;
 
-/// A record for an o2c event topic.
+/// The `source` header of the ingest's records: who wrote it to Kafka.
+pub const SOURCE: &str = "ingest";
+
+/// A record for an o2c event topic, and the same record for the order
+/// history ([`Plan::history_topic`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutRecord {
-    /// Kafka topic.
+    /// Kafka topic (the event type's).
     pub topic: String,
     /// Key: the order id.
     pub key: String,
@@ -84,8 +88,12 @@ pub struct Plan {
     pub store_id: StoreId,
     /// The agent, from the topic.
     pub agent_id: AgentId,
-    /// Records to produce (only seqs above the ledger's high-water mark).
+    /// Records to produce (only seqs above the ledger's high-water mark),
+    /// each to its own topic and to [`Plan::history_topic`].
     pub produce: Vec<OutRecord>,
+    /// The order history topic (`orders.events`): every record of
+    /// `produce` goes there too, with the same key, headers and bytes.
+    pub history_topic: String,
     /// Dead letters for rejected events.
     pub dead: Vec<DeadLetter>,
     /// Events already in Kafka (resends), skipped.
@@ -388,6 +396,12 @@ pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) ->
             reject(code, errs.to_string());
             continue;
         }
+        // Readers ignore fields they do not know (a newer agent's), and the
+        // bytes go on unchanged: none of those may hold a card number.
+        if let Err(errs) = o2c_protocol::validate::check_unknown_fields(ev.get(), &env) {
+            reject("card_data_rejected", errs.to_string());
+            continue;
+        }
         newest = Some(
             env.occurred_at.unix_timestamp() * 1000 + i64::from(env.occurred_at.millisecond()),
         );
@@ -398,6 +412,7 @@ pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) ->
             ("store_id", env.store_id.to_string()),
             ("agent_id", env.agent_id.to_string()),
             ("seq", s.to_string()),
+            ("source", SOURCE.to_owned()),
         ];
         if let Some(tp) = &env.traceparent {
             headers.push(("traceparent", tp.to_string()));
@@ -418,6 +433,7 @@ pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) ->
         store_id: store,
         agent_id: agent,
         produce,
+        history_topic: topics.history(),
         dead,
         duplicates,
         ack: Ack {

@@ -82,6 +82,10 @@ fn valid_batch_is_produced_unchanged_with_headers() {
     assert_eq!(p.produce.len(), 2);
     assert_eq!(p.produce[0].value, events[0], "bytes forwarded unchanged");
     assert_eq!(p.produce[0].topic, "t.orders.created");
+    assert_eq!(
+        p.history_topic, "t.orders.events",
+        "and every one to the history"
+    );
     let names: Vec<&str> = p.produce[0].headers.iter().map(|(k, _)| *k).collect();
     assert_eq!(
         names,
@@ -92,6 +96,7 @@ fn valid_batch_is_produced_unchanged_with_headers() {
             "store_id",
             "agent_id",
             "seq",
+            "source",
             "traceparent"
         ]
     );
@@ -270,15 +275,34 @@ fn card_numbers_never_reach_a_dead_letter_or_the_agent() {
     if let Event::OrderCreated(o) = &mut card.payload {
         o.lines[0].sku = format!("{PAN} 123");
     }
+    // In a field this cloud does not know (a newer agent's): readers skip
+    // it, so the ingest must look.
+    let mut v: serde_json::Value = serde_json::from_slice(&enc(&envelope(3, "S001"))).unwrap();
+    v["payload"]["lines"][0]["serial"] = PAN.into();
+    let unknown = serde_json::to_vec(&v).unwrap();
+    // And a field it does not know without card data passes.
+    let mut v: serde_json::Value = serde_json::from_slice(&enc(&envelope(4, "S001"))).unwrap();
+    v["payload"]["loyalty_id"] = "L-42".into();
+    let additive = serde_json::to_vec(&v).unwrap();
     let p = batch(plan(
         &Ledger::default(),
         &topics(),
         TOPIC,
-        &frame("S001-A1", &[unreadable, enc(&card)]),
+        &frame(
+            "S001-A1",
+            &[unreadable, enc(&card), unknown, additive.clone()],
+        ),
     ));
     let codes: Vec<&str> = p.ack.rejected.iter().map(|r| r.code.as_str()).collect();
     assert_eq!(codes[1], "card_data_rejected", "{codes:?}");
-    assert_eq!(p.dead.len(), 2);
+    assert_eq!(codes[2], "card_data_rejected", "{codes:?}");
+    assert_eq!(codes.len(), 3, "{codes:?}");
+    assert_eq!(p.produce.len(), 1);
+    assert_eq!(
+        p.produce[0].value, additive,
+        "forwarded unchanged, new field and all"
+    );
+    assert_eq!(p.dead.len(), 3);
     for d in &p.dead {
         let value = String::from_utf8_lossy(&d.value);
         assert!(!value.contains("4111"), "{value}");

@@ -375,29 +375,45 @@ async fn refuse_frame(shared: &Shared, ledger: &mut Ledger, r: &Refusal, topic: 
     }
 }
 
-/// Produces every record of the plan, retrying failures with backoff until
-/// Kafka has them all. Returns only when all are durable.
+/// Produces every record of the plan to its own topic and to the order
+/// history, retrying failures with backoff until Kafka has them all.
+/// Returns only when all are durable.
 async fn produce_plan(shared: &Shared, plan: &Plan) {
     let m = &shared.health.metrics;
     let mut backoff = kafka::RetryBackoff::default();
-    let mut pending: Vec<usize> = (0..plan.produce.len()).collect();
+    // (record, to the history?) pairs not yet durable.
+    let mut pending: Vec<(usize, bool)> = (0..plan.produce.len())
+        .flat_map(|i| [(i, false), (i, true)])
+        .collect();
     while !pending.is_empty() {
-        let results = futures::future::join_all(pending.iter().map(|&i| {
+        let results = futures::future::join_all(pending.iter().map(|&(i, history)| {
             let r = &plan.produce[i];
-            kafka::send(&shared.producer, &r.topic, &r.key, &r.headers, &r.value)
+            let topic = if history {
+                &plan.history_topic
+            } else {
+                &r.topic
+            };
+            kafka::send(&shared.producer, topic, &r.key, &r.headers, &r.value)
         }))
         .await;
         let mut failed = Vec::new();
-        for (&i, res) in pending.iter().zip(results) {
+        for (&(i, history), res) in pending.iter().zip(results) {
             match res {
                 Ok(()) => {
-                    m.events_produced.inc();
+                    if !history {
+                        m.events_produced.inc();
+                    }
                 }
                 Err(e) => {
                     m.produce_errors.inc();
                     shared.health.set_kafka(false);
-                    tracing::warn!(error = %e, topic = %plan.produce[i].topic, "produce failed; retrying");
-                    failed.push(i);
+                    let topic = if history {
+                        &plan.history_topic
+                    } else {
+                        &plan.produce[i].topic
+                    };
+                    tracing::warn!(error = %e, %topic, "produce failed; retrying");
+                    failed.push((i, history));
                 }
             }
         }

@@ -161,12 +161,29 @@ pub(crate) struct LoopConfig {
     pub(crate) group: String,
     pub(crate) topics: KafkaTopics,
     pub(crate) subscribe: Vec<EventType>,
+    /// Also (or only) the order history topic, which carries every type.
+    pub(crate) history: bool,
     pub(crate) retry_base: Duration,
     pub(crate) label: ServiceLabel,
     /// This replica's id (`saga.instance_id`), in its client id.
     pub(crate) instance: String,
     /// How the group's watchdog checks it ([`super::member`]).
     pub(crate) check: super::member::GroupCheck,
+}
+
+impl LoopConfig {
+    /// The topics the loop subscribes to.
+    pub(crate) fn topic_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .subscribe
+            .iter()
+            .map(|t| self.topics.for_event(*t))
+            .collect();
+        if self.history {
+            names.push(self.topics.history());
+        }
+        names
+    }
 }
 
 /// Decodes a record and checks it belongs on its topic and is valid.
@@ -179,7 +196,7 @@ pub(crate) fn decode(
         code: e.code(),
         detail: e.to_string(),
     })?;
-    if topics.event_type_of(topic) != Some(env.event_type()) {
+    if !topics.is_history(topic) && topics.event_type_of(topic) != Some(env.event_type()) {
         return Err(StepError::Poison {
             code: "wrong_topic",
             detail: format!("{} on topic {topic}", env.event_type()),
@@ -229,11 +246,7 @@ pub(crate) fn consumer(
             format!("o2c-{}-{}", cfg.label.service, cfg.instance),
         )
         .create_with_context(TracingContext)?;
-    let names: Vec<String> = cfg
-        .subscribe
-        .iter()
-        .map(|t| cfg.topics.for_event(*t))
-        .collect();
+    let names = cfg.topic_names();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     c.subscribe(&refs)?;
     Ok(c)

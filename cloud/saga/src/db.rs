@@ -123,6 +123,11 @@ fn own_migrations(service: Service) -> &'static [Migration] {
             "notifications",
             include_str!("../migrations/shipping/002_notifications.sql"),
         )],
+        Service::State => &[(
+            2,
+            "status_seq",
+            include_str!("../migrations/state/002_status_seq.sql"),
+        )],
     }
 }
 

@@ -14,15 +14,16 @@
 
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::Serialize;
 
 use o2c_protocol::KafkaTopics;
 
 use o2c_cloud_common::config::Config;
-use o2c_runtime::kafka::{self, TracingContext};
+use o2c_runtime::kafka;
+use o2c_runtime::kafka::scan::{self, ScanFrom};
+
+/// Longest a `dlq list` may take to read the topic.
+const READ_WAIT: Duration = Duration::from_secs(60);
 
 /// Why `dlq list` or `dlq replay` failed.
 #[derive(Debug, thiserror::Error)]
@@ -144,60 +145,17 @@ pub async fn list(cfg: &Config) -> Result<Vec<DeadLetter>, DlqError> {
 }
 
 fn read_all(brokers: &str, topic: &str) -> Result<Vec<DeadLetter>, DlqError> {
-    let c: BaseConsumer<TracingContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set(
-            "group.id",
-            format!("o2c-dlq-list-{:08x}", rand::random::<u32>()),
-        )
-        .set("enable.auto.commit", "false")
-        .create_with_context(TracingContext)?;
-    let timeout = Duration::from_secs(10);
-    let md = c.fetch_metadata(Some(topic), timeout)?;
-    let partitions: Vec<i32> = md
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut tpl = TopicPartitionList::new();
-    let mut remaining = 0i64;
-    let mut highs = std::collections::HashMap::new();
-    for p in &partitions {
-        let (low, high) = c.fetch_watermarks(topic, *p, timeout)?;
-        if high > low {
-            tpl.add_partition_offset(topic, *p, Offset::Offset(low))?;
-            remaining += high - low;
-            highs.insert(*p, high);
-        }
-    }
-    let mut out = Vec::new();
-    if remaining == 0 {
-        return Ok(out);
-    }
-    c.assign(&tpl)?;
-    let deadline = o2c_runtime::clock::now() + Duration::from_secs(30);
-    while !highs.is_empty() && o2c_runtime::clock::now() < deadline {
-        let Some(m) = c.poll(Duration::from_millis(500)) else {
-            continue;
-        };
-        let m = m?;
-        let headers = kafka::header_pairs(&m);
-        out.push(DeadLetter {
-            partition: m.partition(),
-            offset: m.offset(),
-            key: kafka::key_text(&m),
-            headers,
-            value: m.payload().unwrap_or_default().to_vec(),
-        });
-        if highs
-            .get(&m.partition())
-            .is_some_and(|h| m.offset() + 1 >= *h)
-        {
-            highs.remove(&m.partition());
-        }
-    }
-    out.sort_by_key(|d| (d.partition, d.offset));
-    Ok(out)
+    let records = scan::scan(brokers, topic, None, ScanFrom::Beginning, READ_WAIT)?;
+    Ok(records
+        .into_iter()
+        .map(|r| DeadLetter {
+            partition: r.partition,
+            offset: r.offset,
+            key: r.key,
+            headers: r.headers,
+            value: r.value,
+        })
+        .collect())
 }
 
 /// Re-injects the newest dead letter whose `event_id` is `id` (or whose

@@ -29,7 +29,8 @@
 //!   store whose `OrderCreated` made it; a store event about another
 //!   store's order is dead-lettered as `identity_mismatch`.
 //! - [`outbox`]: the transactional outbox and its relay (LISTEN/NOTIFY,
-//!   `FOR UPDATE SKIP LOCKED`).
+//!   `FOR UPDATE SKIP LOCKED`), which writes each event to its own topic
+//!   and to the order history, `orders.events`.
 //! - [`order`], [`payment`], [`inventory`], [`shipping`]: the services;
 //!   each has a pure state type with unit tests and a thin step. The
 //!   inventory placement (hold at creation, confirm after payment) is
@@ -41,6 +42,11 @@
 //!   delivery tracker (re-publish what reached no agent session, commit
 //!   only what was delivered) is [`delivery`]; [`resync`] records the
 //!   latest update per order and answers agents' resync requests.
+//! - [`state`]: the state projector: folds the order history
+//!   (`orders.events`) into each order's latest state, in `o2c_state.orders`
+//!   and on the compacted `orders.state` topic.
+//! - [`history`]: `o2c-cloud order history`: an order's timeline read back
+//!   from `orders.events`.
 //! - [`retention`]: deletes published outbox rows (and, if configured,
 //!   ledger rows) past their age.
 //! - [`dlq`]: `dlq list` and `dlq replay`.
@@ -55,7 +61,7 @@
 //!   circuit breaker in [`psp::breaker`]) and its wire types.
 //!
 //! Each service has its own PostgreSQL schema (`o2c_order`, `o2c_payment`,
-//! `o2c_inventory`, `o2c_shipping`) and consumer group
+//! `o2c_inventory`, `o2c_shipping`, `o2c_state`) and consumer group
 //! (`{saga.group_prefix}-{service}`).
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
@@ -66,6 +72,7 @@ pub mod db;
 pub mod delivery;
 pub mod dlq;
 pub mod error;
+pub mod history;
 pub mod inventory;
 pub mod member;
 pub mod metrics;
@@ -80,6 +87,7 @@ pub mod retention;
 pub mod runner;
 pub mod service;
 pub mod shipping;
+pub mod state;
 pub mod status;
 pub mod stock;
 pub mod watch;

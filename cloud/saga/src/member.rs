@@ -103,11 +103,7 @@ impl Member {
         cfg: Arc<LoopConfig>,
         metrics: Arc<SagaMetrics>,
     ) -> Result<Self, MemberError> {
-        let topics = cfg
-            .subscribe
-            .iter()
-            .map(|t| cfg.topics.for_event(*t))
-            .collect();
+        let topics = cfg.topic_names();
         metrics.group_health.set(cfg.label.service, true);
         Ok(Self {
             consumer: Arc::new(consumer(&cfg)?),

@@ -6,6 +6,12 @@
 //! a backstop, and claims rows with `FOR UPDATE SKIP LOCKED`, so several
 //! relays (one per process) can run side by side. A row keeps its
 //! `event_id`, the order id as key and the upstream trace.
+//!
+//! Each event goes to its own topic and to the order history,
+//! `orders.events`, with the same key, headers and bytes, plus a `source`
+//! header naming the service; a row is marked published only when Kafka
+//! has both. The state projector's relay writes only `orders.state`, and
+//! runs alone ([`Relay::exclusive`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use super::db::Tx;
 use crate::db::DbError;
 use crate::metrics::SagaMetrics;
+use crate::service::Service;
 use o2c_runtime::kafka::{self, Producer_};
 
 /// A fresh UUIDv7 event id.
@@ -118,18 +125,52 @@ pub(crate) async fn insert_many(
 /// Rows claimed per round.
 const BATCH: i64 = 500;
 
-/// Publishes `schema`'s outbox until `cancel`. Reconnects after errors.
+/// What one service's relay publishes, and how.
+#[derive(Debug, Clone)]
+pub(crate) struct Relay {
+    /// The service's schema (its outbox).
+    pub(crate) schema: &'static str,
+    /// Its name, in each record's `source` header.
+    pub(crate) source: &'static str,
+    /// The order history topic each event also goes to; `None` for rows
+    /// that are not events (the state projector's).
+    pub(crate) history: Option<String>,
+    /// Only one relay of this schema publishes at a time (a transaction
+    /// advisory lock), so rows reach Kafka in the order they were
+    /// written, across processes too: the compacted `orders.state` keeps
+    /// the last record per key, which must be the newest.
+    pub(crate) exclusive: bool,
+    /// Backstop poll interval.
+    pub(crate) poll: Duration,
+}
+
+impl Relay {
+    /// The relay of `service`.
+    pub(crate) fn for_service(service: Service, topics: &KafkaTopics, poll: Duration) -> Self {
+        let state = service == Service::State;
+        Self {
+            schema: service.schema(),
+            source: service.name(),
+            history: (!state).then(|| topics.history()),
+            exclusive: state,
+            poll,
+        }
+    }
+}
+
+/// Publishes the outbox of `relay.schema` until `cancel`. Reconnects after
+/// errors.
 pub(crate) async fn relay(
     pg_url: String,
-    schema: &'static str,
+    relay: Relay,
     producer: Producer_,
-    poll: Duration,
     metrics: Arc<SagaMetrics>,
     cancel: CancellationToken,
 ) {
+    let schema = relay.schema;
     let mut backoff = Duration::from_millis(200);
     while !cancel.is_cancelled() {
-        match relay_once(&pg_url, schema, &producer, poll, &metrics, &cancel).await {
+        match relay_once(&pg_url, &relay, &producer, &metrics, &cancel).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(schema, error = %e, retry_in = ?backoff, "outbox relay failed");
@@ -145,12 +186,12 @@ pub(crate) async fn relay(
 
 async fn relay_once(
     pg_url: &str,
-    schema: &'static str,
+    relay: &Relay,
     producer: &Producer_,
-    poll: Duration,
     metrics: &SagaMetrics,
     cancel: &CancellationToken,
 ) -> Result<(), OutboxError> {
+    let (schema, poll) = (relay.schema, relay.poll);
     let (mut client, mut conn) = tokio_postgres::connect(pg_url, NoTls).await?;
     // Drive the connection ourselves to see notifications.
     let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
@@ -176,7 +217,7 @@ async fn relay_once(
             .await?;
         loop {
             // Drain everything pending, then wait for a wake-up.
-            while publish_batch(&mut client, schema, producer, metrics).await? == BATCH as usize {}
+            while publish_batch(&mut client, relay, producer, metrics).await? == BATCH as usize {}
             tokio::select! {
                 () = cancel.cancelled() => return Ok(()),
                 w = wake_rx.recv() => if w.is_none() {
@@ -194,11 +235,22 @@ async fn relay_once(
 /// Claims, publishes and marks one batch; returns how many rows it had.
 async fn publish_batch(
     client: &mut tokio_postgres::Client,
-    schema: &str,
+    relay: &Relay,
     producer: &Producer_,
     metrics: &SagaMetrics,
 ) -> Result<usize, OutboxError> {
+    let schema = relay.schema;
     let tx = client.transaction().await?;
+    if relay.exclusive {
+        let lock = format!("o2c-relay-{schema}");
+        let row = tx
+            .query_one("SELECT pg_try_advisory_xact_lock(hashtext($1))", &[&lock])
+            .await?;
+        if !row.get::<_, bool>(0) {
+            // Another process's relay is publishing; the poll retries.
+            return Ok(0);
+        }
+    }
     let rows = tx
         .query(
             &format!(
@@ -212,21 +264,28 @@ async fn publish_batch(
     if rows.is_empty() {
         return Ok(0);
     }
-    let sends = rows.iter().map(|r| async move {
-        let topic: &str = r.get(2);
-        let key: &str = r.get(3);
-        let mut headers = vec![
-            ("event_id", r.get::<_, String>(1)),
-            ("event_type", r.get::<_, String>(4)),
-            ("schema_version", SCHEMA_VERSION.to_string()),
-            ("store_id", r.get::<_, String>(5)),
-            ("agent_id", r.get::<_, String>(6)),
-        ];
-        if let Some(tp) = r.get::<_, Option<String>>(7) {
-            headers.push(("traceparent", tp));
-        }
-        let payload: &[u8] = r.get(8);
-        kafka::send(producer, topic, key, &headers, payload).await
+    let history = relay.history.as_deref();
+    let sends = rows.iter().flat_map(|r| {
+        let own: &str = r.get(2);
+        [Some(own), history]
+            .into_iter()
+            .flatten()
+            .map(move |topic| async move {
+                let key: &str = r.get(3);
+                let mut headers = vec![
+                    ("event_id", r.get::<_, String>(1)),
+                    ("event_type", r.get::<_, String>(4)),
+                    ("schema_version", SCHEMA_VERSION.to_string()),
+                    ("store_id", r.get::<_, String>(5)),
+                    ("agent_id", r.get::<_, String>(6)),
+                    ("source", relay.source.to_owned()),
+                ];
+                if let Some(tp) = r.get::<_, Option<String>>(7) {
+                    headers.push(("traceparent", tp));
+                }
+                let payload: &[u8] = r.get(8);
+                kafka::send(producer, topic, key, &headers, payload).await
+            })
     });
     for res in futures::future::join_all(sends).await {
         // The producer never times out (message.timeout.ms = 0); an error

@@ -20,6 +20,7 @@ use super::order::OrderStep;
 use super::payment::PaymentStep;
 use super::reconcile::Reconciler;
 use super::shipping::ShippingStep;
+use super::state::StateStep;
 use super::{db, outbox, status};
 use crate::error::SagaError;
 use crate::metrics::{SagaMetrics, ServiceLabel};
@@ -121,6 +122,7 @@ pub async fn run(
         group: format!("{}-{service}", cfg.saga.group_prefix),
         topics: topics.clone(),
         subscribe: subscribe.to_vec(),
+        history: false,
         retry_base: Duration::from_millis(cfg.saga.retry_base_ms),
         label: ServiceLabel { service },
         instance: cfg.saga.instance_id.clone(),
@@ -210,13 +212,25 @@ pub async fn run(
                 let lc = loop_cfg("shipping", super::shipping::SUBSCRIBES);
                 tasks.spawn(consumer::run(lc, step, p, m, c));
             }
+            Service::State => {
+                let step = Arc::new(StateStep {
+                    pg: pg(),
+                    topics: topics.clone(),
+                });
+                let lc = LoopConfig {
+                    history: true,
+                    ..loop_cfg("state", &[])
+                };
+                tasks.spawn(consumer::run(lc, step, p, m, c));
+            }
         }
         let (p, m, c) = (producer.clone(), metrics.clone(), cancel.clone());
         let poll = Duration::from_millis(cfg.saga.outbox_poll_ms.max(10));
+        let relay = outbox::Relay::for_service(service, &topics, poll);
         tasks.spawn({
             let url = url.clone();
             async move {
-                outbox::relay(url, service.schema(), p, poll, m, c).await;
+                outbox::relay(url, relay, p, m, c).await;
                 Ok(())
             }
         });

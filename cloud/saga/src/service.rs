@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{inventory, order, payment, shipping};
+use crate::{inventory, order, payment, shipping, state};
 
 /// One saga service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,15 +16,18 @@ pub enum Service {
     Inventory,
     /// Books and cancels shipments.
     Shipping,
+    /// Projects the order history into each order's latest state.
+    State,
 }
 
 impl Service {
     /// Every database-backed service.
-    pub const ALL: [Service; 4] = [
+    pub const ALL: [Service; 5] = [
         Service::Order,
         Service::Payment,
         Service::Inventory,
         Service::Shipping,
+        Service::State,
     ];
 
     /// Its name (CLI, consumer group, metrics).
@@ -34,6 +37,7 @@ impl Service {
             Service::Payment => "payment",
             Service::Inventory => "inventory",
             Service::Shipping => "shipping",
+            Service::State => "state",
         }
     }
 
@@ -44,6 +48,7 @@ impl Service {
             Service::Payment => payment::SCHEMA,
             Service::Inventory => inventory::SCHEMA,
             Service::Shipping => shipping::SCHEMA,
+            Service::State => state::SCHEMA,
         }
     }
 }

@@ -42,7 +42,14 @@ impl SplitMix64 {
 }
 
 /// The saga services, each run as its own process in the general schedule.
-pub const SAGA_SERVICES: [&str; 5] = ["order", "payment", "inventory", "shipping", "status"];
+pub const SAGA_SERVICES: [&str; 6] = [
+    "order",
+    "payment",
+    "inventory",
+    "shipping",
+    "state",
+    "status",
+];
 
 /// A process the runner can kill -9 and restart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
