@@ -29,6 +29,9 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 
 use crate::Envelope;
+
+#[cfg(feature = "contract-check")]
+pub mod check;
 use crate::envelope::{SCHEMA_VERSION, Traceparent};
 use crate::event::{self, Event, EventType};
 use crate::frame::{Ack, FrameNack, Rejection, StatusUpdate};

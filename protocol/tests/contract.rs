@@ -7,14 +7,12 @@
 
 #![allow(clippy::disallowed_methods)]
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use o2c_protocol::frame::{AckMessage, StatusUpdate};
-use o2c_protocol::order_state::OrderStateRecord;
-use o2c_protocol::resync::StatusResync;
-use o2c_protocol::schema::{CONTRACT_VERSION, EARLIER_VERSIONS, samples, schema_of, schemas};
+use o2c_protocol::schema::check::{Kept, check};
+use o2c_protocol::schema::{CONTRACT_VERSION, EARLIER_VERSIONS, samples, schemas};
 use o2c_protocol::{DecodeError, Envelope};
 use serde_json::Value;
 
@@ -28,141 +26,52 @@ fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).expect("json") + "\n"
 }
 
-fn files(dir: &Path) -> BTreeSet<String> {
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter(|e| e.path().is_file())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
+fn kept() -> Vec<Kept> {
+    Kept::read_all(&Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas")).expect("kept schemas")
 }
 
-/// Decodes a golden file with today's reader for its kind.
-fn decode(name: &str, bytes: &[u8]) -> Result<(), String> {
-    let kind = name.split('.').next().unwrap_or_default();
-    let r = match kind {
-        "StatusMessage" => StatusUpdate::decode_many(bytes)
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        "StatusResync" => StatusResync::decode(bytes)
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        "Ack" => match AckMessage::decode(bytes) {
-            Ok(AckMessage::Ack(_)) => Ok(()),
-            other => Err(format!("not an ack: {other:?}")),
-        },
-        "FrameNack" => match AckMessage::decode(bytes) {
-            Ok(AckMessage::FrameNack(_)) => Ok(()),
-            other => Err(format!("not a frame nack: {other:?}")),
-        },
-        "OrderState" => OrderStateRecord::decode(bytes)
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        _ => Envelope::decode(bytes)
-            .map_err(|e| e.to_string())
-            .and_then(|env| {
-                if env.event_type().as_str() != kind {
-                    return Err(format!("decoded as {}", env.event_type()));
-                }
-                if env.event_type().is_store_event() {
-                    env.validate_store_event().map_err(|e| e.to_string())?;
-                }
-                Ok(())
-            }),
-    };
-    r.map_err(|e| format!("{name}: {e}"))
-}
-
-#[test]
-fn the_current_versions_schemas_and_golden_files_are_what_the_code_writes() {
-    let bless = std::env::var_os("O2C_BLESS_SCHEMAS").is_some();
+/// With `O2C_BLESS_SCHEMAS=1`, writes the current version's directory.
+fn bless() {
     let d = dir(CONTRACT_VERSION);
     let golden = d.join("golden");
-    let mut stale = Vec::new();
-    let mut write = |path: PathBuf, text: String| {
-        if bless {
-            fs::create_dir_all(path.parent().unwrap()).unwrap();
-            fs::write(&path, text).unwrap();
-        } else if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-            stale.push(path.display().to_string());
-        }
-    };
-    let mut want = BTreeSet::new();
+    let _ = fs::remove_dir_all(&d);
+    fs::create_dir_all(&golden).unwrap();
     for (name, schema) in schemas() {
-        want.insert(name.clone());
-        write(d.join(&name), pretty(&schema));
+        fs::write(d.join(name), pretty(&schema)).unwrap();
     }
-    let mut want_golden = BTreeSet::new();
     for (name, bytes) in samples() {
-        want_golden.insert(name.clone());
-        write(golden.join(&name), String::from_utf8(bytes).unwrap() + "\n");
+        fs::write(golden.join(name), [bytes, b"\n".to_vec()].concat()).unwrap();
     }
-    if !bless {
-        stale.extend(files(&d).difference(&want).map(|f| format!("extra {f}")));
-        stale.extend(
-            files(&golden)
-                .difference(&want_golden)
-                .map(|f| format!("extra golden/{f}")),
-        );
+}
+
+/// The whole check CI runs (and `o2c-cloud schemas check`): the current
+/// version's files are what the code writes, every golden file of every
+/// version decodes with today's readers, and today's messages pass the
+/// previous version's schemas.
+#[test]
+fn the_kept_contract_versions_are_compatible_with_this_build() {
+    if std::env::var_os("O2C_BLESS_SCHEMAS").is_some() {
+        bless();
+    }
+    let kept = kept();
+    let versions: Vec<&str> = kept.iter().map(|k| k.version.as_str()).collect();
+    for v in EARLIER_VERSIONS.iter().chain([&CONTRACT_VERSION]) {
+        assert!(versions.contains(v), "no kept version {v} in {versions:?}");
     }
     assert!(
-        stale.is_empty(),
-        "protocol/schemas/{CONTRACT_VERSION} differs from the code: {stale:#?}\n\
-         If the change is intended, regenerate with \
-         `O2C_BLESS_SCHEMAS=1 cargo test -p o2c-protocol --test contract`. A version \
-         already released is frozen: bump CONTRACT_VERSION (minor for an additive change, \
-         major for a breaking one) and list the old one in EARLIER_VERSIONS."
+        kept.iter().all(|k| !k.golden.is_empty()),
+        "a version without golden files"
     );
-}
-
-#[test]
-fn every_golden_file_of_every_version_decodes_with_todays_readers() {
-    let mut seen = 0;
-    for v in EARLIER_VERSIONS.iter().chain([&CONTRACT_VERSION]) {
-        let golden = dir(v).join("golden");
-        let names = files(&golden);
-        assert!(!names.is_empty(), "no golden files in {}", golden.display());
-        for name in names {
-            let bytes = fs::read(golden.join(&name)).unwrap();
-            let bytes = bytes.trim_ascii_end();
-            decode(&name, bytes).unwrap_or_else(|e| panic!("version {v}: {e}"));
-            seen += 1;
-        }
-    }
-    assert!(seen >= 2 * samples().len() - 1, "{seen} golden files");
-}
-
-#[test]
-fn todays_messages_are_accepted_by_the_previous_versions_schemas() {
-    let Some(prev) = EARLIER_VERSIONS.last() else {
-        return;
-    };
-    let d = dir(prev);
-    let mut checked = 0;
-    for (name, bytes) in samples() {
-        let schema_file = d.join(schema_of(&name).unwrap());
-        // A kind of message the previous version did not have has no
-        // reader there to break.
-        let Ok(text) = fs::read_to_string(&schema_file) else {
-            continue;
-        };
-        let schema: Value = serde_json::from_str(&text).unwrap();
-        let validator = jsonschema::validator_for(&schema)
-            .unwrap_or_else(|e| panic!("{}: {e}", schema_file.display()));
-        let instance: Value = serde_json::from_slice(&bytes).unwrap();
-        let errors: Vec<String> = validator
-            .iter_errors(&instance)
-            .map(|e| format!("{} at {}", e, e.instance_path()))
-            .collect();
-        assert!(
-            errors.is_empty(),
-            "{name} is refused by version {prev}'s schema: {errors:#?}"
-        );
-        checked += 1;
-    }
-    assert!(checked >= 9, "only {checked} messages checked");
+    let problems = check(&kept);
+    assert!(
+        problems.is_empty(),
+        "{}",
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 fn golden(name: &str) -> Value {

@@ -49,19 +49,7 @@ async fn every_orders_final_state_is_rebuilt_from_the_history_alone() {
     let w = SagaWorld::start(&["all"], "", "").await.expect("world");
     let a = &w.agent;
     let db = w.db().await.unwrap();
-    o2c_tests::wait_until(
-        || async {
-            db.execute(
-                "INSERT INTO o2c_inventory.stock (sku, warehouse, on_hand) VALUES ('SKU-SCARCE', 'central', 1)",
-                &[],
-            )
-            .await
-            .is_ok()
-        },
-        SAGA,
-    )
-    .await
-    .unwrap();
+    w.set_stock("SKU-SCARCE", 1).await.unwrap();
 
     // Every ending: completed (carry-out and ship-to-home), a declined
     // card, insufficient stock after capture, a void after completion.
@@ -114,24 +102,9 @@ async fn every_orders_final_state_is_rebuilt_from_the_history_alone() {
     o2c_tests::wait_until_named(
         "outboxes published",
         || async {
-            let mut all = true;
-            for schema in [
-                "o2c_order",
-                "o2c_payment",
-                "o2c_inventory",
-                "o2c_shipping",
-                "o2c_state",
-            ] {
-                let n: i64 = db
-                    .query_one(
-                        &format!("SELECT count(*) FROM {schema}.outbox WHERE published_at IS NULL"),
-                        &[],
-                    )
-                    .await
-                    .map_or(1, |r| r.get(0));
-                all &= n == 0;
-            }
-            all
+            w.outbox_unpublished()
+                .await
+                .is_ok_and(|c| c.iter().all(|(_, n)| *n == 0))
         },
         SAGA,
     )

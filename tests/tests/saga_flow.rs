@@ -255,20 +255,8 @@ async fn insufficient_stock_and_a_void_after_completion_compensate() {
     let w = SagaWorld::start(&["all"], "", "").await.expect("world");
     let a = &w.agent;
     let db = w.db().await.unwrap();
-    // Wait until inventory's migrations ran, then stock one scarce unit.
-    o2c_tests::wait_until(
-        || async {
-            db.execute(
-                "INSERT INTO o2c_inventory.stock (sku, warehouse, on_hand) VALUES ('SKU-SCARCE', 'central', 1)",
-                &[],
-            )
-            .await
-            .is_ok()
-        },
-        SAGA,
-    )
-    .await
-    .unwrap();
+    // Once inventory's migrations ran, stock one scarce unit.
+    w.set_stock("SKU-SCARCE", 1).await.unwrap();
     let short = capture(
         a,
         "short",

@@ -12,6 +12,8 @@ use o2c_runtime::shutdown_signal;
 use o2c_runtime::telemetry::{LogTarget, Telemetry};
 use o2c_saga::runner::Selection;
 
+mod schemas;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "o2c-cloud",
@@ -65,6 +67,11 @@ enum Command {
         #[command(subcommand)]
         action: OrderAction,
     },
+    /// The wire contract: kept schema versions, and a schema registry.
+    Schemas {
+        #[command(subcommand)]
+        action: SchemasAction,
+    },
     /// Validate the config and print the effective values.
     CheckConfig {
         /// Path of cloud.toml.
@@ -81,6 +88,35 @@ enum TopicsAction {
     /// Create the missing topics, grow partitions and set configs; exit 2
     /// if differences no admin call can fix remain (printed).
     Apply,
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemasAction {
+    /// Check this build against the kept contract versions (exit 2 on an
+    /// incompatible change); with --registry, also against every version
+    /// of each Kafka subject in a Confluent-compatible registry.
+    Check {
+        /// The kept versions (`protocol/schemas` of the repository).
+        #[arg(long, default_value = "protocol/schemas")]
+        dir: PathBuf,
+        /// Schema registry URL, e.g. `http://127.0.0.1:8081`.
+        #[arg(long)]
+        registry: Option<String>,
+        /// `[kafka] topic_prefix` of the deployment (subjects are
+        /// `{topic}-value`).
+        #[arg(long, default_value = "")]
+        topic_prefix: String,
+    },
+    /// Register each Kafka subject's schema with BACKWARD_TRANSITIVE
+    /// (exit 2 if the registry refuses one as incompatible).
+    Register {
+        /// Schema registry URL.
+        #[arg(long)]
+        registry: String,
+        /// `[kafka] topic_prefix` of the deployment.
+        #[arg(long, default_value = "")]
+        topic_prefix: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -179,6 +215,11 @@ fn main() -> ExitCode {
             Ok(cfg) => finish(dlq(cfg, action)),
             Err(code) => code,
         },
+        Command::Schemas { action } => match schemas_cmd(action) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(2),
+            Err(e) => finish(Err(e)),
+        },
         Command::Order { config, action } => match load(&config) {
             Ok(cfg) => match order(cfg, action) {
                 Ok(true) => ExitCode::SUCCESS,
@@ -238,6 +279,31 @@ async fn topics(cfg: Config, action: TopicsAction) -> anyhow::Result<bool> {
             print!("{after}");
             Ok(after.is_empty())
         }
+    }
+}
+
+/// `schemas check|register`; false on an incompatible change.
+#[tokio::main]
+async fn schemas_cmd(action: SchemasAction) -> anyhow::Result<bool> {
+    let topics = |prefix: &str| {
+        o2c_protocol::KafkaTopics::new(prefix).with_context(|| format!("topic prefix {prefix:?}"))
+    };
+    match action {
+        SchemasAction::Check {
+            dir,
+            registry,
+            topic_prefix,
+        } => {
+            let mut ok = schemas::check_local(&dir)?;
+            if let Some(url) = registry {
+                ok &= schemas::check_registry(&url, &topics(&topic_prefix)?).await?;
+            }
+            Ok(ok)
+        }
+        SchemasAction::Register {
+            registry,
+            topic_prefix,
+        } => schemas::register(&registry, &topics(&topic_prefix)?).await,
     }
 }
 

@@ -14,13 +14,11 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
-
 use o2c_protocol::KafkaTopics;
 
 use o2c_cloud_common::config::Config;
 use o2c_runtime::kafka;
-use o2c_runtime::kafka::scan::{self, ScanFrom};
+use o2c_runtime::kafka::scan::{self, ScanFrom, ScannedRecord};
 
 /// Longest a `dlq list` may take to read the topic.
 const READ_WAIT: Duration = Duration::from_secs(60);
@@ -101,33 +99,9 @@ pub fn replay_target<'d>(
     Ok(topic)
 }
 
-/// One dead letter.
-#[derive(Debug, Clone, Serialize)]
-pub struct DeadLetter {
-    /// Partition of the DLQ.
-    pub partition: i32,
-    /// Offset in it.
-    pub offset: i64,
-    /// Record key.
-    pub key: String,
-    /// Headers (the original ones plus `reason`, `reason_detail`,
-    /// `source_topic`, `source_group`).
-    pub headers: Vec<(String, String)>,
-    /// The original value.
-    #[serde(skip)]
-    pub value: Vec<u8>,
-}
-
-impl DeadLetter {
-    /// A header's value.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+/// One dead letter: a record of the DLQ; its headers are the original
+/// ones plus `reason`, `reason_detail`, `source_topic`, `source_group`.
+pub type DeadLetter = ScannedRecord;
 
 /// Reads every record of the DLQ.
 pub async fn list(cfg: &Config) -> Result<Vec<DeadLetter>, DlqError> {
@@ -145,17 +119,13 @@ pub async fn list(cfg: &Config) -> Result<Vec<DeadLetter>, DlqError> {
 }
 
 fn read_all(brokers: &str, topic: &str) -> Result<Vec<DeadLetter>, DlqError> {
-    let records = scan::scan(brokers, topic, None, ScanFrom::Beginning, READ_WAIT)?;
-    Ok(records
-        .into_iter()
-        .map(|r| DeadLetter {
-            partition: r.partition,
-            offset: r.offset,
-            key: r.key,
-            headers: r.headers,
-            value: r.value,
-        })
-        .collect())
+    Ok(scan::scan(
+        brokers,
+        topic,
+        None,
+        ScanFrom::Beginning,
+        READ_WAIT,
+    )?)
 }
 
 /// Re-injects the newest dead letter whose `event_id` is `id` (or whose

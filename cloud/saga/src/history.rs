@@ -207,8 +207,8 @@ pub async fn read(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use o2c_protocol::Traceparent;
     use o2c_protocol::event::{OrderCancelled, OrderCompleted};
-    use o2c_protocol::{AgentId, StoreId, Traceparent};
 
     fn record(offset: i64, env: &Envelope, source: &str) -> ScannedRecord {
         ScannedRecord {
@@ -222,16 +222,9 @@ mod tests {
     }
 
     fn env(n: u8, payload: Event) -> Envelope {
-        Envelope {
-            event_id: EventId::from_parts(1, [n; 10]),
-            schema_version: 1,
-            store_id: StoreId::new("S1").unwrap(),
-            agent_id: AgentId::new("A1").unwrap(),
-            seq: None,
-            occurred_at: OffsetDateTime::from_unix_timestamp(1_764_000_000 + i64::from(n)).unwrap(),
-            traceparent: Some(Traceparent::from_ids(0xabc, 1).unwrap()),
-            payload,
-        }
+        let mut e = crate::test_support::envelope(n, i64::from(n), payload);
+        e.traceparent = Some(Traceparent::from_ids(0xabc, 1).unwrap());
+        e
     }
 
     #[test]

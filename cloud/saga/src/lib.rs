@@ -90,6 +90,8 @@ pub mod shipping;
 pub mod state;
 pub mod status;
 pub mod stock;
+#[cfg(test)]
+mod test_support;
 pub mod watch;
 
 pub use error::SagaError;

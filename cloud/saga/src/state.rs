@@ -149,22 +149,9 @@ impl Step for StateStep {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::envelope as env;
     use o2c_protocol::event::{OrderCancelled, OrderCompleted, PaymentFailed};
-    use o2c_protocol::{AgentId, CloudStatus, Event, EventId, OrderId, StoreId};
-    use time::OffsetDateTime;
-
-    fn env(n: u8, at_s: i64, payload: Event) -> Envelope {
-        Envelope {
-            event_id: EventId::from_parts(1, [n; 10]),
-            schema_version: 1,
-            store_id: StoreId::new("S1").unwrap(),
-            agent_id: AgentId::new("A1").unwrap(),
-            seq: None,
-            occurred_at: OffsetDateTime::from_unix_timestamp(1_764_000_000 + at_s).unwrap(),
-            traceparent: None,
-            payload,
-        }
-    }
+    use o2c_protocol::{CloudStatus, Event, OrderId};
 
     #[test]
     fn the_latest_state_is_the_same_in_any_order_and_on_replay() {

@@ -272,11 +272,15 @@ mod tests {
         let t = spec.resolve("", Overrides::default());
         let get = |n: &str| t.iter().find(|t| t.name == n).unwrap();
         let created = get("orders.created");
-        assert_eq!((created.partitions, created.replication_factor), (12, 3));
+        assert_eq!((created.partitions, created.replication_factor), (24, 3));
         assert_eq!(created.configs[RETENTION_MS], "604800000");
         assert_eq!(created.configs[MIN_INSYNC_REPLICAS], "2");
         assert_eq!(created.configs[CLEANUP_POLICY], "delete");
         assert_eq!(get("o2c.dlq").configs[RETENTION_MS], "2592000000");
+        let history = get("orders.events");
+        assert_eq!(history.configs[RETENTION_MS], "-1", "kept forever");
+        assert_eq!(history.configs[CLEANUP_POLICY], "delete");
+        assert_eq!(get("orders.state").configs[CLEANUP_POLICY], "compact");
     }
 
     #[test]

@@ -154,6 +154,7 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         extra_saga: String::new(),
         extra_tables: String::new(),
         extra_psp: String::new(),
+        extra_kafka: String::new(),
     };
     let saga = SagaProc::start(dir, &settings, "all")
         .await

@@ -175,6 +175,7 @@ impl World {
             extra_saga: String::new(),
             extra_tables: String::new(),
             extra_psp: String::new(),
+            extra_kafka: String::new(),
         };
         let services: Vec<&str> = match shape.sagas {
             SagaLayout::PerService => SAGA_SERVICES.to_vec(),

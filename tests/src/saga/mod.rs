@@ -1,7 +1,9 @@
 //! The saga as real processes: `o2c-psp-sim` and `o2c-cloud saga`
 //! with generated configs, a whole-pipeline setup ([`SagaWorld`]: private
 //! Mosquitto, ingest, saga, simulator, one agent, a database of its own),
-//! and the agent-side helpers the saga suites assert with.
+//! and the agent-side helpers the saga suites assert with. What the suites
+//! read back from a world's Kafka and database (groups caught up, outbox
+//! rows, stock) is in `state`.
 
 use crate::wait::wait_http_ok;
 use std::net::SocketAddr;
@@ -154,25 +156,35 @@ pub struct SagaSettings {
     pub extra_tables: String,
     /// Extra TOML appended to `[psp]` (e.g. `breaker_open_ms = 1000`).
     pub extra_psp: String,
+    /// Extra TOML appended to `[kafka]` (e.g. `partitions = 6`).
+    pub extra_kafka: String,
 }
 
 impl SagaProc {
-    /// Writes `saga-{service}.toml` in `dir` and starts `o2c-cloud saga
-    /// --service {service}`; waits until `/readyz` is 200.
+    /// Writes `saga-{service}-{port}.toml` in `dir` and starts `o2c-cloud
+    /// saga --service {service}` (several replicas of one service each get
+    /// their own files); waits until `/readyz` is 200.
     pub async fn start(dir: &Path, s: &SagaSettings, service: &str) -> Result<Self, HarnessError> {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let config = dir.join(format!("saga-{service}.toml"));
+        let config = dir.join(format!("saga-{service}-{}.toml", http.port()));
         let text = format!(
             "[mqtt]\nurl = \"{}\"\n\
-             [kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}.\"\n\
+             [kafka]\nbrokers = \"{}\"\ntopic_prefix = \"{}.\"\n{}\n\
              [postgres]\nurl = \"{}\"\n\
              [saga]\ngroup_prefix = \"{}\"\nhttp_listen = \"{http}\"\nauto_stock = {AUTO_STOCK}\n{}\n\
              {}\n",
-            s.mqtt_url, s.brokers, s.prefix, s.pg, s.prefix, s.extra_saga, s.extra_tables
+            s.mqtt_url,
+            s.brokers,
+            s.prefix,
+            s.extra_kafka,
+            s.pg,
+            s.prefix,
+            s.extra_saga,
+            s.extra_tables
         );
         let text = format!("{text}[psp]\nurl = \"{}\"\n{}\n", s.psp_url, s.extra_psp);
         std::fs::write(&config, text).map_err(|e| HarnessError::io("write saga.toml", e))?;
-        let log = dir.join(format!("saga-{service}.log"));
+        let log = dir.join(format!("saga-{service}-{}.log", http.port()));
         let guard = Self::spawn(&config, service, &log)?;
         let me = SagaProc {
             guard,
@@ -393,6 +405,22 @@ pub async fn wait_status(
     .await
 }
 
+/// How [`SagaWorld::start_with`] sets a world up.
+#[derive(Debug, Clone, Default)]
+pub struct WorldOptions<'a> {
+    /// Kafka bootstrap servers; the shared Tansu when `None`.
+    pub kafka: Option<&'a str>,
+    /// Appended to `[saga]`.
+    pub extra_saga: &'a str,
+    /// Appended to `[psp]`.
+    pub extra_psp: &'a str,
+    /// Lines appended to the private broker's config.
+    pub mosquitto_extra: &'a [&'a str],
+    /// Partitions per topic (`[kafka] partitions` of the ingest and every
+    /// saga process); the config's default when `None`.
+    pub partitions: Option<i32>,
+}
+
 /// The whole pipeline for one test.
 #[derive(Debug)]
 pub struct SagaWorld {
@@ -449,26 +477,53 @@ impl SagaWorld {
         extra_psp: &str,
         mosquitto_extra: &[&str],
     ) -> Result<Self, HarnessError> {
+        let opts = WorldOptions {
+            kafka,
+            extra_saga,
+            extra_psp,
+            mosquitto_extra,
+            partitions: None,
+        };
+        Self::start_with(services, &opts).await
+    }
+
+    /// Starts everything as `opts` says.
+    pub async fn start_with(
+        services: &[&str],
+        opts: &WorldOptions<'_>,
+    ) -> Result<Self, HarnessError> {
         let env = TestEnv::new();
-        let brokers = match kafka {
+        let brokers = match opts.kafka {
             Some(k) => k.to_owned(),
             None => env.require_kafka().await.to_owned(),
         };
         env.require_postgres().await;
         let pg = env.create_database("saga").await?;
-        let mosq = PrivateMosquitto::start_with(mosquitto_extra).await?;
+        let mosq = PrivateMosquitto::start_with(opts.mosquitto_extra).await?;
         let psp = PspSim::start(env.path()).await?;
+        let partitions = opts.partitions.map(|n| n.to_string());
         let settings = SagaSettings {
             prefix: env.prefix().to_owned(),
             mqtt_url: mosq.url(),
             brokers: brokers.clone(),
             pg: pg.clone(),
             psp_url: psp.url(),
-            extra_saga: extra_saga.to_owned(),
+            extra_saga: opts.extra_saga.to_owned(),
             extra_tables: String::new(),
-            extra_psp: extra_psp.to_owned(),
+            extra_psp: opts.extra_psp.to_owned(),
+            extra_kafka: partitions
+                .as_ref()
+                .map(|n| format!("partitions = {n}"))
+                .unwrap_or_default(),
         };
-        let ingest = Ingest::start(env.path(), env.prefix(), &mosq.url(), &brokers).await?;
+        let ingest_env: Vec<(&str, &str)> = partitions
+            .as_deref()
+            .map(|n| ("O2C_CLOUD__KAFKA__PARTITIONS", n))
+            .into_iter()
+            .collect();
+        let ingest =
+            Ingest::start_with_env(env.path(), env.prefix(), &mosq.url(), &brokers, &ingest_env)
+                .await?;
         let mut sagas = Vec::new();
         for s in services {
             sagas.push(SagaProc::start(env.path(), &settings, s).await?);
@@ -529,113 +584,6 @@ impl SagaWorld {
     }
 }
 
-/// The saga topics (without prefix) each consumer group reads.
-pub const GROUP_TOPICS: &[(&str, &[&str])] = &[
-    (
-        "order",
-        &[
-            "orders.created",
-            "orders.cancelled",
-            "payments.captured",
-            "payments.failed",
-            "inventory.confirmed",
-            "inventory.released",
-            "shipments.scheduled",
-        ],
-    ),
-    ("payment", &["orders.created", "orders.cancelled"]),
-    (
-        "inventory",
-        &["orders.created", "payments.captured", "orders.cancelled"],
-    ),
-    (
-        "shipping",
-        &["orders.created", "inventory.confirmed", "orders.cancelled"],
-    ),
-    ("state", &["orders.events"]),
-    (
-        "status",
-        &[
-            "orders.created",
-            "payments.captured",
-            "inventory.confirmed",
-            "shipments.scheduled",
-            "orders.completed",
-            "orders.cancelled",
-            "refunds.issued",
-        ],
-    ),
-];
+mod state;
 
-impl SagaWorld {
-    /// Waits until the consumer group of every saga service that runs has
-    /// committed every record.
-    pub async fn wait_groups_caught_up(&self, timeout: Duration) -> Result<(), HarnessError> {
-        let prefix = self.env.prefix().to_owned();
-        let runs = |group: &str| {
-            self.sagas
-                .iter()
-                .any(|s| s.service == "all" || s.service == group)
-        };
-        wait_until_named(
-            "saga consumer groups caught up",
-            || {
-                let prefix = prefix.clone();
-                async move {
-                    for (group, topics) in GROUP_TOPICS.iter().filter(|(g, _)| runs(g)) {
-                        let topics: Vec<String> =
-                            topics.iter().map(|t| format!("{prefix}.{t}")).collect();
-                        let g = format!("{prefix}-{group}");
-                        if !crate::kafka::group_caught_up(&self.brokers, &g, &topics)
-                            .await
-                            .unwrap_or(false)
-                        {
-                            return false;
-                        }
-                    }
-                    true
-                }
-            },
-            timeout,
-        )
-        .await
-    }
-
-    /// Rows in the outbox of each service that ran: `[(schema, count)]`.
-    pub async fn outbox_counts(&self) -> Result<Vec<(String, i64)>, HarnessError> {
-        let db = self.db().await?;
-        let mut out = Vec::new();
-        for schema in [
-            "o2c_order",
-            "o2c_payment",
-            "o2c_inventory",
-            "o2c_shipping",
-            "o2c_state",
-        ] {
-            let exists: bool = db
-                .query_one(
-                    "SELECT to_regclass($1) IS NOT NULL",
-                    &[&format!("{schema}.outbox")],
-                )
-                .await
-                .map_err(|source| HarnessError::Postgres {
-                    what: format!("look up {schema}.outbox"),
-                    source,
-                })?
-                .get(0);
-            if !exists {
-                continue;
-            }
-            let n: i64 = db
-                .query_one(&format!("SELECT count(*) FROM {schema}.outbox"), &[])
-                .await
-                .map_err(|source| HarnessError::Postgres {
-                    what: format!("count {schema}.outbox"),
-                    source,
-                })?
-                .get(0);
-            out.push((schema.to_owned(), n));
-        }
-        Ok(out)
-    }
-}
+pub use state::GROUP_TOPICS;
