@@ -159,6 +159,33 @@ pub fn schemas() -> Vec<(String, Value)> {
     out
 }
 
+/// A schema in its writer's form, for a registry: every object closed
+/// (`additionalProperties: false` where nothing else is said), so that a
+/// Confluent-style BACKWARD check allows a new optional field and refuses
+/// a removed or newly required one. (Against an open model such a checker
+/// refuses even an optional field: old data could have held anything
+/// there.)
+pub fn writer_form(schema: &Value) -> Value {
+    fn close(v: &mut Value) {
+        match v {
+            Value::Object(o) => {
+                if o.get("type").and_then(Value::as_str) == Some("object")
+                    && o.contains_key("properties")
+                    && !o.contains_key("additionalProperties")
+                {
+                    o.insert("additionalProperties".into(), Value::Bool(false));
+                }
+                o.values_mut().for_each(close);
+            }
+            Value::Array(a) => a.iter_mut().for_each(close),
+            _ => {}
+        }
+    }
+    let mut v = schema.clone();
+    close(&mut v);
+    v
+}
+
 /// The schema file that describes a golden file: `OrderCreated.card.json`
 /// is described by `OrderCreated.json`.
 pub fn schema_of(golden: &str) -> Option<String> {

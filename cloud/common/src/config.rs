@@ -314,6 +314,13 @@ pub struct KafkaConfig {
     /// `deploy/cloud/topics.toml`).
     #[serde(default)]
     pub topics_file: Option<std::path::PathBuf>,
+    /// A Confluent-compatible schema registry (`http://host:port`). When
+    /// set, every record produced carries the id of its value's schema in
+    /// the `o2c-schema-id` header; the subjects must be registered first
+    /// (`o2c-cloud schemas register`), or the service stops at start
+    /// naming the missing one.
+    #[serde(default)]
+    pub schema_registry_url: Option<String>,
 }
 
 /// `[ingest]`.
@@ -485,6 +492,14 @@ impl Config {
         if !(self.psp.url.starts_with("http://") || self.psp.url.starts_with("https://")) {
             return Err(ConfigError::key(
                 "psp.url",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        if let Some(url) = &self.kafka.schema_registry_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::key(
+                "kafka.schema_registry_url",
                 "must be an http:// or https:// URL",
             ));
         }

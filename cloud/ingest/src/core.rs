@@ -18,7 +18,8 @@ use o2c_protocol::frame::{FRAME_PROPERTY, FrameId};
 use o2c_protocol::topic::{Channel, agent_topic, parse_agent_topic};
 use o2c_protocol::validate::redact_card_numbers;
 use o2c_protocol::{
-    Ack, AgentId, Envelope, EventId, FrameNack, KafkaTopics, RawBatch, Rejection, Seq, StoreId,
+    Ack, AgentId, Envelope, EventId, EventType, FrameNack, KafkaTopics, RawBatch, Rejection, Seq,
+    StoreId,
 };
 use serde::Deserialize;
 
@@ -48,6 +49,8 @@ pub struct OutRecord {
     pub seq: u64,
     /// The event's id.
     pub event_id: EventId,
+    /// The event's type.
+    pub event_type: EventType,
 }
 
 /// A record for the dead-letter topic.
@@ -424,6 +427,7 @@ pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) ->
             value: ev.get().as_bytes().to_vec(),
             seq: s,
             event_id: env.event_id,
+            event_type: env.event_type(),
         });
     }
     let through_seq = expect

@@ -43,6 +43,7 @@ use o2c_cloud_common::config::Config;
 use o2c_cloud_common::mqtt;
 use o2c_runtime::kafka::{self, KafkaOpError, Producer_};
 use o2c_runtime::mqtt::MqttError;
+use o2c_topology::registry::SchemaIds;
 
 /// Why the ingest stopped.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +54,9 @@ pub enum IngestError {
     /// The Kafka topics are missing or differ from the topology file.
     #[error(transparent)]
     Topology(#[from] o2c_topology::AdminError),
+    /// The schema registry has not every subject (or did not answer).
+    #[error(transparent)]
+    Registry(#[from] o2c_topology::registry::RegistryError),
     /// MQTT setup failed.
     #[error(transparent)]
     Mqtt(#[from] MqttError),
@@ -87,6 +91,9 @@ struct Shared {
     cancel: CancellationToken,
     crash: CrashAfterProduce,
     quota: quota::AgentQuota,
+    /// The value schema ids stamped on records (`[kafka]
+    /// schema_registry_url`; none without a registry).
+    schema_ids: SchemaIds,
 }
 
 /// Fault injection for the end-to-end suite: with
@@ -133,6 +140,7 @@ pub async fn run(
     let health = Arc::new(Health::default());
     // Dev: apply the topology file; production: check the topics match it.
     o2c_topology::ensure_for(&cfg.kafka).await?;
+    let schema_ids = o2c_topology::registry::schema_ids_for(&cfg.kafka).await?;
     // Warm the idempotent producer (PID set-up) before the first frame.
     kafka::probe(&producer, Duration::from_secs(10)).await?;
     health.set_kafka(true);
@@ -149,6 +157,7 @@ pub async fn run(
         cancel: cancel.clone(),
         crash: CrashAfterProduce::from_env(),
         quota: quota::AgentQuota::from_config(&cfg.ingest),
+        schema_ids,
     });
 
     let http_task = tokio::spawn({
@@ -393,7 +402,18 @@ async fn produce_plan(shared: &Shared, plan: &Plan) {
             } else {
                 &r.topic
             };
-            kafka::send(&shared.producer, topic, &r.key, &r.headers, &r.value)
+            let stamp = shared.schema_ids.header(r.event_type.as_str());
+            async move {
+                let stamped: Vec<(&str, String)>;
+                let headers = match stamp {
+                    Some(h) => {
+                        stamped = r.headers.iter().cloned().chain([h]).collect();
+                        &stamped[..]
+                    }
+                    None => &r.headers[..],
+                };
+                kafka::send(&shared.producer, topic, &r.key, headers, &r.value).await
+            }
         }))
         .await;
         let mut failed = Vec::new();

@@ -25,6 +25,9 @@ pub enum SagaError {
     /// The Kafka topics are missing or differ from the topology file.
     #[error(transparent)]
     Topology(#[from] o2c_topology::AdminError),
+    /// The schema registry has not every subject (or did not answer).
+    #[error(transparent)]
+    Registry(#[from] o2c_topology::registry::RegistryError),
     /// Payment processor client setup.
     #[error(transparent)]
     Psp(#[from] crate::psp::PspError),

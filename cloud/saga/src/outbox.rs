@@ -27,6 +27,7 @@ use crate::db::DbError;
 use crate::metrics::SagaMetrics;
 use crate::service::Service;
 use o2c_runtime::kafka::{self, Producer_};
+use o2c_topology::registry::SchemaIds;
 
 /// A fresh UUIDv7 event id.
 pub(crate) fn new_event_id() -> EventId {
@@ -142,11 +143,18 @@ pub(crate) struct Relay {
     pub(crate) exclusive: bool,
     /// Backstop poll interval.
     pub(crate) poll: Duration,
+    /// The value schema ids stamped on records, by event type.
+    pub(crate) schema_ids: SchemaIds,
 }
 
 impl Relay {
     /// The relay of `service`.
-    pub(crate) fn for_service(service: Service, topics: &KafkaTopics, poll: Duration) -> Self {
+    pub(crate) fn for_service(
+        service: Service,
+        topics: &KafkaTopics,
+        poll: Duration,
+        schema_ids: SchemaIds,
+    ) -> Self {
         let state = service == Service::State;
         Self {
             schema: service.schema(),
@@ -154,6 +162,7 @@ impl Relay {
             history: (!state).then(|| topics.history()),
             exclusive: state,
             poll,
+            schema_ids,
         }
     }
 }
@@ -283,6 +292,7 @@ async fn publish_batch(
                 if let Some(tp) = r.get::<_, Option<String>>(7) {
                     headers.push(("traceparent", tp));
                 }
+                headers.extend(relay.schema_ids.header(r.get::<_, &str>(4)));
                 let payload: &[u8] = r.get(8);
                 kafka::send(producer, topic, key, &headers, payload).await
             })

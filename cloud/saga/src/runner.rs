@@ -113,6 +113,7 @@ pub async fn run(
 
     // Dev: apply the topology file; production: check the topics match it.
     o2c_topology::ensure_for(&cfg.kafka).await?;
+    let schema_ids = o2c_topology::registry::schema_ids_for(&cfg.kafka).await?;
     let producer = kafka::producer(&cfg.kafka.brokers, cfg.kafka.linger_ms)?;
     // Warm the idempotent producer before the first event.
     kafka::probe(&producer, Duration::from_secs(10)).await?;
@@ -226,7 +227,7 @@ pub async fn run(
         }
         let (p, m, c) = (producer.clone(), metrics.clone(), cancel.clone());
         let poll = Duration::from_millis(cfg.saga.outbox_poll_ms.max(10));
-        let relay = outbox::Relay::for_service(service, &topics, poll);
+        let relay = outbox::Relay::for_service(service, &topics, poll, schema_ids.clone());
         tasks.spawn({
             let url = url.clone();
             async move {

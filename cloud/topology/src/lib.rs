@@ -9,9 +9,13 @@
 //!   Pure.
 //! - [`admin`]: reading the cluster and applying a plan (rdkafka admin
 //!   API); [`admin::ensure`] is the check every service runs at start.
+//! - [`registry`]: a Confluent-compatible schema registry: the topics'
+//!   subjects, registering and checking schemas, and the ids producers
+//!   stamp in a header ([`registry::schema_ids_for`], run at start too).
 
 pub mod admin;
 pub mod plan;
+pub mod registry;
 pub mod spec;
 
 pub use admin::{AdminError, apply, desired_for, ensure, ensure_for, live, plan_live};

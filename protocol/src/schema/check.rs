@@ -9,6 +9,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+#[cfg(test)]
+use super::writer_form;
 use super::{CONTRACT_VERSION, samples, schema_of, schemas};
 use crate::Envelope;
 use crate::frame::{AckMessage, StatusUpdate};
@@ -274,33 +276,6 @@ fn previous(kept: &[Kept]) -> Option<&Kept> {
     kept.iter()
         .filter(|k| version_key(&k.version) < cur)
         .max_by_key(|k| version_key(&k.version))
-}
-
-/// A schema in its writer's form, for a registry: every object closed
-/// (`additionalProperties: false` where nothing else is said), so that a
-/// Confluent-style BACKWARD check allows a new optional field and refuses
-/// a removed or newly required one. (Against an open model such a checker
-/// refuses even an optional field: old data could have held anything
-/// there.)
-pub fn writer_form(schema: &Value) -> Value {
-    fn close(v: &mut Value) {
-        match v {
-            Value::Object(o) => {
-                if o.get("type").and_then(Value::as_str) == Some("object")
-                    && o.contains_key("properties")
-                    && !o.contains_key("additionalProperties")
-                {
-                    o.insert("additionalProperties".into(), Value::Bool(false));
-                }
-                o.values_mut().for_each(close);
-            }
-            Value::Array(a) => a.iter_mut().for_each(close),
-            _ => {}
-        }
-    }
-    let mut v = schema.clone();
-    close(&mut v);
-    v
 }
 
 #[cfg(test)]
