@@ -73,13 +73,13 @@ async fn apply_creates_what_the_file_lists_and_production_mode_refuses_a_differi
         (0, "the cluster matches the topology file")
     );
 
-    // The same topics against the file as written (12 partitions, three
+    // The same topics against the file as written (24 partitions, three
     // replicas, min.insync.replicas 2): each difference is named.
     let prod = config(&env, &brokers, false);
     let (code, text) = topics(&prod, "plan");
     assert_eq!(code, 2, "{text}");
     for line in [
-        format!("~ {p}.orders.created: partitions 2 -> 12"),
+        format!("~ {p}.orders.created: partitions 2 -> 24"),
         format!("~ {p}.orders.created: min.insync.replicas 1 -> 2"),
         format!(
             "! {p}.orders.created: replication factor 1 live, 3 in the file: reassign its partitions"
@@ -111,7 +111,7 @@ async fn apply_creates_what_the_file_lists_and_production_mode_refuses_a_differi
     assert!(!out.status.success(), "{text}");
     assert!(
         text.contains("do not match the topology file")
-            && text.contains(&format!("{p}.orders.created: partitions 2 -> 12")),
+            && text.contains(&format!("{p}.orders.created: partitions 2 -> 24")),
         "{text}"
     );
 }

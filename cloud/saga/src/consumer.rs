@@ -60,6 +60,16 @@ pub enum StepError {
         /// What was wrong.
         detail: String,
     },
+    /// Not for this reader: an event type the order history carries that
+    /// this build does not know (a newer writer's: a minor contract bump).
+    /// Skipped and counted, never dead-lettered: a newer reader uses it.
+    #[error("skipped ({code}): {detail}")]
+    Skip {
+        /// Stable reason code.
+        code: &'static str,
+        /// What it was.
+        detail: String,
+    },
     /// Retry later (processor or broker trouble, a conflict).
     #[error("transient: {0}")]
     Transient(String),
@@ -192,9 +202,19 @@ pub(crate) fn decode(
     topic: &str,
     value: &[u8],
 ) -> Result<Envelope, StepError> {
-    let env = Envelope::decode(value).map_err(|e| StepError::Poison {
-        code: e.code(),
-        detail: e.to_string(),
+    let env = Envelope::decode(value).map_err(|e| match e {
+        // The history carries every type: one this build does not know is
+        // a newer writer's, not poison (docs/schemas.md).
+        o2c_protocol::DecodeError::UnknownEventType(_) if topics.is_history(topic) => {
+            StepError::Skip {
+                code: e.code(),
+                detail: e.to_string(),
+            }
+        }
+        e => StepError::Poison {
+            code: e.code(),
+            detail: e.to_string(),
+        },
     })?;
     if !topics.is_history(topic) && topics.event_type_of(topic) != Some(env.event_type()) {
         return Err(StepError::Poison {
@@ -458,9 +478,16 @@ async fn process<S: Step>(
             metrics.processed.get_or_create(&cfg.label).inc();
         }
         Err(_) if cancel.is_cancelled() => {}
+        Err(StepError::Skip { code, detail }) => {
+            tracing::info!(service = cfg.label.service, topic, code, %detail,
+                "skipping a history event this build does not know");
+            metrics.skipped.get_or_create(&cfg.label).inc();
+        }
         Err(e) => {
             let (code, detail) = match &e {
-                StepError::Poison { code, detail } => (*code, detail.clone()),
+                StepError::Poison { code, detail } | StepError::Skip { code, detail } => {
+                    (*code, detail.clone())
+                }
                 StepError::Transient(why) | StepError::Unavailable(why) => {
                     ("retries_exhausted", why.clone())
                 }
@@ -525,5 +552,45 @@ mod tests {
         .expect("nothing listens there");
         assert!(pg_unavailable(&e), "{e}");
         assert!(matches!(StepError::from(e), StepError::Unavailable(_)));
+    }
+
+    /// The history carries every type: one this build does not know is a
+    /// newer writer's and is skipped there; on a type's own topic it is
+    /// poison. A newer major is refused everywhere.
+    #[test]
+    fn an_unknown_event_type_is_skipped_on_the_history_and_poison_elsewhere() {
+        let topics = KafkaTopics::new("t.").unwrap();
+        let env = crate::test_support::envelope(
+            1,
+            0,
+            o2c_protocol::Event::OrderCompleted(o2c_protocol::event::OrderCompleted {
+                order_id: o2c_protocol::OrderId::from_parts(1, [1; 10]),
+            }),
+        );
+        let mut v: serde_json::Value = serde_json::from_slice(&env.encode().unwrap()).unwrap();
+        v["event_type"] = "ShipmentDelivered".into();
+        let newer = serde_json::to_vec(&v).unwrap();
+        assert!(matches!(
+            decode(&topics, "t.orders.events", &newer),
+            Err(StepError::Skip {
+                code: "unknown_event_type",
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode(&topics, "t.orders.completed", &newer),
+            Err(StepError::Poison { .. })
+        ));
+        v["event_type"] = "OrderCompleted".into();
+        v["schema_version"] = 2.into();
+        let major = serde_json::to_vec(&v).unwrap();
+        assert!(matches!(
+            decode(&topics, "t.orders.events", &major),
+            Err(StepError::Poison {
+                code: "unsupported_schema_version",
+                ..
+            })
+        ));
+        assert!(decode(&topics, "t.orders.events", &env.encode().unwrap()).is_ok());
     }
 }

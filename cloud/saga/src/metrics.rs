@@ -79,6 +79,10 @@ pub struct SagaMetrics {
     pub retries: Family<ServiceLabel, Counter>,
     /// Events dead-lettered, per service.
     pub dead_letters: Family<ServiceLabel, Counter>,
+    /// Events skipped as not for this reader: a type the order history
+    /// carries that this build does not know (a newer writer's), per
+    /// service.
+    pub skipped: Family<ServiceLabel, Counter>,
     /// Outbox rows published.
     pub outbox_published: Counter,
     /// Status updates published to stores.
@@ -118,6 +122,7 @@ impl Default for SagaMetrics {
             processed: Family::default(),
             retries: Family::default(),
             dead_letters: Family::default(),
+            skipped: Family::default(),
             outbox_published: Counter::default(),
             status_published: Counter::default(),
             status_undeliverable: Counter::default(),
@@ -139,6 +144,11 @@ impl Default for SagaMetrics {
             "dead_letters",
             "Events dead-lettered",
             m.dead_letters.clone(),
+        );
+        registry.register(
+            "skipped",
+            "History events of a type this build does not know, skipped",
+            m.skipped.clone(),
         );
         registry.register(
             "outbox_published",
