@@ -67,6 +67,14 @@ enum Command {
         #[command(subcommand)]
         action: OrderAction,
     },
+    /// The catalog master data (products and prices).
+    Catalog {
+        /// Path of cloud.toml (its `[postgres]`).
+        #[arg(long, env = "O2C_CLOUD_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: CatalogAction,
+    },
     /// The wire contract: kept schema versions, and a schema registry.
     Schemas {
         #[command(subcommand)]
@@ -88,6 +96,17 @@ enum TopicsAction {
     /// Create the missing topics, grow partitions and set configs; exit 2
     /// if differences no admin call can fix remain (printed).
     Apply,
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogAction {
+    /// Import products from JSON Lines, or CSV when FILE ends in `.csv`.
+    /// Idempotent: a file already applied changes nothing. A file with a
+    /// bad line is refused whole, each bad line named (exit 2).
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -215,6 +234,14 @@ fn main() -> ExitCode {
             Ok(cfg) => finish(dlq(cfg, action)),
             Err(code) => code,
         },
+        Command::Catalog { config, action } => match load(&config) {
+            Ok(cfg) => match catalog(cfg, action) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(2),
+                Err(e) => finish(Err(e)),
+            },
+            Err(code) => code,
+        },
         Command::Schemas { action } => match schemas_cmd(action) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(2),
@@ -280,6 +307,39 @@ async fn topics(cfg: Config, action: TopicsAction) -> anyhow::Result<bool> {
             Ok(after.is_empty())
         }
     }
+}
+
+/// `catalog import`; false when the file has bad lines (nothing applied).
+#[tokio::main]
+async fn catalog(cfg: Config, action: CatalogAction) -> anyhow::Result<bool> {
+    let CatalogAction::Import { file } = action;
+    let text =
+        std::fs::read_to_string(&file).with_context(|| format!("read {}", file.display()))?;
+    let products = match o2c_catalog::import::parse(&file.to_string_lossy(), &text) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            eprintln!(
+                "o2c-cloud: {} bad line(s); nothing from {} was applied",
+                errors.len(),
+                file.display()
+            );
+            return Ok(false);
+        }
+    };
+    let (mut client, conn) = tokio_postgres::connect(&cfg.postgres.url, tokio_postgres::NoTls)
+        .await
+        .context("connect to postgres")?;
+    tokio::spawn(conn);
+    o2c_catalog::db::migrate(&client).await?;
+    let o = o2c_catalog::db::import(&mut client, &products).await?;
+    println!(
+        "catalog version {}: {} product(s) changed, {} unchanged",
+        o.version, o.changed, o.unchanged
+    );
+    Ok(true)
 }
 
 /// `schemas check|register`; false on an incompatible change.
