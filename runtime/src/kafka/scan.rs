@@ -109,6 +109,9 @@ pub fn scan(
                     .iter()
                     .filter_map(|e| match e.offset() {
                         Offset::Offset(o) => Some((e.partition(), o)),
+                        // No record that late: nothing to read there
+                        // (clamped to the high watermark below).
+                        Offset::End => Some((e.partition(), i64::MAX)),
                         _ => None,
                     })
                     .collect(),
@@ -219,5 +222,23 @@ mod tests {
             .filter(|k| partition_for_key(k.as_bytes(), 6) == partition)
             .count();
         assert_eq!(got.len(), expected);
+        // From a time after every record: nothing, without reading the
+        // partition from its start.
+        let brokers = mock.bootstrap_servers();
+        let k = keys[7].clone();
+        let later = tokio::task::spawn_blocking(move || {
+            let future = i64::MAX / 2;
+            scan(
+                &brokers,
+                "t",
+                Some(&k),
+                ScanFrom::Time(future),
+                Duration::from_secs(20),
+            )
+        })
+        .await
+        .expect("join")
+        .expect("scan");
+        assert!(later.is_empty(), "{later:?}");
     }
 }
