@@ -9,6 +9,9 @@
 //! - [`money`]: `Money { minor, currency }` with checked arithmetic.
 //! - [`order`]: the order model (lines, payments, fulfillment, customer).
 //! - [`validate`]: `Order::validate()` with field paths.
+//! - [`catalog`]: the catalog down-sync contract (products, prices,
+//!   catalog and stock pages, the change hint) and the checks an agent runs
+//!   on a page before applying it.
 //! - [`card`]: the card-number detector (Luhn runs, GTIN exemption,
 //!   redaction); used by [`ids`] and [`validate`].
 //! - [`status`]: `CloudStatus`, an order's saga status, and its wire names.
@@ -29,6 +32,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod card;
+pub mod catalog;
 pub mod envelope;
 pub mod event;
 pub mod frame;

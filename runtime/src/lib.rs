@@ -20,6 +20,9 @@
 //! - `kafka` (feature `kafka`, the cloud's): the idempotent producer, the
 //!   librdkafka log bridge, and [`kafka::send_until_stored`],
 //!   the one "produce until durable" loop of every dead-letter path.
+//! - [`tls`]: PEM loading, the rustls client config MQTT and HTTPS share,
+//!   the mutual-TLS server config, and the fleet identity (store, agent) a
+//!   client certificate carries.
 //! - [`signal`]: the SIGTERM/SIGINT shutdown future.
 //! - [`telemetry`]: tracing-subscriber initialisation (env filter, text or
 //!   JSON).
@@ -34,6 +37,7 @@ pub mod kafka;
 pub mod mqtt;
 pub mod signal;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::{ConfigError, Loader};
 pub use signal::shutdown_signal;

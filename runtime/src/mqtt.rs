@@ -7,15 +7,13 @@
 //! Session policy (persistent or clean, manual acks, in-flight limits)
 //! differs per binary and is set by the caller on the returned options.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use o2c_protocol::topic::{MqttUrl, MqttUrlError};
 use rumqttc::v5::MqttOptions;
 use rumqttc::{TlsConfiguration, Transport};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
 /// Shortest keep-alive the options use, whatever the config says.
@@ -78,54 +76,31 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-fn tls_error(key: &'static str, path: &Path, reason: impl ToString) -> MqttError {
-    MqttError::Tls {
-        key,
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
-}
-
-/// Reads every certificate of a PEM file; an empty file is an error.
-fn certificates(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, MqttError> {
-    // Read first, so a missing or unreadable file says so plainly.
-    let pem = std::fs::read(path).map_err(|e| tls_error(key, path, e))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| tls_error(key, path, format!("not a PEM certificate file ({e})")))?;
-    if certs.is_empty() {
-        return Err(tls_error(key, path, "no PEM certificate in the file"));
-    }
-    Ok(certs)
-}
-
 /// Builds the rustls client config from `[mqtt.tls]`: the fleet CA as the
 /// only trust root and, for mutual TLS, the client certificate and key.
 pub fn tls_client_config(t: &MqttTlsConfig) -> Result<rustls::ClientConfig, MqttError> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in certificates("mqtt.tls.ca_file", &t.ca_file)? {
-        roots
-            .add(cert)
-            .map_err(|e| tls_error("mqtt.tls.ca_file", &t.ca_file, e))?;
-    }
-    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
-    match (&t.cert_file, &t.key_file) {
-        (Some(cert), Some(key)) => {
-            let chain = certificates("mqtt.tls.cert_file", cert)?;
-            let pem = std::fs::read(key).map_err(|e| tls_error("mqtt.tls.key_file", key, e))?;
-            let private = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
-                tls_error(
-                    "mqtt.tls.key_file",
-                    key,
-                    format!("no usable PEM private key ({e})"),
-                )
-            })?;
-            builder
-                .with_client_auth_cert(chain, private)
-                .map_err(|e| tls_error("mqtt.tls.key_file", key, e))
+    let identity = match (&t.cert_file, &t.key_file) {
+        (Some(cert), Some(key)) => Some((
+            ("mqtt.tls.cert_file", cert.as_path()),
+            ("mqtt.tls.key_file", key.as_path()),
+        )),
+        (None, None) => None,
+        _ => return Err(together()),
+    };
+    crate::tls::client_config(crate::tls::Files {
+        ca: ("mqtt.tls.ca_file", &t.ca_file),
+        identity,
+    })
+    .map_err(MqttError::from)
+}
+
+impl From<crate::tls::TlsError> for MqttError {
+    fn from(e: crate::tls::TlsError) -> Self {
+        MqttError::Tls {
+            key: e.key,
+            path: e.path,
+            reason: e.reason,
         }
-        (None, None) => Ok(builder.with_no_client_auth()),
-        _ => Err(together()),
     }
 }
 

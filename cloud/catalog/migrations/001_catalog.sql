@@ -21,3 +21,10 @@ CREATE TABLE IF NOT EXISTS o2c_catalog.products (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS products_version ON o2c_catalog.products (version);
+
+-- The stores that have called the store API: the catalog service sends
+-- each its retained change hint, also after a restart.
+CREATE TABLE IF NOT EXISTS o2c_catalog.stores (
+    store_id   text PRIMARY KEY,
+    first_seen timestamptz NOT NULL DEFAULT now()
+);

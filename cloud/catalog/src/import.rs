@@ -13,56 +13,10 @@
 use std::collections::HashMap;
 
 use o2c_protocol::Currency;
-use o2c_protocol::validate::contains_card_number;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use time::OffsetDateTime;
 
-/// Longest SKU.
-pub const MAX_SKU: usize = 64;
-/// Longest product name.
-pub const MAX_NAME: usize = 128;
-/// Longest category.
-pub const MAX_CATEGORY: usize = 64;
-
-/// One price of a product.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Price {
-    /// ISO 4217 code.
-    pub currency: Currency,
-    /// Minor units, at least 0.
-    pub minor: i64,
-    /// From when it applies; always when absent.
-    #[serde(
-        default,
-        with = "time::serde::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub effective_from: Option<OffsetDateTime>,
-}
-
-/// One product as imported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Product {
-    /// Stock-keeping unit.
-    pub sku: String,
-    /// Display name.
-    pub name: String,
-    /// Category, for reports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub category: Option<String>,
-    /// Sellable; `false` deactivates the SKU.
-    #[serde(default = "yes")]
-    pub active: bool,
-    /// Prices, in a canonical order once checked (currency, then time).
-    #[serde(default)]
-    pub prices: Vec<Price>,
-}
-
-fn yes() -> bool {
-    true
-}
+pub use o2c_protocol::catalog::{MAX_CATEGORY, MAX_NAME, MAX_SKU, Price, Product};
 
 /// A bad line of an import file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,47 +40,11 @@ fn err(line: usize, field: impl Into<String>, message: impl Into<String>) -> Lin
 
 /// Checks one product; puts its prices in canonical order.
 fn check(line: usize, p: &mut Product, errors: &mut Vec<LineError>) {
-    let text = |errors: &mut Vec<LineError>, field: &str, v: &str, max: usize| {
-        let n = v.chars().count();
-        if n == 0 || n > max {
-            errors.push(err(line, field, format!("must be 1 to {max} characters")));
-        }
-        if contains_card_number(v) {
-            errors.push(err(line, field, "looks like a card number"));
-        }
-    };
-    text(errors, "sku", &p.sku, MAX_SKU);
-    if p.sku.chars().any(char::is_whitespace) {
-        errors.push(err(line, "sku", "must not contain whitespace"));
-    }
-    text(errors, "name", &p.name, MAX_NAME);
-    if let Some(c) = &p.category {
-        text(errors, "category", c, MAX_CATEGORY);
-    }
-    for (i, price) in p.prices.iter().enumerate() {
-        if price.minor < 0 {
-            errors.push(err(
-                line,
-                format!("prices[{i}].minor"),
-                "must not be negative",
-            ));
-        }
-    }
-    p.prices
-        .sort_by_key(|x| (x.currency.code(), x.effective_from));
-    if p.prices
-        .windows(2)
-        .any(|w| w[0].currency == w[1].currency && w[0].effective_from == w[1].effective_from)
-    {
-        errors.push(err(
-            line,
-            "prices",
-            "two prices in one currency from the same time",
-        ));
-    }
-    if p.active && p.prices.is_empty() {
-        errors.push(err(line, "prices", "an active product needs a price"));
-    }
+    errors.extend(
+        p.normalize()
+            .into_iter()
+            .map(|f| err(line, f.field, f.message)),
+    );
 }
 
 /// Checks every product and that no SKU comes twice.

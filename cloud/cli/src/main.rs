@@ -67,13 +67,14 @@ enum Command {
         #[command(subcommand)]
         action: OrderAction,
     },
-    /// The catalog master data (products and prices).
+    /// The catalog service: the store API over HTTPS (`[catalog]`) and the
+    /// change hints over MQTT; or, with `import`, the master data import.
     Catalog {
-        /// Path of cloud.toml (its `[postgres]`).
+        /// Path of cloud.toml (its `[catalog]`, `[postgres]`, `[mqtt]`).
         #[arg(long, env = "O2C_CLOUD_CONFIG")]
         config: PathBuf,
         #[command(subcommand)]
-        action: CatalogAction,
+        action: Option<CatalogAction>,
     },
     /// The wire contract: kept schema versions, and a schema registry.
     Schemas {
@@ -234,7 +235,17 @@ fn main() -> ExitCode {
             Ok(cfg) => finish(dlq(cfg, action)),
             Err(code) => code,
         },
-        Command::Catalog { config, action } => match load(&config) {
+        Command::Catalog {
+            config,
+            action: None,
+        } => match load(&config) {
+            Ok(cfg) => finish(catalog_service(cfg)),
+            Err(code) => code,
+        },
+        Command::Catalog {
+            config,
+            action: Some(action),
+        } => match load(&config) {
             Ok(cfg) => match catalog(cfg, action) {
                 Ok(true) => ExitCode::SUCCESS,
                 Ok(false) => ExitCode::from(2),
@@ -307,6 +318,30 @@ async fn topics(cfg: Config, action: TopicsAction) -> anyhow::Result<bool> {
             Ok(after.is_empty())
         }
     }
+}
+
+/// `catalog`: the catalog service, until SIGTERM.
+#[tokio::main]
+async fn catalog_service(cfg: Config) -> anyhow::Result<()> {
+    init_tracing();
+    o2c_runtime::mqtt::install_crypto_provider();
+    o2c_catalog::service::check(&cfg)?;
+    let bind = |addr: std::net::SocketAddr, key: &'static str| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind {key} {addr}"))
+    };
+    let listen = bind(cfg.catalog.listen, "catalog.listen").await?;
+    let http = bind(cfg.catalog.http_listen, "catalog.http_listen").await?;
+    tracing::info!(addr = %http.local_addr()?, "catalog health and metrics listening");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop.cancel();
+    });
+    o2c_catalog::service::run(cfg, listen, http, cancel).await?;
+    Ok(())
 }
 
 /// `catalog import`; false when the file has bad lines (nothing applied).

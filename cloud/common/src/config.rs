@@ -15,6 +15,9 @@ use o2c_runtime::config::Loader;
 use o2c_runtime::mqtt::MqttTlsConfig;
 use serde::{Deserialize, Serialize};
 
+mod catalog;
+pub use catalog::{CatalogConfig, CatalogTls};
+
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "O2C_CLOUD__";
 
@@ -44,6 +47,9 @@ pub struct Config {
     /// The payment processor the payment service calls.
     #[serde(default)]
     pub psp: PspConfig,
+    /// The catalog service (`o2c-cloud catalog`).
+    #[serde(default)]
+    pub catalog: CatalogConfig,
 }
 
 /// `[saga]`.

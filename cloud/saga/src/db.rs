@@ -113,11 +113,18 @@ fn own_migrations(service: Service) -> &'static [Migration] {
                 include_str!("../migrations/payment/006_refunds_owed.sql"),
             ),
         ],
-        Service::Inventory => &[(
-            2,
-            "stock",
-            include_str!("../migrations/inventory/002_stock.sql"),
-        )],
+        Service::Inventory => &[
+            (
+                2,
+                "stock",
+                include_str!("../migrations/inventory/002_stock.sql"),
+            ),
+            (
+                7,
+                "stock_version",
+                include_str!("../migrations/inventory/007_stock_version.sql"),
+            ),
+        ],
         Service::Shipping => &[(
             2,
             "notifications",

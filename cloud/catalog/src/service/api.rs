@@ -1,0 +1,218 @@
+//! The store API's routes:
+//! - `GET /v1/stores/{store}/catalog?since=V&after=SKU&upto=V`
+//! - `GET /v1/stores/{store}/stock?since=V&after=SKU&upto=V`
+//!
+//! The store comes from the client certificate; a path naming another
+//! store is 403. Each answer carries an `ETag` naming the version it was
+//! read at, and a request whose `If-None-Match` names the current one is
+//! answered 304 from memory, without touching PostgreSQL. Bodies are
+//! gzip-compressed for clients that accept it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, Query};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use o2c_protocol::catalog::CatalogVersion;
+use o2c_runtime::tls::FleetIdentity;
+use serde::Serialize;
+
+use super::{Pg, Versions, store_of};
+use crate::metrics::Metrics;
+use crate::pages::{self, PageRequest};
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub(crate) struct State {
+    pub(crate) pg: Arc<Pg>,
+    pub(crate) versions: Arc<Versions>,
+    pub(crate) page_size: u32,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// The store API router (without TLS: [`super::serve`] adds the identity).
+pub(crate) fn router(state: State) -> Router {
+    Router::new()
+        .route("/v1/stores/{store}/catalog", get(catalog))
+        .route("/v1/stores/{store}/stock", get(stock))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(tower_http::compression::CompressionLayer::new().gzip(true))
+        .with_state(state)
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: String,
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorBody {
+            error: code,
+            message: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+/// The store the caller may read, or the 403.
+fn authorize(identity: &FleetIdentity, store: &str) -> Result<(), Response> {
+    match store_of(identity) {
+        Some(own) if own == store => Ok(()),
+        Some(own) => Err(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this certificate is store {own}'s; it cannot read store {store}"),
+        )),
+        None => Err(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this certificate names no store agent",
+        )),
+    }
+}
+
+/// Parses `since`, `after` and `upto`; anything else is refused.
+fn page_request(q: &HashMap<String, String>) -> Result<PageRequest, Response> {
+    let mut req = PageRequest::default();
+    for (k, v) in q {
+        let version = || {
+            v.parse::<u64>().map(CatalogVersion).map_err(|_| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    format!("{k}: {v:?} is not a version (a whole number)"),
+                )
+            })
+        };
+        match k.as_str() {
+            "since" => req.since = Some(version()?),
+            "upto" => req.upto = Some(version()?),
+            "after" if !v.is_empty() && v.len() <= o2c_protocol::catalog::MAX_SKU => {
+                req.after = Some(v.clone());
+            }
+            "after" => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    "after: must be a SKU of 1 to 64 bytes",
+                ));
+            }
+            _ => {
+                return Err(error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_query",
+                    format!("unknown parameter {k:?} (since, after, upto)"),
+                ));
+            }
+        }
+    }
+    Ok(req)
+}
+
+fn etag(kind: char, v: CatalogVersion) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{kind}{v}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+/// Whether `If-None-Match` names `tag` (or is `*`).
+fn not_modified(headers: &HeaderMap, tag: &HeaderValue) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || Some(t) == tag.to_str().ok())
+}
+
+fn unmodified(tag: HeaderValue) -> Response {
+    (StatusCode::NOT_MODIFIED, [(header::ETAG, tag)]).into_response()
+}
+
+fn with_tag(body: impl Serialize, tag: HeaderValue) -> Response {
+    (
+        [
+            (header::ETAG, tag),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        Json(body),
+    )
+        .into_response()
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "catalog: database read failed");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the catalog database cannot be read; try again later",
+    )
+}
+
+async fn catalog(
+    axum::extract::State(st): axum::extract::State<State>,
+    Extension(identity): Extension<FleetIdentity>,
+    Path(store): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let r = async {
+        authorize(&identity, &store)?;
+        let req = page_request(&q)?;
+        st.versions.seen(&st.pg, &store).await;
+        let current = st.versions.catalog();
+        let tag = etag('c', current);
+        if not_modified(&headers, &tag) {
+            return Ok(unmodified(tag));
+        }
+        let pg = st.pg.get().await.map_err(unavailable)?;
+        let page = pages::catalog_page(&pg, &req, current, st.page_size)
+            .await
+            .map_err(unavailable)?;
+        Ok::<_, Response>(with_tag(page, tag))
+    }
+    .await;
+    let resp = r.unwrap_or_else(|e| e);
+    st.metrics.request("catalog", resp.status());
+    resp
+}
+
+async fn stock(
+    axum::extract::State(st): axum::extract::State<State>,
+    Extension(identity): Extension<FleetIdentity>,
+    Path(store): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let r = async {
+        authorize(&identity, &store)?;
+        let req = page_request(&q)?;
+        st.versions.seen(&st.pg, &store).await;
+        let current = st.versions.stock(&st.pg, &store).await.map_err(unavailable)?;
+        let tag = etag('s', current);
+        if not_modified(&headers, &tag) {
+            return Ok(unmodified(tag));
+        }
+        let pg = st.pg.get().await.map_err(unavailable)?;
+        let page = pages::stock_page(
+            &pg,
+            st.versions.inventory_schema(),
+            &store,
+            &req,
+            current,
+            st.page_size,
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok::<_, Response>(with_tag(page, tag))
+    }
+    .await;
+    let resp = r.unwrap_or_else(|e| e);
+    st.metrics.request("stock", resp.status());
+    resp
+}
