@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
+use crate::catalog::pull::Puller;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
@@ -30,6 +31,9 @@ pub enum AgentError {
     /// The catalog failed to open.
     #[error("catalog: {0}")]
     Catalog(#[from] CatalogError),
+    /// The catalog pull's client could not be built.
+    #[error("catalog pull: {0}")]
+    Pull(#[from] crate::catalog::pull::PullError),
     /// An I/O error (data dir, listener).
     #[error("{what}: {source}")]
     Io {
@@ -50,6 +54,8 @@ pub struct Agent {
     connected: Arc<AtomicBool>,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    /// The catalog pull, until [`Agent::spawn_background_tasks`] starts it.
+    puller: std::sync::Mutex<Option<Puller>>,
 }
 
 impl Agent {
@@ -76,7 +82,9 @@ impl Agent {
         opts.max_commit_batch = config.outbox.max_commit_batch;
         let store = Store::open(opts, metrics.store.clone())?;
         let catalog = Catalog::open(&config.catalog_path(), config.catalog.cache_bytes)?;
+        let puller = Puller::new(catalog.clone(), &config, metrics.catalog.clone())?;
         Ok(Agent {
+            puller: std::sync::Mutex::new(puller),
             config: Arc::new(config),
             store,
             catalog,
@@ -130,8 +138,17 @@ impl Agent {
     /// [`Agent::serve`] waits for every task spawned here before closing the
     /// store.
     pub fn spawn_background_tasks(&self) {
+        // The catalog pull, when a catalog service is configured. Its
+        // client was built (and its TLS files checked) at open.
+        let catalog_trigger = self.puller.lock().ok().and_then(|mut p| p.take()).map(|puller| {
+            let trigger = puller.trigger();
+            let cancel = self.cancel.clone();
+            self.tasks.spawn(puller.run(cancel));
+            trigger
+        });
         // The sync task: ships the outbox, applies acks and status.
         let sync = crate::sync::SyncTask {
+            catalog_trigger,
             store: self.store.clone(),
             mqtt: self.config.mqtt.clone(),
             sync: self.config.sync.clone(),

@@ -244,17 +244,38 @@ pub struct CatalogConfig {
     /// sled page cache, bytes (default 4 MiB); bounds the catalog's RSS.
     #[serde(default = "defaults::catalog_cache_bytes")]
     pub cache_bytes: u64,
+    /// The cloud catalog service, `https://host:port`; without it the
+    /// catalog changes only by `o2c-agent catalog import`. Its client
+    /// certificate is `[mqtt.tls]`'s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Pull this often (with up to 10% jitter) besides at start, on
+    /// reconnect and on a change hint.
+    #[serde(default = "defaults::catalog_poll_secs")]
+    pub poll_interval_secs: u64,
+    /// Per request.
+    #[serde(default = "defaults::catalog_timeout_ms")]
+    pub timeout_ms: u64,
 }
 
 impl Default for CatalogConfig {
     fn default() -> Self {
         Self {
             cache_bytes: defaults::catalog_cache_bytes(),
+            url: None,
+            poll_interval_secs: defaults::catalog_poll_secs(),
+            timeout_ms: defaults::catalog_timeout_ms(),
         }
     }
 }
 
 mod defaults {
+    pub(super) fn catalog_poll_secs() -> u64 {
+        300
+    }
+    pub(super) fn catalog_timeout_ms() -> u64 {
+        10_000
+    }
     pub(super) fn shutdown_grace_ms() -> u64 {
         10_000
     }

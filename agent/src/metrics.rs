@@ -15,6 +15,11 @@
 //!   a resync answer that changed an order's status (ones the broker lost).
 //! - `o2c_agent_store_sync_seconds`: the `COMMIT` alone (the WAL write and
 //!   its fsync): when it tracks `commit_seconds`, the disk is the bottleneck.
+//! - `o2c_agent_catalog_version`, `o2c_agent_catalog_stock_version`: what
+//!   the catalog cache holds; `o2c_agent_catalog_last_success_seconds`:
+//!   Unix time of the last pull that succeeded;
+//!   `o2c_agent_catalog_pull_errors_total`: pulls that failed or were
+//!   refused (the previous catalog kept serving).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -49,6 +54,15 @@ impl Default for StoreMetrics {
     }
 }
 
+/// The catalog pull's metrics (handed to [`crate::catalog::pull::Puller`]).
+#[derive(Debug, Clone, Default)]
+pub struct CatalogMetrics {
+    pub(crate) version: Gauge,
+    pub(crate) stock_version: Gauge,
+    pub(crate) last_success: Gauge,
+    pub(crate) errors: Counter,
+}
+
 /// The sync task's metrics (handed to [`crate::sync::SyncTask`]).
 #[derive(Debug, Clone, Default)]
 pub struct SyncMetrics {
@@ -72,6 +86,7 @@ pub struct Metrics {
     registry: Registry,
     pub(crate) store: StoreMetrics,
     pub(crate) sync: SyncMetrics,
+    pub(crate) catalog: CatalogMetrics,
     pub(crate) captures: Family<ResultLabel, Counter>,
     pub(crate) capture_seconds: Histogram,
     pub(crate) errors: Family<CodeLabel, Counter>,
@@ -91,6 +106,27 @@ impl Metrics {
         let mut registry = Registry::with_prefix("o2c_agent");
         let store = StoreMetrics::default();
         let sync = SyncMetrics::default();
+        let catalog = CatalogMetrics::default();
+        registry.register(
+            "catalog_version",
+            "The catalog version the cache holds",
+            catalog.version.clone(),
+        );
+        registry.register(
+            "catalog_stock_version",
+            "The stock version the cache holds",
+            catalog.stock_version.clone(),
+        );
+        registry.register(
+            "catalog_last_success_seconds",
+            "Unix time of the last catalog pull that succeeded",
+            catalog.last_success.clone(),
+        );
+        registry.register(
+            "catalog_pull_errors",
+            "Catalog pulls that failed or were refused (the previous catalog kept serving)",
+            catalog.errors.clone(),
+        );
         let captures = Family::<ResultLabel, Counter>::default();
         let capture_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
         let errors = Family::<CodeLabel, Counter>::default();
@@ -162,6 +198,7 @@ impl Metrics {
             registry,
             store,
             sync,
+            catalog,
             captures,
             capture_seconds,
             errors,

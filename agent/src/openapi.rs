@@ -7,7 +7,6 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::api::model;
-use crate::catalog::Product;
 use crate::store::{CaptureReceipt, LocalStatus, OrderSyncState};
 
 #[derive(OpenApi)]
@@ -24,6 +23,7 @@ use crate::store::{CaptureReceipt, LocalStatus, OrderSyncState};
         crate::api::orders::get_one,
         crate::api::orders::cancel,
         crate::api::misc::product,
+        crate::api::misc::catalog_status,
         crate::api::misc::sync,
         crate::api::ops::healthz,
         crate::api::ops::readyz,
@@ -36,7 +36,8 @@ use crate::store::{CaptureReceipt, LocalStatus, OrderSyncState};
         model::CustomerBody, model::OrderView, model::LineView, model::PaymentView,
         model::SyncError, model::OrderListItem, model::OrderPage, model::CancelRequest,
         model::CancelResponse, model::SyncResponse, model::ErrorBody, model::ErrorDetail,
-        model::HealthBody, CaptureReceipt, LocalStatus, OrderSyncState, Product
+        model::HealthBody, CaptureReceipt, LocalStatus, OrderSyncState,
+        crate::api::misc::ProductView, crate::catalog::pull::PullStatus
     )),
     modifiers(&Bearer)
 )]

@@ -296,6 +296,44 @@ pub struct StockPage {
     pub next_after: Option<String>,
 }
 
+impl StockPage {
+    /// Parses and checks a stock page for a client at `have` whose walk is
+    /// after `after`: SKUs valid and in order, levels not negative, the
+    /// version not going backwards.
+    pub fn parse(
+        body: &[u8],
+        have: Option<CatalogVersion>,
+        after: Option<&str>,
+    ) -> Result<StockPage, PageError> {
+        let page: StockPage =
+            serde_json::from_slice(body).map_err(|e| PageError::Malformed(e.to_string()))?;
+        if let Some(have) = have.filter(|h| page.version < *h) {
+            return Err(PageError::Backwards {
+                got: page.version,
+                have,
+            });
+        }
+        let mut prev: Option<&str> = after;
+        for l in &page.levels {
+            let bad = |message: &str| PageError::Product {
+                sku: l.sku.clone(),
+                problem: problem("stock", message),
+            };
+            if l.sku.is_empty() || l.sku.len() > MAX_SKU {
+                return Err(bad("sku must be 1 to 64 bytes"));
+            }
+            if l.on_hand < 0 || l.reserved < 0 {
+                return Err(bad("on_hand and reserved must not be negative"));
+            }
+            if prev.is_some_and(|p| p >= l.sku.as_str()) {
+                return Err(PageError::Order(l.sku.clone()));
+            }
+            prev = Some(&l.sku);
+        }
+        Ok(page)
+    }
+}
+
 /// The retained change hint, on [`hint_topic`]: the latest versions, so an
 /// agent pulls at once instead of at its next poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -184,13 +184,14 @@ pub(crate) fn parse_request(body: &[u8]) -> Result<CaptureRequest, CaptureError>
     })
 }
 
-/// Builds and validates the order. `price` looks a SKU up in the catalog.
+/// Builds and validates the order. `price` looks a SKU up in the catalog:
+/// its price in force now, in the order's currency if it has one.
 pub(crate) fn build_order(
     req: CaptureRequest,
     store_id: &StoreId,
     order_id: OrderId,
     offline: OfflineLimits,
-    mut price: impl FnMut(&str) -> Result<Option<Price>, String>,
+    mut price: impl FnMut(&str, Currency) -> Result<Option<Price>, String>,
 ) -> Result<Order, CaptureError> {
     let terminal_id = TerminalId::new(req.terminal_id)
         .map_err(|e| invalid("terminal_id", "invalid_format", e))?;
@@ -206,7 +207,7 @@ pub(crate) fn build_order(
                 {
                     None
                 } else {
-                    price(&l.sku).map_err(CaptureError::Catalog)?
+                    price(&l.sku, currency).map_err(CaptureError::Catalog)?
                 };
                 let p = found.ok_or_else(|| CaptureError::UnknownSku {
                     field: field.clone(),

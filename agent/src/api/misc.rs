@@ -9,14 +9,45 @@ use axum::response::{IntoResponse, Response};
 
 use super::model::{ErrorBody, SyncResponse};
 use super::{ApiError, AppState};
-use crate::catalog::Product;
+use crate::catalog::Kind;
+use crate::catalog::pull::PullStatus;
+
+/// A catalog entry as the till sees it, from the local cache.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ProductView {
+    /// Stock-keeping unit.
+    #[schema(example = "SKU-1")]
+    pub(crate) sku: String,
+    /// Display name.
+    pub(crate) name: String,
+    /// Category.
+    pub(crate) category: Option<String>,
+    /// Sellable; capture refuses an inactive SKU as `unknown_sku`.
+    pub(crate) active: bool,
+    /// The price in force now in the store currency, minor units (absent
+    /// when the catalog has none).
+    pub(crate) price_minor: Option<i64>,
+    /// Its ISO 4217 code.
+    #[schema(example = "CAD")]
+    pub(crate) currency: Option<String>,
+    /// Every price of the product, with its `effective_from`.
+    #[schema(value_type = Vec<Object>)]
+    pub(crate) prices: Vec<o2c_protocol::catalog::Price>,
+    /// Units on hand in the cloud's books for this store, as last pulled.
+    pub(crate) on_hand: Option<i64>,
+    /// What can be promised: on hand less the units the cloud holds for
+    /// open orders, as last pulled.
+    pub(crate) available: Option<i64>,
+    /// The catalog version the cache holds.
+    pub(crate) catalog_version: Option<u64>,
+}
 
 /// A catalog entry, from the local cache.
 #[utoipa::path(
     get, path = "/v1/products/{sku}", tag = "catalog", operation_id = "getProduct",
     params(("sku" = String, Path, description = "SKU")),
     responses(
-        (status = 200, body = Product),
+        (status = 200, body = ProductView),
         (status = 401, body = ErrorBody),
         (status = 404, description = "unknown_sku", body = ErrorBody),
     ),
@@ -26,13 +57,48 @@ pub(crate) async fn product(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(sku): Path<String>,
-) -> Result<Json<Product>, ApiError> {
+) -> Result<Json<ProductView>, ApiError> {
     st.authenticate(&headers).await?;
-    st.inner
-        .catalog
+    let catalog = &st.inner.catalog;
+    let p = catalog
         .get(&sku)?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("unknown_sku", "no such SKU in the catalog"))
+        .ok_or_else(|| ApiError::not_found("unknown_sku", "no such SKU in the catalog"))?;
+    // The store currency, or (a store without one) the product's first.
+    let currency = st
+        .inner
+        .offline
+        .currency
+        .or_else(|| p.prices.first().map(|x| x.currency));
+    let now = time::OffsetDateTime::from(o2c_runtime::clock::wall());
+    let stock = catalog.stock(&sku)?;
+    Ok(Json(ProductView {
+        price_minor: currency
+            .filter(|_| p.active)
+            .and_then(|c| p.price_at(c, now)),
+        currency: currency.map(|c| c.code().to_owned()),
+        on_hand: stock.as_ref().map(|s| s.on_hand),
+        available: stock.as_ref().map(|s| (s.on_hand - s.reserved).max(0)),
+        catalog_version: catalog.version(Kind::Catalog)?.map(|v| v.0),
+        sku: p.sku,
+        name: p.name,
+        category: p.category,
+        active: p.active,
+        prices: p.prices,
+    }))
+}
+
+/// The catalog cache and its pulls from the cloud.
+#[utoipa::path(
+    get, path = "/v1/catalog/status", tag = "catalog", operation_id = "getCatalogStatus",
+    responses((status = 200, body = PullStatus), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub(crate) async fn catalog_status(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<PullStatus>, ApiError> {
+    st.authenticate(&headers).await?;
+    Ok(Json(st.inner.catalog.status()?))
 }
 
 /// Outbox and cloud-link state.

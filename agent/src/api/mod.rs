@@ -106,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders/{order_id}", get(orders::get_one))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
         .route("/v1/products/{sku}", get(misc::product))
+        .route("/v1/catalog/status", get(misc::catalog_status))
         .route("/v1/sync", get(misc::sync))
         .merge(o2c_runtime::http::router(probes))
         .route("/openapi.json", get(misc::openapi))

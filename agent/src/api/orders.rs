@@ -89,10 +89,11 @@ async fn capture_inner(
         .map_err(|e| ApiError::from(CaptureError::Catalog(e.to_string())))?;
     let inner = &st.inner;
     let request_sha256: [u8; 32] = Sha256::digest(&body).into();
-    let built = capture::build_order(req, &inner.store_id, order_id, inner.offline, |sku| {
+    let now = time::OffsetDateTime::from(o2c_runtime::clock::wall());
+    let built = capture::build_order(req, &inner.store_id, order_id, inner.offline, |sku, currency| {
         Ok(inner
             .catalog
-            .price(sku)
+            .price(sku, currency, now)
             .map(|(minor, currency)| Price { minor, currency }))
     });
     let order = match built {

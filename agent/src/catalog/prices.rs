@@ -1,6 +1,8 @@
-//! The capture path's price table: SKU → catalog price. Each catalog import
-//! builds it and stores it in sled; the catalog reads it back when it opens
-//! and swaps in a new one after each import (see `Catalog::price`).
+//! The capture path's price table: SKU → catalog prices (per currency, each
+//! from its `effective_from`). Each catalog import or applied pull builds it
+//! and stores it in sled; the catalog reads it back when it opens and swaps
+//! in a new one after each change (see `Catalog::price`). Inactive products
+//! have no entry: capture refuses them as unknown.
 //!
 //! One string holds every SKU back to back and a table sorted by SKU points
 //! into it, so a 50,000-SKU catalog takes about 1.3 MiB and a lookup is a
@@ -28,7 +30,12 @@ struct Entry {
     len: u8,
     currency: Currency,
     minor: i64,
+    /// In force from (Unix seconds); `i64::MIN` for always.
+    from: i64,
 }
+
+/// "Always": the `from` of a price without `effective_from`.
+pub(crate) const ALWAYS: i64 = i64::MIN;
 
 /// Why a SKU could not go into the table.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +58,7 @@ impl Prices {
         sku: &str,
         minor: i64,
         currency: Currency,
+        from: i64,
     ) -> Result<(), PricesError> {
         let len = u8::try_from(sku.len()).map_err(|_| PricesError::SkuTooLong(sku.len()))?;
         let start = u32::try_from(self.skus.len()).map_err(|_| PricesError::TooLarge)?;
@@ -61,6 +69,7 @@ impl Prices {
             len,
             currency,
             minor,
+            from,
         });
         Ok(())
     }
@@ -71,26 +80,46 @@ impl Prices {
             mut skus,
             mut table,
         } = self;
-        table.sort_unstable_by(|a, b| sku_of(&skus, a).cmp(sku_of(&skus, b)));
+        table.sort_unstable_by(|a, b| {
+            sku_of(&skus, a)
+                .cmp(sku_of(&skus, b))
+                .then(a.currency.code().cmp(b.currency.code()))
+                .then(a.from.cmp(&b.from))
+        });
         skus.shrink_to_fit();
         table.shrink_to_fit();
         Prices { skus, table }
     }
 
-    /// The price of `sku`: minor units and currency.
-    pub fn get(&self, sku: &str) -> Option<(i64, Currency)> {
-        self.table
-            .binary_search_by(|e| sku_of(&self.skus, e).cmp(sku))
-            .ok()
-            .map(|i| (self.table[i].minor, self.table[i].currency))
+    /// The price of `sku` in force at `at` (Unix seconds): in `currency`
+    /// if the catalog has one, else in another currency (the caller names
+    /// the mismatch); `None` for a SKU without a price in force.
+    pub fn get(&self, sku: &str, currency: Currency, at: i64) -> Option<(i64, Currency)> {
+        let start = self
+            .table
+            .partition_point(|e| sku_of(&self.skus, e) < sku);
+        let end = start
+            + self.table[start..].partition_point(|e| sku_of(&self.skus, e) == sku);
+        let rows = &self.table[start..end];
+        let in_force = |c: Currency| {
+            rows.iter()
+                .filter(|e| e.currency == c && e.from <= at)
+                .next_back()
+                .map(|e| (e.minor, e.currency))
+        };
+        in_force(currency).or_else(|| {
+            rows.iter()
+                .filter(|e| e.from <= at)
+                .find_map(|e| in_force(e.currency))
+        })
     }
 
-    /// The table as JSON, `[[sku, minor, currency], ...]`, sorted by SKU.
+    /// The table as JSON, `[[sku, minor, currency, from], ...]`, sorted.
     pub(crate) fn encode(&self) -> Result<Vec<u8>, PricesError> {
-        let rows: Vec<(&str, i64, &str)> = self
+        let rows: Vec<(&str, i64, &str, i64)> = self
             .table
             .iter()
-            .map(|e| (sku_of(&self.skus, e), e.minor, e.currency.code()))
+            .map(|e| (sku_of(&self.skus, e), e.minor, e.currency.code(), e.from))
             .collect();
         serde_json::to_vec(&rows).map_err(|e| PricesError::Codec(e.to_string()))
     }
@@ -102,16 +131,16 @@ impl Prices {
         impl<'de> Visitor<'de> for Rows {
             type Value = Prices;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of [sku, price_minor, currency]")
+                f.write_str("a list of [sku, price_minor, currency, from]")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Prices, A::Error> {
                 let mut prices = Prices::default();
-                while let Some((sku, minor, code)) =
-                    seq.next_element::<(Cow<'de, str>, i64, Cow<'de, str>)>()?
+                while let Some((sku, minor, code, from)) =
+                    seq.next_element::<(Cow<'de, str>, i64, Cow<'de, str>, i64)>()?
                 {
                     let currency = Currency::from_code(&code).map_err(de::Error::custom)?;
                     prices
-                        .push(&sku, minor, currency)
+                        .push(&sku, minor, currency, from)
                         .map_err(de::Error::custom)?;
                 }
                 Ok(prices.finish())
@@ -125,7 +154,7 @@ impl Prices {
         Ok(prices)
     }
 
-    /// Number of SKUs.
+    /// Number of prices (a SKU has one per currency and start time).
     pub fn len(&self) -> usize {
         self.table.len()
     }
@@ -147,7 +176,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_every_sku_pushed_in_any_order_and_nothing_else() {
+    fn finds_the_price_in_force_in_the_currency_asked() {
         let cad = Currency::from_code("CAD").unwrap();
         let eur = Currency::from_code("EUR").unwrap();
         let mut p = Prices::default();
@@ -156,31 +185,41 @@ mod tests {
             .enumerate()
         {
             let currency = if i % 2 == 0 { cad } else { eur };
-            p.push(sku, i as i64 * 100, currency).unwrap();
+            p.push(sku, i as i64 * 100, currency, ALWAYS).unwrap();
         }
+        // SKU-1 also in CAD from t=1000, and again from t=2000.
+        p.push("SKU-1", 777, cad, 1000).unwrap();
+        p.push("SKU-1", 888, cad, 2000).unwrap();
         let p = p.finish();
-        assert_eq!(p.len(), 6);
-        assert_eq!(p.get("b"), Some((0, cad)));
-        assert_eq!(p.get("a"), Some((100, eur)));
-        assert_eq!(p.get("SKU-1"), Some((300, eur)));
-        assert_eq!(p.get("SKU-10"), Some((200, cad)));
-        assert_eq!(p.get("ü"), Some((500, eur)));
+        assert_eq!(p.len(), 8);
+        assert_eq!(p.get("b", cad, 0), Some((0, cad)));
+        assert_eq!(p.get("a", eur, 0), Some((100, eur)));
+        // Asked in CAD, priced only in EUR: the EUR price names the mismatch.
+        assert_eq!(p.get("a", cad, 0), Some((100, eur)));
+        assert_eq!(p.get("SKU-1", eur, 0), Some((300, eur)));
+        assert_eq!(p.get("SKU-1", cad, 999), Some((300, eur)));
+        assert_eq!(p.get("SKU-1", cad, 1000), Some((777, cad)));
+        assert_eq!(p.get("SKU-1", cad, 5000), Some((888, cad)));
+        assert_eq!(p.get("SKU-10", cad, 0), Some((200, cad)));
+        assert_eq!(p.get("ü", eur, 0), Some((500, eur)));
         for missing in ["", "SKU", "SKU-3", "c", "SKU-1 "] {
-            assert_eq!(p.get(missing), None, "{missing:?}");
+            assert_eq!(p.get(missing, cad, 0), None, "{missing:?}");
         }
         let back = Prices::decode(&p.encode().unwrap()).unwrap();
-        assert_eq!(back.len(), 6);
+        assert_eq!(back.len(), 8);
         for sku in ["a", "b", "SKU-1", "SKU-10", "SKU-2", "ü"] {
-            assert_eq!(back.get(sku), p.get(sku), "{sku}");
+            for at in [0, 1500, 3000] {
+                assert_eq!(back.get(sku, cad, at), p.get(sku, cad, at), "{sku}");
+            }
         }
         assert!(matches!(
             Prices::decode(b"[[1]]"),
             Err(PricesError::Codec(_))
         ));
-        assert!(Prices::default().finish().get("a").is_none());
+        assert!(Prices::default().finish().get("a", cad, 0).is_none());
         let long = "x".repeat(256);
         assert_eq!(
-            Prices::default().push(&long, 1, cad),
+            Prices::default().push(&long, 1, cad, ALWAYS),
             Err(PricesError::SkuTooLong(256))
         );
     }

@@ -40,6 +40,38 @@ impl Config {
         if self.outbox.max_commit_batch == 0 {
             return Err(ConfigError::key("outbox.max_commit_batch", "must be >= 1"));
         }
+        self.check_catalog()
+    }
+
+    fn check_catalog(&self) -> Result<(), ConfigError> {
+        let c = &self.catalog;
+        if c.poll_interval_secs == 0 {
+            return Err(ConfigError::key("catalog.poll_interval_secs", "must be >= 1"));
+        }
+        if c.timeout_ms == 0 || c.timeout_ms > MAX_TIMEOUT_MS {
+            return Err(ConfigError::key(
+                "catalog.timeout_ms",
+                format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+            ));
+        }
+        if let Some(url) = &c.url {
+            if !url.starts_with("https://") || url.len() <= "https://".len() {
+                return Err(ConfigError::key(
+                    "catalog.url",
+                    "must be https://host:port (the store is known by its client certificate)",
+                ));
+            }
+            match &self.mqtt.tls {
+                Some(t) if t.cert_file.is_some() => {}
+                _ => {
+                    return Err(ConfigError::key(
+                        "catalog.url",
+                        "needs [mqtt.tls] with cert_file and key_file: the catalog service \
+                         knows the store by that client certificate",
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 

@@ -74,6 +74,8 @@ pub struct SyncTask {
     pub metrics: SyncMetrics,
     /// Stops the task.
     pub cancel: CancellationToken,
+    /// Wakes the catalog pull: on each connect and each change hint.
+    pub catalog_trigger: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// How often the idle loop looks for newly captured events and timeouts.
@@ -260,6 +262,14 @@ impl SyncTask {
                 state.handle_heard();
                 match packet {
                     Packet::ConnAck(_) => {
+                        if let Some(trigger) = &self.catalog_trigger {
+                            // Back online: the catalog may have moved.
+                            trigger.notify_one();
+                            let hint = o2c_protocol::catalog::hint_topic(&self.store_id);
+                            if let Err(e) = client.try_subscribe(hint, QoS::AtMostOnce) {
+                                tracing::warn!(error = %e, "cannot queue subscribe");
+                            }
+                        }
                         for t in [acks, status] {
                             if let Err(e) = client.try_subscribe(t.clone(), QoS::AtLeastOnce) {
                                 tracing::warn!(error = %e, "cannot queue subscribe");
@@ -277,6 +287,17 @@ impl SyncTask {
                         state.handle_connected();
                         self.connected.store(true, Ordering::Relaxed);
                         tracing::info!(backlog = state.backlog(), "sync connected");
+                    }
+                    Packet::Publish(p)
+                        if self.catalog_trigger.is_some()
+                            && p.topic.ends_with(b"/catalog")
+                            && p.topic
+                                == o2c_protocol::catalog::hint_topic(&self.store_id).as_bytes() =>
+                    {
+                        tracing::debug!("catalog change hint");
+                        if let Some(trigger) = &self.catalog_trigger {
+                            trigger.notify_one();
+                        }
                     }
                     Packet::Publish(p) if p.topic == FLEET_RESYNC_TOPIC.as_bytes() => {
                         tracing::debug!("a status publisher announced itself");

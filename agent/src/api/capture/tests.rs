@@ -16,7 +16,7 @@ fn body(lines: &str, payments: &str) -> String {
     )
 }
 
-fn no_catalog(_: &str) -> Result<Option<Price>, String> {
+fn no_catalog(_: &str, _: Currency) -> Result<Option<Price>, String> {
     Ok(None)
 }
 
@@ -33,7 +33,7 @@ fn limits(code: Option<&str>, floor_minor: i64) -> OfflineLimits {
 
 fn build(b: &str) -> Result<Order, CaptureError> {
     let req = parse_request(b.as_bytes())?;
-    build_order(req, &store(), id(), limits(Some("CAD"), 10_000), |sku| {
+    build_order(req, &store(), id(), limits(Some("CAD"), 10_000), |sku, _| {
         Ok((sku == "SKU-CAT").then(|| Price {
             minor: 250,
             currency: Currency::from_code("CAD").unwrap(),

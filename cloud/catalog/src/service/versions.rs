@@ -23,7 +23,7 @@ use crate::pages;
 
 /// The versions, shared by the handlers and the hint task.
 #[derive(Debug)]
-pub struct Versions {
+pub(crate) struct Versions {
     cfg: CatalogConfig,
     catalog: AtomicU64,
     /// The stock sequence's value at the last refresh.
@@ -42,7 +42,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Versions {
     /// Empty; [`Versions::refresh`] fills it.
-    pub fn new(cfg: CatalogConfig) -> Self {
+    pub(crate) fn new(cfg: CatalogConfig) -> Self {
         let known = cfg.stores.iter().cloned().collect();
         Self {
             cfg,
@@ -55,7 +55,7 @@ impl Versions {
     }
 
     /// The catalog version at the last refresh.
-    pub fn catalog(&self) -> CatalogVersion {
+    pub(crate) fn catalog(&self) -> CatalogVersion {
         CatalogVersion(self.catalog.load(Ordering::Acquire))
     }
 
@@ -93,7 +93,7 @@ impl Versions {
     }
 
     /// Reads the versions; marks the stores whose hint is due.
-    pub async fn refresh(&self, pg: &Pg) -> Result<(), CatalogError> {
+    pub(crate) async fn refresh(&self, pg: &Pg) -> Result<(), CatalogError> {
         let client = pg.get().await?;
         if lock(&self.known).len() == self.cfg.stores.len() {
             let stores = pages::known_stores(&client).await?;

@@ -1,0 +1,366 @@
+//! The down-sync task: pulls the catalog and this store's stock from the
+//! cloud's catalog service with reqwest (rustls, the `[mqtt.tls]` client
+//! certificate) and applies each walk atomically (see `apply`).
+//!
+//! It pulls at start, when the sync task reconnects or receives a change
+//! hint ([`Puller::trigger`]), and every `[catalog] poll_interval_secs`
+//! with up to 10% jitter; after a failure it backs off (1 s doubling to
+//! 60 s, jittered). A page that fails its checks (bad JSON, a negative
+//! price, an unknown currency, a version that goes backwards) refuses the
+//! whole walk: the previous catalog keeps serving and the error shows in
+//! `GET /v1/catalog/status` and the metrics. Capture never waits on this.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use o2c_protocol::StoreId;
+use o2c_protocol::catalog::{CatalogPage, CatalogVersion, PageError, StockPage};
+use reqwest::StatusCode;
+use reqwest::header::{ETAG, IF_NONE_MATCH};
+use serde::Serialize;
+use time::OffsetDateTime;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{Catalog, CatalogError, Kind};
+use crate::metrics::CatalogMetrics;
+
+/// Why a pull failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The client could not be built from `[mqtt.tls]`.
+    #[error("catalog client: {0}")]
+    Setup(String),
+    /// Network, TLS or timeout.
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The service answered with an error.
+    #[error("the catalog service answered {status}: {body}")]
+    Status {
+        /// The HTTP status.
+        status: StatusCode,
+        /// The start of the body.
+        body: String,
+    },
+    /// A page failed its checks; nothing of the walk was applied.
+    #[error("refused: {0}")]
+    Refused(#[from] PageError),
+    /// The walk's pages do not agree with each other.
+    #[error("refused: {0}")]
+    Inconsistent(String),
+    /// The local cache failed.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// What `GET /v1/catalog/status` shows.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct PullStatus {
+    /// The catalog version held; absent before the first pull.
+    pub version: Option<u64>,
+    /// The stock version held.
+    pub stock_version: Option<u64>,
+    /// Products in the cache.
+    pub products: u64,
+    /// Whether a catalog service is configured.
+    pub configured: bool,
+    /// When the last pull succeeded (RFC 3339).
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>)]
+    pub last_success: Option<OffsetDateTime>,
+    /// Seconds since then.
+    pub age_secs: Option<i64>,
+    /// The last failure, cleared by the next success.
+    pub last_error: Option<String>,
+}
+
+/// Shared between the puller and the API.
+pub type StatusCell = Arc<Mutex<PullStatus>>;
+
+/// The down-sync task.
+#[derive(Debug)]
+pub struct Puller {
+    catalog: Catalog,
+    client: reqwest::Client,
+    base: String,
+    store: StoreId,
+    poll: Duration,
+    metrics: CatalogMetrics,
+    trigger: Arc<Notify>,
+    etags: Mutex<[Option<(CatalogVersion, String)>; 2]>,
+}
+
+fn index(kind: Kind) -> usize {
+    match kind {
+        Kind::Catalog => 0,
+        Kind::Stock => 1,
+    }
+}
+
+/// Longest error body kept.
+const BODY_SNIPPET: usize = 300;
+
+impl Puller {
+    /// Builds the client (rustls with `tls` as its only trust root and
+    /// client identity).
+    pub fn new(
+        catalog: Catalog,
+        cfg: &crate::config::Config,
+        metrics: CatalogMetrics,
+    ) -> Result<Option<Puller>, PullError> {
+        let Some(url) = cfg.catalog.url.as_deref() else {
+            return Ok(None);
+        };
+        let tls = cfg
+            .mqtt
+            .tls
+            .as_ref()
+            .ok_or_else(|| PullError::Setup("catalog.url needs [mqtt.tls]".into()))?;
+        let identity = match (&tls.cert_file, &tls.key_file) {
+            (Some(c), Some(k)) => Some((
+                ("mqtt.tls.cert_file", c.as_path()),
+                ("mqtt.tls.key_file", k.as_path()),
+            )),
+            _ => None,
+        };
+        let rustls = o2c_runtime::tls::client_config(o2c_runtime::tls::Files {
+            ca: ("mqtt.tls.ca_file", &tls.ca_file),
+            identity,
+        })
+        .map_err(|e| PullError::Setup(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(rustls)
+            .timeout(Duration::from_millis(cfg.catalog.timeout_ms))
+            .connect_timeout(Duration::from_millis(cfg.catalog.timeout_ms))
+            .gzip(true)
+            .build()
+            .map_err(|e| PullError::Setup(e.to_string()))?;
+        catalog.status_mut(|s| s.configured = true);
+        Ok(Some(Puller {
+            catalog,
+            client,
+            base: url.trim_end_matches('/').to_owned(),
+            store: cfg.store_id.clone(),
+            poll: Duration::from_secs(cfg.catalog.poll_interval_secs),
+            metrics,
+            trigger: Arc::new(Notify::new()),
+            etags: Mutex::default(),
+        }))
+    }
+
+    /// Wakes the task for a pull now (a hint, a reconnect).
+    pub fn trigger(&self) -> Arc<Notify> {
+        Arc::clone(&self.trigger)
+    }
+
+    /// Pulls until `cancel`.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut failures: u32 = 0;
+        loop {
+            let wait = match self.pull_all().await {
+                Ok(()) => {
+                    failures = 0;
+                    jitter(self.poll, 10)
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    self.metrics.errors.inc();
+                    tracing::warn!(error = %e, failures, "catalog pull failed; the previous catalog keeps serving");
+                    self.catalog.status_mut(|s| s.last_error = Some(e.to_string()));
+                    let base = Duration::from_secs(1u64 << failures.min(6).saturating_sub(1));
+                    jitter(base.min(Duration::from_secs(60)), 50)
+                }
+            };
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = self.trigger.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Pulls the catalog, then the stock.
+    pub async fn pull_all(&self) -> Result<(), PullError> {
+        self.pull(Kind::Catalog).await?;
+        self.pull(Kind::Stock).await?;
+        let now = o2c_runtime::clock::wall();
+        let now = OffsetDateTime::from(now);
+        self.metrics.last_success.set(now.unix_timestamp());
+        self.catalog.status_mut(|s| {
+            s.last_success = Some(now);
+            s.last_error = None;
+        });
+        Ok(())
+    }
+
+    fn url(&self, kind: Kind) -> String {
+        format!("{}/v1/stores/{}/{}", self.base, self.store, kind.name())
+    }
+
+    async fn get(
+        &self,
+        kind: Kind,
+        query: &[(&str, String)],
+        etag: Option<&str>,
+    ) -> Result<Option<(Vec<u8>, Option<String>)>, PullError> {
+        let mut req = self.client.get(self.url(kind)).query(query);
+        if let Some(tag) = etag {
+            req = req.header(IF_NONE_MATCH, tag);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        if status == StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        let tag = resp
+            .headers()
+            .get(ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = resp.bytes().await?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            return Err(PullError::Status {
+                status,
+                body: text.chars().take(BODY_SNIPPET).collect(),
+            });
+        }
+        Ok(Some((body.to_vec(), tag)))
+    }
+
+    /// One walk of `kind`: nothing (304 or an empty delta), or every page
+    /// staged and committed.
+    async fn pull(&self, kind: Kind) -> Result<(), PullError> {
+        let have = self.catalog.version(kind)?;
+        let etag = {
+            let tags = self.etags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            tags[index(kind)]
+                .as_ref()
+                .filter(|(v, _)| Some(*v) == have)
+                .map(|(_, t)| t.clone())
+        };
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(v) = have {
+            query.push(("since", v.to_string()));
+        }
+        let Some((body, tag)) = self.get(kind, &query, etag.as_deref()).await? else {
+            return Ok(());
+        };
+        let first = Walk::parse(kind, &body, have, None)?;
+        let version = first.version;
+        if first.is_empty() && first.next_after.is_none() && Some(version) == have {
+            self.remember(kind, version, tag);
+            return Ok(());
+        }
+        self.catalog.begin(kind)?;
+        let staged = async {
+            let mut page = first;
+            loop {
+                page.stage(&self.catalog)?;
+                let Some(after) = page.next_after.clone() else {
+                    break;
+                };
+                let mut q = query.clone();
+                q.push(("after", after.clone()));
+                q.push(("upto", version.to_string()));
+                let Some((body, _)) = self.get(kind, &q, None).await? else {
+                    return Err(PullError::Inconsistent("304 for a page after the first".into()));
+                };
+                let next = Walk::parse(kind, &body, have, Some(&after))?;
+                if next.version != version || next.full != page.full {
+                    return Err(PullError::Inconsistent(format!(
+                        "page after {after:?} is for version {} (full: {}), the walk for {version} (full: {})",
+                        next.version, next.full, page.full
+                    )));
+                }
+                page = next;
+            }
+            Ok(page.full)
+        }
+        .await;
+        let full = match staged {
+            Ok(full) => full,
+            Err(e) => {
+                self.catalog.abandon(kind)?;
+                return Err(e);
+            }
+        };
+        self.catalog.commit(kind, version, full)?;
+        tracing::info!(kind = kind.name(), %version, full, "catalog pull applied");
+        self.remember(kind, version, tag);
+        Ok(())
+    }
+
+    fn remember(&self, kind: Kind, version: CatalogVersion, tag: Option<String>) {
+        let gauge = match kind {
+            Kind::Catalog => &self.metrics.version,
+            Kind::Stock => &self.metrics.stock_version,
+        };
+        gauge.set(i64::try_from(version.0).unwrap_or(i64::MAX));
+        let mut tags = self.etags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        tags[index(kind)] = tag.map(|t| (version, t));
+    }
+}
+
+/// One page of either kind.
+struct Walk {
+    version: CatalogVersion,
+    full: bool,
+    next_after: Option<String>,
+    page: Page,
+}
+
+enum Page {
+    Catalog(CatalogPage),
+    Stock(StockPage),
+}
+
+impl Walk {
+    fn parse(
+        kind: Kind,
+        body: &[u8],
+        have: Option<CatalogVersion>,
+        after: Option<&str>,
+    ) -> Result<Walk, PageError> {
+        Ok(match kind {
+            Kind::Catalog => {
+                let p = CatalogPage::parse(body, have, after)?;
+                Walk {
+                    version: p.version,
+                    full: p.full,
+                    next_after: p.next_after.clone(),
+                    page: Page::Catalog(p),
+                }
+            }
+            Kind::Stock => {
+                let p = StockPage::parse(body, have, after)?;
+                Walk {
+                    version: p.version,
+                    full: p.since.is_none(),
+                    next_after: p.next_after.clone(),
+                    page: Page::Stock(p),
+                }
+            }
+        })
+    }
+
+    fn is_empty(&self) -> bool {
+        match &self.page {
+            Page::Catalog(p) => p.products.is_empty(),
+            Page::Stock(p) => p.levels.is_empty(),
+        }
+    }
+
+    fn stage(&self, catalog: &Catalog) -> Result<(), CatalogError> {
+        match &self.page {
+            Page::Catalog(p) => catalog.stage_products(&p.products),
+            Page::Stock(p) => catalog.stage_stock(&p.levels),
+        }
+    }
+}
+
+/// `d` plus up to `percent`% more, at random.
+fn jitter(d: Duration, percent: u64) -> Duration {
+    let extra = d.as_millis() as u64 * percent / 100;
+    d + Duration::from_millis(if extra == 0 { 0 } else { rand::random::<u64>() % extra })
+}
