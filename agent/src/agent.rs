@@ -140,12 +140,17 @@ impl Agent {
     pub fn spawn_background_tasks(&self) {
         // The catalog pull, when a catalog service is configured. Its
         // client was built (and its TLS files checked) at open.
-        let catalog_trigger = self.puller.lock().ok().and_then(|mut p| p.take()).map(|puller| {
-            let trigger = puller.trigger();
-            let cancel = self.cancel.clone();
-            self.tasks.spawn(puller.run(cancel));
-            trigger
-        });
+        let catalog_trigger = self
+            .puller
+            .lock()
+            .ok()
+            .and_then(|mut p| p.take())
+            .map(|puller| {
+                let trigger = puller.trigger();
+                let cancel = self.cancel.clone();
+                self.tasks.spawn(puller.run(cancel));
+                trigger
+            });
         // The sync task: ships the outbox, applies acks and status.
         let sync = crate::sync::SyncTask {
             catalog_trigger,

@@ -289,7 +289,10 @@ impl Catalog {
 
     /// Changes the pull status.
     pub(crate) fn status_mut(&self, f: impl FnOnce(&mut pull::PullStatus)) {
-        f(&mut self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        f(&mut self
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
     }
 
     /// The pull status, with the versions and size held now.
@@ -302,9 +305,9 @@ impl Catalog {
         s.version = self.version(Kind::Catalog)?.map(|v| v.0);
         s.stock_version = self.version(Kind::Stock)?.map(|v| v.0);
         s.products = self.products.len() as u64;
-        s.age_secs = s.last_success.map(|t| {
-            (time::OffsetDateTime::from(o2c_runtime::clock::wall()) - t).whole_seconds()
-        });
+        s.age_secs = s
+            .last_success
+            .map(|t| (time::OffsetDateTime::from(o2c_runtime::clock::wall()) - t).whole_seconds());
         Ok(s)
     }
 
@@ -343,7 +346,9 @@ impl Catalog {
                         let (p, s) = l.into_parts();
                         (p, Some(s))
                     })
-                    .map_err(|_| o2c_protocol::validate::redact_card_numbers(&e.to_string()).into_owned()),
+                    .map_err(|_| {
+                        o2c_protocol::validate::redact_card_numbers(&e.to_string()).into_owned()
+                    }),
             };
             let (mut product, level) = match parsed {
                 Ok(p) => p,
@@ -356,10 +361,12 @@ impl Catalog {
                 report.errors.push((line_no, problem.to_string()));
                 continue;
             }
-            let value = serde_json::to_vec(&product).map_err(|e| corrupt(product.sku.as_bytes(), e))?;
+            let value =
+                serde_json::to_vec(&product).map_err(|e| corrupt(product.sku.as_bytes(), e))?;
             products.insert(product.sku.as_bytes(), value);
             if let Some(level) = level {
-                let value = serde_json::to_vec(&level).map_err(|e| corrupt(level.sku.as_bytes(), e))?;
+                let value =
+                    serde_json::to_vec(&level).map_err(|e| corrupt(level.sku.as_bytes(), e))?;
                 stock.insert(level.sku.as_bytes(), value);
             }
             in_batch += 1;
@@ -491,8 +498,10 @@ mod tests {
     fn a_snapshot_replaces_and_a_delta_updates() {
         let dir = tempfile::tempdir().unwrap();
         let cat = Catalog::open(&dir.path().join("c"), 1 << 20).unwrap();
-        cat.import_jsonl(&br#"{"sku":"OLD","name":"Old","prices":[{"currency":"CAD","minor":1}]}"#[..])
-            .unwrap();
+        cat.import_jsonl(
+            &br#"{"sku":"OLD","name":"Old","prices":[{"currency":"CAD","minor":1}]}"#[..],
+        )
+        .unwrap();
         cat.begin(Kind::Catalog).unwrap();
         cat.stage_products(&[product("A", 100, true), product("B", 200, true)])
             .unwrap();
@@ -500,7 +509,11 @@ mod tests {
         cat.commit(Kind::Catalog, CatalogVersion(5), true).unwrap();
         assert_eq!(
             dump(&cat),
-            [("A".into(), 100, true), ("B".into(), 200, true), ("C".into(), 300, true)]
+            [
+                ("A".into(), 100, true),
+                ("B".into(), 200, true),
+                ("C".into(), 300, true)
+            ]
         );
         assert_eq!(cat.version(Kind::Catalog).unwrap(), Some(CatalogVersion(5)));
         cat.begin(Kind::Catalog).unwrap();

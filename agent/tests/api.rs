@@ -370,11 +370,17 @@ async fn products_sync_health_metrics_and_openapi() {
     let (s, _, p) = h.get("/v1/products/SKU-CAT").await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(p["price_minor"], 1250);
-    assert_eq!((&p["on_hand"], &p["available"], &p["active"]), (&json!(4), &json!(4), &json!(true)));
+    assert_eq!(
+        (&p["on_hand"], &p["available"], &p["active"]),
+        (&json!(4), &json!(4), &json!(true))
+    );
     let (s, _, st) = h.get("/v1/catalog/status").await;
     assert_eq!(s, StatusCode::OK);
     // No catalog service configured, never pulled: no version.
-    assert_eq!((&st["configured"], &st["version"], &st["products"]), (&json!(false), &json!(null), &json!(1)));
+    assert_eq!(
+        (&st["configured"], &st["version"], &st["products"]),
+        (&json!(false), &json!(null), &json!(1))
+    );
     let (s, _, v) = h.get("/v1/products/NOPE").await;
     assert_eq!((s, code(&v)), (StatusCode::NOT_FOUND, "unknown_sku"));
 

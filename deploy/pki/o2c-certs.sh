@@ -252,8 +252,8 @@ cmd_acl() {
     check_id agent_id "$agent"
     check_id store_id "$store"
     root="o2c/v1/stores/$store/agents/$agent"
-    printf '\nuser %s\ntopic write %s/events\ntopic read %s/acks\ntopic read %s/status\ntopic write %s/resync\ntopic read o2c/v1/fleet/resync\n' \
-      "$agent" "$root" "$root" "$root" "$root"
+    printf '\nuser %s\ntopic write %s/events\ntopic read %s/acks\ntopic read %s/status\ntopic write %s/resync\ntopic read o2c/v1/fleet/resync\ntopic read o2c/v1/stores/%s/catalog\n' \
+      "$agent" "$root" "$root" "$root" "$root" "$store"
   done
 }
 

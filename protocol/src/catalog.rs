@@ -9,9 +9,9 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::card::contains_card_number;
 use crate::ids::StoreId;
 use crate::money::Currency;
-use crate::card::contains_card_number;
 
 /// Longest SKU.
 pub const MAX_SKU: usize = crate::validate::MAX_SKU_LEN;
@@ -22,8 +22,9 @@ pub const MAX_CATEGORY: usize = 64;
 
 /// A catalog (or stock) version: each change the cloud makes takes the next
 /// one, so "since V" is every change after V.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-#[derive(Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct CatalogVersion(pub u64);
 
@@ -224,13 +225,11 @@ impl CatalogPage {
     ) -> Result<CatalogPage, PageError> {
         let mut page: CatalogPage =
             serde_json::from_slice(body).map_err(|e| PageError::Malformed(e.to_string()))?;
-        if let Some(have) = have {
-            if page.version < have {
-                return Err(PageError::Backwards {
-                    got: page.version,
-                    have,
-                });
-            }
+        if let Some(have) = have.filter(|h| page.version < *h) {
+            return Err(PageError::Backwards {
+                got: page.version,
+                have,
+            });
         }
         match (page.full, page.since, have) {
             (false, None, _) => {

@@ -68,15 +68,18 @@ pub fn roots(key: &'static str, path: &Path) -> Result<rustls::RootCertStore, Tl
     Ok(roots)
 }
 
+/// A PEM file and the config key that names it.
+pub type KeyedPath<'a> = (&'static str, &'a Path);
+
 /// The PEM files of one side of a connection, each with its config key.
 #[derive(Debug, Clone, Copy)]
 pub struct Files<'a> {
     /// The CA bundle: the server's trust root for a client, the client CA
     /// for a server.
-    pub ca: (&'static str, &'a Path),
+    pub ca: KeyedPath<'a>,
     /// Own certificate and key: optional for a client, required for a
     /// server.
-    pub identity: Option<((&'static str, &'a Path), (&'static str, &'a Path))>,
+    pub identity: Option<(KeyedPath<'a>, KeyedPath<'a>)>,
 }
 
 /// A client config: `files.ca` as the only trust root and, for mutual TLS,

@@ -16,6 +16,8 @@
 //!   assert on.
 //! - [`proxy`]: [`proxy::LinkProxy`], a TCP relay that cuts, silences, delays
 //!   or reorders one link.
+//! - [`catalog`]: `o2c-cloud catalog` as a real process, and an HTTPS
+//!   client holding one fleet certificate.
 //! - [`tls`]: [`tls::Pki`] (runs `deploy/pki/o2c-certs.sh`) and [`tls::TlsMosquitto`],
 //!   a private broker started from `deploy/mosquitto/o2c.conf`.
 //! - [`psp_sim`]: the payment processor simulator, a test double, served by
@@ -44,6 +46,7 @@
 pub mod bench;
 pub mod bins;
 mod broker;
+pub mod catalog;
 pub mod chaos;
 pub mod env;
 mod error;

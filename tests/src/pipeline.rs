@@ -381,7 +381,8 @@ impl AgentProc {
         Ok(v)
     }
 
-    async fn post_json(
+    /// `POST path` with a JSON body (and an idempotency key): status and body.
+    pub async fn post_json(
         &self,
         path: &str,
         key: Option<&str>,

@@ -90,12 +90,18 @@ async fn capture_inner(
     let inner = &st.inner;
     let request_sha256: [u8; 32] = Sha256::digest(&body).into();
     let now = time::OffsetDateTime::from(o2c_runtime::clock::wall());
-    let built = capture::build_order(req, &inner.store_id, order_id, inner.offline, |sku, currency| {
-        Ok(inner
-            .catalog
-            .price(sku, currency, now)
-            .map(|(minor, currency)| Price { minor, currency }))
-    });
+    let built = capture::build_order(
+        req,
+        &inner.store_id,
+        order_id,
+        inner.offline,
+        |sku, currency| {
+            Ok(inner
+                .catalog
+                .price(sku, currency, now)
+                .map(|(minor, currency)| Price { minor, currency }))
+        },
+    );
     let order = match built {
         Ok(order) => order,
         Err(e) => {

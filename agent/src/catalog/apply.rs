@@ -93,11 +93,18 @@ impl Catalog {
             if let Some(commit) = self.meta.get(kind.commit_key())? {
                 let c: Commit =
                     serde_json::from_slice(&commit).map_err(|e| corrupt(kind.commit_key(), e))?;
-                tracing::info!(kind = kind.name(), version = c.version, "finishing a catalog change a restart interrupted");
+                tracing::info!(
+                    kind = kind.name(),
+                    version = c.version,
+                    "finishing a catalog change a restart interrupted"
+                );
                 self.finish(kind, &c)?;
                 changed |= kind == Kind::Catalog;
             } else if self.meta.get(kind.walk_key())?.is_some() {
-                tracing::info!(kind = kind.name(), "dropping a catalog pull a restart interrupted");
+                tracing::info!(
+                    kind = kind.name(),
+                    "dropping a catalog pull a restart interrupted"
+                );
                 self.staging_tree(kind)?.clear()?;
                 self.meta.remove(kind.walk_key())?;
             }

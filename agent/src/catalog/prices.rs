@@ -95,16 +95,12 @@ impl Prices {
     /// if the catalog has one, else in another currency (the caller names
     /// the mismatch); `None` for a SKU without a price in force.
     pub fn get(&self, sku: &str, currency: Currency, at: i64) -> Option<(i64, Currency)> {
-        let start = self
-            .table
-            .partition_point(|e| sku_of(&self.skus, e) < sku);
-        let end = start
-            + self.table[start..].partition_point(|e| sku_of(&self.skus, e) == sku);
+        let start = self.table.partition_point(|e| sku_of(&self.skus, e) < sku);
+        let end = start + self.table[start..].partition_point(|e| sku_of(&self.skus, e) == sku);
         let rows = &self.table[start..end];
         let in_force = |c: Currency| {
             rows.iter()
-                .filter(|e| e.currency == c && e.from <= at)
-                .next_back()
+                .rfind(|e| e.currency == c && e.from <= at)
                 .map(|e| (e.minor, e.currency))
         };
         in_force(currency).or_else(|| {

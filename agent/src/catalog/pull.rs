@@ -166,7 +166,8 @@ impl Puller {
                     failures = failures.saturating_add(1);
                     self.metrics.errors.inc();
                     tracing::warn!(error = %e, failures, "catalog pull failed; the previous catalog keeps serving");
-                    self.catalog.status_mut(|s| s.last_error = Some(e.to_string()));
+                    self.catalog
+                        .status_mut(|s| s.last_error = Some(e.to_string()));
                     let base = Duration::from_secs(1u64 << failures.min(6).saturating_sub(1));
                     jitter(base.min(Duration::from_secs(60)), 50)
                 }
@@ -233,7 +234,10 @@ impl Puller {
     async fn pull(&self, kind: Kind) -> Result<(), PullError> {
         let have = self.catalog.version(kind)?;
         let etag = {
-            let tags = self.etags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let tags = self
+                .etags
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             tags[index(kind)]
                 .as_ref()
                 .filter(|(v, _)| Some(*v) == have)
@@ -297,7 +301,10 @@ impl Puller {
             Kind::Stock => &self.metrics.stock_version,
         };
         gauge.set(i64::try_from(version.0).unwrap_or(i64::MAX));
-        let mut tags = self.etags.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut tags = self
+            .etags
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         tags[index(kind)] = tag.map(|t| (version, t));
     }
 }
@@ -362,5 +369,9 @@ impl Walk {
 /// `d` plus up to `percent`% more, at random.
 fn jitter(d: Duration, percent: u64) -> Duration {
     let extra = d.as_millis() as u64 * percent / 100;
-    d + Duration::from_millis(if extra == 0 { 0 } else { rand::random::<u64>() % extra })
+    d + Duration::from_millis(if extra == 0 {
+        0
+    } else {
+        rand::random::<u64>() % extra
+    })
 }

@@ -46,7 +46,10 @@ impl Config {
     fn check_catalog(&self) -> Result<(), ConfigError> {
         let c = &self.catalog;
         if c.poll_interval_secs == 0 {
-            return Err(ConfigError::key("catalog.poll_interval_secs", "must be >= 1"));
+            return Err(ConfigError::key(
+                "catalog.poll_interval_secs",
+                "must be >= 1",
+            ));
         }
         if c.timeout_ms == 0 || c.timeout_ms > MAX_TIMEOUT_MS {
             return Err(ConfigError::key(

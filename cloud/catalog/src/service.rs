@@ -122,9 +122,11 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), ServiceError> {
     check(&cfg)?;
-    let tls = cfg.catalog.tls.as_ref().ok_or_else(|| {
-        ServiceError::Config("catalog.tls is required".into())
-    })?;
+    let tls = cfg
+        .catalog
+        .tls
+        .as_ref()
+        .ok_or_else(|| ServiceError::Config("catalog.tls is required".into()))?;
     let server = o2c_runtime::tls::mtls_server_config(o2c_runtime::tls::Files {
         ca: ("catalog.tls.client_ca_file", &tls.client_ca_file),
         identity: Some((

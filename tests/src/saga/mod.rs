@@ -22,7 +22,7 @@ fn http_err(e: reqwest::Error) -> HarnessError {
     HarnessError::Pipeline(format!("http: {e}"))
 }
 
-fn log_file(path: &Path) -> Result<std::fs::File, HarnessError> {
+pub(crate) fn log_file(path: &Path) -> Result<std::fs::File, HarnessError> {
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -33,12 +33,18 @@ fn limits(code: Option<&str>, floor_minor: i64) -> OfflineLimits {
 
 fn build(b: &str) -> Result<Order, CaptureError> {
     let req = parse_request(b.as_bytes())?;
-    build_order(req, &store(), id(), limits(Some("CAD"), 10_000), |sku, _| {
-        Ok((sku == "SKU-CAT").then(|| Price {
-            minor: 250,
-            currency: Currency::from_code("CAD").unwrap(),
-        }))
-    })
+    build_order(
+        req,
+        &store(),
+        id(),
+        limits(Some("CAD"), 10_000),
+        |sku, _| {
+            Ok((sku == "SKU-CAT").then(|| Price {
+                minor: 250,
+                currency: Currency::from_code("CAD").unwrap(),
+            }))
+        },
+    )
 }
 
 fn field_of(e: CaptureError) -> String {

@@ -38,7 +38,9 @@ pub(crate) fn router(state: State) -> Router {
     Router::new()
         .route("/v1/stores/{store}/catalog", get(catalog))
         .route("/v1/stores/{store}/stock", get(stock))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async {
+            error(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+        })
         .layer(tower_http::compression::CompressionLayer::new().gzip(true))
         .with_state(state)
 }
@@ -49,19 +51,37 @@ struct ErrorBody<'a> {
     message: String,
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
+/// An error answer: status, code and message.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
         status,
-        Json(ErrorBody {
-            error: code,
-            message: message.into(),
-        }),
-    )
-        .into_response()
+        code,
+        message: message.into(),
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.code,
+                message: self.message,
+            }),
+        )
+            .into_response()
+    }
 }
 
 /// The store the caller may read, or the 403.
-fn authorize(identity: &FleetIdentity, store: &str) -> Result<(), Response> {
+fn authorize(identity: &FleetIdentity, store: &str) -> Result<(), ApiError> {
     match store_of(identity) {
         Some(own) if own == store => Ok(()),
         Some(own) => Err(error(
@@ -78,7 +98,7 @@ fn authorize(identity: &FleetIdentity, store: &str) -> Result<(), Response> {
 }
 
 /// Parses `since`, `after` and `upto`; anything else is refused.
-fn page_request(q: &HashMap<String, String>) -> Result<PageRequest, Response> {
+fn page_request(q: &HashMap<String, String>) -> Result<PageRequest, ApiError> {
     let mut req = PageRequest::default();
     for (k, v) in q {
         let version = || {
@@ -145,7 +165,7 @@ fn with_tag(body: impl Serialize, tag: HeaderValue) -> Response {
         .into_response()
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Response {
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
     tracing::warn!(error = %e, "catalog: database read failed");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -174,10 +194,10 @@ async fn catalog(
         let page = pages::catalog_page(&pg, &req, current, st.page_size)
             .await
             .map_err(unavailable)?;
-        Ok::<_, Response>(with_tag(page, tag))
+        Ok::<_, ApiError>(with_tag(page, tag))
     }
     .await;
-    let resp = r.unwrap_or_else(|e| e);
+    let resp = r.unwrap_or_else(IntoResponse::into_response);
     st.metrics.request("catalog", resp.status());
     resp
 }
@@ -193,7 +213,11 @@ async fn stock(
         authorize(&identity, &store)?;
         let req = page_request(&q)?;
         st.versions.seen(&st.pg, &store).await;
-        let current = st.versions.stock(&st.pg, &store).await.map_err(unavailable)?;
+        let current = st
+            .versions
+            .stock(&st.pg, &store)
+            .await
+            .map_err(unavailable)?;
         let tag = etag('s', current);
         if not_modified(&headers, &tag) {
             return Ok(unmodified(tag));
@@ -209,10 +233,10 @@ async fn stock(
         )
         .await
         .map_err(unavailable)?;
-        Ok::<_, Response>(with_tag(page, tag))
+        Ok::<_, ApiError>(with_tag(page, tag))
     }
     .await;
-    let resp = r.unwrap_or_else(|e| e);
+    let resp = r.unwrap_or_else(IntoResponse::into_response);
     st.metrics.request("stock", resp.status());
     resp
 }

@@ -44,8 +44,7 @@ pub(crate) async fn serve(
         let app = app.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
-            {
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "catalog: TLS handshake refused");

@@ -1,0 +1,186 @@
+//! [`CatalogProc`]: a running `o2c-cloud catalog` (the store API over
+//! HTTPS with mutual TLS, and the change hints), and [`StoreClient`], an
+//! HTTPS client holding one fleet certificate, to call it as a store would.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::saga::log_file;
+use crate::tls::TlsFiles;
+use crate::wait::wait_http_ok;
+use crate::{ChildGuard, HarnessError, bin_path, free_port};
+
+/// A running catalog service.
+#[derive(Debug)]
+pub struct CatalogProc {
+    guard: ChildGuard,
+    config: PathBuf,
+    log: PathBuf,
+    http: SocketAddr,
+    api: SocketAddr,
+}
+
+/// What the service is started with.
+#[derive(Debug, Clone)]
+pub struct CatalogSettings<'a> {
+    /// PostgreSQL connection string.
+    pub pg: &'a str,
+    /// The broker (`mqtts://`).
+    pub mqtt_url: &'a str,
+    /// The `o2c-catalog` service identity (MQTT client certificate).
+    pub service: &'a TlsFiles,
+    /// The HTTPS server certificate (and the fleet CA as client CA).
+    pub server: &'a TlsFiles,
+    /// Extra lines for `[catalog]` (e.g. `page_size = 100`).
+    pub extra: &'a str,
+}
+
+impl CatalogProc {
+    /// Writes `catalog.toml` in `dir` and starts the service; waits until
+    /// `/readyz` is 200.
+    pub async fn start(dir: &Path, s: &CatalogSettings<'_>) -> Result<Self, HarnessError> {
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let api = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let config = dir.join("catalog.toml");
+        let text = format!(
+            "[mqtt]\nurl = \"{}\"\n[mqtt.tls]\nca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+             [kafka]\nbrokers = \"127.0.0.1:1\"\n\
+             [postgres]\nurl = \"{}\"\n\
+             [catalog]\nlisten = \"{api}\"\nhttp_listen = \"{http}\"\nrefresh_ms = 50\n{}\n\
+             [catalog.tls]\nclient_ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+            s.mqtt_url,
+            s.service.ca.display(),
+            s.service.cert.display(),
+            s.service.key.display(),
+            s.pg,
+            s.extra,
+            s.server.ca.display(),
+            s.server.cert.display(),
+            s.server.key.display(),
+        );
+        std::fs::write(&config, text).map_err(|e| HarnessError::io("write catalog.toml", e))?;
+        let log = dir.join("catalog.log");
+        let guard = Self::spawn(&config, &log)?;
+        let me = CatalogProc {
+            guard,
+            config,
+            log,
+            http,
+            api,
+        };
+        me.wait_ready().await?;
+        Ok(me)
+    }
+
+    fn spawn(config: &Path, log: &Path) -> Result<ChildGuard, HarnessError> {
+        let mut cmd = Command::new(bin_path("o2c-cloud"));
+        cmd.arg("catalog")
+            .arg("--config")
+            .arg(config)
+            .env(
+                "RUST_LOG",
+                std::env::var("O2C_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdout(log_file(log)?)
+            .stderr(log_file(log)?);
+        ChildGuard::spawn("o2c-cloud catalog", &mut cmd)
+    }
+
+    async fn wait_ready(&self) -> Result<(), HarnessError> {
+        wait_http_ok(
+            "catalog /readyz",
+            &format!("http://{}/readyz", self.http),
+            &self.log,
+        )
+        .await
+    }
+
+    /// `https://127.0.0.1:PORT`, the store API.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.api)
+    }
+
+    /// The config file (for `o2c-cloud catalog import`).
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// The log file.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// `/metrics` text.
+    pub async fn metrics(&self) -> Result<String, HarnessError> {
+        let r = reqwest::get(format!("http://{}/metrics", self.http))
+            .await
+            .map_err(|e| HarnessError::Pipeline(format!("catalog metrics: {e}")))?;
+        r.text()
+            .await
+            .map_err(|e| HarnessError::Pipeline(format!("catalog metrics: {e}")))
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) -> Result<(), HarnessError> {
+        self.guard.kill().map(|_| ())
+    }
+
+    /// Starts it again with the same config.
+    pub async fn restart(&mut self) -> Result<(), HarnessError> {
+        let _ = self.guard.kill();
+        self.guard = Self::spawn(&self.config, &self.log)?;
+        self.wait_ready().await
+    }
+}
+
+/// An HTTPS client with one fleet identity.
+#[derive(Debug, Clone)]
+pub struct StoreClient {
+    client: reqwest::Client,
+}
+
+impl StoreClient {
+    /// A client presenting `files` and trusting only their CA.
+    pub fn new(files: &TlsFiles) -> Result<Self, HarnessError> {
+        o2c_runtime::mqtt::install_crypto_provider();
+        let tls = o2c_runtime::tls::client_config(o2c_runtime::tls::Files {
+            ca: ("ca", &files.ca),
+            identity: Some((("cert", &files.cert), ("key", &files.key))),
+        })
+        .map_err(|e| HarnessError::Pipeline(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .gzip(true)
+            .build()
+            .map_err(|e| HarnessError::Pipeline(e.to_string()))?;
+        Ok(Self { client })
+    }
+
+    /// `GET url` with an optional `If-None-Match`: status, `ETag`, body.
+    pub async fn get(
+        &self,
+        url: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<(u16, Option<String>, String), HarnessError> {
+        let mut req = self.client.get(url);
+        if let Some(t) = if_none_match {
+            req = req.header("If-None-Match", t);
+        }
+        let r = req
+            .send()
+            .await
+            .map_err(|e| HarnessError::Pipeline(format!("GET {url}: {e}")))?;
+        let status = r.status().as_u16();
+        let tag = r
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = r
+            .text()
+            .await
+            .map_err(|e| HarnessError::Pipeline(format!("GET {url}: {e}")))?;
+        Ok((status, tag, body))
+    }
+}
