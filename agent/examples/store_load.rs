@@ -37,6 +37,8 @@ fn order() -> Order {
         fulfillment: Fulfillment::CarryOut {},
         customer: None,
         captured_at: time::OffsetDateTime::UNIX_EPOCH,
+        catalog_version: None,
+        stock_check: None,
     }
 }
 

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::{self, AppState};
+use crate::catalog::check::StockChecker;
 use crate::catalog::pull::Puller;
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{Config, ConfigError};
@@ -56,6 +57,8 @@ pub struct Agent {
     tasks: TaskTracker,
     /// The catalog pull, until [`Agent::spawn_background_tasks`] starts it.
     puller: std::sync::Mutex<Option<Puller>>,
+    /// The ship-to-home stock check, when a catalog service is configured.
+    checker: Option<Arc<StockChecker>>,
 }
 
 impl Agent {
@@ -81,15 +84,40 @@ impl Agent {
         }
         opts.max_commit_batch = config.outbox.max_commit_batch;
         let store = Store::open(opts, metrics.store.clone())?;
-        let catalog = Catalog::open(&config.catalog_path(), config.catalog.cache_bytes)?;
-        let puller = Puller::new(catalog.clone(), &config, metrics.catalog.clone())?;
+        let mut catalog = Catalog::open(&config.catalog_path(), config.catalog.cache_bytes)?;
+        if std::env::var(crate::catalog::FAULT_ABORT_MID_APPLY).is_ok_and(|v| v == "1") {
+            tracing::warn!("fault injection: will abort part-way through a catalog apply");
+            catalog.inject_abort_mid_apply();
+        }
+        let connected = Arc::new(AtomicBool::new(false));
+        let http = crate::catalog::pull::http_client(&config)?;
+        let puller = http.as_ref().map(|(client, base)| {
+            Puller::new(
+                catalog.clone(),
+                client.clone(),
+                base,
+                &config,
+                metrics.catalog.clone(),
+            )
+        });
+        let checker = http.map(|(client, base)| {
+            Arc::new(StockChecker::new(
+                client,
+                &base,
+                config.store_id.clone(),
+                &config.fulfillment,
+                Arc::clone(&connected),
+                metrics.catalog.clone(),
+            ))
+        });
         Ok(Agent {
             puller: std::sync::Mutex::new(puller),
+            checker,
             config: Arc::new(config),
             store,
             catalog,
             metrics,
-            connected: Arc::new(AtomicBool::new(false)),
+            connected,
             cancel: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
@@ -128,6 +156,7 @@ impl Agent {
             self.catalog.clone(),
             Arc::clone(&self.metrics),
             Arc::clone(&self.connected),
+            self.checker.clone(),
         ))
     }
 

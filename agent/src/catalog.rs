@@ -7,7 +7,8 @@
 //! `stock` (SKU → `StockLevel` JSON), `meta` (versions, the price table,
 //! walk markers) and one staging tree per kind (see [`apply`]).
 //!
-//! The cloud feeds it through [`pull`] (the down-sync task);
+//! The cloud feeds it through [`pull`] (the down-sync task); [`check`]
+//! reserves a ship-to-home sale's stock in the cloud at capture;
 //! `o2c-agent catalog import FILE.jsonl` bootstraps a box that has never
 //! been online, one product per line, either the cloud's import format or
 //! the older `{"sku","name","price_minor","currency","category","stock_on_hand"}`.
@@ -17,6 +18,7 @@
 //! replaced after each change. `GET /v1/products/{sku}` reads sled.
 
 mod apply;
+pub mod check;
 mod prices;
 pub mod pull;
 
@@ -109,7 +111,15 @@ pub struct Catalog {
     prices: Arc<RwLock<Arc<Prices>>>,
     /// What the last pulls did.
     status: pull::StatusCell,
+    /// Fault injection for the crash test: abort the process after the
+    /// first batch of applying a committed walk ([`FAULT_ABORT_MID_APPLY`]).
+    abort_mid_apply: bool,
 }
+
+/// Set to `1`, the agent aborts (as a kill -9 would stop it) part-way
+/// through applying a committed catalog pull: a restart must finish it.
+/// Tests only (`tests/tests/catalog_crash.rs`).
+pub const FAULT_ABORT_MID_APPLY: &str = "O2C_AGENT_FAULT_ABORT_MID_CATALOG_APPLY";
 
 const PRICES_KEY: &[u8] = b"prices";
 
@@ -178,6 +188,7 @@ impl Catalog {
             meta,
             prices: Arc::default(),
             status: pull::StatusCell::default(),
+            abort_mid_apply: false,
         };
         let rebuilt = catalog.recover()?;
         let prices = if rebuilt {
@@ -187,6 +198,11 @@ impl Catalog {
         };
         catalog.prices = Arc::new(RwLock::new(Arc::new(prices)));
         Ok(catalog)
+    }
+
+    /// Arms [`FAULT_ABORT_MID_APPLY`] (call before cloning the handle).
+    pub fn inject_abort_mid_apply(&mut self) {
+        self.abort_mid_apply = true;
     }
 
     /// Looks a SKU up.
@@ -311,6 +327,14 @@ impl Catalog {
         Ok(s)
     }
 
+    /// Every product, in SKU order (diagnostics, tests).
+    pub fn products(&self) -> impl Iterator<Item = Result<Product, CatalogError>> + '_ {
+        self.products.iter().map(|item| {
+            let (key, value) = item?;
+            decode_product(&key, &value)
+        })
+    }
+
     /// Number of products.
     pub fn len(&self) -> usize {
         self.products.len()
@@ -391,179 +415,4 @@ impl Catalog {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn open_waits_for_a_lock_that_is_being_let_go() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c");
-        let first = Catalog::open(&path, 1 << 20).unwrap();
-        // Another handle keeps the lock a while (as sled's flusher does
-        // after a drop, or an agent still exiting), well within LOCK_WAIT.
-        let holder = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            drop(first);
-        });
-        let second = Catalog::open(&path, 1 << 20);
-        holder.join().unwrap();
-        assert!(second.is_ok(), "{:?}", second.err());
-    }
-
-    fn cad() -> Currency {
-        Currency::from_code("CAD").unwrap()
-    }
-
-    fn now() -> time::OffsetDateTime {
-        time::OffsetDateTime::from(o2c_runtime::clock::wall())
-    }
-
-    #[test]
-    fn import_reports_bad_lines_and_serves_lookups() {
-        let dir = tempfile::tempdir().unwrap();
-        let cat = Catalog::open(&dir.path().join("c"), 1 << 20).unwrap();
-        let input = concat!(
-            r#"{"sku":"SKU-1","name":"Mug","price_minor":1499,"currency":"CAD","category":"home","stock_on_hand":7}"#,
-            "\n\n",
-            "not json\n",
-            r#"{"sku":"SKU-2","name":"Pen","price_minor":-1,"currency":"CAD","category":"office","stock_on_hand":1}"#,
-            "\n",
-            r#"{"sku":"SKU-3","name":"Cup","price_minor":5,"currency":"ZZZ","category":"home","stock_on_hand":1}"#,
-            "\n",
-            r#"{"sku":"SKU-4","name":"Box","price_minor":5,"currency":"CAD","category":"home","stock_on_hand":1,"x":1}"#,
-            "\n",
-            r#"{"sku":"SKU-5","name":"Tin","active":false}"#,
-            "\n",
-        );
-        let report = cat.import_jsonl(input.as_bytes()).unwrap();
-        assert_eq!(report.imported, 2);
-        let lines: Vec<u64> = report.errors.iter().map(|(l, _)| *l).collect();
-        assert_eq!(lines, [3, 4, 5, 6]);
-        let p = cat.get("SKU-1").unwrap().unwrap();
-        assert_eq!(p.price_at(cad(), now()), Some(1499));
-        assert_eq!(cat.stock("SKU-1").unwrap().unwrap().on_hand, 7);
-        assert_eq!(cat.table().len(), 1);
-        assert_eq!(cat.price("SKU-1", cad(), now()), Some((1499, cad())));
-        // Inactive: known, but no price for capture.
-        assert!(!cat.get("SKU-5").unwrap().unwrap().active);
-        assert_eq!(cat.price("SKU-5", cad(), now()), None);
-        assert!(cat.get("SKU-2").unwrap().is_none());
-        assert_eq!(cat.len(), 2);
-        assert_eq!(cat.version(Kind::Catalog).unwrap(), None);
-        // Re-import upserts.
-        let again = r#"{"sku":"SKU-1","name":"Mug","price_minor":1599,"currency":"CAD","category":"home","stock_on_hand":6}"#;
-        cat.import_jsonl(again.as_bytes()).unwrap();
-        assert_eq!(cat.price("SKU-1", cad(), now()).unwrap().0, 1599);
-        // Reopened, it reads the stored table; without one (an import that
-        // stopped half-way) it builds it and keeps it.
-        cat.meta.remove(PRICES_KEY).unwrap();
-        drop(cat);
-        let cat = Catalog::open(&dir.path().join("c"), 1 << 20).unwrap();
-        assert_eq!(cat.price("SKU-1", cad(), now()).unwrap().0, 1599);
-        assert!(cat.meta.get(PRICES_KEY).unwrap().is_some());
-        // A damaged stored table is rebuilt, not fatal.
-        cat.meta.insert(PRICES_KEY, &b"not a table"[..]).unwrap();
-        drop(cat);
-        let cat = Catalog::open(&dir.path().join("c"), 1 << 20).unwrap();
-        assert_eq!(cat.price("SKU-1", cad(), now()).unwrap().0, 1599);
-        assert!(Prices::decode(&cat.meta.get(PRICES_KEY).unwrap().unwrap()).is_ok());
-    }
-
-    fn product(sku: &str, minor: i64, active: bool) -> Product {
-        Product {
-            sku: sku.into(),
-            name: format!("name of {sku}"),
-            category: None,
-            active,
-            prices: vec![Price {
-                currency: cad(),
-                minor,
-                effective_from: None,
-            }],
-        }
-    }
-
-    fn dump(cat: &Catalog) -> Vec<(String, i64, bool)> {
-        cat.products
-            .iter()
-            .map(|i| {
-                let (k, v) = i.unwrap();
-                let p = decode_product(&k, &v).unwrap();
-                (p.sku, p.prices[0].minor, p.active)
-            })
-            .collect()
-    }
-
-    #[test]
-    fn a_snapshot_replaces_and_a_delta_updates() {
-        let dir = tempfile::tempdir().unwrap();
-        let cat = Catalog::open(&dir.path().join("c"), 1 << 20).unwrap();
-        cat.import_jsonl(
-            &br#"{"sku":"OLD","name":"Old","prices":[{"currency":"CAD","minor":1}]}"#[..],
-        )
-        .unwrap();
-        cat.begin(Kind::Catalog).unwrap();
-        cat.stage_products(&[product("A", 100, true), product("B", 200, true)])
-            .unwrap();
-        cat.stage_products(&[product("C", 300, true)]).unwrap();
-        cat.commit(Kind::Catalog, CatalogVersion(5), true).unwrap();
-        assert_eq!(
-            dump(&cat),
-            [
-                ("A".into(), 100, true),
-                ("B".into(), 200, true),
-                ("C".into(), 300, true)
-            ]
-        );
-        assert_eq!(cat.version(Kind::Catalog).unwrap(), Some(CatalogVersion(5)));
-        cat.begin(Kind::Catalog).unwrap();
-        cat.stage_products(&[product("B", 250, true), product("C", 300, false)])
-            .unwrap();
-        cat.commit(Kind::Catalog, CatalogVersion(6), false).unwrap();
-        assert_eq!(cat.price("B", cad(), now()), Some((250, cad())));
-        assert_eq!(cat.price("C", cad(), now()), None);
-        assert_eq!(cat.len(), 3);
-        // Stock levels walk the same way.
-        cat.begin(Kind::Stock).unwrap();
-        cat.stage_stock(&[StockLevel {
-            sku: "A".into(),
-            on_hand: 4,
-            reserved: 1,
-        }])
-        .unwrap();
-        cat.commit(Kind::Stock, CatalogVersion(9), true).unwrap();
-        assert_eq!(cat.stock("A").unwrap().unwrap().reserved, 1);
-        assert_eq!(cat.version(Kind::Stock).unwrap(), Some(CatalogVersion(9)));
-    }
-
-    #[test]
-    fn a_crash_leaves_the_old_version_or_finishes_the_new_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c");
-        let cat = Catalog::open(&path, 1 << 20).unwrap();
-        cat.begin(Kind::Catalog).unwrap();
-        cat.stage_products(&[product("A", 100, true)]).unwrap();
-        cat.commit(Kind::Catalog, CatalogVersion(1), true).unwrap();
-        // A walk staged but not committed: dropped at the next open.
-        cat.begin(Kind::Catalog).unwrap();
-        cat.stage_products(&[product("A", 999, true), product("Z", 1, true)])
-            .unwrap();
-        cat.flush().unwrap();
-        drop(cat);
-        let cat = Catalog::open(&path, 1 << 20).unwrap();
-        assert_eq!(dump(&cat), [("A".into(), 100, true)]);
-        assert_eq!(cat.version(Kind::Catalog).unwrap(), Some(CatalogVersion(1)));
-        // Committed (the marker written) but not applied: finished at open.
-        cat.begin(Kind::Catalog).unwrap();
-        cat.stage_products(&[product("A", 150, true), product("B", 2, true)])
-            .unwrap();
-        let c = serde_json::to_vec(&serde_json::json!({"version": 2, "full": false})).unwrap();
-        cat.meta.insert(&b"commit:catalog"[..], c).unwrap();
-        cat.flush().unwrap();
-        drop(cat);
-        let cat = Catalog::open(&path, 1 << 20).unwrap();
-        assert_eq!(dump(&cat), [("A".into(), 150, true), ("B".into(), 2, true)]);
-        assert_eq!(cat.version(Kind::Catalog).unwrap(), Some(CatalogVersion(2)));
-        assert_eq!(cat.price("A", cad(), now()), Some((150, cad())));
-    }
-}
+mod tests;

@@ -65,6 +65,9 @@ pub struct Config {
     /// Local catalog cache.
     #[serde(default)]
     pub catalog: CatalogConfig,
+    /// `[fulfillment]`: the ship-to-home stock check.
+    #[serde(default)]
+    pub fulfillment: FulfillmentConfig,
 }
 
 /// `[store]`.
@@ -269,7 +272,63 @@ impl Default for CatalogConfig {
     }
 }
 
+/// What a ship-to-home sale does when its stock cannot be checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnverifiedPolicy {
+    /// Sell; the order says `stock_check: "unverified"` (degraded mode).
+    #[default]
+    Accept,
+    /// Refuse the sale (503 `stock_unverified`).
+    Refuse,
+}
+
+/// `[fulfillment]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FulfillmentConfig {
+    /// When the store is offline or the check's breaker is open.
+    #[serde(default)]
+    pub ship_to_home_when_unverified: UnverifiedPolicy,
+    /// Per check call.
+    #[serde(default = "defaults::check_timeout_ms")]
+    pub check_timeout_ms: u64,
+    /// Consecutive failures that open the breaker.
+    #[serde(default = "defaults::breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long it stays open before one trial.
+    #[serde(default = "defaults::breaker_open_secs")]
+    pub breaker_open_secs: u64,
+    /// How long the cloud holds a reservation the order never claims.
+    #[serde(default = "defaults::reservation_ttl_secs")]
+    pub reservation_ttl_secs: u64,
+}
+
+impl Default for FulfillmentConfig {
+    fn default() -> Self {
+        Self {
+            ship_to_home_when_unverified: UnverifiedPolicy::Accept,
+            check_timeout_ms: defaults::check_timeout_ms(),
+            breaker_failures: defaults::breaker_failures(),
+            breaker_open_secs: defaults::breaker_open_secs(),
+            reservation_ttl_secs: defaults::reservation_ttl_secs(),
+        }
+    }
+}
+
 mod defaults {
+    pub(super) fn check_timeout_ms() -> u64 {
+        2000
+    }
+    pub(super) fn breaker_failures() -> u32 {
+        5
+    }
+    pub(super) fn breaker_open_secs() -> u64 {
+        30
+    }
+    pub(super) fn reservation_ttl_secs() -> u64 {
+        1800
+    }
     pub(super) fn catalog_poll_secs() -> u64 {
         300
     }

@@ -20,6 +20,10 @@
 //!   Unix time of the last pull that succeeded;
 //!   `o2c_agent_catalog_pull_errors_total`: pulls that failed or were
 //!   refused (the previous catalog kept serving).
+//! - `o2c_agent_stock_checks_total{result}`: ship-to-home stock checks
+//!   (`verified`, `out_of_stock`, `offline`, `breaker_open`, `unavailable`,
+//!   ...); `o2c_agent_stock_check_breaker_state`: 0 closed, 1 open, 2
+//!   half-open.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -61,6 +65,17 @@ pub struct CatalogMetrics {
     pub(crate) stock_version: Gauge,
     pub(crate) last_success: Gauge,
     pub(crate) errors: Counter,
+    pub(crate) stock_checks: Family<ResultLabel, Counter>,
+    pub(crate) breaker_state: Gauge,
+}
+
+impl CatalogMetrics {
+    /// Counts a ship-to-home stock check by result.
+    pub(crate) fn stock_check(&self, result: &'static str) {
+        self.stock_checks
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
 }
 
 /// The sync task's metrics (handed to [`crate::sync::SyncTask`]).
@@ -121,6 +136,16 @@ impl Metrics {
             "catalog_last_success_seconds",
             "Unix time of the last catalog pull that succeeded",
             catalog.last_success.clone(),
+        );
+        registry.register(
+            "stock_checks",
+            "Ship-to-home stock checks by result (verified, out_of_stock, offline, breaker_open, unavailable, ...)",
+            catalog.stock_checks.clone(),
+        );
+        registry.register(
+            "stock_check_breaker_state",
+            "The stock check's circuit breaker: 0 closed, 1 open, 2 half-open",
+            catalog.breaker_state.clone(),
         );
         registry.register(
             "catalog_pull_errors",

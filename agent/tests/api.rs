@@ -391,6 +391,13 @@ async fn products_sync_health_metrics_and_openapi() {
     let (s, _, v) = h.post_order("cat", &body).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
     assert_eq!(v["total_minor"], 2500);
+    // Sold here, not yet confirmed by the cloud: no longer available.
+    let (_, _, p) = h.get("/v1/products/SKU-CAT").await;
+    assert_eq!(
+        (&p["on_hand"], &p["available"]),
+        (&json!(4), &json!(2)),
+        "{p}"
+    );
     // The catalog changes (another currency); the till retries the same
     // sale, whose 201 it never saw: it gets that sale back, not a 422.
     let usd = r#"{"sku":"SKU-CAT","name":"Mug","price_minor":990,"currency":"USD","category":"home","stock_on_hand":4}"#;

@@ -7,7 +7,8 @@
 - every container image is o2c/cloud:<workspace version>;
 - each container runs an o2c-cloud subcommand that exists in
   cloud/cli/src/main.rs, and exposes the port the code listens on by default
-  (ingest: http.listen, saga: saga.http_listen in cloud/common/src/config.rs),
+  (ingest: http.listen, saga: saga.http_listen in cloud/common/src/config.rs,
+  catalog: catalog.http_listen in cloud/common/src/config/catalog.rs),
   overriding the loopback default to 0.0.0.0 on that port;
 - readiness probes hit /readyz and liveness probes /healthz on that port;
 - the --config file is mounted from the generated ConfigMap, the TLS
@@ -40,10 +41,12 @@ def code_facts():
     version = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
     config_rs = (ROOT / "cloud/common/src/config.rs").read_text()
     ports = {}
-    for fn in ("default_http", "default_saga_http"):
-        m = re.search(fn + r"\(\) -> SocketAddr \{\s*SocketAddr::from\(\(\[[\d, ]+\], (\d+)\)\)", config_rs)
+    catalog_rs = (ROOT / "cloud/common/src/config/catalog.rs").read_text()
+    for fn, text in (("default_http", config_rs), ("default_saga_http", config_rs),
+                     ("default_http_listen", catalog_rs)):
+        m = re.search(fn + r"\(\) -> SocketAddr \{\s*SocketAddr::from\(\(\[[\d, ]+\], (\d+)\)\)", text)
         if not m:
-            fail(f"cloud/common/src/config.rs: cannot find {fn}()")
+            fail(f"cloud/common/src/config: cannot find {fn}()")
         else:
             ports[fn] = int(m.group(1))
     main_rs = (ROOT / "cloud/cli/src/main.rs").read_text()
@@ -53,7 +56,8 @@ def code_facts():
         subcommands = {kebab(v) for v in re.findall(r"^    ([A-Z]\w*)\s*[{,(]", m.group(1), re.M)}
     if not subcommands:
         fail("cloud/cli/src/main.rs: cannot find the subcommands of enum Command")
-    return version, {"ingest": ports.get("default_http"), "saga": ports.get("default_saga_http")}, subcommands
+    return version, {"ingest": ports.get("default_http"), "saga": ports.get("default_saga_http"),
+                     "catalog": ports.get("default_http_listen")}, subcommands
 
 
 def load_yaml(path):
@@ -89,7 +93,8 @@ def check_deployment(path, dep, version, ports, subcommands, cm_name, cm_files):
         declared = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
         if port not in declared.values():
             fail(f"{where}: containerPort {sorted(declared.values())}, the code listens on {port}")
-        listen_var = {"ingest": "O2C_CLOUD__HTTP__LISTEN", "saga": "O2C_CLOUD__SAGA__HTTP_LISTEN"}[sub]
+        listen_var = {"ingest": "O2C_CLOUD__HTTP__LISTEN", "saga": "O2C_CLOUD__SAGA__HTTP_LISTEN",
+                      "catalog": "O2C_CLOUD__CATALOG__HTTP_LISTEN"}[sub]
         if env_of(c).get(listen_var) != f"0.0.0.0:{port}":
             fail(f"{where}: {listen_var} must be 0.0.0.0:{port} so probes reach it")
         for probe, path_ in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
@@ -110,7 +115,8 @@ def check_deployment(path, dep, version, ports, subcommands, cm_name, cm_files):
         vol = volumes.get(m["name"]) if m else None
         if not (m and vol and vol.get("configMap", {}).get("name") == cm_name and m.get("subPath") in cm_files):
             fail(f"{where}: {config} is not mounted from ConfigMap {cm_name} ({sorted(cm_files)})")
-        tls_env = [v for k, v in env_of(c).items() if k.startswith("O2C_CLOUD__MQTT__TLS__")]
+        tls_env = [v for k, v in env_of(c).items()
+                   if k.startswith("O2C_CLOUD__MQTT__TLS__") or k.startswith("O2C_CLOUD__CATALOG__TLS__")]
         for f in tls_env:
             parent = str(pathlib.PurePosixPath(f).parent)
             tm = mounts.get(parent)
@@ -173,7 +179,7 @@ def main():
             print(f"check_manifests: {e}", file=sys.stderr)
         sys.exit(1)
     print(f"check_manifests: {len(yamls)} YAML files, {deployments} Deployments: images o2c/cloud:{version}, "
-          f"ports ingest {ports['ingest']} saga {ports['saga']}, subcommands {sorted(subcommands)}: ok")
+          f"ports ingest {ports['ingest']} saga {ports['saga']} catalog {ports['catalog']}, subcommands {sorted(subcommands)}: ok")
 
 
 main()

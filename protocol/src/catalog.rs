@@ -333,6 +333,82 @@ impl StockPage {
     }
 }
 
+/// One line of a store reservation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationLine {
+    /// The SKU.
+    pub sku: String,
+    /// Units, at least 1.
+    pub quantity: i64,
+}
+
+/// `POST /v1/stores/{store}/reservations`: hold a ship-to-home order's
+/// units before the till is answered; idempotent by `order_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReservationRequest {
+    /// The order being captured.
+    pub order_id: crate::ids::OrderId,
+    /// What it sells.
+    pub lines: Vec<ReservationLine>,
+    /// How long to hold the units if the order never reaches the cloud
+    /// (default 1800, at most 86400).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_secs: Option<u64>,
+}
+
+/// Longest hold a store may ask for.
+pub const MAX_RESERVATION_TTL_SECS: u64 = 86_400;
+
+impl ReservationRequest {
+    /// What is wrong with the request, if anything.
+    pub fn problem(&self) -> Option<String> {
+        if self.lines.is_empty() || self.lines.len() > 256 {
+            return Some("lines: 1 to 256 lines".into());
+        }
+        for (i, l) in self.lines.iter().enumerate() {
+            if l.sku.is_empty() || l.sku.len() > MAX_SKU {
+                return Some(format!("lines[{i}].sku: 1 to {MAX_SKU} bytes"));
+            }
+            if !(1..=1_000_000).contains(&l.quantity) {
+                return Some(format!("lines[{i}].quantity: 1 to 1000000"));
+            }
+        }
+        match self.ttl_secs {
+            Some(t) if t == 0 || t > MAX_RESERVATION_TTL_SECS => {
+                Some(format!("ttl_secs: 1 to {MAX_RESERVATION_TTL_SECS}"))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The answer to a reservation (201 new, 200 a repeat).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationAnswer {
+    /// The order.
+    pub order_id: crate::ids::OrderId,
+    /// `held`, `consumed` (the order took it over) or `released`.
+    pub state: String,
+    /// What is held, where.
+    pub reservations: Vec<crate::event::Reservation>,
+    /// When an unclaimed hold lapses (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+/// The body of a 422 `out_of_stock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutOfStock {
+    /// Always `out_of_stock`.
+    pub error: String,
+    /// What is short.
+    pub message: String,
+    /// The SKU short.
+    pub sku: String,
+}
+
 /// The retained change hint, on [`hint_topic`]: the latest versions, so an
 /// agent pulls at once instead of at its next poll.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -36,6 +36,10 @@ pub enum EventType {
     PaymentCaptured,
     /// The payment processor declined.
     PaymentFailed,
+    /// Stock was held at capture, for a ship-to-home order the store
+    /// checked online (a store reservation the inventory service honoured;
+    /// contract 1.2).
+    InventoryReserved,
     /// Stock was reserved.
     InventoryConfirmed,
     /// A reservation was released (compensation).
@@ -50,11 +54,12 @@ pub enum EventType {
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 9] = [
+    pub const ALL: [EventType; 10] = [
         EventType::OrderCreated,
         EventType::OrderCancelled,
         EventType::PaymentCaptured,
         EventType::PaymentFailed,
+        EventType::InventoryReserved,
         EventType::InventoryConfirmed,
         EventType::InventoryReleased,
         EventType::ShipmentScheduled,
@@ -69,6 +74,7 @@ impl EventType {
             EventType::OrderCancelled => "OrderCancelled",
             EventType::PaymentCaptured => "PaymentCaptured",
             EventType::PaymentFailed => "PaymentFailed",
+            EventType::InventoryReserved => "InventoryReserved",
             EventType::InventoryConfirmed => "InventoryConfirmed",
             EventType::InventoryReleased => "InventoryReleased",
             EventType::ShipmentScheduled => "ShipmentScheduled",
@@ -84,6 +90,7 @@ impl EventType {
             EventType::OrderCancelled => "orders.cancelled",
             EventType::PaymentCaptured => "payments.captured",
             EventType::PaymentFailed => "payments.failed",
+            EventType::InventoryReserved => "inventory.reserved",
             EventType::InventoryConfirmed => "inventory.confirmed",
             EventType::InventoryReleased => "inventory.released",
             EventType::ShipmentScheduled => "shipments.scheduled",
@@ -159,6 +166,15 @@ pub struct Reservation {
     pub warehouse: String,
 }
 
+/// `InventoryReserved`: the units a store reservation holds for the order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct InventoryReserved {
+    /// The order.
+    pub order_id: OrderId,
+    /// What is held, where.
+    pub reservations: Vec<Reservation>,
+}
+
 /// `InventoryConfirmed`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InventoryConfirmed {
@@ -215,6 +231,8 @@ pub enum Event {
     PaymentCaptured(PaymentCaptured),
     /// See [`EventType::PaymentFailed`].
     PaymentFailed(PaymentFailed),
+    /// See [`EventType::InventoryReserved`].
+    InventoryReserved(InventoryReserved),
     /// See [`EventType::InventoryConfirmed`].
     InventoryConfirmed(InventoryConfirmed),
     /// See [`EventType::InventoryReleased`].
@@ -235,6 +253,7 @@ impl Event {
             Event::OrderCancelled(_) => EventType::OrderCancelled,
             Event::PaymentCaptured(_) => EventType::PaymentCaptured,
             Event::PaymentFailed(_) => EventType::PaymentFailed,
+            Event::InventoryReserved(_) => EventType::InventoryReserved,
             Event::InventoryConfirmed(_) => EventType::InventoryConfirmed,
             Event::InventoryReleased(_) => EventType::InventoryReleased,
             Event::ShipmentScheduled(_) => EventType::ShipmentScheduled,
@@ -250,6 +269,7 @@ impl Event {
             Event::OrderCancelled(e) => e.order_id,
             Event::PaymentCaptured(e) => e.order_id,
             Event::PaymentFailed(e) => e.order_id,
+            Event::InventoryReserved(e) => e.order_id,
             Event::InventoryConfirmed(e) => e.order_id,
             Event::InventoryReleased(e) => e.order_id,
             Event::ShipmentScheduled(e) => e.order_id,
@@ -267,6 +287,7 @@ impl Event {
             Event::OrderCancelled(e) => serde_json::value::to_raw_value(e),
             Event::PaymentCaptured(e) => serde_json::value::to_raw_value(e),
             Event::PaymentFailed(e) => serde_json::value::to_raw_value(e),
+            Event::InventoryReserved(e) => serde_json::value::to_raw_value(e),
             Event::InventoryConfirmed(e) => serde_json::value::to_raw_value(e),
             Event::InventoryReleased(e) => serde_json::value::to_raw_value(e),
             Event::ShipmentScheduled(e) => serde_json::value::to_raw_value(e),
@@ -282,6 +303,7 @@ impl Event {
             EventType::OrderCancelled => Event::OrderCancelled(serde_json::from_str(json)?),
             EventType::PaymentCaptured => Event::PaymentCaptured(serde_json::from_str(json)?),
             EventType::PaymentFailed => Event::PaymentFailed(serde_json::from_str(json)?),
+            EventType::InventoryReserved => Event::InventoryReserved(serde_json::from_str(json)?),
             EventType::InventoryConfirmed => Event::InventoryConfirmed(serde_json::from_str(json)?),
             EventType::InventoryReleased => Event::InventoryReleased(serde_json::from_str(json)?),
             EventType::ShipmentScheduled => Event::ShipmentScheduled(serde_json::from_str(json)?),

@@ -9,6 +9,8 @@
 //! - [`money`]: `Money { minor, currency }` with checked arithmetic.
 //! - [`order`]: the order model (lines, payments, fulfillment, customer).
 //! - [`validate`]: `Order::validate()` with field paths.
+//! - [`breaker`]: a circuit breaker (closed, open, half-open) with
+//!   injected time.
 //! - [`catalog`]: the catalog down-sync contract (products, prices,
 //!   catalog and stock pages, the change hint) and the checks an agent runs
 //!   on a page before applying it.
@@ -31,6 +33,7 @@
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+pub mod breaker;
 pub mod card;
 pub mod catalog;
 pub mod envelope;
@@ -54,7 +57,9 @@ pub use frame::{
 };
 pub use ids::{AgentId, EventId, IdError, OrderId, Seq, StoreId, TerminalId};
 pub use money::{Currency, Money, MoneyError};
-pub use order::{Address, CardAuthorization, Customer, Fulfillment, Order, OrderLine, Payment};
+pub use order::{
+    Address, CardAuthorization, Customer, Fulfillment, Order, OrderLine, Payment, StockCheck,
+};
 pub use status::{CloudStatus, UnknownCloudStatus};
 pub use topic::{Channel, KafkaTopics, MqttUrl, MqttUrlError, TopicError};
 pub use validate::{ValidationError, ValidationErrors};

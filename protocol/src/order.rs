@@ -31,6 +31,26 @@ pub struct Order {
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(with = "String", extend("format" = "date-time"))]
     pub captured_at: OffsetDateTime,
+    /// The catalog version the agent priced the order with; absent when it
+    /// had none (never pulled) and from agents before contract 1.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_version: Option<u64>,
+    /// For a ship-to-home order: whether the cloud reserved its stock at
+    /// capture (`verified`) or the store sold it unchecked (`unverified`:
+    /// offline or the check's breaker open) and the saga's inventory step
+    /// confirms or compensates (contract 1.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stock_check: Option<StockCheck>,
+}
+
+/// How a ship-to-home order's stock was checked at capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StockCheck {
+    /// The cloud reserved the units before the sale was confirmed.
+    Verified,
+    /// Sold without a reservation; the saga checks later.
+    Unverified,
 }
 
 /// One line of an order.

@@ -44,11 +44,11 @@ use crate::status::CloudStatus;
 
 /// The contract version this crate writes: `{major}.{minor}`; the major is
 /// the envelope's `schema_version`.
-pub const CONTRACT_VERSION: &str = "1.1";
+pub const CONTRACT_VERSION: &str = "1.2";
 
 /// The contract versions before [`CONTRACT_VERSION`], oldest first; their
 /// directories under `protocol/schemas/` are frozen.
-pub const EARLIER_VERSIONS: &[&str] = &["1.0"];
+pub const EARLIER_VERSIONS: &[&str] = &["1.0", "1.1"];
 
 macro_rules! string_schema {
     ($ty:ty, $name:literal, $schema:tt) => {
@@ -132,6 +132,7 @@ pub fn schemas() -> Vec<(String, Value)> {
                 EventType::OrderCancelled => envelope_schema::<event::OrderCancelled>(t),
                 EventType::PaymentCaptured => envelope_schema::<event::PaymentCaptured>(t),
                 EventType::PaymentFailed => envelope_schema::<event::PaymentFailed>(t),
+                EventType::InventoryReserved => envelope_schema::<event::InventoryReserved>(t),
                 EventType::InventoryConfirmed => envelope_schema::<event::InventoryConfirmed>(t),
                 EventType::InventoryReleased => envelope_schema::<event::InventoryReleased>(t),
                 EventType::ShipmentScheduled => envelope_schema::<event::ShipmentScheduled>(t),
@@ -228,6 +229,8 @@ fn order(payments: Vec<Payment>, fulfillment: Fulfillment, customer: Option<Cust
         fulfillment,
         customer,
         captured_at: at(0),
+        catalog_version: None,
+        stock_check: None,
     }
 }
 
@@ -302,14 +305,18 @@ pub fn samples() -> Vec<(String, Vec<u8>)> {
             envelope(
                 3,
                 Some(3),
-                Event::OrderCreated(Box::new(order(
-                    vec![Payment::GiftCard {
-                        amount: cad(2000),
-                        token: "gc_tok_1".into(),
-                    }],
-                    ship,
-                    customer,
-                ))),
+                Event::OrderCreated(Box::new(Order {
+                    catalog_version: Some(7),
+                    stock_check: Some(crate::order::StockCheck::Verified),
+                    ..order(
+                        vec![Payment::GiftCard {
+                            amount: cad(2000),
+                            token: "gc_tok_1".into(),
+                        }],
+                        ship,
+                        customer,
+                    )
+                })),
             ),
         ),
         (
@@ -343,6 +350,21 @@ pub fn samples() -> Vec<(String, Vec<u8>)> {
                 Event::PaymentFailed(event::PaymentFailed {
                     order_id,
                     reason: "payment_declined".into(),
+                }),
+            ),
+        ),
+        (
+            "v1",
+            envelope(
+                12,
+                None,
+                Event::InventoryReserved(event::InventoryReserved {
+                    order_id,
+                    reservations: vec![event::Reservation {
+                        sku: "SKU-1".into(),
+                        quantity: 2,
+                        warehouse: "central".into(),
+                    }],
                 }),
             ),
         ),

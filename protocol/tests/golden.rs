@@ -68,6 +68,17 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
             })),
         ),
         (
+            "inventory_reserved.json",
+            cloud(Event::InventoryReserved(InventoryReserved {
+                order_id: oid,
+                reservations: vec![Reservation {
+                    sku: "SKU-1".into(),
+                    quantity: 2,
+                    warehouse: "WH1".into(),
+                }],
+            })),
+        ),
+        (
             "inventory_confirmed.json",
             cloud(Event::InventoryConfirmed(InventoryConfirmed {
                 order_id: oid,

@@ -108,6 +108,8 @@ prop_compose! {
         fulfillment in fulfillment(),
         customer in proptest::option::of((proptest::option::of(text()), proptest::option::of(text()))),
         captured_at in timestamp(),
+        catalog_version in proptest::option::of(any::<u64>()),
+        stock_check in proptest::option::of(prop_oneof![Just(StockCheck::Verified), Just(StockCheck::Unverified)]),
     ) -> Order {
         Order {
             order_id,
@@ -119,6 +121,8 @@ prop_compose! {
             fulfillment,
             customer: customer.map(|(email, phone)| Customer { email, phone }),
             captured_at,
+            catalog_version,
+            stock_check,
         }
     }
 }

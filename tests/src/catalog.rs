@@ -34,6 +34,8 @@ pub struct CatalogSettings<'a> {
     pub server: &'a TlsFiles,
     /// Extra lines for `[catalog]` (e.g. `page_size = 100`).
     pub extra: &'a str,
+    /// Extra tables at the end (e.g. `[saga]` with `central_warehouse`).
+    pub extra_tables: &'a str,
 }
 
 impl CatalogProc {
@@ -48,7 +50,7 @@ impl CatalogProc {
              [kafka]\nbrokers = \"127.0.0.1:1\"\n\
              [postgres]\nurl = \"{}\"\n\
              [catalog]\nlisten = \"{api}\"\nhttp_listen = \"{http}\"\nrefresh_ms = 50\n{}\n\
-             [catalog.tls]\nclient_ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+             [catalog.tls]\nclient_ca_file = \"{}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n{}\n",
             s.mqtt_url,
             s.service.ca.display(),
             s.service.cert.display(),
@@ -58,6 +60,7 @@ impl CatalogProc {
             s.server.ca.display(),
             s.server.cert.display(),
             s.server.key.display(),
+            s.extra_tables,
         );
         std::fs::write(&config, text).map_err(|e| HarnessError::io("write catalog.toml", e))?;
         let log = dir.join("catalog.log");
@@ -121,6 +124,11 @@ impl CatalogProc {
             .map_err(|e| HarnessError::Pipeline(format!("catalog metrics: {e}")))
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.guard.id()
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) -> Result<(), HarnessError> {
         self.guard.kill().map(|_| ())
@@ -155,6 +163,23 @@ impl StoreClient {
             .build()
             .map_err(|e| HarnessError::Pipeline(e.to_string()))?;
         Ok(Self { client })
+    }
+
+    /// `POST url` with a JSON body: status and body.
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: &serde_json::Value,
+    ) -> Result<(u16, serde_json::Value), HarnessError> {
+        let r = self
+            .client
+            .post(url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| HarnessError::Pipeline(format!("POST {url}: {e}")))?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(serde_json::Value::Null)))
     }
 
     /// `GET url` with an optional `If-None-Match`: status, `ETag`, body.

@@ -94,6 +94,7 @@ async fn catalog_flows_down_and_each_store_reads_only_its_own() {
             service: &service,
             server: &server,
             extra: "page_size = 2\nstores = [\"S002\"]",
+            extra_tables: "",
         },
     )
     .await

@@ -30,6 +30,8 @@ fn envelope(store: &str, agent: &str, seq: u64) -> Envelope {
         fulfillment: Fulfillment::CarryOut {},
         customer: None,
         captured_at: now,
+        catalog_version: None,
+        stock_check: None,
     };
     Envelope {
         event_id: EventId::from_uuid(uuid::Uuid::now_v7()).unwrap(),

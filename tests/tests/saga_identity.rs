@@ -213,6 +213,8 @@ async fn the_creator_is_recorded_when_its_order_comes_after_another_event() {
         fulfillment: Fulfillment::CarryOut {},
         customer: None,
         captured_at: OffsetDateTime::now_utc(),
+        catalog_version: None,
+        stock_check: None,
     };
     let created = envelope(&store, Some(1), 2, Event::OrderCreated(Box::new(order)));
     created.validate_store_event().expect("valid");

@@ -247,6 +247,10 @@ pub(crate) fn build_order(
         customer: req.customer.map(customer),
         // Set to the commit time by the store writer.
         captured_at: OffsetDateTime::UNIX_EPOCH,
+        // Set by the capture handler (the catalog it priced with, the
+        // ship-to-home stock check).
+        catalog_version: None,
+        stock_check: None,
     };
     if let Err(errs) = order.validate() {
         let first = errs

@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::model::{ErrorBody, SyncResponse};
 use super::{ApiError, AppState};
+use o2c_protocol::breaker::BreakerState;
+
 use crate::catalog::Kind;
 use crate::catalog::pull::PullStatus;
 
@@ -35,8 +37,9 @@ pub(crate) struct ProductView {
     pub(crate) prices: Vec<o2c_protocol::catalog::Price>,
     /// Units on hand in the cloud's books for this store, as last pulled.
     pub(crate) on_hand: Option<i64>,
-    /// What can be promised: on hand less the units the cloud holds for
-    /// open orders, as last pulled.
+    /// What can be promised: the cloud's on-hand as last pulled, less the
+    /// units it holds for open orders and this store's carry-out sales it
+    /// has not confirmed yet.
     pub(crate) available: Option<i64>,
     /// The catalog version the cache holds.
     pub(crate) catalog_version: Option<u64>,
@@ -71,13 +74,19 @@ pub(crate) async fn product(
         .or_else(|| p.prices.first().map(|x| x.currency));
     let now = time::OffsetDateTime::from(o2c_runtime::clock::wall());
     let stock = catalog.stock(&sku)?;
+    let unreflected = match &stock {
+        Some(_) => st.inner.store.unreflected_units(&sku).await?,
+        None => 0,
+    };
     Ok(Json(ProductView {
         price_minor: currency
             .filter(|_| p.active)
             .and_then(|c| p.price_at(c, now)),
         currency: currency.map(|c| c.code().to_owned()),
         on_hand: stock.as_ref().map(|s| s.on_hand),
-        available: stock.as_ref().map(|s| (s.on_hand - s.reserved).max(0)),
+        available: stock
+            .as_ref()
+            .map(|s| (s.on_hand - s.reserved - unreflected).max(0)),
         catalog_version: catalog.version(Kind::Catalog)?.map(|v| v.0),
         sku: p.sku,
         name: p.name,
@@ -98,7 +107,16 @@ pub(crate) async fn catalog_status(
     headers: HeaderMap,
 ) -> Result<Json<PullStatus>, ApiError> {
     st.authenticate(&headers).await?;
-    Ok(Json(st.inner.catalog.status()?))
+    let mut status = st.inner.catalog.status()?;
+    status.stock_check_breaker = st.inner.checker.as_ref().map(|c| {
+        match c.breaker_state() {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+        .to_owned()
+    });
+    Ok(Json(status))
 }
 
 /// Outbox and cloud-link state.

@@ -31,6 +31,7 @@ pub(crate) use error::ApiError;
 use error::ErrorCode;
 
 use crate::catalog::Catalog;
+use crate::catalog::check::StockChecker;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -53,6 +54,7 @@ struct AppInner {
     auth: auth::TerminalAuth,
     offline: capture::OfflineLimits,
     connected: Arc<AtomicBool>,
+    checker: Option<Arc<StockChecker>>,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
         catalog: Catalog,
         metrics: Arc<Metrics>,
         connected: Arc<AtomicBool>,
+        checker: Option<Arc<StockChecker>>,
     ) -> Self {
         Self {
             inner: Arc::new(AppInner {
@@ -83,6 +86,7 @@ impl AppState {
                     floor_minor: config.payments.offline_floor_limit_minor,
                 },
                 connected,
+                checker,
             }),
         }
     }

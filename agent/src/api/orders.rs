@@ -7,7 +7,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use o2c_protocol::validate::{MAX_REASON_LEN, contains_card_number};
-use o2c_protocol::{OrderId, Payment, Traceparent};
+use std::sync::Arc;
+
+use o2c_protocol::{Fulfillment, OrderId, Payment, StockCheck, Traceparent};
 use sha2::{Digest, Sha256};
 
 use super::capture::{self, CaptureError, Price};
@@ -16,6 +18,8 @@ use super::model::{
     ListQuery, OrderListItem, OrderPage, OrderView, PaymentView, SyncError,
 };
 use super::{ApiError, AppState, MAX_BODY_BYTES};
+use crate::catalog::Kind;
+use crate::catalog::check::Check;
 use crate::store::{CaptureReceipt, LocalStatus, NewCapture, StoredOrder};
 
 const MAX_KEY_LEN: usize = 128;
@@ -102,7 +106,7 @@ async fn capture_inner(
                 .map(|(minor, currency)| Price { minor, currency }))
         },
     );
-    let order = match built {
+    let mut order = match built {
         Ok(order) => order,
         Err(e) => {
             // The retry of a sale already captured gets its answer even if
@@ -118,6 +122,46 @@ async fn capture_inner(
             };
         }
     };
+    order.catalog_version = inner.catalog.version(Kind::Catalog)?.map(|v| v.0);
+    if let (Fulfillment::ShipToHome { .. }, Some(checker)) = (&order.fulfillment, &inner.checker) {
+        // A retry of a sale already captured is answered as before, with
+        // no second reservation.
+        if let Some(response) = inner
+            .store
+            .idempotent_replay(terminal.as_str(), &key, request_sha256)
+            .await?
+        {
+            return Ok((StatusCode::OK, response));
+        }
+        let lines: Vec<(String, i64)> = order
+            .lines
+            .iter()
+            .map(|l| (l.sku.clone(), l.quantity))
+            .collect();
+        order.stock_check = Some(match checker.reserve(order.order_id, &lines).await {
+            Check::Verified => StockCheck::Verified,
+            Check::OutOfStock { sku } => {
+                let i = order.lines.iter().position(|l| l.sku == sku).unwrap_or(0);
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "out_of_stock",
+                    format!("not enough stock of {sku} to ship"),
+                )
+                .field(format!("lines[{i}].sku")));
+            }
+            Check::Unverified { accept: true, .. } => StockCheck::Unverified,
+            Check::Unverified { accept: false, why } => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "stock_unverified",
+                    format!(
+                        "the ship-to-home stock check is not possible now ({why}) and this \
+                         store refuses unverified ship-to-home sales"
+                    ),
+                ));
+            }
+        });
+    }
     let outcome = inner
         .store
         .capture(NewCapture {
@@ -381,6 +425,12 @@ pub(crate) async fn cancel(
         .store
         .cancel(id, reason, traceparent(&headers))
         .await?;
+    if let (Some(checker), false) = (&st.inner.checker, out.already_cancelled) {
+        // Off the void's path: a held reservation goes back now instead
+        // of at its TTL.
+        let checker = Arc::clone(checker);
+        tokio::spawn(async move { checker.release(out.order_id).await });
+    }
     let at = super::rfc3339_ms(out.cancelled_at_ms);
     Ok(Json(CancelResponse {
         order_id: out.order_id.to_string(),

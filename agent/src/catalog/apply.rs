@@ -200,6 +200,11 @@ impl Catalog {
             if n == APPLY_BATCH {
                 live.apply_batch(std::mem::take(&mut batch))?;
                 n = 0;
+                if self.abort_mid_apply {
+                    tracing::error!("fault injection: aborting part-way through a catalog apply");
+                    let _ = self.db.flush();
+                    std::process::abort();
+                }
             }
         }
         live.apply_batch(batch)?;

@@ -72,6 +72,46 @@ pub struct PullStatus {
     pub age_secs: Option<i64>,
     /// The last failure, cleared by the next success.
     pub last_error: Option<String>,
+    /// The ship-to-home stock check's breaker: `closed`, `open` or
+    /// `half_open` (absent without a catalog service).
+    pub stock_check_breaker: Option<String>,
+}
+
+/// The HTTPS client of the catalog service and its base URL, when
+/// `[catalog] url` is set: rustls with `[mqtt.tls]`'s CA as the only trust
+/// root and its client certificate, gzip, `[catalog] timeout_ms`. The
+/// pull and the stock check share it (one connection pool).
+pub fn http_client(
+    cfg: &crate::config::Config,
+) -> Result<Option<(reqwest::Client, String)>, PullError> {
+    let Some(url) = cfg.catalog.url.as_deref() else {
+        return Ok(None);
+    };
+    let tls = cfg
+        .mqtt
+        .tls
+        .as_ref()
+        .ok_or_else(|| PullError::Setup("catalog.url needs [mqtt.tls]".into()))?;
+    let identity = match (&tls.cert_file, &tls.key_file) {
+        (Some(c), Some(k)) => Some((
+            ("mqtt.tls.cert_file", c.as_path()),
+            ("mqtt.tls.key_file", k.as_path()),
+        )),
+        _ => None,
+    };
+    let rustls = o2c_runtime::tls::client_config(o2c_runtime::tls::Files {
+        ca: ("mqtt.tls.ca_file", &tls.ca_file),
+        identity,
+    })
+    .map_err(|e| PullError::Setup(e.to_string()))?;
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(rustls)
+        .timeout(Duration::from_millis(cfg.catalog.timeout_ms))
+        .connect_timeout(Duration::from_millis(cfg.catalog.timeout_ms))
+        .gzip(true)
+        .build()
+        .map_err(|e| PullError::Setup(e.to_string()))?;
+    Ok(Some((client, url.trim_end_matches('/').to_owned())))
 }
 
 /// Shared between the puller and the API.
@@ -101,51 +141,25 @@ fn index(kind: Kind) -> usize {
 const BODY_SNIPPET: usize = 300;
 
 impl Puller {
-    /// Builds the client (rustls with `tls` as its only trust root and
-    /// client identity).
+    /// The puller over `client` (see [`http_client`]).
     pub fn new(
         catalog: Catalog,
+        client: reqwest::Client,
+        base: &str,
         cfg: &crate::config::Config,
         metrics: CatalogMetrics,
-    ) -> Result<Option<Puller>, PullError> {
-        let Some(url) = cfg.catalog.url.as_deref() else {
-            return Ok(None);
-        };
-        let tls = cfg
-            .mqtt
-            .tls
-            .as_ref()
-            .ok_or_else(|| PullError::Setup("catalog.url needs [mqtt.tls]".into()))?;
-        let identity = match (&tls.cert_file, &tls.key_file) {
-            (Some(c), Some(k)) => Some((
-                ("mqtt.tls.cert_file", c.as_path()),
-                ("mqtt.tls.key_file", k.as_path()),
-            )),
-            _ => None,
-        };
-        let rustls = o2c_runtime::tls::client_config(o2c_runtime::tls::Files {
-            ca: ("mqtt.tls.ca_file", &tls.ca_file),
-            identity,
-        })
-        .map_err(|e| PullError::Setup(e.to_string()))?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(rustls)
-            .timeout(Duration::from_millis(cfg.catalog.timeout_ms))
-            .connect_timeout(Duration::from_millis(cfg.catalog.timeout_ms))
-            .gzip(true)
-            .build()
-            .map_err(|e| PullError::Setup(e.to_string()))?;
+    ) -> Puller {
         catalog.status_mut(|s| s.configured = true);
-        Ok(Some(Puller {
+        Puller {
             catalog,
             client,
-            base: url.trim_end_matches('/').to_owned(),
+            base: base.to_owned(),
             store: cfg.store_id.clone(),
             poll: Duration::from_secs(cfg.catalog.poll_interval_secs),
             metrics,
             trigger: Arc::new(Notify::new()),
             etags: Mutex::default(),
-        }))
+        }
     }
 
     /// Wakes the task for a pull now (a hint, a reconnect).

@@ -44,6 +44,32 @@ impl Config {
     }
 
     fn check_catalog(&self) -> Result<(), ConfigError> {
+        let f = &self.fulfillment;
+        if f.check_timeout_ms == 0 || f.check_timeout_ms > MAX_TIMEOUT_MS {
+            return Err(ConfigError::key(
+                "fulfillment.check_timeout_ms",
+                format!("must be between 1 and {MAX_TIMEOUT_MS}"),
+            ));
+        }
+        if f.breaker_failures == 0 {
+            return Err(ConfigError::key(
+                "fulfillment.breaker_failures",
+                "must be >= 1",
+            ));
+        }
+        if f.breaker_open_secs == 0 {
+            return Err(ConfigError::key(
+                "fulfillment.breaker_open_secs",
+                "must be >= 1",
+            ));
+        }
+        let max_ttl = o2c_protocol::catalog::MAX_RESERVATION_TTL_SECS;
+        if f.reservation_ttl_secs == 0 || f.reservation_ttl_secs > max_ttl {
+            return Err(ConfigError::key(
+                "fulfillment.reservation_ttl_secs",
+                format!("must be between 1 and {max_ttl}"),
+            ));
+        }
         let c = &self.catalog;
         if c.poll_interval_secs == 0 {
             return Err(ConfigError::key(

@@ -261,6 +261,15 @@ impl Store {
             .await
     }
 
+    /// Units of `sku` this store sold for carry-out whose stock movement the
+    /// cloud has not confirmed yet (no `inventory_confirmed` or later
+    /// status): what `GET /v1/products/{sku}` takes off the cloud's
+    /// on-hand to say what is available.
+    pub async fn unreflected_units(&self, sku: &str) -> Result<i64, StoreError> {
+        let sku = sku.to_owned();
+        self.read(move |c| read::unreflected_units(c, &sku)).await
+    }
+
     /// The stored answer to a capture `terminal` already made under `key`
     /// with the same request (`None` if it made none; a different request
     /// under that key is [`StoreError::IdempotencyConflict`]). A read, for

@@ -91,6 +91,22 @@ pub(crate) fn pending_batch(
     Ok(out)
 }
 
+pub(crate) fn unreflected_units(c: &Connection, sku: &str) -> Result<i64, StoreError> {
+    // Open orders only: once a status at or past `inventory_confirmed`
+    // arrives, the cloud's on-hand holds the sale (and a cancelled order's
+    // units went back).
+    Ok(c.query_row(
+        "SELECT COALESCE(SUM(json_extract(l.value, '$.quantity')), 0) \
+         FROM orders o, json_each(o.order_json, '$.lines') l \
+         WHERE o.status = 'captured' \
+           AND (o.cloud_status IS NULL OR o.cloud_status IN ('accepted', 'paid')) \
+           AND json_extract(o.order_json, '$.fulfillment.type') = 'carry_out' \
+           AND json_extract(l.value, '$.sku') = ?1",
+        params![sku],
+        |r| r.get(0),
+    )?)
+}
+
 pub(crate) fn sync_counts(
     c: &Connection,
     pending: u64,

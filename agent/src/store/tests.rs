@@ -43,6 +43,8 @@ fn order_with(payments: Vec<Payment>, unit: i64) -> Order {
         fulfillment: Fulfillment::CarryOut {},
         customer: None,
         captured_at: OffsetDateTime::UNIX_EPOCH,
+        catalog_version: None,
+        stock_check: None,
     }
 }
 

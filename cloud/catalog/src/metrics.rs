@@ -13,6 +13,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     route: &'static str,
     code: u16,
@@ -25,6 +30,7 @@ pub struct Metrics {
     requests: Family<RouteLabels, Counter>,
     version: Gauge,
     hints: Counter,
+    reservations: Family<OutcomeLabels, Counter>,
     ready: AtomicBool,
 }
 
@@ -56,11 +62,18 @@ impl Metrics {
             "Retained change hints published to stores",
             hints.clone(),
         );
+        let reservations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "o2c_catalog_reservations",
+            "Store reservations by outcome (held, repeat, out_of_stock, released, expired)",
+            reservations.clone(),
+        );
         Self {
             registry,
             requests,
             version,
             hints,
+            reservations,
             ready: AtomicBool::new(false),
         }
     }
@@ -77,6 +90,18 @@ impl Metrics {
     pub(crate) fn set_version(&self, v: CatalogVersion) {
         self.version.set(i64::try_from(v.0).unwrap_or(i64::MAX));
         self.ready.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn reservation(&self, outcome: &'static str) {
+        self.reservations
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    pub(crate) fn expired(&self, n: u64) {
+        self.reservations
+            .get_or_create(&OutcomeLabels { outcome: "expired" })
+            .inc_by(n);
     }
 
     pub(crate) fn hint_sent(&self) {

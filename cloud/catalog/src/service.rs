@@ -7,6 +7,9 @@
 //! - [`versions`]: the catalog and stock versions, refreshed from
 //!   PostgreSQL every `refresh_ms`, and the retained MQTT change hint sent
 //!   to each store when one of its versions moves.
+//! - the store reservations (`POST`/`DELETE .../reservations`) are
+//!   `o2c_saga::store_reservation`'s, in the inventory schema; a task here
+//!   releases lapsed ones every second.
 
 mod api;
 mod serve;
@@ -136,6 +139,20 @@ pub async fn run(
     })?;
     let pg = Arc::new(Pg::new(&cfg.postgres.url));
     crate::db::migrate(&*pg.get().await?).await?;
+    // The store reservations live in the inventory service's schema.
+    let (mut client, conn) = tokio_postgres::connect(&cfg.postgres.url, NoTls)
+        .await
+        .map_err(CatalogError::from)?;
+    tokio::spawn(conn);
+    o2c_saga::db::migrate(&mut client, o2c_saga::service::Service::Inventory)
+        .await
+        .map_err(|e| ServiceError::Config(format!("migrating the inventory schema: {e}")))?;
+    drop(client);
+    let reservations = Arc::new(o2c_saga::store_reservation::Reservations::new(
+        &cfg.postgres.url,
+        &cfg.saga.central_warehouse,
+        cfg.saga.auto_stock,
+    ));
     let versions = Arc::new(Versions::new(cfg.catalog.clone()));
     versions.refresh(&pg).await?;
     let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -146,11 +163,17 @@ pub async fn run(
         Arc::clone(&metrics),
         cancel.clone(),
     ));
+    let sweeper = tokio::spawn(sweep(
+        Arc::clone(&reservations),
+        Arc::clone(&metrics),
+        cancel.clone(),
+    ));
     let app = router(api::State {
         pg: Arc::clone(&pg),
         versions: Arc::clone(&versions),
         page_size: cfg.catalog.page_size,
         metrics: Arc::clone(&metrics),
+        reservations,
     });
     let ops = o2c_runtime::http::router::<()>(metrics.clone());
     let ops_cancel = cancel.clone();
@@ -166,7 +189,31 @@ pub async fn run(
     serve::serve(listen, Arc::new(server), app, cancel.clone()).await;
     let _ = ops_task.await;
     let _ = hints.await;
+    let _ = sweeper.await;
     Ok(())
+}
+
+/// How often lapsed store reservations are released.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Releases lapsed store reservations until `cancel`.
+async fn sweep(
+    reservations: Arc<o2c_saga::store_reservation::Reservations>,
+    metrics: Arc<crate::metrics::Metrics>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => match reservations.sweep().await {
+                Ok(0) => {}
+                Ok(n) => metrics.expired(n),
+                Err(e) => tracing::warn!(error = %e, "catalog: releasing lapsed reservations failed"),
+            },
+        }
+    }
 }
 
 /// The store a request may read: the one its certificate names.

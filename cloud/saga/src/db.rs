@@ -124,6 +124,11 @@ fn own_migrations(service: Service) -> &'static [Migration] {
                 "stock_version",
                 include_str!("../migrations/inventory/007_stock_version.sql"),
             ),
+            (
+                8,
+                "store_reservations",
+                include_str!("../migrations/inventory/008_store_reservations.sql"),
+            ),
         ],
         Service::Shipping => &[(
             2,

@@ -69,6 +69,10 @@ pub fn outcome(event: &Event) -> String {
         Event::OrderCancelled(e) => format!("cancelled: {}", e.reason),
         Event::PaymentCaptured(e) => format!("paid {} ({})", e.amount, e.psp_reference),
         Event::PaymentFailed(e) => format!("payment failed: {}", e.reason),
+        Event::InventoryReserved(e) => {
+            let units: i64 = e.reservations.iter().map(|r| r.quantity).sum();
+            format!("stock held at capture: {units} units")
+        }
         Event::InventoryConfirmed(e) => {
             let units: i64 = e.reservations.iter().map(|r| r.quantity).sum();
             format!("stock reserved: {units} units")

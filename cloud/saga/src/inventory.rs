@@ -14,6 +14,10 @@
 //! reason, and the payment service refunds. Stock never goes negative (the
 //! table's CHECKs back this up).
 //!
+//! A ship-to-home order the store reserved for at capture (issue 15, see
+//! [`super::store_reservation`]) takes those units over as its hold at
+//! `OrderCreated`, and `InventoryReserved` says so.
+//!
 //! Exactly-once compensation: the per-order state records what was done to
 //! stock and whether a release was emitted; every transition happens once,
 //! under the order's row lock, in the transaction that marks the event
@@ -24,7 +28,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use o2c_protocol::event::{InventoryConfirmed, InventoryReleased, Reservation};
+use o2c_protocol::event::{InventoryConfirmed, InventoryReleased, InventoryReserved, Reservation};
 use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics, Order, OrderId};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +37,7 @@ use super::consumer::{Step, StepError};
 use super::db::Tx;
 use super::order::INSUFFICIENT_STOCK;
 use super::stock::{StockBook, StockError};
+use super::store_reservation::take_over;
 use crate::pool::Pg;
 
 pub(crate) const SCHEMA: &str = "o2c_inventory";
@@ -113,6 +118,38 @@ impl Step for InventoryStep {
     async fn handle_in(&self, tx: &Tx<'_>, events: &[&Envelope]) -> Result<(), StepError> {
         let mut batch = Batch::<InventoryState>::open(tx, SCHEMA, events).await?;
         let fresh = batch.fresh();
+        // Store reservations first (their rows before any stock row, as
+        // store_reservation locks them): an order a store reserved for at
+        // capture takes those units over as its hold.
+        let reserved_at_store: Vec<String> = fresh
+            .iter()
+            .filter(|env| matches!(&env.payload, Event::OrderCreated(o) if matches!(o.fulfillment, Fulfillment::ShipToHome { .. })))
+            .map(|env| env.payload.order_id().to_string())
+            .collect();
+        let taken = take_over(tx, &reserved_at_store)
+            .await
+            .map_err(|e| StepError::Poison {
+                code: "bad_state",
+                detail: e.to_string(),
+            })?;
+        for env in &fresh {
+            let oid = env.payload.order_id();
+            if let Some(lines) = taken.get(&oid.to_string()) {
+                let st = batch.state_mut(oid);
+                if st.hold == Hold::None {
+                    st.hold = Hold::Reserved {
+                        lines: lines.clone(),
+                    };
+                    batch.emit(
+                        env,
+                        Event::InventoryReserved(InventoryReserved {
+                            order_id: oid,
+                            reservations: lines.clone(),
+                        }),
+                    );
+                }
+            }
+        }
         // Every SKU this batch may touch: new orders' lines and the holds
         // already recorded.
         let mut skus = BTreeSet::new();

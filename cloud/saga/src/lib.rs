@@ -58,7 +58,7 @@
 //!   schemas, each in its own module (no module reaches into this root for
 //!   them).
 //! - [`psp`]: the payment processor client (idempotency keys, timeout,
-//!   circuit breaker in [`psp::breaker`]) and its wire types.
+//!   circuit breaker, `o2c_protocol::breaker`) and its wire types.
 //!
 //! Each service has its own PostgreSQL schema (`o2c_order`, `o2c_payment`,
 //! `o2c_inventory`, `o2c_shipping`, `o2c_state`) and consumer group
@@ -90,6 +90,7 @@ pub mod shipping;
 pub mod state;
 pub mod status;
 pub mod stock;
+pub mod store_reservation;
 #[cfg(test)]
 mod test_support;
 pub mod watch;

@@ -68,7 +68,7 @@ impl OrderState {
                     self.cancel_reason = Some(c.reason.clone());
                 }
             }
-            Event::OrderCompleted(_) | Event::RefundIssued(_) => {}
+            Event::OrderCompleted(_) | Event::RefundIssued(_) | Event::InventoryReserved(_) => {}
         }
         if self.phase != Phase::Open {
             return Vec::new();

@@ -40,8 +40,8 @@ use super::consumer::{Step, StepError};
 use super::db::Tx;
 use super::reconcile::Reconciler;
 use crate::pool::Pg;
-use crate::psp::breaker::BreakerState;
 use crate::psp::{CaptureOutcome, CaptureRequest, PspClient};
+use o2c_protocol::breaker::BreakerState;
 
 mod calls;
 mod refund;

@@ -297,10 +297,10 @@ mod tests {
     fn every_topic_with_one_value_type_has_a_closed_subject() {
         let topics = KafkaTopics::new("p.").unwrap();
         let s = subjects(&topics);
-        assert_eq!(s.len(), 10);
+        assert_eq!(s.len(), 11);
         assert_eq!(s[0].name, "p.orders.created-value");
         assert_eq!(s[0].value_type, "OrderCreated");
-        assert_eq!(s[9].name, "p.orders.state-value");
+        assert_eq!(s[10].name, "p.orders.state-value");
         assert!(s.iter().all(|s| s.schema["additionalProperties"] == false));
         let ids = SchemaIds::from_ids([("OrderCreated", 7)]);
         assert_eq!(

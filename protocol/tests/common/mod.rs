@@ -41,6 +41,8 @@ pub fn order() -> Order {
             phone: None,
         }),
         captured_at: datetime!(2026-11-24 10:00:00 UTC),
+        catalog_version: None,
+        stock_check: None,
     }
 }
 

@@ -42,6 +42,7 @@
 //! the closed and open loops.
 
 mod agent;
+pub mod catalog;
 mod http;
 mod load;
 

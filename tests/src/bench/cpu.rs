@@ -74,6 +74,13 @@ impl CpuSnapshot {
     }
 }
 
+/// utime + stime of one process, in seconds.
+pub(super) fn cpu_seconds_of(pid: u32) -> Result<f64, BenchError> {
+    let stat = read_stat(Path::new(&format!("/proc/{pid}/stat")))?
+        .ok_or_else(|| BenchError::Invalid(format!("cannot parse /proc/{pid}/stat")))?;
+    Ok(stat.ticks as f64 / USER_HZ)
+}
+
 struct Stat {
     comm: String,
     ppid: u32,

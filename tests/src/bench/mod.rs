@@ -15,6 +15,8 @@
 //!   drain time, fairness, no broker drops ([`ingest::flood`] is the quota
 //!   world `tests/tests/ingest_quota.rs` runs).
 //! - [`saga`]: capture → `completed` at the agent through the whole saga.
+//! - [`capture::catalog`]: the catalog down-sync: a full sync's time and
+//!   RSS, capture during it, 304s under 1,000 pollers, delta latency.
 //! - [`machine`]: the machine description stored with every result.
 //! - [`report`]: the JSON document and the printed table.
 
@@ -42,6 +44,7 @@ pub const SCENARIOS: &[Scenario] = &[
     ingest::SCENARIO,
     ingest::herd::SCENARIO,
     saga::SCENARIO,
+    capture::catalog::SCENARIO,
 ];
 
 /// Looks a scenario up by name.

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use axum::extract::{Extension, Path, Query};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use o2c_protocol::catalog::CatalogVersion;
 use o2c_runtime::tls::FleetIdentity;
@@ -23,6 +23,9 @@ use serde::Serialize;
 use super::{Pg, Versions, store_of};
 use crate::metrics::Metrics;
 use crate::pages::{self, PageRequest};
+use o2c_protocol::catalog::{OutOfStock, ReservationAnswer, ReservationRequest};
+use o2c_protocol::{OrderId, StoreId};
+use o2c_saga::store_reservation::{Outcome, Reservations};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -31,6 +34,7 @@ pub(crate) struct State {
     pub(crate) versions: Arc<Versions>,
     pub(crate) page_size: u32,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) reservations: Arc<Reservations>,
 }
 
 /// The store API router (without TLS: [`super::serve`] adds the identity).
@@ -38,6 +42,11 @@ pub(crate) fn router(state: State) -> Router {
     Router::new()
         .route("/v1/stores/{store}/catalog", get(catalog))
         .route("/v1/stores/{store}/stock", get(stock))
+        .route("/v1/stores/{store}/reservations", post(reserve))
+        .route(
+            "/v1/stores/{store}/reservations/{order_id}",
+            delete(release),
+        )
         .fallback(|| async {
             error(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
         })
@@ -238,5 +247,131 @@ async fn stock(
     .await;
     let resp = r.unwrap_or_else(IntoResponse::into_response);
     st.metrics.request("stock", resp.status());
+    resp
+}
+
+/// Default hold of a store reservation.
+const DEFAULT_TTL_SECS: u64 = 1800;
+
+async fn reserve(
+    axum::extract::State(st): axum::extract::State<State>,
+    Extension(identity): Extension<FleetIdentity>,
+    Path(store): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    let r = async {
+        authorize(&identity, &store)?;
+        let store_id = StoreId::new(store.as_str())
+            .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_store", e.to_string()))?;
+        let req: ReservationRequest = serde_json::from_slice(&body).map_err(|e| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                o2c_protocol::validate::redact_card_numbers(&e.to_string()).into_owned(),
+            )
+        })?;
+        if let Some(p) = req.problem() {
+            return Err(error(StatusCode::BAD_REQUEST, "invalid_body", p));
+        }
+        let wanted: Vec<(String, i64)> = req
+            .lines
+            .iter()
+            .map(|l| (l.sku.clone(), l.quantity))
+            .collect();
+        let ttl = std::time::Duration::from_secs(req.ttl_secs.unwrap_or(DEFAULT_TTL_SECS));
+        let outcome = st
+            .reservations
+            .reserve(&req.order_id, &store_id, &wanted, ttl)
+            .await
+            .map_err(unavailable)?;
+        Ok::<_, ApiError>(match outcome {
+            Outcome::Held {
+                lines,
+                expires_at,
+                state,
+                repeat,
+            } => {
+                st.metrics
+                    .reservation(if repeat { "repeat" } else { "held" });
+                let code = if repeat {
+                    StatusCode::OK
+                } else {
+                    StatusCode::CREATED
+                };
+                let body = ReservationAnswer {
+                    order_id: req.order_id,
+                    state,
+                    reservations: lines,
+                    expires_at: Some(expires_at),
+                };
+                (code, Json(body)).into_response()
+            }
+            Outcome::OutOfStock { sku } => {
+                st.metrics.reservation("out_of_stock");
+                let body = OutOfStock {
+                    error: "out_of_stock".into(),
+                    message: format!("not enough stock of {sku}"),
+                    sku,
+                };
+                (StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response()
+            }
+            Outcome::Conflict { state } => error(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "order {} was reserved before with other lines ({state})",
+                    req.order_id
+                ),
+            )
+            .into_response(),
+        })
+    }
+    .await;
+    let resp = r.unwrap_or_else(IntoResponse::into_response);
+    st.metrics.request("reservations", resp.status());
+    resp
+}
+
+async fn release(
+    axum::extract::State(st): axum::extract::State<State>,
+    Extension(identity): Extension<FleetIdentity>,
+    Path((store, order_id)): Path<(String, String)>,
+) -> Response {
+    let r = async {
+        authorize(&identity, &store)?;
+        let store_id = StoreId::new(store.as_str())
+            .map_err(|e| error(StatusCode::BAD_REQUEST, "invalid_store", e.to_string()))?;
+        let order_id: OrderId = order_id.parse().map_err(|_| {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid_order_id",
+                "not an order id",
+            )
+        })?;
+        match st
+            .reservations
+            .release(&order_id, &store_id)
+            .await
+            .map_err(unavailable)?
+        {
+            None => Err(error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no reservation for this order",
+            )),
+            Some(state) => {
+                if state == "released" {
+                    st.metrics.reservation("released");
+                }
+                Ok(
+                    Json(serde_json::json!({ "order_id": order_id, "state": state }))
+                        .into_response(),
+                )
+            }
+        }
+    }
+    .await;
+    let resp = r.unwrap_or_else(IntoResponse::into_response);
+    st.metrics.request("reservations", resp.status());
     resp
 }

@@ -35,6 +35,8 @@ fn order(qty: i64) -> Order {
         fulfillment: Fulfillment::CarryOut {},
         customer: None,
         captured_at: OffsetDateTime::UNIX_EPOCH,
+        catalog_version: None,
+        stock_check: None,
     }
 }
 

@@ -2,12 +2,10 @@
 //! payment service uses (idempotency keys, a 2 s timeout, a circuit
 //! breaker). Its simulator, a test double, is `o2c-psp-sim` in `tests/`.
 //!
-//! - [`breaker`]: the circuit breaker, a pure state machine.
+//! - the circuit breaker is `o2c_protocol::breaker`, a pure state machine.
 //! - this module: wire types and [`PspClient`].
 //!
 //! Only processor tokens cross this boundary, never card numbers.
-
-pub mod breaker;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,7 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use self::breaker::{Breaker, BreakerState};
+use o2c_protocol::breaker::{Breaker, BreakerState};
 
 /// `POST /v1/captures` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,7 +151,7 @@ impl PspClient {
 
     /// The breaker's state now.
     pub fn breaker_state(&self) -> BreakerState {
-        self.lock().state(Instant::now())
+        self.lock().state(Instant::now().into_std())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
@@ -161,7 +159,7 @@ impl PspClient {
     }
 
     fn report(&self) {
-        let s = self.lock().state(Instant::now());
+        let s = self.lock().state(Instant::now().into_std());
         self.state_gauge.set(s.code());
     }
 
@@ -231,7 +229,7 @@ impl PspClient {
         &self,
         call: impl std::future::Future<Output = Result<PspResponse, PspError>>,
     ) -> Result<PspResponse, PspError> {
-        if self.lock().acquire(Instant::now()).is_err() {
+        if self.lock().acquire(Instant::now().into_std()).is_err() {
             self.report();
             return Err(PspError::BreakerOpen);
         }
@@ -240,7 +238,7 @@ impl PspClient {
             let mut b = self.lock();
             match &result {
                 Ok(_) | Err(PspError::Rejected { .. }) => b.on_success(),
-                Err(_) => b.on_failure(Instant::now()),
+                Err(_) => b.on_failure(Instant::now().into_std()),
             }
         }
         self.report();

@@ -52,7 +52,9 @@ pub fn status_for(env: &Envelope) -> Option<StatusUpdate> {
         Event::OrderCompleted(_) => (CloudStatus::Completed, None),
         Event::OrderCancelled(c) => (CloudStatus::Cancelled, Some(c.reason.clone())),
         Event::RefundIssued(_) => (CloudStatus::Refunded, None),
-        Event::PaymentFailed(_) | Event::InventoryReleased(_) => return None,
+        Event::PaymentFailed(_) | Event::InventoryReleased(_) | Event::InventoryReserved(_) => {
+            return None;
+        }
     };
     Some(StatusUpdate {
         order_id: env.payload.order_id(),

@@ -146,6 +146,19 @@ impl BenchAgent {
         terminals: usize,
         skus: u32,
     ) -> Result<Self, BenchError> {
+        Self::start_with(home, terminals, skus, None, "").await
+    }
+
+    /// [`BenchAgent::start`] with an MQTT url (instead of one where nothing
+    /// listens) and extra TOML after `[mqtt]` (e.g. `[mqtt.tls]` and
+    /// `[catalog]`).
+    pub(super) async fn start_with(
+        home: &Path,
+        terminals: usize,
+        skus: u32,
+        mqtt_url: Option<&str>,
+        extra_toml: &str,
+    ) -> Result<Self, BenchError> {
         let bin = workspace_bin("o2c-agent")?;
         let data_dir = home.join("data");
         std::fs::create_dir_all(&data_dir)
@@ -161,9 +174,11 @@ impl BenchAgent {
         // run. The port was free a moment ago and nothing is started on it,
         // so the sync task only retries with backoff.
         let dead_port = crate::free_port().map_err(|e| harness("picking a free port", e))?;
+        let mqtt_url =
+            mqtt_url.map_or_else(|| format!("mqtt://127.0.0.1:{dead_port}"), str::to_owned);
         let mut toml = format!(
             "store_id = \"S-BENCH\"\nagent_id = \"S-BENCH-A1\"\ndata_dir = \"{}\"\n\
-             [http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{dead_port}\"\n",
+             [http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nurl = \"{mqtt_url}\"\n{extra_toml}\n",
             data_dir.display()
         );
         for t in &terminals {

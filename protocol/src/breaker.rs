@@ -1,13 +1,13 @@
-//! A circuit breaker as a pure state machine: time is passed in.
+//! A circuit breaker as a pure state machine: time is passed in. The
+//! payment service guards its processor calls with one, and the store
+//! agent its ship-to-home stock check (issue 15).
 //!
 //! Closed: calls pass; `failure_threshold` consecutive failures open it.
 //! Open: calls fail fast until `open_for` has passed, then one trial call
 //! is let through (half-open). The trial's success closes the breaker, its
 //! failure opens it again.
 
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The breaker's state, as reported in metrics (0, 1, 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl Breaker {
         }
     }
 
-    /// The call succeeded (the processor answered, even with a decline).
+    /// The call succeeded (the remote answered, even with a refusal).
     pub fn on_success(&mut self) {
         self.failures = 0;
         self.open_until = None;
