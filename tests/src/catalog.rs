@@ -1,15 +1,23 @@
 //! [`CatalogProc`]: a running `o2c-cloud catalog` (the store API over
-//! HTTPS with mutual TLS, and the change hints), and [`StoreClient`], an
-//! HTTPS client holding one fleet certificate, to call it as a store would.
+//! HTTPS with mutual TLS, and the change hints); [`StoreClient`], an
+//! HTTPS client holding one fleet certificate, to call it as a store would;
+//! and [`CatalogWorld`], the fleet, database and service one catalog test
+//! needs, with agents that pull from it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::fleet::{Fleet, fleet};
+use crate::pipeline::AgentProc;
 use crate::saga::log_file;
 use crate::tls::TlsFiles;
 use crate::wait::wait_http_ok;
-use crate::{ChildGuard, HarnessError, bin_path, free_port};
+use crate::{ChildGuard, HarnessError, bin_path, free_port, wait_until_named};
 
 /// A running catalog service.
 #[derive(Debug)]
@@ -208,4 +216,106 @@ impl StoreClient {
             .map_err(|e| HarnessError::Pipeline(format!("GET {url}: {e}")))?;
         Ok((status, tag, body))
     }
+}
+
+/// A fleet (PKI, Mosquitto over mutual TLS with the deploy ACL), a
+/// PostgreSQL database of the test's own and a catalog service on them.
+#[derive(Debug)]
+pub struct CatalogWorld {
+    /// The fleet: its env (temp dir), PKI and broker.
+    pub fleet: Fleet,
+    /// The database's connection string.
+    pub pg: String,
+    /// The service.
+    pub cat: CatalogProc,
+}
+
+impl CatalogWorld {
+    /// Starts it for `agents` (store, agent), with `extra` lines for
+    /// `[catalog]` and `extra_tables` after it (panics on failure, naming
+    /// what to start).
+    pub async fn start(
+        agents: &[(&str, &str)],
+        database: &str,
+        extra: &str,
+        extra_tables: &str,
+    ) -> Self {
+        let fleet = fleet(agents).await;
+        fleet.env.require_postgres().await;
+        let pg = fleet.env.create_database(database).await.expect("database");
+        let service = fleet
+            .pki
+            .issue_service("o2c-catalog")
+            .expect("service cert");
+        let server = fleet
+            .pki
+            .issue_server("catalog", &["IP:127.0.0.1"])
+            .expect("server cert");
+        let cat = CatalogProc::start(
+            fleet.env.path(),
+            &CatalogSettings {
+                pg: &pg,
+                mqtt_url: &fleet.broker.url(),
+                service: &service,
+                server: &server,
+                extra,
+                extra_tables,
+            },
+        )
+        .await
+        .expect("catalog service");
+        Self { fleet, pg, cat }
+    }
+
+    /// `o2c-cloud catalog import` of `text`, written to `name` (asserts
+    /// exit 0).
+    pub fn import(&self, name: &str, text: &str) {
+        let file = self.fleet.env.path().join(name);
+        std::fs::write(&file, text).expect("write import file");
+        let (code, out) = crate::saga::cloud_command(
+            self.cat.config_path(),
+            &["catalog", "import", &file.to_string_lossy()],
+        )
+        .expect("import");
+        assert_eq!(code, 0, "import {name}: {out}");
+    }
+
+    /// Starts agent `agent` of `store` over TLS, pulling from the service;
+    /// `extra` is more TOML (e.g. `[fulfillment]`).
+    pub async fn agent(&self, store: &str, agent: &str, extra: &str) -> AgentProc {
+        let tls = self.fleet.pki.agent(agent).toml_table();
+        AgentProc::start(
+            self.fleet.env.path(),
+            store,
+            agent,
+            &self.fleet.broker.url(),
+            &format!(
+                "{tls}\n[catalog]\nurl = \"{}\"\npoll_interval_secs = 3600\n{extra}",
+                self.cat.url()
+            ),
+        )
+        .await
+        .expect("agent")
+    }
+}
+
+/// Waits until `agent` reports catalog `version` (panics with its log).
+pub async fn wait_catalog_version(agent: &AgentProc, version: u64, timeout: Duration) {
+    wait_until_named(
+        &format!("agent at catalog version {version}"),
+        || async {
+            agent
+                .get("/v1/catalog/status")
+                .await
+                .is_ok_and(|s| s["version"] == json!(version))
+        },
+        timeout,
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\nagent log:\n{}",
+            std::fs::read_to_string(agent.log_path()).unwrap_or_default()
+        )
+    });
 }

@@ -7,25 +7,25 @@ use std::time::Duration;
 
 use o2c_agent::catalog::{Catalog, FAULT_ABORT_MID_APPLY, Kind};
 use o2c_protocol::Currency;
-use o2c_tests::catalog::{CatalogProc, CatalogSettings};
-use o2c_tests::fleet::fleet;
+use o2c_tests::catalog::{CatalogProc, CatalogWorld, wait_catalog_version};
 use o2c_tests::pipeline::AgentProc;
-use o2c_tests::saga::cloud_command;
-use o2c_tests::wait_until_named;
 use serde_json::json;
 
 const SKUS: usize = 20_000;
 
-fn catalog_file(dir: &std::path::Path, version: u32, minor: i64) -> std::path::PathBuf {
+/// Version `version` of the catalog: every product at `minor`.
+fn catalog_text(version: u32, minor: i64) -> String {
     let mut text = String::with_capacity(SKUS * 100);
     for i in 0..SKUS {
         text.push_str(&format!(
             "{{\"sku\":\"SKU-{i:06}\",\"name\":\"Item {i} v{version}\",\"prices\":[{{\"currency\":\"CAD\",\"minor\":{minor}}}]}}\n"
         ));
     }
-    let path = dir.join(format!("v{version}.jsonl"));
-    std::fs::write(&path, text).expect("write catalog");
-    path
+    text
+}
+
+fn import(w: &CatalogWorld, version: u32, minor: i64) {
+    w.import(&format!("v{version}.jsonl"), &catalog_text(version, minor));
 }
 
 async fn served_pages(cat: &CatalogProc) -> u64 {
@@ -38,85 +38,36 @@ async fn served_pages(cat: &CatalogProc) -> u64 {
 }
 
 async fn wait_version(agent: &AgentProc, version: u64) {
-    wait_until_named(
-        &format!("agent at catalog version {version}"),
-        || async {
-            agent
-                .get("/v1/catalog/status")
-                .await
-                .is_ok_and(|s| s["version"] == json!(version))
-        },
-        Duration::from_secs(60),
-    )
-    .await
-    .expect("catalog version");
+    wait_catalog_version(agent, version, Duration::from_secs(60)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_delta_leaves_the_old_version_or_the_new_one() {
-    let f = fleet(&[("S001", "S001-A1")]).await;
-    f.env.require_postgres().await;
-    let pg = f
-        .env
-        .create_database("catalog_crash")
-        .await
-        .expect("database");
-    let service = f.pki.issue_service("o2c-catalog").expect("service cert");
-    let server = f
-        .pki
-        .issue_server("catalog", &["IP:127.0.0.1"])
-        .expect("server cert");
-    let broker_url = f.broker.url();
-    let mut cat = CatalogProc::start(
-        f.env.path(),
-        &CatalogSettings {
-            pg: &pg,
-            mqtt_url: &broker_url,
-            service: &service,
-            server: &server,
-            extra: "page_size = 500",
-            extra_tables: "",
-        },
+    let mut w = CatalogWorld::start(
+        &[("S001", "S001-A1")],
+        "catalog_crash",
+        "page_size = 500",
+        "",
     )
-    .await
-    .expect("catalog service");
-    let config = cat.config_path().to_owned();
-    let dir = f.env.path().to_owned();
-    let import = |path: &std::path::Path| {
-        let (code, out) =
-            cloud_command(&config, &["catalog", "import", &path.to_string_lossy()]).expect("run");
-        assert_eq!(code, 0, "{out}");
-    };
-    import(&catalog_file(&dir, 1, 100));
-    let tls = f.pki.agent("S001-A1").toml_table();
-    let mut agent = AgentProc::start(
-        &dir,
-        "S001",
-        "S001-A1",
-        &broker_url,
-        &format!(
-            "{tls}\n[catalog]\nurl = \"{}\"\npoll_interval_secs = 3600\n",
-            cat.url()
-        ),
-    )
-    .await
-    .expect("agent");
+    .await;
+    import(&w, 1, 100);
+    let mut agent = w.agent("S001", "S001-A1", "").await;
     wait_version(&agent, 1).await;
 
     // Killed part-way through the delta's pages (a random number of its
     // 40): the old version.
     let pages = 1 + rand::random::<u64>() % 39;
-    let before = served_pages(&cat).await;
-    import(&catalog_file(&dir, 2, 200));
+    let before = served_pages(&w.cat).await;
+    import(&w, 2, 200);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while served_pages(&cat).await < before + pages && std::time::Instant::now() < deadline {
+    while served_pages(&w.cat).await < before + pages && std::time::Instant::now() < deadline {
         tokio::task::yield_now().await;
     }
     agent.kill().expect("kill -9");
-    cat.kill().expect("stop the catalog service");
+    w.cat.kill().expect("stop the catalog service");
     let got = check_after_kill(&agent, 2, 200, &format!("after {pages} page(s)"));
     eprintln!("killed after {pages} page(s) of the delta to 2: the catalog was at {got}");
-    cat.restart().await.expect("restart catalog");
+    w.cat.restart().await.expect("restart catalog");
     agent.restart().await.expect("restart agent");
     wait_version(&agent, 2).await;
     let p = agent.get("/v1/products/SKU-019999").await.expect("product");
@@ -129,15 +80,15 @@ async fn kill_9_mid_delta_leaves_the_old_version_or_the_new_one() {
         .restart_with_env(&[(FAULT_ABORT_MID_APPLY, "1")])
         .await
         .expect("restart armed");
-    import(&catalog_file(&dir, 3, 300));
+    import(&w, 3, 300);
     agent
         .wait_exit(Duration::from_secs(60))
         .await
         .expect("the agent aborts mid-apply");
-    cat.kill().expect("stop the catalog service");
+    w.cat.kill().expect("stop the catalog service");
     let got = check_after_kill(&agent, 3, 300, "mid-apply");
     assert_eq!(got, 3, "a committed delta is finished at restart");
-    cat.restart().await.expect("restart catalog");
+    w.cat.restart().await.expect("restart catalog");
     agent.restart().await.expect("restart agent");
     wait_version(&agent, 3).await;
 }

@@ -12,24 +12,13 @@
 //! - with the catalog service down the agent keeps selling on its last
 //!   catalog, and catches up when the service is back.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use o2c_tests::catalog::{CatalogProc, CatalogSettings, StoreClient};
-use o2c_tests::fleet::fleet;
+use o2c_tests::catalog::{CatalogWorld, StoreClient, wait_catalog_version};
 use o2c_tests::pipeline::AgentProc;
-use o2c_tests::saga::cloud_command;
 use o2c_tests::wait_until_named;
 use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
 use serde_json::{Value, json};
-
-fn import(config: &Path, dir: &Path, name: &str, text: &str) {
-    let file = dir.join(name);
-    std::fs::write(&file, text).expect("write import file");
-    let (code, out) =
-        cloud_command(config, &["catalog", "import", &file.to_string_lossy()]).expect("import");
-    assert_eq!(code, 0, "import {name}: {out}");
-}
 
 async fn product(agent: &AgentProc, sku: &str) -> Value {
     agent
@@ -51,81 +40,26 @@ async fn sell(agent: &AgentProc, key: &str, sku: &str, cash: i64) -> (u16, Value
         .expect("POST order")
 }
 
-async fn wait_version(agent: &AgentProc, version: u64) {
-    wait_until_named(
-        &format!("agent at catalog version {version}"),
-        || async {
-            agent
-                .get("/v1/catalog/status")
-                .await
-                .is_ok_and(|s| s["version"] == json!(version))
-        },
-        Duration::from_secs(20),
-    )
-    .await
-    .unwrap_or_else(|e| {
-        panic!(
-            "{e}\nagent log:\n{}",
-            std::fs::read_to_string(agent.log_path()).unwrap_or_default()
-        )
-    });
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn catalog_flows_down_and_each_store_reads_only_its_own() {
-    let f = fleet(&[("S001", "S001-A1"), ("S002", "S002-A1")]).await;
-    f.env.require_postgres().await;
-    let pg = f
-        .env
-        .create_database("catalog_sync")
-        .await
-        .expect("database");
-    let service = f.pki.issue_service("o2c-catalog").expect("service cert");
-    let server = f
-        .pki
-        .issue_server("catalog", &["IP:127.0.0.1"])
-        .expect("server cert");
-    let broker_url = f.broker.url();
-    let mut cat = CatalogProc::start(
-        f.env.path(),
-        &CatalogSettings {
-            pg: &pg,
-            mqtt_url: &broker_url,
-            service: &service,
-            server: &server,
-            extra: "page_size = 2\nstores = [\"S002\"]",
-            extra_tables: "",
-        },
+    let mut w = CatalogWorld::start(
+        &[("S001", "S001-A1"), ("S002", "S002-A1")],
+        "catalog_sync",
+        "page_size = 2\nstores = [\"S002\"]",
+        "",
     )
-    .await
-    .expect("catalog service");
-    let config = cat.config_path().to_owned();
-    let dir = f.env.path().to_owned();
-    import(
-        &config,
-        &dir,
+    .await;
+    let (f, cat) = (&w.fleet, &w.cat);
+    w.import(
         "v1.jsonl",
         r#"{"sku":"SKU-1","name":"Mug","prices":[{"currency":"CAD","minor":1000}]}
 {"sku":"SKU-2","name":"Pen","prices":[{"currency":"CAD","minor":500}]}
 {"sku":"SKU-OLD","name":"Old","prices":[{"currency":"CAD","minor":200}]}
 "#,
     );
-
-    let tls = f.pki.agent("S001-A1").toml_table();
-    let agent = AgentProc::start(
-        &dir,
-        "S001",
-        "S001-A1",
-        &broker_url,
-        &format!(
-            "{tls}\n[catalog]\nurl = \"{}\"\npoll_interval_secs = 3600\n",
-            cat.url()
-        ),
-    )
-    .await
-    .expect("agent");
+    let agent = w.agent("S001", "S001-A1", "").await;
     // Pulled at start (three products over two pages of two).
-    wait_version(&agent, 1).await;
+    wait_catalog_version(&agent, 1, Duration::from_secs(20)).await;
     let p = product(&agent, "SKU-1").await;
     assert_eq!(
         (&p["price_minor"], &p["active"]),
@@ -137,9 +71,7 @@ async fn catalog_flows_down_and_each_store_reads_only_its_own() {
 
     // A price change and a deactivation: served within 2 s of the import.
     let t0 = Instant::now();
-    import(
-        &config,
-        &dir,
+    w.import(
         "v2.jsonl",
         r#"{"sku":"SKU-1","name":"Mug","prices":[{"currency":"CAD","minor":1200}]}
 {"sku":"SKU-OLD","name":"Old","active":false}
@@ -206,7 +138,9 @@ async fn catalog_flows_down_and_each_store_reads_only_its_own() {
         ),
         "{code:?}"
     );
-    let mut hinter = f.client(&service, "o2c-catalog-marker").await;
+    let mut hinter = f
+        .client(&f.service("o2c-catalog"), "o2c-catalog-marker")
+        .await;
     hinter.publish("o2c/v1/stores/S001/catalog", "marker").await;
     let got = spy.receive_until("marker").await;
     assert!(
@@ -220,10 +154,8 @@ async fn catalog_flows_down_and_each_store_reads_only_its_own() {
 
     // The service down: selling goes on at the last catalog; back, the
     // agent catches up (the hints sent at the service's reconnect).
-    cat.kill().expect("kill catalog");
-    import(
-        &config,
-        &dir,
+    w.cat.kill().expect("kill catalog");
+    w.import(
         "v3.jsonl",
         r#"{"sku":"SKU-2","name":"Pen","prices":[{"currency":"CAD","minor":550}]}
 "#,
@@ -231,7 +163,7 @@ async fn catalog_flows_down_and_each_store_reads_only_its_own() {
     let (status, body) = sell(&agent, "k4", "SKU-2", 500).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(product(&agent, "SKU-2").await["price_minor"], json!(500));
-    cat.restart().await.expect("restart catalog");
-    wait_version(&agent, 3).await;
+    w.cat.restart().await.expect("restart catalog");
+    wait_catalog_version(&agent, 3, Duration::from_secs(20)).await;
     assert_eq!(product(&agent, "SKU-2").await["price_minor"], json!(550));
 }

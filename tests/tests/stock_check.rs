@@ -12,8 +12,7 @@
 
 use std::time::Duration;
 
-use o2c_tests::catalog::{CatalogProc, CatalogSettings, StoreClient};
-use o2c_tests::fleet::fleet;
+use o2c_tests::catalog::{CatalogWorld, StoreClient};
 use o2c_tests::pipeline::AgentProc;
 use o2c_tests::saga::{Tender, order_body};
 use o2c_tests::wait_until_named;
@@ -82,32 +81,14 @@ async fn breaker(agent: &AgentProc) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ship_to_home_sales_reserve_stock_and_degrade_behind_a_breaker() {
-    let f = fleet(&[("S001", "S001-A1")]).await;
-    f.env.require_postgres().await;
-    let pg_url = f
-        .env
-        .create_database("stock_check")
-        .await
-        .expect("database");
-    let service = f.pki.issue_service("o2c-catalog").expect("service cert");
-    let server = f
-        .pki
-        .issue_server("catalog", &["IP:127.0.0.1"])
-        .expect("server cert");
-    let broker_url = f.broker.url();
-    let mut cat = CatalogProc::start(
-        f.env.path(),
-        &CatalogSettings {
-            pg: &pg_url,
-            mqtt_url: &broker_url,
-            service: &service,
-            server: &server,
-            extra: "",
-            extra_tables: "[saga]\ncentral_warehouse = \"central\"\nauto_stock = 0\n",
-        },
+    let mut w = CatalogWorld::start(
+        &[("S001", "S001-A1")],
+        "stock_check",
+        "",
+        "[saga]\ncentral_warehouse = \"central\"\nauto_stock = 0\n",
     )
-    .await
-    .expect("catalog service");
+    .await;
+    let pg_url = w.pg.clone();
     let pg = pg_client(&pg_url).await;
     pg.batch_execute(
         "INSERT INTO o2c_inventory.stock (sku, warehouse, on_hand) VALUES \
@@ -115,20 +96,9 @@ async fn ship_to_home_sales_reserve_stock_and_degrade_behind_a_breaker() {
     )
     .await
     .expect("stock");
-    let tls = f.pki.agent("S001-A1").toml_table();
-    let agent = AgentProc::start(
-        f.env.path(),
-        "S001",
-        "S001-A1",
-        &broker_url,
-        &format!(
-            "{tls}\n[catalog]\nurl = \"{}\"\npoll_interval_secs = 3600\n\
-             [fulfillment]\nbreaker_open_secs = 3\n",
-            cat.url()
-        ),
-    )
-    .await
-    .expect("agent");
+    let agent = w
+        .agent("S001", "S001-A1", "[fulfillment]\nbreaker_open_secs = 3\n")
+        .await;
     wait_until_named(
         "the agent connected",
         || async {
@@ -183,11 +153,11 @@ async fn ship_to_home_sales_reserve_stock_and_degrade_behind_a_breaker() {
     assert_eq!(reserved(&pg, "SKU-2").await, 0);
 
     // A hold never claimed lapses at its TTL; a repeat is idempotent.
-    let store = StoreClient::new(&f.pki.agent("S001-A1")).expect("client");
+    let store = StoreClient::new(&w.fleet.pki.agent("S001-A1")).expect("client");
     let lapsing = uuid::Uuid::now_v7().to_string();
     let req =
         json!({"order_id": lapsing, "lines": [{"sku": "SKU-2", "quantity": 1}], "ttl_secs": 1});
-    let url = format!("{}/v1/stores/S001/reservations", cat.url());
+    let url = format!("{}/v1/stores/S001/reservations", w.cat.url());
     let (status, body) = store.post_json(&url, &req).await.expect("reserve");
     assert_eq!(status, 201, "{body}");
     let (status, _) = store.post_json(&url, &req).await.expect("repeat");
@@ -202,13 +172,13 @@ async fn ship_to_home_sales_reserve_stock_and_degrade_behind_a_breaker() {
     .expect("released by the TTL");
     assert_eq!(reserved(&pg, "SKU-2").await, 0);
     // Another store's reservations are not this store's to make.
-    let other = format!("{}/v1/stores/S002/reservations", cat.url());
+    let other = format!("{}/v1/stores/S002/reservations", w.cat.url());
     let (status, _) = store.post_json(&other, &req).await.expect("reserve");
     assert_eq!(status, 403);
 
     // The service stopped: five failures open the breaker; sales go on,
     // unverified.
-    cat.kill().expect("kill catalog");
+    w.cat.kill().expect("kill catalog");
     assert_eq!(breaker(&agent).await, json!("closed"));
     let mut unverified = Vec::new();
     for i in 0..6 {
@@ -229,7 +199,7 @@ async fn ship_to_home_sales_reserve_stock_and_degrade_behind_a_breaker() {
     }
 
     // Back, and the open time over: one trial closes it.
-    cat.restart().await.expect("restart catalog");
+    w.cat.restart().await.expect("restart catalog");
     wait_until_named(
         "the breaker half-open",
         || async { breaker(&agent).await == json!("half_open") },

@@ -183,6 +183,27 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
+/// The start every page route shares: the caller's own store, a valid
+/// query, and the store remembered for hints.
+async fn page_start(
+    st: &State,
+    identity: &FleetIdentity,
+    store: &str,
+    q: &HashMap<String, String>,
+) -> Result<PageRequest, ApiError> {
+    authorize(identity, store)?;
+    let req = page_request(q)?;
+    st.versions.seen(&st.pg, store).await;
+    Ok(req)
+}
+
+/// The answer (or the error's), counted by route and status.
+fn answer(st: &State, route: &'static str, r: Result<Response, ApiError>) -> Response {
+    let resp = r.unwrap_or_else(IntoResponse::into_response);
+    st.metrics.request(route, resp.status());
+    resp
+}
+
 async fn catalog(
     axum::extract::State(st): axum::extract::State<State>,
     Extension(identity): Extension<FleetIdentity>,
@@ -191,9 +212,7 @@ async fn catalog(
     headers: HeaderMap,
 ) -> Response {
     let r = async {
-        authorize(&identity, &store)?;
-        let req = page_request(&q)?;
-        st.versions.seen(&st.pg, &store).await;
+        let req = page_start(&st, &identity, &store, &q).await?;
         let current = st.versions.catalog();
         let tag = etag('c', current);
         if not_modified(&headers, &tag) {
@@ -206,9 +225,7 @@ async fn catalog(
         Ok::<_, ApiError>(with_tag(page, tag))
     }
     .await;
-    let resp = r.unwrap_or_else(IntoResponse::into_response);
-    st.metrics.request("catalog", resp.status());
-    resp
+    answer(&st, "catalog", r)
 }
 
 async fn stock(
@@ -219,9 +236,7 @@ async fn stock(
     headers: HeaderMap,
 ) -> Response {
     let r = async {
-        authorize(&identity, &store)?;
-        let req = page_request(&q)?;
-        st.versions.seen(&st.pg, &store).await;
+        let req = page_start(&st, &identity, &store, &q).await?;
         let current = st
             .versions
             .stock(&st.pg, &store)
@@ -245,9 +260,7 @@ async fn stock(
         Ok::<_, ApiError>(with_tag(page, tag))
     }
     .await;
-    let resp = r.unwrap_or_else(IntoResponse::into_response);
-    st.metrics.request("stock", resp.status());
-    resp
+    answer(&st, "stock", r)
 }
 
 /// Default hold of a store reservation.
@@ -327,9 +340,7 @@ async fn reserve(
         })
     }
     .await;
-    let resp = r.unwrap_or_else(IntoResponse::into_response);
-    st.metrics.request("reservations", resp.status());
-    resp
+    answer(&st, "reservations", r)
 }
 
 async fn release(
@@ -371,7 +382,5 @@ async fn release(
         }
     }
     .await;
-    let resp = r.unwrap_or_else(IntoResponse::into_response);
-    st.metrics.request("reservations", resp.status());
-    resp
+    answer(&st, "reservations", r)
 }

@@ -30,8 +30,7 @@ use std::time::{Duration, Instant};
 use super::agent::BenchAgent;
 use super::{http, load};
 use crate::bench::{BenchArgs, BenchError, Measurement, Scenario, block_on, harness};
-use crate::catalog::{CatalogProc, CatalogSettings};
-use crate::tls::{Pki, TlsMosquitto};
+use crate::catalog::{CatalogProc, CatalogWorld};
 
 /// The registry entry.
 pub const SCENARIO: Scenario = Scenario {
@@ -122,41 +121,17 @@ async fn wait_version(agent: &BenchAgent, want: u64, every: Duration) -> Result<
 }
 
 async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
-    let env = crate::TestEnv::new();
-    env.require_postgres().await;
-    let pg = env
-        .create_database("bench_catalog")
-        .await
-        .map_err(|e| harness("database", e))?;
-    let pki = Pki::init(dir.join("pki")).map_err(|e| harness("pki", e))?;
-    let broker_cert = pki
-        .issue_server("localhost", &["IP:127.0.0.1"])
-        .map_err(|e| harness("broker cert", e))?;
-    let api_cert = pki
-        .issue_server("catalog", &["IP:127.0.0.1"])
-        .map_err(|e| harness("catalog cert", e))?;
-    let service = pki
-        .issue_service("o2c-catalog")
-        .map_err(|e| harness("service cert", e))?;
-    let agent_tls = pki
-        .issue_agent("S-BENCH", "S-BENCH-A1")
-        .map_err(|e| harness("agent cert", e))?;
-    let broker = TlsMosquitto::start(&pki, &broker_cert)
-        .await
-        .map_err(|e| harness("broker", e))?;
-    let cat = CatalogProc::start(
-        dir,
-        &CatalogSettings {
-            pg: &pg,
-            mqtt_url: &broker.url(),
-            service: &service,
-            server: &api_cert,
-            extra: "page_size = 5000",
-            extra_tables: "",
-        },
+    // The fleet, its broker, the database and the service (panics, naming
+    // what to start, if PostgreSQL is not running).
+    let w = CatalogWorld::start(
+        &[("S-BENCH", "S-BENCH-A1")],
+        "bench_catalog",
+        "page_size = 5000",
+        "",
     )
-    .await
-    .map_err(|e| harness("catalog service", e))?;
+    .await;
+    let cat = &w.cat;
+    let agent_tls = w.fleet.pki.agent("S-BENCH-A1");
     let mut m = Measurement::default();
     m.param("skus", u64::from(skus));
     m.param("page_size", 5000);
@@ -165,7 +140,7 @@ async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
     let file = dir.join("cloud.jsonl");
     cloud_catalog(&file, 0, skus, 0)?;
     let t = Instant::now();
-    import(&cat, &file)?;
+    import(cat, &file)?;
     m.metric("import_s", t.elapsed().as_secs_f64());
     let _ = std::fs::remove_file(&file);
 
@@ -174,7 +149,7 @@ async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
         agent_tls.toml_table(),
         cat.url()
     );
-    let mqtt = broker.url();
+    let mqtt = w.fleet.broker.url();
 
     // 2. A full sync into an empty agent.
     let t = Instant::now();
@@ -227,7 +202,7 @@ async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
     drop(busy);
 
     // 4. 1,000 agents polling with If-None-Match.
-    let (ok, per_core, cpu) = not_modified(&cat, &agent_tls).await?;
+    let (ok, per_core, cpu) = not_modified(cat, &agent_tls).await?;
     m.metric("not_modified_per_s", ok);
     m.metric("not_modified_per_service_cpu_s", per_core);
     m.metric("not_modified_service_cpu_cores", cpu);
@@ -239,7 +214,7 @@ async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
         let from = round * DELTA_SIZE;
         cloud_catalog(&file, from, from + DELTA_SIZE, i64::from(round) + 1)?;
         let t = Instant::now();
-        import(&cat, &file)?;
+        import(cat, &file)?;
         wait_version(&empty, 2 + u64::from(round), Duration::from_millis(2)).await?;
         let us = u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX);
         h.record(us.max(1))
@@ -254,8 +229,7 @@ async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
     m.param("tills", TILLS as u64);
     m.param("orders_per_phase", ORDERS);
     m.param("pollers", POLLERS as u64);
-    drop(cat);
-    drop(broker);
+    drop(w);
     Ok(m)
 }
 
