@@ -102,7 +102,8 @@ pub struct ImportReport {
 #[derive(Debug, Clone)]
 pub struct Catalog {
     db: sled::Db,
-    products: sled::Tree,
+    /// The live products tree (a snapshot pull swaps in a new one).
+    products: Arc<RwLock<sled::Tree>>,
     stock: sled::Tree,
     /// Versions ([`Kind::version_key`]), the [`PRICES_KEY`] table of the
     /// last change that completed, and walk markers.
@@ -178,12 +179,12 @@ impl Catalog {
                 other => break other?,
             }
         };
-        let products = db.open_tree("products")?;
-        let stock = db.open_tree("stock")?;
         let meta = db.open_tree("meta")?;
+        let products = db.open_tree(apply::live_products_name(&meta)?)?;
+        let stock = db.open_tree("stock")?;
         let mut catalog = Catalog {
             db,
-            products,
+            products: Arc::new(RwLock::new(products)),
             stock,
             meta,
             prices: Arc::default(),
@@ -205,9 +206,24 @@ impl Catalog {
         self.abort_mid_apply = true;
     }
 
+    /// The live products tree.
+    fn live_products(&self) -> sled::Tree {
+        match self.products.read() {
+            Ok(t) => t.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn set_live_products(&self, tree: sled::Tree) {
+        match self.products.write() {
+            Ok(mut t) => *t = tree,
+            Err(poisoned) => *poisoned.into_inner() = tree,
+        }
+    }
+
     /// Looks a SKU up.
     pub fn get(&self, sku: &str) -> Result<Option<Product>, CatalogError> {
-        self.products
+        self.live_products()
             .get(sku.as_bytes())?
             .map(|bytes| decode_product(sku.as_bytes(), &bytes))
             .transpose()
@@ -279,7 +295,7 @@ impl Catalog {
     /// Reads every active product's prices.
     fn build_prices(&self) -> Result<Prices, CatalogError> {
         let mut prices = Prices::default();
-        for item in self.products.iter() {
+        for item in self.live_products().iter() {
             let (key, value) = item?;
             let p = decode_product(&key, &value)?;
             if !p.active {
@@ -320,7 +336,7 @@ impl Catalog {
             .clone();
         s.version = self.version(Kind::Catalog)?.map(|v| v.0);
         s.stock_version = self.version(Kind::Stock)?.map(|v| v.0);
-        s.products = self.products.len() as u64;
+        s.products = self.live_products().len() as u64;
         s.age_secs = s
             .last_success
             .map(|t| (time::OffsetDateTime::from(o2c_runtime::clock::wall()) - t).whole_seconds());
@@ -329,7 +345,7 @@ impl Catalog {
 
     /// Every product, in SKU order (diagnostics, tests).
     pub fn products(&self) -> impl Iterator<Item = Result<Product, CatalogError>> + '_ {
-        self.products.iter().map(|item| {
+        self.live_products().iter().map(|item| {
             let (key, value) = item?;
             decode_product(&key, &value)
         })
@@ -337,12 +353,12 @@ impl Catalog {
 
     /// Number of products.
     pub fn len(&self) -> usize {
-        self.products.len()
+        self.live_products().len()
     }
 
     /// Whether the catalog is empty.
     pub fn is_empty(&self) -> bool {
-        self.products.is_empty()
+        self.live_products().is_empty()
     }
 
     /// Upserts products from JSON lines (the cloud's import format or the
@@ -355,6 +371,7 @@ impl Catalog {
         // half-way leaves the next open to build it from what is there.
         self.meta.remove(PRICES_KEY)?;
         let mut report = ImportReport::default();
+        let live = self.live_products();
         let (mut products, mut stock) = (sled::Batch::default(), sled::Batch::default());
         let mut in_batch = 0;
         for (i, line) in input.lines().enumerate() {
@@ -396,12 +413,12 @@ impl Catalog {
             in_batch += 1;
             report.imported += 1;
             if in_batch == 1000 {
-                self.products.apply_batch(std::mem::take(&mut products))?;
+                live.apply_batch(std::mem::take(&mut products))?;
                 self.stock.apply_batch(std::mem::take(&mut stock))?;
                 in_batch = 0;
             }
         }
-        self.products.apply_batch(products)?;
+        live.apply_batch(products)?;
         self.stock.apply_batch(stock)?;
         self.swap_prices()?;
         Ok(report)

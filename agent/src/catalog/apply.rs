@@ -1,20 +1,24 @@
 //! Applying a pull atomically. A pull is a walk of pages (a snapshot or a
 //! delta); its pages go first to a staging tree, never to the live one:
 //!
-//! 1. `begin`: clear the kind's staging tree, write the walk marker.
+//! 1. `begin`: the walk marker names its staging tree: for a catalog
+//!    snapshot a fresh tree, `products.gN`; otherwise the kind's staging
+//!    tree, cleared.
 //! 2. `stage`: each checked page into staging (one sled batch each).
-//! 3. `commit`: one write of the commit marker `{version, full}`, flushed.
-//!    This is the commit point.
-//! 4. copy staging into the live tree in batches (a snapshot also removes
-//!    live entries it does not list), write the version, drop the markers
-//!    and staging, flush.
+//! 3. `commit`: one write of the commit marker `{version, full, staging}`,
+//!    flushed after everything staged. This is the commit point.
+//! 4. A catalog snapshot: one batch on `meta` makes `products.gN` the live
+//!    tree and writes the version (no copy; the old tree is dropped by the
+//!    next walk or open, never under a reader). Otherwise: staging is
+//!    copied into the live tree in batches (a stock snapshot also removes
+//!    entries it does not list), then the version, then staging is cleared.
 //!
 //! A crash (kill -9, power loss) before 3 leaves the previous version: at
-//! open, the staging tree is cleared. A crash after 3 leaves the new one:
+//! open, the staging tree is dropped. A crash after 3 leaves the new one:
 //! at open, step 4 runs again (it is idempotent). So after a restart the
 //! catalog is exactly version N or N+1. Lookups are served throughout; while
-//! step 4 runs, a lookup may see one SKU at N+1 and another at N, each
-//! product whole.
+//! a delta's step 4 runs, a lookup may see one SKU at N+1 and another at N,
+//! each product whole.
 
 use o2c_protocol::catalog::{CatalogVersion, Product, StockLevel};
 use serde::{Deserialize, Serialize};
@@ -64,25 +68,90 @@ impl Kind {
     }
 }
 
+/// The walk marker: where the walk stages, and whether it is a snapshot.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct Walk {
+    pub(super) staging: String,
+    full: bool,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Commit {
     version: u64,
     full: bool,
+    /// The staging tree (absent in markers of agents before generations).
+    #[serde(default)]
+    staging: Option<String>,
 }
+
+/// `meta` key: the name of the live products tree.
+pub(super) const LIVE_PRODUCTS: &[u8] = b"products_tree";
+/// `meta` key: the last generation number given to a snapshot tree.
+const GENERATION: &[u8] = b"generation";
+/// Snapshot trees are `products.g1`, `products.g2`, ...
+const GENERATION_PREFIX: &str = "products.g";
 
 /// Copies per batch in step 4.
 const APPLY_BATCH: usize = 2000;
 
+/// The live products tree's name in `meta` (`products` until a snapshot).
+pub(super) fn live_products_name(meta: &sled::Tree) -> Result<String, CatalogError> {
+    Ok(meta
+        .get(LIVE_PRODUCTS)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_else(|| "products".to_owned()))
+}
+
 impl Catalog {
-    fn live(&self, kind: Kind) -> &sled::Tree {
+    fn live(&self, kind: Kind) -> sled::Tree {
         match kind {
-            Kind::Catalog => &self.products,
-            Kind::Stock => &self.stock,
+            Kind::Catalog => self.live_products(),
+            Kind::Stock => self.stock.clone(),
         }
     }
 
-    fn staging_tree(&self, kind: Kind) -> Result<sled::Tree, CatalogError> {
-        Ok(self.db.open_tree(kind.staging())?)
+    /// The current walk of `kind`, if any.
+    pub(super) fn walk(&self, kind: Kind) -> Result<Option<Walk>, CatalogError> {
+        Ok(self.meta.get(kind.walk_key())?.map(|v| {
+            serde_json::from_slice(&v).unwrap_or(Walk {
+                // An older agent's empty marker.
+                staging: kind.staging().to_owned(),
+                full: false,
+            })
+        }))
+    }
+
+    fn staging_of(&self, kind: Kind) -> Result<sled::Tree, CatalogError> {
+        let walk = self
+            .walk(kind)?
+            .ok_or_else(|| corrupt(kind.walk_key(), "no walk under way"))?;
+        Ok(self.db.open_tree(walk.staging)?)
+    }
+
+    /// Drops (or, for a shared staging tree, clears) a walk's staging.
+    fn drop_staging(&self, kind: Kind, name: &str) -> Result<(), CatalogError> {
+        if name == kind.staging() {
+            self.db.open_tree(name)?.clear()?;
+        } else {
+            self.db.drop_tree(name)?;
+        }
+        Ok(())
+    }
+
+    /// Drops snapshot trees that are neither live nor being staged.
+    fn drop_old_generations(&self) -> Result<(), CatalogError> {
+        let live = live_products_name(&self.meta)?;
+        let staging = self.walk(Kind::Catalog)?.map(|w| w.staging);
+        for name in self.db.tree_names() {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            if name.starts_with(GENERATION_PREFIX)
+                && name != live
+                && Some(&name) != staging.as_ref()
+            {
+                self.db.drop_tree(name.as_bytes())?;
+            }
+        }
+        Ok(())
     }
 
     /// At open: finishes a committed walk, drops an uncommitted one. True
@@ -100,23 +169,42 @@ impl Catalog {
                 );
                 self.finish(kind, &c)?;
                 changed |= kind == Kind::Catalog;
-            } else if self.meta.get(kind.walk_key())?.is_some() {
+            } else if let Some(walk) = self.walk(kind)? {
                 tracing::info!(
                     kind = kind.name(),
                     "dropping a catalog pull a restart interrupted"
                 );
-                self.staging_tree(kind)?.clear()?;
                 self.meta.remove(kind.walk_key())?;
+                self.drop_staging(kind, &walk.staging)?;
             }
         }
+        self.drop_old_generations()?;
         self.db.flush()?;
         Ok(changed)
     }
 
     /// Step 1.
-    pub(crate) fn begin(&self, kind: Kind) -> Result<(), CatalogError> {
-        self.staging_tree(kind)?.clear()?;
-        self.meta.insert(kind.walk_key(), &[][..])?;
+    pub(crate) fn begin(&self, kind: Kind, full: bool) -> Result<(), CatalogError> {
+        if let Some(old) = self.walk(kind)? {
+            self.drop_staging(kind, &old.staging)?;
+        }
+        self.drop_old_generations()?;
+        let staging = if kind == Kind::Catalog && full {
+            let n = self
+                .meta
+                .get(GENERATION)?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map_or(0, u64::from_be_bytes)
+                + 1;
+            self.meta.insert(GENERATION, &n.to_be_bytes()[..])?;
+            format!("{GENERATION_PREFIX}{n}")
+        } else {
+            kind.staging().to_owned()
+        };
+        self.db.open_tree(&staging)?.clear()?;
+        let walk =
+            serde_json::to_vec(&Walk { staging, full }).map_err(|e| corrupt(kind.walk_key(), e))?;
+        self.meta.insert(kind.walk_key(), walk)?;
         Ok(())
     }
 
@@ -127,7 +215,7 @@ impl Catalog {
             let v = serde_json::to_vec(p).map_err(|e| corrupt(p.sku.as_bytes(), e))?;
             batch.insert(p.sku.as_bytes(), v);
         }
-        self.staging_tree(Kind::Catalog)?.apply_batch(batch)?;
+        self.staging_of(Kind::Catalog)?.apply_batch(batch)?;
         Ok(())
     }
 
@@ -138,7 +226,7 @@ impl Catalog {
             let v = serde_json::to_vec(l).map_err(|e| corrupt(l.sku.as_bytes(), e))?;
             batch.insert(l.sku.as_bytes(), v);
         }
-        self.staging_tree(Kind::Stock)?.apply_batch(batch)?;
+        self.staging_of(Kind::Stock)?.apply_batch(batch)?;
         Ok(())
     }
 
@@ -149,9 +237,13 @@ impl Catalog {
         version: CatalogVersion,
         full: bool,
     ) -> Result<(), CatalogError> {
+        let walk = self
+            .walk(kind)?
+            .ok_or_else(|| corrupt(kind.walk_key(), "commit without a walk"))?;
         let c = Commit {
             version: version.0,
             full,
+            staging: Some(walk.staging),
         };
         let bytes = serde_json::to_vec(&c).map_err(|e| corrupt(kind.commit_key(), e))?;
         // Everything staged is on disk before the commit marker is.
@@ -167,13 +259,31 @@ impl Catalog {
 
     /// Step 4.
     fn finish(&self, kind: Kind, c: &Commit) -> Result<(), CatalogError> {
-        let staging = self.staging_tree(kind)?;
-        let live = self.live(kind);
+        let staging_name = c
+            .staging
+            .clone()
+            .unwrap_or_else(|| kind.staging().to_owned());
         if kind == Kind::Catalog {
             // The stored price table is stale from here on; an open that
             // finds none builds it from the products.
             self.meta.remove(super::PRICES_KEY)?;
         }
+        if kind == Kind::Catalog && c.full && staging_name != kind.staging() {
+            // The snapshot's tree becomes the live one, with its version,
+            // in one batch.
+            let mut b = sled::Batch::default();
+            b.insert(LIVE_PRODUCTS, staging_name.as_bytes());
+            b.insert(kind.version_key(), &c.version.to_be_bytes()[..]);
+            b.remove(kind.walk_key());
+            b.remove(kind.commit_key());
+            self.meta.apply_batch(b)?;
+            self.db.flush()?;
+            let tree = self.db.open_tree(&staging_name)?;
+            self.set_live_products(tree);
+            return Ok(());
+        }
+        let staging = self.db.open_tree(&staging_name)?;
+        let live = self.live(kind);
         if c.full {
             // Entries the snapshot does not list are gone.
             let mut batch = sled::Batch::default();
@@ -213,14 +323,16 @@ impl Catalog {
         self.meta.remove(kind.walk_key())?;
         self.meta.remove(kind.commit_key())?;
         self.db.flush()?;
-        staging.clear()?;
+        self.drop_staging(kind, &staging_name)?;
         Ok(())
     }
 
     /// Drops a walk that failed part-way (a refused page, a network error).
     pub(crate) fn abandon(&self, kind: Kind) -> Result<(), CatalogError> {
-        self.staging_tree(kind)?.clear()?;
-        self.meta.remove(kind.walk_key())?;
+        if let Some(walk) = self.walk(kind)? {
+            self.meta.remove(kind.walk_key())?;
+            self.drop_staging(kind, &walk.staging)?;
+        }
         Ok(())
     }
 }

@@ -270,43 +270,78 @@ impl Puller {
             self.remember(kind, version, tag);
             return Ok(());
         }
-        self.catalog.begin(kind)?;
+        let full = first.full;
+        self.blocking(move |c| c.begin(kind, full)).await?;
         let staged = async {
             let mut page = first;
             loop {
-                page.stage(&self.catalog)?;
-                let Some(after) = page.next_after.clone() else {
+                // Stage this page (sled, on a blocking thread: the API's
+                // tasks keep their workers) while the next one downloads.
+                let after = page.next_after.clone();
+                let stage = self.blocking(move |c| page.stage(c));
+                let fetch = async {
+                    match &after {
+                        None => Ok(None),
+                        Some(after) => self.next_page(kind, &query, after, version, have).await,
+                    }
+                };
+                let (staged, next) = tokio::join!(stage, fetch);
+                staged?;
+                let Some(next) = next? else {
                     break;
                 };
-                let mut q = query.clone();
-                q.push(("after", after.clone()));
-                q.push(("upto", version.to_string()));
-                let Some((body, _)) = self.get(kind, &q, None).await? else {
-                    return Err(PullError::Inconsistent("304 for a page after the first".into()));
-                };
-                let next = Walk::parse(kind, &body, have, Some(&after))?;
-                if next.version != version || next.full != page.full {
+                if next.version != version || next.full != full {
                     return Err(PullError::Inconsistent(format!(
-                        "page after {after:?} is for version {} (full: {}), the walk for {version} (full: {})",
-                        next.version, next.full, page.full
+                        "page after {after:?} is for version {} (full: {}), the walk for {version} (full: {full})",
+                        next.version, next.full
                     )));
                 }
                 page = next;
             }
-            Ok(page.full)
+            Ok(())
         }
         .await;
-        let full = match staged {
-            Ok(full) => full,
-            Err(e) => {
-                self.catalog.abandon(kind)?;
-                return Err(e);
-            }
-        };
-        self.catalog.commit(kind, version, full)?;
+        if let Err(e) = staged {
+            self.blocking(move |c| c.abandon(kind)).await?;
+            return Err(e);
+        }
+        self.blocking(move |c| c.commit(kind, version, full))
+            .await?;
         tracing::info!(kind = kind.name(), %version, full, "catalog pull applied");
         self.remember(kind, version, tag);
         Ok(())
+    }
+
+    /// The page after `after` of the walk to `version`.
+    async fn next_page(
+        &self,
+        kind: Kind,
+        query: &[(&str, String)],
+        after: &str,
+        version: CatalogVersion,
+        have: Option<CatalogVersion>,
+    ) -> Result<Option<Walk>, PullError> {
+        let mut q = query.to_vec();
+        q.push(("after", after.to_owned()));
+        q.push(("upto", version.to_string()));
+        let Some((body, _)) = self.get(kind, &q, None).await? else {
+            return Err(PullError::Inconsistent(
+                "304 for a page after the first".into(),
+            ));
+        };
+        Ok(Some(Walk::parse(kind, &body, have, Some(after))?))
+    }
+
+    /// Runs `f` on the catalog on a blocking thread (sled does disk I/O).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Catalog) -> Result<T, CatalogError> + Send + 'static,
+    ) -> Result<T, PullError> {
+        let catalog = self.catalog.clone();
+        tokio::task::spawn_blocking(move || f(&catalog))
+            .await
+            .map_err(|e| PullError::Setup(format!("catalog task: {e}")))?
+            .map_err(PullError::from)
     }
 
     fn remember(&self, kind: Kind, version: CatalogVersion, tag: Option<String>) {

@@ -90,7 +90,7 @@ fn product(sku: &str, minor: i64, active: bool) -> Product {
 }
 
 fn dump(cat: &Catalog) -> Vec<(String, i64, bool)> {
-    cat.products
+    cat.live_products()
         .iter()
         .map(|i| {
             let (k, v) = i.unwrap();
@@ -106,7 +106,7 @@ fn a_snapshot_replaces_and_a_delta_updates() {
     let cat = Catalog::open(&dir.path().join("c"), 1 << 20).unwrap();
     cat.import_jsonl(&br#"{"sku":"OLD","name":"Old","prices":[{"currency":"CAD","minor":1}]}"#[..])
         .unwrap();
-    cat.begin(Kind::Catalog).unwrap();
+    cat.begin(Kind::Catalog, true).unwrap();
     cat.stage_products(&[product("A", 100, true), product("B", 200, true)])
         .unwrap();
     cat.stage_products(&[product("C", 300, true)]).unwrap();
@@ -120,7 +120,7 @@ fn a_snapshot_replaces_and_a_delta_updates() {
         ]
     );
     assert_eq!(cat.version(Kind::Catalog).unwrap(), Some(CatalogVersion(5)));
-    cat.begin(Kind::Catalog).unwrap();
+    cat.begin(Kind::Catalog, false).unwrap();
     cat.stage_products(&[product("B", 250, true), product("C", 300, false)])
         .unwrap();
     cat.commit(Kind::Catalog, CatalogVersion(6), false).unwrap();
@@ -128,7 +128,7 @@ fn a_snapshot_replaces_and_a_delta_updates() {
     assert_eq!(cat.price("C", cad(), now()), None);
     assert_eq!(cat.len(), 3);
     // Stock levels walk the same way.
-    cat.begin(Kind::Stock).unwrap();
+    cat.begin(Kind::Stock, true).unwrap();
     cat.stage_stock(&[StockLevel {
         sku: "A".into(),
         on_hand: 4,
@@ -145,11 +145,11 @@ fn a_crash_leaves_the_old_version_or_finishes_the_new_one() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c");
     let cat = Catalog::open(&path, 1 << 20).unwrap();
-    cat.begin(Kind::Catalog).unwrap();
+    cat.begin(Kind::Catalog, true).unwrap();
     cat.stage_products(&[product("A", 100, true)]).unwrap();
     cat.commit(Kind::Catalog, CatalogVersion(1), true).unwrap();
-    // A walk staged but not committed: dropped at the next open.
-    cat.begin(Kind::Catalog).unwrap();
+    // A snapshot staged but not committed: dropped at the next open.
+    cat.begin(Kind::Catalog, true).unwrap();
     cat.stage_products(&[product("A", 999, true), product("Z", 1, true)])
         .unwrap();
     cat.flush().unwrap();
@@ -157,8 +157,24 @@ fn a_crash_leaves_the_old_version_or_finishes_the_new_one() {
     let cat = Catalog::open(&path, 1 << 20).unwrap();
     assert_eq!(dump(&cat), [("A".into(), 100, true)]);
     assert_eq!(cat.version(Kind::Catalog).unwrap(), Some(CatalogVersion(1)));
+    let trees = |cat: &Catalog| -> Vec<String> {
+        let mut t: Vec<String> = cat
+            .db
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .filter(|n| n.starts_with("products"))
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(
+        trees(&cat),
+        ["products", "products.g1"],
+        "the dropped walk's tree is gone"
+    );
     // Committed (the marker written) but not applied: finished at open.
-    cat.begin(Kind::Catalog).unwrap();
+    cat.begin(Kind::Catalog, false).unwrap();
     cat.stage_products(&[product("A", 150, true), product("B", 2, true)])
         .unwrap();
     let c = serde_json::to_vec(&serde_json::json!({"version": 2, "full": false})).unwrap();
@@ -169,4 +185,21 @@ fn a_crash_leaves_the_old_version_or_finishes_the_new_one() {
     assert_eq!(dump(&cat), [("A".into(), 150, true), ("B".into(), 2, true)]);
     assert_eq!(cat.version(Kind::Catalog).unwrap(), Some(CatalogVersion(2)));
     assert_eq!(cat.price("A", cad(), now()), Some((150, cad())));
+    // A snapshot committed but not swapped in: swapped in at open, and the
+    // tree it replaces dropped.
+    cat.begin(Kind::Catalog, true).unwrap();
+    cat.stage_products(&[product("Q", 7, true)]).unwrap();
+    let staging = cat.walk(Kind::Catalog).unwrap().unwrap().staging;
+    let c =
+        serde_json::to_vec(&serde_json::json!({"version": 3, "full": true, "staging": staging}))
+            .unwrap();
+    cat.meta.insert(&b"commit:catalog"[..], c).unwrap();
+    cat.flush().unwrap();
+    drop(cat);
+    let cat = Catalog::open(&path, 1 << 20).unwrap();
+    assert_eq!(dump(&cat), [("Q".into(), 7, true)]);
+    assert_eq!(cat.version(Kind::Catalog).unwrap(), Some(CatalogVersion(3)));
+    assert_eq!(cat.price("Q", cad(), now()), Some((7, cad())));
+    assert_eq!(cat.price("A", cad(), now()), None);
+    assert_eq!(trees(&cat), ["products", staging.as_str()]);
 }

@@ -162,18 +162,22 @@ async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
     );
 
     // 3. Capture during a full sync, then alone.
+    // Twice the tills: the first half posts during the sync, the second
+    // after it (each till's idempotency keys are its own).
     let busy = BenchAgent::start_with(
         &dir.join("busy"),
-        TILLS,
+        2 * TILLS,
         http::CATALOG_SKUS,
         Some(&mqtt),
         &extra,
     )
     .await?;
-    let (during, ()) = load::closed_loop(busy.addr(), &busy.terminals, ORDERS, 10, || ()).await?;
+    let (during, ()) =
+        load::closed_loop(busy.addr(), &busy.terminals[..TILLS], ORDERS, 10, || ()).await?;
     let still_running = version_of(&busy).await != Some(1);
     wait_version(&busy, 1, Duration::from_millis(50)).await?;
-    let (alone, ()) = load::closed_loop(busy.addr(), &busy.terminals, ORDERS, 10, || ()).await?;
+    let (alone, ()) =
+        load::closed_loop(busy.addr(), &busy.terminals[TILLS..], ORDERS, 10, || ()).await?;
     for (phase, r) in [("during", &during), ("alone", &alone)] {
         if r.failures.count > 0 {
             return Err(BenchError::Invalid(format!(
