@@ -112,6 +112,8 @@ pub struct Catalog {
     prices: Arc<RwLock<Arc<Prices>>>,
     /// What the last pulls did.
     status: pull::StatusCell,
+    /// The table in memory is newer than the stored one.
+    prices_unsaved: Arc<std::sync::atomic::AtomicBool>,
     /// Fault injection for the crash test: abort the process after the
     /// first batch of applying a committed walk ([`FAULT_ABORT_MID_APPLY`]).
     abort_mid_apply: bool,
@@ -189,6 +191,7 @@ impl Catalog {
             meta,
             prices: Arc::default(),
             status: pull::StatusCell::default(),
+            prices_unsaved: Arc::default(),
             abort_mid_apply: false,
         };
         let rebuilt = catalog.recover()?;
@@ -311,11 +314,26 @@ impl Catalog {
 
     /// Builds, stores and swaps in the price table (after a change).
     fn swap_prices(&self) -> Result<(), CatalogError> {
-        let prices = Arc::new(self.store_prices()?);
+        self.set_prices(self.store_prices()?);
+        Ok(())
+    }
+
+    fn set_prices(&self, prices: Prices) {
+        let prices = Arc::new(prices);
         match self.prices.write() {
             Ok(mut t) => *t = prices,
             Err(poisoned) => *poisoned.into_inner() = prices,
         }
+    }
+
+    /// After a delta: the table in memory gets `changed` merged in (no
+    /// read of the whole catalog); the stored copy is written at shutdown
+    /// ([`Catalog::flush`]), or rebuilt at the next open after a crash.
+    fn merge_prices(&self, changed: &[Product]) -> Result<(), CatalogError> {
+        let merged = self.table().merged(changed)?;
+        self.set_prices(merged);
+        self.prices_unsaved
+            .store(true, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -424,8 +442,15 @@ impl Catalog {
         Ok(report)
     }
 
-    /// Flushes to disk (at shutdown).
+    /// Flushes to disk (at shutdown), with the price table if a delta
+    /// changed it since it was last stored.
     pub fn flush(&self) -> Result<(), CatalogError> {
+        if self
+            .prices_unsaved
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            self.meta.insert(PRICES_KEY, self.table().encode()?)?;
+        }
         self.db.flush()?;
         Ok(())
     }

@@ -246,13 +246,28 @@ impl Catalog {
             staging: Some(walk.staging),
         };
         let bytes = serde_json::to_vec(&c).map_err(|e| corrupt(kind.commit_key(), e))?;
+        // A delta's products, for the price table (a snapshot's table is
+        // built from the new tree).
+        let changed = if kind == Kind::Catalog && !full {
+            let staging = self.staging_of(kind)?;
+            let mut changed = Vec::with_capacity(staging.len());
+            for item in staging.iter() {
+                let (k, v) = item?;
+                changed.push(super::decode_product(&k, &v)?);
+            }
+            Some(changed)
+        } else {
+            None
+        };
         // Everything staged is on disk before the commit marker is.
         self.db.flush()?;
         self.meta.insert(kind.commit_key(), bytes)?;
         self.db.flush()?;
         self.finish(kind, &c)?;
-        if kind == Kind::Catalog {
-            self.swap_prices()?;
+        match (kind, changed) {
+            (Kind::Catalog, Some(changed)) => self.merge_prices(&changed)?,
+            (Kind::Catalog, None) => self.swap_prices()?,
+            (Kind::Stock, _) => {}
         }
         Ok(())
     }

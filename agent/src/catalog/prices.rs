@@ -13,7 +13,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use std::collections::HashSet;
+
 use o2c_protocol::Currency;
+use o2c_protocol::catalog::Product;
 use serde::Deserializer as _;
 use serde::de::{self, SeqAccess, Visitor};
 
@@ -89,6 +92,32 @@ impl Prices {
         skus.shrink_to_fit();
         table.shrink_to_fit();
         Prices { skus, table }
+    }
+
+    /// This table with every SKU of `changed` replaced by its new prices
+    /// (none for an inactive product): a delta's table without reading the
+    /// catalog back from disk.
+    pub(crate) fn merged(&self, changed: &[Product]) -> Result<Prices, PricesError> {
+        let gone: HashSet<&str> = changed.iter().map(|p| p.sku.as_str()).collect();
+        let mut out = Prices {
+            skus: String::with_capacity(self.skus.len()),
+            table: Vec::with_capacity(self.table.len() + changed.len()),
+        };
+        for e in &self.table {
+            let sku = sku_of(&self.skus, e);
+            if !gone.contains(sku) {
+                out.push(sku, e.minor, e.currency, e.from)?;
+            }
+        }
+        for p in changed.iter().filter(|p| p.active) {
+            for price in &p.prices {
+                let from = price
+                    .effective_from
+                    .map_or(ALWAYS, time::OffsetDateTime::unix_timestamp);
+                out.push(&p.sku, price.minor, price.currency, from)?;
+            }
+        }
+        Ok(out.finish())
     }
 
     /// The price of `sku` in force at `at` (Unix seconds): in `currency`
