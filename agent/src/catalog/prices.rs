@@ -83,12 +83,7 @@ impl Prices {
             mut skus,
             mut table,
         } = self;
-        table.sort_unstable_by(|a, b| {
-            sku_of(&skus, a)
-                .cmp(sku_of(&skus, b))
-                .then(a.currency.code().cmp(b.currency.code()))
-                .then(a.from.cmp(&b.from))
-        });
+        table.sort_unstable_by(|a, b| order(&skus, a, &skus, b));
         skus.shrink_to_fit();
         table.shrink_to_fit();
         Prices { skus, table }
@@ -96,28 +91,47 @@ impl Prices {
 
     /// This table with every SKU of `changed` replaced by its new prices
     /// (none for an inactive product): a delta's table without reading the
-    /// catalog back from disk.
+    /// catalog back from disk. The kept rows are already in order, so only
+    /// the new ones are sorted, then the two runs are merged.
     pub(crate) fn merged(&self, changed: &[Product]) -> Result<Prices, PricesError> {
         let gone: HashSet<&str> = changed.iter().map(|p| p.sku.as_str()).collect();
-        let mut out = Prices {
-            skus: String::with_capacity(self.skus.len()),
-            table: Vec::with_capacity(self.table.len() + changed.len()),
-        };
-        for e in &self.table {
-            let sku = sku_of(&self.skus, e);
-            if !gone.contains(sku) {
-                out.push(sku, e.minor, e.currency, e.from)?;
-            }
-        }
+        let mut fresh = Prices::default();
         for p in changed.iter().filter(|p| p.active) {
             for price in &p.prices {
                 let from = price
                     .effective_from
                     .map_or(ALWAYS, time::OffsetDateTime::unix_timestamp);
-                out.push(&p.sku, price.minor, price.currency, from)?;
+                fresh.push(&p.sku, price.minor, price.currency, from)?;
             }
         }
-        Ok(out.finish())
+        let fresh = fresh.finish();
+        let mut out = Prices {
+            skus: String::with_capacity(self.skus.len() + fresh.skus.len()),
+            table: Vec::with_capacity(self.table.len() + fresh.table.len()),
+        };
+        let kept = self
+            .table
+            .iter()
+            .filter(|e| !gone.contains(sku_of(&self.skus, e)));
+        let mut kept = kept.peekable();
+        let mut new = fresh.table.iter().peekable();
+        loop {
+            let take_kept = match (kept.peek(), new.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(k), Some(n)) => order(&self.skus, k, &fresh.skus, n).is_le(),
+            };
+            let (skus, e) = if take_kept {
+                (&self.skus, kept.next())
+            } else {
+                (&fresh.skus, new.next())
+            };
+            if let Some(e) = e {
+                out.push(sku_of(skus, e), e.minor, e.currency, e.from)?;
+            }
+        }
+        Ok(out)
     }
 
     /// The price of `sku` in force at `at` (Unix seconds): in `currency`
@@ -190,6 +204,14 @@ impl Prices {
     }
 }
 
+/// The table's order: SKU, then currency, then start time.
+fn order(a_skus: &str, a: &Entry, b_skus: &str, b: &Entry) -> std::cmp::Ordering {
+    sku_of(a_skus, a)
+        .cmp(sku_of(b_skus, b))
+        .then(a.currency.code().cmp(b.currency.code()))
+        .then(a.from.cmp(&b.from))
+}
+
 fn sku_of<'a>(skus: &'a str, e: &Entry) -> &'a str {
     let start = e.start as usize;
     skus.get(start..start + usize::from(e.len))
@@ -247,5 +269,44 @@ mod tests {
             Prices::default().push(&long, 1, cad, ALWAYS),
             Err(PricesError::SkuTooLong(256))
         );
+    }
+
+    #[test]
+    fn a_merge_replaces_changed_skus_and_keeps_the_order() {
+        let cad = Currency::from_code("CAD").unwrap();
+        let mut p = Prices::default();
+        for (sku, minor) in [("a", 1), ("c", 3), ("e", 5), ("g", 7)] {
+            p.push(sku, minor, cad, ALWAYS).unwrap();
+        }
+        let p = p.finish();
+        let product = |sku: &str, minor: i64, active: bool| Product {
+            sku: sku.into(),
+            name: sku.into(),
+            category: None,
+            active,
+            prices: vec![o2c_protocol::catalog::Price {
+                currency: cad,
+                minor,
+                effective_from: None,
+            }],
+        };
+        let m = p
+            .merged(&[
+                product("c", 30, true),
+                product("d", 4, true),
+                product("a", 1, false),
+                product("h", 8, true),
+            ])
+            .unwrap();
+        let got: Vec<Option<i64>> = ["a", "c", "d", "e", "g", "h", "b"]
+            .iter()
+            .map(|s| m.get(s, cad, 0).map(|(minor, _)| minor))
+            .collect();
+        assert_eq!(
+            got,
+            [None, Some(30), Some(4), Some(5), Some(7), Some(8), None]
+        );
+        let skus: Vec<&str> = m.table.iter().map(|e| sku_of(&m.skus, e)).collect();
+        assert_eq!(skus, ["c", "d", "e", "g", "h"]);
     }
 }

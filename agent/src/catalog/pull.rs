@@ -271,6 +271,7 @@ impl Puller {
             return Ok(());
         }
         let full = first.full;
+        let started = o2c_runtime::clock::now();
         self.blocking(move |c| c.begin(kind, full)).await?;
         let staged = async {
             let mut page = first;
@@ -305,9 +306,18 @@ impl Puller {
             self.blocking(move |c| c.abandon(kind)).await?;
             return Err(e);
         }
+        let staged_at = o2c_runtime::clock::now();
         self.blocking(move |c| c.commit(kind, version, full))
             .await?;
-        tracing::info!(kind = kind.name(), %version, full, "catalog pull applied");
+        let done = o2c_runtime::clock::now();
+        tracing::info!(
+            kind = kind.name(),
+            %version,
+            full,
+            fetch_and_stage_ms = (staged_at - started).as_millis() as u64,
+            commit_ms = (done - staged_at).as_millis() as u64,
+            "catalog pull applied"
+        );
         self.remember(kind, version, tag);
         Ok(())
     }

@@ -81,6 +81,12 @@ impl Pg {
                 tracing::warn!(error = %e, "catalog: postgres connection ended");
             }
         });
+        // Planned per execution: a delta's `version > $1` is a few rows of
+        // a million, which a generic plan (planned for any value) reads by
+        // walking the whole SKU index.
+        client
+            .batch_execute("SET plan_cache_mode = force_custom_plan")
+            .await?;
         let client = Arc::new(client);
         *slot = Some(Arc::clone(&client));
         Ok(client)

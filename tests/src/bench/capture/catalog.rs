@@ -224,6 +224,16 @@ async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
         h.record(us.max(1))
             .map_err(|e| BenchError::Histogram(e.to_string()))?;
     }
+    // Where a delta's time goes, at the agent (its log's pull lines).
+    for line in empty
+        .log_tail()
+        .lines()
+        .filter(|l| l.contains("catalog pull applied"))
+        .rev()
+        .take(4)
+    {
+        eprintln!("agent: {line}");
+    }
     for (name, q) in [("delta_p50_ms", 0.5), ("delta_p99_ms", 0.99)] {
         m.metric(name, h.value_at_quantile(q) as f64 / 1000.0);
     }
