@@ -345,7 +345,8 @@ impl Catalog {
             .unwrap_or_else(std::sync::PoisonError::into_inner));
     }
 
-    /// The pull status, with the versions and size held now.
+    /// The pull status, with the versions held now (O(1): no walk of the
+    /// products, which a status poll every few ms would make a load).
     pub fn status(&self) -> Result<pull::PullStatus, CatalogError> {
         let mut s = self
             .status
@@ -354,7 +355,6 @@ impl Catalog {
             .clone();
         s.version = self.version(Kind::Catalog)?.map(|v| v.0);
         s.stock_version = self.version(Kind::Stock)?.map(|v| v.0);
-        s.products = self.live_products().len() as u64;
         s.age_secs = s
             .last_success
             .map(|t| (time::OffsetDateTime::from(o2c_runtime::clock::wall()) - t).whole_seconds());

@@ -60,8 +60,6 @@ pub struct PullStatus {
     pub version: Option<u64>,
     /// The stock version held.
     pub stock_version: Option<u64>,
-    /// Products in the cache.
-    pub products: u64,
     /// Whether a catalog service is configured.
     pub configured: bool,
     /// When the last pull succeeded (RFC 3339).

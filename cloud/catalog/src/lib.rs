@@ -18,7 +18,7 @@
 //!   the retained MQTT change hints.
 //! - [`metrics`]: its Prometheus metrics and probes.
 //!
-//! `o2c-cloud catalog import FILE --config cloud.toml` runs the import.
+//! `o2c-cloud catalog --config cloud.toml import FILE` runs the import.
 
 pub mod db;
 pub mod import;

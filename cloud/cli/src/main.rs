@@ -70,7 +70,8 @@ enum Command {
     /// The catalog service: the store API over HTTPS (`[catalog]`) and the
     /// change hints over MQTT; or, with `import`, the master data import.
     Catalog {
-        /// Path of cloud.toml (its `[catalog]`, `[postgres]`, `[mqtt]`).
+        /// Path of cloud.toml (its `[catalog]`, `[postgres]`, `[mqtt]`);
+        /// before `import`.
         #[arg(long, env = "O2C_CLOUD_CONFIG")]
         config: PathBuf,
         #[command(subcommand)]
