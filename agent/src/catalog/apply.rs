@@ -210,23 +210,28 @@ impl Catalog {
 
     /// Step 2, for products.
     pub(crate) fn stage_products(&self, products: &[Product]) -> Result<(), CatalogError> {
-        let mut batch = sled::Batch::default();
-        for p in products {
-            let v = serde_json::to_vec(p).map_err(|e| corrupt(p.sku.as_bytes(), e))?;
-            batch.insert(p.sku.as_bytes(), v);
-        }
-        self.staging_of(Kind::Catalog)?.apply_batch(batch)?;
-        Ok(())
+        self.stage(Kind::Catalog, products, |p| &p.sku)
     }
 
     /// Step 2, for stock levels.
     pub(crate) fn stage_stock(&self, levels: &[StockLevel]) -> Result<(), CatalogError> {
+        self.stage(Kind::Stock, levels, |l| &l.sku)
+    }
+
+    /// Step 2: `items` as JSON under their SKUs, in one batch.
+    fn stage<T: Serialize>(
+        &self,
+        kind: Kind,
+        items: &[T],
+        sku: impl Fn(&T) -> &str,
+    ) -> Result<(), CatalogError> {
         let mut batch = sled::Batch::default();
-        for l in levels {
-            let v = serde_json::to_vec(l).map_err(|e| corrupt(l.sku.as_bytes(), e))?;
-            batch.insert(l.sku.as_bytes(), v);
+        for item in items {
+            let key = sku(item);
+            let v = serde_json::to_vec(item).map_err(|e| corrupt(key.as_bytes(), e))?;
+            batch.insert(key.as_bytes(), v);
         }
-        self.staging_of(Kind::Stock)?.apply_batch(batch)?;
+        self.staging_of(kind)?.apply_batch(batch)?;
         Ok(())
     }
 
