@@ -114,6 +114,9 @@ pub struct Catalog {
     status: pull::StatusCell,
     /// The table in memory is newer than the stored one.
     prices_unsaved: Arc<std::sync::atomic::AtomicBool>,
+    /// The catalog version held, for capture without a sled read
+    /// (`u64::MAX`: none yet); set at open and by each commit.
+    version_held: Arc<std::sync::atomic::AtomicU64>,
     /// Fault injection for the crash test: abort the process after the
     /// first batch of applying a committed walk ([`FAULT_ABORT_MID_APPLY`]).
     abort_mid_apply: bool,
@@ -192,6 +195,7 @@ impl Catalog {
             prices: Arc::default(),
             status: pull::StatusCell::default(),
             prices_unsaved: Arc::default(),
+            version_held: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             abort_mid_apply: false,
         };
         let rebuilt = catalog.recover()?;
@@ -201,6 +205,7 @@ impl Catalog {
             catalog.load_prices()?
         };
         catalog.prices = Arc::new(RwLock::new(Arc::new(prices)));
+        catalog.hold_version()?;
         Ok(catalog)
     }
 
@@ -247,6 +252,20 @@ impl Catalog {
                 .ok()
                 .map(|b| CatalogVersion(u64::from_be_bytes(b)))
         }))
+    }
+
+    /// The catalog version held, from memory (the capture path's read).
+    pub fn catalog_version(&self) -> Option<u64> {
+        let v = self.version_held.load(std::sync::atomic::Ordering::Acquire);
+        (v != u64::MAX).then_some(v)
+    }
+
+    /// Reads the stored catalog version into memory.
+    fn hold_version(&self) -> Result<(), CatalogError> {
+        let v = self.version(Kind::Catalog)?.map_or(u64::MAX, |v| v.0);
+        self.version_held
+            .store(v, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
     /// A SKU's price in force at `at`, preferring `currency` (minor units

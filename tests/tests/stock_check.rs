@@ -48,6 +48,11 @@ async fn reservation_state(pg: &tokio_postgres::Client, order_id: &str) -> Optio
 
 /// The `stock_check` of the order's `OrderCreated` in the agent's outbox.
 fn stock_check_of(agent: &AgentProc, order_id: &str) -> Value {
+    payload_of(agent, order_id)["stock_check"].clone()
+}
+
+/// The payload of the order's `OrderCreated` in the agent's outbox.
+fn payload_of(agent: &AgentProc, order_id: &str) -> Value {
     let db = rusqlite::Connection::open_with_flags(
         agent.db_path(),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -61,7 +66,7 @@ fn stock_check_of(agent: &AgentProc, order_id: &str) -> Value {
         )
         .expect("outbox row");
     let v: Value = serde_json::from_slice(&envelope).expect("envelope");
-    v["payload"]["stock_check"].clone()
+    v["payload"].clone()
 }
 
 async fn ship(agent: &AgentProc, key: &str, sku: &str, qty: i64) -> (u16, Value) {
@@ -132,6 +137,9 @@ async fn ship_to_home_sales_reserve_stock_and_degrade_behind_a_breaker() {
     );
     assert_eq!(reserved(&pg, "SKU-2").await, 2);
     assert_eq!(stock_check_of(&agent, &order), json!("verified"));
+    // Priced with the catalog it had pulled (the service's empty catalog,
+    // version 0).
+    assert_eq!(payload_of(&agent, &order)["catalog_version"], json!(0));
     // The retry of that sale: the same answer, no second hold.
     let (status, _) = ship(&agent, "two", "SKU-2", 2).await;
     assert_eq!(status, 200);

@@ -18,7 +18,6 @@ use super::model::{
     ListQuery, OrderListItem, OrderPage, OrderView, PaymentView, SyncError,
 };
 use super::{ApiError, AppState, MAX_BODY_BYTES};
-use crate::catalog::Kind;
 use crate::catalog::check::Check;
 use crate::store::{CaptureReceipt, LocalStatus, NewCapture, StoredOrder};
 
@@ -122,7 +121,7 @@ async fn capture_inner(
             };
         }
     };
-    order.catalog_version = inner.catalog.version(Kind::Catalog)?.map(|v| v.0);
+    order.catalog_version = inner.catalog.catalog_version();
     if let (Fulfillment::ShipToHome { .. }, Some(checker)) = (&order.fulfillment, &inner.checker) {
         // A retry of a sale already captured is answered as before, with
         // no second reservation.

@@ -274,6 +274,9 @@ impl Catalog {
             (Kind::Catalog, None) => self.swap_prices()?,
             (Kind::Stock, _) => {}
         }
+        if kind == Kind::Catalog {
+            self.hold_version()?;
+        }
         Ok(())
     }
 

@@ -120,6 +120,7 @@ fn a_snapshot_replaces_and_a_delta_updates() {
         ]
     );
     assert_eq!(cat.version(Kind::Catalog).unwrap(), Some(CatalogVersion(5)));
+    assert_eq!(cat.catalog_version(), Some(5));
     cat.begin(Kind::Catalog, false).unwrap();
     cat.stage_products(&[product("B", 250, true), product("C", 300, false)])
         .unwrap();
@@ -198,6 +199,11 @@ fn a_crash_leaves_the_old_version_or_finishes_the_new_one() {
     drop(cat);
     let cat = Catalog::open(&path, 1 << 20).unwrap();
     assert_eq!(dump(&cat), [("Q".into(), 7, true)]);
+    assert_eq!(
+        cat.catalog_version(),
+        Some(3),
+        "held at open after recovery"
+    );
     assert_eq!(cat.version(Kind::Catalog).unwrap(), Some(CatalogVersion(3)));
     assert_eq!(cat.price("Q", cad(), now()), Some((7, cad())));
     assert_eq!(cat.price("A", cad(), now()), None);
