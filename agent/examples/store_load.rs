@@ -26,6 +26,7 @@ fn order() -> Order {
             sku: "SKU-1".into(),
             quantity: 2,
             unit_price: Money::new(1499, cad),
+            category: None,
         }],
         payments: vec![Payment::Card {
             amount: Money::new(2998, cad),

@@ -35,6 +35,14 @@ pub enum AgentError {
     /// The catalog pull's client could not be built.
     #[error("catalog pull: {0}")]
     Pull(#[from] crate::catalog::pull::PullError),
+    /// A fault-injection variable with a bad value.
+    #[error("{var} {problem}")]
+    Fault {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
     /// An I/O error (data dir, listener).
     #[error("{what}: {source}")]
     Io {
@@ -83,6 +91,16 @@ impl Agent {
             tracing::warn!("fault injection: will abort before storing a status message");
         }
         opts.max_commit_batch = config.outbox.max_commit_batch;
+        if let Ok(v) = std::env::var(crate::store::FAULT_CLOCK_SKEW_SECS) {
+            opts.clock_skew_secs = v.trim().parse().map_err(|_| AgentError::Fault {
+                var: crate::store::FAULT_CLOCK_SKEW_SECS,
+                problem: format!("must be a whole number of seconds, got {v:?}"),
+            })?;
+            tracing::warn!(
+                skew_secs = opts.clock_skew_secs,
+                "fault injection: captured_at is shifted from the wall clock"
+            );
+        }
         let store = Store::open(opts, metrics.store.clone())?;
         let mut catalog = Catalog::open(&config.catalog_path(), config.catalog.cache_bytes)?;
         if std::env::var(crate::catalog::FAULT_ABORT_MID_APPLY).is_ok_and(|v| v == "1") {

@@ -279,6 +279,19 @@ impl Catalog {
         self.table().get(sku, currency, unix_seconds(at))
     }
 
+    /// [`Catalog::price`] and the product's category (capture copies it
+    /// onto the order line), from one look at the table.
+    pub fn price_and_category(
+        &self,
+        sku: &str,
+        currency: Currency,
+        at: time::OffsetDateTime,
+    ) -> Option<(i64, Currency, Option<String>)> {
+        let table = self.table();
+        let (minor, currency) = table.get(sku, currency, unix_seconds(at))?;
+        Some((minor, currency, table.category(sku).map(str::to_owned)))
+    }
+
     /// The current price table.
     pub fn table(&self) -> Arc<Prices> {
         match self.prices.read() {
@@ -325,7 +338,13 @@ impl Catalog {
             }
             for price in &p.prices {
                 let from = price.effective_from.map_or(prices::ALWAYS, unix_seconds);
-                prices.push(&p.sku, price.minor, price.currency, from)?;
+                prices.push(
+                    &p.sku,
+                    price.minor,
+                    price.currency,
+                    from,
+                    p.category.as_deref(),
+                )?;
             }
         }
         Ok(prices.finish())

@@ -62,6 +62,11 @@ pub struct OrderLine {
     pub quantity: i64,
     /// Price of one unit.
     pub unit_price: Money,
+    /// The product's category in the store's catalog at capture, for
+    /// sales analytics by category; absent when the catalog did not know
+    /// the SKU or gave it none, and from agents before contract 1.3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
 }
 
 impl OrderLine {

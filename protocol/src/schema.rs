@@ -44,11 +44,11 @@ use crate::status::CloudStatus;
 
 /// The contract version this crate writes: `{major}.{minor}`; the major is
 /// the envelope's `schema_version`.
-pub const CONTRACT_VERSION: &str = "1.2";
+pub const CONTRACT_VERSION: &str = "1.3";
 
 /// The contract versions before [`CONTRACT_VERSION`], oldest first; their
 /// directories under `protocol/schemas/` are frozen.
-pub const EARLIER_VERSIONS: &[&str] = &["1.0", "1.1"];
+pub const EARLIER_VERSIONS: &[&str] = &["1.0", "1.1", "1.2"];
 
 macro_rules! string_schema {
     ($ty:ty, $name:literal, $schema:tt) => {
@@ -224,6 +224,7 @@ fn order(payments: Vec<Payment>, fulfillment: Fulfillment, customer: Option<Cust
             sku: "SKU-1".into(),
             quantity: 2,
             unit_price: cad(1000),
+            category: Some("Apparel".into()),
         }],
         payments,
         fulfillment,

@@ -152,6 +152,9 @@ impl Order {
         for (i, line) in self.lines.iter().enumerate() {
             let p = format!("lines[{i}]");
             c.text(&format!("{p}.sku"), &line.sku, 1, MAX_SKU_LEN);
+            if let Some(category) = &line.category {
+                c.text(&format!("{p}.category"), category, 1, crate::catalog::MAX_CATEGORY);
+            }
             if line.quantity <= 0 || line.quantity > MAX_QUANTITY {
                 c.push(
                     format!("{p}.quantity"),

@@ -116,7 +116,7 @@ prop_compose! {
             store_id: StoreId::new(store).unwrap(),
             terminal_id: TerminalId::new(terminal).unwrap(),
             currency,
-            lines: lines.into_iter().map(|(sku, quantity, unit_price)| OrderLine { sku, quantity, unit_price }).collect(),
+            lines: lines.into_iter().map(|(sku, quantity, unit_price)| OrderLine { sku, quantity, unit_price, category: None }).collect(),
             payments,
             fulfillment,
             customer: customer.map(|(email, phone)| Customer { email, phone }),

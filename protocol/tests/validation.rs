@@ -69,6 +69,7 @@ fn mixed_currencies() {
         sku: "SKU-2".into(),
         quantity: 1,
         unit_price: Money::new(100, usd),
+        category: None,
     });
     assert_one(&o, "lines[1].unit_price.currency", "currency_mismatch");
     let mut o = order();

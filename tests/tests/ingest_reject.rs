@@ -23,6 +23,7 @@ fn envelope(store: &str, agent: &str, seq: u64) -> Envelope {
             sku: "SKU-1".into(),
             quantity: 1,
             unit_price: Money::new(700, cad),
+            category: None,
         }],
         payments: vec![Payment::Cash {
             amount: Money::new(700, cad),

@@ -206,6 +206,7 @@ async fn the_creator_is_recorded_when_its_order_comes_after_another_event() {
             sku: "SKU-LATE".into(),
             quantity: 1,
             unit_price: Money::new(500, cad),
+            category: None,
         }],
         payments: vec![Payment::Cash {
             amount: Money::new(500, cad),

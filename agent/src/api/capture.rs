@@ -105,6 +105,8 @@ pub(crate) struct OfflineLimits {
 pub(crate) struct Price {
     pub(crate) minor: i64,
     pub(crate) currency: Currency,
+    /// The product's category, copied onto the order line.
+    pub(crate) category: Option<String>,
 }
 
 /// Refuses a body holding anything shaped like a card number, naming the
@@ -199,8 +201,16 @@ pub(crate) fn build_order(
         .map_err(|e| invalid("currency", "invalid_currency", e))?;
     let mut lines = Vec::with_capacity(req.lines.len());
     for (i, l) in req.lines.into_iter().enumerate() {
-        let unit = match l.unit_price_minor {
-            Some(p) => p,
+        let (unit, category) = match l.unit_price_minor {
+            // A price the till set: the catalog still names the category.
+            Some(p) => {
+                let known = if l.sku.is_empty() || l.sku.len() > o2c_protocol::validate::MAX_SKU_LEN {
+                    None
+                } else {
+                    price(&l.sku, currency).map_err(CaptureError::Catalog)?
+                };
+                (p, known.and_then(|k| k.category))
+            }
             None => {
                 let field = format!("lines[{i}].sku");
                 let found = if l.sku.is_empty() || l.sku.len() > o2c_protocol::validate::MAX_SKU_LEN
@@ -222,13 +232,14 @@ pub(crate) fn build_order(
                         ),
                     ));
                 }
-                p.minor
+                (p.minor, p.category)
             }
         };
         lines.push(OrderLine {
             sku: l.sku,
             quantity: l.quantity,
             unit_price: Money::new(unit, currency),
+            category,
         });
     }
     let payments = req

@@ -101,8 +101,12 @@ async fn capture_inner(
         |sku, currency| {
             Ok(inner
                 .catalog
-                .price(sku, currency, now)
-                .map(|(minor, currency)| Price { minor, currency }))
+                .price_and_category(sku, currency, now)
+                .map(|(minor, currency, category)| Price {
+                    minor,
+                    currency,
+                    category,
+                }))
         },
     );
     let mut order = match built {

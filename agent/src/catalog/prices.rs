@@ -20,11 +20,17 @@ use o2c_protocol::catalog::Product;
 use serde::Deserializer as _;
 use serde::de::{self, SeqAccess, Visitor};
 
-/// SKU → price.
+/// SKU → price (and the product's category, which capture copies onto
+/// each order line for sales analytics).
 #[derive(Debug, Default)]
 pub struct Prices {
     skus: String,
     table: Vec<Entry>,
+    /// Distinct categories; an entry's `category` is 1 + its index here
+    /// (0: none). A catalog has few, so each entry holds a small number.
+    categories: Vec<Box<str>>,
+    /// While building: category → its number in `categories`.
+    interned: std::collections::HashMap<Box<str>, u32>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -35,6 +41,8 @@ struct Entry {
     minor: i64,
     /// In force from (Unix seconds); `i64::MIN` for always.
     from: i64,
+    /// 1 + index into `Prices::categories`; 0 for none.
+    category: u32,
 }
 
 /// "Always": the `from` of a price without `effective_from`.
@@ -46,7 +54,7 @@ pub enum PricesError {
     /// Longer than any SKU the catalog accepts.
     #[error("SKU of {0} bytes is too long for the price table")]
     SkuTooLong(usize),
-    /// More SKU text than the table can address.
+    /// More SKU text (or categories) than the table can address.
     #[error("the catalog's SKUs exceed 4 GiB")]
     TooLarge,
     /// The stored table could not be written or read back.
@@ -62,10 +70,24 @@ impl Prices {
         minor: i64,
         currency: Currency,
         from: i64,
+        category: Option<&str>,
     ) -> Result<(), PricesError> {
         let len = u8::try_from(sku.len()).map_err(|_| PricesError::SkuTooLong(sku.len()))?;
         let start = u32::try_from(self.skus.len()).map_err(|_| PricesError::TooLarge)?;
         u32::try_from(self.skus.len() + sku.len()).map_err(|_| PricesError::TooLarge)?;
+        let category = match category {
+            None => 0,
+            Some(c) => match self.interned.get(c) {
+                Some(&n) => n,
+                None => {
+                    self.categories.push(c.into());
+                    let n = u32::try_from(self.categories.len())
+                        .map_err(|_| PricesError::TooLarge)?;
+                    self.interned.insert(c.into(), n);
+                    n
+                }
+            },
+        };
         self.skus.push_str(sku);
         self.table.push(Entry {
             start,
@@ -73,6 +95,7 @@ impl Prices {
             currency,
             minor,
             from,
+            category,
         });
         Ok(())
     }
@@ -82,11 +105,31 @@ impl Prices {
         let Prices {
             mut skus,
             mut table,
+            mut categories,
+            interned: _,
         } = self;
         table.sort_unstable_by(|a, b| order(&skus, a, &skus, b));
         skus.shrink_to_fit();
         table.shrink_to_fit();
-        Prices { skus, table }
+        categories.shrink_to_fit();
+        Prices {
+            skus,
+            table,
+            categories,
+            interned: Default::default(),
+        }
+    }
+
+    /// The category of `sku`'s product, if it has a price and a category.
+    pub fn category(&self, sku: &str) -> Option<&str> {
+        let start = self.table.partition_point(|e| sku_of(&self.skus, e) < sku);
+        let e = self.table.get(start).filter(|e| sku_of(&self.skus, e) == sku)?;
+        self.category_of(e)
+    }
+
+    fn category_of(&self, e: &Entry) -> Option<&str> {
+        let n = usize::try_from(e.category).ok()?.checked_sub(1)?;
+        self.categories.get(n).map(|c| &**c)
     }
 
     /// This table with every SKU of `changed` replaced by its new prices
@@ -101,13 +144,20 @@ impl Prices {
                 let from = price
                     .effective_from
                     .map_or(ALWAYS, time::OffsetDateTime::unix_timestamp);
-                fresh.push(&p.sku, price.minor, price.currency, from)?;
+                fresh.push(
+                    &p.sku,
+                    price.minor,
+                    price.currency,
+                    from,
+                    p.category.as_deref(),
+                )?;
             }
         }
         let fresh = fresh.finish();
         let mut out = Prices {
             skus: String::with_capacity(self.skus.len() + fresh.skus.len()),
             table: Vec::with_capacity(self.table.len() + fresh.table.len()),
+            ..Prices::default()
         };
         let kept = self
             .table
@@ -122,13 +172,19 @@ impl Prices {
                 (None, Some(_)) => false,
                 (Some(k), Some(n)) => order(&self.skus, k, &fresh.skus, n).is_le(),
             };
-            let (skus, e) = if take_kept {
-                (&self.skus, kept.next())
+            let (from, e) = if take_kept {
+                (self, kept.next())
             } else {
-                (&fresh.skus, new.next())
+                (&fresh, new.next())
             };
             if let Some(e) = e {
-                out.push(sku_of(skus, e), e.minor, e.currency, e.from)?;
+                out.push(
+                    sku_of(&from.skus, e),
+                    e.minor,
+                    e.currency,
+                    e.from,
+                    from.category_of(e),
+                )?;
             }
         }
         Ok(out)
@@ -153,12 +209,22 @@ impl Prices {
         })
     }
 
-    /// The table as JSON, `[[sku, minor, currency, from], ...]`, sorted.
+    /// The table as JSON, `[[sku, minor, currency, from, category], ...]`,
+    /// sorted. A table stored by an older agent (no category) does not
+    /// decode, and is built again from the products (see `load_prices`).
     pub(crate) fn encode(&self) -> Result<Vec<u8>, PricesError> {
-        let rows: Vec<(&str, i64, &str, i64)> = self
+        let rows: Vec<(&str, i64, &str, i64, Option<&str>)> = self
             .table
             .iter()
-            .map(|e| (sku_of(&self.skus, e), e.minor, e.currency.code(), e.from))
+            .map(|e| {
+                (
+                    sku_of(&self.skus, e),
+                    e.minor,
+                    e.currency.code(),
+                    e.from,
+                    self.category_of(e),
+                )
+            })
             .collect();
         serde_json::to_vec(&rows).map_err(|e| PricesError::Codec(e.to_string()))
     }
@@ -170,16 +236,17 @@ impl Prices {
         impl<'de> Visitor<'de> for Rows {
             type Value = Prices;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of [sku, price_minor, currency, from]")
+                f.write_str("a list of [sku, price_minor, currency, from, category]")
             }
             fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Prices, A::Error> {
                 let mut prices = Prices::default();
-                while let Some((sku, minor, code, from)) =
-                    seq.next_element::<(Cow<'de, str>, i64, Cow<'de, str>, i64)>()?
+                type Row<'a> = (Cow<'a, str>, i64, Cow<'a, str>, i64, Option<Cow<'a, str>>);
+                while let Some((sku, minor, code, from, category)) =
+                    seq.next_element::<Row<'de>>()?
                 {
                     let currency = Currency::from_code(&code).map_err(de::Error::custom)?;
                     prices
-                        .push(&sku, minor, currency, from)
+                        .push(&sku, minor, currency, from, category.as_deref())
                         .map_err(de::Error::custom)?;
                 }
                 Ok(prices.finish())
@@ -232,11 +299,12 @@ mod tests {
             .enumerate()
         {
             let currency = if i % 2 == 0 { cad } else { eur };
-            p.push(sku, i as i64 * 100, currency, ALWAYS).unwrap();
+            p.push(sku, i as i64 * 100, currency, ALWAYS, Some(if i % 2 == 0 { "even" } else { "odd" }))
+                .unwrap();
         }
         // SKU-1 also in CAD from t=1000, and again from t=2000.
-        p.push("SKU-1", 777, cad, 1000).unwrap();
-        p.push("SKU-1", 888, cad, 2000).unwrap();
+        p.push("SKU-1", 777, cad, 1000, None).unwrap();
+        p.push("SKU-1", 888, cad, 2000, None).unwrap();
         let p = p.finish();
         assert_eq!(p.len(), 8);
         assert_eq!(p.get("b", cad, 0), Some((0, cad)));
@@ -252,8 +320,14 @@ mod tests {
         for missing in ["", "SKU", "SKU-3", "c", "SKU-1 "] {
             assert_eq!(p.get(missing, cad, 0), None, "{missing:?}");
         }
+        assert_eq!(p.category("b"), Some("even"));
+        assert_eq!(p.category("a"), Some("odd"));
+        assert_eq!(p.category("SKU-3"), None);
         let back = Prices::decode(&p.encode().unwrap()).unwrap();
         assert_eq!(back.len(), 8);
+        assert_eq!(back.category("a"), Some("odd"));
+        // A table an older agent stored (no category) is rebuilt, not misread.
+        assert!(Prices::decode(br#"[["a",1,"CAD",0]]"#).is_err());
         for sku in ["a", "b", "SKU-1", "SKU-10", "SKU-2", "ü"] {
             for at in [0, 1500, 3000] {
                 assert_eq!(back.get(sku, cad, at), p.get(sku, cad, at), "{sku}");
@@ -266,7 +340,7 @@ mod tests {
         assert!(Prices::default().finish().get("a", cad, 0).is_none());
         let long = "x".repeat(256);
         assert_eq!(
-            Prices::default().push(&long, 1, cad, ALWAYS),
+            Prices::default().push(&long, 1, cad, ALWAYS, None),
             Err(PricesError::SkuTooLong(256))
         );
     }
@@ -276,13 +350,13 @@ mod tests {
         let cad = Currency::from_code("CAD").unwrap();
         let mut p = Prices::default();
         for (sku, minor) in [("a", 1), ("c", 3), ("e", 5), ("g", 7)] {
-            p.push(sku, minor, cad, ALWAYS).unwrap();
+            p.push(sku, minor, cad, ALWAYS, Some("old")).unwrap();
         }
         let p = p.finish();
         let product = |sku: &str, minor: i64, active: bool| Product {
             sku: sku.into(),
             name: sku.into(),
-            category: None,
+            category: Some("new".into()),
             active,
             prices: vec![o2c_protocol::catalog::Price {
                 currency: cad,
@@ -308,5 +382,7 @@ mod tests {
         );
         let skus: Vec<&str> = m.table.iter().map(|e| sku_of(&m.skus, e)).collect();
         assert_eq!(skus, ["c", "d", "e", "g", "h"]);
+        assert_eq!(m.category("c"), Some("new"));
+        assert_eq!(m.category("e"), Some("old"));
     }
 }

@@ -80,6 +80,10 @@ pub struct StoreOptions {
     pub queue_depth: usize,
     /// Read-only connections in the read pool.
     pub readers: usize,
+    /// Test-only injected clock ([`FAULT_CLOCK_SKEW_SECS`]): added to the
+    /// wall clock for every `captured_at` the writer stamps. Always 0 in
+    /// production.
+    pub clock_skew_secs: i64,
 }
 
 impl StoreOptions {
@@ -96,6 +100,7 @@ impl StoreOptions {
             fault_abort_before_status_store: false,
             queue_depth: 8192,
             readers: 2,
+            clock_skew_secs: 0,
         }
     }
 }
@@ -115,6 +120,13 @@ pub(crate) struct Shared {
 /// about to be stored, so a test can check that the broker delivers it
 /// again after a restart. Unset in production.
 pub const FAULT_ABORT_BEFORE_STATUS_STORE: &str = "O2C_AGENT_FAULT_ABORT_BEFORE_STATUS_STORE";
+
+/// An injected clock for the end-to-end suite: seconds (may be negative)
+/// added to the wall clock when the writer stamps `captured_at`, read once
+/// by `Agent::open`. A test sets `-259200` to capture orders "three days
+/// ago" and check that the cloud books them on that day. Unset in
+/// production.
+pub const FAULT_CLOCK_SKEW_SECS: &str = "O2C_AGENT_FAULT_CLOCK_SKEW_SECS";
 
 #[derive(Debug)]
 struct Inner {

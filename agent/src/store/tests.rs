@@ -38,6 +38,7 @@ fn order_with(payments: Vec<Payment>, unit: i64) -> Order {
             sku: "SKU-1".into(),
             quantity: 1,
             unit_price: Money::new(unit, cad()),
+            category: None,
         }],
         payments,
         fulfillment: Fulfillment::CarryOut {},

@@ -20,6 +20,7 @@ fn envelope(seq: u64, store: &str) -> Envelope {
             sku: "SKU-1".into(),
             quantity: 1,
             unit_price: Money::new(500, cad()),
+            category: None,
         }],
         payments: vec![Payment::Cash {
             amount: Money::new(500, cad()),

@@ -42,6 +42,7 @@ fn build(b: &str) -> Result<Order, CaptureError> {
             Ok((sku == "SKU-CAT").then(|| Price {
                 minor: 250,
                 currency: Currency::from_code("CAD").unwrap(),
+                category: Some("Toys".into()),
             }))
         },
     )
@@ -76,7 +77,17 @@ fn catalog_price_fills_missing_unit_price() {
         r#"[{"sku":"SKU-CAT","quantity":2}]"#,
         r#"[{"method":"cash","amount_minor":500}]"#,
     );
-    assert_eq!(build(&b).unwrap().lines[0].unit_price.minor, 250);
+    let line = &build(&b).unwrap().lines[0];
+    assert_eq!(line.unit_price.minor, 250);
+    assert_eq!(line.category.as_deref(), Some("Toys"));
+    // A till-set price keeps the catalog's category; an unknown SKU has none.
+    let priced = body(
+        r#"[{"sku":"SKU-CAT","quantity":1,"unit_price_minor":300},{"sku":"SKU-Y","quantity":1,"unit_price_minor":200}]"#,
+        r#"[{"method":"cash","amount_minor":500}]"#,
+    );
+    let o = build(&priced).unwrap();
+    assert_eq!(o.lines[0].category.as_deref(), Some("Toys"));
+    assert_eq!(o.lines[1].category, None);
     let unknown = body(
         r#"[{"sku":"SKU-X","quantity":1}]"#,
         r#"[{"method":"cash","amount_minor":1}]"#,

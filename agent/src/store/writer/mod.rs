@@ -155,6 +155,8 @@ pub(crate) struct Writer {
     relaxed: bool,
     /// When [`Writer::checkpoint`] last ran.
     checkpointed: Instant,
+    /// The injected clock's offset (`StoreOptions::clock_skew_secs`).
+    clock_skew: time::Duration,
 }
 
 impl Writer {
@@ -207,6 +209,7 @@ impl Writer {
             metrics,
             relaxed: false,
             checkpointed: o2c_runtime::clock::now(),
+            clock_skew: time::Duration::seconds(opts.clock_skew_secs),
         };
         w.publish();
         w.shared.alive.store(true, Ordering::Release);
@@ -342,7 +345,7 @@ impl Writer {
     /// writing is undone alone; without, such a failure rolls everything
     /// back and asks for a careful attempt.
     fn attempt(&mut self, ops: &[Op], ack_only: bool, careful: bool) -> Result<Committed, Attempt> {
-        let now = now_utc_ms();
+        let now = now_utc_ms() + self.clock_skew;
         let now_ms = unix_ms(now);
         let mut staged = self.state;
         let mut answers = Vec::with_capacity(ops.len());

@@ -24,6 +24,7 @@ fn order(qty: i64) -> Order {
             sku: "A".into(),
             quantity: qty,
             unit_price: Money::new(500, cad()),
+            category: None,
         }],
         payments: vec![Payment::Card {
             amount: Money::new(500 * qty, cad()),
