@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # o2c dev services: Mosquitto on 127.0.0.1:1883, PostgreSQL on 127.0.0.1:5432,
-# Tansu (Kafka protocol, SQLite storage) on 127.0.0.1:9092.
+# Tansu (Kafka protocol, SQLite storage) on 127.0.0.1:9092, and for analytics
+# ClickHouse (HTTP 127.0.0.1:8123, native 127.0.0.1:9000) and Redis on
+# 127.0.0.1:6379.
 #
 #   deploy/dev/services.sh up      start whatever is down (idempotent), install
 #                                  Tansu if missing, wait until each answers
 #   deploy/dev/services.sh down    stop what this script started
 #   deploy/dev/services.sh status  print each service's state (exit 1 if any is down)
 #
-# Tansu's state lives in ${O2C_DEV_DIR:-$HOME/.local/state/o2c-dev}: tansu/tansu.db,
-# tansu.pid, tansu.log. Health checks speak each protocol (deploy/dev/probe.py);
-# a TCP connect is not enough for Tansu.
+# State lives in ${O2C_DEV_DIR:-$HOME/.local/state/o2c-dev}:
+#   tansu/tansu.db, tansu.pid, tansu.log
+#   clickhouse/{config.xml,users.xml,data/,log/}, clickhouse.pid, clickhouse.log
+#     (ClickHouse 18.16 from Debian, run as a plain process with its own config;
+#     there is no systemd here)
+#   redis/, redis.pid, redis.log (only when this script starts Redis; a Redis
+#     already answering on 6379 is reused; nothing is persisted)
+# Health checks speak each protocol (deploy/dev/probe.py); a TCP connect is not
+# enough for Tansu.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,6 +31,10 @@ HOST=127.0.0.1
 MQTT_PORT=1883
 PG_PORT=5432
 KAFKA_PORT=9092
+CH_HTTP_PORT=8123
+CH_NATIVE_PORT=9000
+CH_INTERSERVER_PORT=9009
+REDIS_PORT=6379
 export PATH="$PATH:/usr/sbin:/sbin:${CARGO_HOME:-$HOME/.cargo}/bin"
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -30,6 +42,8 @@ die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
 
 mqtt_ok() { python3 "$HERE/probe.py" mqtt "$HOST" "$MQTT_PORT" 2>/dev/null; }
 kafka_ok() { python3 "$HERE/probe.py" kafka "$HOST" "$KAFKA_PORT" 2>/dev/null; }
+redis_ok() { python3 "$HERE/probe.py" redis "$HOST" "$REDIS_PORT" 2>/dev/null; }
+clickhouse_ok() { python3 "$HERE/probe.py" clickhouse "$HOST" "$CH_HTTP_PORT" "$CH_NATIVE_PORT" >/dev/null 2>&1; }
 pg_ok() { psql -h "$HOST" -p "$PG_PORT" -U postgres -d postgres -Atqc 'SELECT 1' >/dev/null 2>&1; }
 
 # wait_for NAME SECONDS CHECK: poll CHECK until it succeeds or the deadline passes.
@@ -242,12 +256,235 @@ tansu_state() {
   fi
 }
 
+# --- ClickHouse ------------------------------------------------------------
+# Debian's clickhouse-server (18.16) as a plain process, with a config derived
+# from the package's: every path under $CH_DIR, listening on 127.0.0.1 only.
+CH_DIR=$STATE_DIR/clickhouse
+CH_PID=$STATE_DIR/clickhouse.pid
+CH_LOG=$STATE_DIR/clickhouse.log
+CH_ETC=${O2C_CLICKHOUSE_ETC:-/etc/clickhouse-server}
+
+# The server command: Debian ships clickhouse-server; upstream ships one
+# `clickhouse` binary with a `server` subcommand.
+clickhouse_cmd() {
+  local bin
+  if bin=$(command -v clickhouse-server); then
+    echo "$bin"
+  elif bin=$(command -v clickhouse); then
+    echo "$bin server"
+  fi
+}
+
+# The pid of the ClickHouse this script started, if it still runs.
+clickhouse_pid() {
+  [[ -f $CH_PID ]] || return 1
+  local pid
+  pid=$(cat "$CH_PID")
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && grep -q clickhouse "/proc/$pid/comm" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+# Copies the package's config.xml and users.xml into $CH_DIR and rewrites the
+# copy: data, tmp, user files, format schemas and logs under $CH_DIR, one
+# listen_host (127.0.0.1) for HTTP, native and interserver ports alike.
+clickhouse_write_config() {
+  [[ -f $CH_ETC/config.xml && -f $CH_ETC/users.xml ]] \
+    || die "no $CH_ETC/config.xml or users.xml (apt-get install -y --no-install-recommends clickhouse-server)"
+  mkdir -p "$CH_DIR/data" "$CH_DIR/log"
+  cp "$CH_ETC/users.xml" "$CH_DIR/users.xml"
+  python3 - "$CH_ETC/config.xml" "$CH_DIR" "$HOST" "$CH_HTTP_PORT" "$CH_NATIVE_PORT" "$CH_INTERSERVER_PORT" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+
+src, state, host, http_port, native_port, interserver_port = sys.argv[1:]
+tree = ET.parse(src)
+root = tree.getroot()
+
+
+def put(path, text):
+    node = root.find(path)
+    if node is None:
+        parent = root
+        for part in path.split("/"):
+            child = parent.find(part)
+            parent = child if child is not None else ET.SubElement(parent, part)
+        node = parent
+    node.text = text
+
+
+put("path", state + "/data/")
+put("tmp_path", state + "/data/tmp/")
+put("user_files_path", state + "/data/user_files/")
+put("format_schema_path", state + "/data/format_schemas/")
+put("logger/log", state + "/log/clickhouse-server.log")
+put("logger/errorlog", state + "/log/clickhouse-server.err.log")
+put("logger/size", "100M")
+put("logger/count", "3")
+put("users_config", state + "/users.xml")
+put("http_port", http_port)
+put("tcp_port", native_port)
+put("interserver_http_port", interserver_port)
+put("interserver_http_host", host)
+# Ports that would bind more than the dev needs (TLS, MySQL/PostgreSQL
+# protocols of newer servers) go; every remaining port binds listen_host only.
+for tag in ("https_port", "tcp_port_secure", "mysql_port", "postgresql_port",
+            "interserver_https_port", "listen_host"):
+    for node in root.findall(tag):
+        root.remove(node)
+ET.SubElement(root, "listen_host").text = host
+ET.SubElement(root, "listen_try").text = "0"
+tree.write(state + "/config.xml", encoding="utf-8", xml_declaration=True)
+PY
+}
+
+# Fails fast (with the log) when the server process has died while starting.
+# (Only kill -0: until the exec, the pid is still the starting subshell's.)
+clickhouse_ready() {
+  if ! kill -0 "$(cat "$CH_PID")" 2>/dev/null; then
+    tail -n 30 "$CH_LOG" "$CH_DIR/log/clickhouse-server.err.log" >&2 2>/dev/null || true
+    die "ClickHouse exited while starting (see $CH_LOG and $CH_DIR/log/)"
+  fi
+  clickhouse_ok
+}
+
+clickhouse_start() {
+  local cmd
+  cmd=$(clickhouse_cmd)
+  [[ -n $cmd ]] || die "ClickHouse is not installed (apt-get install -y --no-install-recommends clickhouse-server clickhouse-client)"
+  clickhouse_write_config
+  log "clickhouse: starting on $HOST:$CH_HTTP_PORT (HTTP) and $HOST:$CH_NATIVE_PORT (native) ($cmd --config-file=$CH_DIR/config.xml, data $CH_DIR/data, log $CH_LOG)"
+  # setsid + redirected stdio, as for Tansu: the server outlives this script.
+  # $cmd is word-split on purpose ("clickhouse server").
+  (
+    cd "$CH_DIR"
+    # shellcheck disable=SC2086
+    exec setsid $cmd --config-file="$CH_DIR/config.xml" </dev/null >>"$CH_LOG" 2>&1
+  ) &
+  echo $! >"$CH_PID"
+  wait_for clickhouse 60 clickhouse_ready || {
+    tail -n 30 "$CH_DIR/log/clickhouse-server.err.log" >&2 2>/dev/null || true
+    die "ClickHouse does not answer on $HOST:$CH_HTTP_PORT (see $CH_LOG and $CH_DIR/log/)"
+  }
+}
+
+clickhouse_stop() {
+  local pid
+  pid=$(clickhouse_pid) || { rm -f "$CH_PID"; return 0; }
+  log "clickhouse: stopping pid $pid"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 30))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "clickhouse: still running after 30 s, sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    sleep 0.1
+  done
+  rm -f "$CH_PID"
+}
+
+clickhouse_up() {
+  if clickhouse_ok; then
+    if clickhouse_pid >/dev/null; then
+      log "clickhouse: reusing o2c's dev server on $HOST:$CH_HTTP_PORT"
+    else
+      log "clickhouse: reusing the server on $HOST:$CH_HTTP_PORT"
+    fi
+    return
+  fi
+  if clickhouse_pid >/dev/null; then
+    log "clickhouse: our process runs but does not answer; restarting it"
+    clickhouse_stop
+  fi
+  clickhouse_start
+}
+
+clickhouse_down() {
+  if clickhouse_pid >/dev/null; then
+    clickhouse_stop
+    log "clickhouse: stopped"
+  else
+    rm -f "$CH_PID"
+    log "clickhouse: not started by this script; leaving it"
+  fi
+}
+
+clickhouse_state() {
+  local version
+  if version=$(python3 "$HERE/probe.py" clickhouse "$HOST" "$CH_HTTP_PORT" "$CH_NATIVE_PORT" 2>/dev/null); then
+    local owner="external"
+    clickhouse_pid >/dev/null && owner="pid $(clickhouse_pid)"
+    echo "up ($owner, $version, native :$CH_NATIVE_PORT)"
+  else
+    echo "down"
+  fi
+}
+
+# --- Redis -----------------------------------------------------------------
+# The machine usually runs a Redis on 6379 already; it is reused. Otherwise
+# this script starts one on loopback that keeps nothing on disk.
+REDIS_DIR=$STATE_DIR/redis
+REDIS_PID=$STATE_DIR/redis.pid
+REDIS_LOG=$STATE_DIR/redis.log
+
+# The pid of the Redis this script started, if it still runs.
+redis_pid() {
+  [[ -f $REDIS_PID ]] || return 1
+  local pid
+  pid=$(cat "$REDIS_PID")
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && grep -q redis "/proc/$pid/comm" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+redis_up() {
+  if redis_ok; then
+    if redis_pid >/dev/null; then
+      log "redis: reusing o2c's dev server on $HOST:$REDIS_PORT"
+    else
+      log "redis: reusing the server on $HOST:$REDIS_PORT"
+    fi
+    return
+  fi
+  command -v redis-server >/dev/null || die "redis-server is not installed (apt-get install redis-server)"
+  mkdir -p "$REDIS_DIR"
+  log "redis: starting on $HOST:$REDIS_PORT (no persistence, log $REDIS_LOG)"
+  redis-server --bind "$HOST" --port "$REDIS_PORT" --save '' --appendonly no --daemonize yes \
+    --pidfile "$REDIS_PID" --logfile "$REDIS_LOG" --dir "$REDIS_DIR" </dev/null
+  wait_for redis 30 redis_ok || die "Redis does not answer PING on $HOST:$REDIS_PORT (see $REDIS_LOG)"
+}
+
+redis_down() {
+  local pid
+  if pid=$(redis_pid); then
+    log "redis: stopping pid $pid (started by this script)"
+    kill -TERM "$pid" 2>/dev/null || true
+    local deadline=$((SECONDS + 10))
+    while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+    rm -f "$REDIS_PID"
+  else
+    rm -f "$REDIS_PID"
+    log "redis: not started by this script; leaving it"
+  fi
+}
+
+redis_state() {
+  if redis_ok; then
+    local owner="external"
+    redis_pid >/dev/null && owner="pid $(redis_pid)"
+    echo "up ($owner)"
+  else
+    echo "down"
+  fi
+}
+
 # --- Commands ----------------------------------------------------------------
 cmd_up() {
   command -v python3 >/dev/null || die "python3 is needed for the health probes"
   mkdir -p "$STATE_DIR"
   mosquitto_up
   postgres_up
+  redis_up
+  clickhouse_up
   tansu_up
   cmd_status
 }
@@ -256,6 +493,8 @@ cmd_down() {
   mkdir -p "$STATE_DIR"
   tansu_stop
   log "tansu: stopped"
+  clickhouse_down
+  redis_down
   mosquitto_down
   postgres_down
 }
@@ -269,6 +508,12 @@ cmd_status() {
   state=$(tansu_state)
   [[ $state == down ]] && down=1
   printf '%-10s %-16s %s\n' tansu "$HOST:$KAFKA_PORT" "$state"
+  state=$(clickhouse_state)
+  [[ $state == down ]] && down=1
+  printf '%-10s %-16s %s\n' clickhouse "$HOST:$CH_HTTP_PORT" "$state"
+  state=$(redis_state)
+  [[ $state == down ]] && down=1
+  printf '%-10s %-16s %s\n' redis "$HOST:$REDIS_PORT" "$state"
   return "$down"
 }
 

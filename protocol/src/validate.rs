@@ -153,7 +153,12 @@ impl Order {
             let p = format!("lines[{i}]");
             c.text(&format!("{p}.sku"), &line.sku, 1, MAX_SKU_LEN);
             if let Some(category) = &line.category {
-                c.text(&format!("{p}.category"), category, 1, crate::catalog::MAX_CATEGORY);
+                c.text(
+                    &format!("{p}.category"),
+                    category,
+                    1,
+                    crate::catalog::MAX_CATEGORY,
+                );
             }
             if line.quantity <= 0 || line.quantity > MAX_QUANTITY {
                 c.push(

@@ -190,6 +190,40 @@ pub async fn send_until_stored(
     }
 }
 
+/// Produces `m` to the dead-letter topic `dlq` with its original headers,
+/// the reason (`reason`, `reason_detail`) and where it came from
+/// (`source_topic`, `source_group`); retries until Kafka has it.
+pub async fn dead_letter(
+    producer: &Producer_,
+    dlq: &str,
+    group: &str,
+    m: &rdkafka::message::OwnedMessage,
+    code: &str,
+    detail: &str,
+) {
+    use rdkafka::message::Message as _;
+    let mut headers: Vec<(&str, String)> = Vec::new();
+    let original = header_pairs(m);
+    for (k, v) in &original {
+        if !matches!(
+            k.as_str(),
+            "reason" | "reason_detail" | "source_topic" | "source_group"
+        ) {
+            headers.push((k.as_str(), v.clone()));
+        }
+    }
+    headers.push(("reason", code.to_owned()));
+    headers.push(("reason_detail", detail.chars().take(500).collect()));
+    headers.push(("source_topic", m.topic().to_owned()));
+    headers.push(("source_group", group.to_owned()));
+    let key = key_text(m);
+    let value = m.payload().unwrap_or_default();
+    send_until_stored(producer, dlq, &key, &headers, value, |e| {
+        tracing::warn!(error = %e, "dead-letter produce failed; retrying");
+    })
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};

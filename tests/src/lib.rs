@@ -43,6 +43,7 @@
 //! env's unique prefix, every port is picked free, and nothing waits by sleeping:
 //! the wait helpers poll a condition until a deadline.
 
+pub mod analytics;
 pub mod bench;
 pub mod bins;
 mod broker;

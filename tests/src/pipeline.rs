@@ -322,6 +322,29 @@ impl AgentProc {
         self.restart_with_env(&[]).await
     }
 
+    /// Stops the agent, runs `o2c-agent catalog import` of `jsonl` (JSON
+    /// Lines products) on its data dir, and starts it again.
+    pub async fn import_catalog(&mut self, jsonl: &str) -> Result<(), HarnessError> {
+        self.stop().await?;
+        let file = self.data_dir.with_file_name("catalog-import.jsonl");
+        std::fs::write(&file, jsonl).map_err(|e| HarnessError::io("write catalog jsonl", e))?;
+        let out = std::process::Command::new(crate::bin_path("o2c-agent"))
+            .args(["catalog", "import", "--config"])
+            .arg(&self.config)
+            .arg(&file)
+            .env("RUST_LOG", "warn")
+            .output()
+            .map_err(|e| HarnessError::io("run o2c-agent catalog import", e))?;
+        if !out.status.success() {
+            return Err(HarnessError::Pipeline(format!(
+                "o2c-agent catalog import: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        self.restart().await
+    }
+
     /// [`AgentProc::restart`] with extra environment variables (fault
     /// injection) for this run only.
     pub async fn restart_with_env(&mut self, env: &[(&str, &str)]) -> Result<(), HarnessError> {

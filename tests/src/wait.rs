@@ -53,6 +53,39 @@ where
     }
 }
 
+/// Polls `probe` until it returns `Some` or `timeout` passes; on timeout the
+/// error names `what` and the last value seen (`None` if none was read).
+pub async fn wait_for_value<T, F, Fut>(
+    what: &str,
+    mut probe: F,
+    timeout: Duration,
+) -> Result<T, (HarnessError, Option<T>)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = (bool, T)>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut pause = FIRST_POLL;
+    loop {
+        let (done, value) = probe().await;
+        if done {
+            return Ok(value);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err((
+                HarnessError::Timeout {
+                    what: what.to_owned(),
+                    timeout,
+                },
+                Some(value),
+            ));
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(MAX_POLL);
+    }
+}
+
 /// Waits until `path` exists (as a file or directory).
 pub async fn wait_for_file(path: impl AsRef<Path>, timeout: Duration) -> Result<(), HarnessError> {
     let path = path.as_ref();

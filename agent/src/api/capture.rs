@@ -204,7 +204,8 @@ pub(crate) fn build_order(
         let (unit, category) = match l.unit_price_minor {
             // A price the till set: the catalog still names the category.
             Some(p) => {
-                let known = if l.sku.is_empty() || l.sku.len() > o2c_protocol::validate::MAX_SKU_LEN {
+                let known = if l.sku.is_empty() || l.sku.len() > o2c_protocol::validate::MAX_SKU_LEN
+                {
                     None
                 } else {
                     price(&l.sku, currency).map_err(CaptureError::Catalog)?

@@ -99,14 +99,13 @@ async fn capture_inner(
         order_id,
         inner.offline,
         |sku, currency| {
-            Ok(inner
-                .catalog
-                .price_and_category(sku, currency, now)
-                .map(|(minor, currency, category)| Price {
+            Ok(inner.catalog.price_and_category(sku, currency, now).map(
+                |(minor, currency, category)| Price {
                     minor,
                     currency,
                     category,
-                }))
+                },
+            ))
         },
     );
     let mut order = match built {

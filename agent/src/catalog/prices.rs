@@ -81,8 +81,8 @@ impl Prices {
                 Some(&n) => n,
                 None => {
                     self.categories.push(c.into());
-                    let n = u32::try_from(self.categories.len())
-                        .map_err(|_| PricesError::TooLarge)?;
+                    let n =
+                        u32::try_from(self.categories.len()).map_err(|_| PricesError::TooLarge)?;
                     self.interned.insert(c.into(), n);
                     n
                 }
@@ -123,7 +123,10 @@ impl Prices {
     /// The category of `sku`'s product, if it has a price and a category.
     pub fn category(&self, sku: &str) -> Option<&str> {
         let start = self.table.partition_point(|e| sku_of(&self.skus, e) < sku);
-        let e = self.table.get(start).filter(|e| sku_of(&self.skus, e) == sku)?;
+        let e = self
+            .table
+            .get(start)
+            .filter(|e| sku_of(&self.skus, e) == sku)?;
         self.category_of(e)
     }
 
@@ -299,8 +302,14 @@ mod tests {
             .enumerate()
         {
             let currency = if i % 2 == 0 { cad } else { eur };
-            p.push(sku, i as i64 * 100, currency, ALWAYS, Some(if i % 2 == 0 { "even" } else { "odd" }))
-                .unwrap();
+            p.push(
+                sku,
+                i as i64 * 100,
+                currency,
+                ALWAYS,
+                Some(if i % 2 == 0 { "even" } else { "odd" }),
+            )
+            .unwrap();
         }
         // SKU-1 also in CAD from t=1000, and again from t=2000.
         p.push("SKU-1", 777, cad, 1000, None).unwrap();

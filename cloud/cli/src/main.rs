@@ -77,6 +77,16 @@ enum Command {
         #[command(subcommand)]
         action: Option<CatalogAction>,
     },
+    /// The sales analytics service (`[analytics]`): Redis live counters
+    /// and ClickHouse fact tables, the read API and the `/sales` page; or,
+    /// with `report`, one business date's sales.
+    Analytics {
+        /// Path of cloud.toml (its `[analytics]`, `[kafka]`); before `report`.
+        #[arg(long, env = "O2C_CLOUD_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: Option<AnalyticsAction>,
+    },
     /// The wire contract: kept schema versions, and a schema registry.
     Schemas {
         #[command(subcommand)]
@@ -108,6 +118,18 @@ enum CatalogAction {
     Import {
         /// The file.
         file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AnalyticsAction {
+    /// Print a business date's sales by store and by category from the
+    /// ClickHouse views, checked against a direct sum over `fact_orders`
+    /// (exit 2 if they differ).
+    Report {
+        /// The business date, YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
     },
 }
 
@@ -254,6 +276,24 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
+        Command::Analytics {
+            config,
+            action: None,
+        } => match load(&config) {
+            Ok(cfg) => finish(analytics_service(cfg)),
+            Err(code) => code,
+        },
+        Command::Analytics {
+            config,
+            action: Some(AnalyticsAction::Report { date }),
+        } => match load(&config) {
+            Ok(cfg) => match analytics_report(cfg, &date) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(2),
+                Err(e) => finish(Err(e)),
+            },
+            Err(code) => code,
+        },
         Command::Schemas { action } => match schemas_cmd(action) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(2),
@@ -343,6 +383,34 @@ async fn catalog_service(cfg: Config) -> anyhow::Result<()> {
     });
     o2c_catalog::service::run(cfg, listen, http, cancel).await?;
     Ok(())
+}
+
+/// `analytics`: the analytics service, until SIGTERM.
+#[tokio::main]
+async fn analytics_service(cfg: Config) -> anyhow::Result<()> {
+    init_tracing();
+    let addr = cfg.analytics.http_listen;
+    let http = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind analytics.http_listen {addr}"))?;
+    tracing::info!(addr = %http.local_addr()?, "analytics HTTP (reads, /sales, health, metrics) listening");
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop.cancel();
+    });
+    o2c_analytics::service::run(cfg, http, cancel).await?;
+    Ok(())
+}
+
+/// `analytics report`; false when the view disagrees with the facts.
+#[tokio::main]
+async fn analytics_report(cfg: Config, date: &str) -> anyhow::Result<bool> {
+    let facts = o2c_analytics::facts::Facts::new(&cfg.analytics.clickhouse);
+    let (text, agree) = o2c_analytics::report::report(&facts, date).await?;
+    print!("{text}");
+    Ok(agree)
 }
 
 /// `catalog import`; false when the file has bad lines (nothing applied).

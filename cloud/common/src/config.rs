@@ -15,7 +15,9 @@ use o2c_runtime::config::Loader;
 use o2c_runtime::mqtt::MqttTlsConfig;
 use serde::{Deserialize, Serialize};
 
+mod analytics;
 mod catalog;
+pub use analytics::{AnalyticsConfig, ClickHouseConfig, RedisConfig};
 pub use catalog::{CatalogConfig, CatalogTls};
 
 /// Prefix of environment overrides.
@@ -50,6 +52,9 @@ pub struct Config {
     /// The catalog service (`o2c-cloud catalog`).
     #[serde(default)]
     pub catalog: CatalogConfig,
+    /// The sales analytics service (`o2c-cloud analytics`).
+    #[serde(default)]
+    pub analytics: AnalyticsConfig,
 }
 
 /// `[saga]`.
@@ -441,6 +446,7 @@ impl Config {
         }
         KafkaTopics::new(&self.kafka.topic_prefix)
             .map_err(|e| ConfigError::key("kafka.topic_prefix", e.to_string()))?;
+        self.analytics.validate()?;
         o2c_protocol::topic::shared_events_filter(&self.ingest.shared_group)
             .map_err(|e| ConfigError::key("ingest.shared_group", e.to_string()))?;
         if self.kafka.brokers.trim().is_empty() {

@@ -499,8 +499,7 @@ async fn process<S: Step>(
     }
 }
 
-/// Produces the record to the DLQ with its original headers, the reason
-/// and where it came from; retries until Kafka has it.
+/// Produces the record to the DLQ ([`kafka::dead_letter`]).
 async fn dead_letter(
     cfg: &LoopConfig,
     producer: &Producer_,
@@ -508,27 +507,7 @@ async fn dead_letter(
     code: &str,
     detail: &str,
 ) {
-    let mut headers: Vec<(&str, String)> = Vec::new();
-    let original = kafka::header_pairs(m);
-    for (k, v) in &original {
-        if !matches!(
-            k.as_str(),
-            "reason" | "reason_detail" | "source_topic" | "source_group"
-        ) {
-            headers.push((k.as_str(), v.clone()));
-        }
-    }
-    headers.push(("reason", code.to_owned()));
-    headers.push(("reason_detail", detail.chars().take(500).collect()));
-    headers.push(("source_topic", m.topic().to_owned()));
-    headers.push(("source_group", cfg.group.clone()));
-    let key = kafka::key_text(m);
-    let value = m.payload().unwrap_or_default();
-    let dlq = cfg.topics.dlq();
-    kafka::send_until_stored(producer, &dlq, &key, &headers, value, |e| {
-        tracing::warn!(error = %e, "dead-letter produce failed; retrying");
-    })
-    .await;
+    kafka::dead_letter(producer, &cfg.topics.dlq(), &cfg.group, m, code, detail).await;
 }
 
 #[cfg(test)]

@@ -1,0 +1,99 @@
+-- Applies one event to its order's record and to the live counters, once.
+-- See counters.rs for the key names.
+--
+-- KEYS[1]  the event's dedup key      KEYS[2]  the order's record
+-- ARGV[1]  op: created | cancelled | refunded | paid | payment_failed | completed
+-- ARGV[2]  dedup TTL (s)   ARGV[3] record and hour TTL (s)   ARGV[4] day TTL (s)
+-- ARGV[5]  key prefix      ARGV[6] the op's value (base JSON, amount, time)
+-- ARGV[7]  the arrival hour (YYYYMMDDHH)
+--
+-- The counters an order contributes follow from its record alone (base,
+-- cancelled, refunded), so each event applies the difference between the
+-- order's contribution after and before it: events may arrive in any
+-- order (a void before its sale) and the totals come out the same.
+-- Returns {1 if applied now, 0 if already applied, the record as HGETALL}.
+local rec = KEYS[2]
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  return {0, redis.call('HGETALL', rec)}
+end
+local op, prefix = ARGV[1], ARGV[5]
+
+local function contribution(b, cancelled, refunded)
+  local m = {}
+  if not b then return m end
+  local cur = b.cur
+  for _, p in ipairs(b.scopes) do
+    local function add(k, v) if v ~= 0 then m[p .. k] = (m[p .. k] or 0) + v end end
+    add('orders', 1)
+    add('gross:' .. cur, b.total)
+    add('refund:' .. cur, refunded)
+    if b.late then add('late', 1) end
+    for _, t in ipairs(b.tenders) do add('tender:' .. t[1] .. ':' .. cur, t[2]) end
+    for _, c in ipairs(b.cats) do add('cat:' .. c[1] .. '|gross:' .. cur, c[2]) end
+    if cancelled then
+      add('voids', 1)
+      add('void:' .. cur, b.total)
+    else
+      add('net_orders', 1)
+      add('net:' .. cur, b.total - refunded)
+      for _, c in ipairs(b.cats) do add('cat:' .. c[1] .. '|net:' .. cur, c[2]) end
+    end
+  end
+  return m
+end
+
+local st = redis.call('HMGET', rec, 'b', 'x', 'rfd')
+local b = st[1] and cjson.decode(st[1]) or nil
+local cancelled = st[2] == '1'
+local refunded = tonumber(st[3] or '0')
+local before = contribution(b, cancelled, refunded)
+local fresh_sale = false
+
+if op == 'created' then
+  if not b then
+    redis.call('HSET', rec, 'b', ARGV[6])
+    b = cjson.decode(ARGV[6])
+    fresh_sale = true
+  end
+elseif op == 'cancelled' then
+  cancelled = true
+  redis.call('HSET', rec, 'x', '1')
+elseif op == 'refunded' then
+  refunded = refunded + tonumber(ARGV[6])
+  redis.call('HSET', rec, 'rfd', refunded)
+elseif op == 'paid' then
+  redis.call('HSET', rec, 'pay', 'captured')
+elseif op == 'payment_failed' then
+  redis.call('HSET', rec, 'pay', 'failed')
+elseif op == 'completed' then
+  redis.call('HSET', rec, 'done', ARGV[6])
+else
+  return redis.error_reply('unknown op ' .. op)
+end
+
+if b then
+  local after = contribution(b, cancelled, refunded)
+  local hk, dk = prefix .. 'h:' .. b.h, prefix .. 'd:' .. b.d
+  local changed = false
+  local function apply(k, d)
+    if d ~= 0 then
+      redis.call('HINCRBY', hk, k, d)
+      redis.call('HINCRBY', dk, k, d)
+      changed = true
+    end
+  end
+  for k, v in pairs(after) do apply(k, v - (before[k] or 0)) end
+  for k, v in pairs(before) do if after[k] == nil then apply(k, -v) end end
+  if changed then
+    redis.call('EXPIRE', hk, ARGV[3])
+    redis.call('EXPIRE', dk, ARGV[4])
+  end
+  if fresh_sale and b.late then
+    local ak = prefix .. 'arr:' .. ARGV[7]
+    for _, p in ipairs(b.scopes) do redis.call('HINCRBY', ak, p .. 'late', 1) end
+    redis.call('EXPIRE', ak, ARGV[3])
+  end
+end
+redis.call('HINCRBY', rec, 'v', 1)
+redis.call('EXPIRE', rec, ARGV[3])
+return {1, redis.call('HGETALL', rec)}
