@@ -234,3 +234,40 @@ impl AnalyticsProc {
         Facts::new(&self.clickhouse)
     }
 }
+
+/// Loads `url` in headless Chromium (Debian's `chromium`), lets its
+/// scripts run for `budget_ms` of virtual time, and returns the DOM.
+pub fn chromium_dom(url: &str, budget_ms: u32) -> Result<String, HarnessError> {
+    let out = Command::new("chromium")
+        .args([
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            &format!("--virtual-time-budget={budget_ms}"),
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .map_err(|e| {
+            HarnessError::Pipeline(format!(
+                "cannot run chromium ({e}); install it: apt-get install chromium (.ci/run does)"
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(HarnessError::Pipeline(format!(
+            "chromium exited {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The text of the element with `id` in `dom` (a flat element only).
+pub fn element_text(dom: &str, id: &str) -> Option<String> {
+    let start = dom.find(&format!("id=\"{id}\""))?;
+    let open_end = start + dom[start..].find('>')? + 1;
+    let close = open_end + dom[open_end..].find('<')?;
+    Some(dom[open_end..close].trim().to_owned())
+}

@@ -423,3 +423,151 @@ async fn figures_match_the_orders_and_neither_kill_nor_replay_counts_twice() {
     assert_eq!(facts_of_day(&an, &day).await, facts_before);
     drop(w);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_orders_land_in_their_day_poison_is_dead_lettered_and_the_page_follows() {
+    let mut w = SagaWorld::start(&["all"], "", "").await.expect("world");
+    let an = AnalyticsProc::start(w.env.path(), &w.settings, "", "late_after_secs = 60")
+        .await
+        .expect("analytics");
+    let today = today_key();
+    let cash = |n: i64| body(&[("SKU-L", n)], &[("cash", 0, "")], false);
+    // Priced by the till (no catalog here): 10.00 a unit.
+    let priced = |n: i64| {
+        let mut b = cash(n);
+        b["lines"][0]["unit_price_minor"] = json!(1000);
+        b["payments"][0]["amount_minor"] = json!(1000 * n);
+        b
+    };
+    capture(&w.agent, "now1", &priced(1)).await.unwrap();
+    let s = wait_counters(&an, &today, "today's first order", |s| s.fleet.orders == 1).await;
+    assert_eq!(s.fleet.by_category[fold::UNCATEGORIZED].gross["CAD"], 1000);
+    let today_before = day_counters(&an, &today).await;
+
+    // Offline for the whole "three days": the broker is down and the
+    // agent's clock says three days ago while it sells.
+    w.mosq.stop().await.unwrap();
+    w.agent
+        .restart_with_env(&[("O2C_AGENT_FAULT_CLOCK_SKEW_SECS", "-259200")])
+        .await
+        .unwrap();
+    let mut late = Vec::new();
+    for i in 0..3 {
+        late.push(capture(&w.agent, &format!("late{i}"), &priced(2)).await.unwrap());
+    }
+    let then = OffsetDateTime::now_utc() - time::Duration::days(3);
+    let then_key = fold::day_key(then.date());
+    // Back online: the agent syncs three days late.
+    w.mosq.restart().await.unwrap();
+    let s = wait_counters(&an, &then_key, "the late orders in their own day", |s| {
+        s.fleet.orders == 3
+    })
+    .await;
+    assert_eq!(cad(&s.fleet.gross), 3 * 2000);
+    assert_eq!(s.fleet.late, 3, "captured offline, arriving late");
+    for id in &late {
+        wait_final(&w.agent, id, &["completed"]).await;
+    }
+    // Today's figures did not move.
+    assert_eq!(day_counters(&an, &today).await, today_before);
+    let (_, live) = an.get("/v1/analytics/live").await.unwrap();
+    assert_eq!(live["today"]["orders"], 1, "{live}");
+    // Counted as arriving late in the hour they arrived (this one, or the
+    // one before if the clock just turned).
+    let now = OffsetDateTime::now_utc();
+    let arrivals = an
+        .counters()
+        .await
+        .read(&[
+            format!("arr:{}", fold::hour_key(now)),
+            format!("arr:{}", fold::hour_key(now - time::Duration::hours(1))),
+        ])
+        .await
+        .unwrap();
+    let arrived: i64 = arrivals.iter().filter_map(|h| h.get("late")).sum();
+    assert_eq!(arrived, 3, "{arrivals:?}");
+    // The facts have them on that day, as late.
+    let facts = wait_for_value(
+        "the late orders' facts, completed",
+        || async {
+            let f = facts_of_day(&an, &then_key).await;
+            (f.len() == 3 && f.iter().all(|o| o.status == "completed"), f)
+        },
+        SAGA,
+    )
+    .await
+    .unwrap_or_else(|(e, f)| panic!("{e}: {f:#?}"));
+    assert!(facts.iter().all(|f| f.late == 1 && f.business_date == fold::day_number(then.date()).unwrap()));
+    // Processing time runs from capture: three days.
+    assert!(facts.iter().all(|f| f.processing_ms >= 259_000_000), "{facts:#?}");
+
+    // A malformed event is dead-lettered with its reason, and the stream
+    // goes on.
+    w.agent.restart().await.unwrap();
+    let topics = o2c_protocol::KafkaTopics::new(format!("{}.", w.env.prefix())).unwrap();
+    let producer = o2c_runtime::kafka::producer(&w.brokers, 0).unwrap();
+    o2c_runtime::kafka::send(
+        &producer,
+        &topics.for_event(o2c_protocol::EventType::OrderCreated),
+        "poison",
+        &[],
+        b"{not json",
+    )
+    .await
+    .unwrap();
+    capture(&w.agent, "after-poison", &priced(1)).await.unwrap();
+    wait_counters(&an, &today, "the order after the poison", |s| s.fleet.orders == 2).await;
+    let dlq = topics.dlq();
+    let brokers = w.brokers.clone();
+    let group = an.group.clone();
+    let dead = wait_for_value(
+        "the poison in the DLQ",
+        || {
+            let (dlq, brokers, group) = (dlq.clone(), brokers.clone(), group.clone());
+            async move {
+                let recs = tokio::task::spawn_blocking(move || {
+                    scan(&brokers, &dlq, None, ScanFrom::Beginning, Duration::from_secs(5))
+                })
+                .await
+                .unwrap()
+                .unwrap_or_default();
+                let mine: Vec<_> = recs
+                    .into_iter()
+                    .filter(|r| r.header("source_group") == Some(group.as_str()))
+                    .collect();
+                (!mine.is_empty(), mine)
+            }
+        },
+        SAGA,
+    )
+    .await
+    .unwrap_or_else(|(e, _)| panic!("{e}\n{}", an.log_tail()));
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].header("reason"), Some("malformed"));
+    assert_eq!(dead[0].value, b"{not json");
+    assert_eq!(an.metric("o2c_analytics_events_total", "dead_lettered").await, 1.0);
+
+    // The live page, in headless Chromium, counts a new order.
+    let url = format!("{}/sales", an.base());
+    let page = |url: String| async move {
+        tokio::task::spawn_blocking(move || o2c_tests::analytics::chromium_dom(&url, 4000))
+            .await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let dom = page(url.clone()).await;
+    assert_eq!(
+        o2c_tests::analytics::element_text(&dom, "orders-today").as_deref(),
+        Some("2"),
+        "{dom}"
+    );
+    capture(&w.agent, "page", &priced(3)).await.unwrap();
+    wait_counters(&an, &today, "the page's order", |s| s.fleet.orders == 3).await;
+    let dom = page(url).await;
+    assert_eq!(
+        o2c_tests::analytics::element_text(&dom, "orders-today").as_deref(),
+        Some("3"),
+        "{dom}"
+    );
+    assert!(dom.contains(&w.agent.store_id), "the store's row: {dom}");
+}
