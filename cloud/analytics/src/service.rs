@@ -10,6 +10,8 @@
 //! down stops the stream (nothing is skipped) until it is back.
 
 use std::collections::{HashMap, HashSet};
+
+use futures::FutureExt as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,6 +161,9 @@ fn consumer(
     Ok(c)
 }
 
+/// Most records handled as one batch.
+const MAX_BATCH: usize = 512;
+
 /// How often the topics are checked for partitions added since.
 const PARTITION_CHECK: Duration = Duration::from_secs(10);
 
@@ -221,11 +226,20 @@ impl Stream {
                 }
                 m = consumer.recv() => match m {
                     Ok(m) => {
-                        let m = m.detach();
-                        if !self.handle(&m, cancel).await {
+                        // Whatever else is queued joins this batch.
+                        let mut batch = vec![m.detach()];
+                        while batch.len() < MAX_BATCH {
+                            match consumer.recv().now_or_never() {
+                                Some(Ok(m)) => batch.push(m.detach()),
+                                _ => break,
+                            }
+                        }
+                        if !self.handle(&batch, cancel).await {
                             break;
                         }
-                        self.handled.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
+                        for m in &batch {
+                            self.handled.insert((m.topic().to_owned(), m.partition()), m.offset() + 1);
+                        }
                         deadline.get_or_insert_with(|| tokio::time::Instant::now() + self.flush_every);
                     }
                     Err(e) => tracing::warn!(error = %e, "consume failed"),
@@ -253,52 +267,69 @@ impl Stream {
         Ok(())
     }
 
-    /// Applies one record; false only when cancelled mid-retry.
-    async fn handle(&mut self, m: &OwnedMessage, cancel: &CancellationToken) -> bool {
-        let env = match Envelope::decode(m.payload().unwrap_or_default()) {
-            Ok(env) => env,
-            Err(e) => {
-                self.dead_letter(m, e.code(), &e.to_string()).await;
-                return true;
-            }
-        };
-        let arrived = m
-            .timestamp()
-            .to_millis()
-            .and_then(|ms| {
-                OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-            })
-            .unwrap_or_else(|| OffsetDateTime::from(o2c_runtime::clock::wall()));
-        let folded = match fold::fold(&env, arrived, self.settings) {
-            Ok(f) => f,
-            Err(e) => {
-                self.dead_letter(m, e.code(), &e.to_string()).await;
-                return true;
-            }
-        };
-        match folded {
-            Folded::Ignore => self.metrics.event("ignored"),
-            Folded::Shipment(s) => {
-                // No counter: its fact row alone, idempotent by itself.
-                self.pending.add_shipment(&s);
-                self.metrics.event("shipment");
-            }
-            Folded::Order { order_id, change } => {
-                let event_id = env.event_id.to_string();
-                let arrival_hour = fold::hour_key(arrived);
-                let applied = until_ok(cancel, "redis apply", || {
-                    self.counters
-                        .apply(&event_id, &order_id, &change, &arrival_hour)
+    /// Applies a batch of records; false only when cancelled mid-retry.
+    /// Their scripts go to Redis together (one connection, pipelined):
+    /// each is atomic and the counters do not depend on the order events
+    /// are applied in, so a batch needs no ordering among its events.
+    async fn handle(&mut self, batch: &[OwnedMessage], cancel: &CancellationToken) -> bool {
+        struct Apply {
+            event_id: String,
+            order_id: String,
+            change: fold::Change,
+            arrival_hour: String,
+            arrived: OffsetDateTime,
+        }
+        let mut applies = Vec::with_capacity(batch.len());
+        for m in batch {
+            let env = match Envelope::decode(m.payload().unwrap_or_default()) {
+                Ok(env) => env,
+                Err(e) => {
+                    self.dead_letter(m, e.code(), &e.to_string()).await;
+                    continue;
+                }
+            };
+            let arrived = m
+                .timestamp()
+                .to_millis()
+                .and_then(|ms| {
+                    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
                 })
-                .await;
-                let Some((fresh, record)) = applied else {
-                    return false;
-                };
-                self.metrics
-                    .event(if fresh { "applied" } else { "duplicate" });
-                self.metrics.observe_lag(arrived);
-                self.pending.add_order(&record);
+                .unwrap_or_else(|| OffsetDateTime::from(o2c_runtime::clock::wall()));
+            match fold::fold(&env, arrived, self.settings) {
+                Err(e) => self.dead_letter(m, e.code(), &e.to_string()).await,
+                Ok(Folded::Ignore) => self.metrics.event("ignored"),
+                Ok(Folded::Shipment(s)) => {
+                    // No counter: its fact row alone, idempotent by itself.
+                    self.pending.add_shipment(&s);
+                    self.metrics.event("shipment");
+                }
+                Ok(Folded::Order { order_id, change }) => applies.push(Apply {
+                    event_id: env.event_id.to_string(),
+                    order_id,
+                    change,
+                    arrival_hour: fold::hour_key(arrived),
+                    arrived,
+                }),
             }
+        }
+        // All again after a failure: an applied event answers as a
+        // duplicate, with its order's record.
+        let counters = &self.counters;
+        let applied = until_ok(cancel, "redis apply", || async {
+            futures::future::try_join_all(applies.iter().map(|a| {
+                counters.apply(&a.event_id, &a.order_id, &a.change, &a.arrival_hour)
+            }))
+            .await
+        })
+        .await;
+        let Some(results) = applied else {
+            return false;
+        };
+        for (a, (fresh, record)) in applies.iter().zip(results) {
+            self.metrics
+                .event(if fresh { "applied" } else { "duplicate" });
+            self.metrics.observe_lag(a.arrived);
+            self.pending.add_order(&record);
         }
         true
     }
