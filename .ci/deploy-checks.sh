@@ -150,10 +150,13 @@ for g in doc["groups"]:
     for r in g["rules"]:
         assert r.get("alert") and r.get("expr"), r
         for name in set(re.findall(r"\bo2c_[a-z_]+", r["expr"])):
+            # Registered whole (catalog, analytics: "o2c_analytics_events"), or
+            # under a registry prefix (saga, ingest: with_prefix + "consumer_lag").
+            full = re.sub(r"_total$", "", name)
             prefix = next((p for p in ("o2c_saga_", "o2c_ingest_") if name.startswith(p)), None)
             base = name[len(prefix):] if prefix else name
             base = re.sub(r"_total$", "", base)
-            if prefix is None or f'"{base}"' not in src:
+            if f'"{full}"' not in src and (prefix is None or f'"{base}"' not in src):
                 bad.append((r["alert"], name))
 if bad:
     print("unknown metrics:", bad, file=sys.stderr)

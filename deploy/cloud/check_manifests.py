@@ -5,14 +5,20 @@
 - the kustomization's resources and ConfigMap files exist, and every TOML
   config parses;
 - every container image is o2c/cloud:<workspace version>;
-- each container runs an o2c-cloud subcommand that exists in
-  cloud/cli/src/main.rs, and exposes the port the code listens on by default
-  (ingest: http.listen, saga: saga.http_listen in cloud/common/src/config.rs,
-  catalog: catalog.http_listen in cloud/common/src/config/catalog.rs),
-  overriding the loopback default to 0.0.0.0 on that port;
+- each container (of a Deployment or a StatefulSet) runs an o2c-cloud
+  subcommand that exists in cloud/cli/src/main.rs, and exposes the port the
+  code listens on by default (ingest: http.listen, saga: saga.http_listen in
+  cloud/common/src/config.rs, catalog: catalog.http_listen in
+  cloud/common/src/config/catalog.rs, analytics: analytics.http_listen in
+  cloud/common/src/config/analytics.rs), overriding the loopback default to
+  0.0.0.0 on that port;
 - readiness probes hit /readyz and liveness probes /healthz on that port;
 - the --config file is mounted from the generated ConfigMap, the TLS
   material from a Secret, and the ingest runs more than one replica;
+- the analytics runs as a StatefulSet whose pods take analytics.instance from
+  their ordinal (the apps.kubernetes.io/pod-index label) and whose
+  analytics.instances equals its replicas (partitions are split by number,
+  cloud/analytics/src/assign.rs);
 - the systemd units under deploy/cloud/systemd run existing subcommands.
 
 Usage: deploy/cloud/check_manifests.py [REPO_ROOT]
@@ -42,13 +48,16 @@ def code_facts():
     config_rs = (ROOT / "cloud/common/src/config.rs").read_text()
     ports = {}
     catalog_rs = (ROOT / "cloud/common/src/config/catalog.rs").read_text()
-    for fn, text in (("default_http", config_rs), ("default_saga_http", config_rs),
-                     ("default_http_listen", catalog_rs)):
+    analytics_rs = (ROOT / "cloud/common/src/config/analytics.rs").read_text()
+    for sub, fn, file, text in (("ingest", "default_http", "config.rs", config_rs),
+                                ("saga", "default_saga_http", "config.rs", config_rs),
+                                ("catalog", "default_http_listen", "config/catalog.rs", catalog_rs),
+                                ("analytics", "default_http_listen", "config/analytics.rs", analytics_rs)):
         m = re.search(fn + r"\(\) -> SocketAddr \{\s*SocketAddr::from\(\(\[[\d, ]+\], (\d+)\)\)", text)
         if not m:
-            fail(f"cloud/common/src/config: cannot find {fn}()")
+            fail(f"cloud/common/src/{file}: cannot find {fn}()")
         else:
-            ports[fn] = int(m.group(1))
+            ports[sub] = int(m.group(1))
     main_rs = (ROOT / "cloud/cli/src/main.rs").read_text()
     m = re.search(r"enum Command \{(.*?)\n\}", main_rs, re.S)
     subcommands = set()
@@ -56,8 +65,7 @@ def code_facts():
         subcommands = {kebab(v) for v in re.findall(r"^    ([A-Z]\w*)\s*[{,(]", m.group(1), re.M)}
     if not subcommands:
         fail("cloud/cli/src/main.rs: cannot find the subcommands of enum Command")
-    return version, {"ingest": ports.get("default_http"), "saga": ports.get("default_saga_http"),
-                     "catalog": ports.get("default_http_listen")}, subcommands
+    return version, ports, subcommands
 
 
 def load_yaml(path):
@@ -72,9 +80,12 @@ def env_of(container):
     return {e["name"]: e.get("value") for e in container.get("env", [])}
 
 
+POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
+
+
 def check_deployment(path, dep, version, ports, subcommands, cm_name, cm_files):
     name = dep["metadata"]["name"]
-    where = f"{path.relative_to(ROOT)}: Deployment {name}"
+    where = f"{path.relative_to(ROOT)}: {dep['kind']} {name}"
     spec = dep["spec"]["template"]["spec"]
     volumes = {v["name"]: v for v in spec.get("volumes", [])}
     for c in spec["containers"]:
@@ -94,7 +105,8 @@ def check_deployment(path, dep, version, ports, subcommands, cm_name, cm_files):
         if port not in declared.values():
             fail(f"{where}: containerPort {sorted(declared.values())}, the code listens on {port}")
         listen_var = {"ingest": "O2C_CLOUD__HTTP__LISTEN", "saga": "O2C_CLOUD__SAGA__HTTP_LISTEN",
-                      "catalog": "O2C_CLOUD__CATALOG__HTTP_LISTEN"}[sub]
+                      "catalog": "O2C_CLOUD__CATALOG__HTTP_LISTEN",
+                      "analytics": "O2C_CLOUD__ANALYTICS__HTTP_LISTEN"}[sub]
         if env_of(c).get(listen_var) != f"0.0.0.0:{port}":
             fail(f"{where}: {listen_var} must be 0.0.0.0:{port} so probes reach it")
         for probe, path_ in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
@@ -124,6 +136,24 @@ def check_deployment(path, dep, version, ports, subcommands, cm_name, cm_files):
                 fail(f"{where}: {f} is not in a mounted Secret")
         if sub == "ingest" and dep["spec"].get("replicas", 1) < 2:
             fail(f"{where}: the ingest should run several replicas sharing one group")
+        if sub == "analytics":
+            check_analytics_instances(where, dep, c)
+
+
+def check_analytics_instances(where, dep, c):
+    """Instance i of n reads the partitions p % n == i: every pod needs its own
+    i (its ordinal) and the same n, the number of pods."""
+    if dep["kind"] != "StatefulSet":
+        fail(f"{where}: analytics must be a StatefulSet (analytics.instance is the pod ordinal)")
+        return
+    env = {e["name"]: e for e in c.get("env", [])}
+    field = env.get("O2C_CLOUD__ANALYTICS__INSTANCE", {}).get("valueFrom", {}).get("fieldRef", {})
+    if field.get("fieldPath") != POD_INDEX:
+        fail(f"{where}: O2C_CLOUD__ANALYTICS__INSTANCE must come from fieldRef {POD_INDEX}")
+    replicas = dep["spec"].get("replicas", 1)
+    instances = env.get("O2C_CLOUD__ANALYTICS__INSTANCES", {}).get("value")
+    if instances != str(replicas):
+        fail(f"{where}: O2C_CLOUD__ANALYTICS__INSTANCES is {instances!r}, must equal replicas ({replicas})")
 
 
 def main():
@@ -154,16 +184,16 @@ def main():
             fail(f"kustomization: resource {f} missing")
     yamls = sorted(CLOUD.rglob("*.yaml"))
     listed = {(CLOUD / r).resolve() for r in resources} | {kust_path.resolve()}
-    deployments = 0
+    workloads = {}
     for path in yamls:
         if path.resolve() not in listed:
             fail(f"{path.relative_to(ROOT)}: not listed in kustomization.yaml resources")
         for doc in load_yaml(path):
-            if doc.get("kind") == "Deployment":
-                deployments += 1
+            if doc.get("kind") in ("Deployment", "StatefulSet"):
+                workloads[doc["kind"]] = workloads.get(doc["kind"], 0) + 1
                 check_deployment(path, doc, version, ports, subcommands, cm_name, cm_files)
-    if deployments < 2:
-        fail(f"expected Deployments for ingest and saga, found {deployments}")
+    if workloads.get("Deployment", 0) < 2:
+        fail(f"expected Deployments for ingest and saga, found {workloads.get('Deployment', 0)}")
     for unit in sorted((CLOUD / "systemd").glob("*.service")):
         for line in unit.read_text().splitlines():
             if line.startswith("ExecStart="):
@@ -178,8 +208,10 @@ def main():
         for e in errors:
             print(f"check_manifests: {e}", file=sys.stderr)
         sys.exit(1)
-    print(f"check_manifests: {len(yamls)} YAML files, {deployments} Deployments: images o2c/cloud:{version}, "
-          f"ports ingest {ports['ingest']} saga {ports['saga']} catalog {ports['catalog']}, subcommands {sorted(subcommands)}: ok")
+    kinds = ", ".join(f"{n} {k}{'' if n == 1 else 's'}" for k, n in sorted(workloads.items()))
+    print(f"check_manifests: {len(yamls)} YAML files, {kinds}: images o2c/cloud:{version}, "
+          f"ports ingest {ports['ingest']} saga {ports['saga']} catalog {ports['catalog']} "
+          f"analytics {ports['analytics']}, subcommands {sorted(subcommands)}: ok")
 
 
 main()

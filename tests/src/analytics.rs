@@ -156,6 +156,11 @@ impl AnalyticsProc {
         .await
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.guard.id()
+    }
+
     /// SIGKILL.
     pub fn kill(&mut self) -> Result<(), HarnessError> {
         self.guard.kill().map(|_| ())

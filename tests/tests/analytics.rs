@@ -286,7 +286,11 @@ async fn figures_match_the_orders_and_neither_kill_nor_replay_counts_twice() {
             .iter()
             .all(|f| f.customer_key.len() == 64 && f.store_id == a.store_id)
     );
-    let shipments = an.facts().shipments_of(std::slice::from_ref(&o6)).await.unwrap();
+    let shipments = an
+        .facts()
+        .shipments_of(std::slice::from_ref(&o6))
+        .await
+        .unwrap();
     assert_eq!(shipments.len(), 1, "{shipments:?}");
 
     // The daily views equal a direct sum over the facts.
@@ -453,7 +457,11 @@ async fn late_orders_land_in_their_day_poison_is_dead_lettered_and_the_page_foll
         .unwrap();
     let mut late = Vec::new();
     for i in 0..3 {
-        late.push(capture(&w.agent, &format!("late{i}"), &priced(2)).await.unwrap());
+        late.push(
+            capture(&w.agent, &format!("late{i}"), &priced(2))
+                .await
+                .unwrap(),
+        );
     }
     let then = OffsetDateTime::now_utc() - time::Duration::days(3);
     let then_key = fold::day_key(then.date());
@@ -497,9 +505,16 @@ async fn late_orders_land_in_their_day_poison_is_dead_lettered_and_the_page_foll
     )
     .await
     .unwrap_or_else(|(e, f)| panic!("{e}: {f:#?}"));
-    assert!(facts.iter().all(|f| f.late == 1 && f.business_date == fold::day_number(then.date()).unwrap()));
+    assert!(
+        facts
+            .iter()
+            .all(|f| f.late == 1 && f.business_date == fold::day_number(then.date()).unwrap())
+    );
     // Processing time runs from capture: three days.
-    assert!(facts.iter().all(|f| f.processing_ms >= 259_000_000), "{facts:#?}");
+    assert!(
+        facts.iter().all(|f| f.processing_ms >= 259_000_000),
+        "{facts:#?}"
+    );
 
     // A malformed event is dead-lettered with its reason, and the stream
     // goes on.
@@ -516,7 +531,10 @@ async fn late_orders_land_in_their_day_poison_is_dead_lettered_and_the_page_foll
     .await
     .unwrap();
     capture(&w.agent, "after-poison", &priced(1)).await.unwrap();
-    wait_counters(&an, &today, "the order after the poison", |s| s.fleet.orders == 2).await;
+    wait_counters(&an, &today, "the order after the poison", |s| {
+        s.fleet.orders == 2
+    })
+    .await;
     let dlq = topics.dlq();
     let brokers = w.brokers.clone();
     let group = an.group.clone();
@@ -526,7 +544,13 @@ async fn late_orders_land_in_their_day_poison_is_dead_lettered_and_the_page_foll
             let (dlq, brokers, group) = (dlq.clone(), brokers.clone(), group.clone());
             async move {
                 let recs = tokio::task::spawn_blocking(move || {
-                    scan(&brokers, &dlq, None, ScanFrom::Beginning, Duration::from_secs(5))
+                    scan(
+                        &brokers,
+                        &dlq,
+                        None,
+                        ScanFrom::Beginning,
+                        Duration::from_secs(5),
+                    )
                 })
                 .await
                 .unwrap()
@@ -545,7 +569,11 @@ async fn late_orders_land_in_their_day_poison_is_dead_lettered_and_the_page_foll
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].header("reason"), Some("malformed"));
     assert_eq!(dead[0].value, b"{not json");
-    assert_eq!(an.metric("o2c_analytics_events_total", "dead_lettered").await, 1.0);
+    assert_eq!(
+        an.metric("o2c_analytics_events_total", "dead_lettered")
+            .await,
+        1.0
+    );
 
     // The live page, in headless Chromium, counts a new order.
     let url = format!("{}/sales", an.base());

@@ -136,6 +136,16 @@ impl Counters {
         Ok((fresh == 1, record(&record_key, &fields)?))
     }
 
+    /// Whether `key` (without the prefix) exists.
+    pub async fn exists(&self, key: &str) -> Result<bool, CountersError> {
+        let mut conn = self.conn.clone();
+        let n: i64 = redis::cmd("EXISTS")
+            .arg(format!("{}{key}", self.cfg.key_prefix))
+            .query_async(&mut conn)
+            .await?;
+        Ok(n == 1)
+    }
+
     /// The counters of each key (`h:{hour}`, `d:{day}`, `arr:{hour}`),
     /// in one round trip. A key that does not exist reads as empty.
     pub async fn read(&self, keys: &[String]) -> Result<Vec<HashMap<String, i64>>, CountersError> {

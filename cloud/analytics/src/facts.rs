@@ -466,6 +466,32 @@ impl Facts {
             .await?)
     }
 
+    /// Orders in `fact_orders` (`FINAL`).
+    pub async fn count_orders(&self) -> Result<u64, FactsError> {
+        Ok(self
+            .client
+            .query(&format!(
+                "SELECT count() FROM {}.fact_orders FINAL",
+                self.db
+            ))
+            .fetch_one()
+            .await?)
+    }
+
+    /// Whether `fact_orders` has a row of `order_id`.
+    pub async fn has_order(&self, order_id: &str) -> Result<bool, FactsError> {
+        let n: u64 = self
+            .client
+            .query(&format!(
+                "SELECT count() FROM {}.fact_orders WHERE order_id = ?",
+                self.db
+            ))
+            .bind(order_id)
+            .fetch_one()
+            .await?;
+        Ok(n > 0)
+    }
+
     /// The rows of `fact_shipments` (`FINAL`) of some orders.
     pub async fn shipments_of(
         &self,

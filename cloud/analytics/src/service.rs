@@ -316,9 +316,11 @@ impl Stream {
         // duplicate, with its order's record.
         let counters = &self.counters;
         let applied = until_ok(cancel, "redis apply", || async {
-            futures::future::try_join_all(applies.iter().map(|a| {
-                counters.apply(&a.event_id, &a.order_id, &a.change, &a.arrival_hour)
-            }))
+            futures::future::try_join_all(
+                applies
+                    .iter()
+                    .map(|a| counters.apply(&a.event_id, &a.order_id, &a.change, &a.arrival_hour)),
+            )
             .await
         })
         .await;

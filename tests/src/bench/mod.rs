@@ -17,9 +17,12 @@
 //! - [`saga`]: capture → `completed` at the agent through the whole saga.
 //! - [`capture::catalog`]: the catalog down-sync: a full sync's time and
 //!   RSS, capture during it, 304s under 1,000 pollers, delta latency.
+//! - [`analytics`]: the analytics service: a backfill's time and CPU
+//!   against a bare consumer, event → Redis and → ClickHouse latency.
 //! - [`machine`]: the machine description stored with every result.
 //! - [`report`]: the JSON document and the printed table.
 
+pub mod analytics;
 pub mod capture;
 mod cpu;
 pub mod drain;
@@ -45,6 +48,7 @@ pub const SCENARIOS: &[Scenario] = &[
     ingest::herd::SCENARIO,
     saga::SCENARIO,
     capture::catalog::SCENARIO,
+    analytics::SCENARIO,
 ];
 
 /// Looks a scenario up by name.

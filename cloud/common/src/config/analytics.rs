@@ -52,9 +52,11 @@ pub struct RedisConfig {
     /// Every key starts with this (one deployment or test per prefix).
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
-    /// How long an applied event's id is remembered: a replay of an event
-    /// older than this would count it again (ClickHouse, deduplicated by
-    /// order and version, stays exact).
+    /// How long an applied event's id is remembered. A replay of an event
+    /// older than this is applied again: a sale is not (its order's record
+    /// already has it), but a refund would be added twice, in the counters
+    /// and in the order's fact row. Keep it above the topics' retention
+    /// (or the oldest offset a replay may start from).
     #[serde(default = "default_dedup_ttl")]
     pub dedup_ttl_secs: u64,
     /// How long hourly counters (and each order's record, which voids

@@ -68,6 +68,14 @@ fn shipped_configs_parse() {
             "status",
             include_str!("../../../../deploy/cloud/config/status.toml"),
         ),
+        (
+            "catalog",
+            include_str!("../../../../deploy/cloud/config/catalog.toml"),
+        ),
+        (
+            "analytics",
+            include_str!("../../../../deploy/cloud/config/analytics.toml"),
+        ),
     ] {
         if let Err(e) = Config::from_toml(text, []) {
             panic!("deploy/cloud/config/{name}.toml: {e}");
