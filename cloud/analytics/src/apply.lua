@@ -6,6 +6,8 @@
 -- ARGV[2]  dedup TTL (s)   ARGV[3] record and hour TTL (s)   ARGV[4] day TTL (s)
 -- ARGV[5]  key prefix      ARGV[6] the op's value (base JSON, amount, time)
 -- ARGV[7]  the arrival hour (YYYYMMDDHH)
+-- ARGV[8]  created only: the order's whole base (JSON), kept for the facts
+--          and never decoded here (`b`, the part the counters need, is small)
 --
 -- The counters an order contributes follow from its record alone (base,
 -- cancelled, refunded), so each event applies the difference between the
@@ -51,7 +53,7 @@ local fresh_sale = false
 
 if op == 'created' then
   if not b then
-    redis.call('HSET', rec, 'b', ARGV[6])
+    redis.call('HSET', rec, 'b', ARGV[6], 'f', ARGV[8])
     b = cjson.decode(ARGV[6])
     fresh_sale = true
   end

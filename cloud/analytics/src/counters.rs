@@ -11,7 +11,7 @@
 //! | key | type | holds | TTL |
 //! | --- | --- | --- | --- |
 //! | `{p}e:{event_id}` | string | an applied event | `dedup_ttl_secs` (30 days) |
-//! | `{p}o:{order_id}` | hash | the order's record: `b` (its base, JSON), `x` (cancelled), `rfd` (refunded), `pay`, `done`, `v` (version) | `hour_ttl_secs` (35 days), from its last change |
+//! | `{p}o:{order_id}` | hash | the order's record: `b` (what its counters need, JSON), `f` (its whole base, for the facts), `x` (cancelled), `rfd` (refunded), `pay`, `done`, `v` (version) | `hour_ttl_secs` (35 days), from its last change |
 //! | `{p}h:{YYYYMMDDHH}` | hash | the counters of a capture hour (UTC) | `hour_ttl_secs` |
 //! | `{p}d:{YYYYMMDD}` | hash | the counters of a business date | `day_ttl_secs` (400 days) |
 //! | `{p}arr:{YYYYMMDDHH}` | hash | orders that arrived late in that hour (`late`, by scope) | `hour_ttl_secs` |
@@ -45,6 +45,35 @@ pub enum CountersError {
         /// What was wrong.
         detail: String,
     },
+}
+
+/// The part of an order's base the script reads (`b`): what its counters
+/// need, and nothing it would decode for nothing (lines, customer).
+#[derive(Debug, serde::Serialize)]
+struct CounterBase<'a> {
+    h: &'a str,
+    d: &'a str,
+    cur: &'a str,
+    total: i64,
+    scopes: &'a [String],
+    cats: &'a [(String, i64)],
+    tenders: &'a [(String, i64)],
+    late: bool,
+}
+
+impl<'a> CounterBase<'a> {
+    fn of(b: &'a Base) -> Self {
+        Self {
+            h: &b.h,
+            d: &b.d,
+            cur: &b.cur,
+            total: b.total,
+            scopes: &b.scopes,
+            cats: &b.cats,
+            tenders: &b.tenders,
+            late: b.late,
+        }
+    }
 }
 
 /// An order's record after an event.
@@ -107,16 +136,22 @@ impl Counters {
         arrival_hour: &str,
     ) -> Result<(bool, Record), CountersError> {
         let p = &self.cfg.key_prefix;
-        let value = match change {
-            Change::Created(base) => {
-                serde_json::to_string(base).map_err(|e| CountersError::Record {
-                    key: format!("{p}o:{order_id}"),
-                    detail: e.to_string(),
-                })?
+        let encode = |v: Result<String, serde_json::Error>| {
+            v.map_err(|e| CountersError::Record {
+                key: format!("{p}o:{order_id}"),
+                detail: e.to_string(),
+            })
+        };
+        let (value, whole) = match change {
+            Change::Created(base) => (
+                encode(serde_json::to_string(&CounterBase::of(base)))?,
+                encode(serde_json::to_string(base))?,
+            ),
+            Change::Refunded(minor) => (minor.to_string(), String::new()),
+            Change::Completed(ms) => (ms.to_string(), String::new()),
+            Change::Cancelled | Change::Paid | Change::PaymentFailed => {
+                (String::new(), String::new())
             }
-            Change::Refunded(minor) => minor.to_string(),
-            Change::Completed(ms) => ms.to_string(),
-            Change::Cancelled | Change::Paid | Change::PaymentFailed => String::new(),
         };
         let record_key = format!("{p}o:{order_id}");
         let mut conn = self.conn.clone();
@@ -131,9 +166,22 @@ impl Counters {
             .arg(p)
             .arg(value)
             .arg(arrival_hour)
+            .arg(whole)
             .invoke_async(&mut conn)
             .await?;
         Ok((fresh == 1, record(&record_key, &fields)?))
+    }
+
+    /// One field of each key (without the prefix), in one round trip; 0
+    /// where absent.
+    pub async fn field(&self, keys: &[String], field: &str) -> Result<Vec<i64>, CountersError> {
+        let mut pipe = redis::pipe();
+        for k in keys {
+            pipe.hget(format!("{}{k}", self.cfg.key_prefix), field);
+        }
+        let mut conn = self.conn.clone();
+        let out: Vec<Option<i64>> = pipe.query_async(&mut conn).await?;
+        Ok(out.into_iter().map(Option::unwrap_or_default).collect())
     }
 
     /// Whether `key` (without the prefix) exists.
@@ -170,7 +218,7 @@ fn record(key: &str, flat: &[String]) -> Result<Record, CountersError> {
             return Err(bad("odd HGETALL reply".into()));
         };
         match k.as_str() {
-            "b" => r.base = Some(serde_json::from_str(v).map_err(|e| bad(e.to_string()))?),
+            "f" => r.base = Some(serde_json::from_str(v).map_err(|e| bad(e.to_string()))?),
             "x" => r.cancelled = v == "1",
             "rfd" => r.refunded = v.parse().map_err(|_| bad(format!("rfd {v:?}")))?,
             "pay" => r.payment = Some(v.clone()),

@@ -205,13 +205,12 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
                 an.log_tail()
             )));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         counted = counters
-            .read(&days)
+            .field(&days, "orders")
             .await
             .map_err(|e| harness("reading counters", e))?
             .iter()
-            .filter_map(|h| h.get("orders"))
             .sum::<i64>();
         rows = facts
             .count_orders()
