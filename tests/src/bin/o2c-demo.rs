@@ -1,7 +1,9 @@
 //! `o2c-demo`: the whole order-to-cash job on this machine. Two store
 //! agents sell through simulated tills (card, cash, a few declined cards,
 //! a few voids of paid orders), sync over MQTT to the ingest, which writes
-//! Kafka (Tansu); the saga services (`o2c-cloud saga --service all`, on a
+//! Kafka (Tansu); the analytics service (`o2c-cloud analytics`: Redis
+//! counters, ClickHouse facts, the `/sales` page); the saga services
+//! (`o2c-cloud saga --service all`, on a
 //! PostgreSQL database of the demo's own, against the `o2c-psp-sim`
 //! processor simulator) carry every order to cash and send its status back
 //! to its store. Store 2's link is cut for a while, then restored.
@@ -33,6 +35,7 @@ use o2c_protocol::{CloudStatus, MqttUrl};
 use o2c_tests::TestEnv;
 use o2c_tests::pipeline::{AgentProc, Ingest, agent_records};
 use o2c_tests::proxy::LinkProxy;
+use o2c_tests::analytics::AnalyticsProc;
 use o2c_tests::saga::{PspSim, SagaProc, SagaSettings, Tender, capture, order_body};
 
 #[derive(Debug, Parser)]
@@ -164,6 +167,13 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         env.db_name("saga"),
         saga.log_path().display()
     );
+    let analytics = AnalyticsProc::start(dir, &settings, "", "")
+        .await
+        .context("start the analytics service (o2c-cloud analytics; Redis and ClickHouse)")?;
+    println!(
+        "           live sales page {}/sales (open it while the demo sells)",
+        analytics.base()
+    );
     let proxy = LinkProxy::start(upstream).await?;
     let s1 = env.store_id("s1");
     let s2 = env.store_id("s2");
@@ -244,6 +254,7 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     ));
     phase("checking Kafka and every order's final status at its store");
     let checked = check(&stores, &kafka, &prefix).await;
+    let counted = analytics_check(&stores, &analytics).await;
     if let Ok(stats) = psp.stats().await {
         println!(
             "processor simulator: {} captures, {} refunds, {} declines",
@@ -255,7 +266,45 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     if checked.is_err() {
         eprintln!("saga log: {}", saga.log_path().display());
     }
-    checked
+    checked?;
+    counted
+}
+
+/// The analytics side: today's counters (by capture time) count every
+/// order the stores captured exactly once, voids and declined cards
+/// netted out; prints them per store.
+async fn analytics_check(stores: &[Store], an: &AnalyticsProc) -> anyhow::Result<()> {
+    let captured: u64 = stores
+        .iter()
+        .map(|s| s.captured.load(Ordering::Relaxed))
+        .sum();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let live = loop {
+        let (_, live) = an.get("/v1/analytics/live").await?;
+        if live["today"]["orders"].as_u64() == Some(captured) || Instant::now() > deadline {
+            break live;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let today = &live["today"];
+    println!(
+        "analytics (Redis, by capture time): {} orders today, {} after voids and cancellations, net {} CAD minor",
+        today["orders"], today["net_orders"], today["net"]["CAD"]
+    );
+    for s in stores {
+        let f = &today["by_store"][&s.agent.store_id];
+        println!(
+            "  {}: {} orders, {} voided or cancelled, net {} CAD minor",
+            s.name, f["orders"], f["voids"], f["net"]["CAD"]
+        );
+    }
+    if today["orders"].as_u64() != Some(captured) {
+        bail!(
+            "analytics counted {} orders today, the stores captured {captured}",
+            today["orders"]
+        );
+    }
+    Ok(())
 }
 
 /// One store's tills: an order every `period` until `selling` has passed.
