@@ -332,20 +332,7 @@ impl Catalog {
         let mut prices = Prices::default();
         for item in self.live_products().iter() {
             let (key, value) = item?;
-            let p = decode_product(&key, &value)?;
-            if !p.active {
-                continue;
-            }
-            for price in &p.prices {
-                let from = price.effective_from.map_or(prices::ALWAYS, unix_seconds);
-                prices.push(
-                    &p.sku,
-                    price.minor,
-                    price.currency,
-                    from,
-                    p.category.as_deref(),
-                )?;
-            }
+            prices.push_product(&decode_product(&key, &value)?)?;
         }
         Ok(prices.finish())
     }

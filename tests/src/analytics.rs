@@ -13,9 +13,9 @@ use o2c_analytics::facts::Facts;
 use o2c_cloud_common::config::{ClickHouseConfig, RedisConfig};
 use serde_json::Value;
 
-use crate::saga::{SagaSettings, log_file};
+use crate::saga::{SagaSettings, spawn_cloud};
 use crate::wait::wait_http_ok;
-use crate::{ChildGuard, HarnessError, bin_path, free_port};
+use crate::{ChildGuard, HarnessError, free_port};
 
 /// Redis of the tests (`O2C_TEST_REDIS`, default the dev server).
 pub fn redis_url() -> String {
@@ -134,17 +134,7 @@ impl AnalyticsProc {
     }
 
     fn spawn(config: &Path, log: &Path) -> Result<ChildGuard, HarnessError> {
-        let mut cmd = Command::new(bin_path("o2c-cloud"));
-        cmd.arg("analytics")
-            .arg("--config")
-            .arg(config)
-            .env(
-                "RUST_LOG",
-                std::env::var("O2C_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(log_file(log)?)
-            .stderr(log_file(log)?);
-        ChildGuard::spawn("o2c-cloud analytics".to_owned(), &mut cmd)
+        spawn_cloud(&["analytics"], config, &[], log)
     }
 
     async fn wait_ready(&self) -> Result<(), HarnessError> {

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use std::time::Duration;
 
@@ -14,10 +13,10 @@ use serde_json::json;
 
 use crate::fleet::{Fleet, fleet};
 use crate::pipeline::AgentProc;
-use crate::saga::log_file;
+use crate::saga::spawn_cloud;
 use crate::tls::TlsFiles;
 use crate::wait::wait_http_ok;
-use crate::{ChildGuard, HarnessError, bin_path, free_port, wait_until_named};
+use crate::{ChildGuard, HarnessError, free_port, wait_until_named};
 
 /// A running catalog service.
 #[derive(Debug)]
@@ -85,17 +84,7 @@ impl CatalogProc {
     }
 
     fn spawn(config: &Path, log: &Path) -> Result<ChildGuard, HarnessError> {
-        let mut cmd = Command::new(bin_path("o2c-cloud"));
-        cmd.arg("catalog")
-            .arg("--config")
-            .arg(config)
-            .env(
-                "RUST_LOG",
-                std::env::var("O2C_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(log_file(log)?)
-            .stderr(log_file(log)?);
-        ChildGuard::spawn("o2c-cloud catalog", &mut cmd)
+        spawn_cloud(&["catalog"], config, &[], log)
     }
 
     async fn wait_ready(&self) -> Result<(), HarnessError> {

@@ -100,6 +100,26 @@ impl Prices {
         Ok(())
     }
 
+    /// Adds every price of an active product (an inactive one has none).
+    pub(crate) fn push_product(&mut self, p: &Product) -> Result<(), PricesError> {
+        if !p.active {
+            return Ok(());
+        }
+        for price in &p.prices {
+            let from = price
+                .effective_from
+                .map_or(ALWAYS, time::OffsetDateTime::unix_timestamp);
+            self.push(
+                &p.sku,
+                price.minor,
+                price.currency,
+                from,
+                p.category.as_deref(),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Sorts the table for lookups; call once after the last `push`.
     pub(crate) fn finish(self) -> Prices {
         let Prices {
@@ -142,19 +162,8 @@ impl Prices {
     pub(crate) fn merged(&self, changed: &[Product]) -> Result<Prices, PricesError> {
         let gone: HashSet<&str> = changed.iter().map(|p| p.sku.as_str()).collect();
         let mut fresh = Prices::default();
-        for p in changed.iter().filter(|p| p.active) {
-            for price in &p.prices {
-                let from = price
-                    .effective_from
-                    .map_or(ALWAYS, time::OffsetDateTime::unix_timestamp);
-                fresh.push(
-                    &p.sku,
-                    price.minor,
-                    price.currency,
-                    from,
-                    p.category.as_deref(),
-                )?;
-            }
+        for p in changed {
+            fresh.push_product(p)?;
         }
         let fresh = fresh.finish();
         let mut out = Prices {

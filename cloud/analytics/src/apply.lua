@@ -23,22 +23,31 @@ local op, prefix = ARGV[1], ARGV[5]
 local function contribution(b, cancelled, refunded)
   local m = {}
   if not b then return m end
-  local cur = b.cur
+  local cur, total = b.cur, b.total
+  local gross, net, void, refund = 'gross:' .. cur, 'net:' .. cur, 'void:' .. cur, 'refund:' .. cur
+  local tender_keys, cat_gross, cat_net = {}, {}, {}
+  for i, t in ipairs(b.tenders) do tender_keys[i] = 'tender:' .. t[1] .. ':' .. cur end
+  for i, c in ipairs(b.cats) do
+    cat_gross[i] = 'cat:' .. c[1] .. '|gross:' .. cur
+    cat_net[i] = 'cat:' .. c[1] .. '|net:' .. cur
+  end
   for _, p in ipairs(b.scopes) do
-    local function add(k, v) if v ~= 0 then m[p .. k] = (m[p .. k] or 0) + v end end
-    add('orders', 1)
-    add('gross:' .. cur, b.total)
-    add('refund:' .. cur, refunded)
-    if b.late then add('late', 1) end
-    for _, t in ipairs(b.tenders) do add('tender:' .. t[1] .. ':' .. cur, t[2]) end
-    for _, c in ipairs(b.cats) do add('cat:' .. c[1] .. '|gross:' .. cur, c[2]) end
+    m[p .. 'orders'] = 1
+    m[p .. gross] = total
+    if refunded ~= 0 then m[p .. refund] = refunded end
+    if b.late then m[p .. 'late'] = 1 end
+    for i, t in ipairs(b.tenders) do
+      local k = p .. tender_keys[i]
+      m[k] = (m[k] or 0) + t[2]
+    end
+    for i, c in ipairs(b.cats) do m[p .. cat_gross[i]] = c[2] end
     if cancelled then
-      add('voids', 1)
-      add('void:' .. cur, b.total)
+      m[p .. 'voids'] = 1
+      m[p .. void] = total
     else
-      add('net_orders', 1)
-      add('net:' .. cur, b.total - refunded)
-      for _, c in ipairs(b.cats) do add('cat:' .. c[1] .. '|net:' .. cur, c[2]) end
+      m[p .. 'net_orders'] = 1
+      m[p .. net] = total - refunded
+      for i, c in ipairs(b.cats) do m[p .. cat_net[i]] = c[2] end
     end
   end
   return m

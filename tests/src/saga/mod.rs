@@ -22,6 +22,34 @@ fn http_err(e: reqwest::Error) -> HarnessError {
     HarnessError::Pipeline(format!("http: {e}"))
 }
 
+/// Starts `o2c-cloud {command} --config {config} {args}` with its output
+/// appended to `log` and `RUST_LOG` from `O2C_TEST_LOG` (default `info`):
+/// every long-running cloud process of the harness.
+pub(crate) fn spawn_cloud(
+    command: &[&str],
+    config: &Path,
+    args: &[&str],
+    log: &Path,
+) -> Result<ChildGuard, HarnessError> {
+    let mut cmd = Command::new(bin_path("o2c-cloud"));
+    cmd.args(command)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env(
+            "RUST_LOG",
+            std::env::var("O2C_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdout(log_file(log)?)
+        .stderr(log_file(log)?);
+    let mut name = format!("o2c-cloud {}", command.join(" "));
+    for a in args {
+        name.push(' ');
+        name.push_str(a);
+    }
+    ChildGuard::spawn(name, &mut cmd)
+}
+
 pub(crate) fn log_file(path: &Path) -> Result<std::fs::File, HarnessError> {
     std::fs::OpenOptions::new()
         .create(true)
@@ -198,19 +226,7 @@ impl SagaProc {
     }
 
     fn spawn(config: &Path, service: &str, log: &Path) -> Result<ChildGuard, HarnessError> {
-        let mut cmd = Command::new(bin_path("o2c-cloud"));
-        cmd.arg("saga")
-            .arg("--config")
-            .arg(config)
-            .arg("--service")
-            .arg(service)
-            .env(
-                "RUST_LOG",
-                std::env::var("O2C_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdout(log_file(log)?)
-            .stderr(log_file(log)?);
-        ChildGuard::spawn(format!("o2c-cloud saga {service}"), &mut cmd)
+        spawn_cloud(&["saga"], config, &["--service", service], log)
     }
 
     async fn wait_ready(&self) -> Result<(), HarnessError> {
