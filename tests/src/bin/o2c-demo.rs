@@ -33,9 +33,9 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use o2c_protocol::{CloudStatus, MqttUrl};
 use o2c_tests::TestEnv;
+use o2c_tests::analytics::AnalyticsProc;
 use o2c_tests::pipeline::{AgentProc, Ingest, agent_records};
 use o2c_tests::proxy::LinkProxy;
-use o2c_tests::analytics::AnalyticsProc;
 use o2c_tests::saga::{PspSim, SagaProc, SagaSettings, Tender, capture, order_body};
 
 #[derive(Debug, Parser)]
