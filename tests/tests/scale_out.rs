@@ -88,6 +88,21 @@ async fn two_replicas_on_six_partitions_survive_a_kill_and_complete_every_order_
         }
     }
     w.wait_groups_caught_up(SAGA).await.unwrap();
+    // The status an agent sees comes from an event's own topic; its copy
+    // on the order history may still be on its way from a relay that was
+    // killed between the two writes (its row is sent again, whole, by the
+    // relay that takes over): wait until every outbox row is published.
+    o2c_tests::wait_until_named(
+        "outboxes published",
+        || async {
+            w.outbox_unpublished()
+                .await
+                .is_ok_and(|c| c.iter().all(|(_, n)| *n == 0))
+        },
+        SAGA,
+    )
+    .await
+    .unwrap();
 
     // Exactly once, by every service's own record.
     let stats = w.psp.stats().await.unwrap();

@@ -219,13 +219,10 @@ pub fn base(order: &Order, arrived: OffsetDateTime, s: Settings) -> Result<Base,
     let total = order.total().map_err(|e| invalid(e.to_string()))?;
     let captured = order.captured_at.to_offset(UtcOffset::UTC);
     let local = order.captured_at.to_offset(s.offset);
-    let day_number =
-        u16::try_from(local.date().to_julian_day() - EPOCH_JULIAN_DAY).map_err(|_| {
-            FoldError::TimeOutOfRange {
-                field: "captured_at",
-                detail: order.captured_at.to_string(),
-            }
-        })?;
+    let day_number = day_number(local.date()).ok_or_else(|| FoldError::TimeOutOfRange {
+        field: "captured_at",
+        detail: order.captured_at.to_string(),
+    })?;
     let channel = POS.to_owned();
     let store = order.store_id.to_string();
     let mut cats: BTreeMap<String, i64> = BTreeMap::new();
@@ -272,13 +269,7 @@ pub fn base(order: &Order, arrived: OffsetDateTime, s: Settings) -> Result<Base,
             .map(customer_key)
             .unwrap_or_default(),
         captured_s: captured.unix_timestamp(),
-        h: format!(
-            "{:04}{:02}{:02}{:02}",
-            captured.year(),
-            u8::from(captured.month()),
-            captured.day(),
-            captured.hour()
-        ),
+        h: hour_key(captured),
         d: day_key(local.date()),
         day_number,
         cur: total.currency.code().to_owned(),

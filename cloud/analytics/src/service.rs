@@ -25,8 +25,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::assign::{self, Tp};
-use crate::counters::{Counters, CountersError};
-use crate::facts::{Facts, FactsError, Pending};
+use crate::counters::Counters;
+use crate::facts::{Facts, Pending};
 use crate::fold::{self, Folded, Settings};
 use crate::metrics::Metrics;
 use o2c_runtime::kafka::{self, Producer_, RetryBackoff, TracingContext};
@@ -381,15 +381,4 @@ impl Stream {
         }
         true
     }
-}
-
-/// Errors of the parts, for the callers that wait on them.
-#[derive(Debug, thiserror::Error)]
-pub enum PartError {
-    /// Redis.
-    #[error(transparent)]
-    Counters(#[from] CountersError),
-    /// ClickHouse.
-    #[error(transparent)]
-    Facts(#[from] FactsError),
 }
