@@ -387,17 +387,7 @@ async fn figures_match_the_orders_and_neither_kill_nor_replay_counts_twice() {
     .unwrap();
     // Everything the saga will ever write is on Kafka and handled.
     w.wait_groups_caught_up(SAGA).await.unwrap();
-    wait_until_named(
-        "outboxes published",
-        || async {
-            w.outbox_unpublished()
-                .await
-                .is_ok_and(|c| c.iter().all(|(_, n)| *n == 0))
-        },
-        SAGA,
-    )
-    .await
-    .unwrap();
+    w.wait_outboxes_published(SAGA).await.unwrap();
     an.wait_caught_up(SAGA).await.unwrap();
     let counters_before = day_counters(&an, &day).await;
     let facts_before = facts_of_day(&an, &day).await;

@@ -99,17 +99,7 @@ async fn every_orders_final_state_is_rebuilt_from_the_history_alone() {
     }
     w.wait_groups_caught_up(SAGA).await.unwrap();
     // Every outbox row is published (to its topic and to the history).
-    o2c_tests::wait_until_named(
-        "outboxes published",
-        || async {
-            w.outbox_unpublished()
-                .await
-                .is_ok_and(|c| c.iter().all(|(_, n)| *n == 0))
-        },
-        SAGA,
-    )
-    .await
-    .unwrap();
+    w.wait_outboxes_published(SAGA).await.unwrap();
 
     // The history alone.
     let records = read_topic(&w.brokers, w.env.topic("orders.events")).await;

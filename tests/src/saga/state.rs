@@ -88,6 +88,21 @@ impl SagaWorld {
         self.outbox_counts_where("published_at IS NULL").await
     }
 
+    /// Waits until every outbox row is published (to its topic and to the
+    /// order history).
+    pub async fn wait_outboxes_published(&self, timeout: Duration) -> Result<(), HarnessError> {
+        wait_until_named(
+            "outboxes published",
+            || async {
+                self.outbox_unpublished()
+                    .await
+                    .is_ok_and(|c| c.iter().all(|(_, n)| *n == 0))
+            },
+            timeout,
+        )
+        .await
+    }
+
     async fn outbox_counts_where(&self, filter: &str) -> Result<Vec<(String, i64)>, HarnessError> {
         let db = self.db().await?;
         let mut out = Vec::new();
