@@ -70,7 +70,14 @@ impl PrivateTansu {
     /// Starts Tansu with the given storage on a free port and waits until it
     /// answers a metadata request.
     pub async fn start_with(storage: TansuStorage) -> Result<Self, HarnessError> {
-        Self::start_advertising(storage, free_port()?, None).await
+        Self::start_advertising(storage, free_port()?, None, None).await
+    }
+
+    /// Starts Tansu with SQLite storage whose maintenance (retention and
+    /// compaction passes; every 10 minutes by default) runs every
+    /// `interval`.
+    pub async fn start_with_maintenance(interval: Duration) -> Result<Self, HarnessError> {
+        Self::start_advertising(TansuStorage::Sqlite, free_port()?, None, Some(interval)).await
     }
 
     /// Starts Tansu (SQLite storage) behind a [`LinkProxy`] of its own: it
@@ -80,7 +87,8 @@ impl PrivateTansu {
     pub async fn start_proxied() -> Result<(Self, LinkProxy), HarnessError> {
         let port = free_port()?;
         let proxy = LinkProxy::start(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-        let tansu = Self::start_advertising(TansuStorage::Sqlite, port, Some(proxy.addr())).await?;
+        let tansu =
+            Self::start_advertising(TansuStorage::Sqlite, port, Some(proxy.addr()), None).await?;
         Ok((tansu, proxy))
     }
 
@@ -88,6 +96,7 @@ impl PrivateTansu {
         storage: TansuStorage,
         port: u16,
         advertised: Option<SocketAddr>,
+        maintenance: Option<Duration>,
     ) -> Result<Self, HarnessError> {
         let program = tansu_program()?;
         let dir = tempfile::Builder::new()
@@ -107,7 +116,13 @@ impl PrivateTansu {
                 advertised_url,
                 "--storage-engine".to_owned(),
                 match storage {
-                    TansuStorage::Sqlite => format!("sqlite://{DB_FILE}"),
+                    TansuStorage::Sqlite => match maintenance {
+                        Some(i) => format!(
+                            "sqlite://{DB_FILE}?maintenance_interval={}ms",
+                            i.as_millis()
+                        ),
+                        None => format!("sqlite://{DB_FILE}"),
+                    },
                     TansuStorage::Memory => "memory://tansu/".to_owned(),
                 },
             ],
@@ -148,6 +163,29 @@ impl PrivateTansu {
     /// The broker's log file.
     pub fn log_path(&self) -> &Path {
         &self.process.log
+    }
+
+    /// How many records of `topic` Tansu's SQLite storage holds now, read
+    /// from its database (its watermarks do not move when its retention
+    /// pass deletes records, so only the table tells).
+    pub fn stored_records(&self, topic: &str) -> Result<i64, HarnessError> {
+        let db = self.dir.path().join(DB_FILE);
+        let what = format!("counting the records of {topic} in {}", db.display());
+        let sqlite = |source| HarnessError::Sqlite {
+            what: what.clone(),
+            source,
+        };
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(sqlite)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(sqlite)?;
+        conn.query_row(
+            "SELECT count(*) FROM record r JOIN topition tp ON tp.id = r.topition \
+             JOIN topic t ON t.id = tp.topic WHERE t.name = ?1",
+            [topic],
+            |row| row.get(0),
+        )
+        .map_err(sqlite)
     }
 
     /// True while the broker process runs.

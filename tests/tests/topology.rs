@@ -8,7 +8,12 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use o2c_tests::bins::bin_path;
+use o2c_tests::kafka::{produce_raw, raw_producer};
+use o2c_tests::tansu::PrivateTansu;
+use o2c_tests::wait::wait_until_named;
 use o2c_tests::{TestEnv, create_topics};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 
 /// A cloud.toml for this test's topics: dev mode (`create_topics`, two
 /// partitions, one replica) or production mode (the file as written).
@@ -137,5 +142,63 @@ async fn a_topic_made_outside_the_file_shows_each_setting_it_lacks() {
     assert!(
         !text.contains(&format!("+ {name}:")),
         "an existing topic is not created again:\n{text}"
+    );
+}
+
+/// The order history is kept forever. Tansu 0.6's SQLite storage deletes
+/// every record of a `retention.ms = -1` topic at each maintenance pass, so
+/// the topology gives "forever" as 100 years; this runs a broker whose
+/// maintenance comes every second and checks that a pass which provably
+/// ran (it deleted a record of a 1 ms topic, produced after the history's)
+/// left the history whole.
+#[tokio::test]
+async fn the_order_history_keeps_its_records_through_the_brokers_retention_pass() {
+    let env = TestEnv::new();
+    let tansu = PrivateTansu::start_with_maintenance(Duration::from_secs(1))
+        .await
+        .expect("a Tansu of this test's own");
+    let brokers = tansu.brokers();
+    let dev = config(&env, &brokers, true);
+    let (code, text) = topics(&dev, "apply");
+    assert_eq!(code, 0, "{text}");
+    let history = env.topic("orders.events");
+    let short = env.topic("retention.probe");
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("admin client");
+    let probe = NewTopic::new(&short, 1, TopicReplication::Fixed(1))
+        .set("cleanup.policy", "delete")
+        .set("retention.ms", "1");
+    for r in admin
+        .create_topics([&probe], &AdminOptions::new())
+        .await
+        .expect("create the probe topic")
+    {
+        r.expect("the probe topic");
+    }
+    let producer = raw_producer(&brokers).expect("producer");
+    for p in 0..2 {
+        produce_raw(&producer, &history, Some(p), b"order", &[], b"event")
+            .await
+            .expect("produce to the history");
+    }
+    // Produced after the history's records: the pass that deletes it
+    // looked at them too.
+    produce_raw(&producer, &short, None, b"k", &[], b"gone soon")
+        .await
+        .expect("produce to the probe");
+    assert_eq!(tansu.stored_records(&short).expect("count"), 1);
+    wait_until_named(
+        "a maintenance pass deleting the 1 ms topic's record",
+        || async { tansu.stored_records(&short).expect("count") == 0 },
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("Tansu's maintenance ran");
+    assert_eq!(
+        tansu.stored_records(&history).expect("count"),
+        2,
+        "the history lost records to the retention pass"
     );
 }

@@ -18,6 +18,15 @@ pub const RETENTION_MS: &str = "retention.ms";
 /// See [`CLEANUP_POLICY`].
 pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
+/// The `retention.ms` a topic kept forever (`retention_ms = -1` in the
+/// file) is given on the broker: 100 years. Kafka reads `-1` as "no
+/// limit", but Tansu 0.6's SQLite storage deletes, at each maintenance
+/// pass (every 10 minutes), every record of a `delete` topic for which
+/// `now - timestamp > retention.ms`: with `-1`, all of them
+/// (`tansu-storage` 0.6.0, `lite/policy_delete.sql`). A hundred years is
+/// forever on both brokers.
+pub const FOREVER_MS: i64 = 100 * 365 * 86_400_000;
+
 /// Why a topology file was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SpecError {
@@ -69,7 +78,8 @@ enum Cleanup {
 #[serde(deny_unknown_fields)]
 struct Policy {
     cleanup_policy: Cleanup,
-    /// `-1`: forever. Absent: the broker's default (compacted topics).
+    /// `-1`: forever (sent as [`FOREVER_MS`]). Absent: the broker's
+    /// default (compacted topics).
     retention_ms: Option<i64>,
 }
 
@@ -169,6 +179,7 @@ impl Spec {
             configs.insert(CLEANUP_POLICY.to_owned(), cleanup.to_owned());
             configs.insert(MIN_INSYNC_REPLICAS.to_owned(), isr.to_string());
             if let Some(r) = retention {
+                let r = if r == -1 { FOREVER_MS } else { r };
                 configs.insert(RETENTION_MS.to_owned(), r.to_string());
             }
             topics.push(TopicSpec {
@@ -278,7 +289,11 @@ mod tests {
         assert_eq!(created.configs[CLEANUP_POLICY], "delete");
         assert_eq!(get("o2c.dlq").configs[RETENTION_MS], "2592000000");
         let history = get("orders.events");
-        assert_eq!(history.configs[RETENTION_MS], "-1", "kept forever");
+        assert_eq!(
+            history.configs[RETENTION_MS],
+            FOREVER_MS.to_string(),
+            "kept forever, never -1 (Tansu deletes every record at -1)"
+        );
         assert_eq!(history.configs[CLEANUP_POLICY], "delete");
         assert_eq!(get("orders.state").configs[CLEANUP_POLICY], "compact");
     }
