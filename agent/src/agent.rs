@@ -209,6 +209,7 @@ impl Agent {
             connected: self.connected_flag(),
             metrics: self.metrics.sync.clone(),
             cancel: self.cancel.clone(),
+            traces: Default::default(),
         };
         self.tasks.spawn(async move {
             if let Err(e) = sync.run().await {

@@ -68,6 +68,9 @@ pub struct Config {
     /// `[fulfillment]`: the ship-to-home stock check.
     #[serde(default)]
     pub fulfillment: FulfillmentConfig,
+    /// `[telemetry]`: trace export over OTLP (off by default).
+    #[serde(default)]
+    pub telemetry: o2c_runtime::trace::TraceConfig,
 }
 
 /// `[store]`.
@@ -409,6 +412,7 @@ impl Config {
         let limits_set = check::offline_limits_set(&root);
         let config: Config = o2c_runtime::config::deserialize(root)?;
         config.check()?;
+        config.telemetry.check()?;
         if let Some(limit) = limits_set
             && config.store.currency.is_none()
         {

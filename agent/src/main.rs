@@ -14,6 +14,11 @@ use o2c_agent::catalog::Catalog;
 use o2c_agent::config::{Config, ConfigError};
 use o2c_agent::store::OutboxState;
 use o2c_runtime::telemetry::Telemetry;
+use o2c_runtime::trace::TraceConfig;
+
+/// The `service.name` of the agent's spans (unless `[telemetry]` names
+/// another).
+const SERVICE: &str = "o2c-agent";
 
 /// Exit code for a bad configuration (EX_CONFIG).
 const EXIT_CONFIG: u8 = 64;
@@ -157,10 +162,6 @@ fn main() -> ExitCode {
     // One crypto provider for every TLS connection (ring, the only one
     // compiled in).
     o2c_runtime::mqtt::install_crypto_provider();
-    if let Err(e) = Telemetry::default().init() {
-        eprintln!("o2c-agent: {e}");
-        return ExitCode::FAILURE;
-    }
     let config_path = match &cli.command {
         Command::Run { config }
         | Command::CheckConfig { config }
@@ -179,11 +180,32 @@ fn main() -> ExitCode {
         }
         | Command::Backup { config, .. } => config.clone(),
     };
-    let config = match load_config(&config_path) {
+    // Logs while the config loads (it warns of deprecated keys); the
+    // process's own subscriber, with the trace export `run` configures,
+    // once it has loaded.
+    let loaded = match Telemetry::default().subscriber(&TraceConfig::default(), SERVICE) {
+        Ok((logs, _)) => tracing::subscriber::with_default(logs, || load_config(&config_path)),
+        Err(e) => {
+            eprintln!("o2c-agent: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("o2c-agent: invalid configuration: {e}");
             return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let traces = match cli.command {
+        Command::Run { .. } => config.telemetry.clone(),
+        _ => TraceConfig::default(),
+    };
+    let _traces = match Telemetry::default().init_with_traces(&traces, SERVICE) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("o2c-agent: {e}");
+            return ExitCode::FAILURE;
         }
     };
     // `run` and `check-config` also load the TLS files now, so a bad one is

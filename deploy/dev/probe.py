@@ -8,11 +8,13 @@
                                HTTP GET /ping expects "Ok.", then SELECT version()
                                over HTTP (printed on stdout), then a native-protocol
                                Hello as user "default" expects the server's Hello
+    probe.py phoenix HOST PORT GET /v1/projects expects a JSON object with "data"
 
 A TCP connect is not enough: Tansu can accept connections while failing every
 request, so the Kafka probe asks for real metadata. Exit 0 when healthy, 1 if not.
 """
 
+import json
 import socket
 import struct
 import sys
@@ -122,7 +124,21 @@ def clickhouse(host, http_port, native_port):
     print(version)
 
 
-PROBES = {"mqtt": (mqtt, 2), "kafka": (kafka, 2), "redis": (redis, 2), "clickhouse": (clickhouse, 3)}
+def phoenix(host, port):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open("http://%s:%d/v1/projects" % (host, port), timeout=TIMEOUT_S) as resp:
+        body = json.loads(resp.read())
+    if "data" not in body:
+        raise RuntimeError("/v1/projects answered %r" % body)
+
+
+PROBES = {
+    "mqtt": (mqtt, 2),
+    "kafka": (kafka, 2),
+    "redis": (redis, 2),
+    "clickhouse": (clickhouse, 3),
+    "phoenix": (phoenix, 2),
+}
 
 
 def main(argv):

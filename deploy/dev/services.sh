@@ -2,7 +2,8 @@
 # o2c dev services: Mosquitto on 127.0.0.1:1883, PostgreSQL on 127.0.0.1:5432,
 # Tansu (Kafka protocol, SQLite storage) on 127.0.0.1:9092, and for analytics
 # ClickHouse (HTTP 127.0.0.1:8123, native 127.0.0.1:9000) and Redis on
-# 127.0.0.1:6379.
+# 127.0.0.1:6379, and for traces Arize Phoenix on 127.0.0.1:6006
+# (deploy/dev/phoenix.sh).
 #
 #   deploy/dev/services.sh up      start whatever is down (idempotent), install
 #                                  Tansu if missing, wait until each answers
@@ -485,6 +486,7 @@ cmd_up() {
   postgres_up
   redis_up
   clickhouse_up
+  "$HERE/phoenix.sh" up
   tansu_up
   cmd_status
 }
@@ -494,6 +496,7 @@ cmd_down() {
   tansu_stop
   log "tansu: stopped"
   clickhouse_down
+  "$HERE/phoenix.sh" down
   redis_down
   mosquitto_down
   postgres_down
@@ -514,6 +517,7 @@ cmd_status() {
   state=$(redis_state)
   [[ $state == down ]] && down=1
   printf '%-10s %-16s %s\n' redis "$HOST:$REDIS_PORT" "$state"
+  "$HERE/phoenix.sh" status || down=1
   return "$down"
 }
 

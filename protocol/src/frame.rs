@@ -316,6 +316,33 @@ impl AckMessage {
 /// the agent falls back to the newest `occurred_at`.
 pub const STATUS_SEQ_PROPERTY: &str = "o2c-status-seq";
 
+/// The MQTT v5 user property of a status message that carries each
+/// update's W3C trace context, by position, comma-separated, empty where
+/// an update has none: the agent's span of applying an update continues
+/// its order's trace. Like [`STATUS_SEQ_PROPERTY`], a property an older
+/// agent ignores.
+pub const STATUS_TRACE_PROPERTY: &str = "o2c-status-traceparent";
+
+/// The [`STATUS_TRACE_PROPERTY`] value of `traceparents`, one per update.
+pub fn status_trace_property(traceparents: &[Option<String>]) -> Option<String> {
+    traceparents.iter().any(Option::is_some).then(|| {
+        traceparents
+            .iter()
+            .map(|t| t.as_deref().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join(",")
+    })
+}
+
+/// The contexts of a [`STATUS_TRACE_PROPERTY`] value, by position (`None`
+/// for an empty entry).
+pub fn parse_status_trace_property(value: &str) -> Vec<Option<&str>> {
+    value
+        .split(',')
+        .map(|t| (!t.is_empty()).then_some(t))
+        .collect()
+}
+
 /// A status change for one order, sent down to its store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusUpdate {
@@ -428,5 +455,21 @@ impl StatusUpdate {
             .into_iter()
             .map(|raw| serde_json::from_str(raw.get()).map_err(malformed))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod trace_property_tests {
+    use super::*;
+
+    #[test]
+    fn status_traceparents_travel_by_position_and_none_gives_no_property() {
+        let a = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned();
+        let v = status_trace_property(&[Some(a.clone()), None, Some(a.clone())]).unwrap();
+        assert_eq!(
+            parse_status_trace_property(&v),
+            [Some(a.as_str()), None, Some(a.as_str())]
+        );
+        assert_eq!(status_trace_property(&[None, None]), None);
     }
 }

@@ -139,6 +139,16 @@ pub fn header_pairs(m: &impl rdkafka::message::Message) -> Vec<(String, String)>
         .unwrap_or_default()
 }
 
+/// The last header named `name` of a record, when it is UTF-8.
+pub fn header<'m>(m: &'m impl rdkafka::message::Message, name: &str) -> Option<&'m str> {
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .filter(|h| h.key == name)
+        .last()
+        .and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
 /// A record's key as text (lossily; empty without a key).
 pub fn key_text(m: &impl rdkafka::message::Message) -> String {
     m.key()

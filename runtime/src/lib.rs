@@ -26,6 +26,8 @@
 //! - [`signal`]: the SIGTERM/SIGINT shutdown future.
 //! - [`telemetry`]: tracing-subscriber initialisation (env filter, text or
 //!   JSON).
+//! - [`trace`]: the `[telemetry]` table, the OTLP export of the order-path
+//!   spans, and the W3C `traceparent` helpers every hop uses.
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
@@ -38,6 +40,7 @@ pub mod mqtt;
 pub mod signal;
 pub mod telemetry;
 pub mod tls;
+pub mod trace;
 
 pub use config::{ConfigError, Loader};
 pub use signal::shutdown_signal;

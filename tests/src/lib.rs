@@ -35,6 +35,8 @@
 //!   nftables loss, partitions and `tc` tbf rate limits.
 //! - [`raw_agent`]: [`raw_agent::RawAgent`], an MQTT client on one agent's
 //!   topics that sends any bytes and hands back acks and status undecoded.
+//! - [`traces`]: Arize Phoenix, the OTLP receiver of the trace tests, and
+//!   its span queries.
 //! - `broker` (private): the process plumbing both private brokers share.
 //!
 //! # Rules the harness keeps
@@ -65,6 +67,7 @@ pub mod raw_agent;
 pub mod saga;
 pub mod tansu;
 pub mod tls;
+pub mod traces;
 pub mod wait;
 
 pub use bins::bin_path;

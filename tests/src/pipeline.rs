@@ -94,13 +94,26 @@ impl Ingest {
         brokers: &str,
         env: &[(&str, &str)],
     ) -> Result<Self, HarnessError> {
+        Self::start_with_tables(dir, prefix, mqtt_url, brokers, env, "").await
+    }
+
+    /// [`Ingest::start_with_env`], with `tables` (TOML tables, e.g. a
+    /// `[telemetry]` table) appended to its config.
+    pub async fn start_with_tables(
+        dir: &Path,
+        prefix: &str,
+        mqtt_url: &str,
+        brokers: &str,
+        env: &[(&str, &str)],
+        tables: &str,
+    ) -> Result<Self, HarnessError> {
         let http = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let config = dir.join("ingest.toml");
         std::fs::write(
             &config,
             format!(
                 "[mqtt]\nurl = \"{mqtt_url}\"\n[kafka]\nbrokers = \"{brokers}\"\ntopic_prefix = \"{prefix}.\"\n\
-                 [ingest]\nshared_group = \"{prefix}\"\n[http]\nlisten = \"{http}\"\n"
+                 [ingest]\nshared_group = \"{prefix}\"\n[http]\nlisten = \"{http}\"\n{tables}\n"
             ),
         )
         .map_err(|e| HarnessError::io("write ingest.toml", e))?;

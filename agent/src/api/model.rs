@@ -212,6 +212,11 @@ pub struct OrderView {
     /// own clock, like `captured_at`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cloud_status_received_at: Option<String>,
+    /// The order's W3C trace id (32 hex digits): every span of its way,
+    /// from this capture to its completion, when traces are exported
+    /// (`[telemetry]`). Open it in the trace UI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// One row of `GET /v1/orders`.

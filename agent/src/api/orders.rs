@@ -10,7 +10,9 @@ use o2c_protocol::validate::{MAX_REASON_LEN, contains_card_number};
 use std::sync::Arc;
 
 use o2c_protocol::{Fulfillment, OrderId, Payment, StockCheck, Traceparent};
+use o2c_runtime::trace;
 use sha2::{Digest, Sha256};
+use tracing::Instrument as _;
 
 use super::capture::{self, CaptureError, Price};
 use super::model::{
@@ -51,7 +53,15 @@ pub(crate) async fn capture(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = o2c_runtime::clock::now();
-    let result = capture_inner(&st, &headers, body).await;
+    // The order's trace starts here (under the till's, when it sent one).
+    let span = tracing::info_span!(target: trace::TARGET, "agent.capture",
+        otel.kind = "server", order_id = tracing::field::Empty);
+    if let Some(tp) = header_traceparent(&headers) {
+        trace::set_parent(&span, tp);
+    }
+    let result = capture_inner(&st, &headers, body, &span)
+        .instrument(span.clone())
+        .await;
     let m = &st.inner.metrics;
     m.capture_seconds.observe(started.elapsed().as_secs_f64());
     match result {
@@ -74,6 +84,7 @@ async fn capture_inner(
     st: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    span: &tracing::Span,
 ) -> Result<(StatusCode, String), ApiError> {
     let terminal = st.authenticate(headers).await?;
     let key = idempotency_key(headers)?;
@@ -90,6 +101,7 @@ async fn capture_inner(
     }
     let order_id = OrderId::from_uuid(uuid::Uuid::now_v7())
         .map_err(|e| ApiError::from(CaptureError::Catalog(e.to_string())))?;
+    span.record("order_id", tracing::field::display(order_id));
     let inner = &st.inner;
     let request_sha256: [u8; 32] = Sha256::digest(&body).into();
     let now = time::OffsetDateTime::from(o2c_runtime::clock::wall());
@@ -164,14 +176,20 @@ async fn capture_inner(
             }
         });
     }
+    // The event names the capture span, so the order's next hops hang
+    // under it; without trace export, the till's context goes on as is.
+    let traceparent = trace::traceparent(span)
+        .and_then(|tp| Traceparent::new(&tp).ok())
+        .or_else(|| traceparent(headers));
     let outcome = inner
         .store
         .capture(NewCapture {
             order,
             idempotency_key: key,
             request_sha256,
-            traceparent: traceparent(headers),
+            traceparent,
         })
+        .instrument(tracing::info_span!(target: trace::TARGET, parent: span, "agent.group_commit"))
         .await?;
     let status = if outcome.replayed {
         StatusCode::OK
@@ -213,11 +231,15 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
-fn traceparent(headers: &HeaderMap) -> Option<Traceparent> {
+fn header_traceparent(headers: &HeaderMap) -> Option<&str> {
     headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .and_then(|s| Traceparent::new(s.trim()).ok())
+        .map(str::trim)
+}
+
+fn traceparent(headers: &HeaderMap) -> Option<Traceparent> {
+    header_traceparent(headers).and_then(|s| Traceparent::new(s).ok())
 }
 
 fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
@@ -289,6 +311,11 @@ fn order_view(s: StoredOrder) -> OrderView {
         cloud_status: s.cloud_status.map(|c| c.as_str().to_owned()),
         cloud_reason: s.cloud_reason,
         cloud_status_received_at: s.cloud_status_received_at_ms.map(super::rfc3339_ms),
+        trace_id: s
+            .traceparent
+            .as_deref()
+            .and_then(o2c_runtime::trace::trace_id)
+            .map(str::to_owned),
     }
 }
 
@@ -422,10 +449,25 @@ pub(crate) async fn cancel(
         }
         .into());
     }
+    // A void continues its order's trace (the capture span), when traces
+    // are exported; else the till's context goes on as before.
+    let span = tracing::info_span!(target: trace::TARGET, "agent.cancel", otel.kind = "server",
+        order_id = %id);
+    let mut tp = traceparent(&headers);
+    if trace::enabled() {
+        let captured = st.inner.store.order(id).await?.and_then(|o| o.traceparent);
+        if let Some(parent) = captured.as_deref().or(header_traceparent(&headers)) {
+            trace::set_parent(&span, parent);
+        }
+        tp = trace::traceparent(&span)
+            .and_then(|t| Traceparent::new(&t).ok())
+            .or(tp);
+    }
     let out = st
         .inner
         .store
-        .cancel(id, reason, traceparent(&headers))
+        .cancel(id, reason, tp)
+        .instrument(span)
         .await?;
     if let (Some(checker), false) = (&st.inner.checker, out.already_cancelled) {
         // Off the void's path: a held reservation goes back now instead

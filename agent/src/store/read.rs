@@ -152,7 +152,7 @@ pub(crate) fn order(c: &Connection, order_id: OrderId) -> Result<Option<StoredOr
     let row = c
         .prepare_cached(
             "SELECT order_json, status, cancelled_at_ms, cancel_reason, sync_state, reject_code, \
-             reject_reason, cloud_status, cloud_reason, cloud_status_received_at_ms \
+             reject_reason, cloud_status, cloud_reason, cloud_status_received_at_ms, traceparent \
              FROM orders WHERE order_id = ?1",
         )?
         .query_row([order_id.to_string()], |r| {
@@ -167,6 +167,7 @@ pub(crate) fn order(c: &Connection, order_id: OrderId) -> Result<Option<StoredOr
                 r.get::<_, Option<String>>(7)?,
                 r.get::<_, Option<String>>(8)?,
                 r.get::<_, Option<i64>>(9)?,
+                r.get::<_, Option<String>>(10)?,
             ))
         })
         .optional()?;
@@ -181,6 +182,7 @@ pub(crate) fn order(c: &Connection, order_id: OrderId) -> Result<Option<StoredOr
         cloud,
         creason,
         received_at,
+        traceparent,
     )) = row
     else {
         return Ok(None);
@@ -198,6 +200,7 @@ pub(crate) fn order(c: &Connection, order_id: OrderId) -> Result<Option<StoredOr
         cloud_status: cloud.as_deref().and_then(|c| c.parse().ok()),
         cloud_reason: creason,
         cloud_status_received_at_ms: received_at,
+        traceparent,
     }))
 }
 

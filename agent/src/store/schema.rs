@@ -42,6 +42,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_resync_open_orders.sql",
         include_str!("../../migrations/0008_resync_open_orders.sql"),
     ),
+    (
+        "0009_order_traceparent.sql",
+        include_str!("../../migrations/0009_order_traceparent.sql"),
+    ),
 ];
 
 /// The last seq the cloud acked, as an SQL scalar subquery (a literal, for

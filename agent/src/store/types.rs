@@ -203,6 +203,9 @@ pub struct StoredOrder {
     pub cloud_reason: Option<String>,
     /// When this agent stored that status (unix ms, its own clock).
     pub cloud_status_received_at_ms: Option<i64>,
+    /// The W3C trace context of its capture (none for orders captured
+    /// before it was kept).
+    pub traceparent: Option<String>,
 }
 
 /// One row of the order list.

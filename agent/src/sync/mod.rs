@@ -22,6 +22,7 @@
 
 mod mqtt;
 mod resync;
+pub mod trace;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -76,6 +77,8 @@ pub struct SyncTask {
     pub cancel: CancellationToken,
     /// Wakes the catalog pull: on each connect and each change hint.
     pub catalog_trigger: Option<Arc<tokio::sync::Notify>>,
+    /// The spans of events in flight ([`trace::SyncTraces`]).
+    pub traces: trace::SyncTraces,
 }
 
 /// How often the idle loop looks for newly captured events and timeouts.
@@ -316,6 +319,7 @@ impl SyncTask {
                                 self.store.clone(),
                                 p.payload.clone(),
                                 mqtt::status_seqs(&p),
+                                mqtt::status_traces(&p),
                                 mqtt::is_resync_answer(&p).then(|| self.metrics.resynced.clone()),
                             )))
                         } else {
@@ -370,7 +374,7 @@ impl SyncTask {
         user_properties.extend(
             batch
                 .iter()
-                .filter_map(|e| traceparent_of(&e.envelope))
+                .filter_map(|e| self.traces.publish(e.seq, traceparent_of(&e.envelope)))
                 .map(|tp| ("traceparent".to_owned(), tp)),
         );
         let props = PublishProperties {
@@ -432,6 +436,7 @@ impl SyncTask {
                     tracing::warn!(rejected = outcome.rejected, "cloud rejected events");
                 }
                 state.handle_ack_applied(through);
+                self.traces.acked(through);
             }
             // Not applied: the batch times out and is resent, and the
             // cloud acks (or nacks) it again.

@@ -64,6 +64,17 @@ pub(crate) fn status_seqs(p: &Publish) -> Option<String> {
         .map(|(_, v)| v.clone())
 }
 
+/// The [`o2c_protocol::frame::STATUS_TRACE_PROPERTY`] of a status message,
+/// if the cloud sent one.
+pub(crate) fn status_traces(p: &Publish) -> Option<String> {
+    p.properties
+        .as_ref()?
+        .user_properties
+        .iter()
+        .find(|(k, _)| k == o2c_protocol::frame::STATUS_TRACE_PROPERTY)
+        .map(|(_, v)| v.clone())
+}
+
 /// Whether a status message answers a resync request (it carries
 /// [`RESYNC_PROPERTY`]).
 pub(crate) fn is_resync_answer(p: &Publish) -> bool {
@@ -108,8 +119,24 @@ pub(crate) async fn apply_status(
     store: Store,
     payload: bytes::Bytes,
     seqs: Option<String>,
+    traces: Option<String>,
     resynced: Option<prometheus_client::metrics::counter::Counter>,
 ) -> bool {
+    // One `agent.status.apply` span per update that came with a context,
+    // open until the updates are stored.
+    let _spans: Vec<tracing::Span> = match (&traces, o2c_runtime::trace::enabled()) {
+        (Some(t), true) => o2c_protocol::frame::parse_status_trace_property(t)
+            .into_iter()
+            .flatten()
+            .map(|tp| {
+                let span = tracing::info_span!(target: o2c_runtime::trace::TARGET,
+                    "agent.status.apply", otel.kind = "consumer");
+                o2c_runtime::trace::set_parent(&span, tp);
+                span
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let updates = match decode_status(&payload, seqs.as_deref()) {
         Ok(each) => each
             .into_iter()

@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use o2c_cloud_common::config::Config;
 use o2c_runtime::shutdown_signal;
 use o2c_runtime::telemetry::{LogTarget, Telemetry};
+use o2c_runtime::trace::TraceGuard;
 use o2c_saga::runner::Selection;
 
 mod schemas;
@@ -330,7 +331,7 @@ fn finish(r: anyhow::Result<()>) -> ExitCode {
 
 #[tokio::main]
 async fn saga(cfg: Config, selection: Selection) -> anyhow::Result<()> {
-    init_tracing();
+    let _traces = init_tracing(&cfg, "o2c-saga");
     let listener = tokio::net::TcpListener::bind(cfg.saga.http_listen)
         .await
         .with_context(|| format!("bind saga.http_listen {}", cfg.saga.http_listen))?;
@@ -364,7 +365,7 @@ async fn topics(cfg: Config, action: TopicsAction) -> anyhow::Result<bool> {
 /// `catalog`: the catalog service, until SIGTERM.
 #[tokio::main]
 async fn catalog_service(cfg: Config) -> anyhow::Result<()> {
-    init_tracing();
+    let _traces = init_tracing(&cfg, "o2c-catalog");
     o2c_runtime::mqtt::install_crypto_provider();
     o2c_catalog::service::check(&cfg)?;
     let bind = |addr: std::net::SocketAddr, key: &'static str| async move {
@@ -388,7 +389,7 @@ async fn catalog_service(cfg: Config) -> anyhow::Result<()> {
 /// `analytics`: the analytics service, until SIGTERM.
 #[tokio::main]
 async fn analytics_service(cfg: Config) -> anyhow::Result<()> {
-    init_tracing();
+    let _traces = init_tracing(&cfg, "o2c-analytics");
     let addr = cfg.analytics.http_listen;
     let http = tokio::net::TcpListener::bind(addr)
         .await
@@ -533,20 +534,26 @@ async fn dlq(cfg: Config, action: DlqAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Log lines to stdout, as the cloud's processes always wrote them.
-fn init_tracing() {
+/// Log lines to stdout, as the cloud's processes always wrote them, and the
+/// trace export of `[telemetry]` under `service`. Hold the guard until the
+/// process ends: dropping it flushes the spans still queued.
+fn init_tracing(cfg: &Config, service: &str) -> Option<TraceGuard> {
     let telemetry = Telemetry {
         target: LogTarget::Stdout,
         ..Telemetry::default()
     };
-    if let Err(e) = telemetry.init() {
-        eprintln!("o2c-cloud: {e}");
+    match telemetry.init_with_traces(&cfg.telemetry, service) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("o2c-cloud: {e}");
+            None
+        }
     }
 }
 
 #[tokio::main]
 async fn ingest(cfg: Config) -> anyhow::Result<()> {
-    init_tracing();
+    let _traces = init_tracing(&cfg, "o2c-ingest");
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
         .with_context(|| format!("bind http.listen {}", cfg.http.listen))?;

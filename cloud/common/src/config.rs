@@ -55,6 +55,9 @@ pub struct Config {
     /// The sales analytics service (`o2c-cloud analytics`).
     #[serde(default)]
     pub analytics: AnalyticsConfig,
+    /// `[telemetry]`: trace export over OTLP (off by default).
+    #[serde(default)]
+    pub telemetry: o2c_runtime::trace::TraceConfig,
 }
 
 /// `[saga]`.
@@ -447,6 +450,7 @@ impl Config {
         KafkaTopics::new(&self.kafka.topic_prefix)
             .map_err(|e| ConfigError::key("kafka.topic_prefix", e.to_string()))?;
         self.analytics.validate()?;
+        self.telemetry.check()?;
         o2c_protocol::topic::shared_events_filter(&self.ingest.shared_group)
             .map_err(|e| ConfigError::key("ingest.shared_group", e.to_string()))?;
         if self.kafka.brokers.trim().is_empty() {

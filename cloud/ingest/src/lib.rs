@@ -8,6 +8,7 @@
 //! - [`http`]: what `/healthz`, `/readyz` and `/metrics` (the runtime's
 //!   router) look at.
 //! - [`metrics`]: the ingest's Prometheus registry.
+//! - `spans`: the per-event trace spans of a frame (issue 17).
 //! - this module: the I/O shell. One MQTT event loop; each frame is handled
 //!   by its own task, serialised per agent by the agent's ledger lock, so a
 //!   resend waits for the first copy and is then acked without producing.
@@ -20,6 +21,7 @@ pub mod core;
 pub mod http;
 pub mod metrics;
 pub mod quota;
+mod spans;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -209,8 +211,11 @@ pub async fn run(
                                 .as_ref()
                                 .and_then(|pr| core::frame_property(&pr.user_properties))
                                 .map(str::to_owned);
+                            let spans = spans::FrameSpans::open(
+                                p.properties.as_ref().map_or(&[][..], |pr| &pr.user_properties),
+                            );
                             tokio::spawn(async move {
-                                handle_frame(&shared, p.topic, p.payload, frame).await;
+                                handle_frame(&shared, p.topic, p.payload, frame, spans).await;
                                 drop(permit);
                             });
                         }
@@ -284,7 +289,13 @@ fn slot_for(shared: &Shared, store: &StoreId, agent: &AgentId) -> Arc<AgentSlot>
 }
 
 /// `frame` is the publish's `o2c-frame` user property, if any.
-async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes, frame: Option<String>) {
+async fn handle_frame(
+    shared: &Shared,
+    topic: Bytes,
+    payload: Bytes,
+    frame: Option<String>,
+    mut spans: spans::FrameSpans,
+) {
     let topic = String::from_utf8_lossy(&topic).into_owned();
     // Identity comes from the topic; the lock keeps one frame per agent in
     // progress. A frame whose topic does not parse uses a throwaway ledger.
@@ -313,12 +324,15 @@ async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes, frame: Opti
         None => None,
     };
     let ledger: &mut Ledger = guard.as_deref_mut().unwrap_or(&mut scratch);
-    match core::plan(ledger, &shared.topics, &topic, &payload) {
+    let validating = spans.validating();
+    let verdict = core::plan(ledger, &shared.topics, &topic, &payload);
+    drop(validating);
+    match verdict {
         Verdict::Refuse(dead) => {
             let refusal = core::plan_refusal(ledger, &topic, frame.as_deref(), &payload, dead);
             refuse_frame(shared, ledger, &refusal, &topic).await;
         }
-        Verdict::Batch(plan) => {
+        Verdict::Batch(mut plan) => {
             let m = &shared.health.metrics;
             // Over its quota, the agent waits here, holding only its own
             // ledger (see `quota`): new events are charged, resends are free.
@@ -329,9 +343,11 @@ async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes, frame: Opti
                 .await;
             m.events_in
                 .inc_by((plan.produce.len() + plan.dead.len() + plan.duplicates) as u64);
+            let producing = spans.producing(&mut plan);
             let started = o2c_runtime::clock::now();
             produce_plan(shared, &plan).await;
             m.produce_seconds.observe(started.elapsed().as_secs_f64());
+            drop(producing);
             if !plan.produce.is_empty() {
                 shared.crash.after_produce();
             }
@@ -340,7 +356,9 @@ async fn handle_frame(shared: &Shared, topic: Bytes, payload: Bytes, frame: Opti
             ledger.commit(&plan);
             record_agent(shared, &plan, ledger.hwm());
             drop(guard);
+            let acking = spans.acking();
             send_ack(shared, &plan).await;
+            drop(acking);
         }
     }
 }

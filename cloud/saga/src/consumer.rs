@@ -35,6 +35,7 @@ use crate::db::DbError;
 use crate::error::SagaError;
 use crate::metrics::{SagaMetrics, ServiceLabel};
 use crate::pool::Pg;
+use crate::spans::{Handling, handling};
 use o2c_runtime::kafka::{self, Producer_, TracingContext};
 
 /// Longest wait of a fetch on an empty partition (see [`consumer`]).
@@ -384,12 +385,16 @@ async fn process_batch<S: Step>(
 ) {
     let one = |m| process(cfg, step, producer, metrics, m, cancel);
     let pg = step.pg();
-    let mut lanes: Vec<Vec<(&OwnedMessage, Envelope)>> =
+    let mut lanes: Vec<Vec<(&OwnedMessage, Envelope, Option<Handling>)>> =
         (0..pg.lanes()).map(|_| Vec::new()).collect();
     let mut singles = Vec::new();
     for m in batch {
         match decode(&cfg.topics, m.topic(), m.payload().unwrap_or_default()) {
-            Ok(env) => lanes[pg.lane_of(&env.payload.order_id().to_string())].push((m, env)),
+            Ok(mut env) => {
+                // Open until the group is handled (or handed on one by one).
+                let spans = handling(cfg.label.service, kafka::header(m, "traceparent"), &mut env);
+                lanes[pg.lane_of(&env.payload.order_id().to_string())].push((m, env, spans));
+            }
             Err(_) => singles.push(m),
         }
     }
@@ -398,7 +403,7 @@ async fn process_batch<S: Step>(
         .enumerate()
         .filter(|(_, g)| !g.is_empty())
         .map(|(i, group)| async move {
-            let events: Vec<&Envelope> = group.iter().map(|(_, e)| e).collect();
+            let events: Vec<&Envelope> = group.iter().map(|(_, e, _)| e).collect();
             match step.handle(i, &events).await {
                 Ok(()) => {
                     metrics
@@ -409,7 +414,8 @@ async fn process_batch<S: Step>(
                 Err(e) => {
                     tracing::debug!(service = cfg.label.service, error = %e, events = group.len(),
                         "batch failed; handling its events one by one");
-                    for (m, _) in &group {
+                    for (m, _, spans) in group {
+                        drop(spans);
                         one(m).await;
                     }
                 }
@@ -436,7 +442,8 @@ async fn process<S: Step>(
     let topic = m.topic();
     let outcome = match decode(&cfg.topics, topic, value) {
         Err(e) => Err(e),
-        Ok(env) => {
+        Ok(mut env) => {
+            let _spans = handling(cfg.label.service, kafka::header(m, "traceparent"), &mut env);
             let mut attempt = 0usize;
             let mut outage = 0u32;
             loop {

@@ -87,6 +87,7 @@ pub mod retention;
 pub mod runner;
 pub mod service;
 pub mod shipping;
+mod spans;
 pub mod state;
 pub mod status;
 pub mod stock;

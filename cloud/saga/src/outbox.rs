@@ -37,9 +37,12 @@ pub(crate) fn new_event_id() -> EventId {
 }
 
 /// The envelope of a cloud event caused by `cause`: same store, agent and
-/// trace (a new span id), no seq, a fresh event id.
-pub(crate) fn mint(cause: &Envelope, payload: Event) -> Envelope {
-    let traceparent = cause.traceparent.as_ref().and_then(|tp| {
+/// trace, no seq, a fresh event id. Its context is `span`'s (the span
+/// that wrote it, with traces on), else the cause's trace with a new span
+/// id.
+pub(crate) fn mint(cause: &Envelope, payload: Event, span: Option<&str>) -> Envelope {
+    let traceparent = span.and_then(|tp| Traceparent::new(tp).ok()).or_else(|| {
+        let tp = cause.traceparent.as_ref()?;
         let trace = tp.as_str().split('-').nth(1)?;
         let trace = u128::from_str_radix(trace, 16).ok()?;
         Traceparent::from_ids(trace, rand::random::<u64>() | 1).ok()
@@ -95,8 +98,18 @@ pub(crate) async fn insert_many(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
+    // One `{service}.outbox` span per row, open until the rows are written
+    // (the schema names the service: `o2c_payment` is `payment`'s).
+    let service = schema.strip_prefix("o2c_").unwrap_or(schema);
+    let mut spans = Vec::new();
     for (cause, payload) in events {
-        let env = mint(cause, payload);
+        let (span, own) = crate::spans::child(
+            service,
+            "outbox",
+            cause.traceparent.as_ref().map(Traceparent::as_str),
+        );
+        spans.push(span);
+        let env = mint(cause, payload, own.as_deref());
         payloads.push(env.encode().map_err(|e| DbError::Encode(e.to_string()))?);
         let event_type = env.event_type();
         ids.push(env.event_id.to_string());
@@ -120,6 +133,7 @@ pub(crate) async fn insert_many(
     )
     .await?;
     tx.notify_once(&format!("{schema}_outbox")).await?;
+    drop(spans);
     Ok(())
 }
 
@@ -274,7 +288,13 @@ async fn publish_batch(
         return Ok(0);
     }
     let history = relay.history.as_deref();
-    let sends = rows.iter().flat_map(|r| {
+    // One `{service}.relay` span per row, under the span that wrote it; its
+    // context is the records' `traceparent` header.
+    let relayed: Vec<(tracing::Span, Option<String>)> = rows
+        .iter()
+        .map(|r| crate::spans::child(relay.source, "relay", r.get::<_, Option<&str>>(7)))
+        .collect();
+    let sends = rows.iter().zip(&relayed).flat_map(|(r, (_, span_tp))| {
         let own: &str = r.get(2);
         [Some(own), history]
             .into_iter()
@@ -289,7 +309,7 @@ async fn publish_batch(
                     ("agent_id", r.get::<_, String>(6)),
                     ("source", relay.source.to_owned()),
                 ];
-                if let Some(tp) = r.get::<_, Option<String>>(7) {
+                if let Some(tp) = span_tp.clone().or_else(|| r.get::<_, Option<String>>(7)) {
                     headers.push(("traceparent", tp));
                 }
                 headers.extend(relay.schema_ids.header(r.get::<_, &str>(4)));
@@ -302,6 +322,7 @@ async fn publish_batch(
         // here is fatal for this round and the rows are claimed again.
         res?;
     }
+    drop(relayed);
     let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
     tx.execute(
         &format!("UPDATE {schema}.outbox SET published_at = clock_timestamp() WHERE id = ANY($1)"),

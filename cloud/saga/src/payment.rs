@@ -228,8 +228,18 @@ impl PaymentStep {
         // Processor calls, outside any transaction; the lane is free
         // meanwhile (the recorded intent and the idempotency keys make
         // concurrent deliveries of one order safe).
-        let results =
-            futures::future::join_all(go.iter().map(|(_, order)| self.call_processor(order))).await;
+        let results = futures::future::join_all(go.iter().map(|(env, order)| {
+            // Under the step's span (the envelope's context).
+            let (span, _) = crate::spans::child(
+                "payment",
+                "processor_call",
+                env.traceparent
+                    .as_ref()
+                    .map(o2c_protocol::Traceparent::as_str),
+            );
+            tracing::Instrument::instrument(self.call_processor(order), span)
+        }))
+        .await;
         let mut failure = None;
         let mut done = Vec::new();
         for ((env, order), r) in go.into_iter().zip(results) {

@@ -405,6 +405,7 @@ type Built = (Vec<RecordPos>, Vec<DeliveryOutgoing<Body>>, Vec<Sent>);
 
 fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, StatusError> {
     let mut positions = Vec::with_capacity(records.len());
+    let mut spans = Vec::new();
     let mut updates = Vec::new();
     let mut sent = Vec::new();
     for m in records {
@@ -414,6 +415,14 @@ fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, Sta
         match consumer::decode(&cfg.topics, m.topic(), value) {
             Ok(env) => {
                 if let Some(update) = status_for(&env) {
+                    // `status.publish`, under the hop that produced the
+                    // record; the agent's apply span goes under it.
+                    let parent = o2c_runtime::kafka::header(m, "traceparent").or(env
+                        .traceparent
+                        .as_ref()
+                        .map(o2c_protocol::Traceparent::as_str));
+                    let (span, tp) = crate::spans::child("status", "publish", parent);
+                    spans.push(span);
                     let topic = agent_topic(&env.store_id, &env.agent_id, Channel::Status);
                     let who = (env.store_id.to_string(), env.agent_id.to_string());
                     let json = update
@@ -426,7 +435,7 @@ fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, Sta
                         seq: update.seq.unwrap_or(0),
                         body: String::from_utf8_lossy(&json).into_owned(),
                     });
-                    updates.push((topic, (update, pos, who)));
+                    updates.push((topic, (update, pos, who, tp)));
                 }
             }
             // The saga services dead-letter poison; here it is skipped.
@@ -436,12 +445,19 @@ fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, Sta
     let mut outgoing = Vec::new();
     for (topic, group) in messages(updates, MAX_UPDATES_PER_MESSAGE) {
         let (store, agent) = group[0].2.clone();
-        let mut recs: Vec<RecordPos> = group.iter().map(|(_, p, _)| p.clone()).collect();
+        let mut recs: Vec<RecordPos> = group.iter().map(|(_, p, _, _)| p.clone()).collect();
         recs.dedup();
-        let group: Vec<StatusUpdate> = group.into_iter().map(|(u, _, _)| u).collect();
+        let traces: Vec<Option<String>> = group.iter().map(|(_, _, _, t)| t.clone()).collect();
+        let group: Vec<StatusUpdate> = group.into_iter().map(|(u, _, _, _)| u).collect();
+        let mut body = body(&group, store, agent, false)?;
+        if let Some(v) = o2c_protocol::frame::status_trace_property(&traces) {
+            body.props
+                .user_properties
+                .push((o2c_protocol::frame::STATUS_TRACE_PROPERTY.to_owned(), v));
+        }
         outgoing.push(DeliveryOutgoing {
             topic,
-            body: body(&group, store, agent, false)?,
+            body,
             records: recs,
         });
     }

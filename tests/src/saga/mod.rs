@@ -435,6 +435,9 @@ pub struct WorldOptions<'a> {
     /// Partitions per topic (`[kafka] partitions` of the ingest and every
     /// saga process); the config's default when `None`.
     pub partitions: Option<i32>,
+    /// TOML tables appended to every process's config (the agent's, the
+    /// ingest's and each saga process's), e.g. a `[telemetry]` table.
+    pub tables: &'a str,
 }
 
 /// The whole pipeline for one test.
@@ -499,6 +502,7 @@ impl SagaWorld {
             extra_psp,
             mosquitto_extra,
             partitions: None,
+            tables: "",
         };
         Self::start_with(services, &opts).await
     }
@@ -525,7 +529,7 @@ impl SagaWorld {
             pg: pg.clone(),
             psp_url: psp.url(),
             extra_saga: opts.extra_saga.to_owned(),
-            extra_tables: String::new(),
+            extra_tables: opts.tables.to_owned(),
             extra_psp: opts.extra_psp.to_owned(),
             extra_kafka: partitions
                 .as_ref()
@@ -537,15 +541,21 @@ impl SagaWorld {
             .map(|n| ("O2C_CLOUD__KAFKA__PARTITIONS", n))
             .into_iter()
             .collect();
-        let ingest =
-            Ingest::start_with_env(env.path(), env.prefix(), &mosq.url(), &brokers, &ingest_env)
-                .await?;
+        let ingest = Ingest::start_with_tables(
+            env.path(),
+            env.prefix(),
+            &mosq.url(),
+            &brokers,
+            &ingest_env,
+            opts.tables,
+        )
+        .await?;
         let mut sagas = Vec::new();
         for s in services {
             sagas.push(SagaProc::start(env.path(), &settings, s).await?);
         }
         let store = env.store_id("s1");
-        let agent = AgentProc::start(env.path(), &store, "A1", &mosq.url(), "").await?;
+        let agent = AgentProc::start(env.path(), &store, "A1", &mosq.url(), opts.tables).await?;
         Ok(SagaWorld {
             env,
             mosq,

@@ -92,11 +92,14 @@ impl Writer {
         let currency = order.currency.code();
         let order_json =
             serde_json::to_string(&order).map_err(|e| StoreError::Encode(e.to_string()))?;
+        // The order's trace: the capture span's (or the till's), else a
+        // fresh one; kept with the order.
+        let traceparent = traceparent.clone().unwrap_or_else(fresh_traceparent);
         self.conn
             .prepare_cached(
                 "INSERT INTO orders (order_id, terminal_id, currency, total_minor, captured_at, \
-                 captured_at_ms, offline_card_minor, order_json) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 captured_at_ms, offline_card_minor, order_json, traceparent) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 oid,
@@ -106,13 +109,14 @@ impl Writer {
                 captured_at,
                 now_ms,
                 offline,
-                order_json
+                order_json,
+                traceparent.as_str()
             ])?;
         let seq = self.append(
             st,
             Event::OrderCreated(Box::new(order)),
             order_id,
-            traceparent.as_ref(),
+            Some(&traceparent),
             now,
             now_ms,
         )?;
