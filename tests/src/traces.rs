@@ -58,6 +58,8 @@ pub struct StoredSpan {
     pub span_id: String,
     /// Its parent's span id; `None` for a trace's root.
     pub parent_id: Option<String>,
+    /// When it started, µs since the Unix epoch.
+    pub start_us: Option<i64>,
 }
 
 /// Every span of `trace_id` in `project` (none while the project does
@@ -66,6 +68,16 @@ pub async fn trace_spans(
     phoenix: &str,
     project: &str,
     trace_id: &str,
+) -> Result<Vec<StoredSpan>, HarnessError> {
+    spans(phoenix, project, Some(trace_id)).await
+}
+
+/// Every span in `project`, or only those of `trace_id` (none while the
+/// project does not exist yet).
+pub async fn spans(
+    phoenix: &str,
+    project: &str,
+    trace_id: Option<&str>,
 ) -> Result<Vec<StoredSpan>, HarnessError> {
     let client = reqwest::Client::new();
     let mut out = Vec::new();
@@ -100,12 +112,13 @@ pub async fn trace_spans(
             ) else {
                 continue;
             };
-            if trace == trace_id {
+            if trace_id.is_none_or(|t| t == trace) {
                 out.push(StoredSpan {
                     name,
                     trace_id: trace,
                     span_id: span,
                     parent_id: text(&s["parent_id"]),
+                    start_us: s["start_time"].as_str().and_then(micros),
                 });
             }
         }
@@ -114,6 +127,36 @@ pub async fn trace_spans(
             return Ok(out);
         }
     }
+}
+
+/// An RFC 3339 time as µs since the Unix epoch.
+fn micros(text: &str) -> Option<i64> {
+    let t =
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1000).ok()
+}
+
+/// The time from each producing span's start to the start of the span
+/// that took what it produced (a consume, the ingest's event, the agent's
+/// status apply), by hop (`"payment.relay -> inventory.consume"`), in µs.
+pub fn hop_latencies(spans: &[StoredSpan]) -> std::collections::BTreeMap<String, Vec<i64>> {
+    let by_id: std::collections::HashMap<&str, &StoredSpan> =
+        spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let mut hops: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    for s in spans {
+        let taker = s.name.ends_with(".consume")
+            || s.name == "ingest.event"
+            || s.name == "agent.status.apply";
+        let Some(parent) = s.parent_id.as_deref().and_then(|p| by_id.get(p)) else {
+            continue;
+        };
+        if let (true, Some(a), Some(b)) = (taker, parent.start_us, s.start_us) {
+            hops.entry(format!("{} -> {}", parent.name, s.name))
+                .or_default()
+                .push(b - a);
+        }
+    }
+    hops
 }
 
 /// The names on the way from `leaf` up to its trace's root (leaf first),

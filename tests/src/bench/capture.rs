@@ -45,6 +45,7 @@ mod agent;
 pub mod catalog;
 mod http;
 mod load;
+pub mod traced;
 
 use crate::bench::harness;
 use std::path::Path;

@@ -1,6 +1,8 @@
-//! [`CpuSnapshot`]: utime + stime of the agent, ingest, Mosquitto, Tansu
-//! and the bench process itself, read from `/proc/<pid>/stat`, and the
-//! difference of two snapshots as benchmark metrics.
+//! [`CpuSnapshot`]: utime + stime of the agent, ingest, saga, processor
+//! simulator, Mosquitto and Tansu (this process's children), of every
+//! PostgreSQL process (the shared server's backends) and of the bench
+//! process itself, read from `/proc/<pid>/stat`, and the difference of two
+//! snapshots as benchmark metrics.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,12 +19,18 @@ pub(super) struct CpuSnapshot {
     ticks: BTreeMap<&'static str, u64>,
 }
 
-/// The processes accounted, by `comm`, and their metric names.
-const PROCESSES: [(&str, &str); 4] = [
+/// The processes accounted, by `comm`, and their metric names (an
+/// `o2c-cloud` child is `saga` when its command line runs the saga,
+/// `ingest` otherwise; `postgres` is every PostgreSQL process, whoever
+/// started it).
+const PROCESSES: [(&str, &str); 7] = [
     ("o2c-agent", "agent"),
     ("o2c-cloud", "ingest"),
+    ("o2c-cloud", "saga"),
+    ("o2c-psp-sim", "psp"),
     ("mosquitto", "mosquitto"),
     ("tansu", "tansu"),
+    ("postgres", "postgres"),
 ];
 
 impl CpuSnapshot {
@@ -45,32 +53,52 @@ impl CpuSnapshot {
             let Ok(Some(stat)) = read_stat(&entry.path().join("stat")) else {
                 continue;
             };
-            if stat.ppid != me {
-                continue;
-            }
-            if let Some((_, label)) = PROCESSES.iter().find(|(comm, _)| *comm == stat.comm) {
-                *ticks.entry(*label).or_insert(0) += stat.ticks;
-            }
+            let label = match stat.comm.as_str() {
+                "postgres" => "postgres",
+                _ if stat.ppid != me => continue,
+                "o2c-cloud" => {
+                    let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+                    if cmdline.split(|b| *b == 0).any(|a| a == b"saga") {
+                        "saga"
+                    } else {
+                        "ingest"
+                    }
+                }
+                comm => match PROCESSES.iter().find(|(c, _)| *c == comm) {
+                    Some((_, label)) => *label,
+                    None => continue,
+                },
+            };
+            *ticks.entry(label).or_insert(0) += stat.ticks;
         }
         Ok(Self { ticks })
     }
 
     /// Records `cpu_{process}_s` for the time between `self` and `later`,
-    /// and `cpu_total_s`.
-    pub(super) fn record_delta(&self, later: &CpuSnapshot, m: &mut Measurement, prefix: &str) {
+    /// and `cpu_total_s`; returns the total without the bench's own (the
+    /// stack's).
+    pub(super) fn record_delta(
+        &self,
+        later: &CpuSnapshot,
+        m: &mut Measurement,
+        prefix: &str,
+    ) -> f64 {
         let mut total = 0.0;
-        for label in PROCESSES
-            .iter()
-            .map(|(_, l)| *l)
-            .chain(std::iter::once("bench"))
-        {
+        let mut bench = 0.0;
+        let mut labels: Vec<&str> = PROCESSES.iter().map(|(_, l)| *l).collect();
+        labels.push("bench");
+        for label in labels {
             let before = self.ticks.get(label).copied().unwrap_or(0);
             let after = later.ticks.get(label).copied().unwrap_or(0);
             let secs = after.saturating_sub(before) as f64 / USER_HZ;
             total += secs;
+            if label == "bench" {
+                bench = secs;
+            }
             m.metric(&format!("{prefix}cpu_{label}_s"), secs);
         }
         m.metric(&format!("{prefix}cpu_total_s"), total);
+        total - bench
     }
 }
 

@@ -48,6 +48,7 @@ pub const SCENARIOS: &[Scenario] = &[
     ingest::herd::SCENARIO,
     saga::SCENARIO,
     capture::catalog::SCENARIO,
+    capture::traced::SCENARIO,
     analytics::SCENARIO,
 ];
 

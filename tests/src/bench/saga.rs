@@ -26,6 +26,15 @@
 //! ("Outgoing messages are being dropped for client A1"), and those orders
 //! never show `completed`.
 //!
+//! With `O2C_BENCH_TRACES=phoenix` every process also traces every order
+//! to the dev services' Phoenix (a project of the run's own), and the run
+//! ends by reading the spans back: `hop_{from}__{to}_p50_ms` / `_p99_ms`
+//! for each hop (from the producing span's start to the start of the span
+//! that took the record or message: `ingest.produce -> payment.consume`,
+//! `payment.relay -> inventory.consume`, `status.publish ->
+//! agent.status.apply`, ...). Tracing costs CPU: compare latencies with a
+//! run without it.
+//!
 //! Metrics: `throughput_per_s` (orders completed per second, first capture
 //! to last completion, by the agent's clock), `latency_p50_ms`, `p99`,
 //! `max`, and the capture
@@ -61,6 +70,9 @@ const MOSQUITTO_QUEUE: &str = "max_queued_messages 1000000";
 /// `memory` (default): a private Tansu with memory storage, as the project
 /// benchmarks Kafka; `shared`: the dev services' Tansu (SQLite storage).
 const KAFKA_ENV: &str = "O2C_BENCH_KAFKA";
+/// `phoenix`: trace every order to the dev services' Phoenix and report
+/// per-hop latencies from the spans.
+const TRACES_ENV: &str = "O2C_BENCH_TRACES";
 
 fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
     let n = args.n.unwrap_or(DEFAULT_N);
@@ -89,7 +101,30 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
         }
     };
     let kafka = tansu.as_ref().map(PrivateTansu::brokers);
-    let w = SagaWorld::start_against(kafka.as_deref(), &["all"], "", "", &[MOSQUITTO_QUEUE])
+    let traces = match std::env::var(TRACES_ENV).as_deref() {
+        Ok("phoenix") => {
+            let phoenix = crate::traces::require_phoenix().await;
+            let project = format!("o2c-bench-{}", uuid::Uuid::now_v7().simple());
+            Some((phoenix, project))
+        }
+        Ok(other) => {
+            return Err(BenchError::Invalid(format!(
+                "{TRACES_ENV}={other:?}: expected phoenix"
+            )));
+        }
+        Err(_) => None,
+    };
+    let tables = traces
+        .as_ref()
+        .map(|(phoenix, project)| crate::traces::telemetry_table(phoenix, project))
+        .unwrap_or_default();
+    let opts = crate::saga::WorldOptions {
+        kafka: kafka.as_deref(),
+        mosquitto_extra: &[MOSQUITTO_QUEUE],
+        tables: &tables,
+        ..crate::saga::WorldOptions::default()
+    };
+    let w = SagaWorld::start_with(&["all"], &opts)
         .await
         .map_err(|e| harness("starting the pipeline", e))?;
     let base = agent_base(&w.agent).map_err(|e| harness("agent address", e))?;
@@ -101,6 +136,7 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
     // Capture at a steady rate (each request on its own task) while the
     // loop below watches completions, so an order's completion is seen
     // within one poll even while later orders are still being captured.
+    let cpu_before = super::cpu::CpuSnapshot::take()?;
     let started = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let capture = tokio::spawn({
@@ -224,6 +260,7 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
         tokio::time::sleep(POLL).await;
     }
     let capture_secs = capture.await.map_err(|e| harness("capture task", e))?;
+    let cpu_after = super::cpu::CpuSnapshot::take()?;
     if answered != n {
         return Err(BenchError::Invalid(format!(
             "only {answered} of {n} captures succeeded"
@@ -258,7 +295,45 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
     m.metric("latency_p99_ms", hist.value_at_quantile(0.99) as f64);
     m.metric("latency_max_ms", hist.max() as f64);
     m.baseline("capture_rate_per_s", n as f64 / capture_secs);
+    // From the first capture to the last completion, every process of the
+    // stack (PostgreSQL's backends included), not the bench's own load.
+    let stack_s = cpu_before.record_delta(&cpu_after, &mut m, "");
+    m.metric("cpu_stack_ms_per_order", stack_s * 1000.0 / n as f64);
+    if let Some((phoenix, project)) = &traces {
+        m.param(
+            "traces",
+            format!("every order, to Phoenix project {project}"),
+        );
+        for (hop, mut us) in crate::traces::hop_latencies(&settled_spans(phoenix, project).await?) {
+            us.sort_unstable();
+            let at = |q: f64| us[((us.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+            let name = hop.replace(" -> ", "__").replace('.', "_");
+            m.metric(&format!("hop_{name}_p50_ms"), at(0.5));
+            m.metric(&format!("hop_{name}_p99_ms"), at(0.99));
+        }
+    }
     Ok(m)
+}
+
+/// The run's spans once they stopped arriving (each process exports every
+/// 0.5 s): read until two reads a second apart hold as many.
+async fn settled_spans(
+    phoenix: &str,
+    project: &str,
+) -> Result<Vec<crate::traces::StoredSpan>, BenchError> {
+    let mut last = 0;
+    for _ in 0..60 {
+        let spans = crate::traces::spans(phoenix, project, None)
+            .await
+            .map_err(|e| harness("reading spans from Phoenix", e))?;
+        if spans.len() == last && last > 0 {
+            return Ok(spans);
+        }
+        last = spans.len();
+        // Pacing the reads: spans arrive in batches every 0.5 s.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    Err(BenchError::Invalid("spans kept arriving for 60 s".into()))
 }
 
 /// A page of `GET /v1/orders`, only what the poll reads (the rest of each
