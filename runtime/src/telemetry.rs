@@ -122,8 +122,14 @@ impl Telemetry {
         let (otel, guard) = match trace::pipeline(traces, service)? {
             Some((tracer, guard)) => {
                 let only_ours = Targets::new().with_target(trace::TARGET, LevelFilter::TRACE);
+                // Only what a hop's span needs: no source location,
+                // thread or busy/idle attributes, which cost every span
+                // allocations and clock reads on the capture path.
                 let layer = tracing_opentelemetry::layer()
                     .with_tracer(tracer)
+                    .with_location(false)
+                    .with_threads(false)
+                    .with_tracked_inactivity(false)
                     .with_filter(only_ours);
                 (Some(layer), Some(guard))
             }

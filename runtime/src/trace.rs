@@ -14,16 +14,21 @@
 //! latency or memory to the code it observes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SamplingDecision, SamplingResult,
+    SdkTracerProvider, ShouldSample,
 };
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use serde::{Deserialize, Serialize};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -170,18 +175,25 @@ pub fn pipeline(
         .with_max_export_batch_size(cfg.max_queue_spans.min(512))
         .with_scheduled_delay(Duration::from_millis(500))
         .build();
-    let processor = BatchSpanProcessor::builder(exporter)
-        .with_batch_config(batch)
-        .build();
+    let health = Arc::new(Health::new());
+    let processor = BatchSpanProcessor::builder(Reported {
+        inner: exporter,
+        endpoint: endpoint.clone(),
+        gate: Mutex::new(Gate::default()),
+        health: Arc::clone(&health),
+    })
+    .with_batch_config(batch)
+    .build();
     let name = cfg
         .service_name
         .clone()
         .unwrap_or_else(|| service.to_owned());
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor)
-        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-            cfg.sampling_ratio,
-        ))))
+        .with_sampler(GatedSampler {
+            inner: Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(cfg.sampling_ratio))),
+            health,
+        })
         .with_resource(
             Resource::builder()
                 .with_service_name(name)
@@ -195,6 +207,164 @@ pub fn pipeline(
         .build();
     let tracer = provider.tracer("o2c");
     Ok(Some((tracer, TraceGuard { provider })))
+}
+
+/// When a failing collector is tried again: after a failed export the
+/// batches of the next second are dropped unsent, then of the next two, up
+/// to [`Gate::MAX_BACKOFF`]; a success ends it. Dropping unsent spares the
+/// encoding of every batch for a collector that is down. Pure: the caller
+/// passes the time.
+#[derive(Debug, Default)]
+struct Gate {
+    backoff: Option<Duration>,
+    retry_at: Option<Instant>,
+}
+
+impl Gate {
+    const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+    const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+    /// Whether a batch is sent now.
+    fn admit(&self, now: Instant) -> bool {
+        self.retry_at.is_none_or(|at| now >= at)
+    }
+
+    /// Records an export's outcome; true when it changes the state
+    /// (the first failure, or the first success after failures).
+    fn record(&mut self, ok: bool, now: Instant) -> bool {
+        if ok {
+            self.retry_at = None;
+            return self.backoff.take().is_some();
+        }
+        let first = self.backoff.is_none();
+        let next = self
+            .backoff
+            .map_or(Self::FIRST_BACKOFF, |b| (b * 2).min(Self::MAX_BACKOFF));
+        self.backoff = Some(next);
+        self.retry_at = Some(now + next);
+        first
+    }
+}
+
+/// Until when the collector is held to be down, for [`GatedSampler`]:
+/// ms after `base`, 0 when it is up.
+#[derive(Debug)]
+struct Health {
+    base: Instant,
+    down_until_ms: AtomicU64,
+}
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            base: crate::clock::now(),
+            down_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn set(&self, retry_at: Option<Instant>) {
+        let ms = retry_at.map_or(0, |at| {
+            u64::try_from(at.saturating_duration_since(self.base).as_millis()).unwrap_or(u64::MAX)
+        });
+        self.down_until_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn down(&self, now: Instant) -> bool {
+        let until = self.down_until_ms.load(Ordering::Relaxed);
+        until != 0
+            && u64::try_from(now.saturating_duration_since(self.base).as_millis())
+                .is_ok_and(|n| n < until)
+    }
+}
+
+/// The configured sampler, except while the collector is held to be down:
+/// then no span is recorded (their contexts still travel, unsampled), so a
+/// dead collector costs capture next to nothing. Spans are recorded again
+/// once the backoff ends, and the next export tells whether it is back.
+#[derive(Debug, Clone)]
+struct GatedSampler {
+    inner: Sampler,
+    health: Arc<Health>,
+}
+
+impl ShouldSample for GatedSampler {
+    fn should_sample(
+        &self,
+        parent_context: Option<&opentelemetry::Context>,
+        trace_id: opentelemetry::trace::TraceId,
+        name: &str,
+        span_kind: &opentelemetry::trace::SpanKind,
+        attributes: &[opentelemetry::KeyValue],
+        links: &[opentelemetry::trace::Link],
+    ) -> SamplingResult {
+        if self.health.down(crate::clock::now()) {
+            return SamplingResult {
+                decision: SamplingDecision::Drop,
+                attributes: Vec::new(),
+                trace_state: parent_context
+                    .map(|c| c.span().span_context().trace_state().clone())
+                    .unwrap_or_default(),
+            };
+        }
+        self.inner
+            .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+    }
+}
+
+/// The OTLP exporter behind a [`Gate`], its failures logged once per
+/// episode: a collector that is down costs one warning and dropped spans,
+/// not an error line and an encoding per batch.
+#[derive(Debug)]
+struct Reported<E> {
+    inner: E,
+    endpoint: String,
+    gate: Mutex<Gate>,
+    health: Arc<Health>,
+}
+
+impl<E: SpanExporter> SpanExporter for Reported<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let admitted = self
+            .gate
+            .lock()
+            .map(|g| g.admit(crate::clock::now()))
+            .unwrap_or(true);
+        if !admitted {
+            return Err(OTelSdkError::InternalFailure(
+                "collector down: batch dropped unsent".into(),
+            ));
+        }
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        let changed = self
+            .gate
+            .lock()
+            .map(|mut g| {
+                let changed = g.record(result.is_ok(), crate::clock::now());
+                self.health.set(g.retry_at);
+                changed
+            })
+            .unwrap_or(false);
+        match (&result, changed) {
+            (Ok(()), true) => tracing::info!(endpoint = %self.endpoint, "trace export works again"),
+            (Err(e), true) => tracing::warn!(endpoint = %self.endpoint, error = %e, spans,
+                "trace export failed; spans are dropped until the collector answers"),
+            _ => {}
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 struct One<'a>(&'a str);
@@ -298,6 +468,28 @@ mod tests {
             let e = cfg.validate().unwrap_err().to_string();
             assert!(e.starts_with(&format!("telemetry.{key}:")), "{e}");
         }
+    }
+
+    #[test]
+    fn a_failing_collector_is_tried_again_after_a_growing_backoff() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut g = Gate::default();
+        assert!(g.admit(t0));
+        assert!(g.record(false, t0), "the first failure is news");
+        assert!(!g.admit(t0 + Duration::from_millis(999)));
+        assert!(g.admit(t0 + s(1)));
+        assert!(!g.record(false, t0 + s(1)), "the next one is not");
+        assert!(!g.admit(t0 + s(2)));
+        assert!(g.admit(t0 + s(3)), "2 s after the second failure");
+        for i in 0..10 {
+            g.record(false, t0 + s(10 + i));
+        }
+        assert!(!g.admit(t0 + s(19 + 29)));
+        assert!(g.admit(t0 + s(19 + 30)), "capped at 30 s");
+        assert!(g.record(true, t0 + s(60)), "recovery is news");
+        assert!(g.admit(t0 + s(60)));
+        assert!(!g.record(true, t0 + s(61)));
     }
 
     #[test]

@@ -59,9 +59,10 @@ pub(crate) async fn capture(
     if let Some(tp) = header_traceparent(&headers) {
         trace::set_parent(&span, tp);
     }
-    let result = capture_inner(&st, &headers, body, &span)
-        .instrument(span.clone())
-        .await;
+    // Held, not entered: the span lasts until the answer is built, and
+    // the group commit names it as parent explicitly (entering it on every
+    // poll would cost each capture for nothing).
+    let result = capture_inner(&st, &headers, body, &span).await;
     let m = &st.inner.metrics;
     m.capture_seconds.observe(started.elapsed().as_secs_f64());
     match result {
@@ -181,6 +182,7 @@ async fn capture_inner(
     let traceparent = trace::traceparent(span)
         .and_then(|tp| Traceparent::new(&tp).ok())
         .or_else(|| traceparent(headers));
+    let commit = tracing::info_span!(target: trace::TARGET, parent: span, "agent.group_commit");
     let outcome = inner
         .store
         .capture(NewCapture {
@@ -189,8 +191,8 @@ async fn capture_inner(
             request_sha256,
             traceparent,
         })
-        .instrument(tracing::info_span!(target: trace::TARGET, parent: span, "agent.group_commit"))
         .await?;
+    drop(commit);
     let status = if outcome.replayed {
         StatusCode::OK
     } else {

@@ -314,6 +314,13 @@ pub struct KafkaConfig {
     /// Producer `linger.ms`.
     #[serde(default = "default_linger")]
     pub linger_ms: u32,
+    /// The saga consumers' and the status publisher's `fetch.wait.max.ms`:
+    /// how long the broker may hold a fetch that finds no data. Tansu 0.6
+    /// also sleeps part of it when data is waiting (its issue #672), so it
+    /// bounds each Kafka hop's latency; each idle consumer's fetches cost
+    /// the broker CPU in inverse proportion (BENCHMARKS.md, issue 17).
+    #[serde(default = "default_fetch_wait")]
+    pub fetch_wait_ms: u32,
     /// Dev and tests: apply the topology file at startup, with
     /// `partitions` per topic and one replica. Off (production): the
     /// services only check the live topics against the file, and a missing
@@ -377,6 +384,10 @@ fn default_max_packet() -> u32 {
 fn default_keep_alive() -> u64 {
     15
 }
+fn default_fetch_wait() -> u32 {
+    20
+}
+
 fn default_linger() -> u32 {
     1
 }

@@ -38,8 +38,6 @@ use crate::pool::Pg;
 use crate::spans::{Handling, handling};
 use o2c_runtime::kafka::{self, Producer_, TracingContext};
 
-/// Longest wait of a fetch on an empty partition (see [`consumer`]).
-pub(crate) const FETCH_WAIT_MS: u32 = 20;
 /// Messages between two offset commits.
 pub(crate) const COMMIT_EVERY: u32 = 500;
 /// Longest time between two offset commits.
@@ -169,6 +167,8 @@ pub(crate) trait Step: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub(crate) struct LoopConfig {
     pub(crate) brokers: String,
+    /// `fetch.wait.max.ms` (`[kafka] fetch_wait_ms`).
+    pub(crate) fetch_wait_ms: u32,
     pub(crate) group: String,
     pub(crate) topics: KafkaTopics,
     pub(crate) subscribe: Vec<EventType>,
@@ -254,7 +254,7 @@ pub(crate) fn consumer(
         // data; Tansu holds an empty fetch that long, and records produced
         // meanwhile wait for the next one, so each saga hop could cost up
         // to that much.
-        .set("fetch.wait.max.ms", FETCH_WAIT_MS.to_string())
+        .set("fetch.wait.max.ms", cfg.fetch_wait_ms.to_string())
         // Dynamic membership, on purpose. With static membership
         // (`group.instance.id`), Tansu 0.6 hands a restarted member the
         // assignment stored for its instance id and ignores the one the

@@ -120,6 +120,7 @@ pub async fn run(
 
     let loop_cfg = |service: &'static str, subscribe: &[o2c_protocol::EventType]| LoopConfig {
         brokers: cfg.kafka.brokers.clone(),
+        fetch_wait_ms: cfg.kafka.fetch_wait_ms,
         group: format!("{}-{service}", cfg.saga.group_prefix),
         topics: topics.clone(),
         subscribe: subscribe.to_vec(),

@@ -174,7 +174,7 @@ async fn measure(dir: &Path, n: u64, rate: u64) -> Result<Measurement, BenchErro
     // Phase A: closed loop.
     let commits_before = agent.commits().await?;
     let (closed, cpu_start) =
-        load::closed_loop(addr, &agent.terminals, n, WARMUP_EACH, || agent.cpu()).await?;
+        load::closed_loop(addr, &agent.terminals, (n, 0), WARMUP_EACH, || agent.cpu()).await?;
     let cpu_closed = cpu_start?.until(agent.cpu()?);
     let commits = commits_before.until(agent.commits().await?);
     if closed.failures.count > 0 {

@@ -172,12 +172,24 @@ async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
         &extra,
     )
     .await?;
-    let (during, ()) =
-        load::closed_loop(busy.addr(), &busy.terminals[..TILLS], ORDERS, 10, || ()).await?;
+    let (during, ()) = load::closed_loop(
+        busy.addr(),
+        &busy.terminals[..TILLS],
+        (ORDERS, 0),
+        10,
+        || (),
+    )
+    .await?;
     let still_running = version_of(&busy).await != Some(1);
     wait_version(&busy, 1, Duration::from_millis(50)).await?;
-    let (alone, ()) =
-        load::closed_loop(busy.addr(), &busy.terminals[TILLS..], ORDERS, 10, || ()).await?;
+    let (alone, ()) = load::closed_loop(
+        busy.addr(),
+        &busy.terminals[TILLS..],
+        (ORDERS, 0),
+        10,
+        || (),
+    )
+    .await?;
     for (phase, r) in [("during", &during), ("alone", &alone)] {
         if r.failures.count > 0 {
             return Err(BenchError::Invalid(format!(

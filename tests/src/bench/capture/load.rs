@@ -102,10 +102,12 @@ struct ClosedTask {
 /// `n` timed orders from `terminals.len()` closed-loop tills, after
 /// `warmup_each` untimed orders per till. `at_start` runs once the warm-up
 /// is over, just before the timed part (to take CPU and commit readings).
+/// Each till numbers its timed orders from `first` (their idempotency
+/// keys), so a later loop against the same agent makes new orders.
 pub(super) async fn closed_loop<S>(
     addr: SocketAddr,
     terminals: &[Terminal],
-    n: u64,
+    (n, first): (u64, u64),
     warmup_each: u64,
     at_start: impl FnOnce() -> S,
 ) -> Result<(ClosedLoop, S), BenchError> {
@@ -139,7 +141,7 @@ pub(super) async fn closed_loop<S>(
             // Always reach the barrier, or the other tills would wait forever.
             barrier.wait().await;
             if let Some(c) = conn.as_mut() {
-                for seq in 0..share {
+                for seq in first..first + share {
                     let body = http::order_body(1, &t.id, t.no, seq);
                     let key = format!("cap-a-{}-{seq}", t.id);
                     let req = http::capture_request(addr, &t.token, &key, body);

@@ -74,9 +74,15 @@ async fn measure(dir: &Path, n: u64) -> Result<Measurement, BenchError> {
         for i in order {
             let side = &mut sides[i];
             let warmup = if round == 0 { WARMUP_EACH } else { 0 };
-            let (closed, ()) =
-                load::closed_loop(side.agent.addr(), &side.agent.terminals, n, warmup, || ())
-                    .await?;
+            let first = n * round as u64;
+            let (closed, ()) = load::closed_loop(
+                side.agent.addr(),
+                &side.agent.terminals,
+                (n, first),
+                warmup,
+                || (),
+            )
+            .await?;
             if closed.failures.count > 0 {
                 return Err(BenchError::Invalid(format!(
                     "{} answers were not 201; first: {}; agent log:\n{}",
