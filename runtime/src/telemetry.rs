@@ -87,6 +87,9 @@ impl Telemetry {
         subscriber
             .try_init()
             .map_err(|e| TelemetryError::Init(e.to_string()))?;
+        if guard.is_some() {
+            trace::set_exporting();
+        }
         Ok(guard)
     }
 

@@ -14,7 +14,7 @@
 //! latency or memory to the code it observes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -413,10 +413,22 @@ pub fn traceparent(span: &Span) -> Option<String> {
     out.0
 }
 
+/// Set once the global subscriber exports [`TARGET`] spans.
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Records that the global subscriber exports [`TARGET`] spans
+/// (`Telemetry::init_with_traces`).
+pub(crate) fn set_exporting() {
+    EXPORTING.store(true, Ordering::Relaxed);
+}
+
 /// Whether [`TARGET`] spans are exported (a pipeline is installed): a
-/// caller can skip work only a trace needs.
+/// caller can skip work only a trace needs. A flag, not
+/// `tracing::enabled!`: with per-layer filters that macro leaves the
+/// filters' per-thread state behind, and the next event on the thread was
+/// dropped from the log.
 pub fn enabled() -> bool {
-    tracing::enabled!(target: TARGET, tracing::Level::INFO)
+    EXPORTING.load(Ordering::Relaxed)
 }
 
 /// The trace id (32 hex digits) of a W3C `traceparent`.
