@@ -41,14 +41,7 @@ fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
             "--n and --batch must be positive".into(),
         ));
     }
-    let base = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_dir().map_err(|e| BenchError::io("reading the cwd", e))?,
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".o2c-bench-fsync-")
-        .tempdir_in(&base)
-        .map_err(|e| BenchError::io(format!("creating a temp dir in {}", base.display()), e))?;
+    let (base, tmp) = args.scratch("o2c-bench-fsync-")?;
 
     let mut m = Measurement::default();
     m.param("n", n);

@@ -79,6 +79,22 @@ pub struct BenchArgs {
     pub dir: Option<PathBuf>,
 }
 
+impl BenchArgs {
+    /// `--dir`, or the current directory; and a fresh temp dir in it
+    /// named `.{prefix}*`, removed when dropped.
+    pub fn scratch(&self, prefix: &str) -> Result<(PathBuf, tempfile::TempDir), BenchError> {
+        let base = match &self.dir {
+            Some(dir) => dir.clone(),
+            None => std::env::current_dir().map_err(|e| BenchError::io("reading the cwd", e))?,
+        };
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{prefix}"))
+            .tempdir_in(&base)
+            .map_err(|e| BenchError::io(format!("creating a temp dir in {}", base.display()), e))?;
+        Ok((base, tmp))
+    }
+}
+
 /// What a scenario measured, in display order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Measurement {

@@ -54,14 +54,7 @@ fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
         .ok()
         .filter(|n| *n >= http::CATALOG_SKUS)
         .ok_or_else(|| BenchError::Invalid(format!("--n must be {} to 4e9", http::CATALOG_SKUS)))?;
-    let base = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_dir().map_err(|e| BenchError::io("reading the cwd", e))?,
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".o2c-bench-catalog-")
-        .tempdir_in(&base)
-        .map_err(|e| BenchError::io("creating a temp dir", e))?;
+    let (_, tmp) = args.scratch("o2c-bench-catalog-")?;
     block_on(measure(tmp.path(), skus))
 }
 

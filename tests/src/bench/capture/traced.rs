@@ -31,14 +31,7 @@ fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
     if n == 0 {
         return Err(BenchError::Invalid("--n must be positive".into()));
     }
-    let base = match &args.dir {
-        Some(dir) => dir.clone(),
-        None => std::env::current_dir().map_err(|e| BenchError::io("reading the cwd", e))?,
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".o2c-bench-capture-traced-")
-        .tempdir_in(&base)
-        .map_err(|e| BenchError::io(format!("creating a temp dir in {}", base.display()), e))?;
+    let (base, tmp) = args.scratch("o2c-bench-capture-traced-")?;
     let mut m = super::super::block_on(measure(tmp.path(), n))?;
     m.param("dir", base.display().to_string());
     Ok(m)
