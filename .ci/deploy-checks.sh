@@ -3,9 +3,11 @@
 #   .ci/deploy-checks.sh units      systemd-analyze verify on every unit file
 #   .ci/deploy-checks.sh manifests  deploy/cloud/check_manifests.py (YAML, images, ports)
 #   .ci/deploy-checks.sh deb        cargo deb -p o2c-agent, dpkg -i, check-config, remove, purge
-#   .ci/deploy-checks.sh alerts     deploy/cloud/alerts/*.yml: promtool check rules when
-#                                   promtool is installed; always: every metric a rule
-#                                   names is one the cloud code registers
+#   .ci/deploy-checks.sh alerts     deploy/cloud/alerts/*.yml and deploy/monitoring/*.rules.yml:
+#                                   promtool check rules (and promtool test rules on
+#                                   deploy/monitoring/*.test.yml) when promtool is installed;
+#                                   always: every metric a rule names is one the cloud code
+#                                   registers
 #   .ci/deploy-checks.sh all        the four, in this order
 # Needs root for `deb` (dpkg). Installs cargo-deb from crates.io if missing.
 set -euo pipefail
@@ -137,7 +139,7 @@ check_deb() {
 # code really exports (a renamed metric would leave an alert that never fires).
 check_alerts() {
   local f
-  for f in deploy/cloud/alerts/*.yml; do
+  for f in deploy/cloud/alerts/*.yml deploy/monitoring/*.rules.yml; do
     if command -v promtool >/dev/null; then
       promtool check rules "$f" >&2 || die "promtool check rules $f failed"
     fi
@@ -164,6 +166,14 @@ if bad:
 PY
     log "alerts ok: $f"
   done
+  # Unit tests of the rules (series in, alerts out): e.g. the fleet's
+  # offline alert fires only while the store is open.
+  if command -v promtool >/dev/null; then
+    for f in deploy/monitoring/*.test.yml; do
+      promtool test rules "$f" >&2 || die "promtool test rules $f failed"
+      log "alert tests ok: $f"
+    done
+  fi
 }
 
 case ${1:-all} in

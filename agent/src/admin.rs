@@ -1,5 +1,5 @@
 //! The operator commands behind `o2c-agent terminal add|list|revoke`,
-//! `status`, `outbox list` and `backup`. Each returns the text to print (so
+//! `status`, `outbox list`, `backup` and `report z`. Each returns the text to print (so
 //! tests can check it) and works while the agent runs: they use their own
 //! connection to the database ([`AdminDb`]) or the agent's local API.
 //!
@@ -10,6 +10,8 @@
 //!   by editing the file.
 //! - `status` asks the running agent (`GET /v1/sync` at `data_dir/http.addr`)
 //!   or, with `--offline`, reads the database read-only.
+//! - `report z --date D` reads the database read-only and prints the
+//!   Z-report of business date D (`crate::report`).
 
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -22,7 +24,10 @@ use rand::TryRngCore;
 use sha2::{Digest, Sha256};
 
 use crate::api::model::SyncResponse;
+use crate::business_day::parse_date;
 use crate::config::Config;
+use crate::report;
+use crate::store::report::read_z_report_rows;
 use crate::store::{
     AddTerminalOutcome, AdminDb, OutboxState, RevokeTerminalOutcome, StoreError, SyncCounts,
     fingerprint, now_ms,
@@ -77,6 +82,17 @@ pub enum AdminError {
         /// What failed.
         detail: String,
     },
+    /// Not a business date.
+    #[error("invalid --date {date:?}: {message}")]
+    BadDate {
+        /// What was given.
+        date: String,
+        /// Why it is refused.
+        message: String,
+    },
+    /// The report's figures could not be computed.
+    #[error("cannot build the report: {0}")]
+    Report(#[from] crate::report::ReportError),
     /// The agent answered something unexpected.
     #[error("unexpected answer from the agent at {addr}: {detail}")]
     BadAnswer {
@@ -94,6 +110,8 @@ impl AdminError {
             AdminError::BadTerminalId { .. } => 64,
             AdminError::TerminalExists(_) | AdminError::ConfigTerminal { .. } => 65,
             AdminError::UnknownTerminal(_) => 67,
+            AdminError::BadDate { .. } => 64,
+            AdminError::Report(_) => 65,
             AdminError::AgentNotRunning { .. } => 69,
             AdminError::BadAnswer { .. } | AdminError::Random(_) => 70,
             AdminError::Store(StoreError::Setup(_)) => 66,
@@ -400,6 +418,37 @@ pub fn backup(config: &Config, file: &Path) -> Result<String, AdminError> {
         config.db_path().display(),
         file.display()
     ))
+}
+
+/// `report z --date D [--json]`: the Z-report of business date `date`
+/// (`YYYY-MM-DD`, the store's `[business_day]`), read from the database
+/// opened read-only: a table, or with `json` the body of
+/// `GET /v1/reports/z`.
+pub fn report_z(config: &Config, date: &str, json: bool) -> Result<String, AdminError> {
+    let bad = |message: String| AdminError::BadDate {
+        date: date.to_owned(),
+        message,
+    };
+    let day = parse_date(date).map_err(|e| bad(e.to_string()))?;
+    let meta = report::meta_for(
+        config.store_id.as_str(),
+        &config.business_day(),
+        day,
+        config.outbox.retention_days,
+        now_ms(),
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    let (start, end) = meta.window_ms;
+    let rows = read_z_report_rows(&config.db_path(), start, end)?;
+    let z = report::build(&meta, &rows)?;
+    if json {
+        let mut text = serde_json::to_string_pretty(&z)
+            .map_err(|e| AdminError::Store(StoreError::Encode(e.to_string())))?;
+        text.push('\n');
+        Ok(text)
+    } else {
+        Ok(report::render_text(&z))
+    }
 }
 
 fn rfc3339(ms: i64) -> String {

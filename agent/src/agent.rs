@@ -20,6 +20,9 @@ use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, StoreOptions};
 
+/// How soon a failed business-day close is tried again.
+const DAY_CLOSE_RETRY: Duration = Duration::from_secs(60);
+
 /// Why the agent could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -210,10 +213,34 @@ impl Agent {
             metrics: self.metrics.sync.clone(),
             cancel: self.cancel.clone(),
             traces: Default::default(),
+            health: crate::sync::HealthSettings {
+                heartbeat_secs: self.config.telemetry.heartbeat_secs,
+                catalog: Some(self.catalog.clone()),
+            },
         };
         self.tasks.spawn(async move {
             if let Err(e) = sync.run().await {
                 tracing::error!(error = %e, "sync task stopped");
+            }
+        });
+        // The business day: each day's manifest, written when it closes
+        // (and at start for days that closed while the agent was off).
+        let store = self.store.clone();
+        let cancel = self.cancel.clone();
+        let day = self.config.business_day();
+        self.tasks.spawn(async move {
+            loop {
+                let wait = match store.close_days(day.clone()).await {
+                    Ok(c) => Duration::from_millis(c.wait_ms),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "closing the business day failed; retrying");
+                        DAY_CLOSE_RETRY
+                    }
+                };
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
             }
         });
         // Retention of acked outbox rows; the sync task acks them.

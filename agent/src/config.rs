@@ -22,6 +22,8 @@ use o2c_protocol::{AgentId, Currency, StoreId, TerminalId};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use legacy::Deprecated;
+
+use crate::business_day::{BusinessDay, ClosingTime, StoreZone};
 pub use o2c_runtime::config::ConfigError;
 pub use o2c_runtime::mqtt::MqttTlsConfig;
 
@@ -65,12 +67,66 @@ pub struct Config {
     /// Local catalog cache.
     #[serde(default)]
     pub catalog: CatalogConfig,
+    /// `[business_day]`: when the store's day closes.
+    #[serde(default)]
+    pub business_day: BusinessDayConfig,
     /// `[fulfillment]`: the ship-to-home stock check.
     #[serde(default)]
     pub fulfillment: FulfillmentConfig,
-    /// `[telemetry]`: trace export over OTLP (off by default).
+    /// `[telemetry]`: trace export over OTLP (off by default) and the
+    /// fleet-view heartbeat.
     #[serde(default)]
-    pub telemetry: o2c_runtime::trace::TraceConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`: the runtime's shared trace keys
+/// ([`o2c_runtime::trace::TraceConfig`], same names as the cloud's) plus
+/// the agent's own `heartbeat_secs`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TelemetryConfig {
+    /// Trace export (`endpoint`, `sampling_ratio`, ...), flattened.
+    #[serde(flatten)]
+    pub trace: o2c_runtime::trace::TraceConfig,
+    /// Seconds between two health heartbeats on the agent's retained
+    /// `.../health` topic (default 30; 1 to 3600). A health message also
+    /// goes out on each change (connect, backlog emptied or started, a
+    /// rejection); the fleet view calls an agent stale after three
+    /// intervals without one.
+    pub heartbeat_secs: u32,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            trace: o2c_runtime::trace::TraceConfig::default(),
+            heartbeat_secs: defaults::heartbeat_secs(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TelemetryConfig {
+    /// `heartbeat_secs` is taken out, and every other key must be a
+    /// `TraceConfig` key (unknown ones stay errors naming the key; serde's
+    /// `flatten` would ignore them).
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut table = toml::Table::deserialize(d)?;
+        let heartbeat_secs = match table.remove("heartbeat_secs") {
+            None => defaults::heartbeat_secs(),
+            Some(v) => v
+                .as_integer()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| {
+                    D::Error::custom("heartbeat_secs: must be a whole number of seconds")
+                })?,
+        };
+        let trace = o2c_runtime::trace::TraceConfig::deserialize(toml::Value::Table(table))
+            .map_err(|e| D::Error::custom(e.message()))?;
+        Ok(Self {
+            trace,
+            heartbeat_secs,
+        })
+    }
 }
 
 /// `[store]`.
@@ -86,6 +142,24 @@ pub struct StoreConfig {
     /// mean nothing (100 yen is not 1 euro).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub currency: Option<Currency>,
+    /// The store's IANA time zone (default `"UTC"`), from the system's tz
+    /// database: its business day ([`BusinessDayConfig`]) runs on this
+    /// wall clock.
+    #[serde(default)]
+    pub timezone: StoreZone,
+}
+
+/// `[business_day]`: when the store's day closes. At that moment the agent
+/// writes the day's manifest into its outbox (`o2c-cloud reconcile` checks
+/// the cloud against it), and the Z-report of a date covers the sales from
+/// one closing to the next.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessDayConfig {
+    /// Wall-clock closing time, `HH:MM` in `[store] timezone` (default
+    /// `"00:00"`). A sale before it belongs to the day before.
+    #[serde(default)]
+    pub closes_at: ClosingTime,
 }
 
 /// `[http]`.
@@ -320,6 +394,9 @@ impl Default for FulfillmentConfig {
 }
 
 mod defaults {
+    pub(super) fn heartbeat_secs() -> u32 {
+        30
+    }
     pub(super) fn check_timeout_ms() -> u64 {
         2000
     }
@@ -412,7 +489,13 @@ impl Config {
         let limits_set = check::offline_limits_set(&root);
         let config: Config = o2c_runtime::config::deserialize(root)?;
         config.check()?;
-        config.telemetry.check()?;
+        config.telemetry.trace.check()?;
+        if !(1..=3600).contains(&config.telemetry.heartbeat_secs) {
+            return Err(ConfigError::key(
+                "telemetry.heartbeat_secs",
+                "must be 1 to 3600 seconds",
+            ));
+        }
         if let Some(limit) = limits_set
             && config.store.currency.is_none()
         {
@@ -431,6 +514,11 @@ impl Config {
     /// `check-config` prints).
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// The store's business day (`[store] timezone`, `[business_day]`).
+    pub fn business_day(&self) -> BusinessDay {
+        BusinessDay::new(self.store.timezone.clone(), self.business_day.closes_at)
     }
 
     /// Where the SQLite database lives.

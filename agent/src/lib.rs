@@ -23,10 +23,15 @@
 //!   conversion, card-data scan and offline card rules (the store currency,
 //!   the floor limit). `/healthz`, `/readyz` and `/metrics` come from
 //!   `o2c_runtime::http`.
+//! - [`business_day`]: the store's business day (zone, closing time):
+//!   the date a moment belongs to and the moments of a date.
 //! - [`catalog`]: the sled catalog cache and the JSONL import.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`sync`]: the sync task, the MQTT shell around
 //!   `o2c_protocol::sync::SyncState`; MQTT/TLS setup is `o2c_runtime::mqtt`.
+//! - [`report`]: the Z-report of a business day, pure (rows in, report
+//!   out); its reads are `store::report`, its shells `GET /v1/reports/z`
+//!   and `o2c-agent report z`.
 //! - [`openapi`]: the generated OpenAPI document (checked in as
 //!   `agent/openapi.json`).
 //! - `main.rs`: the CLI (`run`, `check-config`, `catalog import` and the
@@ -38,10 +43,12 @@
 pub mod admin;
 pub mod agent;
 pub mod api;
+pub mod business_day;
 pub mod catalog;
 pub mod config;
 pub mod metrics;
 pub mod openapi;
+pub mod report;
 pub mod store;
 pub mod sync;
 

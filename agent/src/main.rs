@@ -1,6 +1,6 @@
 //! `o2c-agent`: the CLI. Thin: parse, load config (exit 64 on a bad one),
 //! bind, write `data_dir/http.addr`, run until SIGTERM/SIGINT. The operator
-//! commands (`terminal`, `status`, `outbox`, `backup`) live in
+//! commands (`terminal`, `status`, `outbox`, `backup`, `report`) live in
 //! `o2c_agent::admin`; this file only prints their output.
 
 use std::io::Write;
@@ -75,10 +75,35 @@ enum Command {
         /// Where to write the copy (must not exist).
         file: PathBuf,
     },
+    /// End-of-day reports, read from the database (read-only; safe while
+    /// the agent runs).
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// Catalog cache maintenance (run while the agent is stopped).
     Catalog {
         #[command(subcommand)]
         command: CatalogCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ReportCommand {
+    /// The Z-report of a business date, per terminal and for the store:
+    /// orders, voids, gross and net per currency, tenders, offline card
+    /// money not yet confirmed, rejections, and the sync state of the
+    /// day's events.
+    Z {
+        /// Config file (TOML): data_dir, [store] timezone, [business_day].
+        #[arg(long, env = "O2C_AGENT_CONFIG")]
+        config: PathBuf,
+        /// The store's business date, YYYY-MM-DD.
+        #[arg(long)]
+        date: String,
+        /// Print the JSON of `GET /v1/reports/z` instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -178,7 +203,10 @@ fn main() -> ExitCode {
         | Command::Outbox {
             command: OutboxCommand::List { config, .. },
         }
-        | Command::Backup { config, .. } => config.clone(),
+        | Command::Backup { config, .. }
+        | Command::Report {
+            command: ReportCommand::Z { config, .. },
+        } => config.clone(),
     };
     // Logs while the config loads (it warns of deprecated keys); the
     // process's own subscriber, with the trace export `run` configures,
@@ -198,7 +226,7 @@ fn main() -> ExitCode {
         }
     };
     let traces = match cli.command {
-        Command::Run { .. } => config.telemetry.clone(),
+        Command::Run { .. } => config.telemetry.trace.clone(),
         _ => TraceConfig::default(),
     };
     let _traces = match Telemetry::default().init_with_traces(&traces, SERVICE) {
@@ -251,6 +279,9 @@ fn main() -> ExitCode {
             command: OutboxCommand::List { state, limit, .. },
         } => return admin_output(admin::outbox_list(&config, state.into(), limit)),
         Command::Backup { file, .. } => return admin_output(admin::backup(&config, &file)),
+        Command::Report {
+            command: ReportCommand::Z { date, json, .. },
+        } => return admin_output(admin::report_z(&config, &date, json)),
     };
     match result {
         Ok(code) => code,

@@ -22,6 +22,7 @@ use crate::store::{CaptureReceipt, LocalStatus, OrderSyncState};
         crate::api::orders::list,
         crate::api::orders::get_one,
         crate::api::orders::cancel,
+        crate::api::report::z_report,
         crate::api::misc::product,
         crate::api::misc::catalog_status,
         crate::api::misc::sync,
@@ -37,7 +38,10 @@ use crate::store::{CaptureReceipt, LocalStatus, OrderSyncState};
         model::SyncError, model::OrderListItem, model::OrderPage, model::CancelRequest,
         model::CancelResponse, model::SyncResponse, model::ErrorBody, model::ErrorDetail,
         model::HealthBody, CaptureReceipt, LocalStatus, OrderSyncState,
-        crate::api::misc::ProductView, crate::catalog::pull::PullStatus
+        crate::api::misc::ProductView, crate::catalog::pull::PullStatus,
+        crate::report::ZReport, crate::report::TerminalFigures, crate::report::Figures,
+        crate::report::CurrencyFigures, crate::report::Tenders, crate::report::EventFigures,
+        crate::report::Rejection
     )),
     modifiers(&Bearer)
 )]

@@ -32,6 +32,7 @@ fn openapi_documents_every_route() {
         ("/v1/orders", "get"),
         ("/v1/orders/{order_id}", "get"),
         ("/v1/orders/{order_id}/cancel", "post"),
+        ("/v1/reports/z", "get"),
         ("/v1/products/{sku}", "get"),
         ("/v1/sync", "get"),
         ("/healthz", "get"),

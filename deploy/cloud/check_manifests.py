@@ -10,7 +10,8 @@
   code listens on by default (ingest: http.listen, saga: saga.http_listen in
   cloud/common/src/config.rs, catalog: catalog.http_listen in
   cloud/common/src/config/catalog.rs, analytics: analytics.http_listen in
-  cloud/common/src/config/analytics.rs), overriding the loopback default to
+  cloud/common/src/config/analytics.rs, fleet: fleet.http_listen in
+  cloud/common/src/config/fleet.rs), overriding the loopback default to
   0.0.0.0 on that port;
 - readiness probes hit /readyz and liveness probes /healthz on that port;
 - the --config file is mounted from the generated ConfigMap, the TLS
@@ -49,7 +50,9 @@ def code_facts():
     ports = {}
     catalog_rs = (ROOT / "cloud/common/src/config/catalog.rs").read_text()
     analytics_rs = (ROOT / "cloud/common/src/config/analytics.rs").read_text()
-    for sub, fn, file, text in (("ingest", "default_http", "config.rs", config_rs),
+    fleet_rs = (ROOT / "cloud/common/src/config/fleet.rs").read_text()
+    for sub, fn, file, text in (("fleet", "default_http_listen", "config/fleet.rs", fleet_rs),
+                                ("ingest", "default_http", "config.rs", config_rs),
                                 ("saga", "default_saga_http", "config.rs", config_rs),
                                 ("catalog", "default_http_listen", "config/catalog.rs", catalog_rs),
                                 ("analytics", "default_http_listen", "config/analytics.rs", analytics_rs)):
@@ -106,7 +109,8 @@ def check_deployment(path, dep, version, ports, subcommands, cm_name, cm_files):
             fail(f"{where}: containerPort {sorted(declared.values())}, the code listens on {port}")
         listen_var = {"ingest": "O2C_CLOUD__HTTP__LISTEN", "saga": "O2C_CLOUD__SAGA__HTTP_LISTEN",
                       "catalog": "O2C_CLOUD__CATALOG__HTTP_LISTEN",
-                      "analytics": "O2C_CLOUD__ANALYTICS__HTTP_LISTEN"}[sub]
+                      "analytics": "O2C_CLOUD__ANALYTICS__HTTP_LISTEN",
+                      "fleet": "O2C_CLOUD__FLEET__HTTP_LISTEN"}[sub]
         if env_of(c).get(listen_var) != f"0.0.0.0:{port}":
             fail(f"{where}: {listen_var} must be 0.0.0.0:{port} so probes reach it")
         for probe, path_ in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
@@ -211,7 +215,7 @@ def main():
     kinds = ", ".join(f"{n} {k}{'' if n == 1 else 's'}" for k, n in sorted(workloads.items()))
     print(f"check_manifests: {len(yamls)} YAML files, {kinds}: images o2c/cloud:{version}, "
           f"ports ingest {ports['ingest']} saga {ports['saga']} catalog {ports['catalog']} "
-          f"analytics {ports['analytics']}, subcommands {sorted(subcommands)}: ok")
+          f"analytics {ports['analytics']} fleet {ports['fleet']}, subcommands {sorted(subcommands)}: ok")
 
 
 main()

@@ -10,7 +10,7 @@
 #                                                    broker cert: CN=NAME, SAN DNS:NAME
 #                                                    plus each --san (DNS:x or IP:x)
 #   o2c-certs.sh issue-service NAME [--days N]       cloud service cert (o2c-ingest,
-#                                                    o2c-status): CN=NAME
+#                                                    o2c-status, o2c-catalog, o2c-fleet): CN=NAME
 #   o2c-certs.sh renew agent|server|service NAME [--days N]
 #                                                    new key and cert, same identity;
 #                                                    the old pair moves to archive/
@@ -252,8 +252,8 @@ cmd_acl() {
     check_id agent_id "$agent"
     check_id store_id "$store"
     root="o2c/v1/stores/$store/agents/$agent"
-    printf '\nuser %s\ntopic write %s/events\ntopic read %s/acks\ntopic read %s/status\ntopic write %s/resync\ntopic read o2c/v1/fleet/resync\ntopic read o2c/v1/stores/%s/catalog\n' \
-      "$agent" "$root" "$root" "$root" "$root" "$store"
+    printf '\nuser %s\ntopic write %s/events\ntopic read %s/acks\ntopic read %s/status\ntopic write %s/resync\ntopic write %s/health\ntopic read o2c/v1/fleet/resync\ntopic read o2c/v1/stores/%s/catalog\n' \
+      "$agent" "$root" "$root" "$root" "$root" "$root" "$store"
   done
 }
 

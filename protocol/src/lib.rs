@@ -16,11 +16,16 @@
 //!   on a page before applying it.
 //! - [`card`]: the card-number detector (Luhn runs, GTIN exemption,
 //!   redaction); used by [`ids`] and [`validate`].
+//! - [`day`]: the day manifest (`DayClosed`): what an agent sent in one
+//!   business day (seq range, counts, totals by currency and tender, a
+//!   digest of event ids), and the tally both sides compute it with.
 //! - [`status`]: `CloudStatus`, an order's saga status, and its wire names.
 //! - [`event`]: event types, their Kafka topics and payloads.
 //! - [`envelope`]: the `Envelope` around every event; JSON encode/decode
 //!   with typed errors for unknown versions and types.
 //! - [`frame`]: sync frames `Batch`, `Ack`, `FrameNack` and `StatusUpdate`.
+//! - [`health`]: `Health`, an agent's retained heartbeat on its
+//!   `.../health` topic (and its MQTT last will): the fleet view's input.
 //! - [`order_state`]: `OrderStateRecord`, one order's latest state on the
 //!   compacted `orders.state` topic (the read model).
 //! - [`resync`]: `StatusResync`, an agent's request for its open orders'
@@ -36,9 +41,11 @@
 pub mod breaker;
 pub mod card;
 pub mod catalog;
+pub mod day;
 pub mod envelope;
 pub mod event;
 pub mod frame;
+pub mod health;
 pub mod ids;
 pub mod money;
 pub mod order;

@@ -44,11 +44,11 @@ use crate::status::CloudStatus;
 
 /// The contract version this crate writes: `{major}.{minor}`; the major is
 /// the envelope's `schema_version`.
-pub const CONTRACT_VERSION: &str = "1.3";
+pub const CONTRACT_VERSION: &str = "1.4";
 
 /// The contract versions before [`CONTRACT_VERSION`], oldest first; their
 /// directories under `protocol/schemas/` are frozen.
-pub const EARLIER_VERSIONS: &[&str] = &["1.0", "1.1", "1.2"];
+pub const EARLIER_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3"];
 
 macro_rules! string_schema {
     ($ty:ty, $name:literal, $schema:tt) => {
@@ -156,6 +156,14 @@ pub fn schemas() -> Vec<(String, Value)> {
     message(
         "OrderState",
         schemars::schema_for!(OrderStateRecord).to_value(),
+    );
+    message(
+        "DayClosed",
+        schemars::schema_for!(crate::day::DayClosed).to_value(),
+    );
+    message(
+        "Health",
+        schemars::schema_for!(crate::health::Health).to_value(),
     );
     out
 }
@@ -494,5 +502,87 @@ pub fn samples() -> Vec<(String, Vec<u8>)> {
         "OrderState.v1.json".into(),
         state.encode().unwrap_or_default(),
     ));
+    out.push(("DayClosed.v1.json".into(), day_closed_sample()));
+    out.push(("Health.v1.json".into(), health_sample()));
     out
+}
+
+/// An online agent's heartbeat with every figure.
+fn health_sample() -> Vec<u8> {
+    use crate::health::{AgentState, HEALTH_SCHEMA_VERSION, Health};
+    let (store_id, agent_id, _) = ids();
+    Health {
+        schema_version: HEALTH_SCHEMA_VERSION,
+        store_id,
+        agent_id,
+        state: AgentState::Online,
+        reason: None,
+        sent_at_ms: 1_764_000_060_000,
+        agent_version: "0.1.0".into(),
+        heartbeat_secs: 30,
+        connected_since_ms: Some(1_764_000_000_000),
+        pending_events: 3,
+        oldest_pending_age_ms: Some(4_500),
+        last_acked_seq: 41,
+        rejected_events: 0,
+        catalog_version: Some(7),
+        disk_free_bytes: Some(12_884_901_888),
+        ingest_lag_ms: Some(180),
+        last_ack_at_ms: Some(1_764_000_059_000),
+    }
+    .encode()
+    .unwrap_or_default()
+}
+
+/// A manifest of a day with one sale (split card and cash) and one void.
+fn day_closed_sample() -> Vec<u8> {
+    use crate::day::{BusinessDate, CurrencyTotals, DayClosed, DayManifest, DayTally, SeqRange};
+    use crate::day::{EventDigest, Tender, TenderTotal};
+    let (store, agent, _) = ids();
+    let mut digest = EventDigest::default();
+    for n in 1..=2 {
+        digest.add(&EventId::from_parts(1_764_000_000_000 + n, [n as u8; 10]));
+    }
+    let date =
+        time::Date::from_calendar_date(2025, time::Month::November, 24).unwrap_or(time::Date::MIN);
+    DayClosed::new(
+        EventId::from_parts(1_764_000_000_003, [3; 10]),
+        store,
+        agent,
+        Seq::new(3).unwrap_or(Seq::FIRST),
+        at(86_400),
+        DayManifest {
+            business_date: BusinessDate(date),
+            timezone: "America/Toronto".into(),
+            closes_at: "03:00".into(),
+            opened_at: at(0),
+            closed_at: at(86_400),
+            range: Some(SeqRange {
+                first: Seq::FIRST,
+                last: Seq::new(2).unwrap_or(Seq::FIRST),
+            }),
+            tally: DayTally {
+                events: 2,
+                orders: 1,
+                voids: 1,
+                totals: vec![CurrencyTotals {
+                    gross: cad(2000),
+                    voided: cad(2000),
+                }],
+                tenders: vec![
+                    TenderTotal {
+                        tender: Tender::CardOnline,
+                        amount: cad(1500),
+                    },
+                    TenderTotal {
+                        tender: Tender::Cash,
+                        amount: cad(500),
+                    },
+                ],
+            },
+            event_ids_sha256: digest.finish(),
+        },
+    )
+    .encode()
+    .unwrap_or_default()
 }

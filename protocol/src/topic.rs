@@ -4,6 +4,8 @@
 //! - up:   `o2c/v1/stores/{store_id}/agents/{agent_id}/events`
 //! - up:   `.../resync` (the agent asks again for its open orders' status)
 //! - down: `o2c/v1/stores/{store_id}/agents/{agent_id}/acks` and `.../status`
+//! - up:   `.../health` (retained: the agent's heartbeat and, as its MQTT
+//!   last will, its offline mark; `crate::health`)
 
 use crate::event::EventType;
 use crate::ids::{AgentId, IdError, StoreId};
@@ -41,6 +43,9 @@ pub enum Channel {
     Status,
     /// Agent → cloud status resync requests (`crate::resync`).
     Resync,
+    /// Agent → cloud health, retained (`crate::health`): the fleet view.
+    /// Not `Status`, which is the cloud's order status *to* the agent.
+    Health,
 }
 
 impl Channel {
@@ -51,6 +56,7 @@ impl Channel {
             Channel::Acks => "acks",
             Channel::Status => "status",
             Channel::Resync => "resync",
+            Channel::Health => "health",
         }
     }
 }
@@ -76,6 +82,7 @@ pub fn parse_agent_topic(topic: &str) -> Result<(StoreId, AgentId, Channel), Top
         "acks" => Channel::Acks,
         "status" => Channel::Status,
         "resync" => Channel::Resync,
+        "health" => Channel::Health,
         _ => return Err(shape()),
     };
     Ok((StoreId::new(*store)?, AgentId::new(*agent)?, channel))
@@ -107,6 +114,13 @@ pub fn shared_filter(group: &str, channel: Channel) -> Result<String, TopicError
         "$share/{group}/{ROOT}/+/agents/+/{}",
         channel.as_str()
     ))
+}
+
+/// The plain (not shared) subscription of every agent's health:
+/// `o2c/v1/stores/+/agents/+/health`. Plain on purpose: each fleet view
+/// needs every agent, and a shared subscription gets no retained messages.
+pub fn health_filter() -> String {
+    format!("{ROOT}/+/agents/+/{}", Channel::Health.as_str())
 }
 
 /// Kafka topic names, with an optional prefix (e.g. `prod.`).
@@ -147,6 +161,11 @@ impl KafkaTopics {
         format!("{}{}", self.prefix, Self::HISTORY)
     }
 
+    /// The day manifests' topic (`crate::day`), keyed by store.
+    pub fn days(&self) -> String {
+        format!("{}{}", self.prefix, crate::day::DAYS_TOPIC)
+    }
+
     /// The order-state topic.
     pub fn state(&self) -> String {
         format!("{}{}", self.prefix, Self::STATE)
@@ -162,7 +181,7 @@ impl KafkaTopics {
         EventType::ALL
             .into_iter()
             .map(|t| self.for_event(t))
-            .chain([self.history(), self.state(), self.dlq()])
+            .chain([self.history(), self.state(), self.days(), self.dlq()])
             .collect()
     }
 
@@ -259,9 +278,15 @@ mod tests {
             Channel::Acks,
             Channel::Status,
             Channel::Resync,
+            Channel::Health,
         ] {
             assert_eq!(parse_agent_topic(&agent_topic(&s, &a, c)).unwrap().2, c);
         }
+        assert_eq!(
+            agent_topic(&s, &a, Channel::Health),
+            "o2c/v1/stores/S001/agents/S001-A1/health"
+        );
+        assert_eq!(health_filter(), "o2c/v1/stores/+/agents/+/health");
         assert_eq!(
             shared_filter("o2c-status", Channel::Resync).unwrap(),
             "$share/o2c-status/o2c/v1/stores/+/agents/+/resync"
@@ -293,7 +318,8 @@ mod tests {
         let k = KafkaTopics::new("t1.").unwrap();
         assert_eq!(k.for_event(EventType::OrderCreated), "t1.orders.created");
         assert_eq!(k.dlq(), "t1.o2c.dlq");
-        assert_eq!(k.all().len(), 13);
+        assert_eq!(k.all().len(), 14);
+        assert_eq!(k.days(), "t1.stores.days");
         assert_eq!(k.history(), "t1.orders.events");
         assert!(k.is_history("t1.orders.events"));
         assert!(!k.is_history("orders.events"));

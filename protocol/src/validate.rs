@@ -329,19 +329,23 @@ pub fn value_has_card_number(v: &serde_json::Value) -> bool {
 
 /// Checks the fields of a store event this build does not know (a newer
 /// agent's additions, which a tolerant reader would otherwise carry on
-/// unread) for card data. `raw` is the event as received, `env` the same
-/// event decoded. A [`CARD_DATA`] error names the field.
+/// unread) for card data. `raw` is the event as received, `decoded` the
+/// same event decoded (an `Envelope` or a `day::DayClosed`). A
+/// [`CARD_DATA`] error names the field.
 ///
 /// Cheap for the usual event: the full comparison runs only when the raw
 /// text holds a card-number-shaped run, or a `\u` escape that could hide
 /// one.
-pub fn check_unknown_fields(raw: &str, env: &crate::Envelope) -> Result<(), ValidationErrors> {
+pub fn check_unknown_fields<T: serde::Serialize>(
+    raw: &str,
+    decoded: &T,
+) -> Result<(), ValidationErrors> {
     if !contains_card_number(raw) && !raw.contains("\\u") {
         return Ok(());
     }
     let (Ok(raw_v), Ok(known)) = (
         serde_json::from_str::<serde_json::Value>(raw),
-        serde_json::to_value(env),
+        serde_json::to_value(decoded),
     ) else {
         return Ok(());
     };

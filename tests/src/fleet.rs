@@ -158,8 +158,9 @@ impl Client {
     }
 }
 
-/// A fleet: CA, broker cert for 127.0.0.1, three agents in two stores, the
-/// two cloud service identities; and a broker started from the deploy config.
+/// A fleet: CA, broker cert for 127.0.0.1, the given agents, the cloud
+/// service identities (o2c-ingest, o2c-status, o2c-fleet); and a broker
+/// started from the deploy config.
 #[derive(Debug)]
 pub struct Fleet {
     /// The test's environment (temp dir, names).
@@ -182,6 +183,7 @@ pub async fn fleet(agents: &[(&str, &str)]) -> Fleet {
     }
     pki.issue_service("o2c-ingest").expect("ingest cert");
     pki.issue_service("o2c-status").expect("status cert");
+    pki.issue_service("o2c-fleet").expect("fleet view cert");
     let broker = TlsMosquitto::start(&pki, &server).await.expect("broker");
     Fleet { env, pki, broker }
 }

@@ -18,6 +18,8 @@
 //!   or reorders one link.
 //! - [`catalog`]: `o2c-cloud catalog` as a real process, and an HTTPS
 //!   client holding one fleet certificate.
+//! - [`fleet_view`]: the fleet view (issue 18): `o2c-cloud fleet serve` as
+//!   a real process, the `/fleet` page's screenshot and a PNG reader.
 //! - [`tls`]: [`tls::Pki`] (runs `deploy/pki/o2c-certs.sh`) and [`tls::TlsMosquitto`],
 //!   a private broker started from `deploy/mosquitto/o2c.conf`.
 //! - [`psp_sim`]: the payment processor simulator, a test double, served by
@@ -54,6 +56,7 @@ pub mod chaos;
 pub mod env;
 mod error;
 pub mod fleet;
+pub mod fleet_view;
 pub mod kafka;
 pub mod mosquitto;
 pub mod mqtt;

@@ -212,6 +212,21 @@ pub struct Receipt {
     pub order_id: String,
 }
 
+/// A `[business_day]` table closing the day 12 hours from now (UTC), unless
+/// `extra` has its own: a test never crosses its agent's close, which would
+/// add a day manifest (`DayClosed`) to the outbox mid-test.
+fn business_day_far_off(extra: &str) -> String {
+    if extra.contains("[business_day]") {
+        return String::new();
+    }
+    let at = time::OffsetDateTime::now_utc() + time::Duration::hours(12);
+    format!(
+        "[business_day]\ncloses_at = \"{:02}:{:02}\"\n",
+        at.hour(),
+        at.minute()
+    )
+}
+
 impl AgentProc {
     /// Writes `{dir}/{agent_id}/agent.toml` and starts the agent, with
     /// `extra` TOML appended to the `[mqtt]` table (e.g. `keep_alive_secs = 5`;
@@ -252,12 +267,13 @@ impl AgentProc {
         let data_dir = home.join("data");
         std::fs::create_dir_all(&data_dir).map_err(|e| HarnessError::io("create agent dir", e))?;
         let hash = hex::encode(sha2::Sha256::digest(TERMINAL_TOKEN.as_bytes()));
+        let day = business_day_far_off(extra_mqtt);
         let config = home.join("agent.toml");
         std::fs::write(
             &config,
             format!(
                 "store_id = \"{store_id}\"\nagent_id = \"{agent_id}\"\ndata_dir = \"{}\"\n\
-                 [store]\ncurrency = \"CAD\"\n[http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nurl = \"{mqtt_url}\"\n{extra_mqtt}\n\
+                 [store]\ncurrency = \"CAD\"\n[http]\nlisten = \"127.0.0.1:0\"\n[mqtt]\nurl = \"{mqtt_url}\"\n{extra_mqtt}\n{day}\
                  [[terminals]]\nid = \"T1\"\ntoken_sha256 = \"{hash}\"\n",
                 data_dir.display()
             ),

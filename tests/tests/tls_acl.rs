@@ -203,6 +203,77 @@ async fn acl_agent_reads_only_its_own_acks_and_status() {
     }
 }
 
+/// Health (the fleet view's input, retained): an agent writes only its
+/// own, the o2c-fleet identity reads every agent's and writes none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_agent_publishes_only_its_own_health() {
+    let f = fleet(&[
+        ("S001", "S001-A1"),
+        ("S001", "S001-A2"),
+        ("S002", "S002-A1"),
+    ])
+    .await;
+    let mut view = f.client(&f.service("o2c-fleet"), "o2c-fleet-1").await;
+    assert!(matches!(
+        view.subscribe("o2c/v1/stores/+/agents/+/health").await,
+        SubscribeReasonCode::Success(_)
+    ));
+    let own = topic("S001", "S001-A1", "health");
+    // The fleet view reads; it writes no health (nor anything else). (Its
+    // publishes come first: waiting for their PUBACKs skips deliveries.)
+    for t in [own.clone(), topic("S001", "S001-A1", "events")] {
+        assert_eq!(
+            view.publish(&t, "forged-by-view").await,
+            PubAckReason::NotAuthorized,
+            "{t}"
+        );
+    }
+    let mut a1 = f.client(&f.pki.agent("S001-A1"), "S001-A1").await;
+    assert_eq!(a1.publish(&own, "legit").await, PubAckReason::Success);
+    for (other, why) in [
+        (
+            topic("S001", "S001-A2", "health"),
+            "another agent, same store",
+        ),
+        (topic("S002", "S002-A1", "health"), "another store's agent"),
+        (
+            topic("S002", "S001-A1", "health"),
+            "its own id under another store",
+        ),
+    ] {
+        assert_eq!(
+            a1.publish(&other, "forged").await,
+            PubAckReason::NotAuthorized,
+            "{why}: {other}"
+        );
+    }
+    assert_eq!(a1.publish(&own, "sentinel").await, PubAckReason::Success);
+    assert_eq!(
+        view.receive_until("sentinel").await,
+        vec![(own.clone(), "legit".into()), (own, "sentinel".into())]
+    );
+    // Another agent cannot read anyone's health.
+    let mut a2 = f.client(&f.pki.agent("S001-A2"), "S001-A2").await;
+    let _ = a2.subscribe("o2c/v1/stores/+/agents/+/health").await;
+    let _ = a2.subscribe(&topic("S001", "S001-A2", "acks")).await;
+    let mut ingest = f.client(&f.service("o2c-ingest"), "ingest-1").await;
+    assert_eq!(
+        a1.publish(&topic("S001", "S001-A1", "health"), "not-for-a2")
+            .await,
+        PubAckReason::Success
+    );
+    assert_eq!(
+        ingest
+            .publish(&topic("S001", "S001-A2", "acks"), "a2-sentinel")
+            .await,
+        PubAckReason::Success
+    );
+    assert_eq!(
+        a2.receive_until("a2-sentinel").await,
+        vec![(topic("S001", "S001-A2", "acks"), "a2-sentinel".to_owned())]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_new_agent_is_refused_until_the_acl_is_regenerated() {
     let mut f = fleet(&[("S001", "S001-A1")]).await;

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::capture::CaptureError;
 use super::model::{ErrorBody, ErrorDetail};
 use crate::catalog::CatalogError;
+use crate::report::ReportError;
 use crate::store::StoreError;
 
 /// The error code of a response, left in its extensions for the metrics.
@@ -211,6 +212,12 @@ impl From<StoreError> for ApiError {
             .retry_after(1),
             other => ApiError::internal("store error", &other),
         }
+    }
+}
+
+impl From<ReportError> for ApiError {
+    fn from(e: ReportError) -> Self {
+        ApiError::internal("report error", &e)
     }
 }
 

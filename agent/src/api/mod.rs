@@ -1,6 +1,7 @@
 //! The local HTTP API (axum): routes, shared state, terminal auth and the
 //! error-counting layer. Handlers live in [`orders`](self) (capture, read,
-//! list, cancel) and [`misc`](self) (products, sync, OpenAPI); the
+//! list, cancel), [`report`](self) (the Z-report) and [`misc`](self)
+//! (products, sync, OpenAPI); the
 //! request → validated `Order` translation (over the JSON bodies) in
 //! [`capture`]; `/healthz`,
 //! `/readyz` and `/metrics` are `o2c_runtime::http`'s, over the agent's
@@ -15,6 +16,7 @@ pub(crate) mod misc;
 pub mod model;
 pub(crate) mod ops;
 pub(crate) mod orders;
+pub(crate) mod report;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -30,6 +32,7 @@ use o2c_protocol::{StoreId, TerminalId};
 pub(crate) use error::ApiError;
 use error::ErrorCode;
 
+use crate::business_day::BusinessDay;
 use crate::catalog::Catalog;
 use crate::catalog::check::StockChecker;
 use crate::config::Config;
@@ -55,6 +58,10 @@ struct AppInner {
     offline: capture::OfflineLimits,
     connected: Arc<AtomicBool>,
     checker: Option<Arc<StockChecker>>,
+    /// The store's business day, for the Z-report.
+    business_day: BusinessDay,
+    /// `[outbox] retention_days`, for the Z-report.
+    retention_days: u32,
 }
 
 impl AppState {
@@ -87,6 +94,8 @@ impl AppState {
                 },
                 connected,
                 checker,
+                business_day: config.business_day(),
+                retention_days: config.outbox.retention_days,
             }),
         }
     }
@@ -109,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders", post(orders::capture).get(orders::list))
         .route("/v1/orders/{order_id}", get(orders::get_one))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
+        .route("/v1/reports/z", get(report::z_report))
         .route("/v1/products/{sku}", get(misc::product))
         .route("/v1/catalog/status", get(misc::catalog_status))
         .route("/v1/sync", get(misc::sync))

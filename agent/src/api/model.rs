@@ -263,6 +263,24 @@ pub struct ListQuery {
     pub after: Option<String>,
     /// Page size, 1–1000 (default 100).
     pub limit: Option<usize>,
+    /// Only orders captured at or after this moment (RFC 3339, e.g.
+    /// `2026-12-03T02:00:00Z`); a day's listing stays fast on a large
+    /// database.
+    pub captured_from: Option<String>,
+    /// Only orders captured before this moment (RFC 3339, excluded).
+    pub captured_to: Option<String>,
+}
+
+/// `GET /v1/reports/z` query.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ZReportQuery {
+    /// The store's business date, `YYYY-MM-DD` (required): the orders
+    /// captured from its `[business_day] closes_at` in `[store] timezone`
+    /// to the next day's.
+    #[param(example = "2026-12-03", required = true)]
+    pub date: Option<String>,
 }
 
 /// `POST /v1/orders/{order_id}/cancel` body (optional).

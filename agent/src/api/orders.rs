@@ -346,13 +346,35 @@ fn payment_view(p: &Payment) -> PaymentView {
     v
 }
 
-/// List orders, oldest first, for end-of-day reports.
+/// A `captured_from`/`captured_to` bound as Unix ms, rounded up: stored
+/// capture times are whole milliseconds, so `t >= bound` and `t < bound`
+/// mean the same on them as on the exact moment given.
+fn captured_bound(raw: Option<&str>, field: &'static str) -> Result<Option<i64>, ApiError> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("{field} must be an RFC 3339 time such as 2026-12-03T02:00:00Z"),
+        )
+        .field(field)
+    };
+    let at = time::OffsetDateTime::parse(raw, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| bad())?;
+    let nanos = at.unix_timestamp_nanos();
+    let ms = nanos.div_euclid(1_000_000) + i128::from(nanos.rem_euclid(1_000_000) > 0);
+    i64::try_from(ms).map(Some).map_err(|_| bad())
+}
+
+/// List orders, oldest first, for end-of-day reports; `captured_from` and
+/// `captured_to` keep the orders captured in `[from, to)`.
 #[utoipa::path(
     get, path = "/v1/orders", tag = "orders", operation_id = "listOrders",
     params(ListQuery),
     responses(
         (status = 200, body = OrderPage),
-        (status = 400, description = "invalid_query", body = ErrorBody),
+        (status = 400, description = "invalid_query (the field at fault: limit, after, captured_from, captured_to)", body = ErrorBody),
         (status = 401, body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -377,7 +399,25 @@ pub(crate) async fn list(
             ApiError::bad_request("invalid_query", "after must be an order id").field("after")
         })?),
     };
-    let rows = st.inner.store.list_orders(after, limit).await?;
+    let from = captured_bound(q.captured_from.as_deref(), "captured_from")?;
+    let to = captured_bound(q.captured_to.as_deref(), "captured_to")?;
+    if let (Some(f), Some(t)) = (from, to)
+        && f >= t
+    {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "captured_to must be after captured_from",
+        )
+        .field("captured_to"));
+    }
+    let rows = if from.is_some() || to.is_some() {
+        st.inner
+            .store
+            .list_orders_captured(from, to, after, limit)
+            .await?
+    } else {
+        st.inner.store.list_orders(after, limit).await?
+    };
     let next_after = (rows.len() == limit)
         .then(|| rows.last().map(|r| r.order_id.to_string()))
         .flatten();

@@ -346,3 +346,59 @@ fn an_old_key_and_its_new_key_together_are_an_error_naming_both() {
         "{shown}"
     );
 }
+
+#[test]
+fn telemetry_keeps_the_trace_keys_and_adds_heartbeat_secs() {
+    let c = Config::from_toml_with_env(MINIMAL, []).unwrap();
+    assert_eq!(c.telemetry.heartbeat_secs, 30);
+    assert_eq!(
+        c.telemetry.trace,
+        o2c_runtime::trace::TraceConfig::default()
+    );
+
+    let text = format!(
+        "{MINIMAL}[telemetry]\nendpoint = \"http://127.0.0.1:6006/v1/traces\"\n\
+         sampling_ratio = 0.5\nservice_name = \"store-1\"\nmax_queue_spans = 10\n\
+         export_timeout_ms = 100\nheartbeat_secs = 5\n\
+         [telemetry.resource]\n\"deployment.environment\" = \"prod\"\n"
+    );
+    let c = Config::from_toml_with_env(&text, []).unwrap();
+    assert_eq!(c.telemetry.heartbeat_secs, 5);
+    assert_eq!(
+        c.telemetry.trace.endpoint.as_deref(),
+        Some("http://127.0.0.1:6006/v1/traces")
+    );
+    assert_eq!(c.telemetry.trace.sampling_ratio, 0.5);
+    assert_eq!(c.telemetry.trace.max_queue_spans, 10);
+    assert_eq!(
+        c.telemetry.trace.resource.get("deployment.environment"),
+        Some(&"prod".to_owned())
+    );
+    // The printed config loads again, heartbeat included.
+    let again = Config::from_toml_with_env(&c.to_toml(), []).unwrap();
+    assert_eq!(again.telemetry, c.telemetry);
+
+    // From the environment too.
+    let c = Config::from_toml_with_env(
+        MINIMAL,
+        env(&[("O2C_AGENT__TELEMETRY__HEARTBEAT_SECS", "7")]),
+    )
+    .unwrap();
+    assert_eq!(c.telemetry.heartbeat_secs, 7);
+}
+
+#[test]
+fn telemetry_errors_name_the_key() {
+    for (extra, key) in [
+        ("heartbeat_secs = 0", "telemetry.heartbeat_secs"),
+        ("heartbeat_secs = 3601", "telemetry.heartbeat_secs"),
+        ("heartbeat_secs = \"x\"", "telemetry"),
+        ("no_such_key = 1", "telemetry.no_such_key"),
+        ("sampling_ratio = 2.0", "telemetry.sampling_ratio"),
+    ] {
+        let text = format!("{MINIMAL}[telemetry]\n{extra}\n");
+        let e = Config::from_toml_with_env(&text, []).unwrap_err();
+        let shown = e.to_string();
+        assert_eq!(key_of(e), key, "{extra}: {shown}");
+    }
+}

@@ -27,7 +27,9 @@
 mod admin;
 mod checkpoint;
 mod error;
+mod health;
 mod read;
+pub mod report;
 mod schema;
 mod terminals;
 mod types;
@@ -42,13 +44,15 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use admin::AdminDb;
 pub use error::StoreError;
+pub use health::HealthFigures;
 pub use terminals::{AddTerminalOutcome, RevokeTerminalOutcome, TerminalRecord, fingerprint};
 pub use types::{
-    AckOutcome, CancelOutcome, CaptureOutcome, CaptureReceipt, LocalStatus, NewCapture,
-    OrderSummary, OrderSyncState, OutboxEvent, OutboxRow, OutboxState, StatusOutcome, StoredOrder,
-    SyncCounts,
+    AckOutcome, CancelOutcome, CaptureOutcome, CaptureReceipt, ClosedDay, DayCloses, LocalStatus,
+    NewCapture, OrderSummary, OrderSyncState, OutboxEvent, OutboxRow, OutboxState, StatusOutcome,
+    StoredOrder, SyncCounts,
 };
 
+use crate::business_day::BusinessDay;
 use crate::metrics::StoreMetrics;
 use read::ReadPool;
 use writer::{Command, Op, Reply};
@@ -242,6 +246,15 @@ impl Store {
     /// seq assignment: the next seq also follows `sync_state.last_acked_seq`.
     pub async fn prune_acked(&self, older_than_ms: i64) -> Result<u64, StoreError> {
         self.call(Op::Prune(older_than_ms), Reply::Prune).await
+    }
+
+    /// Closes every business day of `day` that has ended by the writer's
+    /// clock: appends each one's manifest to the outbox (see
+    /// `writer::day`). Returns the days closed, oldest first; none when no
+    /// day is due.
+    pub async fn close_days(&self, day: BusinessDay) -> Result<DayCloses, StoreError> {
+        self.call(Op::CloseDays(Box::new(day)), Reply::CloseDays)
+            .await
     }
 
     /// Fault injection for tests on machines that cannot mount a small

@@ -46,6 +46,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_order_traceparent.sql",
         include_str!("../../migrations/0009_order_traceparent.sql"),
     ),
+    (
+        "0010_business_days.sql",
+        include_str!("../../migrations/0010_business_days.sql"),
+    ),
+    (
+        "0011_orders_captured_index.sql",
+        include_str!("../../migrations/0011_orders_captured_index.sql"),
+    ),
 ];
 
 /// The last seq the cloud acked, as an SQL scalar subquery (a literal, for

@@ -11,6 +11,7 @@ use time::OffsetDateTime;
 use super::*;
 use crate::metrics::StoreMetrics;
 
+mod day;
 mod offline;
 mod status;
 
@@ -360,12 +361,21 @@ async fn prune_keeps_seq_assignment_across_restart() {
         capture(&store, 10, &format!("k{i}")).await;
     }
     store.apply_ack(&ack(3, vec![]), 100).await.unwrap();
+    // Rows are pruned only within closed business days (see tests/day.rs):
+    // close the day, as if the clock had moved on.
+    store.close().await.unwrap();
+    let mut later = o.clone();
+    later.clock_skew_secs = 86_400;
+    let store = Store::open(later, StoreMetrics::default()).unwrap();
+    let day = crate::business_day::BusinessDay::new(Default::default(), Default::default());
+    assert_eq!(store.close_days(day).await.unwrap().closed.len(), 1);
+    store.apply_ack(&ack(4, vec![]), 100).await.unwrap();
     assert_eq!(store.prune_acked(100).await.unwrap(), 0, "strictly older");
-    assert_eq!(store.prune_acked(101).await.unwrap(), 3);
+    assert_eq!(store.prune_acked(101).await.unwrap(), 4);
     store.close().await.unwrap();
     let store = Store::open(o, StoreMetrics::default()).unwrap();
-    assert_eq!(store.last_seq(), 3);
-    assert_eq!(capture(&store, 10, "k9").await.seq.map(Seq::get), Some(4));
+    assert_eq!(store.last_seq(), 4);
+    assert_eq!(capture(&store, 10, "k9").await.seq.map(Seq::get), Some(5));
     // Orders outlive their outbox rows.
     assert_eq!(store.list_orders(None, 10).await.unwrap().len(), 4);
     store.close().await.unwrap();

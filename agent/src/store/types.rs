@@ -50,6 +50,29 @@ pub struct CaptureOutcome {
     pub response_json: String,
 }
 
+/// One business day closed by [`Store::close_days`](super::Store::close_days).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedDay {
+    /// The business date.
+    pub business_date: time::Date,
+    /// The manifest's own seq.
+    pub manifest_seq: o2c_protocol::Seq,
+    /// The day's events, if it had any.
+    pub range: Option<o2c_protocol::day::SeqRange>,
+    /// How many.
+    pub events: u64,
+}
+
+/// What [`Store::close_days`](super::Store::close_days) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayCloses {
+    /// The days closed, oldest first.
+    pub closed: Vec<ClosedDay>,
+    /// Milliseconds (by the store's clock) until the next day is due; 0
+    /// when more overdue days remain than one call closes.
+    pub wait_ms: u64,
+}
+
 /// What [`Store::cancel`](super::Store::cancel) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CancelOutcome {

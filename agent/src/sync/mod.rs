@@ -11,7 +11,7 @@
 //! `FrameNack` (the cloud refused a whole frame) makes the state machine
 //! split the frame, then reject the one event that cannot be read.
 //!
-//! The MQTT event loop runs in its own task ([`drive`]), so the sync loop's
+//! The MQTT event loop runs in its own task ([`driver`]), so the sync loop's
 //! timers never cancel a connection attempt half-way; the sync loop tells it
 //! to drop a connection the state machine judges dead (a silent partition)
 //! and when to reconnect.
@@ -19,10 +19,18 @@
 //! After each connect, and every `sync.status_resync_secs`, it asks the
 //! cloud again for the status of the orders not yet final ([`resync`]): a
 //! broker crash loses the status updates it held for this store.
+//!
+//! It also publishes the agent's retained health heartbeat for the fleet
+//! view, sets the matching MQTT last will, and says goodbye on a graceful
+//! stop ([`health`]).
 
+mod driver;
+mod health;
 mod mqtt;
 mod resync;
 pub mod trace;
+
+pub use health::HealthSettings;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,7 +43,7 @@ use o2c_protocol::{Ack, AckMessage, AgentId, Seq, StoreId};
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, Publish, PublishProperties};
-use rumqttc::v5::{AsyncClient, Event, EventLoop};
+use rumqttc::v5::{AsyncClient, Event};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -44,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{MqttConfig, SyncSettings};
 use crate::metrics::SyncMetrics;
 use crate::store::{Store, StoreError, now_ms};
+use driver::{Command, Link, drive};
 
 /// Why the sync task stopped for good (transient failures are retried).
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +88,8 @@ pub struct SyncTask {
     pub catalog_trigger: Option<Arc<tokio::sync::Notify>>,
     /// The spans of events in flight ([`trace::SyncTraces`]).
     pub traces: trace::SyncTraces,
+    /// The health heartbeat (`[telemetry] heartbeat_secs`, the catalog).
+    pub health: HealthSettings,
 }
 
 /// How often the idle loop looks for newly captured events and timeouts.
@@ -103,6 +114,16 @@ impl SyncTask {
         let mut opts = mqtt::options(&self.mqtt, self.agent_id.as_str())?;
         // A backstop only: the state machine's own connect timeout is shorter.
         opts.set_connection_timeout(cfg.connect_timeout_ms.div_ceil(1000) + 1);
+        let mut reporter = health::Reporter::new(
+            self.store.clone(),
+            self.health.clone(),
+            self.store_id.clone(),
+            self.agent_id.clone(),
+        );
+        let mut heartbeat = health::Heartbeat::new(reporter.heartbeat_secs());
+        if let Some(will) = reporter.will().await {
+            opts.set_last_will(will);
+        }
         let (client, eventloop) = AsyncClient::new(opts, 64);
         // Incoming publishes are acked by this task, in the order they
         // arrived (as MQTT requires), each once it has been handled.
@@ -135,21 +156,30 @@ impl SyncTask {
         let mut dropping = false;
 
         loop {
-            let deadline = [state.poll_deadline(), resync.poll_deadline()]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(|ms| epoch + Duration::from_millis(ms));
+            let deadline = [
+                state.poll_deadline(),
+                resync.poll_deadline(),
+                heartbeat.poll_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|ms| epoch + Duration::from_millis(ms));
             tokio::select! {
                 () = self.cancel.cancelled() => break,
                 msg = link.recv() => match msg {
                     Some(Link::Event(ev)) => {
                         let was_connected = state.is_connected();
-                        let announced = self
+                        let (announced, rejected) = self
                             .on_event(&mut state, &client, *ev, &handled, [&acks, &status], now())
                             .await;
                         if !was_connected && state.is_connected() {
                             resync.handle_connected(now());
+                            reporter.handle_connected();
+                            heartbeat.handle_connected(now());
+                        }
+                        if rejected {
+                            heartbeat.handle_changed(now());
                         }
                         if announced {
                             let jitter = rand::random::<u64>() % resync::MIN_GAP_MS;
@@ -159,6 +189,8 @@ impl SyncTask {
                     Some(Link::Down(reason)) => {
                         dropping = false;
                         resync.handle_disconnected();
+                        heartbeat.handle_disconnected();
+                        reporter.handle_disconnected();
                         self.connected.store(false, Ordering::Relaxed);
                         let delay = state.handle_disconnected();
                         tracing::warn!(%reason, retry_in_ms = delay, backlog = state.backlog(), "sync disconnected");
@@ -167,6 +199,10 @@ impl SyncTask {
                             () = tokio::time::sleep(Duration::from_millis(delay)) => {}
                         }
                         state.handle_connecting(now());
+                        // The next connection's will carries the latest figures.
+                        if let Some(will) = reporter.will().await {
+                            let _ = commands.send(Command::Will(Box::new(will)));
+                        }
                         if commands.send(Command::Reconnect).is_err() {
                             break;
                         }
@@ -180,6 +216,7 @@ impl SyncTask {
                     if let Ok(tail) = Seq::new(self.store.last_seq()) {
                         state.handle_captured(tail);
                     }
+                    heartbeat.handle_backlog(self.store.pending_events(), now());
                 }
                 () = sleep_until(deadline) => {}
             }
@@ -207,6 +244,9 @@ impl SyncTask {
                 } else {
                     tracing::debug!("status resync still running; this one skipped");
                 }
+            }
+            if heartbeat.poll_due(now()) {
+                reporter.publish(&client).await;
             }
             if state.poll_drop_connection() && !dropping {
                 dropping = true;
@@ -241,15 +281,20 @@ impl SyncTask {
         if let Some(t) = resync_task {
             t.abort();
         }
-        let _ = client.try_disconnect();
+        if state.is_connected() && reporter.goodbye(&client) {
+            // Offline before the DISCONNECT (which discards the will).
+            health::wait_disconnected(&client, &mut link).await;
+        } else {
+            let _ = client.try_disconnect();
+        }
         drop(commands);
         driver.abort();
         tracing::info!("sync stopped");
         Ok(())
     }
 
-    /// One event from the MQTT connection; true if it was a status
-    /// publisher's resync announcement.
+    /// One event from the MQTT connection: whether it was a status
+    /// publisher's resync announcement, and whether it rejected events.
     async fn on_event(
         &self,
         state: &mut SyncState,
@@ -258,7 +303,7 @@ impl SyncTask {
         handled: &mpsc::UnboundedSender<(Handled, Publish)>,
         [acks, status]: [&String; 2],
         now: u64,
-    ) -> bool {
+    ) -> (bool, bool) {
         match ev {
             Event::Incoming(packet) => {
                 // Anything from the broker shows the connection lives.
@@ -304,9 +349,10 @@ impl SyncTask {
                     }
                     Packet::Publish(p) if p.topic == FLEET_RESYNC_TOPIC.as_bytes() => {
                         tracing::debug!("a status publisher announced itself");
-                        return true;
+                        return (true, false);
                     }
                     Packet::Publish(p) => {
+                        let mut rejected = false;
                         let done = if p.topic == status.as_bytes() {
                             // Off the MQTT loop: updates commute (the highest
                             // seq, or without one the newest `occurred_at`,
@@ -326,11 +372,12 @@ impl SyncTask {
                             if p.topic == acks.as_bytes() {
                                 // An ack that is not stored is not lost: its
                                 // batch times out, is resent and acked again.
-                                self.on_ack(state, &p.payload).await;
+                                rejected = self.on_ack(state, &p.payload).await;
                             }
                             Handled::Done
                         };
                         let _ = handled.send((done, p));
+                        return (false, rejected);
                     }
                     _ => {}
                 }
@@ -342,7 +389,7 @@ impl SyncTask {
             }
             Event::Outgoing(_) => {}
         }
-        false
+        (false, false)
     }
 
     /// Reads the batch `t` asks for and queues it. Returns its seq range.
@@ -395,7 +442,8 @@ impl SyncTask {
         Ok(Some(range))
     }
 
-    async fn on_ack(&self, state: &mut SyncState, payload: &[u8]) {
+    /// True if events were rejected.
+    async fn on_ack(&self, state: &mut SyncState, payload: &[u8]) -> bool {
         let ack = match AckMessage::decode(payload) {
             Ok(AckMessage::Ack(a)) => a,
             Ok(AckMessage::FrameNack(nack)) => {
@@ -409,27 +457,31 @@ impl SyncTask {
                             seq = %nack.first_seq, code = %nack.code, reason = %nack.reason,
                             "cloud refused an event's frame; event rejected"
                         );
-                        self.persist_ack(state, &ack, through).await;
+                        return self.persist_ack(state, &ack, through).await;
                     }
                     NackVerdict::Stale => {
                         tracing::debug!(first = %nack.first_seq, "stale frame nack ignored");
                     }
                 }
-                return;
+                return false;
             }
             Err(e) => {
                 tracing::warn!(error = %e, "undecodable ack ignored");
-                return;
+                return false;
             }
         };
         match state.check_ack(&ack) {
             Ok(AckVerdict::Apply { through }) => self.persist_ack(state, &ack, through).await,
-            Ok(AckVerdict::Stale) => {}
-            Err(e) => tracing::error!(error = %e, "invalid ack ignored"),
+            Ok(AckVerdict::Stale) => false,
+            Err(e) => {
+                tracing::error!(error = %e, "invalid ack ignored");
+                false
+            }
         }
     }
 
-    async fn persist_ack(&self, state: &mut SyncState, ack: &Ack, through: Seq) {
+    /// True if the ack rejected events.
+    async fn persist_ack(&self, state: &mut SyncState, ack: &Ack, through: Seq) -> bool {
         match self.store.apply_ack(ack, now_ms()).await {
             Ok(outcome) => {
                 if outcome.rejected > 0 {
@@ -437,73 +489,13 @@ impl SyncTask {
                 }
                 state.handle_ack_applied(through);
                 self.traces.acked(through);
+                outcome.rejected > 0
             }
             // Not applied: the batch times out and is resent, and the
             // cloud acks (or nacks) it again.
-            Err(e) => tracing::error!(error = %e, "cannot persist ack"),
-        }
-    }
-}
-
-/// What the MQTT driver reports to the sync loop.
-#[derive(Debug)]
-enum Link {
-    /// An event of the connection (boxed: a publish is large).
-    Event(Box<Event>),
-    /// The connection failed or was dropped; the driver waits for
-    /// [`Command::Reconnect`].
-    Down(String),
-}
-
-/// What the sync loop asks of the MQTT driver.
-#[derive(Debug)]
-enum Command {
-    /// Drop the connection (or the attempt): it is judged dead.
-    Drop,
-    /// Connect again (after a [`Link::Down`]).
-    Reconnect,
-}
-
-/// Owns the MQTT event loop: polls it without interruption (a connection
-/// attempt is never cancelled half-way by the sync loop's timers), forwards
-/// its events, and after each failure or requested drop waits until told to
-/// reconnect, so the sync loop's backoff decides when that happens.
-async fn drive(
-    mut eventloop: EventLoop,
-    link: mpsc::Sender<Link>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
-    loop {
-        let reason = loop {
-            tokio::select! {
-                cmd = commands.recv() => match cmd {
-                    Some(Command::Drop) => {
-                        // Unacknowledged publishes are kept for the next
-                        // connection of the session.
-                        eventloop.clean();
-                        break "dropped: the broker did not answer in time".to_owned();
-                    }
-                    Some(Command::Reconnect) => {}
-                    None => return,
-                },
-                ev = eventloop.poll() => match ev {
-                    Ok(ev) => {
-                        if link.send(Link::Event(Box::new(ev))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => break e.to_string(),
-                },
-            }
-        };
-        if link.send(Link::Down(reason)).await.is_err() {
-            return;
-        }
-        loop {
-            match commands.recv().await {
-                Some(Command::Reconnect) => break,
-                Some(Command::Drop) => {}
-                None => return,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot persist ack");
+                false
             }
         }
     }

@@ -13,6 +13,8 @@ use o2c_runtime::telemetry::{LogTarget, Telemetry};
 use o2c_runtime::trace::TraceGuard;
 use o2c_saga::runner::Selection;
 
+mod fleet;
+mod reconcile;
 mod schemas;
 
 #[derive(Debug, Parser)]
@@ -88,6 +90,12 @@ enum Command {
         #[command(subcommand)]
         action: Option<AnalyticsAction>,
     },
+    /// End-of-day reconciliation: each agent's day manifest against what
+    /// Kafka holds (`--store S` or `--all`, `--date D`).
+    Reconcile(reconcile::ReconcileArgs),
+    /// The fleet view: `serve` runs it (`[fleet]`); without it, print
+    /// every agent online/stale/offline, worst first (`--json`).
+    Fleet(fleet::FleetArgs),
     /// The wire contract: kept schema versions, and a schema registry.
     Schemas {
         #[command(subcommand)]
@@ -295,6 +303,14 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
+        Command::Reconcile(args) => match load(&args.config) {
+            Ok(cfg) => match reconcile::run(cfg, args) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => finish(Err(e)),
+            },
+            Err(code) => code,
+        },
+        Command::Fleet(args) => fleet::main(args),
         Command::Schemas { action } => match schemas_cmd(action) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(2),

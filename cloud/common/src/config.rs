@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 
 mod analytics;
 mod catalog;
+mod fleet;
 pub use analytics::{AnalyticsConfig, ClickHouseConfig, RedisConfig};
 pub use catalog::{CatalogConfig, CatalogTls};
+pub use fleet::{FleetConfig, OpeningHours};
 
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "O2C_CLOUD__";
@@ -55,6 +57,9 @@ pub struct Config {
     /// The sales analytics service (`o2c-cloud analytics`).
     #[serde(default)]
     pub analytics: AnalyticsConfig,
+    /// The fleet view (`o2c-cloud fleet serve`).
+    #[serde(default)]
+    pub fleet: FleetConfig,
     /// `[telemetry]`: trace export over OTLP (off by default).
     #[serde(default)]
     pub telemetry: o2c_runtime::trace::TraceConfig,
@@ -461,6 +466,7 @@ impl Config {
         KafkaTopics::new(&self.kafka.topic_prefix)
             .map_err(|e| ConfigError::key("kafka.topic_prefix", e.to_string()))?;
         self.analytics.validate()?;
+        self.fleet.validate()?;
         self.telemetry.check()?;
         o2c_protocol::topic::shared_events_filter(&self.ingest.shared_group)
             .map_err(|e| ConfigError::key("ingest.shared_group", e.to_string()))?;

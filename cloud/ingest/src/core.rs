@@ -14,12 +14,12 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use o2c_protocol::day::{DAY_CLOSED, DayClosed};
 use o2c_protocol::frame::{FRAME_PROPERTY, FrameId};
 use o2c_protocol::topic::{Channel, agent_topic, parse_agent_topic};
 use o2c_protocol::validate::redact_card_numbers;
 use o2c_protocol::{
-    Ack, AgentId, Envelope, EventId, EventType, FrameNack, KafkaTopics, RawBatch, Rejection, Seq,
-    StoreId,
+    Ack, AgentId, Envelope, EventId, FrameNack, KafkaTopics, RawBatch, Rejection, Seq, StoreId,
 };
 use serde::Deserialize;
 
@@ -33,13 +33,13 @@ pub const REFUSED_WINDOW: usize = 64;
 /// The `source` header of the ingest's records: who wrote it to Kafka.
 pub const SOURCE: &str = "ingest";
 
-/// A record for an o2c event topic, and the same record for the order
-/// history ([`Plan::history_topic`]).
+/// A record for an o2c event topic, and (for an order event) the same
+/// record for the order history ([`Plan::history_topic`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutRecord {
     /// Kafka topic (the event type's).
     pub topic: String,
-    /// Key: the order id.
+    /// Key: the order id (the store id for a day manifest).
     pub key: String,
     /// Headers, in order.
     pub headers: Vec<(&'static str, String)>,
@@ -49,8 +49,11 @@ pub struct OutRecord {
     pub seq: u64,
     /// The event's id.
     pub event_id: EventId,
-    /// The event's type.
-    pub event_type: EventType,
+    /// The event's type name (`OrderCreated`, ..., `DayClosed`).
+    pub event_type: &'static str,
+    /// Whether it also goes to the order history: every order event does;
+    /// a day manifest (`DayClosed`) does not.
+    pub history: bool,
 }
 
 /// A record for the dead-letter topic.
@@ -383,6 +386,13 @@ pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) ->
                 (None, _) => {}
             }
         }
+        if DayClosed::is_day_closed(ev.get()) {
+            match plan_manifest(topics, ev.get(), s) {
+                Ok(r) => produce.push(r),
+                Err((code, reason)) => reject(code, reason),
+            }
+            continue;
+        }
         let env = match Envelope::decode(ev.get().as_bytes()) {
             Ok(env) => env,
             Err(e) => {
@@ -427,7 +437,8 @@ pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) ->
             value: ev.get().as_bytes().to_vec(),
             seq: s,
             event_id: env.event_id,
-            event_type: env.event_type(),
+            event_type: env.event_type().as_str(),
+            history: true,
         });
     }
     let through_seq = expect
@@ -445,6 +456,47 @@ pub fn plan(ledger: &Ledger, topics: &KafkaTopics, topic: &str, bytes: &[u8]) ->
             rejected,
         },
         newest_occurred_ms: newest,
+    })
+}
+
+/// The record of a day manifest (`DayClosed`), or why it is rejected. Its
+/// identity was checked against the topic with the frame's.
+fn plan_manifest(
+    topics: &KafkaTopics,
+    raw: &str,
+    seq: u64,
+) -> Result<OutRecord, (&'static str, String)> {
+    let d = DayClosed::decode(raw.as_bytes()).map_err(|e| (e.code(), e.to_string()))?;
+    let checked = d
+        .validate()
+        .and_then(|()| o2c_protocol::validate::check_unknown_fields(raw, &d));
+    if let Err(errs) = checked {
+        let code = if errs.has_card_data() {
+            "card_data_rejected"
+        } else {
+            "invalid_event"
+        };
+        return Err((code, errs.to_string()));
+    }
+    let headers = vec![
+        ("event_id", d.event_id.to_string()),
+        ("event_type", DAY_CLOSED.to_owned()),
+        ("schema_version", d.schema_version.to_string()),
+        ("store_id", d.store_id.to_string()),
+        ("agent_id", d.agent_id.to_string()),
+        ("seq", seq.to_string()),
+        ("source", SOURCE.to_owned()),
+        ("business_date", d.payload.business_date.to_string()),
+    ];
+    Ok(OutRecord {
+        topic: topics.days(),
+        key: d.store_id.to_string(),
+        headers,
+        value: raw.as_bytes().to_vec(),
+        seq,
+        event_id: d.event_id,
+        event_type: DAY_CLOSED,
+        history: false,
     })
 }
 

@@ -402,3 +402,81 @@ fn the_frame_property_is_found_among_user_properties() {
     assert_eq!(frame_property(&props), Some("1-5"));
     assert_eq!(frame_property(&props[..1]), None);
 }
+
+fn manifest(seq: u64, store: &str, timezone: &str) -> Vec<u8> {
+    use o2c_protocol::day::{
+        BusinessDate, DayClosed, DayManifest, DayTally, EventDigest, SeqRange,
+    };
+    DayClosed::new(
+        EventId::from_parts(1_700_000_000_900 + seq, [9; 10]),
+        StoreId::new(store).unwrap(),
+        AgentId::new("S001-A1").unwrap(),
+        Seq::new(seq).unwrap(),
+        datetime!(2026-11-25 03:00:00 UTC),
+        DayManifest {
+            business_date: BusinessDate::parse("2026-11-24").unwrap(),
+            timezone: timezone.into(),
+            closes_at: "03:00".into(),
+            opened_at: datetime!(2026-11-24 03:00:00 UTC),
+            closed_at: datetime!(2026-11-25 03:00:00 UTC),
+            range: Some(SeqRange {
+                first: Seq::new(1).unwrap(),
+                last: Seq::new(seq - 1).unwrap(),
+            }),
+            tally: DayTally::default(),
+            event_ids_sha256: EventDigest::default().finish(),
+        },
+    )
+    .encode()
+    .unwrap()
+}
+
+#[test]
+fn a_day_manifest_goes_to_the_days_topic_keyed_by_store_and_not_to_the_history() {
+    let events = [
+        enc(&envelope(1, "S001")),
+        manifest(2, "S001", "Europe/Paris"),
+    ];
+    let p = batch(plan(
+        &Ledger::default(),
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &events),
+    ));
+    assert_eq!(p.produce.len(), 2);
+    assert!(p.produce[0].history);
+    let m = &p.produce[1];
+    assert_eq!(
+        (m.topic.as_str(), m.key.as_str()),
+        ("t.stores.days", "S001")
+    );
+    assert_eq!((m.event_type, m.history, m.seq), ("DayClosed", false, 2));
+    assert_eq!(m.value, events[1], "the bytes as the agent sent them");
+    assert!(
+        m.headers
+            .contains(&("business_date", "2026-11-24".to_owned()))
+    );
+    assert_eq!(p.ack.through_seq.get(), 2);
+}
+
+#[test]
+fn a_manifest_naming_another_store_or_holding_a_card_number_is_refused() {
+    let other = [manifest(2, "S002", "UTC")];
+    let d = refused(plan(
+        &Ledger::default(),
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &other),
+    ));
+    assert_eq!(d.reason, "identity_mismatch");
+    let card = [manifest(2, "S001", "4111111111111111")];
+    let p = batch(plan(
+        &Ledger::default(),
+        &topics(),
+        TOPIC,
+        &frame("S001-A1", &card),
+    ));
+    assert!(p.produce.is_empty());
+    assert_eq!(p.ack.rejected[0].code, "card_data_rejected");
+    assert!(!String::from_utf8_lossy(&p.dead[0].value).contains("4111111111111111"));
+}

@@ -409,8 +409,12 @@ async fn produce_plan(shared: &Shared, plan: &Plan) {
     let m = &shared.health.metrics;
     let mut backoff = kafka::RetryBackoff::default();
     // (record, to the history?) pairs not yet durable.
-    let mut pending: Vec<(usize, bool)> = (0..plan.produce.len())
-        .flat_map(|i| [(i, false), (i, true)])
+    let mut pending: Vec<(usize, bool)> = plan
+        .produce
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| [Some((i, false)), r.history.then_some((i, true))])
+        .flatten()
         .collect();
     while !pending.is_empty() {
         let results = futures::future::join_all(pending.iter().map(|&(i, history)| {
@@ -420,7 +424,7 @@ async fn produce_plan(shared: &Shared, plan: &Plan) {
             } else {
                 &r.topic
             };
-            let stamp = shared.schema_ids.header(r.event_type.as_str());
+            let stamp = shared.schema_ids.header(r.event_type);
             async move {
                 let stamped: Vec<(&str, String)>;
                 let headers = match stamp {

@@ -73,7 +73,7 @@ impl FrameSpans {
             };
             let span = tracing::info_span!(target: trace::TARGET, parent: &parent,
                 "ingest.produce", otel.kind = "producer", seq = r.seq,
-                event_type = r.event_type.as_str());
+                event_type = r.event_type);
             if let Some(tp) = trace::traceparent(&span) {
                 slot.1 = tp;
             }

@@ -81,6 +81,13 @@ pub fn subjects(topics: &KafkaTopics) -> Vec<Subject> {
             })
         })
         .collect();
+    if let Some(s) = by_file.get("DayClosed.json") {
+        out.push(Subject {
+            name: format!("{}-value", topics.days()),
+            value_type: o2c_protocol::day::DAY_CLOSED,
+            schema: writer_form(s),
+        });
+    }
     if let Some(s) = by_file.get("OrderState.json") {
         out.push(Subject {
             name: format!("{}-value", topics.state()),

@@ -181,6 +181,12 @@ pub fn decode_golden(name: &str, bytes: &[u8]) -> Result<(), String> {
         "OrderState" => OrderStateRecord::decode(bytes)
             .map(drop)
             .map_err(|e| e.to_string()),
+        "Health" => crate::health::Health::decode(bytes)
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        "DayClosed" => crate::day::DayClosed::decode(bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|d| d.validate().map_err(|e| e.to_string())),
         _ => {
             let env = Envelope::decode(bytes).map_err(|e| e.to_string())?;
             if env.event_type().as_str() != kind {

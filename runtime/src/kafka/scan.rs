@@ -74,6 +74,22 @@ pub fn scan(
     from: ScanFrom,
     wait: Duration,
 ) -> Result<Vec<ScannedRecord>, KafkaError> {
+    let mut out = Vec::new();
+    scan_each(brokers, topic, key, from, wait, |r| out.push(r))?;
+    out.sort_by_key(|r| (r.partition, r.offset));
+    Ok(out)
+}
+
+/// [`scan`] without keeping the records: each goes to `each` as it is
+/// read, in offset order within a partition (partitions interleave).
+pub fn scan_each(
+    brokers: &str,
+    topic: &str,
+    key: Option<&str>,
+    from: ScanFrom,
+    wait: Duration,
+    mut each: impl FnMut(ScannedRecord),
+) -> Result<(), KafkaError> {
     let c: BaseConsumer<TracingContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("o2c-scan-{:08x}", std::process::id()))
@@ -132,9 +148,8 @@ pub fn scan(
             highs.insert(*p, high);
         }
     }
-    let mut out = Vec::new();
     if highs.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
     c.assign(&tpl)?;
     let deadline = crate::clock::now() + wait;
@@ -152,7 +167,7 @@ pub fn scan(
             continue;
         };
         if m.offset() < high {
-            out.push(ScannedRecord {
+            each(ScannedRecord {
                 partition: m.partition(),
                 offset: m.offset(),
                 timestamp_ms: m.timestamp().to_millis(),
@@ -165,8 +180,7 @@ pub fn scan(
             highs.remove(&m.partition());
         }
     }
-    out.sort_by_key(|r| (r.partition, r.offset));
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

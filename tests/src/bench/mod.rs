@@ -19,6 +19,8 @@
 //!   RSS, capture during it, 304s under 1,000 pollers, delta latency.
 //! - [`analytics`]: the analytics service: a backfill's time and CPU
 //!   against a bare consumer, event → Redis and → ClickHouse latency.
+//! - [`reconcile`]: `reconcile --all` over 1,000 stores × 2,000 orders
+//!   against a bare read of the same history.
 //! - [`machine`]: the machine description stored with every result.
 //! - [`report`]: the JSON document and the printed table.
 
@@ -27,10 +29,12 @@ pub mod capture;
 mod cpu;
 pub mod drain;
 pub mod e2e;
+pub mod fleet;
 pub mod fsync;
 pub mod ingest;
 pub mod lossy;
 pub mod machine;
+pub mod reconcile;
 pub mod report;
 pub mod saga;
 mod sync_world;
@@ -50,6 +54,8 @@ pub const SCENARIOS: &[Scenario] = &[
     capture::catalog::SCENARIO,
     capture::traced::SCENARIO,
     analytics::SCENARIO,
+    fleet::SCENARIO,
+    reconcile::SCENARIO,
 ];
 
 /// Looks a scenario up by name.

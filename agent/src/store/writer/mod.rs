@@ -24,10 +24,14 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+mod day;
 mod ops;
 
-use super::types::{AckOutcome, CancelOutcome, CaptureOutcome, NewCapture, StatusOutcome};
+use super::types::{
+    AckOutcome, CancelOutcome, CaptureOutcome, DayCloses, NewCapture, StatusOutcome,
+};
 use super::{Shared, StoreError, StoreOptions};
+use crate::business_day::BusinessDay;
 use crate::metrics::StoreMetrics;
 
 /// A group commit this slow is logged (with how much of it was the fsync).
@@ -56,6 +60,8 @@ pub(crate) enum Op {
     /// One status message's updates, applied in order.
     Status(Vec<StatusUpdate>, i64),
     Prune(i64),
+    /// Close every business day due (`day`).
+    CloseDays(Box<BusinessDay>),
     /// Test hook: `PRAGMA max_page_count` (answered through `Reply::Prune`).
     MaxPageCount(u64),
 }
@@ -69,6 +75,7 @@ pub(crate) enum Reply {
     Ack(Tx<AckOutcome>),
     Status(Tx<Vec<StatusOutcome>>),
     Prune(Tx<u64>),
+    CloseDays(Tx<DayCloses>),
 }
 
 /// A committed [`Writer::attempt`].
@@ -95,6 +102,7 @@ enum Done {
     Ack(AckOutcome),
     Status(Vec<StatusOutcome>),
     Prune(u64),
+    CloseDays(DayCloses),
 }
 
 fn mismatch() -> StoreError {
@@ -124,6 +132,10 @@ impl Reply {
             }))),
             Reply::Prune(tx) => drop(tx.send(r.and_then(|d| match d {
                 Done::Prune(x) => Ok(x),
+                _ => Err(mismatch()),
+            }))),
+            Reply::CloseDays(tx) => drop(tx.send(r.and_then(|d| match d {
+                Done::CloseDays(x) => Ok(x),
                 _ => Err(mismatch()),
             }))),
         }
@@ -495,6 +507,7 @@ impl Writer {
                 .collect::<Result<_, _>>()
                 .map(Done::Status),
             Op::Prune(older) => self.prune(*older).map(Done::Prune),
+            Op::CloseDays(day) => self.close_days(st, day, now, now_ms).map(Done::CloseDays),
             Op::MaxPageCount(pages) => {
                 let pages = i64::try_from(*pages).unwrap_or(i64::MAX);
                 let now: i64 =

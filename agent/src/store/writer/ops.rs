@@ -1,7 +1,7 @@
 //! The writer's operations (run by `Writer::attempt`, with or without a
 //! savepoint each): capture,
 //! cancel (both append to the outbox), and the sync task's ack, status and
-//! prune.
+//! prune. Closing a business day is `day`.
 
 use o2c_protocol::event::OrderCancelled;
 use o2c_protocol::{
@@ -403,7 +403,12 @@ impl Writer {
     pub(super) fn prune(&self, older_than_ms: i64) -> Result<u64, StoreError> {
         let n = self
             .conn
-            .prepare_cached("DELETE FROM outbox WHERE state = 'acked' AND acked_at_ms < ?1")?
+            // Not past the last closed day: a day not yet closed keeps
+            // every event its manifest will count (migration 0010).
+            .prepare_cached(
+                "DELETE FROM outbox WHERE state = 'acked' AND acked_at_ms < ?1 \
+                 AND seq <= (SELECT COALESCE(MAX(manifest_seq), 0) FROM business_days)",
+            )?
             .execute([older_than_ms])?;
         self.conn
             .prepare_cached("DELETE FROM applied_status_events WHERE applied_at_ms < ?1")?

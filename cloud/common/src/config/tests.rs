@@ -76,6 +76,10 @@ fn shipped_configs_parse() {
             "analytics",
             include_str!("../../../../deploy/cloud/config/analytics.toml"),
         ),
+        (
+            "reconcile",
+            include_str!("../../../../deploy/cloud/config/reconcile.toml"),
+        ),
     ] {
         if let Err(e) = Config::from_toml(text, []) {
             panic!("deploy/cloud/config/{name}.toml: {e}");
