@@ -137,10 +137,23 @@ macro_rules! string_serde {
 string_serde!(StoreZone, |z: &StoreZone| z.name.clone());
 string_serde!(ClosingTime, |t: &ClosingTime| t.to_string());
 
-/// Parses a business date given as `YYYY-MM-DD`.
+/// The years a business date may fall in: a store's days are recorded in
+/// Unix milliseconds and printed in RFC 3339, which has no year before 1 or
+/// after 9999; nothing sold before 1970.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1970..=9998;
+
+/// Parses a business date given as `YYYY-MM-DD`, in [`YEARS`].
 pub fn parse_date(s: &str) -> Result<Date, BusinessDayError> {
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    Date::parse(s, format).map_err(|_| BusinessDayError::Date(s.to_owned()))
+    let date = Date::parse(s, format).map_err(|_| BusinessDayError::Date(s.to_owned()))?;
+    if !YEARS.contains(&date.year()) {
+        return Err(BusinessDayError::Range(format!(
+            "{s}: a business date is between {}-01-01 and {}-12-31",
+            YEARS.start(),
+            YEARS.end()
+        )));
+    }
+    Ok(date)
 }
 
 /// A store's business day: its zone and its closing time.
@@ -309,6 +322,14 @@ mod tests {
             parse_date("2026-13-01"),
             Err(BusinessDayError::Date("2026-13-01".into()))
         );
+        // Whatever the closing time and zone, a date out of range is
+        // refused, never a window that cannot be printed.
+        for far in ["-9999-01-01", "0001-01-01", "1969-12-31", "9999-12-31"] {
+            assert!(
+                matches!(parse_date(far), Err(BusinessDayError::Range(_))),
+                "{far}"
+            );
+        }
         assert_eq!("23:59".parse::<ClosingTime>().unwrap().to_string(), "23:59");
         let utc = day("UTC", "00:00");
         assert_eq!(

@@ -150,24 +150,20 @@ impl FleetProc {
     }
 }
 
-/// Runs `o2c-cloud fleet --config {config} [--json]`; its stdout.
+/// Runs `o2c-cloud fleet [--json]` with `config`; its stdout (an error
+/// unless it exits 0).
 pub fn cli(config: &Path, json: bool) -> Result<String, HarnessError> {
-    let mut cmd = Command::new(bin_path("o2c-cloud"));
-    cmd.args(["fleet", "--config"]).arg(config);
-    if json {
-        cmd.arg("--json");
+    let args: &[&str] = if json {
+        &["fleet", "--json"]
+    } else {
+        &["fleet"]
+    };
+    match crate::saga::cloud_command(config, args)? {
+        (0, out) => Ok(out),
+        (code, out) => Err(HarnessError::Pipeline(format!(
+            "o2c-cloud fleet exited {code}: {out}"
+        ))),
     }
-    let out = cmd
-        .output()
-        .map_err(|e| HarnessError::io("run o2c-cloud fleet", e))?;
-    if !out.status.success() {
-        return Err(HarnessError::Pipeline(format!(
-            "o2c-cloud fleet exited {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Loads `url` in headless Chromium, lets its scripts run for `budget_ms`

@@ -49,7 +49,7 @@ impl ReadPool {
     }
 }
 
-fn corrupt(what: &str, v: &str) -> StoreError {
+pub(super) fn corrupt(what: &str, v: &str) -> StoreError {
     StoreError::Corrupt(format!("{what} {v:?}"))
 }
 
@@ -209,35 +209,43 @@ pub(crate) fn list_orders(
     after: Option<OrderId>,
     limit: usize,
 ) -> Result<Vec<OrderSummary>, StoreError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT order_id, terminal_id, currency, total_minor, captured_at, status, sync_state, \
-         cloud_status, cloud_status_received_at_ms FROM orders WHERE order_id > ?1 \
-         ORDER BY order_id LIMIT ?2",
-    )?;
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM orders WHERE order_id > ?1 ORDER BY order_id LIMIT ?2"
+    ))?;
     let after = after.map(|a| a.to_string()).unwrap_or_default();
     let mut rows = stmt.query(params![after, to_i64(limit as u64)])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
-        let terminal: String = r.get(1)?;
-        let status: String = r.get(5)?;
-        let sync: String = r.get(6)?;
-        let cloud: Option<String> = r.get(7)?;
-        out.push(OrderSummary {
-            order_id: id.parse().map_err(|_| corrupt("order_id", &id))?,
-            terminal_id: terminal
-                .parse()
-                .map_err(|_| corrupt("terminal_id", &terminal))?,
-            currency: r.get(2)?,
-            total_minor: r.get(3)?,
-            captured_at: r.get(4)?,
-            status: LocalStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-            sync: OrderSyncState::parse(&sync).ok_or_else(|| corrupt("sync_state", &sync))?,
-            cloud_status: cloud.as_deref().and_then(|c| c.parse().ok()),
-            cloud_status_received_at_ms: r.get(8)?,
-        });
+        out.push(summary_row(r)?);
     }
     Ok(out)
+}
+
+/// The columns of an [`OrderSummary`], in the order [`summary_row`] reads
+/// them (after `SELECT`, before `FROM`).
+pub(super) const SUMMARY_COLUMNS: &str = "order_id, terminal_id, currency, total_minor, \
+    captured_at, status, sync_state, cloud_status, cloud_status_received_at_ms";
+
+/// One row of [`SUMMARY_COLUMNS`].
+pub(super) fn summary_row(r: &rusqlite::Row<'_>) -> Result<OrderSummary, StoreError> {
+    let id: String = r.get(0)?;
+    let terminal: String = r.get(1)?;
+    let status: String = r.get(5)?;
+    let sync: String = r.get(6)?;
+    let cloud: Option<String> = r.get(7)?;
+    Ok(OrderSummary {
+        order_id: id.parse().map_err(|_| corrupt("order_id", &id))?,
+        terminal_id: terminal
+            .parse()
+            .map_err(|_| corrupt("terminal_id", &terminal))?,
+        currency: r.get(2)?,
+        total_minor: r.get(3)?,
+        captured_at: r.get(4)?,
+        status: LocalStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+        sync: OrderSyncState::parse(&sync).ok_or_else(|| corrupt("sync_state", &sync))?,
+        cloud_status: cloud.as_deref().and_then(|c| c.parse().ok()),
+        cloud_status_received_at_ms: r.get(8)?,
+    })
 }
 
 /// Up to `limit` orders after `after` (by id, so capture time) that a

@@ -14,6 +14,7 @@ use std::path::Path;
 use o2c_protocol::{OrderId, Payment};
 use rusqlite::{Connection, params};
 
+use super::read::{SUMMARY_COLUMNS, corrupt, summary_row};
 use super::types::{LocalStatus, OrderSummary, OrderSyncState};
 use super::writer::to_i64;
 use super::{Store, StoreError, schema};
@@ -52,10 +53,6 @@ pub fn read_z_report_rows(path: &Path, start_ms: i64, end_ms: i64) -> Result<Day
     }
     let conn = schema::open_reader(path)?;
     day_rows(&conn, start_ms, end_ms)
-}
-
-fn corrupt(what: &str, v: &str) -> StoreError {
-    StoreError::Corrupt(format!("{what} {v:?}"))
 }
 
 fn day_rows(c: &Connection, start_ms: i64, end_ms: i64) -> Result<DayRows, StoreError> {
@@ -150,8 +147,7 @@ fn list_captured(
     after: Option<OrderId>,
     limit: usize,
 ) -> Result<Vec<OrderSummary>, StoreError> {
-    const COLUMNS: &str = "SELECT order_id, terminal_id, currency, total_minor, captured_at, \
-        status, sync_state, cloud_status, cloud_status_received_at_ms FROM orders";
+    let columns = format!("SELECT {SUMMARY_COLUMNS} FROM orders");
     // With a lower bound, the range of the capture-time index, sorted by
     // id (a day is a few thousand rows). With only an upper bound, the id
     // order itself (oldest first, so the first page comes at once): the
@@ -159,11 +155,11 @@ fn list_captured(
     // could be every order.
     let sql = if from_ms.is_some() {
         format!(
-            "{COLUMNS} INDEXED BY orders_captured_at WHERE captured_at_ms >= ?1 \
+            "{columns} INDEXED BY orders_captured_at WHERE captured_at_ms >= ?1 \
              AND captured_at_ms < ?2 AND order_id > ?3 ORDER BY order_id LIMIT ?4"
         )
     } else {
-        format!("{COLUMNS} WHERE +captured_at_ms < ?2 AND order_id > ?3 ORDER BY order_id LIMIT ?4")
+        format!("{columns} WHERE +captured_at_ms < ?2 AND order_id > ?3 ORDER BY order_id LIMIT ?4")
     };
     let mut stmt = c.prepare_cached(&sql)?;
     let after = after.map(|a| a.to_string()).unwrap_or_default();
@@ -175,24 +171,7 @@ fn list_captured(
     ])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
-        let terminal: String = r.get(1)?;
-        let status: String = r.get(5)?;
-        let sync: String = r.get(6)?;
-        let cloud: Option<String> = r.get(7)?;
-        out.push(OrderSummary {
-            order_id: id.parse().map_err(|_| corrupt("order_id", &id))?,
-            terminal_id: terminal
-                .parse()
-                .map_err(|_| corrupt("terminal_id", &terminal))?,
-            currency: r.get(2)?,
-            total_minor: r.get(3)?,
-            captured_at: r.get(4)?,
-            status: LocalStatus::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-            sync: OrderSyncState::parse(&sync).ok_or_else(|| corrupt("sync_state", &sync))?,
-            cloud_status: cloud.as_deref().and_then(|c| c.parse().ok()),
-            cloud_status_received_at_ms: r.get(8)?,
-        });
+        out.push(summary_row(r)?);
     }
     Ok(out)
 }

@@ -312,7 +312,7 @@ fn record(h: &mut Histogram<u64>, ms: f64) -> Result<(), BenchError> {
         .map_err(|e| BenchError::Histogram(e.to_string()))
 }
 
-async fn drain(
+pub(super) async fn drain(
     sends: &mut futures::stream::FuturesUnordered<
         impl std::future::Future<Output = Result<(), rdkafka::error::KafkaError>>,
     >,
@@ -329,7 +329,7 @@ async fn drain(
 
 /// Reads `n` records of `topic` with a plain consumer: seconds and the
 /// CPU seconds of this process meanwhile.
-fn bare_read(brokers: &str, topic: &str, n: u64) -> Result<(f64, f64), BenchError> {
+pub(super) fn bare_read(brokers: &str, topic: &str, n: u64) -> Result<(f64, f64), BenchError> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "o2c-bench-bare")

@@ -1,33 +1,37 @@
 //! `o2c-bench reconcile`: `reconcile --all` over `--n` stores (default
-//! 1,000) of `--batch` orders each (default 2,000), in process.
+//! 1,000) of `--batch` orders each (default 2,000).
 //!
 //! Each store's agent has sold its orders (seqs 1..=N, split card and cash
 //! tenders) and sent its day manifest (seq N+1) with the right figures and
-//! digest; the records carry the ingest's headers. Measured: the work
-//! `reconcile --all` does with the records its scans read
-//! (`o2c_reconcile::Reader`), then every store judged; all must come out
-//! complete. Baseline: only decoding every event, the floor of any reader.
-//!
-//! The records are made in memory, not read from Kafka: on this machine
-//! Tansu 0.6 cannot serve a bounded scan of millions of records (memory
-//! storage answers a high watermark of 1 for partitions holding thousands,
-//! so a scan to the watermarks reads one record each; SQLite storage timed a
-//! plain consumer out at 40,000 records). The Kafka path is proved by
-//! `tests/tests/reconcile.rs`; its read time is the broker's, see
-//! BENCHMARKS.md.
+//! digest; the records carry the ingest's headers. Every run must find all
+//! stores complete. Two phases over the same records:
+//! 1. In process: what `reconcile --all` does with the records its scans
+//!    read (`o2c_reconcile::Reader`), then every store judged. Baseline:
+//!    only decoding every event, the floor of any reader.
+//! 2. Through Kafka (skip with `O2C_BENCH_RECONCILE_KAFKA=0`): the records
+//!    produced to a private Tansu with SQLite storage (its header index
+//!    added), then `reconcile --all` as the CLI runs it. Baseline: a plain
+//!    consumer reading the history. (Not memory storage: Tansu 0.6's
+//!    answers a high watermark of 1 for partitions holding thousands of
+//!    records, so a scan bounded by the watermarks reads one record each.)
 
 use std::time::Instant;
 
 use o2c_protocol::day::{BusinessDate, DayClosed, DayManifest, DayTally, EventDigest, SeqRange};
 use o2c_protocol::{
-    AgentId, CardAuthorization, Currency, Envelope, Event, EventId, Fulfillment, Money, Order,
-    OrderId, OrderLine, Payment, SCHEMA_VERSION, Seq, StoreId, TerminalId,
+    AgentId, CardAuthorization, Currency, Envelope, Event, EventId, Fulfillment, KafkaTopics,
+    Money, Order, OrderId, OrderLine, Payment, SCHEMA_VERSION, Seq, StoreId, TerminalId,
 };
-use o2c_reconcile::Reader;
-use o2c_reconcile::core::Status;
+use o2c_reconcile::core::{Status, StoreDay};
+use o2c_reconcile::{Reader, Scope};
 use o2c_runtime::kafka::scan::ScannedRecord;
 
-use super::{BenchArgs, BenchError, Measurement, Scenario};
+use super::analytics::{bare_read, drain};
+use super::{BenchArgs, BenchError, Measurement, Scenario, harness};
+use crate::tansu::{PrivateTansu, TansuStorage};
+
+/// Partitions of each topic in the Kafka phase.
+const PARTITIONS: i32 = 6;
 
 /// The registry entry.
 pub const SCENARIO: Scenario = Scenario {
@@ -231,6 +235,20 @@ fn measure(stores: u64, orders: u64) -> Result<Measurement, BenchError> {
         .collect();
     let secs = t0.elapsed().as_secs_f64();
     let cpu = super::cpu::cpu_seconds_of(pid)? - cpu0;
+    let complete = all_complete(&result, stores)?;
+    m.metric("reconcile_all_in_process_s", secs);
+    m.metric("reconcile_in_process_cpu_s", cpu);
+    m.metric("in_process_records_per_s", (stores * orders) as f64 / secs);
+    m.metric("stores_complete", complete as f64);
+    if std::env::var("O2C_BENCH_RECONCILE_KAFKA").is_ok_and(|v| v == "0") {
+        return Ok(m);
+    }
+    super::block_on(through_kafka(&mut m, &history, &days, date, stores))?;
+    Ok(m)
+}
+
+/// How many stores are complete; an error unless all `stores` are.
+fn all_complete(result: &[StoreDay], stores: u64) -> Result<usize, BenchError> {
     let complete = result
         .iter()
         .filter(|d| d.status == Status::Complete)
@@ -244,9 +262,75 @@ fn measure(stores: u64, orders: u64) -> Result<Measurement, BenchError> {
                 .unwrap_or_default())
         )));
     }
-    m.metric("reconcile_all_in_process_s", secs);
-    m.metric("reconcile_cpu_s", cpu);
-    m.metric("records_per_s", (stores * orders) as f64 / secs);
-    m.metric("stores_complete", complete as f64);
-    Ok(m)
+    Ok(complete)
+}
+
+/// The same records in a private Tansu (SQLite storage, with the header
+/// index the harness adds on restart), then `reconcile --all` through
+/// Kafka, against a plain consumer reading the history.
+async fn through_kafka(
+    m: &mut Measurement,
+    history: &[ScannedRecord],
+    days: &[ScannedRecord],
+    date: BusinessDate,
+    stores: u64,
+) -> Result<(), BenchError> {
+    let mut tansu = PrivateTansu::start_with(TansuStorage::Sqlite)
+        .await
+        .map_err(|e| harness("starting Tansu (SQLite storage)", e))?;
+    let brokers = tansu.brokers();
+    let env = crate::TestEnv::new();
+    let topics = KafkaTopics::new(format!("{}.", env.prefix())).map_err(invalid)?;
+    let (h, d, q) = (topics.history(), topics.days(), topics.dlq());
+    crate::create_topics_with_partitions(&brokers, &[&h, &d, &q], PARTITIONS)
+        .await
+        .map_err(|e| harness("creating topics", e))?;
+    // Tansu 0.6's SQLite storage has no index on its header table; reads of
+    // big topics crawl without it (DEPENDENCY-NOTES). The harness adds it
+    // on a restart.
+    tansu
+        .restart()
+        .await
+        .map_err(|e| harness("restarting Tansu with the header index", e))?;
+    let producer = o2c_runtime::kafka::producer(&brokers, 5).map_err(|e| harness("producer", e))?;
+    let t0 = Instant::now();
+    let mut sends = futures::stream::FuturesUnordered::new();
+    for (topic, records) in [(&h, history), (&d, days)] {
+        for r in records {
+            let headers: Vec<(&str, String)> = r
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            let (p, t) = (producer.clone(), topic.clone());
+            let (key, value) = (r.key.clone(), r.value.clone());
+            sends.push(async move {
+                let hs: Vec<(&str, String)> = headers;
+                o2c_runtime::kafka::send(&p, &t, &key, &hs, &value).await
+            });
+            if sends.len() >= 20_000 {
+                drain(&mut sends, 10_000).await?;
+            }
+        }
+        drain(&mut sends, 0).await?;
+    }
+    m.metric("kafka_produce_s", t0.elapsed().as_secs_f64());
+
+    let n = history.len() as u64;
+    let (b, t) = (brokers.clone(), h.clone());
+    let (bare_s, _) = tokio::task::spawn_blocking(move || bare_read(&b, &t, n))
+        .await
+        .map_err(|e| harness("bare consumer", e))??;
+    m.baseline("kafka_bare_read_history_s", bare_s);
+    m.baseline("kafka_bare_read_per_s", n as f64 / bare_s);
+
+    let t0 = Instant::now();
+    let result = o2c_reconcile::reconcile_with(brokers, topics, Scope::All, date)
+        .await
+        .map_err(|e| harness("reconcile --all", e))?;
+    let secs = t0.elapsed().as_secs_f64();
+    all_complete(&result, stores)?;
+    m.metric("reconcile_all_through_kafka_s", secs);
+    m.metric("through_kafka_records_per_s", n as f64 / secs);
+    Ok(())
 }

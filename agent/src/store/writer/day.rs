@@ -200,18 +200,8 @@ impl Writer {
         let bytes = event
             .encode()
             .map_err(|e| StoreError::Encode(e.to_string()))?;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO outbox (seq, event_id, event_type, order_id, envelope, created_at_ms) \
-                 VALUES (?1, ?2, ?3, '', ?4, ?5)",
-            )?
-            .execute(params![
-                to_i64(manifest_seq.get()),
-                event_id.to_string(),
-                DAY_CLOSED,
-                bytes,
-                now_ms
-            ])?;
+        // A manifest is about no order: its row's order_id is empty.
+        self.insert_outbox(st, manifest_seq, event_id, DAY_CLOSED, "", &bytes, now_ms)?;
         let date_text = BusinessDate(date).to_string();
         self.conn
             .prepare_cached(
@@ -227,8 +217,6 @@ impl Writer {
                 event_id.to_string(),
                 now_ms
             ])?;
-        st.next_seq += 1;
-        st.pending += 1;
         tracing::info!(
             business_date = %date_text,
             manifest_seq = manifest_seq.get(),

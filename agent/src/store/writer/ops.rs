@@ -190,6 +190,30 @@ impl Writer {
         let bytes = envelope
             .encode()
             .map_err(|e| StoreError::Encode(e.to_string()))?;
+        self.insert_outbox(
+            st,
+            seq,
+            event_id,
+            event_type.as_str(),
+            &order_id.to_string(),
+            &bytes,
+            now_ms,
+        )?;
+        Ok(seq)
+    }
+
+    /// Writes one outbox row at `seq` (the next one) and counts it pending.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn insert_outbox(
+        &self,
+        st: &mut State,
+        seq: Seq,
+        event_id: EventId,
+        event_type: &str,
+        order_id: &str,
+        bytes: &[u8],
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
         self.conn
             .prepare_cached(
                 "INSERT INTO outbox (seq, event_id, event_type, order_id, envelope, created_at_ms) \
@@ -198,14 +222,14 @@ impl Writer {
             .execute(params![
                 to_i64(seq.get()),
                 event_id.to_string(),
-                event_type.as_str(),
-                order_id.to_string(),
+                event_type,
+                order_id,
                 bytes,
                 now_ms
             ])?;
         st.next_seq += 1;
         st.pending += 1;
-        Ok(seq)
+        Ok(())
     }
 
     pub(super) fn cancel(
