@@ -74,16 +74,6 @@ impl Tender {
             Payment::GiftCard { .. } => Tender::GiftCard,
         }
     }
-
-    /// The wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Tender::CardOnline => "card_online",
-            Tender::CardOffline => "card_offline",
-            Tender::Cash => "cash",
-            Tender::GiftCard => "gift_card",
-        }
-    }
 }
 
 /// A business date, `YYYY-MM-DD` on the wire.
