@@ -233,16 +233,24 @@ impl AnalyticsProc {
 /// Loads `url` in headless Chromium (Debian's `chromium`), lets its
 /// scripts run for `budget_ms` of virtual time, and returns the DOM.
 pub fn chromium_dom(url: &str, budget_ms: u32) -> Result<String, HarnessError> {
+    chromium(&[
+        &format!("--virtual-time-budget={budget_ms}"),
+        "--dump-dom",
+        url,
+    ])
+}
+
+/// Runs headless Chromium with `args` after the common flags; its stdout,
+/// or an error saying how to install it or why it failed.
+pub fn chromium(args: &[&str]) -> Result<String, HarnessError> {
     let out = Command::new("chromium")
         .args([
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
             "--no-first-run",
-            &format!("--virtual-time-budget={budget_ms}"),
-            "--dump-dom",
-            url,
         ])
+        .args(args)
         .output()
         .map_err(|e| {
             HarnessError::Pipeline(format!(

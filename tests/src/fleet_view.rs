@@ -175,29 +175,17 @@ pub fn screenshot(
     (width, height): (u32, u32),
     budget_ms: u32,
 ) -> Result<String, HarnessError> {
-    let out = Command::new("chromium")
-        .args([
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--hide-scrollbars",
-            &format!("--window-size={width},{height}"),
-            &format!("--virtual-time-budget={budget_ms}"),
-            &format!("--screenshot={}", png.display()),
-            url,
-        ])
-        .output()
-        .map_err(|e| {
-            HarnessError::Pipeline(format!(
-                "cannot run chromium ({e}); install it: apt-get install chromium (.ci/run does)"
-            ))
-        })?;
-    if !out.status.success() || !png.is_file() {
+    crate::analytics::chromium(&[
+        "--hide-scrollbars",
+        &format!("--window-size={width},{height}"),
+        &format!("--virtual-time-budget={budget_ms}"),
+        &format!("--screenshot={}", png.display()),
+        url,
+    ])?;
+    if !png.is_file() {
         return Err(HarnessError::Pipeline(format!(
-            "chromium screenshot exited {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
+            "chromium wrote no screenshot at {}",
+            png.display()
         )));
     }
     crate::analytics::chromium_dom(url, budget_ms)
