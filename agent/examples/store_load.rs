@@ -40,6 +40,8 @@ fn order() -> Order {
         captured_at: time::OffsetDateTime::UNIX_EPOCH,
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     }
 }
 

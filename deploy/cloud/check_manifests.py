@@ -11,15 +11,25 @@
   cloud/common/src/config.rs, catalog: catalog.http_listen in
   cloud/common/src/config/catalog.rs, analytics: analytics.http_listen in
   cloud/common/src/config/analytics.rs, fleet: fleet.http_listen in
-  cloud/common/src/config/fleet.rs), overriding the loopback default to
+  cloud/common/src/config/fleet.rs, api: api.admin_listen in
+  cloud/common/src/config/api.rs), overriding the loopback default to
   0.0.0.0 on that port;
 - readiness probes hit /readyz and liveness probes /healthz on that port;
+- a service port besides it (api: api.listen, the order API) is declared,
+  overridden to 0.0.0.0 on the code's default port, and exposed by a Service
+  selecting the pods;
 - the --config file is mounted from the generated ConfigMap, the TLS
   material from a Secret, and the ingest runs more than one replica;
 - the analytics runs as a StatefulSet whose pods take analytics.instance from
   their ordinal (the apps.kubernetes.io/pod-index label) and whose
   analytics.instances equals its replicas (partitions are split by number,
   cloud/analytics/src/assign.rs);
+- the order API (subcommand api): several replicas; its example config
+  has saga.toml's topic prefix, group prefix, central warehouse and
+  auto_stock, spells out the code's default api.listen and api.admin_listen, verifies
+  tokens with a public key (RS256 or ES256), never holds an HS256 secret (no
+  config/*.toml may: the ConfigMap is not a Secret); the key file is in a
+  Secret mounted read-only; its systemd unit names both ports and the key;
 - the systemd units under deploy/cloud/systemd run existing subcommands.
 
 Usage: deploy/cloud/check_manifests.py [REPO_ROOT]
@@ -44,23 +54,46 @@ def kebab(name):
     return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()
 
 
+# The probe (health and metrics) port of each subcommand: (subcommand, the
+# function giving its default, its file under cloud/common/src/, the
+# environment override of its address).
+PROBE_PORTS = (
+    ("fleet", "default_http_listen", "config/fleet.rs", "O2C_CLOUD__FLEET__HTTP_LISTEN"),
+    ("ingest", "default_http", "config.rs", "O2C_CLOUD__HTTP__LISTEN"),
+    ("saga", "default_saga_http", "config.rs", "O2C_CLOUD__SAGA__HTTP_LISTEN"),
+    ("catalog", "default_http_listen", "config/catalog.rs", "O2C_CLOUD__CATALOG__HTTP_LISTEN"),
+    ("analytics", "default_http_listen", "config/analytics.rs", "O2C_CLOUD__ANALYTICS__HTTP_LISTEN"),
+    ("api", "default_admin_listen", "config/api.rs", "O2C_CLOUD__API__ADMIN_LISTEN"),
+)
+# Service ports besides the probe port whose default is loopback, so a pod
+# must override it: (subcommand, function, file, override, config key).
+SERVE_PORTS = (
+    ("api", "default_listen", "config/api.rs", "O2C_CLOUD__API__LISTEN", "api.listen"),
+)
+LISTEN_VAR = {sub: var for sub, _, _, var in PROBE_PORTS}
+
+
+def default_port(fn, file):
+    text = (ROOT / "cloud/common/src" / file).read_text()
+    m = re.search(r"fn " + fn + r"\(\) -> SocketAddr \{\s*SocketAddr::from\(\(\[[\d, ]+\], (\d+)\)\)", text)
+    if not m:
+        fail(f"cloud/common/src/{file}: cannot find {fn}()")
+        return None
+    return int(m.group(1))
+
+
 def code_facts():
     version = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["package"]["version"]
-    config_rs = (ROOT / "cloud/common/src/config.rs").read_text()
     ports = {}
-    catalog_rs = (ROOT / "cloud/common/src/config/catalog.rs").read_text()
-    analytics_rs = (ROOT / "cloud/common/src/config/analytics.rs").read_text()
-    fleet_rs = (ROOT / "cloud/common/src/config/fleet.rs").read_text()
-    for sub, fn, file, text in (("fleet", "default_http_listen", "config/fleet.rs", fleet_rs),
-                                ("ingest", "default_http", "config.rs", config_rs),
-                                ("saga", "default_saga_http", "config.rs", config_rs),
-                                ("catalog", "default_http_listen", "config/catalog.rs", catalog_rs),
-                                ("analytics", "default_http_listen", "config/analytics.rs", analytics_rs)):
-        m = re.search(fn + r"\(\) -> SocketAddr \{\s*SocketAddr::from\(\(\[[\d, ]+\], (\d+)\)\)", text)
-        if not m:
-            fail(f"cloud/common/src/{file}: cannot find {fn}()")
-        else:
-            ports[sub] = int(m.group(1))
+    for sub, fn, file, _ in PROBE_PORTS:
+        port = default_port(fn, file)
+        if port is not None:
+            ports[sub] = port
+    serve = {}
+    for sub, fn, file, var, key in SERVE_PORTS:
+        port = default_port(fn, file)
+        if port is not None:
+            serve.setdefault(sub, []).append((port, var, key))
     main_rs = (ROOT / "cloud/cli/src/main.rs").read_text()
     m = re.search(r"enum Command \{(.*?)\n\}", main_rs, re.S)
     subcommands = set()
@@ -68,7 +101,7 @@ def code_facts():
         subcommands = {kebab(v) for v in re.findall(r"^    ([A-Z]\w*)\s*[{,(]", m.group(1), re.M)}
     if not subcommands:
         fail("cloud/cli/src/main.rs: cannot find the subcommands of enum Command")
-    return version, ports, subcommands
+    return version, ports, serve, subcommands
 
 
 def load_yaml(path):
@@ -86,7 +119,7 @@ def env_of(container):
 POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
 
 
-def check_deployment(path, dep, version, ports, subcommands, cm_name, cm_files):
+def check_deployment(path, dep, version, ports, serve, subcommands, cm_name, cm_files, services):
     name = dep["metadata"]["name"]
     where = f"{path.relative_to(ROOT)}: {dep['kind']} {name}"
     spec = dep["spec"]["template"]["spec"]
@@ -107,12 +140,20 @@ def check_deployment(path, dep, version, ports, subcommands, cm_name, cm_files):
         declared = {p.get("name"): p["containerPort"] for p in c.get("ports", [])}
         if port not in declared.values():
             fail(f"{where}: containerPort {sorted(declared.values())}, the code listens on {port}")
-        listen_var = {"ingest": "O2C_CLOUD__HTTP__LISTEN", "saga": "O2C_CLOUD__SAGA__HTTP_LISTEN",
-                      "catalog": "O2C_CLOUD__CATALOG__HTTP_LISTEN",
-                      "analytics": "O2C_CLOUD__ANALYTICS__HTTP_LISTEN",
-                      "fleet": "O2C_CLOUD__FLEET__HTTP_LISTEN"}[sub]
+        listen_var = LISTEN_VAR[sub]
         if env_of(c).get(listen_var) != f"0.0.0.0:{port}":
             fail(f"{where}: {listen_var} must be 0.0.0.0:{port} so probes reach it")
+        labels = dep["spec"]["template"]["metadata"].get("labels", {})
+        for sport, var, key in serve.get(sub, []):
+            if sport not in declared.values():
+                fail(f"{where}: no containerPort {sport} ({key}, the code's default)")
+            if env_of(c).get(var) != f"0.0.0.0:{sport}":
+                fail(f"{where}: {var} must be 0.0.0.0:{sport} so the Service reaches {key}")
+            targets = {n for n, p in declared.items() if p == sport} | {sport}
+            if not any(selects(svc, labels) and any(sp.get("targetPort", sp.get("port")) in targets
+                                                     for sp in svc["spec"].get("ports", []))
+                       for svc in services):
+                fail(f"{where}: no Service selecting its pods exposes {key} (port {sport})")
         for probe, path_ in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
             get = c.get(probe, {}).get("httpGet", {})
             p = get.get("port")
@@ -132,7 +173,8 @@ def check_deployment(path, dep, version, ports, subcommands, cm_name, cm_files):
         if not (m and vol and vol.get("configMap", {}).get("name") == cm_name and m.get("subPath") in cm_files):
             fail(f"{where}: {config} is not mounted from ConfigMap {cm_name} ({sorted(cm_files)})")
         tls_env = [v for k, v in env_of(c).items()
-                   if k.startswith("O2C_CLOUD__MQTT__TLS__") or k.startswith("O2C_CLOUD__CATALOG__TLS__")]
+                   if k.startswith("O2C_CLOUD__MQTT__TLS__") or k.startswith("O2C_CLOUD__CATALOG__TLS__")
+                   or k == "O2C_CLOUD__API__JWT__PUBLIC_KEY_FILE"]
         for f in tls_env:
             parent = str(pathlib.PurePosixPath(f).parent)
             tm = mounts.get(parent)
@@ -142,6 +184,78 @@ def check_deployment(path, dep, version, ports, subcommands, cm_name, cm_files):
             fail(f"{where}: the ingest should run several replicas sharing one group")
         if sub == "analytics":
             check_analytics_instances(where, dep, c)
+        if sub == "api":
+            check_api_pod(where, dep, c, volumes, mounts, cm_files.get(m.get("subPath")) if m else None)
+
+
+def selects(svc, labels):
+    """True if the Service's selector picks pods with these labels."""
+    selector = svc.get("spec", {}).get("selector") or {}
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def secret_mount_of(file, mounts, volumes):
+    """The mount holding `file` if it comes from a Secret, else None."""
+    for parent in pathlib.PurePosixPath(file).parents:
+        tm = mounts.get(str(parent))
+        if tm:
+            return tm if "secret" in volumes.get(tm["name"], {}) else None
+    return None
+
+
+def check_api_pod(where, dep, c, volumes, mounts, config_path):
+    """The order API: replicas, and its token key from a read-only Secret."""
+    if dep["spec"].get("replicas", 1) < 2:
+        fail(f"{where}: the order API should run several replicas (it is stateless)")
+    if config_path is None:
+        return
+    jwt = tomllib.loads(config_path.read_text()).get("api", {}).get("jwt", {})
+    key = env_of(c).get("O2C_CLOUD__API__JWT__PUBLIC_KEY_FILE") or jwt.get("public_key_file")
+    if not key:
+        fail(f"{where}: api.jwt.public_key_file is not set (production verifies RS256/ES256)")
+        return
+    tm = secret_mount_of(key, mounts, volumes)
+    if tm is None:
+        fail(f"{where}: the JWT public key {key} is not in a mounted Secret")
+    elif not tm.get("readOnly"):
+        fail(f"{where}: the Secret holding {key} must be mounted readOnly")
+
+
+def check_api_config(path, ports, serve):
+    """The order API's example: the code's default ports, a public key."""
+    where = path.relative_to(ROOT)
+    api = tomllib.loads(path.read_text()).get("api", {})
+    want = {"admin_listen": ports.get("api")}
+    want.update({key.split(".", 1)[1]: p for p, _, key in serve.get("api", [])})
+    for key, port in want.items():
+        addr = api.get(key)
+        if addr is None or port is None or not addr.endswith(f":{port}"):
+            fail(f"{where}: api.{key} is {addr!r}, the code's default port is {port}")
+    # It joins the saga: same topics, same group prefix, same stock rules.
+    saga_toml = CLOUD / "config" / "saga.toml"
+    if saga_toml.is_file():
+        ours, theirs = tomllib.loads(path.read_text()), tomllib.loads(saga_toml.read_text())
+        for table, key, default in (("kafka", "topic_prefix", ""), ("saga", "group_prefix", "o2c-saga"),
+                                    ("saga", "central_warehouse", "central"), ("saga", "auto_stock", 0)):
+            a = ours.get(table, {}).get(key, default)
+            b = theirs.get(table, {}).get(key, default)
+            if a != b:
+                fail(f"{where}: {table}.{key} is {a!r}, config/saga.toml has {b!r}")
+    jwt = api.get("jwt", {})
+    if jwt.get("algorithm") not in ("RS256", "ES256") or not jwt.get("public_key_file"):
+        fail(f"{where}: the production example must verify RS256 or ES256 with public_key_file")
+    return jwt.get("public_key_file")
+
+
+def check_api_unit(unit, text, ports, serve, key_file):
+    """The order API's unit names both ports and the key path."""
+    where = unit.relative_to(ROOT)
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    for port in [ports.get("api")] + [p for p, _, _ in serve.get("api", [])]:
+        if port is not None and f":{port}/" not in header:
+            fail(f"{where}: the header does not name port {port} (the code's default)")
+    if key_file and key_file not in header:
+        fail(f"{where}: the header does not name the JWT public key {key_file}")
 
 
 def check_analytics_instances(where, dep, c):
@@ -161,7 +275,7 @@ def check_analytics_instances(where, dep, c):
 
 
 def main():
-    version, ports, subcommands = code_facts()
+    version, ports, serve, subcommands = code_facts()
     kust_path = CLOUD / "kustomization.yaml"
     kust = (load_yaml(kust_path) or [{}])[0]
     cm = (kust.get("configMapGenerator") or [{}])[0]
@@ -179,9 +293,13 @@ def main():
         cm_files[pathlib.PurePosixPath(f).name] = p
     for f in sorted((CLOUD / "config").glob("*.toml")):
         try:
-            tomllib.loads(f.read_text())
+            doc = tomllib.loads(f.read_text())
         except tomllib.TOMLDecodeError as e:
             fail(f"{f.relative_to(ROOT)}: not valid TOML: {e}")
+            continue
+        if "secret" in doc.get("api", {}).get("jwt", {}):
+            fail(f"{f.relative_to(ROOT)}: api.jwt.secret in a config file (HS256 is for development; "
+                 "the ConfigMap is not a Secret)")
     resources = kust.get("resources", [])
     for f in resources:
         if not (CLOUD / f).is_file():
@@ -189,25 +307,39 @@ def main():
     yamls = sorted(CLOUD.rglob("*.yaml"))
     listed = {(CLOUD / r).resolve() for r in resources} | {kust_path.resolve()}
     workloads = {}
+    docs = []
     for path in yamls:
         if path.resolve() not in listed:
             fail(f"{path.relative_to(ROOT)}: not listed in kustomization.yaml resources")
-        for doc in load_yaml(path):
-            if doc.get("kind") in ("Deployment", "StatefulSet"):
-                workloads[doc["kind"]] = workloads.get(doc["kind"], 0) + 1
-                check_deployment(path, doc, version, ports, subcommands, cm_name, cm_files)
+        docs += [(path, doc) for doc in load_yaml(path)]
+    services = [doc for _, doc in docs if doc.get("kind") == "Service"]
+    for path, doc in docs:
+        if doc.get("kind") in ("Deployment", "StatefulSet"):
+            workloads[doc["kind"]] = workloads.get(doc["kind"], 0) + 1
+            check_deployment(path, doc, version, ports, serve, subcommands, cm_name, cm_files, services)
     if workloads.get("Deployment", 0) < 2:
         fail(f"expected Deployments for ingest and saga, found {workloads.get('Deployment', 0)}")
+    api_units = 0
     for unit in sorted((CLOUD / "systemd").glob("*.service")):
-        for line in unit.read_text().splitlines():
+        text = unit.read_text()
+        for line in text.splitlines():
             if line.startswith("ExecStart="):
                 words = line.split("=", 1)[1].split()
                 if words[0].endswith("o2c-cloud") and words[1] not in subcommands:
                     fail(f"{unit.relative_to(ROOT)}: o2c-cloud has no subcommand {words[1]!r}")
                 if "--config" in words:
                     name = pathlib.PurePosixPath(words[words.index("--config") + 1]).name
-                    if not (CLOUD / "config" / name).is_file():
+                    config = CLOUD / "config" / name
+                    if not config.is_file():
                         fail(f"{unit.relative_to(ROOT)}: example config/{name} missing")
+                    elif words[0].endswith("o2c-cloud") and words[1] == "api":
+                        api_units += 1
+                        if name not in cm_files:
+                            fail(f"kustomization: ConfigMap lacks config/{name} (the order API's)")
+                        key_file = check_api_config(config, ports, serve)
+                        check_api_unit(unit, text, ports, serve, key_file)
+    if "api" in subcommands and api_units == 0:
+        fail("deploy/cloud/systemd: no unit runs `o2c-cloud api`")
     if errors:
         for e in errors:
             print(f"check_manifests: {e}", file=sys.stderr)
@@ -215,7 +347,9 @@ def main():
     kinds = ", ".join(f"{n} {k}{'' if n == 1 else 's'}" for k, n in sorted(workloads.items()))
     print(f"check_manifests: {len(yamls)} YAML files, {kinds}: images o2c/cloud:{version}, "
           f"ports ingest {ports['ingest']} saga {ports['saga']} catalog {ports['catalog']} "
-          f"analytics {ports['analytics']} fleet {ports['fleet']}, subcommands {sorted(subcommands)}: ok")
+          f"analytics {ports['analytics']} fleet {ports['fleet']} "
+          f"api {'/'.join(str(p) for p, _, _ in serve.get('api', []))}+{ports['api']}, "
+          f"subcommands {sorted(subcommands)}: ok")
 
 
 main()

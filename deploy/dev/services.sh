@@ -487,6 +487,7 @@ cmd_up() {
   redis_up
   clickhouse_up
   "$HERE/phoenix.sh" up
+  "$HERE/schemathesis.sh" install
   tansu_up
   cmd_status
 }

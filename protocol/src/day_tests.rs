@@ -27,6 +27,8 @@ fn order(n: u8, lines: &[i64], payments: Vec<Payment>) -> Order {
         captured_at: OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap(),
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     }
 }
 

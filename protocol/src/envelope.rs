@@ -237,7 +237,8 @@ impl Envelope {
     }
 
     /// Checks what a store event must satisfy beyond decoding: a store
-    /// event type, a seq, a valid order whose store matches the envelope,
+    /// event type, a seq, a store agent (not the cloud order API's ids), a
+    /// `pos` channel, a valid order whose store matches the envelope,
     /// a cancellation reason of at most 128 characters and no card number.
     pub fn validate_store_event(&self) -> Result<(), ValidationErrors> {
         let mut errs = Vec::new();
@@ -258,7 +259,27 @@ impl Envelope {
         if self.seq.is_none() {
             push("seq", "required", "store events need a seq".to_owned());
         }
+        if crate::order::SalesChannel::of_cloud_agent(&self.agent_id).is_some() {
+            push(
+                "agent_id",
+                "identity_mismatch",
+                format!(
+                    "{} is the cloud order API's, not a store agent's",
+                    self.agent_id
+                ),
+            );
+        }
         if let Event::OrderCreated(order) = &self.payload {
+            if order
+                .channel
+                .is_some_and(|c| c != crate::order::SalesChannel::Pos)
+            {
+                push(
+                    "payload.channel",
+                    "not_a_store_channel",
+                    "a store sells through pos only".to_owned(),
+                );
+            }
             if order.store_id != self.store_id {
                 push(
                     "payload.store_id",
@@ -280,6 +301,78 @@ impl Envelope {
                 1,
                 crate::validate::MAX_REASON_LEN,
             ));
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(ValidationErrors(errs))
+        }
+    }
+}
+
+impl Envelope {
+    /// Checks what an event of the cloud order API (a web or mobile order,
+    /// or its cancellation) must satisfy: a channel's agent id
+    /// ([`crate::order::SalesChannel::cloud_agent`]), no seq, and for an
+    /// order, a valid one of that channel, of the envelope's store.
+    pub fn validate_channel_event(&self) -> Result<(), ValidationErrors> {
+        let mut errs = Vec::new();
+        let mut push = |field: &str, code: &str, message: String| {
+            errs.push(ValidationError {
+                field: field.to_owned(),
+                code: code.to_owned(),
+                message,
+            })
+        };
+        let channel = crate::order::SalesChannel::of_cloud_agent(&self.agent_id);
+        if channel.is_none() {
+            push(
+                "agent_id",
+                "identity_mismatch",
+                format!("{} is not a channel of the cloud order API", self.agent_id),
+            );
+        }
+        if self.seq.is_some() {
+            push(
+                "seq",
+                "not_allowed",
+                "only store events have a seq".to_owned(),
+            );
+        }
+        match &self.payload {
+            Event::OrderCreated(order) => {
+                if order.channel != channel {
+                    push(
+                        "payload.channel",
+                        "identity_mismatch",
+                        "the order's channel differs from the envelope's agent".to_owned(),
+                    );
+                }
+                if order.store_id != self.store_id {
+                    push(
+                        "payload.store_id",
+                        "identity_mismatch",
+                        "the order's store_id differs from the envelope's".to_owned(),
+                    );
+                }
+                if let Err(ValidationErrors(v)) = order.validate() {
+                    errs.extend(v.into_iter().map(|mut e| {
+                        e.field = format!("payload.{}", e.field);
+                        e
+                    }));
+                }
+            }
+            Event::OrderCancelled(c) => errs.extend(crate::validate::check_text(
+                "payload.reason",
+                &c.reason,
+                1,
+                crate::validate::MAX_REASON_LEN,
+            )),
+            other => push(
+                "event_type",
+                "not_a_channel_event",
+                format!("the order API may not send {}", other.event_type()),
+            ),
         }
         if errs.is_empty() {
             Ok(())

@@ -128,6 +128,11 @@ token_id!(
     /// A POS terminal inside a store, e.g. `T1`.
     TerminalId, "terminal_id", 64
 );
+token_id!(
+    /// A customer of the web shop or the app: the `sub` of their token,
+    /// e.g. `c-1842`.
+    CustomerId, "customer_id", 64
+);
 
 macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident, $kind:literal) => {

@@ -62,10 +62,11 @@ pub use event::{Event, EventType};
 pub use frame::{
     Ack, AckMessage, Batch, FrameError, FrameId, FrameNack, RawBatch, Rejection, StatusUpdate,
 };
-pub use ids::{AgentId, EventId, IdError, OrderId, Seq, StoreId, TerminalId};
+pub use ids::{AgentId, CustomerId, EventId, IdError, OrderId, Seq, StoreId, TerminalId};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{
-    Address, CardAuthorization, Customer, Fulfillment, Order, OrderLine, Payment, StockCheck,
+    Address, CardAuthorization, Customer, Fulfillment, Order, OrderLine, Payment, SalesChannel,
+    StockCheck,
 };
 pub use status::{CloudStatus, UnknownCloudStatus};
 pub use topic::{Channel, KafkaTopics, MqttUrl, MqttUrlError, TopicError};

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::ids::{OrderId, StoreId, TerminalId};
+use crate::ids::{AgentId, CustomerId, OrderId, StoreId, TerminalId};
 use crate::money::{Currency, Money, MoneyError};
 
 /// A captured store order.
@@ -41,6 +41,73 @@ pub struct Order {
     /// confirms or compensates (contract 1.2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stock_check: Option<StockCheck>,
+    /// Where the order was sold (contract 1.5); absent means `pos`, a
+    /// store's till, as every order before 1.5 was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<SalesChannel>,
+    /// The authenticated customer who placed a web or mobile order
+    /// (contract 1.5); a store order may carry a loyalty customer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<CustomerId>,
+}
+
+/// The channel an order was sold through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SalesChannel {
+    /// A store's till, through its agent.
+    Pos,
+    /// The web shop, through the cloud order API.
+    Web,
+    /// The mobile app, through the cloud order API.
+    Mobile,
+}
+
+impl SalesChannel {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SalesChannel::Pos => "pos",
+            SalesChannel::Web => "web",
+            SalesChannel::Mobile => "mobile",
+        }
+    }
+
+    /// The agent id the cloud order API writes on a web or mobile order's
+    /// events (`channel-web`, `channel-mobile`): no store agent has it (the
+    /// ingest refuses it, [`SalesChannel::of_cloud_agent`]), and the status
+    /// publisher sends nothing over MQTT for it. `None` for `pos`.
+    pub fn cloud_agent(self) -> Option<AgentId> {
+        let id = match self {
+            SalesChannel::Pos => return None,
+            SalesChannel::Web => "channel-web",
+            SalesChannel::Mobile => "channel-mobile",
+        };
+        AgentId::new(id).ok()
+    }
+
+    /// The channel whose cloud agent id `agent` is, if it is one.
+    pub fn of_cloud_agent(agent: &AgentId) -> Option<SalesChannel> {
+        [SalesChannel::Web, SalesChannel::Mobile]
+            .into_iter()
+            .find(|c| c.cloud_agent().as_ref() == Some(agent))
+    }
+}
+
+impl std::fmt::Display for SalesChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for SalesChannel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [SalesChannel::Pos, SalesChannel::Web, SalesChannel::Mobile]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown sales channel {s:?} (pos, web or mobile)"))
+    }
 }
 
 /// How a ship-to-home order's stock was checked at capture.

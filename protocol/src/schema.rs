@@ -35,7 +35,7 @@ pub mod check;
 use crate::envelope::{SCHEMA_VERSION, Traceparent};
 use crate::event::{self, Event, EventType};
 use crate::frame::{Ack, FrameNack, Rejection, StatusUpdate};
-use crate::ids::{AgentId, EventId, OrderId, Seq, StoreId, TerminalId};
+use crate::ids::{AgentId, CustomerId, EventId, OrderId, Seq, StoreId, TerminalId};
 use crate::money::{Currency, Money};
 use crate::order::{Address, CardAuthorization, Customer, Fulfillment, Order, OrderLine, Payment};
 use crate::order_state::{ORDER_STATE_VERSION, OrderStateRecord};
@@ -44,11 +44,11 @@ use crate::status::CloudStatus;
 
 /// The contract version this crate writes: `{major}.{minor}`; the major is
 /// the envelope's `schema_version`.
-pub const CONTRACT_VERSION: &str = "1.4";
+pub const CONTRACT_VERSION: &str = "1.5";
 
 /// The contract versions before [`CONTRACT_VERSION`], oldest first; their
 /// directories under `protocol/schemas/` are frozen.
-pub const EARLIER_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3"];
+pub const EARLIER_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3", "1.4"];
 
 macro_rules! string_schema {
     ($ty:ty, $name:literal, $schema:tt) => {
@@ -70,6 +70,9 @@ string_schema!(AgentId, "AgentId", {
     "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"
 });
 string_schema!(TerminalId, "TerminalId", {
+    "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"
+});
+string_schema!(CustomerId, "CustomerId", {
     "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"
 });
 string_schema!(OrderId, "OrderId", {
@@ -240,6 +243,8 @@ fn order(payments: Vec<Payment>, fulfillment: Fulfillment, customer: Option<Cust
         captured_at: at(0),
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     }
 }
 
@@ -294,7 +299,11 @@ pub fn samples() -> Vec<(String, Vec<u8>)> {
             envelope(
                 1,
                 Some(1),
-                Event::OrderCreated(Box::new(order(vec![card], Fulfillment::CarryOut {}, None))),
+                Event::OrderCreated(Box::new(order(
+                    vec![card.clone()],
+                    Fulfillment::CarryOut {},
+                    None,
+                ))),
             ),
         ),
         (
@@ -322,11 +331,36 @@ pub fn samples() -> Vec<(String, Vec<u8>)> {
                             amount: cad(2000),
                             token: "gc_tok_1".into(),
                         }],
-                        ship,
-                        customer,
+                        ship.clone(),
+                        customer.clone(),
                     )
                 })),
             ),
+        ),
+        (
+            // A web order from the cloud order API: no seq, the channel's
+            // agent id, its customer (contract 1.5).
+            "web",
+            Envelope {
+                agent_id: crate::order::SalesChannel::Web
+                    .cloud_agent()
+                    .unwrap_or_else(|| unreachable!("web has a cloud agent")),
+                ..envelope(
+                    20,
+                    None,
+                    Event::OrderCreated(Box::new(Order {
+                        terminal_id: TerminalId::new("web")
+                            .unwrap_or_else(|_| unreachable!("valid literal")),
+                        stock_check: Some(crate::order::StockCheck::Verified),
+                        channel: Some(crate::order::SalesChannel::Web),
+                        customer_id: Some(
+                            CustomerId::new("c-1842")
+                                .unwrap_or_else(|_| unreachable!("valid literal")),
+                        ),
+                        ..order(vec![card], ship, customer)
+                    })),
+                )
+            },
         ),
         (
             "void",

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::card::{contains_card_number, gtin_valid, luhn_valid, redact_card_numbers};
 use crate::money::Money;
-use crate::order::{Address, Customer, Fulfillment, Order, Payment};
+use crate::order::{
+    Address, CardAuthorization, Customer, Fulfillment, Order, Payment, SalesChannel,
+};
 
 /// Most lines one order may have.
 pub const MAX_LINES: usize = 500;
@@ -214,6 +216,7 @@ impl Order {
         if let Some(customer) = &self.customer {
             check_customer(&mut c, customer);
         }
+        check_remote_sale(&mut c, self);
         // Totals only make sense once every amount is in the order currency.
         if c.0.iter().all(|e| e.code != "currency_mismatch") {
             match (self.total(), self.paid()) {
@@ -252,6 +255,40 @@ fn check_address(c: &mut Collector, a: &Address) {
             "invalid_format",
             "country must be an ISO 3166-1 alpha-2 code such as CA",
         );
+    }
+}
+
+/// A web or mobile order (contract 1.5) names its customer and is paid
+/// before it is confirmed: by a card authorised online or a gift card,
+/// never cash or an offline card.
+fn check_remote_sale(c: &mut Collector, o: &Order) {
+    let Some(channel) = o.channel.filter(|ch| *ch != SalesChannel::Pos) else {
+        return;
+    };
+    if o.customer_id.is_none() {
+        c.push(
+            "customer_id",
+            "required",
+            format!("a {channel} order names its customer"),
+        );
+    }
+    for (i, pay) in o.payments.iter().enumerate() {
+        match pay {
+            Payment::Cash { .. } => c.push(
+                format!("payments[{i}].method"),
+                "not_allowed",
+                format!("a {channel} order cannot be paid in cash"),
+            ),
+            Payment::Card {
+                authorization: CardAuthorization::Offline,
+                ..
+            } => c.push(
+                format!("payments[{i}].authorization"),
+                "not_allowed",
+                format!("a {channel} order's card is authorised online"),
+            ),
+            _ => {}
+        }
     }
 }
 

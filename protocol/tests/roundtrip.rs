@@ -110,6 +110,8 @@ prop_compose! {
         captured_at in timestamp(),
         catalog_version in proptest::option::of(any::<u64>()),
         stock_check in proptest::option::of(prop_oneof![Just(StockCheck::Verified), Just(StockCheck::Unverified)]),
+        channel in proptest::option::of(prop_oneof![Just(SalesChannel::Pos), Just(SalesChannel::Web), Just(SalesChannel::Mobile)]),
+        customer_id in proptest::option::of(token(64)),
     ) -> Order {
         Order {
             order_id,
@@ -123,6 +125,8 @@ prop_compose! {
             captured_at,
             catalog_version,
             stock_check,
+            channel,
+            customer_id: customer_id.map(|c| CustomerId::new(c).unwrap()),
         }
     }
 }

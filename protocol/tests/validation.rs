@@ -330,3 +330,59 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_web_order_names_its_customer_and_is_paid_online() {
+    let mut o = order();
+    o.channel = Some(SalesChannel::Web);
+    assert_one(&o, "customer_id", "required");
+    o.customer_id = Some(CustomerId::new("c-1").expect("id"));
+    let total = o.total().expect("total");
+    o.payments = vec![Payment::Cash { amount: total }];
+    assert_one(&o, "payments[0].method", "not_allowed");
+    o.payments = vec![Payment::Card {
+        amount: total,
+        token: "tok_1".into(),
+        brand: "visa".into(),
+        last4: "4242".into(),
+        authorization: CardAuthorization::Offline,
+    }];
+    assert_one(&o, "payments[0].authorization", "not_allowed");
+    if let Payment::Card { authorization, .. } = &mut o.payments[0] {
+        *authorization = CardAuthorization::Online;
+    }
+    assert_eq!(o.validate(), Ok(()));
+    // A till's order may carry a loyalty customer, and any tender.
+    o.channel = Some(SalesChannel::Pos);
+    o.payments = vec![Payment::Cash { amount: total }];
+    assert_eq!(o.validate(), Ok(()));
+}
+
+#[test]
+fn a_store_cannot_send_a_web_order_or_use_the_api_agent_id() {
+    let mut o = order();
+    o.channel = Some(SalesChannel::Web);
+    o.customer_id = Some(CustomerId::new("c-1").expect("id"));
+    let env = envelope(Event::OrderCreated(Box::new(o)));
+    let errs = env.validate_store_event().expect_err("web from a store").0;
+    assert!(
+        errs.iter().any(|e| e.field == "payload.channel"),
+        "{errs:#?}"
+    );
+    let mut env = envelope(Event::OrderCreated(Box::new(order())));
+    env.agent_id = SalesChannel::Mobile.cloud_agent().expect("mobile agent");
+    let errs = env.validate_store_event().expect_err("api agent id").0;
+    assert!(
+        errs.iter()
+            .any(|e| e.field == "agent_id" && e.code == "identity_mismatch"),
+        "{errs:#?}"
+    );
+    assert_eq!(
+        SalesChannel::of_cloud_agent(&env.agent_id),
+        Some(SalesChannel::Mobile)
+    );
+    assert_eq!(
+        SalesChannel::of_cloud_agent(&AgentId::new("A1").expect("id")),
+        None
+    );
+}

@@ -39,6 +39,10 @@
 //!   topics that sends any bytes and hands back acks and status undecoded.
 //! - [`traces`]: Arize Phoenix, the OTLP receiver of the trace tests, and
 //!   its span queries.
+//! - [`api`]: `o2c-cloud api` (the web and mobile order API, issue 19) as a
+//!   real process, its customers' JWTs and request helpers.
+//! - [`schemathesis`]: a Schemathesis run against an OpenAPI document, its
+//!   failures and per-operation acceptance (issue 19).
 //! - `broker` (private): the process plumbing both private brokers share.
 //!
 //! # Rules the harness keeps
@@ -48,6 +52,7 @@
 //! the wait helpers poll a condition until a deadline.
 
 pub mod analytics;
+pub mod api;
 pub mod bench;
 pub mod bins;
 mod broker;
@@ -68,6 +73,7 @@ pub mod proxy;
 pub mod psp_sim;
 pub mod raw_agent;
 pub mod saga;
+pub mod schemathesis;
 pub mod tansu;
 pub mod tls;
 pub mod traces;

@@ -33,6 +33,8 @@ fn envelope(store: &str, agent: &str, seq: u64) -> Envelope {
         captured_at: now,
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     };
     Envelope {
         event_id: EventId::from_uuid(uuid::Uuid::now_v7()).unwrap(),

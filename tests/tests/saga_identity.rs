@@ -216,6 +216,8 @@ async fn the_creator_is_recorded_when_its_order_comes_after_another_event() {
         captured_at: OffsetDateTime::now_utc(),
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     };
     let created = envelope(&store, Some(1), 2, Event::OrderCreated(Box::new(order)));
     created.validate_store_event().expect("valid");

@@ -68,10 +68,10 @@ impl TerminalAuth {
             })
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(ApiError::unauthorized)?;
+            .ok_or_else(super::error::unauthorized)?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let db = self.db_terminals().await;
-        find(self.config.iter().chain(db.iter()), &digest).ok_or_else(ApiError::unauthorized)
+        find(self.config.iter().chain(db.iter()), &digest).ok_or_else(super::error::unauthorized)
     }
 
     /// The cached database terminals, refreshed when stale.

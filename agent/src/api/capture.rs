@@ -6,37 +6,22 @@
 //! paths mapped back onto the request's names), and the offline card rules
 //! ([`OfflineLimits`]: the store's currency, then the floor limit).
 
-use o2c_protocol::validate::{CARD_DATA, contains_card_number};
+use o2c_order_http::{BodyError, customer, fulfillment, parse_body, payment, request_path};
+use o2c_protocol::validate::CARD_DATA;
 use o2c_protocol::{
-    Address, CardAuthorization, Currency, Customer, Fulfillment, Money, Order, OrderId, OrderLine,
-    Payment, StoreId, TerminalId,
+    CardAuthorization, Currency, Money, Order, OrderId, OrderLine, Payment, StoreId, TerminalId,
 };
 use time::OffsetDateTime;
 
-use super::model::{
-    AddressBody, CaptureRequest, CardAuthorizationBody, CustomerBody, FulfillmentBody, PaymentBody,
-};
+use super::model::CaptureRequest;
 
 /// Why a capture request was refused before reaching the store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CaptureError {
-    /// The body is not JSON.
-    #[error("malformed JSON: {0}")]
-    Malformed(String),
-    /// A field the API does not know.
-    #[error("unknown field {field}")]
-    UnknownField {
-        /// Its path.
-        field: String,
-    },
-    /// A field of the wrong type, or missing.
-    #[error("{field}: {message}")]
-    Shape {
-        /// Its path.
-        field: String,
-        /// What was wrong.
-        message: String,
-    },
+    /// The body itself: not JSON, an unknown field, a field of the wrong
+    /// shape, card data.
+    #[error(transparent)]
+    Body(#[from] BodyError),
     /// The order breaks a rule.
     #[error("{field}: {message}")]
     Invalid {
@@ -52,12 +37,6 @@ pub enum CaptureError {
     UnknownSku {
         /// `lines[i].sku`.
         field: String,
-    },
-    /// Something that looks like a card number. The value is never kept.
-    #[error("card data in {}", field.as_deref().unwrap_or("the request"))]
-    CardData {
-        /// Where, when it could be located.
-        field: Option<String>,
     },
     /// An offline card payment above the floor limit.
     #[error("{field}: offline card payment of {amount} exceeds the floor limit {limit}")]
@@ -109,81 +88,9 @@ pub(crate) struct Price {
     pub(crate) category: Option<String>,
 }
 
-/// Refuses a body holding anything shaped like a card number, naming the
-/// JSON path where it can be found (the value itself is never returned).
-///
-/// The raw text is scanned first; a body with JSON `\u` escapes, which can
-/// hide digits from that scan, is also decoded and its strings scanned.
-pub(crate) fn scan_card_data(body: &[u8]) -> Result<(), CaptureError> {
-    let text = String::from_utf8_lossy(body);
-    let in_raw = contains_card_number(&text);
-    if !in_raw && !body.windows(2).any(|w| w == b"\\u") {
-        return Ok(());
-    }
-    let field = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| locate(&v, String::new()));
-    if in_raw || field.is_some() {
-        Err(CaptureError::CardData { field })
-    } else {
-        Ok(())
-    }
-}
-
-fn locate(v: &serde_json::Value, path: String) -> Option<String> {
-    use serde_json::Value;
-    match v {
-        Value::String(s) if contains_card_number(s) => Some(path),
-        Value::Number(n) if contains_card_number(&n.to_string()) => Some(path),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, x)| locate(x, format!("{path}[{i}]"))),
-        Value::Object(map) => map.iter().find_map(|(k, x)| {
-            let p = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            if contains_card_number(k) {
-                Some(p)
-            } else {
-                locate(x, p)
-            }
-        }),
-        _ => None,
-    }
-}
-
 /// Parses the body strictly, naming the field of any shape error.
 pub(crate) fn parse_request(body: &[u8]) -> Result<CaptureRequest, CaptureError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let message = inner.to_string();
-        match inner.classify() {
-            serde_json::error::Category::Data => {
-                if let Some(rest) = message.strip_prefix("unknown field `") {
-                    let name = rest.split('`').next().unwrap_or_default();
-                    let field = if path == "." || path.is_empty() {
-                        name.to_owned()
-                    } else if path.ends_with(name) {
-                        path
-                    } else {
-                        format!("{path}.{name}")
-                    };
-                    CaptureError::UnknownField { field }
-                } else {
-                    CaptureError::Shape {
-                        field: if path == "." { String::new() } else { path },
-                        message,
-                    }
-                }
-            }
-            _ => CaptureError::Malformed(message),
-        }
-    })
+    Ok(parse_body(body)?)
 }
 
 /// Builds and validates the order. `price` looks a SKU up in the catalog:
@@ -263,6 +170,8 @@ pub(crate) fn build_order(
         // ship-to-home stock check).
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     };
     if let Err(errs) = order.validate() {
         let first = errs
@@ -273,7 +182,7 @@ pub(crate) fn build_order(
         if let Some(e) = first {
             let field = request_path(&e.field);
             if e.code == CARD_DATA {
-                return Err(CaptureError::CardData { field: Some(field) });
+                return Err(BodyError::CardData { field: Some(field) }.into());
             }
             return Err(CaptureError::Invalid {
                 field,
@@ -325,95 +234,6 @@ fn invalid(field: &str, rule: &str, e: impl std::fmt::Display) -> CaptureError {
         field: field.to_owned(),
         rule: rule.to_owned(),
         message: e.to_string(),
-    }
-}
-
-/// Maps an `Order::validate()` path onto the request's field names.
-pub(crate) fn request_path(path: &str) -> String {
-    for (model, request) in [
-        (".unit_price.minor", ".unit_price_minor"),
-        (".unit_price.currency", ".unit_price_minor"),
-        (".amount.minor", ".amount_minor"),
-        (".amount.currency", ".amount_minor"),
-    ] {
-        if let Some(stem) = path.strip_suffix(model) {
-            return format!("{stem}{request}");
-        }
-    }
-    path.to_owned()
-}
-
-fn payment(p: PaymentBody, currency: Currency) -> Payment {
-    let m = |minor| Money::new(minor, currency);
-    match p {
-        PaymentBody::Card {
-            amount_minor,
-            token,
-            brand,
-            last4,
-            authorization,
-        } => Payment::Card {
-            amount: m(amount_minor),
-            token,
-            brand,
-            last4,
-            authorization: match authorization {
-                CardAuthorizationBody::Online => CardAuthorization::Online,
-                CardAuthorizationBody::Offline => CardAuthorization::Offline,
-            },
-        },
-        PaymentBody::Cash { amount_minor } => Payment::Cash {
-            amount: m(amount_minor),
-        },
-        PaymentBody::GiftCard {
-            amount_minor,
-            token,
-        } => Payment::GiftCard {
-            amount: m(amount_minor),
-            token,
-        },
-    }
-}
-
-fn fulfillment(f: FulfillmentBody) -> Fulfillment {
-    match f {
-        FulfillmentBody::CarryOut {} => Fulfillment::CarryOut {},
-        FulfillmentBody::ShipToHome { address: a } => Fulfillment::ShipToHome {
-            address: Address {
-                name: a.name,
-                line1: a.line1,
-                line2: a.line2,
-                city: a.city,
-                region: a.region,
-                postal_code: a.postal_code,
-                country: a.country,
-            },
-        },
-    }
-}
-
-fn customer(c: CustomerBody) -> Customer {
-    Customer {
-        email: c.email,
-        phone: c.phone,
-    }
-}
-
-/// The request-shaped view of a stored fulfillment.
-pub(crate) fn fulfillment_body(f: &Fulfillment) -> FulfillmentBody {
-    match f {
-        Fulfillment::CarryOut {} => FulfillmentBody::CarryOut {},
-        Fulfillment::ShipToHome { address: a } => FulfillmentBody::ShipToHome {
-            address: AddressBody {
-                name: a.name.clone(),
-                line1: a.line1.clone(),
-                line2: a.line2.clone(),
-                city: a.city.clone(),
-                region: a.region.clone(),
-                postal_code: a.postal_code.clone(),
-                country: a.country.clone(),
-            },
-        },
     }
 }
 

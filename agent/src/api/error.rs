@@ -1,104 +1,30 @@
-//! `ApiError`: every failure the API reports, as a status and the stable
-//! body `{"error": {"code", "message", "field"}}`. Internal details are
-//! logged, never sent.
+//! How the agent's own failures become an `ApiError` (the shared
+//! `o2c_order_http` one: a status and the stable body `{"error": {"code",
+//! "message", "field"}}`). Internal details are logged, never sent.
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 
 use super::capture::CaptureError;
-use super::model::{ErrorBody, ErrorDetail};
 use crate::catalog::CatalogError;
 use crate::report::ReportError;
 use crate::store::StoreError;
 
-/// The error code of a response, left in its extensions for the metrics.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ErrorCode(pub(crate) &'static str);
+pub(crate) use o2c_order_http::{ApiError, ErrorCode};
 
-/// An API failure.
-#[derive(Debug, thiserror::Error)]
-#[error("{status} {code}: {message}")]
-pub(crate) struct ApiError {
-    pub(crate) status: StatusCode,
-    pub(crate) code: &'static str,
-    pub(crate) message: String,
-    pub(crate) field: Option<String>,
-    pub(crate) retry_after_secs: Option<u32>,
-}
-
-impl ApiError {
-    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        let mut message = message.into();
-        // Parser errors quote the input; a card number never goes back.
-        if o2c_protocol::validate::contains_card_number(&message) {
-            message = o2c_protocol::validate::redact_card_numbers(&message).into_owned();
-        }
-        Self {
-            status,
-            code,
-            message,
-            field: None,
-            retry_after_secs: None,
-        }
-    }
-
-    pub(crate) fn field(mut self, field: impl Into<String>) -> Self {
-        let f = field.into();
-        self.field = (!f.is_empty()).then_some(f);
-        self
-    }
-
-    fn retry_after(mut self, secs: u32) -> Self {
-        self.retry_after_secs = Some(secs);
-        self
-    }
-
-    pub(crate) fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
-    }
-
-    pub(crate) fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid `Authorization: Bearer <token>` header is required",
-        )
-    }
-
-    pub(crate) fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
-    }
-
-    pub(crate) fn payload_too_large(limit: usize) -> Self {
-        Self::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the body must be at most {limit} bytes"),
-        )
-    }
-
-    fn internal(what: &str, e: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %e, "{what}");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; the request was not applied",
-        )
-    }
+/// 401 for a request without a terminal's valid bearer token.
+pub(crate) fn unauthorized() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a valid `Authorization: Bearer <token>` header is required",
+    )
 }
 
 impl From<CaptureError> for ApiError {
     fn from(e: CaptureError) -> Self {
         let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
         match e {
-            CaptureError::Malformed(m) => ApiError::bad_request("malformed_json", m),
-            CaptureError::UnknownField { field } => {
-                ApiError::bad_request("unknown_field", format!("unknown field `{field}`"))
-                    .field(field)
-            }
-            CaptureError::Shape { field, message } => {
-                ApiError::new(unprocessable, "invalid_field", message).field(field)
-            }
+            CaptureError::Body(b) => ApiError::from(b),
             CaptureError::Invalid {
                 field,
                 rule,
@@ -115,15 +41,6 @@ impl From<CaptureError> for ApiError {
                 "the SKU is not in the catalog; send unit_price_minor",
             )
             .field(field),
-            CaptureError::CardData { field } => {
-                let mut e = ApiError::new(
-                    unprocessable,
-                    "card_data_rejected",
-                    "the request contains what looks like a card number; send a payment token",
-                );
-                e.field = field;
-                e
-            }
             CaptureError::OfflineFloor {
                 field,
                 amount,
@@ -224,43 +141,5 @@ impl From<ReportError> for ApiError {
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
         ApiError::internal("catalog error", &e)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
-            error: ErrorDetail {
-                code: self.code.to_owned(),
-                message: self.message,
-                field: self.field,
-            },
-        };
-        let mut resp = (self.status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after_secs {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        resp.extensions_mut().insert(ErrorCode(self.code));
-        resp
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_card_number_in_a_message_is_redacted() {
-        let e = ApiError::bad_request(
-            "malformed_json",
-            "invalid type: integer `4111111111111111`, expected a string",
-        );
-        assert_eq!(
-            e.message,
-            "invalid type: integer `[redacted]`, expected a string"
-        );
-        let e = ApiError::bad_request("malformed_json", "expected `,` at line 1 column 12");
-        assert_eq!(e.message, "expected `,` at line 1 column 12");
     }
 }

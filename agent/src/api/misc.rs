@@ -3,6 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
@@ -48,24 +49,27 @@ pub(crate) struct ProductView {
 /// A catalog entry, from the local cache.
 #[utoipa::path(
     get, path = "/v1/products/{sku}", tag = "catalog", operation_id = "getProduct",
-    params(("sku" = String, Path, description = "SKU")),
+    params(("sku" = String, Path, description = "SKU", example = "SKU-1")),
     responses(
         (status = 200, body = ProductView),
-        (status = 401, body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "unknown_sku", body = ErrorBody),
+        (status = 503, description = "storage_unavailable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub(crate) async fn product(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Path(sku): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ProductView>, ApiError> {
     st.authenticate(&headers).await?;
+    let unknown = || ApiError::not_found("unknown_sku", "no such SKU in the catalog");
+    // A segment that is not UTF-8 names no SKU (axum's own rejection would
+    // answer a plain-text 400, outside the API's error shape).
+    let Path(sku) = path.map_err(|_| unknown())?;
     let catalog = &st.inner.catalog;
-    let p = catalog
-        .get(&sku)?
-        .ok_or_else(|| ApiError::not_found("unknown_sku", "no such SKU in the catalog"))?;
+    let p = catalog.get(&sku)?.ok_or_else(unknown)?;
     // The store currency, or (a store without one) the product's first.
     let currency = st
         .inner
@@ -100,7 +104,10 @@ pub(crate) async fn product(
 /// `GET /v1/sync`: no till token needed).
 #[utoipa::path(
     get, path = "/v1/catalog/status", tag = "catalog", operation_id = "getCatalogStatus",
-    responses((status = 200, body = PullStatus))
+    responses(
+        (status = 200, body = PullStatus),
+        (status = 503, description = "storage_unavailable", body = ErrorBody),
+    )
 )]
 pub(crate) async fn catalog_status(
     State(st): State<AppState>,
@@ -120,7 +127,10 @@ pub(crate) async fn catalog_status(
 /// Outbox and cloud-link state.
 #[utoipa::path(
     get, path = "/v1/sync", tag = "sync", operation_id = "getSync",
-    responses((status = 200, body = SyncResponse))
+    responses(
+        (status = 200, body = SyncResponse),
+        (status = 503, description = "storage_unavailable", body = ErrorBody),
+    )
 )]
 pub(crate) async fn sync(State(st): State<AppState>) -> Result<Json<SyncResponse>, ApiError> {
     let now_ms = crate::store::now_ms();

@@ -5,13 +5,17 @@
 //! request → validated `Order` translation (over the JSON bodies) in
 //! [`capture`]; `/healthz`,
 //! `/readyz` and `/metrics` are `o2c_runtime::http`'s, over the agent's
-//! probes in [`ops`](self); bodies in [`model`]; errors in
+//! probes in [`ops`](self); bodies in [`model`] (the order's parts, their
+//! OpenAPI schemas, parsing and the error body are `o2c_order_http`'s,
+//! shared with the cloud order API), the links between operations in
+//! [`links`](self); errors in
 //! [`error`](self); terminal bearer auth (config file and CLI-managed
 //! terminals) in [`auth`](self).
 
 mod auth;
 pub mod capture;
 mod error;
+mod links;
 pub(crate) mod misc;
 pub mod model;
 pub(crate) mod ops;

@@ -7,19 +7,43 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::store::{LocalStatus, OrderSyncState};
 
-/// `POST /v1/orders` body.
+// The order's parts both order APIs share.
+pub use o2c_order_http::{
+    AddressBody, CardAuthorizationBody, CurrencyCode, CustomerBody, ErrorBody, ErrorDetail,
+    FulfillmentBody, LineView, PaymentBody, PaymentMethod, PaymentView,
+};
+
+/// `POST /v1/orders` body. Unknown fields are refused (400
+/// `unknown_field`). The payments must sum to the order total, the sum of
+/// `quantity × unit_price_minor` over the lines (422 `invalid_order`, rule
+/// `payment_total_mismatch`); no free-text field may hold a card number
+/// (422 `card_data_rejected`).
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "terminal_id": "T1",
+    "currency": "CAD",
+    "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price_minor": 1499}],
+    "payments": [{"method": "cash", "amount_minor": 2998}],
+    "fulfillment": {"type": "carry_out"}
+}))]
 pub struct CaptureRequest {
-    /// Must be the terminal the bearer token belongs to.
-    #[schema(example = "T1")]
+    /// The terminal the bearer token belongs to (403 `forbidden` otherwise).
+    #[schema(
+        example = "T1",
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9_-]{1,64}$"
+    )]
     pub terminal_id: String,
-    /// ISO 4217 code of the order.
-    #[schema(example = "CAD")]
+    /// The order's currency; every amount is in its minor units.
+    #[schema(value_type = CurrencyCode)]
     pub currency: String,
     /// 1–500 lines.
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<LineRequest>,
     /// 1–16 payments summing to the order total.
+    #[schema(min_items = 1, max_items = 16)]
     pub payments: Vec<PaymentBody>,
     /// Carry out or ship to home.
     pub fulfillment: FulfillmentBody,
@@ -32,133 +56,27 @@ pub struct CaptureRequest {
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineRequest {
-    /// Catalog SKU.
-    #[schema(example = "SKU-1")]
+    /// SKU, 1–64 characters. Without `unit_price_minor` it must be an
+    /// active product of the catalog priced in the order's currency (422
+    /// `unknown_sku` or `invalid_order`, rule `currency_mismatch`). Refused
+    /// (422 `card_data_rejected`) when it holds what looks like a card
+    /// number.
+    #[schema(example = "SKU-1", min_length = 1, max_length = 64)]
     pub sku: String,
     /// Units, 1–1,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000, example = 2)]
+    #[serde(deserialize_with = "o2c_order_http::integer::integral")]
     pub quantity: i64,
-    /// Price of one unit in minor units; the catalog price when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Price of one unit in minor units, 0 or more; the catalog price when
+    /// absent. A line or order total beyond 64 bits is refused (422
+    /// `invalid_order`, rule `overflow`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "o2c_order_http::integer::integral_opt"
+    )]
+    #[schema(minimum = 0, example = 1499)]
     pub unit_price_minor: Option<i64>,
-}
-
-/// How a card payment was authorised.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CardAuthorizationBody {
-    /// Authorised online.
-    Online,
-    /// Accepted offline, within the floor limit and the store cap.
-    Offline,
-}
-
-/// One tender. Never a card number: only a token, brand and last four.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
-pub enum PaymentBody {
-    /// A tokenised card.
-    Card {
-        /// Amount, minor units.
-        amount_minor: i64,
-        /// Processor token.
-        token: String,
-        /// Brand, e.g. `visa`.
-        brand: String,
-        /// Last four digits.
-        last4: String,
-        /// `online` or `offline`.
-        authorization: CardAuthorizationBody,
-    },
-    /// Cash.
-    Cash {
-        /// Amount, minor units.
-        amount_minor: i64,
-    },
-    /// A tokenised gift card.
-    GiftCard {
-        /// Amount, minor units.
-        amount_minor: i64,
-        /// Gift card token.
-        token: String,
-    },
-}
-
-/// How the goods reach the customer.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
-pub enum FulfillmentBody {
-    // A struct variant, so that extra keys are refused: serde ignores them
-    // on a unit variant of a tagged enum.
-    /// Taken away at the till.
-    CarryOut {},
-    /// Shipped.
-    ShipToHome {
-        /// Where to.
-        address: AddressBody,
-    },
-}
-
-/// A postal address.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AddressBody {
-    /// Recipient.
-    pub name: String,
-    /// Street line.
-    pub line1: String,
-    /// Second line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub line2: Option<String>,
-    /// City.
-    pub city: String,
-    /// Province or state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub region: Option<String>,
-    /// Postal code.
-    pub postal_code: String,
-    /// ISO 3166-1 alpha-2.
-    pub country: String,
-}
-
-/// Customer contact.
-#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CustomerBody {
-    /// E-mail.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub email: Option<String>,
-    /// Phone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub phone: Option<String>,
-}
-
-/// A payment as shown back (the token is not echoed).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct PaymentView {
-    /// `card`, `cash` or `gift_card`.
-    pub method: String,
-    /// Amount, minor units.
-    pub amount_minor: i64,
-    /// Card brand.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub brand: Option<String>,
-    /// Card last four.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last4: Option<String>,
-    /// Card authorisation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub authorization: Option<CardAuthorizationBody>,
-}
-
-/// A line as shown back.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct LineView {
-    /// SKU.
-    pub sku: String,
-    /// Units.
-    pub quantity: i64,
-    /// Unit price actually charged (from the request or the catalog).
-    pub unit_price_minor: i64,
 }
 
 /// Sync failure details.
@@ -174,18 +92,28 @@ pub struct SyncError {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OrderView {
     /// UUIDv7.
+    #[schema(
+        pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        example = "0196f3a2-7c1e-7b3a-9f00-5a2b3c4d5e6f"
+    )]
     pub order_id: String,
     /// Selling terminal.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "T1")]
     pub terminal_id: String,
-    /// ISO 4217.
+    /// The order's currency.
+    #[schema(value_type = CurrencyCode)]
     pub currency: String,
     /// Total, minor units.
+    #[schema(minimum = 0)]
     pub total_minor: i64,
     /// Commit time, RFC 3339.
+    #[schema(format = DateTime)]
     pub captured_at: String,
     /// Lines.
+    #[schema(min_items = 1, max_items = 500)]
     pub lines: Vec<LineView>,
     /// Payments.
+    #[schema(min_items = 1, max_items = 16)]
     pub payments: Vec<PaymentView>,
     /// Fulfillment.
     pub fulfillment: FulfillmentBody,
@@ -223,14 +151,22 @@ pub struct OrderView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct OrderListItem {
     /// UUIDv7.
+    #[schema(
+        pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        example = "0196f3a2-7c1e-7b3a-9f00-5a2b3c4d5e6f"
+    )]
     pub order_id: String,
     /// Selling terminal.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "T1")]
     pub terminal_id: String,
-    /// ISO 4217.
+    /// The order's currency.
+    #[schema(value_type = CurrencyCode)]
     pub currency: String,
     /// Total, minor units.
+    #[schema(minimum = 0)]
     pub total_minor: i64,
     /// RFC 3339.
+    #[schema(format = DateTime)]
     pub captured_at: String,
     /// Local status.
     pub status: LocalStatus,
@@ -251,6 +187,7 @@ pub struct OrderPage {
     pub orders: Vec<OrderListItem>,
     /// Pass as `after` for the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub next_after: Option<String>,
 }
 
@@ -259,15 +196,24 @@ pub struct OrderPage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// Return orders after this order id.
+    /// Return orders after this order id (a UUIDv7, as `next_after` gives
+    /// it).
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        example = "0196f3a2-7c1e-7b3a-9f00-5a2b3c4d5e6f"
+    )]
     pub after: Option<String>,
     /// Page size, 1–1000 (default 100).
+    #[param(minimum = 1, maximum = 1000, default = 100, example = 100)]
     pub limit: Option<usize>,
     /// Only orders captured at or after this moment (RFC 3339, e.g.
     /// `2026-12-03T02:00:00Z`); a day's listing stays fast on a large
     /// database.
+    #[param(format = DateTime, example = "2026-12-03T02:00:00Z")]
     pub captured_from: Option<String>,
-    /// Only orders captured before this moment (RFC 3339, excluded).
+    /// Only orders captured before this moment (RFC 3339, excluded); it
+    /// must be after `captured_from`.
+    #[param(format = DateTime, example = "2026-12-04T02:00:00Z")]
     pub captured_to: Option<String>,
 }
 
@@ -278,17 +224,22 @@ pub struct ListQuery {
 pub struct ZReportQuery {
     /// The store's business date, `YYYY-MM-DD` (required): the orders
     /// captured from its `[business_day] closes_at` in `[store] timezone`
-    /// to the next day's.
-    #[param(example = "2026-12-03", required = true)]
+    /// to the next day's, in years 1970–9998 (400 `invalid_query`
+    /// otherwise).
+    #[param(example = "2026-12-03", required = true, format = Date,
+        pattern = "^(19[7-9][0-9]|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$")]
     pub date: Option<String>,
 }
 
 /// `POST /v1/orders/{order_id}/cancel` body (optional).
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "customer_changed_mind"}))]
 pub struct CancelRequest {
-    /// Why (default `store_void`).
+    /// Why, 1–128 characters (default `store_void`). Refused (422
+    /// `card_data_rejected`) when it holds what looks like a card number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 128, example = "customer_changed_mind")]
     pub reason: Option<String>,
 }
 
@@ -296,10 +247,15 @@ pub struct CancelRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CancelResponse {
     /// The order.
+    #[schema(
+        pattern = "^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$",
+        example = "0196f3a2-7c1e-7b3a-9f00-5a2b3c4d5e6f"
+    )]
     pub order_id: String,
     /// Always `cancelled`.
     pub status: LocalStatus,
     /// When it was first cancelled, RFC 3339.
+    #[schema(format = DateTime)]
     pub cancelled_at: String,
     /// Whether an earlier call had already cancelled it.
     pub already_cancelled: bool,
@@ -320,24 +276,6 @@ pub struct SyncResponse {
     pub last_ack_at: Option<String>,
     /// Events the cloud refused for good.
     pub rejected_events: u64,
-}
-
-/// The error body of every non-2xx answer.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable machine code, e.g. `idempotency_conflict`.
-    pub code: String,
-    /// Human explanation (never contains card data).
-    pub message: String,
-    /// The request field at fault, e.g. `lines[0].quantity`, when there is one.
-    pub field: Option<String>,
 }
 
 /// `GET /healthz` and `GET /readyz`.

@@ -2,48 +2,89 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use o2c_protocol::validate::{MAX_REASON_LEN, contains_card_number};
 use std::sync::Arc;
 
-use o2c_protocol::{Fulfillment, OrderId, Payment, StockCheck, Traceparent};
+use o2c_protocol::{Fulfillment, OrderId, StockCheck, Traceparent};
 use o2c_runtime::trace;
 use sha2::{Digest, Sha256};
 use tracing::Instrument as _;
 
 use super::capture::{self, CaptureError, Price};
+use super::links;
 use super::model::{
-    CancelRequest, CancelResponse, CaptureRequest, CardAuthorizationBody, ErrorBody, LineView,
-    ListQuery, OrderListItem, OrderPage, OrderView, PaymentView, SyncError,
+    CancelRequest, CancelResponse, CaptureRequest, ErrorBody, ListQuery, OrderListItem, OrderPage,
+    OrderView, SyncError,
 };
 use super::{ApiError, AppState, MAX_BODY_BYTES};
 use crate::catalog::check::Check;
-use crate::store::{CaptureReceipt, LocalStatus, NewCapture, StoredOrder};
+use crate::store::{LocalStatus, NewCapture, StoredOrder};
 
-const MAX_KEY_LEN: usize = 128;
-
-/// Capture an order.
+/// Capture an order: durable on this agent's disk when the answer comes,
+/// synced to the cloud later. The order's id is in the answer; read it
+/// with `getOrder` and void it with `cancelOrder`.
 #[utoipa::path(
     post, path = "/v1/orders", tag = "orders", operation_id = "captureOrder",
-    request_body = CaptureRequest,
+    request_body(content = CaptureRequest, description = "The sale. At most 64 KiB.",
+        examples(
+            ("carry_out_cash" = (summary = "Two units, carried out, paid cash",
+                value = json!({
+                    "terminal_id": "T1", "currency": "CAD",
+                    "lines": [{"sku": "SKU-1", "quantity": 2, "unit_price_minor": 1499}],
+                    "payments": [{"method": "cash", "amount_minor": 2998}],
+                    "fulfillment": {"type": "carry_out"}
+                }))),
+            ("ship_to_home_split_tender" = (
+                summary = "Two lines shipped to the customer, part card (online), part gift card",
+                value = json!({
+                    "terminal_id": "T1", "currency": "CAD",
+                    "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price_minor": 1499},
+                        {"sku": "SKU-2", "quantity": 1, "unit_price_minor": 1499}],
+                    "payments": [{"method": "card", "amount_minor": 1998, "token": "tok_visa_4f9a2c",
+                        "brand": "visa", "last4": "4242", "authorization": "online"},
+                        {"method": "gift_card", "amount_minor": 1000, "token": "gc_7d1e0b"}],
+                    "fulfillment": {"type": "ship_to_home", "address": {"name": "Ada Tremblay",
+                        "line1": "123 Rue Sainte-Catherine", "city": "Montréal", "region": "QC",
+                        "postal_code": "H2X 1Y4", "country": "CA"}},
+                    "customer": {"email": "ada@example.com", "phone": "+1 514 555 0100"}
+                }))),
+        )),
     params(
-        ("Idempotency-Key" = String, Header, description = "1-128 visible ASCII characters; retries reuse it"),
-        ("traceparent" = Option<String>, Header, description = "W3C trace context, copied into the event"),
+        ("Idempotency-Key" = String, Header, min_length = 1, max_length = 128,
+            pattern = "^[!-~]{1,128}$",
+            description = "1-128 visible ASCII characters (0x21-0x7E), one per sale: a retry \
+                reuses it and gets the first answer (200), the same key with another body gets \
+                409 `idempotency_conflict`. A key holding what looks like a card number (a \
+                Luhn-valid run of 13-19 digits) is refused as `invalid_idempotency_key`. A UUID \
+                is a good key."),
+        ("traceparent" = Option<String>, Header,
+            description = "W3C trace context (`00-<32 hex>-<16 hex>-<2 hex>`), copied into the \
+                event; an invalid value is ignored",
+            example = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
     ),
     responses(
-        (status = 201, description = "Captured and durable", body = CaptureReceipt),
-        (status = 200, description = "Replay of an earlier request with the same key and body", body = CaptureReceipt),
-        (status = 400, description = "malformed_json, missing_idempotency_key, invalid_idempotency_key, unknown_field", body = ErrorBody),
+        (status = 201, response = inline(links::Captured)),
+        (status = 200, response = inline(links::Replayed)),
+        (status = 400, description = "malformed_json, malformed_body, missing_idempotency_key, \
+            invalid_idempotency_key, unknown_field", body = ErrorBody),
         (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 403, description = "forbidden: terminal_id is not the token's terminal", body = ErrorBody),
         (status = 409, description = "idempotency_conflict", body = ErrorBody),
         (status = 413, description = "payload_too_large (over 64 KiB)", body = ErrorBody),
-        (status = 422, description = "invalid_order, invalid_field, unknown_sku, card_data_rejected, offline_limit_exceeded, offline_currency_mismatch, offline_card_unavailable", body = ErrorBody),
-        (status = 503, description = "backlog_full (with Retry-After), storage_unavailable, unavailable", body = ErrorBody),
-        (status = 507, description = "storage_full", body = ErrorBody),
+        (status = 422, description = "invalid_field (a value of the wrong type or out of its \
+            type's range), invalid_order (a rule of the order: `field` names the value, the \
+            message ends with the rule, e.g. `(payment_total_mismatch)`), unknown_sku, \
+            card_data_rejected, out_of_stock, offline_limit_exceeded, offline_currency_mismatch, \
+            offline_card_unavailable", body = ErrorBody),
+        (status = 503, description = "backlog_full, storage_unavailable, unavailable, \
+            stock_unverified; retry after `Retry-After` seconds when given", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before a retry"))),
+        (status = 507, description = "storage_full", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before a retry"))),
     ),
     security(("bearer" = []))
 )]
@@ -88,9 +129,9 @@ async fn capture_inner(
     span: &tracing::Span,
 ) -> Result<(StatusCode, String), ApiError> {
     let terminal = st.authenticate(headers).await?;
-    let key = idempotency_key(headers)?;
+    let key = o2c_order_http::idempotency_key(headers)?;
     let body = read_body(body)?;
-    capture::scan_card_data(&body)?;
+    o2c_order_http::scan_card_data(&body)?;
     let req = capture::parse_request(&body)?;
     if req.terminal_id != terminal.as_str() {
         return Err(ApiError::new(
@@ -211,28 +252,6 @@ fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
-    let v = headers.get("idempotency-key").ok_or_else(|| {
-        ApiError::bad_request(
-            "missing_idempotency_key",
-            "the Idempotency-Key header is required",
-        )
-    })?;
-    let s = v.to_str().unwrap_or_default();
-    let ok = !s.is_empty()
-        && s.len() <= MAX_KEY_LEN
-        && s.bytes().all(|b| b.is_ascii_graphic())
-        && !contains_card_number(s);
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_idempotency_key",
-            "the Idempotency-Key must be 1-128 visible ASCII characters",
-        ))
-    }
-}
-
 fn header_traceparent(headers: &HeaderMap) -> Option<&str> {
     headers
         .get("traceparent")
@@ -244,29 +263,37 @@ fn traceparent(headers: &HeaderMap) -> Option<Traceparent> {
     header_traceparent(headers).and_then(|s| Traceparent::new(s).ok())
 }
 
-fn parse_order_id(raw: &str) -> Result<OrderId, ApiError> {
-    raw.parse()
-        .map_err(|_| ApiError::not_found("order_not_found", "no such order"))
+/// The `{order_id}` of the path: 404 when it is not an order id, a
+/// segment that does not decode to UTF-8 included (axum's own rejection
+/// would answer a plain-text 400, outside the API's error shape).
+fn path_order_id(path: Result<Path<String>, PathRejection>) -> Result<OrderId, ApiError> {
+    let not_found = || ApiError::not_found("order_not_found", "no such order");
+    let Path(raw) = path.map_err(|_| not_found())?;
+    raw.parse().map_err(|_| not_found())
 }
 
 /// Read one order.
 #[utoipa::path(
     get, path = "/v1/orders/{order_id}", tag = "orders", operation_id = "getOrder",
-    params(("order_id" = String, Path, description = "UUIDv7")),
+    params(("order_id" = String, Path, description = "The order's id (a UUIDv7), as \
+        `captureOrder` returned it; anything else is 404 `order_not_found`",
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        example = "0196f3a2-7c1e-7b3a-9f00-5a2b3c4d5e6f")),
     responses(
-        (status = 200, body = OrderView),
-        (status = 401, body = ErrorBody),
+        (status = 200, response = inline(links::OrderRead)),
+        (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "order_not_found", body = ErrorBody),
+        (status = 503, description = "storage_unavailable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
 pub(crate) async fn get_one(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Path(raw): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<OrderView>, ApiError> {
     st.authenticate(&headers).await?;
-    let id = parse_order_id(&raw)?;
+    let id = path_order_id(path)?;
     let stored = st
         .inner
         .store
@@ -288,21 +315,14 @@ fn order_view(s: StoredOrder) -> OrderView {
             .captured_at
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default(),
-        lines: o
-            .lines
+        lines: o.lines.iter().map(o2c_order_http::line_view).collect(),
+        payments: o
+            .payments
             .iter()
-            .map(|l| LineView {
-                sku: l.sku.clone(),
-                quantity: l.quantity,
-                unit_price_minor: l.unit_price.minor,
-            })
+            .map(o2c_order_http::payment_view)
             .collect(),
-        payments: o.payments.iter().map(payment_view).collect(),
-        fulfillment: capture::fulfillment_body(&o.fulfillment),
-        customer: o.customer.as_ref().map(|c| super::model::CustomerBody {
-            email: c.email.clone(),
-            phone: c.phone.clone(),
-        }),
+        fulfillment: o2c_order_http::fulfillment_body(&o.fulfillment),
+        customer: o.customer.as_ref().map(o2c_order_http::customer_body),
         status: s.status,
         cancel_reason: s.cancel_reason,
         sync: s.sync,
@@ -319,31 +339,6 @@ fn order_view(s: StoredOrder) -> OrderView {
             .and_then(o2c_runtime::trace::trace_id)
             .map(str::to_owned),
     }
-}
-
-fn payment_view(p: &Payment) -> PaymentView {
-    let mut v = PaymentView {
-        method: p.method().to_owned(),
-        amount_minor: p.amount().minor,
-        brand: None,
-        last4: None,
-        authorization: None,
-    };
-    if let Payment::Card {
-        brand,
-        last4,
-        authorization,
-        ..
-    } = p
-    {
-        v.brand = Some(brand.clone());
-        v.last4 = Some(last4.clone());
-        v.authorization = Some(match authorization {
-            o2c_protocol::CardAuthorization::Online => CardAuthorizationBody::Online,
-            o2c_protocol::CardAuthorization::Offline => CardAuthorizationBody::Offline,
-        });
-    }
-    v
 }
 
 /// A `captured_from`/`captured_to` bound as Unix ms, rounded up: stored
@@ -373,9 +368,11 @@ fn captured_bound(raw: Option<&str>, field: &'static str) -> Result<Option<i64>,
     get, path = "/v1/orders", tag = "orders", operation_id = "listOrders",
     params(ListQuery),
     responses(
-        (status = 200, body = OrderPage),
-        (status = 400, description = "invalid_query (the field at fault: limit, after, captured_from, captured_to)", body = ErrorBody),
-        (status = 401, body = ErrorBody),
+        (status = 200, description = "A page of orders", body = OrderPage),
+        (status = 400, description = "invalid_query (the field at fault: limit, after, \
+            captured_from, captured_to)", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 503, description = "storage_unavailable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -438,43 +435,58 @@ pub(crate) async fn list(
     Ok(Json(OrderPage { orders, next_after }))
 }
 
+/// The body of a void: no body, or JSON `null` (what the document has
+/// always allowed), is the default request.
+fn cancel_request(body: &[u8]) -> Result<CancelRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(CancelRequest::default());
+    }
+    o2c_order_http::scan_card_data(body)?;
+    serde_json::from_slice::<Option<CancelRequest>>(body)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| {
+            if e.is_data() && e.to_string().starts_with("unknown field") {
+                ApiError::bad_request("unknown_field", e.to_string())
+            } else {
+                ApiError::bad_request("malformed_json", e.to_string())
+            }
+        })
+}
+
 /// Void an order: appends `OrderCancelled` to the outbox. Idempotent.
 #[utoipa::path(
     post, path = "/v1/orders/{order_id}/cancel", tag = "orders", operation_id = "cancelOrder",
-    params(("order_id" = String, Path, description = "UUIDv7")),
-    request_body(content = Option<CancelRequest>, description = "Optional; reason defaults to store_void"),
+    params(("order_id" = String, Path, description = "The order's id (a UUIDv7), as \
+        `captureOrder` returned it; anything else is 404 `order_not_found`",
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        example = "0196f3a2-7c1e-7b3a-9f00-5a2b3c4d5e6f")),
+    request_body(content = Option<CancelRequest>, description = "Optional: no body, `null` and \
+        `{}` are the same; reason defaults to store_void. At most 64 KiB."),
     responses(
-        (status = 200, description = "Cancelled (now or by an earlier call)", body = CancelResponse),
-        (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
+        (status = 200, response = inline(links::Cancelled)),
+        (status = 400, description = "malformed_json, malformed_body, unknown_field", body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
         (status = 404, description = "order_not_found", body = ErrorBody),
+        (status = 413, description = "payload_too_large (over 64 KiB)", body = ErrorBody),
         (status = 422, description = "invalid_field, card_data_rejected", body = ErrorBody),
-        (status = 503, description = "backlog_full", body = ErrorBody),
-        (status = 507, description = "storage_full", body = ErrorBody),
+        (status = 503, description = "backlog_full, storage_unavailable, unavailable; retry \
+            after `Retry-After` seconds", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before a retry"))),
+        (status = 507, description = "storage_full", body = ErrorBody,
+            headers(("Retry-After" = u32, description = "Seconds to wait before a retry"))),
     ),
     security(("bearer" = []))
 )]
 pub(crate) async fn cancel(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Path(raw): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<CancelResponse>, ApiError> {
     st.authenticate(&headers).await?;
-    let id = parse_order_id(&raw)?;
+    let id = path_order_id(path)?;
     let body = read_body(body)?;
-    let req = if body.iter().all(u8::is_ascii_whitespace) {
-        CancelRequest::default()
-    } else {
-        capture::scan_card_data(&body)?;
-        serde_json::from_slice::<CancelRequest>(&body).map_err(|e| {
-            if e.is_data() && e.to_string().starts_with("unknown field") {
-                ApiError::bad_request("unknown_field", e.to_string())
-            } else {
-                ApiError::bad_request("malformed_json", e.to_string())
-            }
-        })?
-    };
+    let req = cancel_request(&body)?;
     let reason = req.reason.unwrap_or_else(|| "store_void".to_owned());
     if reason.is_empty() || reason.chars().count() > MAX_REASON_LEN {
         return Err(ApiError::new(
@@ -486,7 +498,7 @@ pub(crate) async fn cancel(
     }
     // Checked decoded too: JSON escapes hide digits from the body scan.
     if contains_card_number(&reason) {
-        return Err(capture::CaptureError::CardData {
+        return Err(o2c_order_http::BodyError::CardData {
             field: Some("reason".into()),
         }
         .into());
@@ -525,3 +537,6 @@ pub(crate) async fn cancel(
         already_cancelled: out.already_cancelled,
     }))
 }
+
+#[cfg(test)]
+mod tests;

@@ -21,7 +21,8 @@ use crate::report::{self, ZReport};
     responses(
         (status = 200, body = ZReport),
         (status = 400, description = "invalid_query: `date` missing, not YYYY-MM-DD or out of range (field `date`)", body = ErrorBody),
-        (status = 401, body = ErrorBody),
+        (status = 401, description = "unauthorized", body = ErrorBody),
+        (status = 503, description = "storage_unavailable", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]

@@ -47,6 +47,8 @@ fn order_with(payments: Vec<Payment>, unit: i64) -> Order {
         captured_at: OffsetDateTime::UNIX_EPOCH,
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     }
 }
 

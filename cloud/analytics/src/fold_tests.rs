@@ -54,6 +54,8 @@ fn order(captured: OffsetDateTime) -> Order {
         captured_at: captured,
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     }
 }
 

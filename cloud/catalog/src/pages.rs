@@ -51,17 +51,7 @@ pub async fn catalog_page(
             ],
         )
         .await?;
-    let mut products = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let prices: &str = r.get(4);
-        products.push(Product {
-            sku: r.get(0),
-            name: r.get(1),
-            category: r.get(2),
-            active: r.get(3),
-            prices: serde_json::from_str(prices)?,
-        });
-    }
+    let products = products_of(&rows)?;
     let next_after = (products.len() == limit as usize)
         .then(|| products.last().map(|p| p.sku.clone()))
         .flatten();
@@ -72,6 +62,35 @@ pub async fn catalog_page(
         products,
         next_after,
     })
+}
+
+/// The products of `rows` (`sku, name, category, active, prices::text`).
+fn products_of(rows: &[tokio_postgres::Row]) -> Result<Vec<Product>, CatalogError> {
+    let mut products = Vec::with_capacity(rows.len());
+    for r in rows {
+        let prices: &str = r.get(4);
+        products.push(Product {
+            sku: r.get(0),
+            name: r.get(1),
+            category: r.get(2),
+            active: r.get(3),
+            prices: serde_json::from_str(prices)?,
+        });
+    }
+    Ok(products)
+}
+
+/// The products among `skus` the catalog knows (active or not), in SKU
+/// order: how the cloud order API prices a web or mobile order.
+pub async fn products(client: &Client, skus: &[String]) -> Result<Vec<Product>, CatalogError> {
+    let rows = client
+        .query(
+            "SELECT sku, name, category, active, prices::text FROM o2c_catalog.products \
+             WHERE sku = ANY($1) ORDER BY sku",
+            &[&skus],
+        )
+        .await?;
+    products_of(&rows)
 }
 
 /// One stock page of `store`'s warehouse, for a stock at `current`.

@@ -90,6 +90,13 @@ enum Command {
         #[command(subcommand)]
         action: Option<AnalyticsAction>,
     },
+    /// The order API for web and mobile customers (`[api]`): orders into
+    /// the saga with JWT customers, quotas and idempotency.
+    Api {
+        /// Path of cloud.toml (its `[api]`, `[postgres]`, `[kafka]`).
+        #[arg(long, env = "O2C_CLOUD_CONFIG")]
+        config: PathBuf,
+    },
     /// End-of-day reconciliation: each agent's day manifest against what
     /// Kafka holds (`--store S` or `--all`, `--date D`).
     Reconcile(reconcile::ReconcileArgs),
@@ -303,6 +310,10 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
+        Command::Api { config } => match load(&config) {
+            Ok(cfg) => finish(api_service(cfg)),
+            Err(code) => code,
+        },
         Command::Reconcile(args) => match load(&args.config) {
             Ok(cfg) => match reconcile::run(cfg, args) {
                 Ok(code) => ExitCode::from(code),
@@ -399,6 +410,22 @@ async fn catalog_service(cfg: Config) -> anyhow::Result<()> {
         stop.cancel();
     });
     o2c_catalog::service::run(cfg, listen, http, cancel).await?;
+    Ok(())
+}
+
+/// `api`: the order API and its saga side, until SIGTERM.
+#[tokio::main]
+async fn api_service(cfg: Config) -> anyhow::Result<()> {
+    let _traces = init_tracing(&cfg, "o2c-api");
+    let bind = |addr: std::net::SocketAddr, key: &'static str| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind {key} {addr}"))
+    };
+    let listen = bind(cfg.api.listen, "api.listen").await?;
+    let admin = bind(cfg.api.admin_listen, "api.admin_listen").await?;
+    tracing::info!(addr = %admin.local_addr()?, "order API health and metrics listening");
+    o2c_api::run(cfg, listen, admin, shutdown_signal()).await?;
     Ok(())
 }
 

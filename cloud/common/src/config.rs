@@ -16,9 +16,11 @@ use o2c_runtime::mqtt::MqttTlsConfig;
 use serde::{Deserialize, Serialize};
 
 mod analytics;
+mod api;
 mod catalog;
 mod fleet;
 pub use analytics::{AnalyticsConfig, ClickHouseConfig, RedisConfig};
+pub use api::{ApiConfig, JwtConfig};
 pub use catalog::{CatalogConfig, CatalogTls};
 pub use fleet::{FleetConfig, OpeningHours};
 
@@ -60,6 +62,9 @@ pub struct Config {
     /// The fleet view (`o2c-cloud fleet serve`).
     #[serde(default)]
     pub fleet: FleetConfig,
+    /// The cloud order API for web and mobile (`o2c-cloud api`).
+    #[serde(default)]
+    pub api: ApiConfig,
     /// `[telemetry]`: trace export over OTLP (off by default).
     #[serde(default)]
     pub telemetry: o2c_runtime::trace::TraceConfig,
@@ -467,6 +472,7 @@ impl Config {
             .map_err(|e| ConfigError::key("kafka.topic_prefix", e.to_string()))?;
         self.analytics.validate()?;
         self.fleet.validate()?;
+        self.api.validate()?;
         self.telemetry.check()?;
         o2c_protocol::topic::shared_events_filter(&self.ingest.shared_group)
             .map_err(|e| ConfigError::key("ingest.shared_group", e.to_string()))?;

@@ -30,6 +30,8 @@ fn envelope(seq: u64, store: &str) -> Envelope {
         captured_at: datetime!(2026-11-24 10:00:00 UTC),
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     };
     Envelope {
         event_id: EventId::from_parts(1_700_000_000_000 + seq, [(seq as u8).wrapping_add(1); 10]),

@@ -140,11 +140,16 @@ fn own_migrations(service: Service) -> &'static [Migration] {
             "status_seq",
             include_str!("../migrations/state/002_status_seq.sql"),
         )],
+        Service::Api => &[(
+            2,
+            "channel_orders",
+            include_str!("../migrations/api/002_channel_orders.sql"),
+        )],
     }
 }
 
 /// Connects and drives the connection on a task of its own.
-pub(crate) async fn connect(url: &str) -> Result<Client, DbError> {
+pub async fn connect(url: &str) -> Result<Client, DbError> {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
@@ -173,14 +178,14 @@ pub(crate) async fn set_up_session(client: &Client) -> Result<(), tokio_postgres
 
 /// One connection of a service and its prepared statements.
 #[derive(Debug)]
-pub(crate) struct Lane {
+pub struct Lane {
     client: Client,
     stmts: Mutex<HashMap<String, Statement>>,
 }
 
 impl Lane {
     /// Connects a new lane.
-    pub(crate) async fn connect(url: &str) -> Result<Self, DbError> {
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
         Ok(Self {
             client: connect(url).await?,
             stmts: Mutex::new(HashMap::new()),
@@ -188,17 +193,17 @@ impl Lane {
     }
 
     /// The connection (for reads outside a transaction).
-    pub(crate) fn client(&self) -> &Client {
+    pub fn client(&self) -> &Client {
         &self.client
     }
 
     /// Whether the connection is gone.
-    pub(crate) fn is_closed(&self) -> bool {
+    pub fn is_closed(&self) -> bool {
         self.client.is_closed()
     }
 
     /// Begins a transaction.
-    pub(crate) async fn begin(&mut self) -> Result<Tx<'_>, tokio_postgres::Error> {
+    pub async fn begin(&mut self) -> Result<Tx<'_>, tokio_postgres::Error> {
         let Lane { client, stmts } = self;
         Ok(Tx {
             tx: client.transaction().await?,
@@ -209,7 +214,7 @@ impl Lane {
 }
 
 /// A transaction on a [`Lane`]; statements are prepared once per lane.
-pub(crate) struct Tx<'a> {
+pub struct Tx<'a> {
     tx: Transaction<'a>,
     stmts: &'a Mutex<HashMap<String, Statement>>,
     notified: AtomicBool,
@@ -243,7 +248,7 @@ impl Tx<'_> {
     }
 
     /// Executes `sql`; returns the rows changed.
-    pub(crate) async fn execute(
+    pub async fn execute(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
@@ -253,7 +258,7 @@ impl Tx<'_> {
     }
 
     /// Runs `sql`; returns its rows.
-    pub(crate) async fn query(
+    pub async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
@@ -264,7 +269,7 @@ impl Tx<'_> {
 
     /// Notifies `channel` at commit, once per transaction (PostgreSQL
     /// folds identical notifications of a transaction anyway).
-    pub(crate) async fn notify_once(&self, channel: &str) -> Result<(), tokio_postgres::Error> {
+    pub async fn notify_once(&self, channel: &str) -> Result<(), tokio_postgres::Error> {
         if !self.notified.swap(true, Ordering::Relaxed) {
             self.execute("SELECT pg_notify($1, '')", &[&channel])
                 .await?;
@@ -273,7 +278,7 @@ impl Tx<'_> {
     }
 
     /// Commits.
-    pub(crate) async fn commit(self) -> Result<(), tokio_postgres::Error> {
+    pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
         self.tx.commit().await
     }
 }

@@ -45,6 +45,9 @@
 //! - [`state`]: the state projector: folds the order history
 //!   (`orders.events`) into each order's latest state, in `o2c_state.orders`
 //!   and on the compacted `orders.state` topic.
+//! - [`channel`]: the cloud order API's side of the saga
+//!   ([`Service::Api`], run by `o2c-cloud api`): its outbox's relay, and its
+//!   orders' history projected from `orders.events` for its reads.
 //! - [`history`]: `o2c-cloud order history`: an order's timeline read back
 //!   from `orders.events`.
 //! - [`retention`]: deletes published outbox rows (and, if configured,
@@ -67,6 +70,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod batch;
+pub mod channel;
 pub mod consumer;
 pub mod db;
 pub mod delivery;

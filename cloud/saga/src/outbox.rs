@@ -30,7 +30,7 @@ use o2c_runtime::kafka::{self, Producer_};
 use o2c_topology::registry::SchemaIds;
 
 /// A fresh UUIDv7 event id.
-pub(crate) fn new_event_id() -> EventId {
+pub fn new_event_id() -> EventId {
     let now = OffsetDateTime::now_utc();
     let ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     EventId::from_parts(ms, rand::random())
@@ -85,7 +85,40 @@ pub(crate) async fn insert_many(
     if events.is_empty() {
         return Ok(());
     }
-    let n = events.len();
+    // One `{service}.outbox` span per row, open until the rows are written
+    // (the schema names the service: `o2c_payment` is `payment`'s).
+    let service = schema.strip_prefix("o2c_").unwrap_or(schema);
+    let mut spans = Vec::with_capacity(events.len());
+    let mut envs = Vec::with_capacity(events.len());
+    for (cause, payload) in events {
+        let (span, own) = crate::spans::child(
+            service,
+            "outbox",
+            cause.traceparent.as_ref().map(Traceparent::as_str),
+        );
+        spans.push(span);
+        envs.push(mint(cause, payload, own.as_deref()));
+    }
+    insert_envelopes(tx, schema, topics, &envs).await?;
+    drop(spans);
+    Ok(())
+}
+
+/// Inserts `envs`, as they are, into the outbox of `schema` inside the
+/// caller's transaction (one statement for all of them), each for its
+/// event type's topic keyed by its order, and notifies the relay at
+/// commit. An event already there (same `event_id`) is an error: the
+/// caller's transaction decides each event once.
+pub async fn insert_envelopes(
+    tx: &Tx<'_>,
+    schema: &str,
+    topics: &KafkaTopics,
+    envs: &[Envelope],
+) -> Result<(), DbError> {
+    if envs.is_empty() {
+        return Ok(());
+    }
+    let n = envs.len();
     let (mut ids, mut topic, mut key, mut types) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -98,18 +131,7 @@ pub(crate) async fn insert_many(
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    // One `{service}.outbox` span per row, open until the rows are written
-    // (the schema names the service: `o2c_payment` is `payment`'s).
-    let service = schema.strip_prefix("o2c_").unwrap_or(schema);
-    let mut spans = Vec::new();
-    for (cause, payload) in events {
-        let (span, own) = crate::spans::child(
-            service,
-            "outbox",
-            cause.traceparent.as_ref().map(Traceparent::as_str),
-        );
-        spans.push(span);
-        let env = mint(cause, payload, own.as_deref());
+    for env in envs {
         payloads.push(env.encode().map_err(|e| DbError::Encode(e.to_string()))?);
         let event_type = env.event_type();
         ids.push(env.event_id.to_string());
@@ -133,7 +155,6 @@ pub(crate) async fn insert_many(
     )
     .await?;
     tx.notify_once(&format!("{schema}_outbox")).await?;
-    drop(spans);
     Ok(())
 }
 

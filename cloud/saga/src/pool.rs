@@ -9,13 +9,13 @@ use crate::db::DbError;
 /// order's steps use one connection; a broken connection is replaced on
 /// the next use.
 #[derive(Debug)]
-pub(crate) struct Pg {
+pub struct Pg {
     url: String,
     lanes: Vec<Mutex<Option<db::Lane>>>,
 }
 
 impl Pg {
-    pub(crate) fn new(url: &str, lanes: usize) -> Self {
+    pub fn new(url: &str, lanes: usize) -> Self {
         Self {
             url: url.to_owned(),
             lanes: (0..lanes.max(1)).map(|_| Mutex::new(None)).collect(),
@@ -23,12 +23,12 @@ impl Pg {
     }
 
     /// How many lanes.
-    pub(crate) fn lanes(&self) -> usize {
+    pub fn lanes(&self) -> usize {
         self.lanes.len()
     }
 
     /// The lane index of `key` (an order id).
-    pub(crate) fn lane_of(&self, key: &str) -> usize {
+    pub fn lane_of(&self, key: &str) -> usize {
         let h = key.bytes().fold(0usize, |h, b| {
             h.wrapping_mul(31).wrapping_add(usize::from(b))
         });
@@ -36,12 +36,12 @@ impl Pg {
     }
 
     /// The connection of `key`'s lane.
-    pub(crate) async fn get(&self, key: &str) -> Result<MappedMutexGuard<'_, db::Lane>, DbError> {
+    pub async fn get(&self, key: &str) -> Result<MappedMutexGuard<'_, db::Lane>, DbError> {
         self.lane(self.lane_of(key)).await
     }
 
     /// Lane `i` (from [`Pg::lane_of`]).
-    pub(crate) async fn lane(&self, i: usize) -> Result<MappedMutexGuard<'_, db::Lane>, DbError> {
+    pub async fn lane(&self, i: usize) -> Result<MappedMutexGuard<'_, db::Lane>, DbError> {
         let lane = &self.lanes[i % self.lanes.len()];
         let mut guard = lane.lock().await;
         if guard.as_ref().is_none_or(db::Lane::is_closed) {

@@ -214,6 +214,14 @@ pub async fn run(
                 let lc = loop_cfg("shipping", super::shipping::SUBSCRIBES);
                 tasks.spawn(consumer::run(lc, step, p, m, c));
             }
+            Service::Api => {
+                let step = Arc::new(super::channel::HistoryStep { pg: pg() });
+                let lc = LoopConfig {
+                    history: true,
+                    ..loop_cfg("api", &[])
+                };
+                tasks.spawn(consumer::run(lc, step, p, m, c));
+            }
             Service::State => {
                 let step = Arc::new(StateStep {
                     pg: pg(),

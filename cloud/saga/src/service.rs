@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{inventory, order, payment, shipping, state};
+use crate::{channel, inventory, order, payment, shipping, state};
 
 /// One saga service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,6 +18,11 @@ pub enum Service {
     Shipping,
     /// Projects the order history into each order's latest state.
     State,
+    /// The cloud order API's side of the saga (`o2c-cloud api`): relays
+    /// its outbox (web and mobile orders, their cancellations) and projects
+    /// its orders' history for its reads ([`crate::channel`]). Not in
+    /// [`Service::ALL`]: it runs in the API's process.
+    Api,
 }
 
 impl Service {
@@ -38,6 +43,7 @@ impl Service {
             Service::Inventory => "inventory",
             Service::Shipping => "shipping",
             Service::State => "state",
+            Service::Api => "api",
         }
     }
 
@@ -49,6 +55,7 @@ impl Service {
             Service::Inventory => inventory::SCHEMA,
             Service::Shipping => shipping::SCHEMA,
             Service::State => state::SCHEMA,
+            Service::Api => channel::SCHEMA,
         }
     }
 }

@@ -414,7 +414,10 @@ fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, Sta
         let value = m.payload().unwrap_or_default();
         match consumer::decode(&cfg.topics, m.topic(), value) {
             Ok(env) => {
-                if let Some(update) = status_for(&env) {
+                // A web or mobile order has no store agent to tell: its
+                // customer reads its status from the order API.
+                let remote = o2c_protocol::SalesChannel::of_cloud_agent(&env.agent_id).is_some();
+                if let Some(update) = status_for(&env).filter(|_| !remote) {
                     // `status.publish`, under the hop that produced the
                     // record; the agent's apply span goes under it.
                     let parent = o2c_runtime::kafka::header(m, "traceparent").or(env

@@ -192,7 +192,9 @@ pub fn decode_golden(name: &str, bytes: &[u8]) -> Result<(), String> {
             if env.event_type().as_str() != kind {
                 return Err(format!("decoded as {}", env.event_type()));
             }
-            if env.event_type().is_store_event() {
+            if crate::order::SalesChannel::of_cloud_agent(&env.agent_id).is_some() {
+                env.validate_channel_event().map_err(|e| e.to_string())?;
+            } else if env.event_type().is_store_event() {
                 env.validate_store_event().map_err(|e| e.to_string())?;
             }
             Ok(())

@@ -44,6 +44,8 @@ pub fn order() -> Order {
         captured_at: datetime!(2026-11-24 10:00:00 UTC),
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     }
 }
 

@@ -97,6 +97,8 @@ fn order_event(i: u64, captured: time::OffsetDateTime) -> Result<Envelope, Bench
         captured_at: captured,
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     };
     Ok(Envelope {
         event_id: EventId::from_uuid(uuid::Uuid::now_v7()).map_err(bad)?,

@@ -91,6 +91,8 @@ fn sale(
         captured_at: at,
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     };
     Ok(Envelope {
         event_id: EventId::from_uuid(uuid::Uuid::now_v7()).map_err(invalid)?,

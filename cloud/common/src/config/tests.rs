@@ -80,9 +80,20 @@ fn shipped_configs_parse() {
             "reconcile",
             include_str!("../../../../deploy/cloud/config/reconcile.toml"),
         ),
+        (
+            "api",
+            include_str!("../../../../deploy/cloud/config/api.toml"),
+        ),
     ] {
-        if let Err(e) = Config::from_toml(text, []) {
-            panic!("deploy/cloud/config/{name}.toml: {e}");
+        match Config::from_toml(text, []) {
+            Err(e) => panic!("deploy/cloud/config/{name}.toml: {e}"),
+            // The order API's key settings are checked when it starts.
+            Ok(cfg) if name == "api" => {
+                if let Err(e) = cfg.api.jwt.check() {
+                    panic!("deploy/cloud/config/api.toml: {e}");
+                }
+            }
+            Ok(_) => {}
         }
     }
 }

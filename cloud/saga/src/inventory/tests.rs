@@ -38,6 +38,8 @@ fn order(qty: i64) -> Order {
         captured_at: OffsetDateTime::UNIX_EPOCH,
         catalog_version: None,
         stock_check: None,
+        channel: None,
+        customer_id: None,
     }
 }
 
