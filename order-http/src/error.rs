@@ -72,6 +72,17 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, code, message)
     }
 
+    /// 422 `invalid_order`: the order breaks `rule` at `field` (the
+    /// message ends with the rule, e.g. `(payment_total_mismatch)`).
+    pub fn invalid_order(field: String, rule: &str, message: &str) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_order",
+            format!("{message} ({rule})"),
+        )
+        .field(field)
+    }
+
     /// 404.
     pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, code, message)

@@ -280,28 +280,8 @@ impl Envelope {
                     "a store sells through pos only".to_owned(),
                 );
             }
-            if order.store_id != self.store_id {
-                push(
-                    "payload.store_id",
-                    "identity_mismatch",
-                    "the order's store_id differs from the envelope's".to_owned(),
-                );
-            }
-            if let Err(ValidationErrors(v)) = order.validate() {
-                errs.extend(v.into_iter().map(|mut e| {
-                    e.field = format!("payload.{}", e.field);
-                    e
-                }));
-            }
         }
-        if let Event::OrderCancelled(c) = &self.payload {
-            errs.extend(crate::validate::check_text(
-                "payload.reason",
-                &c.reason,
-                1,
-                crate::validate::MAX_REASON_LEN,
-            ));
-        }
+        errs.extend(self.payload_problems());
         if errs.is_empty() {
             Ok(())
         } else {
@@ -311,6 +291,38 @@ impl Envelope {
 }
 
 impl Envelope {
+    /// What an order event's payload must satisfy, from a store or the
+    /// cloud order API: an order of the envelope's store that validates, a
+    /// cancellation reason of 1 to 128 characters.
+    fn payload_problems(&self) -> Vec<ValidationError> {
+        match &self.payload {
+            Event::OrderCreated(order) => {
+                let mut errs = Vec::new();
+                if order.store_id != self.store_id {
+                    errs.push(ValidationError {
+                        field: "payload.store_id".to_owned(),
+                        code: "identity_mismatch".to_owned(),
+                        message: "the order's store_id differs from the envelope's".to_owned(),
+                    });
+                }
+                if let Err(ValidationErrors(v)) = order.validate() {
+                    errs.extend(v.into_iter().map(|mut e| {
+                        e.field = format!("payload.{}", e.field);
+                        e
+                    }));
+                }
+                errs
+            }
+            Event::OrderCancelled(c) => crate::validate::check_text(
+                "payload.reason",
+                &c.reason,
+                1,
+                crate::validate::MAX_REASON_LEN,
+            ),
+            _ => Vec::new(),
+        }
+    }
+
     /// Checks what an event of the cloud order API (a web or mobile order,
     /// or its cancellation) must satisfy: a channel's agent id
     /// ([`crate::order::SalesChannel::cloud_agent`]), no seq, and for an
@@ -340,40 +352,19 @@ impl Envelope {
             );
         }
         match &self.payload {
-            Event::OrderCreated(order) => {
-                if order.channel != channel {
-                    push(
-                        "payload.channel",
-                        "identity_mismatch",
-                        "the order's channel differs from the envelope's agent".to_owned(),
-                    );
-                }
-                if order.store_id != self.store_id {
-                    push(
-                        "payload.store_id",
-                        "identity_mismatch",
-                        "the order's store_id differs from the envelope's".to_owned(),
-                    );
-                }
-                if let Err(ValidationErrors(v)) = order.validate() {
-                    errs.extend(v.into_iter().map(|mut e| {
-                        e.field = format!("payload.{}", e.field);
-                        e
-                    }));
-                }
-            }
-            Event::OrderCancelled(c) => errs.extend(crate::validate::check_text(
-                "payload.reason",
-                &c.reason,
-                1,
-                crate::validate::MAX_REASON_LEN,
-            )),
+            Event::OrderCreated(order) if order.channel != channel => push(
+                "payload.channel",
+                "identity_mismatch",
+                "the order's channel differs from the envelope's agent".to_owned(),
+            ),
+            Event::OrderCreated(_) | Event::OrderCancelled(_) => {}
             other => push(
                 "event_type",
                 "not_a_channel_event",
                 format!("the order API may not send {}", other.event_type()),
             ),
         }
+        errs.extend(self.payload_problems());
         if errs.is_empty() {
             Ok(())
         } else {

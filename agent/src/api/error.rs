@@ -29,12 +29,7 @@ impl From<CaptureError> for ApiError {
                 field,
                 rule,
                 message,
-            } => ApiError::new(
-                unprocessable,
-                "invalid_order",
-                format!("{message} ({rule})"),
-            )
-            .field(field),
+            } => ApiError::invalid_order(field, &rule, &message),
             CaptureError::UnknownSku { field } => ApiError::new(
                 unprocessable,
                 "unknown_sku",

@@ -153,12 +153,7 @@ pub(crate) fn build_error(e: BuildError) -> ApiError {
             field,
             rule,
             message,
-        } => ApiError::new(
-            unprocessable,
-            "invalid_order",
-            format!("{message} ({rule})"),
-        )
-        .field(field),
+        } => ApiError::invalid_order(field, &rule, &message),
         BuildError::UnknownSku { field } => ApiError::new(
             unprocessable,
             "unknown_sku",
