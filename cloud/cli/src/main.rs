@@ -311,7 +311,15 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Api { config } => match load(&config) {
-            Ok(cfg) => finish(api_service(cfg)),
+            // A key that cannot be read is a config error too (exit 64: a
+            // restart will not fix it).
+            Ok(cfg) => match o2c_api::auth::Verifier::from_config(&cfg.api.jwt) {
+                Ok(_) => finish(api_service(cfg)),
+                Err(e) => {
+                    eprintln!("o2c-cloud: {e}");
+                    ExitCode::from(EXIT_CONFIG)
+                }
+            },
             Err(code) => code,
         },
         Command::Reconcile(args) => match load(&args.config) {
