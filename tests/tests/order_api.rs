@@ -386,4 +386,28 @@ async fn bad_orders_get_the_agents_error_shape_naming_the_field() {
         )
         .await;
     assert_eq!(mine.json["orders"], json!([]), "{}", mine.text);
+
+    // Ship-to-home orders hold their stock before the 201 (the warehouses
+    // start with `AUTO_STOCK` units): the largest orders exhaust it, and
+    // the next is refused as out of stock, naming the line.
+    let big = web_order("SKU-W", 1_000_000, 1500, true);
+    let mut answers = Vec::new();
+    for key in ["s1", "s2", "s3", "s4"] {
+        let a = post(big.clone(), key).await;
+        let done = a.status != 201;
+        answers.push(a);
+        if done {
+            break;
+        }
+    }
+    let last = answers.last().expect("an answer");
+    assert!(
+        answers.len() > 1,
+        "the first big order was refused: {}",
+        last.text
+    );
+    for a in &answers[..answers.len() - 1] {
+        assert_eq!(a.json["stock_check"], "verified", "{}", a.text);
+    }
+    expect(last, 422, "out_of_stock", Some("lines[0].quantity"));
 }

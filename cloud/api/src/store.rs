@@ -122,9 +122,12 @@ impl Store {
     pub async fn open(url: &str, lanes: usize, topics: KafkaTopics) -> Result<Self, StoreError> {
         let mut client = o2c_saga::db::connect(url).await?;
         o2c_saga::db::migrate(&mut client, Service::Api).await?;
-        // Prices are read from the catalog service's tables: an API that
-        // starts first finds them empty, not missing.
+        // Prices are read from the catalog service's tables, and ship-to-home
+        // stock is reserved in the inventory service's (as the catalog
+        // service does): an API that starts first finds them empty, not
+        // missing.
         o2c_catalog::db::migrate(&client).await?;
+        o2c_saga::db::migrate(&mut client, Service::Inventory).await?;
         Ok(Self {
             pg: Pg::new(url, lanes),
             topics,
