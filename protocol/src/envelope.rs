@@ -269,17 +269,16 @@ impl Envelope {
                 ),
             );
         }
-        if let Event::OrderCreated(order) = &self.payload {
-            if order
+        if let Event::OrderCreated(order) = &self.payload
+            && order
                 .channel
                 .is_some_and(|c| c != crate::order::SalesChannel::Pos)
-            {
-                push(
-                    "payload.channel",
-                    "not_a_store_channel",
-                    "a store sells through pos only".to_owned(),
-                );
-            }
+        {
+            push(
+                "payload.channel",
+                "not_a_store_channel",
+                "a store sells through pos only".to_owned(),
+            );
         }
         errs.extend(self.payload_problems());
         if errs.is_empty() {
