@@ -3,14 +3,18 @@
 # simulated tills (card, cash, a few declined cards, a few voids of paid
 # orders), MQTT (Mosquitto), the cloud ingest, Kafka (Tansu), the saga
 # services (`o2c-cloud saga --service all`, on a PostgreSQL database of the
-# demo's own) and the processor simulator (`o2c-psp-sim`). One store's link
-# is cut for a while and restored; a table per store is printed every second
-# (sync side and cloud statuses); at the end it checks that every event the
-# stores wrote is in Kafka exactly once after dedup by event_id and that
-# every order reached a final status at its store (exit 1 otherwise).
+# demo's own) and the processor simulator (`o2c-psp-sim`), and beside them
+# a web shop selling through the cloud order API (`o2c-cloud api`: a few
+# customers' web orders, a few declined cards, one cancelled once paid).
+# One store's link is cut for a while and restored; a table per store is
+# printed every second (sync side and cloud statuses, with a row for the
+# web channel); at the end it checks that every event the stores wrote and
+# every web order's OrderCreated is in Kafka exactly once after dedup by
+# event_id and that every order reached a final status at its store or at
+# the API (exit 1 otherwise).
 #
-#   deploy/dev/demo.sh [--duration-secs 35] [--rate 20] [--outage-at-secs 8]
-#                      [--outage-secs 10] [--settle-secs 120]
+#   deploy/dev/demo.sh [--duration-secs 35] [--rate 20] [--web-rate 2]
+#                      [--outage-at-secs 8] [--outage-secs 10] [--settle-secs 120]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -32,6 +36,6 @@ phase "1/4 services: Mosquitto, PostgreSQL, Tansu (Tansu: ~11-12 min the first t
 deploy/dev/services.sh up
 phase "2/4 release build of o2c-agent, o2c-cloud, o2c-demo, o2c-psp-sim (about 7 min the first time on 2 cores; seconds when cached) ..."
 cargo build --release --locked -p o2c-agent -p o2c-cloud -p o2c-tests --bins
-phase "3/4 pipeline starting: ingest, processor simulator, saga, 2 store agents (about 1 s with the services up) ..."
-phase "4/4 then selling for ${duration} s and settling (a few seconds; at most ${settle} s); a table per store every second ..."
+phase "3/4 pipeline starting: ingest, processor simulator, saga, order API, analytics, 2 store agents (about 1 s with the services up) ..."
+phase "4/4 then selling for ${duration} s and settling (a few seconds; at most ${settle} s); a table per store and the web channel every second ..."
 exec target/release/o2c-demo "$@"

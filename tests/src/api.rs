@@ -101,7 +101,20 @@ impl ApiProc {
     /// the document): its saga side on the shared Kafka, its own database
     /// in `env`.
     pub async fn alone(env: &TestEnv, extra: &str) -> Result<Self, HarnessError> {
-        let brokers = env.require_kafka().await.to_owned();
+        Self::alone_on(env, None, extra).await
+    }
+
+    /// As [`ApiProc::alone`], on `brokers` when given (a benchmark's
+    /// private Tansu) instead of the shared Kafka.
+    pub async fn alone_on(
+        env: &TestEnv,
+        brokers: Option<&str>,
+        extra: &str,
+    ) -> Result<Self, HarnessError> {
+        let brokers = match brokers {
+            Some(b) => b.to_owned(),
+            None => env.require_kafka().await.to_owned(),
+        };
         env.require_postgres().await;
         let pg = env.create_database("api").await?;
         let settings = SagaSettings {
@@ -142,14 +155,7 @@ impl ApiProc {
     /// `o2c-cloud catalog import` of JSON Lines `text` into the API's
     /// database (asserts exit 0).
     pub fn import_catalog(&self, dir: &Path, text: &str) {
-        let file = dir.join("api-catalog.jsonl");
-        std::fs::write(&file, text).expect("write the catalog file");
-        let (code, out) = cloud_command(
-            &self.config,
-            &["catalog", "import", &file.to_string_lossy()],
-        )
-        .expect("catalog import");
-        assert_eq!(code, 0, "catalog import: {out}");
+        self.try_import_catalog(dir, text).expect("catalog import");
     }
 
     /// Sends `method path` with `token` (a bearer), `key` (an
@@ -162,39 +168,9 @@ impl ApiProc {
         key: Option<&str>,
         body: Option<&Value>,
     ) -> Answer {
-        let client = reqwest::Client::new();
-        let mut req = client
-            .request(method, format!("{}{path}", self.url()))
-            .timeout(Duration::from_secs(30));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        if let Some(k) = key {
-            req = req.header("idempotency-key", k);
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
-        let resp = req.send().await.expect("the API answers");
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let (retry_after, challenge) = (header("retry-after"), header("www-authenticate"));
-        let replayed = header("idempotent-replayed").as_deref() == Some("true");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Answer {
-            status,
-            retry_after,
-            challenge,
-            replayed,
-            text,
-            json,
-        }
+        self.try_call(method, path, token, key, body)
+            .await
+            .expect("the API answers")
     }
 }
 
@@ -241,4 +217,72 @@ pub fn product_line(sku: &str, minor: i64) -> String {
     json!({"sku": sku, "name": format!("{sku} product"), "category": "Apparel",
            "active": true, "prices": [{"currency": "CAD", "minor": minor}]})
     .to_string()
+}
+
+impl ApiProc {
+    /// [`ApiProc::call`] that hands back a failure to connect instead of
+    /// panicking (for `o2c-demo`, which reports and exits 1).
+    pub async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        key: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Answer, HarnessError> {
+        let http = |e: reqwest::Error| HarnessError::Pipeline(format!("api {path}: {e}"));
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url()))
+            .timeout(Duration::from_secs(30));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(http)?;
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (retry_after, challenge) = (header("retry-after"), header("www-authenticate"));
+        let replayed = header("idempotent-replayed").as_deref() == Some("true");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(http)?;
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Answer {
+            status,
+            retry_after,
+            challenge,
+            replayed,
+            text,
+            json,
+        })
+    }
+
+    /// [`ApiProc::import_catalog`] that hands back a failure instead of
+    /// panicking.
+    pub fn try_import_catalog(&self, dir: &Path, text: &str) -> Result<(), HarnessError> {
+        let file = dir.join("api-catalog.jsonl");
+        std::fs::write(&file, text).map_err(|e| HarnessError::io("write the catalog file", e))?;
+        match cloud_command(
+            &self.config,
+            &["catalog", "import", &file.to_string_lossy()],
+        )? {
+            (0, _) => Ok(()),
+            (code, out) => Err(HarnessError::Pipeline(format!(
+                "o2c-cloud catalog import exited {code}: {out}"
+            ))),
+        }
+    }
+
+    /// The log's path.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
 }

@@ -43,6 +43,7 @@
 //!   real process, its customers' JWTs and request helpers.
 //! - [`schemathesis`]: a Schemathesis run against an OpenAPI document, its
 //!   failures and per-operation acceptance (issue 19).
+//! - [`demo`]: what `src/bin/o2c-demo.rs` shares, and its web shop ([`demo::web`]).
 //! - `broker` (private): the process plumbing both private brokers share.
 //!
 //! # Rules the harness keeps
@@ -58,6 +59,7 @@ pub mod bins;
 mod broker;
 pub mod catalog;
 pub mod chaos;
+pub mod demo;
 pub mod env;
 mod error;
 pub mod fleet;

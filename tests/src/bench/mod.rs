@@ -21,10 +21,13 @@
 //!   against a bare consumer, event → Redis and → ClickHouse latency.
 //! - [`reconcile`]: `reconcile --all` over 1,000 stores × 2,000 orders
 //!   against a bare read of the same history.
+//! - [`api`]: the cloud order API's 201 and 201 → `orders.created` at an
+//!   open-loop rate, against `GET /openapi.json` at the same rate.
 //! - [`machine`]: the machine description stored with every result.
 //! - [`report`]: the JSON document and the printed table.
 
 pub mod analytics;
+pub mod api;
 pub mod capture;
 mod cpu;
 pub mod drain;
@@ -56,6 +59,7 @@ pub const SCENARIOS: &[Scenario] = &[
     analytics::SCENARIO,
     fleet::SCENARIO,
     reconcile::SCENARIO,
+    api::SCENARIO,
 ];
 
 /// Looks a scenario up by name.

@@ -6,16 +6,27 @@
 //! (`o2c-cloud saga --service all`, on a
 //! PostgreSQL database of the demo's own, against the `o2c-psp-sim`
 //! processor simulator) carry every order to cash and send its status back
-//! to its store. Store 2's link is cut for a while, then restored.
+//! to its store. Store 2's link is cut for a while, then restored. Beside
+//! them a web shop sells through the cloud order API (`o2c-cloud api`, on
+//! the saga's database and Kafka prefix, with a catalog of its own SKUs in
+//! CAD): a few customers place web orders (carry-out and ship-to-home,
+//! cards authorised online, a few declined, some sent twice with the same
+//! `Idempotency-Key`), and one cancels an order once it is paid
+//! (`o2c_tests::demo::web`).
 //!
 //! Every second it prints a table per store: the sync side (captured,
 //! pending, synced, rejected, oldest pending) and the saga side (how many
-//! of the store's orders are at each cloud status, as the store sees them).
-//! At the end it checks both sides: every event the stores wrote is in
-//! Kafka exactly once after dedup by `event_id`, and every order reached a
-//! final status at its store (completed, cancelled or refunded; declined
-//! cards cancelled, voids after capture refunded) within the settle
-//! deadline. Exit 1, naming the orders, otherwise.
+//! of the store's orders are at each cloud status, as the store sees them),
+//! with a row for the web channel (its orders' statuses as the API shows
+//! them to their customers; `none` is `received`). At the end it checks
+//! both sides: every event the stores wrote is in Kafka exactly once after
+//! dedup by `event_id`, and every order reached a final status at its
+//! store (completed, cancelled or refunded; declined cards cancelled, voids
+//! after capture refunded) within the settle deadline; every web order's
+//! `OrderCreated` is in Kafka exactly once after the same dedup, and every
+//! web order reached a final status at the API (declined cards cancelled,
+//! the one cancelled after payment refunded). Exit 1, naming the orders,
+//! otherwise.
 //!
 //! Services come from `O2C_TEST_MQTT_URL`, `O2C_TEST_KAFKA` and
 //! `O2C_TEST_PG` (defaults: the dev services of `deploy/dev/services.sh`).
@@ -31,9 +42,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use o2c_protocol::{CloudStatus, MqttUrl};
+use o2c_protocol::MqttUrl;
 use o2c_tests::TestEnv;
 use o2c_tests::analytics::AnalyticsProc;
+use o2c_tests::api::WEB_STORE;
+use o2c_tests::demo::web::{CUSTOMERS, WebShop, web_records};
+use o2c_tests::demo::{CLOUD_HEADER, FINAL, PAID, lock, print_cloud_row, some, tally};
 use o2c_tests::pipeline::{AgentProc, Ingest, agent_records};
 use o2c_tests::proxy::LinkProxy;
 use o2c_tests::saga::{PspSim, SagaProc, SagaSettings, Tender, capture, order_body};
@@ -41,7 +55,7 @@ use o2c_tests::saga::{PspSim, SagaProc, SagaSettings, Tender, capture, order_bod
 #[derive(Debug, Parser)]
 #[command(
     name = "o2c-demo",
-    about = "Run agents, broker, ingest, Kafka, the saga and the processor simulator end to end"
+    about = "Run agents, broker, ingest, Kafka, the saga, the order API and the processor simulator end to end"
 )]
 struct Cli {
     /// Seconds of selling.
@@ -50,6 +64,9 @@ struct Cli {
     /// Orders per second per store.
     #[arg(long, default_value_t = 20)]
     rate: u64,
+    /// Web orders per second (all customers together; 0: none).
+    #[arg(long, default_value_t = 2)]
+    web_rate: u64,
     /// When store 2's link is cut (seconds after selling starts).
     #[arg(long, default_value_t = 8)]
     outage_at_secs: u64,
@@ -60,16 +77,6 @@ struct Cli {
     #[arg(long, default_value_t = 120)]
     settle_secs: u64,
 }
-
-/// Statuses that end an order.
-const FINAL: [&str; 3] = ["completed", "cancelled", "refunded"];
-/// Statuses after a successful capture: a void then means a refund.
-const PAID: [&str; 4] = [
-    "paid",
-    "inventory_confirmed",
-    "shipment_scheduled",
-    "completed",
-];
 
 /// One store: its agent and what its tills saw.
 struct Store {
@@ -102,10 +109,6 @@ impl Store {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn phase(text: &str) {
     println!("[o2c-demo] {text}");
 }
@@ -128,7 +131,7 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     let prefix = env.prefix().to_owned();
     let (mqtt, kafka) = (env.mqtt_url().to_owned(), env.kafka_brokers().to_owned());
     phase(&format!(
-        "starting the pipeline: ingest, processor simulator, saga, 2 store agents \
+        "starting the pipeline: ingest, processor simulator, saga, order API, analytics, 2 store agents \
          (topics {prefix}.*, logs in {})",
         dir.display()
     ));
@@ -167,12 +170,24 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         env.db_name("saga"),
         saga.log_path().display()
     );
+    // The order API starts while the analytics service does.
+    let web_start = tokio::spawn({
+        let (dir, settings) = (dir.to_owned(), settings.clone());
+        async move { WebShop::start(&dir, &settings).await }
+    });
     let analytics = AnalyticsProc::start(dir, &settings, "", "")
         .await
         .context("start the analytics service (o2c-cloud analytics; Redis and ClickHouse)")?;
     println!(
         "           live sales page {}/sales (open it while the demo sells)",
         analytics.base()
+    );
+    let web = Arc::new(web_start.await??);
+    println!(
+        "           order API {} (web shop: {} customers), API log {}",
+        web.url(),
+        CUSTOMERS.len(),
+        web.log_path().display()
     );
     let proxy = LinkProxy::start(upstream).await?;
     let s1 = env.store_id("s1");
@@ -184,11 +199,12 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     let stores = Arc::new(vec![Store::new("store 1", a1), Store::new("store 2", a2)]);
 
     phase(&format!(
-        "pipeline up in {:.1} s; selling for {} s at {} orders/s per store; \
-         store 2's link is cut at {} s for {} s",
+        "pipeline up in {:.1} s; selling for {} s at {} orders/s per store and {} web \
+         orders/s; store 2's link is cut at {} s for {} s",
         t0.elapsed().as_secs_f64(),
         cli.duration_secs,
         cli.rate,
+        cli.web_rate,
         cli.outage_at_secs,
         cli.outage_secs
     ));
@@ -202,6 +218,10 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
             sell(&stores[i], i + 1, period, start, selling).await;
         }));
     }
+    sellers.push(tokio::spawn({
+        let (web, rate) = (Arc::clone(&web), cli.web_rate);
+        async move { web.sell(rate, start, selling).await }
+    }));
 
     let (cut, restore) = (cli.outage_at_secs, cli.outage_at_secs + cli.outage_secs);
     let settle = Duration::from_secs(cli.settle_secs);
@@ -235,7 +255,8 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
             ));
         }
         let settled = print_table(&stores, second, proxy.is_up()).await;
-        if selling_done && settled {
+        let web_settled = web.print_row().await;
+        if selling_done && settled && web_settled {
             break;
         }
         if start.elapsed() > selling + settle {
@@ -252,9 +273,21 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         cli.duration_secs,
         start.elapsed().saturating_sub(selling).as_secs_f64()
     ));
-    phase("checking Kafka and every order's final status at its store");
+    phase(
+        "checking Kafka, every order's final status at its store and every web order's at the API",
+    );
+    // The web shop's records are read while the stores are checked.
+    let web_kafka = tokio::spawn({
+        let (kafka, prefix) = (kafka.clone(), prefix.clone());
+        async move { web_records(&kafka, &prefix).await }
+    });
     let checked = check(&stores, &kafka, &prefix).await;
-    let counted = analytics_check(&stores, &analytics).await;
+    let web_checked = match web_kafka.await {
+        Ok(Ok(records)) => web.check(records).await,
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(e.into()),
+    };
+    let counted = analytics_check(&stores, web.created(), &analytics).await;
     if let Ok(stats) = psp.stats().await {
         println!(
             "processor simulator: {} captures, {} refunds, {} declines",
@@ -263,21 +296,32 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
             stats["declines"]
         );
     }
-    if checked.is_err() {
+    if checked.is_err() || web_checked.is_err() {
         eprintln!("saga log: {}", saga.log_path().display());
     }
-    checked?;
-    counted
+    if web_checked.is_err() {
+        eprintln!("order API log: {}", web.log_path().display());
+    }
+    let failures: Vec<String> = [checked, web_checked, counted]
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| format!("{e:#}")))
+        .collect();
+    if !failures.is_empty() {
+        bail!("{}", failures.join("\n"));
+    }
+    Ok(())
 }
 
 /// The analytics side: today's counters (by capture time) count every
-/// order the stores captured exactly once, voids and declined cards
-/// netted out; prints them per store.
-async fn analytics_check(stores: &[Store], an: &AnalyticsProc) -> anyhow::Result<()> {
-    let captured: u64 = stores
-        .iter()
-        .map(|s| s.captured.load(Ordering::Relaxed))
-        .sum();
+/// order the stores captured and the web shop created exactly once, voids,
+/// cancellations and declined cards netted out; prints them per store (the
+/// web shop's under its store, `WEB`).
+async fn analytics_check(stores: &[Store], web: u64, an: &AnalyticsProc) -> anyhow::Result<()> {
+    let captured: u64 = web
+        + stores
+            .iter()
+            .map(|s| s.captured.load(Ordering::Relaxed))
+            .sum::<u64>();
     let deadline = Instant::now() + Duration::from_secs(60);
     let live = loop {
         let (_, live) = an.get("/v1/analytics/live").await?;
@@ -291,16 +335,17 @@ async fn analytics_check(stores: &[Store], an: &AnalyticsProc) -> anyhow::Result
         "analytics (Redis, by capture time): {} orders today, {} after voids and cancellations, net {} CAD minor",
         today["orders"], today["net_orders"], today["net"]["CAD"]
     );
-    for s in stores {
-        let f = &today["by_store"][&s.agent.store_id];
+    let rows = stores.iter().map(|s| (s.name, s.agent.store_id.as_str()));
+    for (name, store) in rows.chain([("web", WEB_STORE)]) {
+        let f = &today["by_store"][store];
         println!(
-            "  {}: {} orders, {} voided or cancelled, net {} CAD minor",
-            s.name, f["orders"], f["voids"], f["net"]["CAD"]
+            "  {name}: {} orders, {} voided or cancelled, net {} CAD minor",
+            f["orders"], f["voids"], f["net"]["CAD"]
         );
     }
     if today["orders"].as_u64() != Some(captured) {
         bail!(
-            "analytics counted {} orders today, the stores captured {captured}",
+            "analytics counted {} orders today, the stores captured and the web shop created {captured}",
             today["orders"]
         );
     }
@@ -400,9 +445,7 @@ async fn print_table(stores: &[Store], second: u64, link2_up: bool) -> bool {
             lag
         );
     }
-    println!(
-        "         cloud    none  accepted   paid  stock  shipment  completed  cancelled  refunded  voids"
-    );
+    println!("{CLOUD_HEADER}");
     for s in stores {
         let statuses: BTreeMap<String, Option<String>> = match s.agent.order_statuses().await {
             Ok(list) => list.into_iter().collect(),
@@ -413,13 +456,6 @@ async fn print_table(stores: &[Store], second: u64, link2_up: bool) -> bool {
             }
         };
         void_paid(s, &statuses).await;
-        let count = |st: Option<CloudStatus>| {
-            statuses
-                .values()
-                .filter(|v| v.as_deref() == st.map(CloudStatus::as_str))
-                .count()
-        };
-        let c = |st| count(Some(st));
         let finals = statuses
             .values()
             .filter(|v| v.as_deref().is_some_and(|st| FINAL.contains(&st)))
@@ -427,34 +463,13 @@ async fn print_table(stores: &[Store], second: u64, link2_up: bool) -> bool {
         let to_void = lock(&s.to_void).len();
         let voided = lock(&s.voided).len();
         settled &= finals == statuses.len() && to_void == 0;
-        println!(
-            "         {:<8} {:>4} {:>9} {:>6} {:>6} {:>9} {:>10} {:>10} {:>9}  {voided} done, {to_void} due",
+        print_cloud_row(
             s.name,
-            count(None),
-            c(CloudStatus::Accepted),
-            c(CloudStatus::Paid),
-            c(CloudStatus::InventoryConfirmed),
-            c(CloudStatus::ShipmentScheduled),
-            c(CloudStatus::Completed),
-            c(CloudStatus::Cancelled),
-            c(CloudStatus::Refunded),
+            statuses.values().map(Option::as_deref),
+            &format!("{voided} done, {to_void} due"),
         );
     }
     settled
-}
-
-/// At most 10 of `items`, then how many more.
-fn some(items: &[String]) -> String {
-    let mut text = items
-        .iter()
-        .take(10)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join("\n  ");
-    if items.len() > 10 {
-        text.push_str(&format!("\n  … and {} more", items.len() - 10));
-    }
-    text
 }
 
 /// Both sides: Kafka holds every event the stores wrote exactly once after
@@ -465,7 +480,7 @@ async fn check(stores: &[Store], brokers: &str, prefix: &str) -> anyhow::Result<
     let mut captured = 0;
     let mut not_final = Vec::new();
     let mut wrong = Vec::new();
-    let mut tally: BTreeMap<String, usize> = BTreeMap::new();
+    let mut ends = Vec::new();
     for s in stores {
         let failed = s.failed.load(Ordering::Relaxed);
         if failed > 0 {
@@ -489,7 +504,7 @@ async fn check(stores: &[Store], brokers: &str, prefix: &str) -> anyhow::Result<
         let (voided, declined) = (lock(&s.voided).clone(), lock(&s.declined).clone());
         for (id, st) in statuses {
             let st = st.unwrap_or_else(|| "no status".into());
-            *tally.entry(st.clone()).or_default() += 1;
+            ends.push(st.clone());
             let line = format!("{} order {id}: {st}", s.name);
             if !FINAL.contains(&st.as_str()) {
                 not_final.push(line);
@@ -520,12 +535,10 @@ async fn check(stores: &[Store], brokers: &str, prefix: &str) -> anyhow::Result<
     }
     let missing: Vec<String> = written.difference(&seen).cloned().collect();
     let extra: Vec<String> = seen.difference(&written).cloned().collect();
-    let tally = tally
-        .iter()
-        .map(|(k, v)| format!("{v} {k}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    println!("orders at the stores: {tally}");
+    println!(
+        "orders at the stores: {}",
+        tally(ends.iter().map(String::as_str))
+    );
 
     let mut failures = Vec::new();
     if !missing.is_empty() || !extra.is_empty() {
