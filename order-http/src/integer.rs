@@ -2,17 +2,19 @@
 //! `integer` is any number with no fraction, so `2998.0` is the integer
 //! 2998 to a client generated from the documents. The bodies take it as
 //! such, exactly: an amount stays integer minor units (never a float in
-//! memory or on the wire), and a fraction (`2998.5`) or a number written
-//! with a fraction beyond 2^53, where a float cannot hold every integer, is
-//! refused.
+//! memory or on the wire), and a fraction (`2998.5`) is refused. So is a
+//! number written with a decimal point or an exponent beyond 2^52, where a
+//! float's spacing is 1 or more and `4503599627370497.5` would silently
+//! become an integer (written as a plain integer, any `i64` is taken).
 
 use std::fmt;
 
 use serde::Deserializer;
 use serde::de::{self, Visitor};
 
-/// The largest integer every float holds exactly.
-const EXACT: f64 = 9_007_199_254_740_992.0;
+/// 2^52: below it a float holds every half-integer, so a fraction cannot
+/// round away to an integer.
+const EXACT: f64 = 4_503_599_627_370_496.0;
 
 struct Integral;
 
@@ -33,7 +35,7 @@ impl Visitor<'_> for Integral {
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
         if v.fract() == 0.0 && v.abs() <= EXACT {
-            // Checked above: integral and within ±2^53.
+            // Checked above: integral and within ±2^52.
             #[allow(clippy::cast_possible_truncation)]
             Ok(v as i64)
         } else {
@@ -98,8 +100,16 @@ mod tests {
         assert!(parse(r#"{"n": 2998.5}"#).is_err());
         assert!(parse(r#"{"n": "2998"}"#).is_err());
         assert!(parse(r#"{"n": 18446744073709551615}"#).is_err());
-        // Beyond 2^53 a float is not exact: refused, never rounded.
+        // Beyond 2^52 a float cannot tell a fraction: refused, never rounded.
         assert!(parse(r#"{"n": 9007199254740993.0}"#).is_err());
+        assert!(parse(r#"{"n": 4503599627370497.5}"#).is_err());
+        assert_eq!(
+            parse(r#"{"n": 4503599627370495.0}"#),
+            Ok(T {
+                n: 4_503_599_627_370_495,
+                m: None
+            })
+        );
         assert_eq!(
             parse(r#"{"n": 9007199254740993}"#),
             Ok(T {
