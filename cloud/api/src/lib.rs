@@ -129,6 +129,10 @@ pub async fn run(
             }
         }
     });
+    let reservations = tokio::spawn({
+        let (state, cancel) = (state.clone(), cancel.clone());
+        async move { state.stock.sweep_until(cancel).await }
+    });
     tracing::info!(addr = ?listener.local_addr().ok(), "order API listening");
     let app = http::router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = tokio::select! {
@@ -137,6 +141,7 @@ pub async fn run(
     };
     cancel.cancel();
     sweeper.abort();
+    let _ = reservations.await;
     served
 }
 

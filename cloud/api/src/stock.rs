@@ -24,6 +24,8 @@ const FAILURES: u32 = 5;
 const OPEN_FOR: Duration = Duration::from_secs(30);
 /// One call's limit.
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// How often lapsed reservations are released.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +67,15 @@ impl StockCheck {
         self.breaker
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Releases this API's lapsed reservations (those whose order never
+    /// committed) every second until `cancel`, as the catalog service does.
+    pub async fn sweep_until(&self, cancel: tokio_util::sync::CancellationToken) {
+        let released = |n| tracing::info!(released = n, "lapsed stock reservations released");
+        self.reservations
+            .sweep_until(SWEEP_EVERY, released, cancel)
+            .await;
     }
 
     /// The breaker's state now.
@@ -112,5 +123,37 @@ impl StockCheck {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_stock_store_sells_unverified_then_opens_the_breaker() {
+        // Nothing listens on port 1: each call fails at once.
+        let check = StockCheck::new(
+            "host=127.0.0.1 port=1 user=postgres dbname=none connect_timeout=1",
+            "CENTRAL",
+            0,
+            Duration::from_secs(60),
+        );
+        let order = OrderId::from_parts(1, [1; 10]);
+        let store = StoreId::new("WEB").expect("store");
+        let lines = [("SKU-1".to_owned(), 1)];
+        for _ in 0..FAILURES {
+            assert_eq!(
+                check.reserve(&order, &store, &lines).await,
+                Checked::Unverified { why: "unavailable" }
+            );
+        }
+        assert_eq!(check.state(), BreakerState::Open);
+        assert_eq!(
+            check.reserve(&order, &store, &lines).await,
+            Checked::Unverified {
+                why: "breaker_open"
+            }
+        );
     }
 }

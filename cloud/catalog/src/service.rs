@@ -169,11 +169,18 @@ pub async fn run(
         Arc::clone(&metrics),
         cancel.clone(),
     ));
-    let sweeper = tokio::spawn(sweep(
-        Arc::clone(&reservations),
-        Arc::clone(&metrics),
-        cancel.clone(),
-    ));
+    let sweeper = tokio::spawn({
+        let (reservations, metrics, cancel) = (
+            Arc::clone(&reservations),
+            Arc::clone(&metrics),
+            cancel.clone(),
+        );
+        async move {
+            reservations
+                .sweep_until(SWEEP_EVERY, |n| metrics.expired(n), cancel)
+                .await;
+        }
+    });
     let app = router(api::State {
         pg: Arc::clone(&pg),
         versions: Arc::clone(&versions),
@@ -201,26 +208,6 @@ pub async fn run(
 
 /// How often lapsed store reservations are released.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Releases lapsed store reservations until `cancel`.
-async fn sweep(
-    reservations: Arc<o2c_saga::store_reservation::Reservations>,
-    metrics: Arc<crate::metrics::Metrics>,
-    cancel: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(SWEEP_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => break,
-            _ = tick.tick() => match reservations.sweep().await {
-                Ok(0) => {}
-                Ok(n) => metrics.expired(n),
-                Err(e) => tracing::warn!(error = %e, "catalog: releasing lapsed reservations failed"),
-            },
-        }
-    }
-}
 
 /// The store a request may read: the one its certificate names.
 pub(crate) fn store_of(identity: &FleetIdentity) -> Option<&str> {

@@ -240,6 +240,30 @@ impl Reservations {
         Ok(Some("released".into()))
     }
 
+    /// Releases lapsed reservations every `every` until `cancel`, calling
+    /// `released` with each sweep's count (the services that take
+    /// reservations run it: the catalog service and the order API; a
+    /// reservation is released once whichever sweeps first).
+    pub async fn sweep_until(
+        &self,
+        every: Duration,
+        released: impl Fn(u64),
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                _ = tick.tick() => match self.sweep().await {
+                    Ok(0) => {}
+                    Ok(n) => released(n),
+                    Err(e) => tracing::warn!(error = %e, "releasing lapsed reservations failed"),
+                },
+            }
+        }
+    }
+
     /// Releases every held reservation past its TTL; returns how many.
     pub async fn sweep(&self) -> Result<u64, ReservationError> {
         let mut lane = self.lane().await?;
