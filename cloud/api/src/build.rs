@@ -7,9 +7,8 @@
 
 use std::collections::HashMap;
 
-use o2c_order_http::{customer, fulfillment, payment, request_path};
+use o2c_order_http::{OrderProblem, customer, fulfillment, order_problem, payment};
 use o2c_protocol::catalog::Product;
-use o2c_protocol::validate::CARD_DATA;
 use o2c_protocol::{
     Currency, CustomerId, Money, Order, OrderId, OrderLine, SalesChannel, StoreId, TerminalId,
 };
@@ -151,22 +150,19 @@ pub fn build(
         channel: Some(channel),
         customer_id: Some(cx.customer.clone()),
     };
-    if let Err(errs) = order.validate() {
-        let first = errs
-            .0
-            .iter()
-            .find(|e| e.code == CARD_DATA)
-            .or_else(|| errs.first());
-        if let Some(e) = first {
-            let field = request_path(&e.field);
-            return Err(if e.code == CARD_DATA {
-                BuildError::CardData { field }
-            } else {
-                invalid(&field, &e.code, e.message.clone())
-            });
-        }
+    match order_problem(&order) {
+        None => Ok(order),
+        Some(OrderProblem::CardData { field }) => Err(BuildError::CardData { field }),
+        Some(OrderProblem::Invalid {
+            field,
+            rule,
+            message,
+        }) => Err(BuildError::Invalid {
+            field,
+            rule,
+            message,
+        }),
     }
-    Ok(order)
 }
 
 #[cfg(test)]
