@@ -78,7 +78,7 @@ use tokio::time::Instant;
 use super::cpu::{CpuSnapshot, cpu_seconds_of};
 use super::{BenchArgs, BenchError, Measurement, Scenario, block_on, harness};
 use crate::api::{ApiProc, product_line, token, web_order};
-use crate::tansu::PrivateTansu;
+use crate::tansu::{PrivateTansu, TansuStorage};
 
 /// The registry entry.
 pub const SCENARIO: Scenario = Scenario {
@@ -108,6 +108,9 @@ const TARGET_P99_MS: f64 = 100.0;
 const ARCHITECTURE_P99_MS: f64 = 380.0;
 /// Quotas far above the run (per customer and per anonymous IP, a minute).
 const QUOTAS: &str = "customer_per_minute = 10000000\nanonymous_per_minute = 10000000";
+/// `memory` (default): a private Tansu with memory storage; `shared`: the
+/// dev services' Tansu (SQLite storage).
+const KAFKA_ENV: &str = "O2C_BENCH_KAFKA";
 
 fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
     let n = args.n.unwrap_or(DEFAULT_N);
@@ -471,7 +474,19 @@ fn cpu_of(before: &CpuSnapshot, after: &CpuSnapshot, label: &str) -> f64 {
 }
 
 async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
-    let tansu = super::bench_tansu().await?;
+    let tansu = match std::env::var(KAFKA_ENV).as_deref() {
+        Ok("shared") => None,
+        Ok("memory") | Err(_) => Some(
+            PrivateTansu::start_with(TansuStorage::Memory)
+                .await
+                .map_err(|e| harness("starting Tansu (memory storage)", e))?,
+        ),
+        Ok(other) => {
+            return Err(BenchError::Invalid(format!(
+                "{KAFKA_ENV}={other:?}: expected memory or shared"
+            )));
+        }
+    };
     let private = tansu.as_ref().map(PrivateTansu::brokers);
     let env = crate::TestEnv::new();
     let api = ApiProc::alone_on(&env, private.as_deref(), QUOTAS)

@@ -178,26 +178,6 @@ impl BenchError {
     }
 }
 
-/// `O2C_BENCH_KAFKA`: `memory` (default), a private Tansu with memory
-/// storage, as the project benchmarks Kafka; `shared`, the dev services'
-/// Tansu (SQLite storage).
-pub(crate) const KAFKA_ENV: &str = "O2C_BENCH_KAFKA";
-
-/// The private Tansu [`KAFKA_ENV`] asks for (`None`: the shared one); keep
-/// it alive for the whole run.
-pub(crate) async fn bench_tansu() -> Result<Option<crate::PrivateTansu>, BenchError> {
-    match std::env::var(KAFKA_ENV).as_deref() {
-        Ok("shared") => Ok(None),
-        Ok("memory") | Err(_) => crate::PrivateTansu::start_with(crate::TansuStorage::Memory)
-            .await
-            .map(Some)
-            .map_err(|e| harness("starting Tansu (memory storage)", e)),
-        Ok(other) => Err(BenchError::Invalid(format!(
-            "{KAFKA_ENV}={other:?}: expected memory or shared"
-        ))),
-    }
-}
-
 /// Wraps a harness, broker or client failure as the bench's one error type.
 pub(crate) fn harness(what: &str, e: impl std::fmt::Display) -> BenchError {
     BenchError::io(what, std::io::Error::other(e.to_string()))

@@ -50,7 +50,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use super::{BenchArgs, BenchError, Measurement, Scenario};
 use crate::pipeline::TERMINAL_TOKEN;
 use crate::saga::{SagaWorld, Tender, agent_base, order_body};
-use crate::tansu::PrivateTansu;
+use crate::tansu::{PrivateTansu, TansuStorage};
 
 /// The registry entry.
 pub const SCENARIO: Scenario = Scenario {
@@ -67,6 +67,9 @@ const POLL: Duration = Duration::from_millis(250);
 const DEADLINE: Duration = Duration::from_secs(900);
 const WARMUP_DEADLINE: Duration = Duration::from_secs(120);
 const MOSQUITTO_QUEUE: &str = "max_queued_messages 1000000";
+/// `memory` (default): a private Tansu with memory storage, as the project
+/// benchmarks Kafka; `shared`: the dev services' Tansu (SQLite storage).
+const KAFKA_ENV: &str = "O2C_BENCH_KAFKA";
 /// `phoenix`: trace every order to the dev services' Phoenix and report
 /// per-hop latencies from the spans.
 const TRACES_ENV: &str = "O2C_BENCH_TRACES";
@@ -84,7 +87,19 @@ fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
 
 async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
     // Kept alive for the whole run when used.
-    let tansu = super::bench_tansu().await?;
+    let tansu = match std::env::var(KAFKA_ENV).as_deref() {
+        Ok("shared") => None,
+        Ok("memory") | Err(_) => Some(
+            PrivateTansu::start_with(TansuStorage::Memory)
+                .await
+                .map_err(|e| harness("starting Tansu (memory storage)", e))?,
+        ),
+        Ok(other) => {
+            return Err(BenchError::Invalid(format!(
+                "{KAFKA_ENV}={other:?}: expected memory or shared"
+            )));
+        }
+    };
     let kafka = tansu.as_ref().map(PrivateTansu::brokers);
     let traces = match std::env::var(TRACES_ENV).as_deref() {
         Ok("phoenix") => {
