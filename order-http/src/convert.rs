@@ -3,56 +3,14 @@
 //! back into bodies (tokens are never shown back), and `Order::validate()`'s
 //! field paths onto the request's names.
 
-use o2c_protocol::validate::CARD_DATA;
 use o2c_protocol::{
-    Address, CardAuthorization, Currency, Customer, Fulfillment, Money, Order, OrderLine, Payment,
+    Address, CardAuthorization, Currency, Customer, Fulfillment, Money, OrderLine, Payment,
 };
 
 use crate::body::{
     AddressBody, CardAuthorizationBody, CustomerBody, FulfillmentBody, LineView, PaymentBody,
     PaymentView,
 };
-
-/// The problem an order's validation reports first, by the request's
-/// field names: card data anywhere wins (it is never echoed), else the
-/// first rule broken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OrderProblem {
-    /// Something shaped like a card number, at `field`.
-    CardData {
-        /// The request field.
-        field: String,
-    },
-    /// `field` breaks `rule`.
-    Invalid {
-        /// The request field.
-        field: String,
-        /// The rule's machine code (e.g. `payment_total_mismatch`).
-        rule: String,
-        /// What was wrong.
-        message: String,
-    },
-}
-
-/// [`OrderProblem`] of `order`, if it does not validate.
-pub fn order_problem(order: &Order) -> Option<OrderProblem> {
-    let errs = order.validate().err()?;
-    let first = errs
-        .0
-        .iter()
-        .find(|e| e.code == CARD_DATA)
-        .or_else(|| errs.first())?;
-    let field = request_path(&first.field);
-    Some(if first.code == CARD_DATA {
-        OrderProblem::CardData { field }
-    } else {
-        OrderProblem::Invalid {
-            field,
-            rule: first.code.clone(),
-            message: first.message.clone(),
-        }
-    })
-}
 
 /// Maps an `Order::validate()` path onto the request's field names.
 pub fn request_path(path: &str) -> String {

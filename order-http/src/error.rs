@@ -141,22 +141,6 @@ impl From<BodyError> for ApiError {
     }
 }
 
-/// `router` answering an unknown route (404 `not_found`) and a method a
-/// route does not take (405 `method_not_allowed`) with the error body.
-pub fn with_fallbacks<S: Clone + Send + Sync + 'static>(
-    router: axum::Router<S>,
-) -> axum::Router<S> {
-    router
-        .fallback(|| async { ApiError::not_found("not_found", "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this route",
-            )
-        })
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {

@@ -33,9 +33,9 @@ pub use body::{
     LineView, PaymentBody, PaymentView,
 };
 pub use convert::{
-    OrderProblem, customer, customer_body, fulfillment, fulfillment_body, line_view, order_problem,
-    payment, payment_view, request_path,
+    customer, customer_body, fulfillment, fulfillment_body, line_view, payment, payment_view,
+    request_path,
 };
-pub use error::{ApiError, ErrorCode, with_fallbacks};
+pub use error::{ApiError, ErrorCode};
 pub use parse::{BodyError, MAX_KEY_LEN, idempotency_key, parse_body, scan_card_data};
 pub use schema::{CURRENCY_CODES, CurrencyCode, PaymentMethod, RemotePayment};

@@ -6,9 +6,8 @@
 //! paths mapped back onto the request's names), and the offline card rules
 //! ([`OfflineLimits`]: the store's currency, then the floor limit).
 
-use o2c_order_http::{
-    BodyError, OrderProblem, customer, fulfillment, order_problem, parse_body, payment,
-};
+use o2c_order_http::{BodyError, customer, fulfillment, parse_body, payment, request_path};
+use o2c_protocol::validate::CARD_DATA;
 use o2c_protocol::{
     CardAuthorization, Currency, Money, Order, OrderId, OrderLine, Payment, StoreId, TerminalId,
 };
@@ -174,20 +173,21 @@ pub(crate) fn build_order(
         channel: None,
         customer_id: None,
     };
-    match order_problem(&order) {
-        None => {}
-        Some(OrderProblem::CardData { field }) => {
-            return Err(BodyError::CardData { field: Some(field) }.into());
-        }
-        Some(OrderProblem::Invalid {
-            field,
-            rule,
-            message,
-        }) => {
+    if let Err(errs) = order.validate() {
+        let first = errs
+            .0
+            .iter()
+            .find(|e| e.code == CARD_DATA)
+            .or_else(|| errs.first());
+        if let Some(e) = first {
+            let field = request_path(&e.field);
+            if e.code == CARD_DATA {
+                return Err(BodyError::CardData { field: Some(field) }.into());
+            }
             return Err(CaptureError::Invalid {
                 field,
-                rule,
-                message,
+                rule: e.code.clone(),
+                message: e.message.clone(),
             });
         }
     }

@@ -27,7 +27,7 @@ use std::sync::atomic::AtomicBool;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -118,7 +118,7 @@ pub fn router(state: AppState) -> Router {
         metrics: Arc::clone(&state.inner.metrics),
         connected: Arc::clone(&state.inner.connected),
     });
-    let routes = Router::new()
+    Router::new()
         .route("/v1/orders", post(orders::capture).get(orders::list))
         .route("/v1/orders/{order_id}", get(orders::get_one))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
@@ -127,8 +127,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/catalog/status", get(misc::catalog_status))
         .route("/v1/sync", get(misc::sync))
         .merge(o2c_runtime::http::router(probes))
-        .route("/openapi.json", get(misc::openapi));
-    o2c_order_http::with_fallbacks(routes)
+        .route("/openapi.json", get(misc::openapi))
+        .fallback(|| async { ApiError::not_found("not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))
         .with_state(state)

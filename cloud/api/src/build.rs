@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 
-use o2c_order_http::{OrderProblem, customer, fulfillment, order_problem, payment};
+use o2c_order_http::{customer, fulfillment, payment, request_path};
 use o2c_protocol::catalog::Product;
+use o2c_protocol::validate::CARD_DATA;
 use o2c_protocol::{
     Currency, CustomerId, Money, Order, OrderId, OrderLine, SalesChannel, StoreId, TerminalId,
 };
@@ -150,19 +151,22 @@ pub fn build(
         channel: Some(channel),
         customer_id: Some(cx.customer.clone()),
     };
-    match order_problem(&order) {
-        None => Ok(order),
-        Some(OrderProblem::CardData { field }) => Err(BuildError::CardData { field }),
-        Some(OrderProblem::Invalid {
-            field,
-            rule,
-            message,
-        }) => Err(BuildError::Invalid {
-            field,
-            rule,
-            message,
-        }),
+    if let Err(errs) = order.validate() {
+        let first = errs
+            .0
+            .iter()
+            .find(|e| e.code == CARD_DATA)
+            .or_else(|| errs.first());
+        if let Some(e) = first {
+            let field = request_path(&e.field);
+            return Err(if e.code == CARD_DATA {
+                BuildError::CardData { field }
+            } else {
+                invalid(&field, &e.code, e.message.clone())
+            });
+        }
     }
+    Ok(order)
 }
 
 #[cfg(test)]

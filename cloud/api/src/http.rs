@@ -55,13 +55,20 @@ pub(crate) type Shared = State<Arc<Api>>;
 
 /// The router.
 pub fn router(api: Arc<Api>) -> Router {
-    let routes = Router::new()
+    Router::new()
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/{order_id}", get(orders::get_order))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
         .route("/v1/customers/me/orders", get(orders::my_orders))
-        .route("/openapi.json", get(openapi));
-    o2c_order_http::with_fallbacks(routes)
+        .route("/openapi.json", get(openapi))
+        .fallback(|| async { ApiError::not_found("not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
 }
