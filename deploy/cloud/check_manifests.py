@@ -12,7 +12,8 @@
   cloud/common/src/config/catalog.rs, analytics: analytics.http_listen in
   cloud/common/src/config/analytics.rs, fleet: fleet.http_listen in
   cloud/common/src/config/fleet.rs, api: api.admin_listen in
-  cloud/common/src/config/api.rs), overriding the loopback default to
+  cloud/common/src/config/api.rs, notify: notify.admin_listen in
+  cloud/common/src/config/notify.rs), overriding the loopback default to
   0.0.0.0 on that port;
 - readiness probes hit /readyz and liveness probes /healthz on that port;
 - a service port besides it (api: api.listen, the order API) is declared,
@@ -30,6 +31,16 @@
   tokens with a public key (RS256 or ES256), never holds an HS256 secret (no
   config/*.toml may: the ConfigMap is not a Secret); the key file is in a
   Secret mounted read-only; its systemd unit names both ports and the key;
+- the notification service (subcommand notify): several replicas; the SMTP
+  URL and the webhook key reach the pod from a Secret (secretKeyRef), never
+  as a literal value, and a webhook URL comes with a key; its example config
+  has saga.toml's topic prefix and group prefix, names an smtp:// or
+  smtps:// smtp_url, spells out the code's default notify.admin_listen,
+  names every [notify] key of the code, and sets the numeric ones to the
+  code's defaults; no config/*.toml holds notify.webhook_secret or an
+  smtp_url with a password; its systemd unit names the admin port, stops
+  restarting on exit 64 and takes its secrets from an EnvironmentFile, never
+  an Environment= line;
 - the systemd units under deploy/cloud/systemd run existing subcommands.
 
 Usage: deploy/cloud/check_manifests.py [REPO_ROOT]
@@ -38,6 +49,7 @@ import pathlib
 import re
 import sys
 import tomllib
+import urllib.parse
 
 import yaml
 
@@ -64,6 +76,7 @@ PROBE_PORTS = (
     ("catalog", "default_http_listen", "config/catalog.rs", "O2C_CLOUD__CATALOG__HTTP_LISTEN"),
     ("analytics", "default_http_listen", "config/analytics.rs", "O2C_CLOUD__ANALYTICS__HTTP_LISTEN"),
     ("api", "default_admin_listen", "config/api.rs", "O2C_CLOUD__API__ADMIN_LISTEN"),
+    ("notify", "default_admin_listen", "config/notify.rs", "O2C_CLOUD__NOTIFY__ADMIN_LISTEN"),
 )
 # Service ports besides the probe port whose default is loopback, so a pod
 # must override it: (subcommand, function, file, override, config key).
@@ -186,6 +199,8 @@ def check_deployment(path, dep, version, ports, serve, subcommands, cm_name, cm_
             check_analytics_instances(where, dep, c)
         if sub == "api":
             check_api_pod(where, dep, c, volumes, mounts, cm_files.get(m.get("subPath")) if m else None)
+        if sub == "notify":
+            check_notify_pod(where, dep, c, cm_files.get(m.get("subPath")) if m else None)
 
 
 def selects(svc, labels):
@@ -258,6 +273,103 @@ def check_api_unit(unit, text, ports, serve, key_file):
         fail(f"{where}: the header does not name the JWT public key {key_file}")
 
 
+# The notification service's secrets: environment overrides that must come
+# from a Secret (the SMTP URL carries the relay's password).
+NOTIFY_SECRET_VARS = ("O2C_CLOUD__NOTIFY__SMTP_URL", "O2C_CLOUD__NOTIFY__WEBHOOK_SECRET")
+
+
+def check_notify_pod(where, dep, c, config_path):
+    """The notification service: replicas, and its secrets from a Secret."""
+    if dep["spec"].get("replicas", 1) < 2:
+        fail(f"{where}: the notification service should run several replicas (it is stateless)")
+    env = {e["name"]: e for e in c.get("env", [])}
+    for var in NOTIFY_SECRET_VARS:
+        e = env.get(var)
+        if e is None:
+            continue
+        if "value" in e or not e.get("valueFrom", {}).get("secretKeyRef"):
+            fail(f"{where}: {var} must come from a Secret (valueFrom.secretKeyRef), not a literal value")
+    if "O2C_CLOUD__NOTIFY__SMTP_URL" not in env:
+        fail(f"{where}: O2C_CLOUD__NOTIFY__SMTP_URL is not set from a Secret (the relay's credentials)")
+    notify = tomllib.loads(config_path.read_text()).get("notify", {}) if config_path else {}
+    webhook = "O2C_CLOUD__NOTIFY__WEBHOOK_URL" in env or "webhook_url" in notify
+    if webhook and "O2C_CLOUD__NOTIFY__WEBHOOK_SECRET" not in env:
+        fail(f"{where}: a webhook URL without O2C_CLOUD__NOTIFY__WEBHOOK_SECRET (it exits 64)")
+
+
+def notify_defaults():
+    """The code's default of each [notify] key: {key: value or None (not a
+    plain number)}, from cloud/common/src/config/notify.rs."""
+    text = (ROOT / "cloud/common/src/config/notify.rs").read_text()
+    m = re.search(r"pub struct NotifyConfig \{(.*?)\n\}", text, re.S)
+    if not m:
+        fail("cloud/common/src/config/notify.rs: cannot find struct NotifyConfig")
+        return {}
+    numbers = {fn: int(v.replace("_", "")) for fn, v in
+               re.findall(r"fn (\w+)\(\) -> (?:u32|u64|usize) \{\s*([\d_]+)\s*\}", text)}
+    keys = {}
+    for attrs, key in re.findall(r"((?:\s*#\[[^\n]*\]\n)*)\s*pub (\w+):", m.group(1)):
+        fn = re.search(r'default = "(\w+)"', attrs)
+        keys[key] = numbers.get(fn.group(1)) if fn else None
+    if not keys:
+        fail("cloud/common/src/config/notify.rs: no fields in struct NotifyConfig")
+    return keys
+
+
+def check_notify_config(path, ports):
+    """The notification service's example: the code's default admin port,
+    every [notify] key named, numeric keys at their defaults, the saga's
+    prefixes, an SMTP URL."""
+    where = path.relative_to(ROOT)
+    text = path.read_text()
+    doc = tomllib.loads(text)
+    notify = doc.get("notify", {})
+    port = ports.get("notify")
+    addr = notify.get("admin_listen")
+    if addr is None or port is None or not addr.endswith(f":{port}"):
+        fail(f"{where}: notify.admin_listen is {addr!r}, the code's default port is {port}")
+    # Documented, set or commented out.
+    for key, default in notify_defaults().items():
+        if not re.search(rf"^#?\s*{key}\s*=", text, re.M):
+            fail(f"{where}: [notify] {key} is neither set nor shown commented out")
+        elif default is not None and key in notify and notify[key] != default:
+            fail(f"{where}: notify.{key} is {notify[key]!r}, the code's default is {default} "
+                 "(the example shows the defaults)")
+    smtp = notify.get("smtp_url", "")
+    if not smtp.startswith(("smtp://", "smtps://")):
+        fail(f"{where}: notify.smtp_url {smtp!r} is not an smtp:// or smtps:// URL")
+    if "webhook_url" in notify:
+        fail(f"{where}: notify.webhook_url set in the example: it needs a webhook_secret, "
+             "which only the environment may give (the check-config of the file would fail)")
+    # It joins the saga's history: same topics, same group prefix.
+    saga_toml = CLOUD / "config" / "saga.toml"
+    if saga_toml.is_file():
+        theirs = tomllib.loads(saga_toml.read_text())
+        for table, key, default in (("kafka", "topic_prefix", ""), ("saga", "group_prefix", "o2c-saga")):
+            a = doc.get(table, {}).get(key, default)
+            b = theirs.get(table, {}).get(key, default)
+            if a != b:
+                fail(f"{where}: {table}.{key} is {a!r}, config/saga.toml has {b!r}")
+
+
+def check_notify_unit(unit, text, ports):
+    """The notification service's unit: its admin port, exit 64 final,
+    secrets from an EnvironmentFile only."""
+    where = unit.relative_to(ROOT)
+    header = "\n".join(line for line in text.splitlines() if line.startswith("#"))
+    port = ports.get("notify")
+    if port is not None and f":{port}/" not in header:
+        fail(f"{where}: the header does not name port {port} (the code's default)")
+    lines = [line.strip() for line in text.splitlines() if not line.lstrip().startswith("#")]
+    if "RestartPreventExitStatus=64" not in lines:
+        fail(f"{where}: no RestartPreventExitStatus=64 (bad config or templates exit 64)")
+    if not any(line.startswith("EnvironmentFile=") for line in lines):
+        fail(f"{where}: no EnvironmentFile= for {' / '.join(NOTIFY_SECRET_VARS)}")
+    for line in lines:
+        if line.startswith("Environment=") and any(v in line for v in NOTIFY_SECRET_VARS):
+            fail(f"{where}: a secret in an Environment= line (systemctl show prints it): {line}")
+
+
 def check_analytics_instances(where, dep, c):
     """Instance i of n reads the partitions p % n == i: every pod needs its own
     i (its ordinal) and the same n, the number of pods."""
@@ -300,6 +412,13 @@ def main():
         if "secret" in doc.get("api", {}).get("jwt", {}):
             fail(f"{f.relative_to(ROOT)}: api.jwt.secret in a config file (HS256 is for development; "
                  "the ConfigMap is not a Secret)")
+        notify = doc.get("notify", {})
+        if "webhook_secret" in notify:
+            fail(f"{f.relative_to(ROOT)}: notify.webhook_secret in a config file (the ConfigMap is not "
+                 "a Secret: set O2C_CLOUD__NOTIFY__WEBHOOK_SECRET)")
+        if urllib.parse.urlsplit(notify.get("smtp_url", "")).password is not None:
+            fail(f"{f.relative_to(ROOT)}: notify.smtp_url holds a password (the ConfigMap is not a "
+                 "Secret: set O2C_CLOUD__NOTIFY__SMTP_URL)")
     resources = kust.get("resources", [])
     for f in resources:
         if not (CLOUD / f).is_file():
@@ -319,7 +438,7 @@ def main():
             check_deployment(path, doc, version, ports, serve, subcommands, cm_name, cm_files, services)
     if workloads.get("Deployment", 0) < 2:
         fail(f"expected Deployments for ingest and saga, found {workloads.get('Deployment', 0)}")
-    api_units = 0
+    api_units = notify_units = 0
     for unit in sorted((CLOUD / "systemd").glob("*.service")):
         text = unit.read_text()
         for line in text.splitlines():
@@ -338,8 +457,16 @@ def main():
                             fail(f"kustomization: ConfigMap lacks config/{name} (the order API's)")
                         key_file = check_api_config(config, ports, serve)
                         check_api_unit(unit, text, ports, serve, key_file)
+                    elif words[0].endswith("o2c-cloud") and words[1] == "notify":
+                        notify_units += 1
+                        if name not in cm_files:
+                            fail(f"kustomization: ConfigMap lacks config/{name} (the notification service's)")
+                        check_notify_config(config, ports)
+                        check_notify_unit(unit, text, ports)
     if "api" in subcommands and api_units == 0:
         fail("deploy/cloud/systemd: no unit runs `o2c-cloud api`")
+    if "notify" in subcommands and notify_units == 0:
+        fail("deploy/cloud/systemd: no unit runs `o2c-cloud notify`")
     if errors:
         for e in errors:
             print(f"check_manifests: {e}", file=sys.stderr)
@@ -348,7 +475,8 @@ def main():
     print(f"check_manifests: {len(yamls)} YAML files, {kinds}: images o2c/cloud:{version}, "
           f"ports ingest {ports['ingest']} saga {ports['saga']} catalog {ports['catalog']} "
           f"analytics {ports['analytics']} fleet {ports['fleet']} "
-          f"api {'/'.join(str(p) for p, _, _ in serve.get('api', []))}+{ports['api']}, "
+          f"api {'/'.join(str(p) for p, _, _ in serve.get('api', []))}+{ports['api']} "
+          f"notify {ports['notify']}, "
           f"subcommands {sorted(subcommands)}: ok")
 
 

@@ -3,7 +3,9 @@
 # Tansu (Kafka protocol, SQLite storage) on 127.0.0.1:9092, and for analytics
 # ClickHouse (HTTP 127.0.0.1:8123, native 127.0.0.1:9000) and Redis on
 # 127.0.0.1:6379, and for traces Arize Phoenix on 127.0.0.1:6006
-# (deploy/dev/phoenix.sh).
+# (deploy/dev/phoenix.sh); and installs the tools tests start themselves:
+# Schemathesis (deploy/dev/schemathesis.sh) and the aiosmtpd SMTP server
+# (deploy/dev/aiosmtpd.sh).
 #
 #   deploy/dev/services.sh up      start whatever is down (idempotent), install
 #                                  Tansu if missing, wait until each answers
@@ -488,6 +490,8 @@ cmd_up() {
   clickhouse_up
   "$HERE/phoenix.sh" up
   "$HERE/schemathesis.sh" install
+  # The mail tests' SMTP server (aiosmtpd; tests/smtp/server.py).
+  "$HERE/aiosmtpd.sh" install
   tansu_up
   cmd_status
 }

@@ -43,6 +43,11 @@
 //!   real process, its customers' JWTs and request helpers.
 //! - [`schemathesis`]: a Schemathesis run against an OpenAPI document, its
 //!   failures and per-operation acceptance (issue 19).
+//! - [`smtp`]: [`smtp::SmtpServer`], a real SMTP server (aiosmtpd) of one
+//!   test's own that rejects, defers or holds by recipient, and the mail it
+//!   accepted.
+//! - [`notify`]: `o2c-cloud notify` (customer notifications, issue 20) as a
+//!   real process.
 //! - [`demo`]: what `src/bin/o2c-demo.rs` shares, and its web shop ([`demo::web`]).
 //! - `broker` (private): the process plumbing both private brokers share.
 //!
@@ -68,6 +73,7 @@ pub mod kafka;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod netns;
+pub mod notify;
 pub mod pg;
 pub mod pipeline;
 pub mod process;
@@ -76,6 +82,7 @@ pub mod psp_sim;
 pub mod raw_agent;
 pub mod saga;
 pub mod schemathesis;
+pub mod smtp;
 pub mod tansu;
 pub mod tls;
 pub mod traces;

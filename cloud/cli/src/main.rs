@@ -97,6 +97,15 @@ enum Command {
         #[arg(long, env = "O2C_CLOUD_CONFIG")]
         config: PathBuf,
     },
+    /// Customer notifications (`[notify]`): one e-mail and one signed
+    /// webhook per order and step; with `dead`, list the dead letters.
+    Notify {
+        /// Path of cloud.toml (its `[notify]`, `[postgres]`, `[kafka]`).
+        #[arg(long, env = "O2C_CLOUD_CONFIG")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: Option<NotifyAction>,
+    },
     /// End-of-day reconciliation: each agent's day manifest against what
     /// Kafka holds (`--store S` or `--all`, `--date D`).
     Reconcile(reconcile::ReconcileArgs),
@@ -146,6 +155,16 @@ enum AnalyticsAction {
         /// The business date, YYYY-MM-DD.
         #[arg(long)]
         date: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NotifyAction {
+    /// List the messages given up on, with why (newest first).
+    Dead {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
     },
 }
 
@@ -322,6 +341,20 @@ fn main() -> ExitCode {
             },
             Err(code) => code,
         },
+        Command::Notify { config, action } => match load(&config) {
+            // Bad templates or mail settings are config errors (exit 64).
+            Ok(cfg) => match action {
+                Some(NotifyAction::Dead { limit }) => finish(notify_dead(cfg, limit)),
+                None => match o2c_notify::check(&cfg) {
+                    Ok(()) => finish(notify_service(cfg)),
+                    Err(e) => {
+                        eprintln!("o2c-cloud: {e}");
+                        ExitCode::from(EXIT_CONFIG)
+                    }
+                },
+            },
+            Err(code) => code,
+        },
         Command::Reconcile(args) => match load(&args.config) {
             Ok(cfg) => match reconcile::run(cfg, args) {
                 Ok(code) => ExitCode::from(code),
@@ -434,6 +467,36 @@ async fn api_service(cfg: Config) -> anyhow::Result<()> {
     let admin = bind(cfg.api.admin_listen, "api.admin_listen").await?;
     tracing::info!(addr = %admin.local_addr()?, "order API health and metrics listening");
     o2c_api::run(cfg, listen, admin, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `notify`: the notification service, until SIGTERM.
+#[tokio::main]
+async fn notify_service(cfg: Config) -> anyhow::Result<()> {
+    let _traces = init_tracing(&cfg, "o2c-notify");
+    let addr = cfg.notify.admin_listen;
+    let admin = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind notify.admin_listen {addr}"))?;
+    tracing::info!(addr = %admin.local_addr()?, "notify health and metrics listening");
+    o2c_notify::run(cfg, admin, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `notify dead`: the dead letters, newest first.
+#[tokio::main]
+async fn notify_dead(cfg: Config, limit: i64) -> anyhow::Result<()> {
+    let client = o2c_saga::db::connect(&cfg.postgres.url).await?;
+    let dead = o2c_notify::store::dead_letters(&client, limit).await?;
+    if dead.is_empty() {
+        println!("no dead letters");
+    }
+    for d in dead {
+        println!(
+            "{}\t{}\t{}\tattempts={}\t{}",
+            d.order_id, d.kind, d.channel, d.attempts, d.reason
+        );
+    }
     Ok(())
 }
 

@@ -19,10 +19,12 @@ mod analytics;
 mod api;
 mod catalog;
 mod fleet;
+mod notify;
 pub use analytics::{AnalyticsConfig, ClickHouseConfig, RedisConfig};
 pub use api::{ApiConfig, JwtConfig};
 pub use catalog::{CatalogConfig, CatalogTls};
 pub use fleet::{FleetConfig, OpeningHours};
+pub use notify::NotifyConfig;
 
 /// Prefix of environment overrides.
 pub const ENV_PREFIX: &str = "O2C_CLOUD__";
@@ -65,6 +67,9 @@ pub struct Config {
     /// The cloud order API for web and mobile (`o2c-cloud api`).
     #[serde(default)]
     pub api: ApiConfig,
+    /// Customer notifications (`o2c-cloud notify`).
+    #[serde(default)]
+    pub notify: NotifyConfig,
     /// `[telemetry]`: trace export over OTLP (off by default).
     #[serde(default)]
     pub telemetry: o2c_runtime::trace::TraceConfig,
@@ -473,6 +478,7 @@ impl Config {
         self.analytics.validate()?;
         self.fleet.validate()?;
         self.api.validate()?;
+        self.notify.validate()?;
         self.telemetry.check()?;
         o2c_protocol::topic::shared_events_filter(&self.ingest.shared_group)
             .map_err(|e| ConfigError::key("ingest.shared_group", e.to_string()))?;

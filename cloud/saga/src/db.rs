@@ -145,6 +145,11 @@ fn own_migrations(service: Service) -> &'static [Migration] {
             "channel_orders",
             include_str!("../migrations/api/002_channel_orders.sql"),
         )],
+        Service::Notify => &[(
+            2,
+            "messages",
+            include_str!("../migrations/notify/002_messages.sql"),
+        )],
     }
 }
 

@@ -48,6 +48,9 @@
 //! - [`channel`]: the cloud order API's side of the saga
 //!   ([`Service::Api`], run by `o2c-cloud api`): its outbox's relay, and its
 //!   orders' history projected from `orders.events` for its reads.
+//! - [`notice`]: customer notifications' side of the saga
+//!   ([`Service::Notify`], run by `o2c-cloud notify`): which message each
+//!   event calls for, recorded once per order, kind and channel.
 //! - [`history`]: `o2c-cloud order history`: an order's timeline read back
 //!   from `orders.events`.
 //! - [`retention`]: deletes published outbox rows (and, if configured,
@@ -80,6 +83,7 @@ pub mod history;
 pub mod inventory;
 pub mod member;
 pub mod metrics;
+pub mod notice;
 pub mod order;
 pub mod outbox;
 pub mod payment;

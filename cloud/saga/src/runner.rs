@@ -222,6 +222,19 @@ pub async fn run(
                 };
                 tasks.spawn(consumer::run(lc, step, p, m, c));
             }
+            Service::Notify => {
+                let step = Arc::new(super::notice::NoticeStep {
+                    pg: pg(),
+                    webhook: cfg.notify.webhook_url.is_some(),
+                    max_age: (cfg.notify.max_event_age_secs > 0)
+                        .then(|| Duration::from_secs(cfg.notify.max_event_age_secs)),
+                });
+                let lc = LoopConfig {
+                    history: true,
+                    ..loop_cfg("notify", &[])
+                };
+                tasks.spawn(consumer::run(lc, step, p, m, c));
+            }
             Service::State => {
                 let step = Arc::new(StateStep {
                     pg: pg(),

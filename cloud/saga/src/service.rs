@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::{channel, inventory, order, payment, shipping, state};
+use crate::{channel, inventory, notice, order, payment, shipping, state};
 
 /// One saga service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -23,6 +23,11 @@ pub enum Service {
     /// its orders' history for its reads ([`crate::channel`]). Not in
     /// [`Service::ALL`]: it runs in the API's process.
     Api,
+    /// Customer notifications (`o2c-cloud notify`): projects the order
+    /// history into the messages to send ([`crate::notice`]); its sender
+    /// is crate `o2c-notify`. Not in [`Service::ALL`]: it runs in its own
+    /// process.
+    Notify,
 }
 
 impl Service {
@@ -44,6 +49,7 @@ impl Service {
             Service::Shipping => "shipping",
             Service::State => "state",
             Service::Api => "api",
+            Service::Notify => "notify",
         }
     }
 
@@ -56,6 +62,7 @@ impl Service {
             Service::Shipping => shipping::SCHEMA,
             Service::State => state::SCHEMA,
             Service::Api => channel::SCHEMA,
+            Service::Notify => notice::SCHEMA,
         }
     }
 }

@@ -23,6 +23,8 @@
 //!   against a bare read of the same history.
 //! - [`api`]: the cloud order API's 201 and 201 → `orders.created` at an
 //!   open-loop rate, against `GET /openapi.json` at the same rate.
+//! - [`notify`]: customer notifications: e-mails/s and per CPU s against a
+//!   bare SMTP client, event → mail accepted at an open-loop rate.
 //! - [`machine`]: the machine description stored with every result.
 //! - [`report`]: the JSON document and the printed table.
 
@@ -37,6 +39,7 @@ pub mod fsync;
 pub mod ingest;
 pub mod lossy;
 pub mod machine;
+pub mod notify;
 pub mod reconcile;
 pub mod report;
 pub mod saga;
@@ -60,6 +63,7 @@ pub const SCENARIOS: &[Scenario] = &[
     fleet::SCENARIO,
     reconcile::SCENARIO,
     api::SCENARIO,
+    notify::SCENARIO,
 ];
 
 /// Looks a scenario up by name.

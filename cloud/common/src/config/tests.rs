@@ -84,6 +84,10 @@ fn shipped_configs_parse() {
             "api",
             include_str!("../../../../deploy/cloud/config/api.toml"),
         ),
+        (
+            "notify",
+            include_str!("../../../../deploy/cloud/config/notify.toml"),
+        ),
     ] {
         match Config::from_toml(text, []) {
             Err(e) => panic!("deploy/cloud/config/{name}.toml: {e}"),
