@@ -5,13 +5,16 @@
 # services (`o2c-cloud saga --service all`, on a PostgreSQL database of the
 # demo's own) and the processor simulator (`o2c-psp-sim`), and beside them
 # a web shop selling through the cloud order API (`o2c-cloud api`: a few
-# customers' web orders, a few declined cards, one cancelled once paid).
+# customers' web orders, a few declined cards, one cancelled once paid),
+# and the customer notifications (`o2c-cloud notify`, mailing the customers
+# who gave an address through an SMTP server of the demo's own, aiosmtpd).
 # One store's link is cut for a while and restored; a table per store is
 # printed every second (sync side and cloud statuses, with a row for the
 # web channel); at the end it checks that every event the stores wrote and
 # every web order's OrderCreated is in Kafka exactly once after dedup by
 # event_id and that every order reached a final status at its store or at
-# the API (exit 1 otherwise).
+# the API, and that each customer got exactly the mail its order's final
+# status calls for, once (exit 1 otherwise).
 #
 #   deploy/dev/demo.sh [--duration-secs 35] [--rate 20] [--web-rate 2]
 #                      [--outage-at-secs 8] [--outage-secs 10] [--settle-secs 120]
@@ -36,6 +39,6 @@ phase "1/4 services: Mosquitto, PostgreSQL, Tansu (Tansu: ~11-12 min the first t
 deploy/dev/services.sh up
 phase "2/4 release build of o2c-agent, o2c-cloud, o2c-demo, o2c-psp-sim (about 7 min the first time on 2 cores; seconds when cached) ..."
 cargo build --release --locked -p o2c-agent -p o2c-cloud -p o2c-tests --bins
-phase "3/4 pipeline starting: ingest, processor simulator, saga, order API, analytics, 2 store agents (about 1 s with the services up) ..."
+phase "3/4 pipeline starting: ingest, processor simulator, saga, order API, analytics, notify and its SMTP server, 2 store agents (about 1 s with the services up) ..."
 phase "4/4 then selling for ${duration} s and settling (a few seconds; at most ${settle} s); a table per store and the web channel every second ..."
 exec target/release/o2c-demo "$@"

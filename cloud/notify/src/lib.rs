@@ -110,6 +110,7 @@ pub fn sender(cfg: &Config) -> Result<sender::Sender, RunError> {
             max: Duration::from_secs(n.retry_max_secs),
         },
         lease: Duration::from_secs(n.lease_secs),
+        metrics: Arc::default(),
         concurrency: n.concurrency,
         poll: Duration::from_millis(n.poll_ms),
     })
@@ -122,7 +123,11 @@ pub async fn run(
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    let sender = Arc::new(sender(&cfg)?);
+    let metrics = Arc::new(o2c_saga::metrics::SagaMetrics::default());
+    let sender = Arc::new(sender::Sender {
+        metrics: metrics.clone(),
+        ..sender(&cfg)?
+    });
     // The sender's tables exist before it looks at them.
     let mut client = o2c_saga::db::connect(&cfg.postgres.url)
         .await
@@ -132,13 +137,14 @@ pub async fn run(
         .map_err(store::StoreError::from)?;
     drop(client);
     let cancel = CancellationToken::new();
-    let mut saga = tokio::spawn(o2c_saga::run(
+    let mut saga = tokio::spawn(o2c_saga::runner::run_with(
         cfg.clone(),
         Selection {
             services: vec![Service::Notify],
             status: false,
         },
         admin,
+        metrics,
         cancel.clone().cancelled_owned(),
     ));
     let mut sending = tokio::spawn(sender::run(

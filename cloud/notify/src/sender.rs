@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use o2c_saga::metrics::{NotifyLabel, SagaMetrics};
 use o2c_saga::notice::{EMAIL, WEBHOOK};
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -38,6 +39,8 @@ pub struct Sender {
     pub concurrency: usize,
     /// Wait between two looks when nothing was due.
     pub poll: Duration,
+    /// Where sends are counted (`o2c_saga_notify_sends_total`).
+    pub metrics: Arc<SagaMetrics>,
 }
 
 impl Sender {
@@ -97,18 +100,28 @@ impl Sender {
         c: &Claimed,
         outcome: Result<(), Failure>,
     ) -> Result<(), StoreError> {
+        let count = |outcome: &'static str| {
+            let channel = if c.channel == WEBHOOK { WEBHOOK } else { EMAIL };
+            self.metrics
+                .notify_sends
+                .get_or_create(&NotifyLabel { channel, outcome })
+                .inc();
+        };
         match outcome {
             Ok(()) => {
+                count("sent");
                 tracing::debug!(order = %c.order_id, kind = c.kind.as_str(), channel = %c.channel, "sent");
                 store::sent(client, c.id).await
             }
             Err(failure) => match self.policy.decide(c.attempts, &failure) {
                 Decision::RetryAfter(after) => {
+                    count("retried");
                     tracing::info!(order = %c.order_id, kind = c.kind.as_str(), channel = %c.channel,
                         attempts = c.attempts, ?after, reason = failure.reason(), "send failed; retrying");
                     store::retry(client, c.id, after, failure.reason()).await
                 }
                 Decision::Dead => {
+                    count("dead");
                     tracing::warn!(order = %c.order_id, kind = c.kind.as_str(), channel = %c.channel,
                         attempts = c.attempts, reason = failure.reason(), "message dead-lettered");
                     store::dead(client, c.id, failure.reason()).await
@@ -151,10 +164,9 @@ async fn send_loop(
         }
         let free = sender.concurrency.saturating_sub(inflight.len());
         let mut took = 0;
-        if free > 0 {
-            if let Err(e) = store::skip_unaddressed(&client).await {
-                break Err(e);
-            }
+        // Take messages in batches, not one per finished send: each take is
+        // a query over the due messages.
+        if free > 0 && (inflight.len() <= sender.concurrency / 2 || inflight.is_empty()) {
             let claimed =
                 match store::claim(&client, i64::try_from(free).unwrap_or(1), sender.lease).await {
                     Ok(c) => c,
@@ -169,8 +181,8 @@ async fn send_loop(
                 });
             }
         }
-        if took > 0 && inflight.len() < sender.concurrency {
-            // More may be due already.
+        if took == free && free > 0 {
+            // A full batch: more may be due already.
             continue;
         }
         tokio::select! {

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use o2c_saga::notice::{EMAIL, Facts, Kind, SCHEMA, WEBHOOK};
+use o2c_saga::notice::{Facts, Kind, SCHEMA, UNADDRESSED};
 use tokio_postgres::Client;
 
 /// Why the store failed.
@@ -76,25 +76,10 @@ pub struct Dead {
     pub reason: String,
 }
 
-/// Marks `skipped` the pending messages of orders that have no address for
-/// their channel: no e-mail, or (webhook) no customer at all.
-pub async fn skip_unaddressed(client: &Client) -> Result<u64, StoreError> {
-    Ok(client
-        .execute(
-            &format!(
-                "UPDATE {SCHEMA}.messages m SET state = 'skipped', \
-                 last_error = 'the order names no one to tell' \
-                 FROM {SCHEMA}.contacts c WHERE c.order_id = m.order_id \
-                 AND m.state = 'pending' AND c.email IS NULL \
-                 AND (m.channel = '{EMAIL}' OR (m.channel = '{WEBHOOK}' AND c.customer_id IS NULL))"
-            ),
-            &[],
-        )
-        .await?)
-}
-
 /// Takes up to `limit` due messages for `lease`. A message whose order's
-/// `OrderCreated` has not been read yet waits for it.
+/// `OrderCreated` has not been read yet waits for it; one whose order has
+/// no address for its channel is never taken (the events' side marks it
+/// `skipped`: [`UNADDRESSED`]).
 pub async fn claim(
     client: &Client,
     limit: i64,
@@ -108,6 +93,7 @@ pub async fn claim(
                    JOIN {SCHEMA}.contacts c ON c.order_id = m.order_id \
                    WHERE m.state = 'pending' AND m.due_at <= now() \
                    AND (m.leased_until IS NULL OR m.leased_until < now()) \
+                   AND NOT {UNADDRESSED} \
                    ORDER BY m.due_at, m.id LIMIT $1 FOR UPDATE OF m SKIP LOCKED) \
                  UPDATE {SCHEMA}.messages m \
                  SET leased_until = now() + make_interval(secs => $2), attempts = m.attempts + 1 \

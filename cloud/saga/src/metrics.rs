@@ -69,6 +69,16 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Metric label: what became of a customer message's send
+/// (`o2c-cloud notify`).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotifyLabel {
+    /// `email` or `webhook`.
+    pub channel: &'static str,
+    /// `sent`, `retried` or `dead`.
+    pub outcome: &'static str,
+}
+
 /// The saga's Prometheus metrics.
 #[derive(Debug)]
 pub struct SagaMetrics {
@@ -112,6 +122,8 @@ pub struct SagaMetrics {
     pub group_health: GroupHealth,
     /// Payments the reconciler settled, per outcome.
     pub payment_reconciled: Family<OutcomeLabel, Counter>,
+    /// Customer message sends, by channel and outcome (`o2c-cloud notify`).
+    pub notify_sends: Family<NotifyLabel, Counter>,
 }
 
 impl Default for SagaMetrics {
@@ -137,6 +149,7 @@ impl Default for SagaMetrics {
             consumer_rejoins: Family::default(),
             group_health: GroupHealth::default(),
             payment_reconciled: Family::default(),
+            notify_sends: Family::default(),
         };
         registry.register("processed", "Events handled", m.processed.clone());
         registry.register("retries", "Transient failures retried", m.retries.clone());
@@ -214,6 +227,11 @@ impl Default for SagaMetrics {
             "payment_reconciled",
             "Stuck payments the reconciler settled, by outcome",
             m.payment_reconciled.clone(),
+        );
+        registry.register(
+            "notify_sends",
+            "Customer message sends, by channel and outcome (sent, retried, dead)",
+            m.notify_sends.clone(),
         );
         SagaMetrics { registry, ..m }
     }

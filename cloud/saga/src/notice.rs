@@ -170,6 +170,13 @@ pub fn fresh(
     max_age.is_none_or(|max| now - env.occurred_at <= max)
 }
 
+/// The SQL test, over a message `m` and its order's contact `c`, of a
+/// message that has no one to go to: an e-mail of an order without an
+/// address, or a webhook message of an order with neither an address nor a
+/// customer. Such a message is `skipped`, never sent.
+pub const UNADDRESSED: &str =
+    "(c.email IS NULL AND (m.channel = 'email' OR c.customer_id IS NULL))";
+
 /// The channels a message goes out on.
 pub const EMAIL: &str = "email";
 /// See [`EMAIL`].
@@ -226,6 +233,9 @@ impl Step for NoticeStep {
                 Notice::None => {}
             }
         }
+        // Every order this batch touched, for the `skipped` marking below.
+        let mut touched: Vec<String> = contacts.iter().map(|c| c.order_id.clone()).collect();
+        touched.extend(orders.iter().cloned());
         if !contacts.is_empty() {
             let n = contacts.len();
             let (mut ids, mut stores, mut emails, mut customers) = (
@@ -277,6 +287,21 @@ impl Step for NoticeStep {
                      ON CONFLICT (order_id, kind, channel) DO NOTHING"
                 ),
                 &[&orders, &kinds, &channels, &event_ids, &facts, &states],
+            )
+            .await?;
+        }
+        if !touched.is_empty() {
+            // Whichever came first, the contact or the message: once both
+            // are known, a message with no one to go to is skipped here, so
+            // the sender never looks at it.
+            tx.execute(
+                &format!(
+                    "UPDATE {SCHEMA}.messages m SET state = 'skipped', \
+                     last_error = 'the order names no one to tell' \
+                     FROM {SCHEMA}.contacts c WHERE c.order_id = m.order_id \
+                     AND m.order_id = ANY($1) AND m.state = 'pending' AND {UNADDRESSED}"
+                ),
+                &[&touched],
             )
             .await?;
         }

@@ -90,8 +90,19 @@ pub async fn run(
     http: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), SagaError> {
+    run_with(cfg, selection, http, Arc::default(), shutdown).await
+}
+
+/// As [`run`], serving `metrics` on `/metrics`: for a process that counts
+/// its own work in them too (`o2c-cloud notify`'s sender).
+pub async fn run_with(
+    cfg: Config,
+    selection: Selection,
+    http: TcpListener,
+    metrics: Arc<SagaMetrics>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), SagaError> {
     let topics = cfg.topics();
-    let metrics = Arc::new(SagaMetrics::default());
     let health = Arc::new(Health {
         metrics: metrics.clone(),
         ready: AtomicBool::new(false),

@@ -12,7 +12,10 @@
 //! CAD): a few customers place web orders (carry-out and ship-to-home,
 //! cards authorised online, a few declined, some sent twice with the same
 //! `Idempotency-Key`), and one cancels an order once it is paid
-//! (`o2c_tests::demo::web`).
+//! (`o2c_tests::demo::web`). The notification service (`o2c-cloud
+//! notify`) mails the customers who gave an address (one store order in 3,
+//! every web order) through an SMTP server of the demo's own
+//! (`o2c_tests::demo::mail`).
 //!
 //! Every second it prints a table per store: the sync side (captured,
 //! pending, synced, rejected, oldest pending) and the saga side (how many
@@ -25,8 +28,9 @@
 //! after capture refunded) within the settle deadline; every web order's
 //! `OrderCreated` is in Kafka exactly once after the same dedup, and every
 //! web order reached a final status at the API (declined cards cancelled,
-//! the one cancelled after payment refunded). Exit 1, naming the orders,
-//! otherwise.
+//! the one cancelled after payment refunded); every order with an address
+//! got exactly the mail its final status calls for, each message once, and
+//! no other order got any. Exit 1, naming the orders, otherwise.
 //!
 //! Services come from `O2C_TEST_MQTT_URL`, `O2C_TEST_KAFKA` and
 //! `O2C_TEST_PG` (defaults: the dev services of `deploy/dev/services.sh`).
@@ -46,6 +50,7 @@ use o2c_protocol::MqttUrl;
 use o2c_tests::TestEnv;
 use o2c_tests::analytics::AnalyticsProc;
 use o2c_tests::api::WEB_STORE;
+use o2c_tests::demo::mail::{Mail, with_email};
 use o2c_tests::demo::web::{CUSTOMERS, WebShop, web_records};
 use o2c_tests::demo::{CLOUD_HEADER, FINAL, PAID, lock, print_cloud_row, some, tally};
 use o2c_tests::pipeline::{AgentProc, Ingest, agent_records};
@@ -131,7 +136,8 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     let prefix = env.prefix().to_owned();
     let (mqtt, kafka) = (env.mqtt_url().to_owned(), env.kafka_brokers().to_owned());
     phase(&format!(
-        "starting the pipeline: ingest, processor simulator, saga, order API, analytics, 2 store agents \
+        "starting the pipeline: ingest, processor simulator, saga, order API, notifications and SMTP, \
+         analytics, 2 store agents \
          (topics {prefix}.*, logs in {})",
         dir.display()
     ));
@@ -170,10 +176,10 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         env.db_name("saga"),
         saga.log_path().display()
     );
-    // The order API starts while the analytics service does.
-    let web_start = tokio::spawn({
-        let (dir, settings) = (dir.to_owned(), settings.clone());
-        async move { WebShop::start(&dir, &settings).await }
+    // The order API and the notifications start while the analytics service does.
+    let side_start = tokio::spawn({
+        let (d, s) = (dir.to_owned(), settings.clone());
+        async move { tokio::join!(WebShop::start(&d, &s), Mail::start(&d, &s)) }
     });
     let analytics = AnalyticsProc::start(dir, &settings, "", "")
         .await
@@ -182,13 +188,15 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         "           live sales page {}/sales (open it while the demo sells)",
         analytics.base()
     );
-    let web = Arc::new(web_start.await??);
+    let (web, mail) = side_start.await?;
+    let (web, mail) = (Arc::new(web?), Arc::new(mail?));
     println!(
         "           order API {} (web shop: {} customers), API log {}",
         web.url(),
         CUSTOMERS.len(),
         web.log_path().display()
     );
+    println!("           {}", mail.describe());
     let proxy = LinkProxy::start(upstream).await?;
     let s1 = env.store_id("s1");
     let s2 = env.store_id("s2");
@@ -212,10 +220,10 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     let start = Instant::now();
     let mut sellers = Vec::new();
     for i in 0..stores.len() {
-        let stores = Arc::clone(&stores);
+        let (stores, mail) = (Arc::clone(&stores), Arc::clone(&mail));
         let period = Duration::from_micros(1_000_000 / cli.rate.max(1));
         sellers.push(tokio::spawn(async move {
-            sell(&stores[i], i + 1, period, start, selling).await;
+            sell(&stores[i], i + 1, &mail, period, start + selling).await;
         }));
     }
     sellers.push(tokio::spawn({
@@ -256,6 +264,7 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         }
         let settled = print_table(&stores, second, proxy.is_up()).await;
         let web_settled = web.print_row().await;
+        mail.print_row();
         if selling_done && settled && web_settled {
             break;
         }
@@ -288,6 +297,7 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         Err(e) => Err(e.into()),
     };
     let counted = analytics_check(&stores, web.created(), &analytics).await;
+    let mailed = mail.check_all(&web, stores.iter().map(|s| &s.agent)).await;
     if let Ok(stats) = psp.stats().await {
         println!(
             "processor simulator: {} captures, {} refunds, {} declines",
@@ -302,7 +312,7 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     if web_checked.is_err() {
         eprintln!("order API log: {}", web.log_path().display());
     }
-    let failures: Vec<String> = [checked, web_checked, counted]
+    let failures: Vec<String> = [checked, web_checked, counted, mailed]
         .into_iter()
         .filter_map(|r| r.err().map(|e| format!("{e:#}")))
         .collect();
@@ -352,13 +362,14 @@ async fn analytics_check(stores: &[Store], web: u64, an: &AnalyticsProc) -> anyh
     Ok(())
 }
 
-/// One store's tills: an order every `period` until `selling` has passed.
+/// One store's tills: an order every `period`.
 /// 55% card, 35% cash, 5% card ship-to-home, 5% a declined card; one in
-/// 40 is a card order to void once the store sees it paid.
-async fn sell(s: &Store, store_no: usize, period: Duration, start: Instant, selling: Duration) {
+/// 40 is a card order to void once the store sees it paid. One in 3 gives
+/// the customer's e-mail address (`mail`). Until `end`.
+async fn sell(s: &Store, store_no: usize, mail: &Mail, period: Duration, end: Instant) {
     let mut tick = tokio::time::interval(period);
     let mut n = 0u64;
-    while start.elapsed() < selling {
+    while Instant::now() < end {
         // The tills' pace.
         tick.tick().await;
         n += 1;
@@ -371,15 +382,19 @@ async fn sell(s: &Store, store_no: usize, period: Duration, start: Instant, sell
             _ => (Tender::Card(format!("tok_decline_{key}")), false),
         };
         let declined = matches!(&tender, Tender::Card(t) if t.starts_with("tok_decline"));
-        let body = order_body(
+        let mut body = order_body(
             &format!("SKU-{}", n % 4 + 1),
             1 + (n % 3) as i64,
             &tender,
             ship,
         );
+        let email = n.is_multiple_of(3).then(|| with_email(&mut body, &key));
         match capture(&s.agent, &key, &body).await {
             Ok(id) => {
                 s.captured.fetch_add(1, Ordering::Relaxed);
+                if let Some(email) = email {
+                    mail.expect(&id, &email, ship);
+                }
                 if declined {
                     lock(&s.declined).insert(id);
                 } else if n % 40 == 3 {

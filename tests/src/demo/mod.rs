@@ -1,8 +1,10 @@
 //! The parts of `o2c-demo` (`src/bin/o2c-demo.rs`) that the binary's store
 //! side and its web shop share: which statuses end an order, the cloud
 //! table's row, and how failures name orders. The web shop itself is
-//! [`web`].
+//! [`web`]; the customers' mail (`o2c-cloud notify`, an SMTP server, the
+//! check of what it received) is [`mail`].
 
+pub mod mail;
 pub mod web;
 
 use std::sync::{Mutex, MutexGuard};

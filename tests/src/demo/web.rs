@@ -5,7 +5,9 @@
 //! by a card authorised online, one in 20 with a card the processor
 //! simulator declines (`tok_decline…`, as the tills' declined cards), one
 //! in 10 sent twice as a client's retry (the second answer must be the
-//! first, replayed). One customer cancels one order once it is paid.
+//! first, replayed). Every order gives an e-mail address of its own (its
+//! customer's name and its key), for the demo's mail check
+//! ([`super::mail`]). One customer cancels one order once it is paid.
 //!
 //! [`WebShop::sell`] places the orders; [`WebShop::print_row`] is the web
 //! row of the demo's cloud table (statuses read from the API, as the
@@ -24,6 +26,7 @@ use o2c_protocol::SalesChannel;
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::mail::DOMAIN;
 use super::{FINAL, PAID, lock, print_cloud_row, some, tally};
 use crate::HarnessError;
 use crate::api::{Answer, ApiProc, product_line, token, web_order};
@@ -57,6 +60,10 @@ struct WebOrder {
     customer: usize,
     /// Paid with a card the simulator declines.
     declined: bool,
+    /// Its e-mail address.
+    email: String,
+    /// Shipped to home.
+    ship: bool,
 }
 
 /// The web shop: the API and what its customers saw.
@@ -121,6 +128,14 @@ impl WebShop {
         lock(&self.orders).len() as u64
     }
 
+    /// Every order created: `(order id, e-mail address, ship-to-home)`.
+    pub fn addressees(&self) -> Vec<(String, String, bool)> {
+        lock(&self.orders)
+            .iter()
+            .map(|(id, o)| (id.clone(), o.email.clone(), o.ship))
+            .collect()
+    }
+
     /// Places `rate` orders a second, customers in turn, until `selling`
     /// has passed since `start`.
     pub async fn sell(&self, rate: u64, start: Instant, selling: Duration) {
@@ -151,20 +166,28 @@ impl WebShop {
         let (sku, unit) = CATALOG[(n as usize / 2) % CATALOG.len()];
         let declined = n % 20 == 7;
         let key = format!("web-{n:04}");
-        let mut body = web_order(sku, 1 + (n % 2) as i64, unit, n.is_multiple_of(3));
+        let ship = n.is_multiple_of(3);
+        let mut body = web_order(sku, 1 + (n % 2) as i64, unit, ship);
         body["payments"][0]["token"] = if declined {
             json!(format!("tok_decline_{key}"))
         } else {
             json!(format!("tok_{key}"))
         };
-        body["customer"]["email"] = json!(format!("{}@example.com", name.trim_start_matches("c-")));
+        let email = format!("{}-{key}@{DOMAIN}", name.trim_start_matches("c-"));
+        body["customer"]["email"] = json!(email);
         let first = self.create(bearer, &key, &body).await?;
         // 200: a try before got no answer, but the API had written it.
         let id = match (first.status, first.json["order_id"].as_str()) {
             (200 | 201, Some(id)) => id.to_owned(),
             _ => return Err(format!("{name} {key}: {} {}", first.status, first.text)),
         };
-        lock(&self.orders).insert(id.clone(), WebOrder { customer, declined });
+        let order = WebOrder {
+            customer,
+            declined,
+            email,
+            ship,
+        };
+        lock(&self.orders).insert(id.clone(), order);
         if n == CANCEL_NO {
             *lock(&self.to_cancel) = Some(id.clone());
         }
@@ -211,7 +234,7 @@ impl WebShop {
     }
 
     /// Every order of every customer, id → status, as the API lists them.
-    async fn statuses(&self) -> Result<BTreeMap<String, String>, String> {
+    pub async fn statuses(&self) -> Result<BTreeMap<String, String>, String> {
         let mut out = BTreeMap::new();
         for (name, bearer) in &self.customers {
             let mut path = "/v1/customers/me/orders?limit=100".to_owned();
