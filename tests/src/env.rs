@@ -269,6 +269,17 @@ async fn pg_select_one(config: &str) -> Result<(), HarnessError> {
     Ok(())
 }
 
+/// Where `deploy/dev/` keeps its state and the tools it installs (the
+/// Schemathesis and aiosmtpd venvs): `${O2C_DEV_DIR:-$HOME/.local/state/o2c-dev}`.
+pub fn dev_state_dir() -> std::path::PathBuf {
+    std::env::var_os("O2C_DEV_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").unwrap_or_default();
+            std::path::PathBuf::from(home).join(".local/state/o2c-dev")
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,13 +52,7 @@ pub fn st_path() -> PathBuf {
     if let Some(p) = std::env::var_os("O2C_SCHEMATHESIS") {
         return PathBuf::from(p);
     }
-    let state = std::env::var_os("O2C_DEV_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(".local/state/o2c-dev")
-        });
-    state.join("schemathesis-venv/bin/st")
+    crate::env::dev_state_dir().join("schemathesis-venv/bin/st")
 }
 
 /// One Schemathesis run: the schema, the server and the generation knobs.

@@ -49,13 +49,7 @@ pub fn python_path() -> PathBuf {
     if let Some(p) = std::env::var_os("O2C_AIOSMTPD_PYTHON") {
         return PathBuf::from(p);
     }
-    let state = std::env::var_os("O2C_DEV_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").unwrap_or_default();
-            PathBuf::from(home).join(".local/state/o2c-dev")
-        });
-    state.join("aiosmtpd-venv/bin/python3")
+    crate::env::dev_state_dir().join("aiosmtpd-venv/bin/python3")
 }
 
 /// `tests/smtp/server.py`.

@@ -75,7 +75,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::time::Instant;
 
-use super::cpu::{CpuSnapshot, cpu_seconds_of};
+use super::cpu::{CpuSnapshot, cpu_of, cpu_seconds_of};
 use super::{BenchArgs, BenchError, Measurement, Scenario, block_on, harness};
 use crate::api::{ApiProc, product_line, token, web_order};
 use crate::tansu::{PrivateTansu, TansuStorage};
@@ -460,17 +460,6 @@ impl Consumed {
         }
         missing.len()
     }
-}
-
-/// `cpu_{label}_s` of a snapshot difference, from its full list.
-fn cpu_of(before: &CpuSnapshot, after: &CpuSnapshot, label: &str) -> f64 {
-    let mut all = Measurement::default();
-    before.record_delta(after, &mut all, "");
-    let name = format!("cpu_{label}_s");
-    all.metrics
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(0.0, |(_, v)| *v)
 }
 
 async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {

@@ -102,6 +102,18 @@ impl CpuSnapshot {
     }
 }
 
+/// `cpu_{label}_s` of the difference between two snapshots (0 when that
+/// process kind did not run).
+pub(super) fn cpu_of(before: &CpuSnapshot, after: &CpuSnapshot, label: &str) -> f64 {
+    let mut all = Measurement::default();
+    before.record_delta(after, &mut all, "");
+    let name = format!("cpu_{label}_s");
+    all.metrics
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0.0, |(_, v)| *v)
+}
+
 /// utime + stime of one process, in seconds.
 pub(super) fn cpu_seconds_of(pid: u32) -> Result<f64, BenchError> {
     let stat = read_stat(Path::new(&format!("/proc/{pid}/stat")))?

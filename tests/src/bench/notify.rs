@@ -55,7 +55,7 @@ use o2c_protocol::{
 use tokio::time::Instant;
 
 use super::analytics::drain;
-use super::cpu::{CpuSnapshot, cpu_seconds_of};
+use super::cpu::{CpuSnapshot, cpu_of, cpu_seconds_of};
 use super::{BenchArgs, BenchError, Measurement, Scenario, block_on, harness};
 use crate::notify::{FROM, NotifyProc};
 use crate::saga::SagaSettings;
@@ -235,17 +235,6 @@ fn child_pid(matches: impl Fn(&str, &[&[u8]]) -> bool) -> Option<u32> {
 /// CPU seconds of `pid` so far, 0 if it is unknown.
 fn cpu_of_pid(pid: Option<u32>) -> Result<f64, BenchError> {
     pid.map_or(Ok(0.0), cpu_seconds_of)
-}
-
-/// `cpu_{label}_s` of a snapshot difference.
-fn cpu_of(before: &CpuSnapshot, after: &CpuSnapshot, label: &str) -> f64 {
-    let mut all = Measurement::default();
-    before.record_delta(after, &mut all, "");
-    let name = format!("cpu_{label}_s");
-    all.metrics
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map_or(0.0, |(_, v)| *v)
 }
 
 /// Waits until `o2c_notify.contacts` holds `want` rows.
