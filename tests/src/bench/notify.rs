@@ -23,7 +23,7 @@
 //!    that window (the "per core" figure). PostgreSQL (every process of
 //!    the shared server), Tansu and the SMTP server's CPU are reported too.
 //! 2. **Baseline**, same run, same server: a bare lettre
-//!    `AsyncSmtpTransport` (pool of [`CONCURRENCY`] connections) sends `n`
+//!    `AsyncSmtpTransport` (one connection per message, as notify) sends `n`
 //!    messages of the same shape (phase 1's subject and body with another
 //!    order id, distinct `Message-ID`s), [`CONCURRENCY`] at once:
 //!    `bare_msgs_per_s`, and `bare_msgs_per_cpu_s` over this process's CPU.
@@ -73,7 +73,7 @@ const DEFAULT_N: u64 = 5_000;
 const DEFAULT_RATE: u64 = 100;
 const LATENCY_SECS: u64 = 20;
 const PARTITIONS: i32 = 6;
-/// `[notify] concurrency`, and the bare client's pool and sends at once.
+/// `[notify] concurrency`, and the bare client's sends at once.
 const CONCURRENCY: usize = 16;
 /// `[notify] poll_ms`.
 const POLL_MS: u64 = 20;
