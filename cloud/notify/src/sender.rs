@@ -163,16 +163,14 @@ async fn send_loop(
             break Ok(());
         }
         let free = sender.concurrency.saturating_sub(inflight.len());
-        let mut took = 0;
-        // Take messages in batches, not one per finished send: each take is
-        // a query over the due messages.
-        if free > 0 && (inflight.len() <= sender.concurrency / 2 || inflight.is_empty()) {
+        // Take messages in batches, once half the slots are free, not one
+        // per finished send: each take is a query over the due messages.
+        if free > 0 && inflight.len() <= sender.concurrency / 2 {
             let claimed =
                 match store::claim(&client, i64::try_from(free).unwrap_or(1), sender.lease).await {
                     Ok(c) => c,
                     Err(e) => break Err(e),
                 };
-            took = claimed.len();
             for c in claimed {
                 let (sender, client) = (sender.clone(), client.clone());
                 inflight.spawn(async move {
@@ -180,10 +178,6 @@ async fn send_loop(
                     sender.record(&client, &c, outcome).await
                 });
             }
-        }
-        if took == free && free > 0 {
-            // A full batch: more may be due already.
-            continue;
         }
         tokio::select! {
             () = cancel.cancelled() => break Ok(()),
