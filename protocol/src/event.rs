@@ -46,6 +46,13 @@ pub enum EventType {
     InventoryReleased,
     /// A shipment was booked for a ship-to-home order.
     ShipmentScheduled,
+    /// The carrier picked the parcel up: its tracking number (contract 1.6).
+    ShipmentDispatched,
+    /// The carrier delivered the parcel (contract 1.6).
+    ShipmentDelivered,
+    /// A shipment was cancelled before dispatch, at the carrier if it was
+    /// booked there (contract 1.6).
+    ShipmentCancelled,
     /// The saga finished the order.
     OrderCompleted,
     /// Money was returned after a void (compensation).
@@ -54,7 +61,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 10] = [
+    pub const ALL: [EventType; 13] = [
         EventType::OrderCreated,
         EventType::OrderCancelled,
         EventType::PaymentCaptured,
@@ -63,6 +70,9 @@ impl EventType {
         EventType::InventoryConfirmed,
         EventType::InventoryReleased,
         EventType::ShipmentScheduled,
+        EventType::ShipmentDispatched,
+        EventType::ShipmentDelivered,
+        EventType::ShipmentCancelled,
         EventType::OrderCompleted,
         EventType::RefundIssued,
     ];
@@ -78,6 +88,9 @@ impl EventType {
             EventType::InventoryConfirmed => "InventoryConfirmed",
             EventType::InventoryReleased => "InventoryReleased",
             EventType::ShipmentScheduled => "ShipmentScheduled",
+            EventType::ShipmentDispatched => "ShipmentDispatched",
+            EventType::ShipmentDelivered => "ShipmentDelivered",
+            EventType::ShipmentCancelled => "ShipmentCancelled",
             EventType::OrderCompleted => "OrderCompleted",
             EventType::RefundIssued => "RefundIssued",
         }
@@ -94,6 +107,9 @@ impl EventType {
             EventType::InventoryConfirmed => "inventory.confirmed",
             EventType::InventoryReleased => "inventory.released",
             EventType::ShipmentScheduled => "shipments.scheduled",
+            EventType::ShipmentDispatched => "shipments.dispatched",
+            EventType::ShipmentDelivered => "shipments.delivered",
+            EventType::ShipmentCancelled => "shipments.cancelled",
             EventType::OrderCompleted => "orders.completed",
             EventType::RefundIssued => "refunds.issued",
         }
@@ -202,6 +218,44 @@ pub struct ShipmentScheduled {
     pub shipment_id: String,
 }
 
+/// `ShipmentDispatched`: the carrier has the parcel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ShipmentDispatched {
+    /// The order.
+    pub order_id: OrderId,
+    /// The shipment's id (from `ShipmentScheduled`).
+    pub shipment_id: String,
+    /// The carrier's name.
+    pub carrier: String,
+    /// The carrier's tracking number.
+    pub tracking_number: String,
+}
+
+/// `ShipmentDelivered`: the carrier reports the parcel delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ShipmentDelivered {
+    /// The order.
+    pub order_id: OrderId,
+    /// The shipment's id.
+    pub shipment_id: String,
+    /// The carrier's name.
+    pub carrier: String,
+    /// The carrier's tracking number.
+    pub tracking_number: String,
+}
+
+/// `ShipmentCancelled`: the shipment will not go out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ShipmentCancelled {
+    /// The order.
+    pub order_id: OrderId,
+    /// The shipment's id.
+    pub shipment_id: String,
+    /// Why: `order_cancelled` (a void before dispatch) or
+    /// `carrier_rejected` (the carrier refused the booking for good).
+    pub reason: String,
+}
+
 /// `OrderCompleted`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OrderCompleted {
@@ -239,6 +293,12 @@ pub enum Event {
     InventoryReleased(InventoryReleased),
     /// See [`EventType::ShipmentScheduled`].
     ShipmentScheduled(ShipmentScheduled),
+    /// See [`EventType::ShipmentDispatched`].
+    ShipmentDispatched(ShipmentDispatched),
+    /// See [`EventType::ShipmentDelivered`].
+    ShipmentDelivered(ShipmentDelivered),
+    /// See [`EventType::ShipmentCancelled`].
+    ShipmentCancelled(ShipmentCancelled),
     /// See [`EventType::OrderCompleted`].
     OrderCompleted(OrderCompleted),
     /// See [`EventType::RefundIssued`].
@@ -257,6 +317,9 @@ impl Event {
             Event::InventoryConfirmed(_) => EventType::InventoryConfirmed,
             Event::InventoryReleased(_) => EventType::InventoryReleased,
             Event::ShipmentScheduled(_) => EventType::ShipmentScheduled,
+            Event::ShipmentDispatched(_) => EventType::ShipmentDispatched,
+            Event::ShipmentDelivered(_) => EventType::ShipmentDelivered,
+            Event::ShipmentCancelled(_) => EventType::ShipmentCancelled,
             Event::OrderCompleted(_) => EventType::OrderCompleted,
             Event::RefundIssued(_) => EventType::RefundIssued,
         }
@@ -273,6 +336,9 @@ impl Event {
             Event::InventoryConfirmed(e) => e.order_id,
             Event::InventoryReleased(e) => e.order_id,
             Event::ShipmentScheduled(e) => e.order_id,
+            Event::ShipmentDispatched(e) => e.order_id,
+            Event::ShipmentDelivered(e) => e.order_id,
+            Event::ShipmentCancelled(e) => e.order_id,
             Event::OrderCompleted(e) => e.order_id,
             Event::RefundIssued(e) => e.order_id,
         }
@@ -291,6 +357,9 @@ impl Event {
             Event::InventoryConfirmed(e) => serde_json::value::to_raw_value(e),
             Event::InventoryReleased(e) => serde_json::value::to_raw_value(e),
             Event::ShipmentScheduled(e) => serde_json::value::to_raw_value(e),
+            Event::ShipmentDispatched(e) => serde_json::value::to_raw_value(e),
+            Event::ShipmentDelivered(e) => serde_json::value::to_raw_value(e),
+            Event::ShipmentCancelled(e) => serde_json::value::to_raw_value(e),
             Event::OrderCompleted(e) => serde_json::value::to_raw_value(e),
             Event::RefundIssued(e) => serde_json::value::to_raw_value(e),
         }
@@ -307,6 +376,9 @@ impl Event {
             EventType::InventoryConfirmed => Event::InventoryConfirmed(serde_json::from_str(json)?),
             EventType::InventoryReleased => Event::InventoryReleased(serde_json::from_str(json)?),
             EventType::ShipmentScheduled => Event::ShipmentScheduled(serde_json::from_str(json)?),
+            EventType::ShipmentDispatched => Event::ShipmentDispatched(serde_json::from_str(json)?),
+            EventType::ShipmentDelivered => Event::ShipmentDelivered(serde_json::from_str(json)?),
+            EventType::ShipmentCancelled => Event::ShipmentCancelled(serde_json::from_str(json)?),
             EventType::OrderCompleted => Event::OrderCompleted(serde_json::from_str(json)?),
             EventType::RefundIssued => Event::RefundIssued(serde_json::from_str(json)?),
         })

@@ -11,6 +11,8 @@
 //! - [`validate`]: `Order::validate()` with field paths.
 //! - [`breaker`]: a circuit breaker (closed, open, half-open) with
 //!   injected time.
+//! - [`retry`]: what a failed call out leads to (retry after a doubling
+//!   wait, or give up), pure; shared by notifications and shipping.
 //! - [`catalog`]: the catalog down-sync contract (products, prices,
 //!   catalog and stock pages, the change hint) and the checks an agent runs
 //!   on a page before applying it.
@@ -51,6 +53,7 @@ pub mod money;
 pub mod order;
 pub mod order_state;
 pub mod resync;
+pub mod retry;
 pub mod schema;
 pub mod status;
 pub mod sync;

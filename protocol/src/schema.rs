@@ -44,11 +44,11 @@ use crate::status::CloudStatus;
 
 /// The contract version this crate writes: `{major}.{minor}`; the major is
 /// the envelope's `schema_version`.
-pub const CONTRACT_VERSION: &str = "1.5";
+pub const CONTRACT_VERSION: &str = "1.6";
 
 /// The contract versions before [`CONTRACT_VERSION`], oldest first; their
 /// directories under `protocol/schemas/` are frozen.
-pub const EARLIER_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3", "1.4"];
+pub const EARLIER_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3", "1.4", "1.5"];
 
 macro_rules! string_schema {
     ($ty:ty, $name:literal, $schema:tt) => {
@@ -139,6 +139,9 @@ pub fn schemas() -> Vec<(String, Value)> {
                 EventType::InventoryConfirmed => envelope_schema::<event::InventoryConfirmed>(t),
                 EventType::InventoryReleased => envelope_schema::<event::InventoryReleased>(t),
                 EventType::ShipmentScheduled => envelope_schema::<event::ShipmentScheduled>(t),
+                EventType::ShipmentDispatched => envelope_schema::<event::ShipmentDispatched>(t),
+                EventType::ShipmentDelivered => envelope_schema::<event::ShipmentDelivered>(t),
+                EventType::ShipmentCancelled => envelope_schema::<event::ShipmentCancelled>(t),
                 EventType::OrderCompleted => envelope_schema::<event::OrderCompleted>(t),
                 EventType::RefundIssued => envelope_schema::<event::RefundIssued>(t),
             };
@@ -445,6 +448,44 @@ pub fn samples() -> Vec<(String, Vec<u8>)> {
                 Event::ShipmentScheduled(event::ShipmentScheduled {
                     order_id,
                     shipment_id: "shp_1".into(),
+                }),
+            ),
+        ),
+        (
+            "v1",
+            envelope(
+                13,
+                None,
+                Event::ShipmentDispatched(event::ShipmentDispatched {
+                    order_id,
+                    shipment_id: "shp_1".into(),
+                    carrier: "simpost".into(),
+                    tracking_number: "SP0000000001".into(),
+                }),
+            ),
+        ),
+        (
+            "v1",
+            envelope(
+                14,
+                None,
+                Event::ShipmentDelivered(event::ShipmentDelivered {
+                    order_id,
+                    shipment_id: "shp_1".into(),
+                    carrier: "simpost".into(),
+                    tracking_number: "SP0000000001".into(),
+                }),
+            ),
+        ),
+        (
+            "v1",
+            envelope(
+                15,
+                None,
+                Event::ShipmentCancelled(event::ShipmentCancelled {
+                    order_id,
+                    shipment_id: "shp_1".into(),
+                    reason: "order_cancelled".into(),
                 }),
             ),
         ),

@@ -19,6 +19,10 @@ pub enum CloudStatus {
     InventoryConfirmed,
     /// Shipment booked.
     ShipmentScheduled,
+    /// The carrier has the parcel (contract 1.6).
+    Dispatched,
+    /// The carrier delivered it (contract 1.6).
+    Delivered,
     /// Done.
     Completed,
     /// Cancelled (see the reason).
@@ -34,11 +38,13 @@ pub struct UnknownCloudStatus(pub String);
 
 impl CloudStatus {
     /// Every status, in saga order.
-    pub const ALL: [CloudStatus; 7] = [
+    pub const ALL: [CloudStatus; 9] = [
         CloudStatus::Accepted,
         CloudStatus::Paid,
         CloudStatus::InventoryConfirmed,
         CloudStatus::ShipmentScheduled,
+        CloudStatus::Dispatched,
+        CloudStatus::Delivered,
         CloudStatus::Completed,
         CloudStatus::Cancelled,
         CloudStatus::Refunded,
@@ -51,6 +57,8 @@ impl CloudStatus {
             CloudStatus::Paid => "paid",
             CloudStatus::InventoryConfirmed => "inventory_confirmed",
             CloudStatus::ShipmentScheduled => "shipment_scheduled",
+            CloudStatus::Dispatched => "dispatched",
+            CloudStatus::Delivered => "delivered",
             CloudStatus::Completed => "completed",
             CloudStatus::Cancelled => "cancelled",
             CloudStatus::Refunded => "refunded",

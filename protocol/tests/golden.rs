@@ -104,6 +104,32 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
             })),
         ),
         (
+            "shipment_dispatched.json",
+            cloud(Event::ShipmentDispatched(ShipmentDispatched {
+                order_id: oid,
+                shipment_id: "shp_1".into(),
+                carrier: "simpost".into(),
+                tracking_number: "SP0000000001".into(),
+            })),
+        ),
+        (
+            "shipment_delivered.json",
+            cloud(Event::ShipmentDelivered(ShipmentDelivered {
+                order_id: oid,
+                shipment_id: "shp_1".into(),
+                carrier: "simpost".into(),
+                tracking_number: "SP0000000001".into(),
+            })),
+        ),
+        (
+            "shipment_cancelled.json",
+            cloud(Event::ShipmentCancelled(ShipmentCancelled {
+                order_id: oid,
+                shipment_id: "shp_1".into(),
+                reason: "order_cancelled".into(),
+            })),
+        ),
+        (
             "order_completed.json",
             cloud(Event::OrderCompleted(OrderCompleted { order_id: oid })),
         ),

@@ -175,6 +175,33 @@ fn event() -> impl Strategy<Value = Event> {
                 shipment_id
             }
         )),
+        (order_id(), text(), text(), text()).prop_map(
+            |(order_id, shipment_id, carrier, tracking_number)| {
+                Event::ShipmentDispatched(ShipmentDispatched {
+                    order_id,
+                    shipment_id,
+                    carrier,
+                    tracking_number,
+                })
+            }
+        ),
+        (order_id(), text(), text(), text()).prop_map(
+            |(order_id, shipment_id, carrier, tracking_number)| {
+                Event::ShipmentDelivered(ShipmentDelivered {
+                    order_id,
+                    shipment_id,
+                    carrier,
+                    tracking_number,
+                })
+            }
+        ),
+        (order_id(), text(), text()).prop_map(|(order_id, shipment_id, reason)| {
+            Event::ShipmentCancelled(ShipmentCancelled {
+                order_id,
+                shipment_id,
+                reason,
+            })
+        }),
         order_id().prop_map(|order_id| Event::OrderCompleted(OrderCompleted { order_id })),
         (order_id(), money(), text()).prop_map(|(order_id, amount, psp_reference)| {
             Event::RefundIssued(RefundIssued {
@@ -221,15 +248,7 @@ fn rejection() -> impl Strategy<Value = Rejection> {
 }
 
 fn cloud_status() -> impl Strategy<Value = CloudStatus> {
-    prop::sample::select(vec![
-        CloudStatus::Accepted,
-        CloudStatus::Paid,
-        CloudStatus::InventoryConfirmed,
-        CloudStatus::ShipmentScheduled,
-        CloudStatus::Completed,
-        CloudStatus::Cancelled,
-        CloudStatus::Refunded,
-    ])
+    prop::sample::select(CloudStatus::ALL.to_vec())
 }
 
 proptest! {

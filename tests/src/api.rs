@@ -124,6 +124,7 @@ impl ApiProc {
             brokers,
             pg,
             psp_url: "http://127.0.0.1:1".into(),
+            carrier_url: String::new(),
             extra_saga: String::new(),
             extra_tables: String::new(),
             extra_psp: String::new(),

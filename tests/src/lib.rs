@@ -24,6 +24,8 @@
 //!   a private broker started from `deploy/mosquitto/o2c.conf`.
 //! - [`psp_sim`]: the payment processor simulator, a test double, served by
 //!   `src/bin/o2c-psp-sim.rs`.
+//! - [`carrier_sim`]: the carrier simulator, psp_sim's sibling, served by
+//!   `src/bin/o2c-carrier-sim.rs`.
 //! - [`saga`]: `o2c-cloud saga` and `o2c-psp-sim` as real processes, and
 //!   [`saga::SagaWorld`], the whole pipeline for one saga test.
 //! - [`process`]: [`ChildGuard`] (kill on drop) and [`free_port`].
@@ -62,6 +64,7 @@ pub mod api;
 pub mod bench;
 pub mod bins;
 mod broker;
+pub mod carrier_sim;
 pub mod catalog;
 pub mod chaos;
 pub mod demo;

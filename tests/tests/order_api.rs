@@ -128,6 +128,8 @@ async fn a_web_order_and_a_store_order_complete_through_the_same_saga() {
         "PaymentCaptured",
         "InventoryConfirmed",
         "ShipmentScheduled",
+        "ShipmentDispatched",
+        "ShipmentDelivered",
         "OrderCompleted",
     ] {
         assert!(types.contains(&t), "{t} missing from {types:?}");

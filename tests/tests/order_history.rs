@@ -226,6 +226,8 @@ async fn every_orders_final_state_is_rebuilt_from_the_history_alone() {
         ("PaymentCaptured", "payment"),
         ("InventoryConfirmed", "inventory"),
         ("ShipmentScheduled", "shipping"),
+        ("ShipmentDispatched", "shipping"),
+        ("ShipmentDelivered", "shipping"),
         ("OrderCompleted", "order"),
         ("OrderCancelled", "ingest"),
         ("RefundIssued", "payment"),

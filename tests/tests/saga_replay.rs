@@ -17,7 +17,7 @@ use rand::Rng;
 
 const SAGA: Duration = Duration::from_secs(120);
 
-const TOPICS: [&str; 9] = [
+const TOPICS: [&str; 12] = [
     "orders.created",
     "orders.cancelled",
     "payments.captured",
@@ -25,6 +25,9 @@ const TOPICS: [&str; 9] = [
     "inventory.confirmed",
     "inventory.released",
     "shipments.scheduled",
+    "shipments.dispatched",
+    "shipments.delivered",
+    "shipments.cancelled",
     "orders.completed",
     "refunds.issued",
 ];

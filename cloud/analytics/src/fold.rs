@@ -199,7 +199,10 @@ pub fn fold(env: &Envelope, arrived: OffsetDateTime, s: Settings) -> Result<Fold
         }),
         Event::InventoryReserved(_)
         | Event::InventoryConfirmed(_)
-        | Event::InventoryReleased(_) => Folded::Ignore,
+        | Event::InventoryReleased(_)
+        | Event::ShipmentDispatched(_)
+        | Event::ShipmentDelivered(_)
+        | Event::ShipmentCancelled(_) => Folded::Ignore,
     })
 }
 

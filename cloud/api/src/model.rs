@@ -82,7 +82,8 @@ pub struct WebLine {
 
 /// An order's status: `received` until the saga has its `OrderCreated`,
 /// then the saga's (`accepted`, `paid`, `inventory_confirmed`,
-/// `shipment_scheduled`, `completed`, `cancelled`, `refunded`).
+/// `shipment_scheduled`, `dispatched`, `delivered`, `completed`,
+/// `cancelled`, `refunded`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatusBody {
@@ -96,6 +97,10 @@ pub enum StatusBody {
     InventoryConfirmed,
     /// Shipment booked.
     ShipmentScheduled,
+    /// With the carrier: see the history for its tracking number.
+    Dispatched,
+    /// Delivered by the carrier.
+    Delivered,
     /// Done.
     Completed,
     /// Cancelled (by the customer or a failed step).

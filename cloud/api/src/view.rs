@@ -1,7 +1,7 @@
 //! Stored orders as the API shows them.
 
 use o2c_order_http::{customer_body, fulfillment_body, line_view, payment_view};
-use o2c_protocol::{Order, SalesChannel, StockCheck};
+use o2c_protocol::{CloudStatus, Order, SalesChannel, StockCheck};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -38,15 +38,17 @@ fn total(o: &Order) -> i64 {
 
 /// A status's wire name as the API's enum.
 pub fn status(name: Option<&str>) -> StatusBody {
-    match name {
-        Some("accepted") => StatusBody::Accepted,
-        Some("paid") => StatusBody::Paid,
-        Some("inventory_confirmed") => StatusBody::InventoryConfirmed,
-        Some("shipment_scheduled") => StatusBody::ShipmentScheduled,
-        Some("completed") => StatusBody::Completed,
-        Some("cancelled") => StatusBody::Cancelled,
-        Some("refunded") => StatusBody::Refunded,
-        _ => StatusBody::Received,
+    match name.and_then(|n| n.parse::<CloudStatus>().ok()) {
+        Some(CloudStatus::Accepted) => StatusBody::Accepted,
+        Some(CloudStatus::Paid) => StatusBody::Paid,
+        Some(CloudStatus::InventoryConfirmed) => StatusBody::InventoryConfirmed,
+        Some(CloudStatus::ShipmentScheduled) => StatusBody::ShipmentScheduled,
+        Some(CloudStatus::Dispatched) => StatusBody::Dispatched,
+        Some(CloudStatus::Delivered) => StatusBody::Delivered,
+        Some(CloudStatus::Completed) => StatusBody::Completed,
+        Some(CloudStatus::Cancelled) => StatusBody::Cancelled,
+        Some(CloudStatus::Refunded) => StatusBody::Refunded,
+        None => StatusBody::Received,
     }
 }
 

@@ -17,11 +17,13 @@ use serde::{Deserialize, Serialize};
 
 mod analytics;
 mod api;
+mod carrier;
 mod catalog;
 mod fleet;
 mod notify;
 pub use analytics::{AnalyticsConfig, ClickHouseConfig, RedisConfig};
 pub use api::{ApiConfig, JwtConfig};
+pub use carrier::CarrierConfig;
 pub use catalog::{CatalogConfig, CatalogTls};
 pub use fleet::{FleetConfig, OpeningHours};
 pub use notify::NotifyConfig;
@@ -55,6 +57,9 @@ pub struct Config {
     /// The payment processor the payment service calls.
     #[serde(default)]
     pub psp: PspConfig,
+    /// The carrier the shipping service books parcels with.
+    #[serde(default)]
+    pub carrier: CarrierConfig,
     /// The catalog service (`o2c-cloud catalog`).
     #[serde(default)]
     pub catalog: CatalogConfig,
@@ -479,6 +484,7 @@ impl Config {
         self.fleet.validate()?;
         self.api.validate()?;
         self.notify.validate()?;
+        self.carrier.validate()?;
         self.telemetry.check()?;
         o2c_protocol::topic::shared_events_filter(&self.ingest.shared_group)
             .map_err(|e| ConfigError::key("ingest.shared_group", e.to_string()))?;

@@ -30,7 +30,7 @@
 //! - [`template`]: the plain-text templates (`cloud/notify/templates/`),
 //!   MiniJinja, and amounts from integer minor units.
 //! - [`mail`] (SMTP with `lettre`) and [`webhook`] (reqwest, signed).
-//! - [`retry`]: a failure's consequence (pure).
+//! - [`retry`]: a failure's consequence (pure; `o2c_protocol::retry`).
 //! - [`store`]: taking, recording and listing messages.
 //! - [`sender`]: the delivery loop.
 //!
@@ -39,7 +39,7 @@
 //! ([`o2c_saga::notice`]), which [`run`] starts in the same process.
 
 pub mod mail;
-pub mod retry;
+pub use o2c_protocol::retry;
 pub mod sender;
 pub mod store;
 pub mod template;

@@ -49,6 +49,7 @@ fn built_in(kind: Kind) -> &'static str {
         Kind::OrderConfirmed => include_str!("../templates/order_confirmed.txt"),
         Kind::OrderCancelled => include_str!("../templates/order_cancelled.txt"),
         Kind::ShipmentDispatched => include_str!("../templates/shipment_dispatched.txt"),
+        Kind::ShipmentDelivered => include_str!("../templates/shipment_delivered.txt"),
         Kind::RefundIssued => include_str!("../templates/refund_issued.txt"),
     }
 }
@@ -70,6 +71,8 @@ pub struct Context {
     pub reason: Option<String>,
     /// The carrier's tracking number.
     pub tracking: Option<String>,
+    /// The carrier's name.
+    pub carrier: Option<String>,
 }
 
 impl Context {
@@ -91,6 +94,7 @@ impl Context {
                 .map(|m| amount(m, facts.currency.as_deref().unwrap_or(currency))),
             reason: facts.reason.clone(),
             tracking: facts.tracking.clone(),
+            carrier: facts.carrier.clone(),
         }
     }
 }
@@ -225,6 +229,7 @@ mod tests {
             currency: Some("EUR".into()),
             reason: Some("payment_declined".into()),
             tracking: Some("TRK-1".into()),
+            carrier: Some("simpost".into()),
         };
         for kind in Kind::ALL {
             let r = t.render(kind, &cx(&facts)).expect("renders");
@@ -243,6 +248,15 @@ mod tests {
             .render(Kind::ShipmentDispatched, &cx(&facts))
             .expect("renders");
         assert!(shipped.body.contains("TRK-1"), "{}", shipped.body);
+        assert!(shipped.body.contains("simpost"), "{}", shipped.body);
+        let delivered = t
+            .render(Kind::ShipmentDelivered, &cx(&facts))
+            .expect("renders");
+        assert!(
+            delivered.subject.contains("delivered"),
+            "{}",
+            delivered.subject
+        );
     }
 
     #[test]

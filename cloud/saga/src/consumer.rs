@@ -554,7 +554,7 @@ mod tests {
             }),
         );
         let mut v: serde_json::Value = serde_json::from_slice(&env.encode().unwrap()).unwrap();
-        v["event_type"] = "ShipmentDelivered".into();
+        v["event_type"] = "ParcelLost".into();
         let newer = serde_json::to_vec(&v).unwrap();
         assert!(matches!(
             decode(&topics, "t.orders.events", &newer),

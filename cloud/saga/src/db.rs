@@ -130,11 +130,18 @@ fn own_migrations(service: Service) -> &'static [Migration] {
                 include_str!("../migrations/inventory/008_store_reservations.sql"),
             ),
         ],
-        Service::Shipping => &[(
-            2,
-            "notifications",
-            include_str!("../migrations/shipping/002_notifications.sql"),
-        )],
+        Service::Shipping => &[
+            (
+                2,
+                "notifications",
+                include_str!("../migrations/shipping/002_notifications.sql"),
+            ),
+            (
+                9,
+                "shipments",
+                include_str!("../migrations/shipping/009_shipments.sql"),
+            ),
+        ],
         Service::State => &[(
             2,
             "status_seq",

@@ -28,9 +28,9 @@ pub enum SagaError {
     /// The schema registry has not every subject (or did not answer).
     #[error(transparent)]
     Registry(#[from] o2c_topology::registry::RegistryError),
-    /// Payment processor client setup.
+    /// A processor or carrier client's setup.
     #[error(transparent)]
-    Psp(#[from] crate::psp::PspError),
+    Psp(#[from] crate::upstream::UpstreamError),
     /// HTTP listener.
     #[error("http: {0}")]
     Http(#[from] std::io::Error),

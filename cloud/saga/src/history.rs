@@ -78,7 +78,12 @@ pub fn outcome(event: &Event) -> String {
             format!("stock reserved: {units} units")
         }
         Event::InventoryReleased(e) => format!("stock released: {}", e.reason),
-        Event::ShipmentScheduled(e) => format!("shipment booked: {}", e.shipment_id),
+        Event::ShipmentScheduled(e) => format!("shipment scheduled: {}", e.shipment_id),
+        Event::ShipmentDispatched(e) => {
+            format!("dispatched: {} {}", e.carrier, e.tracking_number)
+        }
+        Event::ShipmentDelivered(e) => format!("delivered: {} {}", e.carrier, e.tracking_number),
+        Event::ShipmentCancelled(e) => format!("shipment cancelled: {}", e.reason),
         Event::OrderCompleted(_) => "completed".to_owned(),
         Event::RefundIssued(e) => format!("refunded {} ({})", e.amount, e.psp_reference),
     }

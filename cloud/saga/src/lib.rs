@@ -7,12 +7,16 @@
 //! ```text
 //! orders.created ─► payment ─► payments.captured ─► inventory ─► inventory.confirmed
 //!       │  (inventory holds stock here)                              │
-//!       │                     ship_to_home: shipping ─► shipments.scheduled
+//!       │          ship_to_home: shipping ─► shipments.scheduled ─► carrier (tracker)
+//!       │                       shipments.dispatched ◄─ picked up ◄──┤
+//!       │                       shipments.delivered  ◄─ delivered ◄──┘
+//!       │    carry_out: inventory.confirmed / ship_to_home: shipments.delivered
 //!       │                                                            ▼
 //!       │                                         order ─► orders.completed
 //! payments.failed ─► order ─► orders.cancelled ─► inventory ─► inventory.released
 //!                                              └► payment (refund if captured) ─► refunds.issued
-//!                                              └► shipping (cancel + notice)
+//!                                              └► shipping (cancel at the carrier) ─► shipments.cancelled
+//! shipments.cancelled (carrier refused) ─► order ─► orders.cancelled
 //! ```
 //!
 //! Layout:
@@ -33,6 +37,9 @@
 //!   and to the order history, `orders.events`.
 //! - [`order`], [`payment`], [`inventory`], [`shipping`]: the services;
 //!   each has a pure state type with unit tests and a thin step. The
+//!   shipping service also runs the tracker ([`shipping::worker`], deciding
+//!   with the pure [`shipping::tracker`]) that books parcels at the carrier
+//!   ([`shipping::carrier`]) and follows them to delivery. The
 //!   inventory placement (hold at creation, confirm after payment) is
 //!   documented in [`inventory`]; [`stock`] holds a batch's stock rows.
 //! - [`reconcile`]: finishes payments a processor outage left `Capturing`
@@ -63,8 +70,10 @@
 //!   Prometheus metrics, its PostgreSQL lanes, and the service names and
 //!   schemas, each in its own module (no module reaches into this root for
 //!   them).
-//! - [`psp`]: the payment processor client (idempotency keys, timeout,
-//!   circuit breaker, `o2c_protocol::breaker`) and its wire types.
+//! - [`psp`]: the payment processor client and its wire types, on
+//!   [`upstream`]: the HTTP plumbing of every service the saga calls out to
+//!   (idempotency keys, timeout, circuit breaker `o2c_protocol::breaker`,
+//!   answer classification), shared with the carrier client.
 //!
 //! Each service has its own PostgreSQL schema (`o2c_order`, `o2c_payment`,
 //! `o2c_inventory`, `o2c_shipping`, `o2c_state`) and consumer group
@@ -102,6 +111,7 @@ pub mod stock;
 pub mod store_reservation;
 #[cfg(test)]
 mod test_support;
+pub mod upstream;
 pub mod watch;
 
 pub use error::SagaError;

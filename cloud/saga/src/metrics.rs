@@ -124,6 +124,20 @@ pub struct SagaMetrics {
     pub payment_reconciled: Family<OutcomeLabel, Counter>,
     /// Customer message sends, by channel and outcome (`o2c-cloud notify`).
     pub notify_sends: Family<NotifyLabel, Counter>,
+    /// Carrier breaker: 0 closed, 1 open, 2 half-open.
+    pub carrier_breaker_state: Gauge,
+    /// Carrier calls of the shipping tracker, by outcome.
+    pub carrier_calls: Family<CarrierLabel, Counter>,
+}
+
+/// Metric label: a carrier call and what came of it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CarrierLabel {
+    /// `book`, `track` or `cancel`.
+    pub call: &'static str,
+    /// `ok`, `retry` (transient failure), `rejected` (permanent) or
+    /// `too_late` (a cancellation after pick-up).
+    pub outcome: &'static str,
 }
 
 impl Default for SagaMetrics {
@@ -150,6 +164,8 @@ impl Default for SagaMetrics {
             group_health: GroupHealth::default(),
             payment_reconciled: Family::default(),
             notify_sends: Family::default(),
+            carrier_breaker_state: Gauge::default(),
+            carrier_calls: Family::default(),
         };
         registry.register("processed", "Events handled", m.processed.clone());
         registry.register("retries", "Transient failures retried", m.retries.clone());
@@ -227,6 +243,16 @@ impl Default for SagaMetrics {
             "payment_reconciled",
             "Stuck payments the reconciler settled, by outcome",
             m.payment_reconciled.clone(),
+        );
+        registry.register(
+            "carrier_breaker_state",
+            "Carrier breaker (0 closed, 1 open, 2 half-open)",
+            m.carrier_breaker_state.clone(),
+        );
+        registry.register(
+            "carrier_calls",
+            "Carrier calls of the shipping tracker, by call and outcome",
+            m.carrier_calls.clone(),
         );
         registry.register(
             "notify_sends",

@@ -31,18 +31,21 @@ pub enum Kind {
     OrderConfirmed,
     /// The order was cancelled (a declined payment, a void, the customer).
     OrderCancelled,
-    /// The shipment left, with its tracking number.
+    /// The shipment left, with its carrier and tracking number.
     ShipmentDispatched,
+    /// The carrier delivered it.
+    ShipmentDelivered,
     /// Money went back to the customer.
     RefundIssued,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::OrderConfirmed,
         Kind::OrderCancelled,
         Kind::ShipmentDispatched,
+        Kind::ShipmentDelivered,
         Kind::RefundIssued,
     ];
 
@@ -52,6 +55,7 @@ impl Kind {
             Kind::OrderConfirmed => "order_confirmed",
             Kind::OrderCancelled => "order_cancelled",
             Kind::ShipmentDispatched => "shipment_dispatched",
+            Kind::ShipmentDelivered => "shipment_delivered",
             Kind::RefundIssued => "refund_issued",
         }
     }
@@ -77,6 +81,9 @@ pub struct Facts {
     /// The carrier's tracking number.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking: Option<String>,
+    /// The carrier's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carrier: Option<String>,
 }
 
 impl Facts {
@@ -146,10 +153,19 @@ pub fn notice(env: &Envelope) -> Notice {
                 ..Facts::default()
             },
         ),
-        Event::ShipmentScheduled(s) => Notice::Message(
+        Event::ShipmentDispatched(s) => Notice::Message(
             Kind::ShipmentDispatched,
             Facts {
-                tracking: Some(s.shipment_id.clone()),
+                tracking: Some(s.tracking_number.clone()),
+                carrier: Some(s.carrier.clone()),
+                ..Facts::default()
+            },
+        ),
+        Event::ShipmentDelivered(s) => Notice::Message(
+            Kind::ShipmentDelivered,
+            Facts {
+                tracking: Some(s.tracking_number.clone()),
+                carrier: Some(s.carrier.clone()),
                 ..Facts::default()
             },
         ),

@@ -4,8 +4,10 @@
 //!
 //! Events may arrive in any order across topics (and again on replay), so
 //! the state records what has been seen and [`OrderState::apply`] decides
-//! only from that: it completes once the order, the stock confirmation and
-//! (for `ship_to_home`) the shipment are all known.
+//! only from that: it completes once the order and the stock confirmation
+//! are known and, for `ship_to_home`, once the carrier has delivered
+//! (`ShipmentDelivered`). A shipment cancelled while the order is open (the
+//! carrier refused it) cancels the order, whose compensations follow.
 
 use o2c_protocol::event::{OrderCancelled, OrderCompleted};
 use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics};
@@ -42,8 +44,12 @@ pub struct OrderState {
     pub inventory_confirmed: bool,
     /// `InventoryReleased` reason.
     pub released: Option<String>,
-    /// `ShipmentScheduled` seen.
-    pub shipment_scheduled: bool,
+    /// `ShipmentDelivered` seen.
+    #[serde(default)]
+    pub delivered: bool,
+    /// `ShipmentCancelled` reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipment_cancelled: Option<String>,
     /// Where it stands.
     pub phase: Phase,
     /// Why it was cancelled.
@@ -61,14 +67,19 @@ impl OrderState {
             Event::PaymentFailed(f) => self.payment_failed = Some(f.reason.clone()),
             Event::InventoryConfirmed(_) => self.inventory_confirmed = true,
             Event::InventoryReleased(r) => self.released = Some(r.reason.clone()),
-            Event::ShipmentScheduled(_) => self.shipment_scheduled = true,
+            Event::ShipmentDelivered(_) => self.delivered = true,
+            Event::ShipmentCancelled(c) => self.shipment_cancelled = Some(c.reason.clone()),
             Event::OrderCancelled(c) => {
                 if self.phase != Phase::Cancelled {
                     self.phase = Phase::Cancelled;
                     self.cancel_reason = Some(c.reason.clone());
                 }
             }
-            Event::OrderCompleted(_) | Event::RefundIssued(_) | Event::InventoryReserved(_) => {}
+            Event::OrderCompleted(_)
+            | Event::RefundIssued(_)
+            | Event::InventoryReserved(_)
+            | Event::ShipmentScheduled(_)
+            | Event::ShipmentDispatched(_) => {}
         }
         if self.phase != Phase::Open {
             return Vec::new();
@@ -85,8 +96,11 @@ impl OrderState {
         if self.released.as_deref() == Some(INSUFFICIENT_STOCK) {
             return cancel(self, INSUFFICIENT_STOCK.to_owned());
         }
+        if let Some(reason) = &self.shipment_cancelled {
+            return cancel(self, format!("shipment_{reason}"));
+        }
         let shipped_if_needed = match self.ship_to_home {
-            Some(true) => self.shipment_scheduled,
+            Some(true) => self.delivered,
             Some(false) => true,
             None => false,
         };
@@ -109,7 +123,8 @@ pub const SUBSCRIBES: &[EventType] = &[
     EventType::PaymentFailed,
     EventType::InventoryConfirmed,
     EventType::InventoryReleased,
-    EventType::ShipmentScheduled,
+    EventType::ShipmentDelivered,
+    EventType::ShipmentCancelled,
 ];
 
 /// The order service's step.
@@ -143,7 +158,9 @@ impl Step for OrderStep {
 mod tests {
     use super::*;
     use o2c_protocol::OrderId;
-    use o2c_protocol::event::{InventoryConfirmed, PaymentFailed, ShipmentScheduled};
+    use o2c_protocol::event::{
+        InventoryConfirmed, PaymentFailed, ShipmentCancelled, ShipmentDelivered,
+    };
 
     fn oid() -> OrderId {
         OrderId::from_parts(1, [1; 10])
@@ -155,9 +172,11 @@ mod tests {
             order_id: oid(),
             reservations: vec![],
         });
-        let shipped = Event::ShipmentScheduled(ShipmentScheduled {
+        let shipped = Event::ShipmentDelivered(ShipmentDelivered {
             order_id: oid(),
             shipment_id: "s".into(),
+            carrier: "c".into(),
+            tracking_number: "t".into(),
         });
         let mut s = OrderState {
             ship_to_home: Some(true),
@@ -169,6 +188,30 @@ mod tests {
         // A replay emits nothing more.
         assert!(s.apply(&confirmed).is_empty());
         assert_eq!(s.phase, Phase::Completed);
+    }
+
+    #[test]
+    fn a_ship_to_home_order_waits_for_delivery_and_a_refused_shipment_cancels_it() {
+        let confirmed = Event::InventoryConfirmed(InventoryConfirmed {
+            order_id: oid(),
+            reservations: vec![],
+        });
+        let mut s = OrderState {
+            ship_to_home: Some(true),
+            ..Default::default()
+        };
+        assert!(s.apply(&confirmed).is_empty(), "not delivered yet");
+        let refused = Event::ShipmentCancelled(ShipmentCancelled {
+            order_id: oid(),
+            shipment_id: "s".into(),
+            reason: "carrier_rejected".into(),
+        });
+        let out = s.apply(&refused);
+        assert!(
+            matches!(out.as_slice(), [Event::OrderCancelled(c)] if c.reason == "shipment_carrier_rejected"),
+            "{out:?}"
+        );
+        assert!(s.apply(&refused).is_empty());
     }
 
     #[test]

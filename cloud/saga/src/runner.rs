@@ -27,8 +27,11 @@ use crate::metrics::{SagaMetrics, ServiceLabel};
 use crate::pool::Pg;
 use crate::psp::{BreakerConfig, PspClient};
 use crate::service::Service;
+use crate::shipping::carrier::CarrierClient;
+use crate::shipping::worker::Tracker;
 use futures::TryFutureExt;
 use o2c_cloud_common::config::Config;
+use o2c_protocol::retry::RetryPolicy;
 use o2c_runtime::kafka;
 
 /// What one process runs: database-backed services and/or the status
@@ -218,6 +221,39 @@ pub async fn run_with(
                 tasks.spawn(consumer::run(lc, step, p, m, c));
             }
             Service::Shipping => {
+                let cc = &cfg.carrier;
+                let carrier = CarrierClient::new(
+                    &cc.url,
+                    BreakerConfig {
+                        failures: cc.breaker_failures,
+                        open_for: Duration::from_millis(cc.breaker_open_ms),
+                        timeout: Duration::from_millis(cc.timeout_ms),
+                    },
+                    metrics.carrier_breaker_state.clone(),
+                )?;
+                let tracker = Arc::new(Tracker {
+                    // One lane per call in flight, at most four.
+                    pg: Pg::new(url, cc.concurrency.clamp(1, 4)),
+                    carrier,
+                    topics: topics.clone(),
+                    metrics: metrics.clone(),
+                    policy: RetryPolicy {
+                        max_attempts: u32::MAX,
+                        base: Duration::from_millis(cc.retry_base_ms),
+                        max: Duration::from_secs(cc.retry_max_secs),
+                    },
+                    track_every: Duration::from_millis(cc.track_every_ms),
+                    claim_every: Duration::from_millis(cc.claim_every_ms),
+                    lease: Duration::from_secs(cc.lease_secs),
+                    concurrency: cc.concurrency,
+                });
+                tasks.spawn({
+                    let cancel = cancel.clone();
+                    async move {
+                        tracker.run(cancel).await;
+                        Ok(())
+                    }
+                });
                 let step = Arc::new(ShippingStep {
                     pg: pg(),
                     topics: topics.clone(),

@@ -1,11 +1,27 @@
-//! The shipping service: books a shipment for a `ship_to_home` order once
-//! its stock is confirmed (`ShipmentScheduled`) and notifies the customer;
-//! `carry_out` orders need none. A cancellation after booking cancels the
-//! shipment and sends a cancellation notice: the first notice is never
-//! taken back, it is followed by another.
+//! The shipping service: ships a `ship_to_home` order once its stock is
+//! confirmed, follows the parcel to the customer's door, and cancels it if
+//! the order is cancelled first. `carry_out` orders need none.
+//!
+//! - The step ([`ShippingStep`], this file) decides: on the stock
+//!   confirmation it mints a shipment id, emits `ShipmentScheduled` and
+//!   records the shipment to book (`o2c_shipping.shipments`), in one
+//!   transaction; on a cancellation it flags that row. Its state type
+//!   ([`ShippingState`]) is pure, with unit tests.
+//! - The tracker ([`worker`], deciding with the pure [`tracker`]) acts: it books each recorded shipment at
+//!   the carrier ([`carrier`], idempotent by shipment id), asks the carrier
+//!   where each booked parcel is, and emits `ShipmentDispatched` (with the
+//!   tracking number), `ShipmentDelivered` or `ShipmentCancelled`, each in
+//!   the transaction that records the new state.
+//!
+//! A customer notice is never taken back: a cancellation after booking
+//! records a cancellation notice after the scheduling one.
+
+pub mod carrier;
+pub mod tracker;
+pub(crate) mod worker;
 
 use o2c_protocol::event::ShipmentScheduled;
-use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics};
+use o2c_protocol::{Address, Envelope, Event, EventType, Fulfillment, KafkaTopics};
 use serde::{Deserialize, Serialize};
 
 use super::batch::Batch;
@@ -23,7 +39,8 @@ pub const SUBSCRIBES: &[EventType] = &[
     EventType::OrderCancelled,
 ];
 
-/// Where one order's shipment stands.
+/// Where one order's shipment stands for the step (the carrier side is
+/// the tracker's, in `o2c_shipping.shipments`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ShipPhase {
@@ -32,10 +49,19 @@ pub enum ShipPhase {
     Pending,
     /// Carry-out: nothing to ship.
     NotNeeded,
-    /// Booked.
+    /// Scheduled: handed to the tracker.
     Scheduled,
-    /// Cancelled (before or after booking).
+    /// Cancelled (before or after scheduling).
     Cancelled,
+}
+
+/// What goes in the parcel, and where: from `OrderCreated`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parcel {
+    /// The delivery address.
+    pub address: Address,
+    /// Units of all lines.
+    pub units: i64,
 }
 
 /// The shipping state of one order.
@@ -43,11 +69,14 @@ pub enum ShipPhase {
 pub struct ShippingState {
     /// From `OrderCreated`: `Some(true)` for ship-to-home.
     pub ship_to_home: Option<bool>,
+    /// A ship-to-home order's parcel, until it is scheduled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parcel: Option<Parcel>,
     /// `InventoryConfirmed` seen.
     pub confirmed: bool,
     /// Where it stands.
     pub phase: ShipPhase,
-    /// The booked shipment.
+    /// The scheduled shipment.
     pub shipment_id: Option<String>,
 }
 
@@ -69,16 +98,36 @@ impl Notice {
     }
 }
 
+/// What one event calls for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Outcome {
+    /// Events to emit.
+    pub emit: Vec<Event>,
+    /// A notice to record.
+    pub notice: Option<Notice>,
+    /// A shipment to hand to the tracker: its id and parcel.
+    pub book: Option<(String, Parcel)>,
+    /// The scheduled shipment is to be cancelled.
+    pub cancel: bool,
+}
+
 impl ShippingState {
-    /// Records `event`; returns the event to emit and the notice to send.
-    pub fn apply(
-        &mut self,
-        event: &Event,
-        new_id: impl FnOnce() -> String,
-    ) -> (Vec<Event>, Option<Notice>) {
+    /// Records `event`; returns what it calls for.
+    pub fn apply(&mut self, event: &Event, new_id: impl FnOnce() -> String) -> Outcome {
         match event {
             Event::OrderCreated(o) => {
-                self.ship_to_home = Some(matches!(o.fulfillment, Fulfillment::ShipToHome { .. }))
+                if let Fulfillment::ShipToHome { address } = &o.fulfillment {
+                    self.ship_to_home = Some(true);
+                    self.parcel = Some(Parcel {
+                        address: address.clone(),
+                        units: o
+                            .lines
+                            .iter()
+                            .fold(0i64, |a, l| a.saturating_add(l.quantity)),
+                    });
+                } else {
+                    self.ship_to_home = Some(false);
+                }
             }
             // Only a pending order needs it; recording it anyway would
             // rewrite the state of every carry-out order for nothing.
@@ -86,37 +135,52 @@ impl ShippingState {
                 self.confirmed = true;
             }
             Event::OrderCancelled(_) => {
-                let was = std::mem::replace(&mut self.phase, ShipPhase::Cancelled);
-                return match was {
-                    ShipPhase::Scheduled => (Vec::new(), Some(Notice::Cancelled)),
-                    ShipPhase::NotNeeded => {
-                        self.phase = ShipPhase::NotNeeded;
-                        (Vec::new(), None)
+                return match self.phase {
+                    ShipPhase::Scheduled => {
+                        self.phase = ShipPhase::Cancelled;
+                        Outcome {
+                            notice: Some(Notice::Cancelled),
+                            cancel: true,
+                            ..Outcome::default()
+                        }
                     }
-                    _ => (Vec::new(), None),
+                    ShipPhase::Pending => {
+                        self.phase = ShipPhase::Cancelled;
+                        self.parcel = None;
+                        Outcome::default()
+                    }
+                    ShipPhase::NotNeeded | ShipPhase::Cancelled => Outcome::default(),
                 };
             }
             _ => {}
         }
         if self.phase != ShipPhase::Pending {
-            return (Vec::new(), None);
+            return Outcome::default();
         }
         match self.ship_to_home {
             Some(false) => {
                 self.phase = ShipPhase::NotNeeded;
-                (Vec::new(), None)
+                Outcome::default()
             }
             Some(true) if self.confirmed => {
+                let Some(parcel) = self.parcel.take() else {
+                    return Outcome::default();
+                };
                 let shipment_id = new_id();
                 self.phase = ShipPhase::Scheduled;
                 self.shipment_id = Some(shipment_id.clone());
                 let e = Event::ShipmentScheduled(ShipmentScheduled {
                     order_id: event.order_id(),
-                    shipment_id,
+                    shipment_id: shipment_id.clone(),
                 });
-                (vec![e], Some(Notice::Scheduled))
+                Outcome {
+                    emit: vec![e],
+                    notice: Some(Notice::Scheduled),
+                    book: Some((shipment_id, parcel)),
+                    cancel: false,
+                }
             }
-            _ => (Vec::new(), None),
+            _ => Outcome::default(),
         }
     }
 }
@@ -136,16 +200,24 @@ impl Step for ShippingStep {
     async fn handle_in(&self, tx: &Tx<'_>, events: &[&Envelope]) -> Result<(), StepError> {
         let mut batch = Batch::<ShippingState>::open(tx, SCHEMA, events).await?;
         let (mut notice_orders, mut notice_kinds) = (Vec::new(), Vec::new());
+        let mut books = worker::NewShipments::default();
+        let mut cancels = Vec::new();
         for env in batch.fresh() {
             let order = env.payload.order_id();
-            let (emit, notice) = batch.state_mut(order).apply(&env.payload, || {
+            let out = batch.state_mut(order).apply(&env.payload, || {
                 format!("shp_{}", outbox::new_event_id().as_uuid().simple())
             });
-            if let Some(n) = notice {
+            if let Some(n) = out.notice {
                 notice_orders.push(order.to_string());
                 notice_kinds.push(n.kind());
             }
-            for e in emit {
+            if let Some((shipment_id, parcel)) = out.book {
+                books.push(env, shipment_id, &parcel)?;
+            }
+            if out.cancel {
+                cancels.push(order.to_string());
+            }
+            for e in out.emit {
                 batch.emit(env, e);
             }
         }
@@ -159,6 +231,8 @@ impl Step for ShippingStep {
             )
             .await?;
         }
+        books.insert(tx).await?;
+        worker::request_cancel(tx, &cancels).await?;
         batch.close(tx, &self.topics).await?;
         Ok(())
     }
@@ -170,30 +244,68 @@ mod tests {
     use o2c_protocol::OrderId;
     use o2c_protocol::event::{InventoryConfirmed, OrderCancelled};
 
+    fn parcel() -> Parcel {
+        Parcel {
+            address: Address {
+                name: "A. Customer".into(),
+                line1: "1 Main St".into(),
+                line2: None,
+                city: "Montreal".into(),
+                region: None,
+                postal_code: "H2X 1Y4".into(),
+                country: "CA".into(),
+            },
+            units: 3,
+        }
+    }
+
     #[test]
-    fn schedules_once_and_a_void_sends_a_cancellation_notice() {
+    fn schedules_once_and_a_void_cancels_the_shipment_with_a_notice() {
         let order_id = OrderId::from_parts(1, [2; 10]);
         let mut s = ShippingState {
             ship_to_home: Some(true),
+            parcel: Some(parcel()),
             ..Default::default()
         };
         let confirmed = Event::InventoryConfirmed(InventoryConfirmed {
             order_id,
             reservations: vec![],
         });
-        let (e, n) = s.apply(&confirmed, || "shp_1".into());
-        assert!(matches!(e.as_slice(), [Event::ShipmentScheduled(_)]));
-        assert_eq!(n, Some(Notice::Scheduled));
-        assert_eq!(s.apply(&confirmed, || "shp_2".into()), (vec![], None));
+        let out = s.apply(&confirmed, || "shp_1".into());
+        assert!(matches!(out.emit.as_slice(), [Event::ShipmentScheduled(_)]));
+        assert_eq!(out.notice, Some(Notice::Scheduled));
+        assert_eq!(out.book, Some(("shp_1".into(), parcel())));
+        assert_eq!(s.parcel, None, "the parcel is the tracker's now");
+        assert_eq!(s.apply(&confirmed, || "shp_2".into()), Outcome::default());
         let void = Event::OrderCancelled(OrderCancelled {
             order_id,
             reason: "store_void".into(),
         });
-        assert_eq!(
-            s.apply(&void, || unreachable!()),
-            (vec![], Some(Notice::Cancelled))
-        );
-        assert_eq!(s.apply(&void, || unreachable!()), (vec![], None));
+        let out = s.apply(&void, || unreachable!());
+        assert_eq!(out.notice, Some(Notice::Cancelled));
+        assert!(out.cancel && out.emit.is_empty());
+        assert_eq!(s.apply(&void, || unreachable!()), Outcome::default());
+    }
+
+    #[test]
+    fn a_void_before_the_stock_confirmation_ships_nothing() {
+        let order_id = OrderId::from_parts(1, [4; 10]);
+        let mut s = ShippingState {
+            ship_to_home: Some(true),
+            parcel: Some(parcel()),
+            ..Default::default()
+        };
+        let void = Event::OrderCancelled(OrderCancelled {
+            order_id,
+            reason: "store_void".into(),
+        });
+        assert_eq!(s.apply(&void, || unreachable!()), Outcome::default());
+        let confirmed = Event::InventoryConfirmed(InventoryConfirmed {
+            order_id,
+            reservations: vec![],
+        });
+        assert_eq!(s.apply(&confirmed, || unreachable!()), Outcome::default());
+        assert_eq!(s.phase, ShipPhase::Cancelled);
     }
 
     #[test]
@@ -209,7 +321,7 @@ mod tests {
             order_id,
             reservations: vec![],
         });
-        assert_eq!(s.apply(&confirmed, || unreachable!()), (vec![], None));
+        assert_eq!(s.apply(&confirmed, || unreachable!()), Outcome::default());
         // Unchanged, so the batch writes no state row for it.
         assert_eq!(s, before);
     }

@@ -90,6 +90,8 @@ pub const SUBSCRIBES: &[EventType] = &[
     EventType::PaymentCaptured,
     EventType::InventoryConfirmed,
     EventType::ShipmentScheduled,
+    EventType::ShipmentDispatched,
+    EventType::ShipmentDelivered,
     EventType::OrderCompleted,
     EventType::OrderCancelled,
     EventType::RefundIssued,

@@ -178,6 +178,7 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
         brokers: brokers.clone(),
         pg: String::new(),
         psp_url: String::new(),
+        carrier_url: String::new(),
         extra_saga: String::new(),
         extra_tables: String::new(),
         extra_psp: String::new(),

@@ -338,6 +338,7 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
         brokers: brokers.clone(),
         pg: pg.clone(),
         psp_url: "http://127.0.0.1:1".into(),
+        carrier_url: String::new(),
         extra_saga: String::new(),
         extra_tables: String::new(),
         extra_psp: String::new(),

@@ -55,7 +55,7 @@ use o2c_tests::demo::web::{CUSTOMERS, WebShop, web_records};
 use o2c_tests::demo::{CLOUD_HEADER, FINAL, PAID, lock, print_cloud_row, some, tally};
 use o2c_tests::pipeline::{AgentProc, Ingest, agent_records};
 use o2c_tests::proxy::LinkProxy;
-use o2c_tests::saga::{PspSim, SagaProc, SagaSettings, Tender, capture, order_body};
+use o2c_tests::saga::{CarrierSim, PspSim, SagaProc, SagaSettings, Tender, capture, order_body};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -157,12 +157,16 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     let psp = PspSim::start(dir)
         .await
         .context("start the processor simulator")?;
+    let carrier = CarrierSim::start(dir)
+        .await
+        .context("start the carrier simulator")?;
     let settings = SagaSettings {
         prefix: prefix.clone(),
         mqtt_url: mqtt.clone(),
         brokers: kafka.clone(),
         pg: pg.clone(),
         psp_url: psp.url(),
+        carrier_url: carrier.url(),
         extra_saga: String::new(),
         extra_tables: String::new(),
         extra_psp: String::new(),

@@ -60,6 +60,8 @@ pub struct OrderFact {
     pub captures: Vec<i64>,
     /// Refund amounts in the processor's ledger for this order.
     pub refunds: Vec<i64>,
+    /// The status of each booking the carrier holds for this order.
+    pub parcels: Vec<String>,
     /// Net stock movement of this order: (on_hand, reserved).
     pub stock_delta: (i64, i64),
     /// The cloud's own view, e.g. `order completed, payment refunded` (to
@@ -377,6 +379,21 @@ fn order_problems(o: &OrderFact) -> Vec<String> {
             "{caps} captures and {refs} refunds in the processor's ledger for a {:?} order",
             o.pay
         ));
+    }
+    // Parcels: one per ship-to-home sale, delivered; a voided one
+    // cancelled at the carrier unless it had already left.
+    let parcels: Vec<&str> = o.parcels.iter().map(String::as_str).collect();
+    match (o.ship, must_sell(o)) {
+        (false, _) if !parcels.is_empty() => {
+            out.push(format!("carry-out, with carrier bookings {parcels:?}"))
+        }
+        (true, true) if parcels != ["delivered"] => out.push(format!(
+            "carrier bookings {parcels:?}, expected exactly one, delivered"
+        )),
+        (true, false) if parcels.len() > 1 => out.push(format!(
+            "voided, with carrier bookings {parcels:?}: expected at most one"
+        )),
+        _ => {}
     }
     // Stock: taken once when sold, given back otherwise.
     let want_stock = if must_sell(o) { -o.qty } else { 0 };

@@ -22,6 +22,7 @@ fn order(id: &str, pay: Pay, status: &str) -> OrderFact {
             vec![]
         },
         refunds: vec![],
+        parcels: vec![],
         stock_delta: if status == "completed" {
             (-1, 0)
         } else {
@@ -147,6 +148,27 @@ fn double_captures_and_captures_of_cancelled_orders_fail() {
             && w.contains("voided, with 1 captures and 0 refunds")),
         "{whats:?}"
     );
+}
+
+#[test]
+fn a_ship_to_home_sale_needs_exactly_one_delivered_parcel() {
+    // o1 (a completed card sale) shipped to home.
+    let with = |parcels: &[&str]| {
+        let mut facts = healthy();
+        facts.orders[0].ship = true;
+        facts.orders[0].parcels = parcels.iter().map(|s| (*s).to_owned()).collect();
+        facts
+    };
+    let ok = with(&["delivered"]);
+    assert!(check(&ok).passed(), "{}", check(&ok));
+    for bad in [&[][..], &["in_transit"], &["delivered", "delivered"]] {
+        let v = check(&with(bad));
+        assert!(!v.passed(), "{bad:?}");
+        assert!(v.to_string().contains("carrier bookings"), "{v}");
+    }
+    let mut carry = healthy();
+    carry.orders[0].parcels = vec!["booked".into()];
+    assert!(!check(&carry).passed());
 }
 
 #[test]

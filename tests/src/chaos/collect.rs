@@ -204,6 +204,17 @@ pub async fn collect(world: &World, orders: &[TillRecord]) -> Result<Facts, Chao
         }
     }
 
+    // The carrier's bookings: each one's status, by order.
+    let carrier = world.carrier.stats().await?;
+    let mut parcels: HashMap<String, Vec<String>> = HashMap::new();
+    for b in carrier["bookings"].as_array().into_iter().flatten() {
+        let id = b["reference"].as_str().unwrap_or_default().to_owned();
+        parcels
+            .entry(id)
+            .or_default()
+            .push(b["status"].as_str().unwrap_or("?").to_owned());
+    }
+
     // Stock and each order's net movement.
     let db = world.pg.connect(crate::pg::DB_NAME).await?;
     let mut moves: HashMap<String, (i64, i64)> = HashMap::new();
@@ -264,6 +275,7 @@ pub async fn collect(world: &World, orders: &[TillRecord]) -> Result<Facts, Chao
             OrderFact {
                 captures: caps.remove(&id).unwrap_or_default(),
                 refunds: refs.remove(&id).unwrap_or_default(),
+                parcels: parcels.remove(&id).unwrap_or_default(),
                 stock_delta: moves.get(&id).copied().unwrap_or((0, 0)),
                 cloud: cloud.remove(&id),
                 order_id: id,

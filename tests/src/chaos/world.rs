@@ -25,7 +25,7 @@ use crate::netns::{AgentNet, PortLoss};
 use crate::pg::PrivatePostgres;
 use crate::pipeline::{AgentProc, Ingest};
 use crate::proxy::LinkProxy;
-use crate::saga::{PspSim, SagaProc, SagaSettings};
+use crate::saga::{CarrierSim, PspSim, SagaProc, SagaSettings};
 use crate::{PrivateMosquitto, PrivateTansu};
 
 pub use crate::saga::AUTO_STOCK;
@@ -71,6 +71,8 @@ pub struct World {
     pub mosq: Mutex<PrivateMosquitto>,
     /// The processor simulator (never killed: it holds the ledger).
     pub psp: PspSim,
+    /// The carrier simulator.
+    pub carrier: CarrierSim,
     /// The saga's link to the simulator.
     pub psp_link: LinkProxy,
     /// The cloud's link to Kafka (every Kafka connection crosses it).
@@ -158,6 +160,7 @@ impl World {
             .parse()
             .map_err(|_| ChaosError::Setup(format!("bad simulator url {}", psp.url())))?;
         let psp_link = LinkProxy::start(psp_addr).await?;
+        let carrier = CarrierSim::start(dir.path()).await?;
         log("starting the ingest replicas");
         let mut ingests = Vec::new();
         for i in 0..shape.ingests {
@@ -172,6 +175,7 @@ impl World {
             brokers: brokers.clone(),
             pg: pg.conn_str(),
             psp_url: format!("http://{}", psp_link.addr()),
+            carrier_url: carrier.url(),
             extra_saga: String::new(),
             extra_tables: String::new(),
             extra_psp: String::new(),
@@ -230,6 +234,7 @@ impl World {
             tansu: Mutex::new(tansu),
             mosq: Mutex::new(mosq),
             psp,
+            carrier,
             psp_link,
             kafka_link,
             kafka_loss: Mutex::new(kafka_loss),

@@ -14,19 +14,22 @@
 //! - `order_confirmed` on `PaymentCaptured` (cash orders too: the payment
 //!   service captures them `in_store`);
 //! - `order_cancelled` on `OrderCancelled`;
-//! - `shipment_dispatched` on `ShipmentScheduled`, which follows the stock
+//! - `shipment_dispatched` on `ShipmentDispatched` (the carrier picked the
+//!   parcel up), which follows the booking, which follows the stock
 //!   confirmation, which follows the capture;
+//! - `shipment_delivered` on `ShipmentDelivered`;
 //! - `refund_issued` on `RefundIssued`.
 //!
-//! So a completed order gets a confirmation (and a shipment notice if it
-//! ships to home); a declined card's order, cancelled, gets only the
+//! So a completed order gets a confirmation (and, if it ships to home, the
+//! dispatch and delivery notices: such an order completes at delivery); a declined card's order, cancelled, gets only the
 //! cancellation (the payment service emits `PaymentFailed`, never
 //! `PaymentCaptured`, so no stock is confirmed and nothing ships; the
 //! cancellation finds the payment failed and refunds nothing); a refunded
 //! order (a void or a customer's cancellation after payment) gets the
 //! confirmation, the cancellation and the refund, and, if it ships to
-//! home, maybe the shipment notice (only if the shipment was booked before
-//! the cancellation came).
+//! home, maybe the dispatch and delivery notices (only if the carrier had
+//! picked the parcel up before the cancellation reached it: then the
+//! parcel is followed to the door).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -293,9 +296,11 @@ fn parse_id(message_id: &str) -> Option<(&str, &str)> {
 /// The kinds an order at final status `status` must get, and those it may
 /// get besides; `None` if the status is not final.
 fn expected(status: &str, ship: bool) -> Option<(Vec<Kind>, Vec<Kind>)> {
-    use Kind::{OrderCancelled, OrderConfirmed, RefundIssued, ShipmentDispatched};
+    use Kind::{
+        OrderCancelled, OrderConfirmed, RefundIssued, ShipmentDelivered, ShipmentDispatched,
+    };
     let shipped = if ship {
-        vec![ShipmentDispatched]
+        vec![ShipmentDispatched, ShipmentDelivered]
     } else {
         vec![]
     };
@@ -303,7 +308,7 @@ fn expected(status: &str, ship: bool) -> Option<(Vec<Kind>, Vec<Kind>)> {
         "completed" => Some(([vec![OrderConfirmed], shipped].concat(), vec![])),
         // A declined card: never captured, nothing shipped or refunded.
         "cancelled" => Some((vec![OrderCancelled], vec![])),
-        // Its shipment was told only if booked before the cancellation.
+        // Its shipment was told only if picked up before the cancellation.
         "refunded" => Some((vec![OrderConfirmed, OrderCancelled, RefundIssued], shipped)),
         _ => None,
     }
@@ -437,8 +442,9 @@ mod tests {
         ];
         let v = compare(&addressed, &finals, &mails);
         assert!(v.wrong.is_empty(), "{:?}", v.wrong);
-        assert_eq!(v.missing.len(), 1, "a's shipment: {:?}", v.missing);
+        assert_eq!(v.missing.len(), 2, "a's shipment: {:?}", v.missing);
         mails.push(mail("<a.shipment_dispatched@shop.test>", "a@d"));
+        mails.push(mail("<a.shipment_delivered@shop.test>", "a@d"));
         let v = compare(&addressed, &finals, &mails);
         assert!(v.missing.is_empty() && v.wrong.is_empty(), "{v:?}");
         mails.push(mail("<a.shipment_dispatched@shop.test>", "a@d"));

@@ -16,10 +16,12 @@ pub const FINAL: [&str; 3] = ["completed", "cancelled", "refunded"];
 
 /// Statuses after a successful capture: a void or a customer's
 /// cancellation then means a refund.
-pub const PAID: [&str; 4] = [
+pub const PAID: [&str; 6] = [
     "paid",
     "inventory_confirmed",
     "shipment_scheduled",
+    "dispatched",
+    "delivered",
     "completed",
 ];
 
@@ -47,17 +49,20 @@ pub fn print_cloud_row<'a>(
             None => none += 1,
         }
     }
-    // Saga order: accepted, paid, stock, shipment, completed, cancelled,
-    // refunded.
+    // Saga order: accepted, paid, stock, shipment (scheduled, dispatched
+    // or delivered), completed, cancelled, refunded.
     let [
         accepted,
         paid,
         stock,
-        shipment,
+        scheduled,
+        dispatched,
+        delivered,
         completed,
         cancelled,
         refunded,
     ] = at;
+    let shipment = scheduled + dispatched + delivered;
     println!(
         "         {name:<8} {none:>4} {accepted:>9} {paid:>6} {stock:>6} {shipment:>9} {completed:>10} {cancelled:>10} {refunded:>9}  {tail}"
     );

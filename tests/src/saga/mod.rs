@@ -58,99 +58,6 @@ pub(crate) fn log_file(path: &Path) -> Result<std::fs::File, HarnessError> {
         .map_err(|e| HarnessError::io(format!("open {}", path.display()), e))
 }
 
-/// A running `o2c-psp-sim`.
-#[derive(Debug)]
-pub struct PspSim {
-    guard: ChildGuard,
-    addr: SocketAddr,
-    log: PathBuf,
-}
-
-impl PspSim {
-    /// Starts the simulator on a free port; waits for `/healthz`.
-    pub async fn start(dir: &Path) -> Result<Self, HarnessError> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
-        let log = dir.join("psp-sim.log");
-        let guard = Self::spawn(addr, &log)?;
-        let me = PspSim { guard, addr, log };
-        wait_http_ok(
-            "psp-sim /healthz",
-            &format!("{}/healthz", me.url()),
-            &me.log,
-        )
-        .await?;
-        Ok(me)
-    }
-
-    fn spawn(addr: SocketAddr, log: &Path) -> Result<ChildGuard, HarnessError> {
-        let mut cmd = Command::new(bin_path("o2c-psp-sim"));
-        cmd.arg("--listen")
-            .arg(addr.to_string())
-            .stdout(log_file(log)?)
-            .stderr(log_file(log)?);
-        ChildGuard::spawn("o2c-psp-sim", &mut cmd)
-    }
-
-    /// `http://127.0.0.1:port`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// `GET /v1/stats`.
-    pub async fn stats(&self) -> Result<Value, HarnessError> {
-        let r = reqwest::get(format!("{}/v1/stats", self.url()))
-            .await
-            .map_err(http_err)?;
-        r.json().await.map_err(http_err)
-    }
-
-    /// Captures made for `order_id`.
-    pub async fn captures_of(&self, order_id: &str) -> Result<usize, HarnessError> {
-        let s = self.stats().await?;
-        Ok(count_for(&s["captures"], order_id))
-    }
-
-    /// Refunds made for `order_id`.
-    pub async fn refunds_of(&self, order_id: &str) -> Result<usize, HarnessError> {
-        let s = self.stats().await?;
-        Ok(count_for(&s["refunds"], order_id))
-    }
-
-    /// SIGKILL (a dead processor).
-    pub fn kill(&mut self) -> Result<(), HarnessError> {
-        self.guard.kill().map(|_| ())
-    }
-
-    /// SIGSTOP: a hung processor. Connections are accepted by the kernel
-    /// but nothing answers, so calls time out; its ledger is kept.
-    pub fn freeze(&mut self) -> Result<(), HarnessError> {
-        self.guard.signal(nix::sys::signal::Signal::SIGSTOP)
-    }
-
-    /// SIGCONT: the processor answers again, with its ledger.
-    pub fn thaw(&mut self) -> Result<(), HarnessError> {
-        self.guard.signal(nix::sys::signal::Signal::SIGCONT)
-    }
-
-    /// Starts it again on the same port (its memory is gone).
-    pub async fn restart(&mut self) -> Result<(), HarnessError> {
-        let _ = self.guard.kill();
-        self.guard = Self::spawn(self.addr, &self.log)?;
-        wait_http_ok(
-            "psp-sim /healthz",
-            &format!("{}/healthz", self.url()),
-            &self.log,
-        )
-        .await
-    }
-}
-
-fn count_for(list: &Value, order_id: &str) -> usize {
-    list.as_array()
-        .map(|a| a.iter().filter(|m| m["order_id"] == order_id).count())
-        .unwrap_or(0)
-}
-
 /// Units provisioned for each SKU the saga sees first (`saga.auto_stock`
 /// in every generated config).
 pub const AUTO_STOCK: i64 = 1_000_000;
@@ -178,6 +85,9 @@ pub struct SagaSettings {
     pub pg: String,
     /// The simulator's URL.
     pub psp_url: String,
+    /// The carrier simulator's URL (empty: no `[carrier]` table, for a
+    /// world without the shipping service).
+    pub carrier_url: String,
     /// Extra TOML appended to `[saga]` (e.g. `retry_base_ms = 100`).
     pub extra_saga: String,
     /// Extra TOML tables appended after `[saga]`.
@@ -210,7 +120,10 @@ impl SagaProc {
             s.extra_saga,
             s.extra_tables
         );
-        let text = format!("{text}[psp]\nurl = \"{}\"\n{}\n", s.psp_url, s.extra_psp);
+        let mut text = format!("{text}[psp]\nurl = \"{}\"\n{}\n", s.psp_url, s.extra_psp);
+        if !s.carrier_url.is_empty() {
+            text.push_str(&carrier_table(&s.carrier_url));
+        }
         std::fs::write(&config, text).map_err(|e| HarnessError::io("write saga.toml", e))?;
         let log = dir.join(format!("saga-{service}-{}.log", http.port()));
         let guard = Self::spawn(&config, service, &log)?;
@@ -453,6 +366,8 @@ pub struct SagaWorld {
     pub pg: String,
     /// The simulator.
     pub psp: PspSim,
+    /// The carrier simulator.
+    pub carrier: CarrierSim,
     /// The ingest.
     pub ingest: Ingest,
     /// Saga processes.
@@ -521,6 +436,7 @@ impl SagaWorld {
         let pg = env.create_database("saga").await?;
         let mosq = PrivateMosquitto::start_with(opts.mosquitto_extra).await?;
         let psp = PspSim::start(env.path()).await?;
+        let carrier = CarrierSim::start(env.path()).await?;
         let partitions = opts.partitions.map(|n| n.to_string());
         let settings = SagaSettings {
             prefix: env.prefix().to_owned(),
@@ -528,6 +444,7 @@ impl SagaWorld {
             brokers: brokers.clone(),
             pg: pg.clone(),
             psp_url: psp.url(),
+            carrier_url: carrier.url(),
             extra_saga: opts.extra_saga.to_owned(),
             extra_tables: opts.tables.to_owned(),
             extra_psp: opts.extra_psp.to_owned(),
@@ -562,6 +479,7 @@ impl SagaWorld {
             brokers,
             pg,
             psp,
+            carrier,
             ingest,
             sagas,
             settings,
@@ -610,6 +528,9 @@ impl SagaWorld {
     }
 }
 
+mod sims;
 mod state;
+
+pub use sims::{CarrierSim, PspSim, carrier_table};
 
 pub use state::GROUP_TOPICS;

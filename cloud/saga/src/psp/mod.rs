@@ -2,19 +2,19 @@
 //! payment service uses (idempotency keys, a 2 s timeout, a circuit
 //! breaker). Its simulator, a test double, is `o2c-psp-sim` in `tests/`.
 //!
-//! - the circuit breaker is `o2c_protocol::breaker`, a pure state machine.
+//! - the HTTP plumbing (timeout, breaker, answer classification) is
+//!   [`crate::upstream`], shared with the carrier client.
 //! - this module: wire types and [`PspClient`].
 //!
 //! Only processor tokens cross this boundary, never card numbers.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
-use o2c_protocol::breaker::{Breaker, BreakerState};
+use o2c_protocol::breaker::BreakerState;
+
+pub use crate::upstream::BreakerConfig;
+use crate::upstream::{Upstream, UpstreamError};
 
 /// `POST /v1/captures` body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,88 +79,28 @@ pub enum CaptureLookup {
     Unknown,
 }
 
-/// Why a processor call failed. [`PspError::Rejected`] is final for that
-/// request; the others are transient for the saga.
-#[derive(Debug, thiserror::Error)]
-pub enum PspError {
-    /// The breaker is open: the call was not made.
-    #[error("circuit breaker open")]
-    BreakerOpen,
-    /// No answer within the timeout.
-    #[error("processor timed out")]
-    Timeout,
-    /// Connection or protocol trouble.
-    #[error("processor unreachable: {0}")]
-    Transport(String),
-    /// The processor refused the request itself (a 4xx other than 402
-    /// and the retryable 408, 409, 425 and 429): sending it again cannot
-    /// help. Not a breaker failure: the processor answered.
-    #[error("processor rejected the request ({status}): {body}")]
-    Rejected {
-        /// HTTP status.
-        status: u16,
-        /// Body, shortened.
-        body: String,
-    },
-    /// An unexpected status or answer (retryable).
-    #[error("processor answered {status}: {body}")]
-    Status {
-        /// HTTP status.
-        status: u16,
-        /// Body, shortened.
-        body: String,
-    },
-}
-
-/// Breaker settings.
-#[derive(Debug, Clone, Copy)]
-pub struct BreakerConfig {
-    /// Consecutive failures that open it.
-    pub failures: u32,
-    /// How long it stays open.
-    pub open_for: Duration,
-    /// Per-call timeout.
-    pub timeout: Duration,
-}
+/// Why a processor call failed (see [`UpstreamError`]).
+pub type PspError = UpstreamError;
 
 /// The processor client: every call carries an `Idempotency-Key` and goes
-/// through the breaker.
+/// through the breaker; a 402 is an answer (a decline).
 #[derive(Debug, Clone)]
 pub struct PspClient {
-    http: reqwest::Client,
-    base: String,
-    breaker: Arc<Mutex<Breaker>>,
-    state_gauge: Gauge,
+    up: Upstream,
 }
 
 impl PspClient {
     /// A client for `base` (e.g. `http://127.0.0.1:9400`); `state_gauge`
     /// reports the breaker state (0 closed, 1 open, 2 half-open).
     pub fn new(base: &str, cfg: BreakerConfig, state_gauge: Gauge) -> Result<Self, PspError> {
-        let http = reqwest::Client::builder()
-            .timeout(cfg.timeout)
-            .build()
-            .map_err(|e| PspError::Transport(e.to_string()))?;
         Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            breaker: Arc::new(Mutex::new(Breaker::new(cfg.failures, cfg.open_for))),
-            state_gauge,
+            up: Upstream::new(base, cfg, state_gauge, &[402])?,
         })
     }
 
     /// The breaker's state now.
     pub fn breaker_state(&self) -> BreakerState {
-        self.lock().state(Instant::now().into_std())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Breaker> {
-        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn report(&self) {
-        let s = self.lock().state(Instant::now().into_std());
-        self.state_gauge.set(s.code());
+        self.up.breaker_state()
     }
 
     /// Captures `req`; the same `key` never captures twice.
@@ -169,7 +109,7 @@ impl PspClient {
         key: &str,
         req: &CaptureRequest,
     ) -> Result<CaptureOutcome, PspError> {
-        let r = self.call("/v1/captures", key, req).await?;
+        let r: PspResponse = self.up.post("/v1/captures", key, req).await?;
         match (r.status.as_str(), r.id) {
             ("approved", Some(id)) => Ok(CaptureOutcome::Approved(id)),
             ("declined", _) => Ok(CaptureOutcome::Declined(
@@ -187,7 +127,7 @@ impl PspClient {
     /// (`pending` included) is an error, so the refund is asked again with
     /// the same key rather than reported done.
     pub async fn refund(&self, key: &str, req: &RefundRequest) -> Result<String, PspError> {
-        let r = self.call("/v1/refunds", key, req).await?;
+        let r: PspResponse = self.up.post("/v1/refunds", key, req).await?;
         match (r.status.as_str(), r.id) {
             ("refunded", Some(id)) => Ok(id),
             (other, id) => Err(PspError::Status {
@@ -199,9 +139,7 @@ impl PspClient {
 
     /// Asks what became of the capture sent with `key` (without capturing).
     pub async fn lookup_capture(&self, key: &str) -> Result<CaptureLookup, PspError> {
-        let r = self
-            .guarded(self.get(&format!("/v1/captures/{key}")))
-            .await?;
+        let r: PspResponse = self.up.get(&format!("/v1/captures/{key}")).await?;
         match (r.status.as_str(), r.id) {
             ("approved", Some(id)) => Ok(CaptureLookup::Captured(id)),
             ("declined", _) => Ok(CaptureLookup::Declined(
@@ -214,95 +152,6 @@ impl PspClient {
             }),
         }
     }
-
-    async fn call<B: Serialize>(
-        &self,
-        path: &str,
-        key: &str,
-        body: &B,
-    ) -> Result<PspResponse, PspError> {
-        self.guarded(self.send(path, key, body)).await
-    }
-
-    /// Runs `call` through the breaker.
-    async fn guarded(
-        &self,
-        call: impl std::future::Future<Output = Result<PspResponse, PspError>>,
-    ) -> Result<PspResponse, PspError> {
-        if self.lock().acquire(Instant::now().into_std()).is_err() {
-            self.report();
-            return Err(PspError::BreakerOpen);
-        }
-        let result = call.await;
-        {
-            let mut b = self.lock();
-            match &result {
-                Ok(_) | Err(PspError::Rejected { .. }) => b.on_success(),
-                Err(_) => b.on_failure(Instant::now().into_std()),
-            }
-        }
-        self.report();
-        result
-    }
-
-    async fn send<B: Serialize>(
-        &self,
-        path: &str,
-        key: &str,
-        body: &B,
-    ) -> Result<PspResponse, PspError> {
-        let req = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header("Idempotency-Key", key)
-            .json(body);
-        self.answer(req).await
-    }
-
-    async fn get(&self, path: &str) -> Result<PspResponse, PspError> {
-        self.answer(self.http.get(format!("{}{path}", self.base)))
-            .await
-    }
-
-    /// Sends `req` and reads the processor's answer.
-    async fn answer(&self, req: reqwest::RequestBuilder) -> Result<PspResponse, PspError> {
-        let resp = req.send().await.map_err(|e| {
-            if e.is_timeout() {
-                PspError::Timeout
-            } else {
-                PspError::Transport(e.to_string())
-            }
-        })?;
-        let status = resp.status().as_u16();
-        let text = resp.text().await.map_err(|e| {
-            if e.is_timeout() {
-                PspError::Timeout
-            } else {
-                PspError::Transport(e.to_string())
-            }
-        })?;
-        // 2xx and 402 (declined) are answers; another 4xx refuses this
-        // request for good, unless it says to come back later.
-        let body = || text.chars().take(200).collect::<String>();
-        match status {
-            200..=299 | 402 => serde_json::from_str(&text).map_err(|e| PspError::Status {
-                status,
-                body: e.to_string(),
-            }),
-            408 | 409 | 425 | 429 => Err(PspError::Status {
-                status,
-                body: body(),
-            }),
-            400..=499 => Err(PspError::Rejected {
-                status,
-                body: body(),
-            }),
-            _ => Err(PspError::Status {
-                status,
-                body: body(),
-            }),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -311,6 +160,8 @@ mod tests {
     use axum::extract::Path;
     use axum::http::{HeaderMap, StatusCode};
     use axum::routing::post;
+
+    use std::time::Duration;
 
     use super::*;
 

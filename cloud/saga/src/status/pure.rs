@@ -16,7 +16,10 @@ pub fn status_rank(status: CloudStatus) -> u64 {
         CloudStatus::Accepted => 1,
         CloudStatus::Paid => 2,
         CloudStatus::InventoryConfirmed => 3,
-        CloudStatus::ShipmentScheduled => 4,
+        // The carrier's steps share the shipment's rank: within it, the
+        // later event wins by time (dispatched after booked, delivered
+        // after dispatched), and completion still outranks them all.
+        CloudStatus::ShipmentScheduled | CloudStatus::Dispatched | CloudStatus::Delivered => 4,
         CloudStatus::Completed => 5,
         CloudStatus::Cancelled => 6,
         CloudStatus::Refunded => 7,
@@ -49,10 +52,15 @@ pub fn status_for(env: &Envelope) -> Option<StatusUpdate> {
         Event::PaymentCaptured(_) => (CloudStatus::Paid, None),
         Event::InventoryConfirmed(_) => (CloudStatus::InventoryConfirmed, None),
         Event::ShipmentScheduled(_) => (CloudStatus::ShipmentScheduled, None),
+        Event::ShipmentDispatched(_) => (CloudStatus::Dispatched, None),
+        Event::ShipmentDelivered(_) => (CloudStatus::Delivered, None),
         Event::OrderCompleted(_) => (CloudStatus::Completed, None),
         Event::OrderCancelled(c) => (CloudStatus::Cancelled, Some(c.reason.clone())),
         Event::RefundIssued(_) => (CloudStatus::Refunded, None),
-        Event::PaymentFailed(_) | Event::InventoryReleased(_) | Event::InventoryReserved(_) => {
+        Event::PaymentFailed(_)
+        | Event::InventoryReleased(_)
+        | Event::InventoryReserved(_)
+        | Event::ShipmentCancelled(_) => {
             return None;
         }
     };
@@ -108,8 +116,21 @@ mod tests {
     #[test]
     fn seqs_grow_along_the_saga_then_with_time() {
         let t = OffsetDateTime::from_unix_timestamp(1_764_000_000).unwrap();
-        // In one millisecond, each later stage has a greater seq.
+        // In one millisecond, each later stage has a greater seq, except
+        // the carrier's steps, which share the shipment's rank and follow
+        // each other by time.
+        let shipment = [
+            CloudStatus::ShipmentScheduled,
+            CloudStatus::Dispatched,
+            CloudStatus::Delivered,
+        ];
         for w in CloudStatus::ALL.windows(2) {
+            if shipment.contains(&w[0]) && shipment.contains(&w[1]) {
+                assert_eq!(status_rank(w[0]), status_rank(w[1]), "{w:?}");
+                let next = t + time::Duration::milliseconds(1);
+                assert!(status_seq(w[0], t) < status_seq(w[1], next), "{w:?}");
+                continue;
+            }
             assert!(status_seq(w[0], t) < status_seq(w[1], t), "{w:?}");
             // Even a much later earlier stage stays below (a year on).
             let later = t + time::Duration::days(365);

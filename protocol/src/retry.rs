@@ -1,9 +1,10 @@
-//! What happens to a message whose send failed (pure): a transient failure
-//! (a mail server's 4xx, a refused connection, a timeout, a webhook's 5xx
-//! or 429) is retried after a doubling wait, until the attempts run out; a
-//! permanent one (a 5xx reply, an address that cannot be parsed, a
-//! webhook's 4xx) is dead-lettered at once. Either way only that message
-//! waits: the others keep going.
+//! What happens to a piece of work whose call out failed (pure): a
+//! transient failure (a mail server's 4xx, a refused connection, a timeout,
+//! a webhook's or carrier's 5xx or 429) is retried after a doubling wait,
+//! until the attempts run out; a permanent one (a mail server's 5xx, an
+//! address that cannot be parsed, a 4xx) is given up at once. Either way
+//! only that piece waits: the others keep going. Used by customer
+//! notifications (`o2c-notify`) and the shipping tracker (`o2c-saga`).
 
 use std::time::Duration;
 
