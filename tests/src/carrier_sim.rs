@@ -32,6 +32,7 @@
 //!
 //! Only ids are ever logged: addresses are personal data.
 
+use crate::sim_http::{error, lock};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -232,14 +233,6 @@ pub async fn serve(
     axum::serve(listener, router_with(cfg))
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Sim> {
-    s.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn error(status: StatusCode, code: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": code }))).into_response()
 }
 
 fn replayed(mut resp: Response) -> Response {

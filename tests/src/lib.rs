@@ -85,6 +85,7 @@ pub mod psp_sim;
 pub mod raw_agent;
 pub mod saga;
 pub mod schemathesis;
+mod sim_http;
 pub mod smtp;
 pub mod tansu;
 pub mod tls;

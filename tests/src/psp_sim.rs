@@ -17,6 +17,7 @@
 //! - `GET /v1/stats`: every capture and refund, for tests.
 //! - `GET /healthz`.
 
+use crate::sim_http::{error, lock};
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -94,14 +95,6 @@ pub async fn serve(
     axum::serve(listener, router())
         .with_graceful_shutdown(shutdown)
         .await
-}
-
-fn lock(s: &Shared) -> std::sync::MutexGuard<'_, Sim> {
-    s.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn error(status: StatusCode, code: &str) -> Response {
-    (status, Json(serde_json::json!({ "error": code }))).into_response()
 }
 
 /// Looks the key up: `Err` is the answer to send right away.
