@@ -90,17 +90,13 @@ async fn one_email_per_order_and_kind_through_a_kill_mid_send_and_a_full_replay(
     let server = smtp(&w).await;
     // A member restarted after a kill -9 may get nothing to fetch from
     // Tansu 0.6 until it rejoins its group (RELIABILITY.md, seeds 1818 and
-    // 2020); the watchdog's rejoin comes after `group_stall_after_ms`
-    // (60 s by default), here 10 s.
-    let mut settings = w.settings.clone();
-    settings.extra_saga = format!(
-        "{}\ngroup_check_ms = 1000\ngroup_stall_after_ms = 10000",
-        settings.extra_saga
-    );
+    // 2020): with the default settings the watchdog rejoins a member that
+    // holds nothing after `group_idle_rejoin_after_ms` (10 s), checking
+    // every `group_check_ms` (10 s).
     let mut notify = NotifyProc::start(
         w.env.path(),
         "one",
-        &settings,
+        &w.settings,
         &w.settings.prefix,
         &server.url(),
         "lease_secs = 3\ntimeout_ms = 2000\nretry_base_ms = 200\npoll_ms = 20",

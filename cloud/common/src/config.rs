@@ -128,6 +128,11 @@ pub struct SagaConfig {
     /// ready (it falls behind).
     #[serde(default = "default_group_behind_after")]
     pub group_behind_after_ms: u64,
+    /// A member that holds no partition while a subscribed one has had a
+    /// backlog and no commit for this long rejoins its group (default
+    /// 10,000 ms; see `saga::watch`).
+    #[serde(default = "default_group_idle_rejoin_after")]
+    pub group_idle_rejoin_after_ms: u64,
     /// Published outbox rows older than this many hours are deleted
     /// (0: kept forever). Unpublished rows are never deleted.
     #[serde(default = "default_outbox_retention")]
@@ -251,6 +256,9 @@ fn default_group_check() -> u64 {
 fn default_group_unowned_after() -> u64 {
     15_000
 }
+fn default_group_idle_rejoin_after() -> u64 {
+    10_000
+}
 fn default_group_stall_after() -> u64 {
     60_000
 }
@@ -272,6 +280,7 @@ impl Default for SagaConfig {
             group_check_ms: default_group_check(),
             group_unowned_after_ms: default_group_unowned_after(),
             group_stall_after_ms: default_group_stall_after(),
+            group_idle_rejoin_after_ms: default_group_idle_rejoin_after(),
             group_behind_after_ms: default_group_behind_after(),
             outbox_retention_hours: default_outbox_retention(),
             ledger_retention_hours: 0,

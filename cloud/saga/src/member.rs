@@ -60,6 +60,7 @@ impl GroupCheck {
                 unowned_after: Duration::from_millis(cfg.group_unowned_after_ms),
                 stall_after: Duration::from_millis(cfg.group_stall_after_ms),
                 behind_after: Duration::from_millis(cfg.group_behind_after_ms),
+                idle_rejoin_after: Duration::from_millis(cfg.group_idle_rejoin_after_ms),
             },
         }
     }

@@ -74,6 +74,13 @@ pub struct WatchConfig {
     /// A partition whose backlog has only grown for this long is falling
     /// behind.
     pub behind_after: Duration,
+    /// A member that holds no partition at all while a subscribed one has
+    /// had a backlog and no commit for this long rejoins (shorter than
+    /// `stall_after`: such a member does no work that a rejoin could
+    /// interrupt). After a kill -9 and restart, Tansu 0.6 can leave the new
+    /// member with nothing assigned while the dead one's partitions wait
+    /// (RELIABILITY.md, seeds 1818 and 2020).
+    pub idle_rejoin_after: Duration,
 }
 
 impl Default for WatchConfig {
@@ -82,6 +89,7 @@ impl Default for WatchConfig {
             unowned_after: Duration::from_secs(15),
             stall_after: Duration::from_secs(60),
             behind_after: Duration::from_secs(180),
+            idle_rejoin_after: Duration::from_secs(10),
         }
     }
 }
@@ -103,7 +111,8 @@ pub struct Verdict {
     /// Whether this member should leave and rejoin the group, so that a
     /// fresh rebalance hands out every subscribed partition again: some
     /// partition has no owner, or is stalled while another member holds it
-    /// (a member that no longer fetches).
+    /// (a member that no longer fetches), or this member holds nothing
+    /// while a partition has waited [`WatchConfig::idle_rejoin_after`].
     pub rejoin: bool,
 }
 
@@ -132,6 +141,9 @@ struct Track {
 pub struct GroupWatch {
     cfg: WatchConfig,
     tracks: BTreeMap<Tp, Track>,
+    /// Since when this member has held no partition (since it was first
+    /// seen so, after its last rejoin).
+    idle_since: Option<Instant>,
 }
 
 impl GroupWatch {
@@ -140,6 +152,7 @@ impl GroupWatch {
         Self {
             cfg,
             tracks: BTreeMap::new(),
+            idle_since: None,
         }
     }
 
@@ -147,6 +160,13 @@ impl GroupWatch {
     pub fn observe(&mut self, now: Instant, snap: &Snapshot) -> Verdict {
         let mut v = Verdict::default();
         let seen: BTreeSet<Tp> = snap.partitions.iter().map(PartitionView::tp).collect();
+        let idle_for = if snap.partitions.iter().any(|p| p.mine) {
+            self.idle_since = None;
+            Duration::ZERO
+        } else {
+            now.saturating_duration_since(*self.idle_since.get_or_insert(now))
+        };
+        let idle = idle_for >= self.cfg.idle_rejoin_after;
         self.tracks.retain(|tp, _| seen.contains(tp));
         for p in &snap.partitions {
             *v.lag.entry(p.topic.clone()).or_default() += p.lag();
@@ -165,11 +185,13 @@ impl GroupWatch {
             if p.lag() == 0 || t.committed != p.committed || t.progress_at.is_none() {
                 t.committed = p.committed;
                 t.progress_at = Some(now);
-            } else if let Some(at) = t.progress_at
-                && now.saturating_duration_since(at) >= self.cfg.stall_after
-            {
-                v.stalled.push(p.tp());
-                v.rejoin |= !p.mine;
+            } else if let Some(at) = t.progress_at {
+                let waited = now.saturating_duration_since(at);
+                if waited >= self.cfg.stall_after {
+                    v.stalled.push(p.tp());
+                    v.rejoin |= !p.mine;
+                }
+                v.rejoin |= idle && waited >= self.cfg.idle_rejoin_after;
             }
             let lag = p.lag();
             if lag == 0 || lag < t.lag || t.growing_since.is_none() {
@@ -186,12 +208,15 @@ impl GroupWatch {
         v
     }
 
-    /// Forgets ownership history (after this member rejoined), so a gap
-    /// must last [`WatchConfig::unowned_after`] again before it counts.
+    /// Forgets ownership and idle history (after this member rejoined), so
+    /// a gap must last [`WatchConfig::unowned_after`] (an idle member
+    /// [`WatchConfig::idle_rejoin_after`]) again before it counts.
     pub fn rejoined(&mut self) {
         for t in self.tracks.values_mut() {
             t.unowned_since = None;
         }
+        // A rejoin takes time to bring an assignment: idle counts afresh.
+        self.idle_since = None;
     }
 }
 
@@ -280,6 +305,7 @@ mod tests {
             unowned_after: Duration::from_secs(15),
             stall_after: Duration::from_secs(60),
             behind_after: Duration::from_secs(120),
+            idle_rejoin_after: Duration::from_secs(10),
         }
     }
 
@@ -305,6 +331,35 @@ mod tests {
             ],
         };
         assert!(w.observe(t0 + Duration::from_secs(16), &snap2).healthy());
+    }
+
+    #[test]
+    fn a_member_that_holds_nothing_rejoins_once_a_backlog_waits_briefly() {
+        let t0 = Instant::now();
+        // Restarted after a kill -9: nothing assigned to it, the dead
+        // member's partition still listed as someone's.
+        let mut theirs = Snapshot {
+            partitions: vec![view("a", 0, 10, Some(4), false)],
+        };
+        theirs.partitions[0].owned = None;
+        let mut w = GroupWatch::new(cfg());
+        assert!(!w.observe(t0, &theirs).rejoin);
+        assert!(!w.observe(t0 + Duration::from_secs(9), &theirs).rejoin);
+        let v = w.observe(t0 + Duration::from_secs(10), &theirs);
+        assert!(v.rejoin, "idle while a backlog waits");
+        assert!(v.stalled.is_empty(), "not yet stalled: {v:?}");
+        // After the rejoin, the member gets as long again before the next.
+        w.rejoined();
+        assert!(!w.observe(t0 + Duration::from_secs(11), &theirs).rejoin);
+        assert!(!w.observe(t0 + Duration::from_secs(20), &theirs).rejoin);
+        assert!(w.observe(t0 + Duration::from_secs(21), &theirs).rejoin);
+        // A member with work of its own waits for the stall threshold.
+        let mut busy = theirs.clone();
+        busy.partitions.push(view("b", 0, 5, Some(5), true));
+        let mut w2 = GroupWatch::new(cfg());
+        w2.observe(t0, &busy);
+        assert!(!w2.observe(t0 + Duration::from_secs(30), &busy).rejoin);
+        assert!(w2.observe(t0 + Duration::from_secs(61), &busy).rejoin);
     }
 
     #[test]

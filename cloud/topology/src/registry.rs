@@ -304,14 +304,15 @@ mod tests {
     fn every_topic_with_one_value_type_has_a_closed_subject() {
         let topics = KafkaTopics::new("p.").unwrap();
         let s = subjects(&topics);
-        assert_eq!(s.len(), 12);
+        // 13 event types and the two records of their own.
+        assert_eq!(s.len(), 15);
         assert_eq!(s[0].name, "p.orders.created-value");
         assert_eq!(s[0].value_type, "OrderCreated");
         assert_eq!(
-            (s[10].name.as_str(), s[10].value_type),
+            (s[13].name.as_str(), s[13].value_type),
             ("p.stores.days-value", "DayClosed")
         );
-        assert_eq!(s[11].name, "p.orders.state-value");
+        assert_eq!(s[14].name, "p.orders.state-value");
         assert!(s.iter().all(|s| s.schema["additionalProperties"] == false));
         let ids = SchemaIds::from_ids([("OrderCreated", 7)]);
         assert_eq!(

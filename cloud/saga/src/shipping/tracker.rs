@@ -158,7 +158,9 @@ pub const CARRIER_CANCELLED: &str = "carrier_cancelled";
 pub const CARRIER_REJECTED: &str = "carrier_rejected";
 
 /// What `call` being answered with `status` makes of a shipment in
-/// `state` (for [`Call::CancelLocally`], `status` is not read).
+/// `state` (for [`Call::CancelLocally`], `status` is not read). A
+/// cancellation answered `booked` did not take: the caller treats it as a
+/// failure ([`on_failure`]), not as an answer.
 pub fn on_answer(
     state: ShipState,
     call: Call,
@@ -190,14 +192,6 @@ pub fn on_answer(
     };
     let too_late = call == Call::Cancel && cancel_requested;
     match status {
-        CarrierStatus::Booked if call == Call::Cancel => Transition {
-            // The carrier says booked to a cancellation: ask again.
-            state,
-            emit: Vec::new(),
-            next: Next::Now,
-            attempts: 0,
-            outcome: "retry",
-        },
         CarrierStatus::Booked => done(
             ShipState::Booked,
             Vec::new(),

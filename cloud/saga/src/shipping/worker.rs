@@ -267,6 +267,18 @@ impl Tracker {
             }
         };
         let (transition, info) = match answer {
+            // A cancellation the carrier answers with a booking it still
+            // holds did not take: a failure, retried after the usual wait.
+            Ok(info) if call == Call::Cancel && info.status == CarrierStatus::Booked => (
+                on_failure(
+                    row.state,
+                    call,
+                    &Failure::Transient("the carrier still holds the booking".into()),
+                    row.attempts,
+                    &self.policy,
+                ),
+                Some(info),
+            ),
             Ok(info) => (
                 on_answer(row.state, call, row.cancel_requested, info.status),
                 Some(info),
