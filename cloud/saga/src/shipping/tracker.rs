@@ -40,6 +40,16 @@ pub enum ShipState {
 }
 
 impl ShipState {
+    /// Every state.
+    pub const ALL: [ShipState; 6] = [
+        ShipState::ToBook,
+        ShipState::Booked,
+        ShipState::Dispatched,
+        ShipState::Delivered,
+        ShipState::Cancelled,
+        ShipState::Failed,
+    ];
+
     /// The stored name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -54,16 +64,7 @@ impl ShipState {
 
     /// Reads a stored name.
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            ShipState::ToBook,
-            ShipState::Booked,
-            ShipState::Dispatched,
-            ShipState::Delivered,
-            ShipState::Cancelled,
-            ShipState::Failed,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
+        Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
 
     /// Not yet picked up by the carrier.
@@ -402,14 +403,7 @@ mod tests {
 
     #[test]
     fn every_state_reads_back() {
-        for s in [
-            ShipState::ToBook,
-            ShipState::Booked,
-            ShipState::Dispatched,
-            ShipState::Delivered,
-            ShipState::Cancelled,
-            ShipState::Failed,
-        ] {
+        for s in ShipState::ALL {
             assert_eq!(ShipState::parse(s.as_str()), Some(s));
         }
         assert_eq!(ShipState::parse("lost"), None);
