@@ -97,6 +97,7 @@ async fn an_agent_on_the_previous_contract_syncs_and_its_orders_complete() {
     let status_schema = contract("StatusMessage.json");
     let mut acked = 0;
     let mut status: HashMap<String, String> = HashMap::new();
+    let mut newest: HashMap<String, time::OffsetDateTime> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while acked < 3
         || orders
@@ -127,13 +128,25 @@ async fn an_agent_on_the_previous_contract_syncs_and_its_orders_complete() {
                     &serde_json::to_vec(&updates).unwrap(),
                     "status message",
                 );
-                // Applied as the 1.0 agent did: the newest status per order.
+                // Applied as the 1.0 agent did: per order, the update with
+                // the newest `occurred_at` wins. Updates of different saga
+                // topics may arrive in any order (the publisher reads the
+                // topics independently): `completed` can come before
+                // `inventory_confirmed`.
                 for u in updates {
                     let (id, st) = (
                         u["order_id"].as_str().unwrap(),
                         u["status"].as_str().unwrap(),
                     );
-                    status.insert(id.to_owned(), st.to_owned());
+                    let at = time::OffsetDateTime::parse(
+                        u["occurred_at"].as_str().unwrap(),
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .unwrap();
+                    if newest.get(id).is_none_or(|seen| at > *seen) {
+                        newest.insert(id.to_owned(), at);
+                        status.insert(id.to_owned(), st.to_owned());
+                    }
                 }
             }
         }
