@@ -210,7 +210,6 @@ impl Tracker {
             } else {
                 Vec::new()
             };
-            let took = claimed.len();
             for (row, token) in claimed {
                 let me = self.clone();
                 calls.spawn(async move { me.work(row, token).await });
@@ -218,16 +217,8 @@ impl Tracker {
             self.metrics
                 .carrier_breaker_state
                 .set(self.carrier.breaker_state().code());
-            // A full claim: look again at once; else wait for a call to
-            // end or the next round.
-            if took > 0 && took == free {
-                if let Some(Err(e)) = calls.try_join_next() {
-                    tracing::error!(error = %e, "shipping tracker call panicked");
-                }
-                if calls.len() < self.concurrency {
-                    continue;
-                }
-            }
+            // Claim again as soon as a call ends (a slot is free), or at the
+            // next round.
             tokio::select! {
                 () = cancel.cancelled() => {
                     calls.abort_all();
