@@ -15,13 +15,16 @@
 //!   loaded by `o2c_runtime::config`; old-layout keys accepted with a
 //!   warning).
 //! - [`store`]: SQLite behind a single group-committing writer: orders,
-//!   the outbox, idempotency records, sync bookkeeping, and its error
+//!   returns taken at a till, the outbox, idempotency records, sync
+//!   bookkeeping, and its error
 //!   ([`store::StoreError`]). The sync task's API (`pending_batch`,
 //!   `apply_ack`, `apply_statuses`, ...) lives here.
 //! - [`api`]: the axum router, handlers, JSON bodies ([`api::model`]), the
 //!   error mapping, and [`api::capture`]: request → validated `Order`
 //!   conversion, card-data scan and offline card rules (the store currency,
-//!   the floor limit). `/healthz`, `/readyz` and `/metrics` come from
+//!   the floor limit); `api::returns`: in-store returns (request →
+//!   `ReturnRequested`, `POST /v1/orders/{id}/returns`,
+//!   `GET /v1/returns/{id}`). `/healthz`, `/readyz` and `/metrics` come from
 //!   `o2c_runtime::http`.
 //! - [`business_day`]: the store's business day (zone, closing time):
 //!   the date a moment belongs to and the moments of a date.

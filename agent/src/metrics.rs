@@ -2,6 +2,8 @@
 //!
 //! - `o2c_agent_captures_total{result}`: `created`, `replayed`, `refused`.
 //! - `o2c_agent_capture_seconds`: capture latency, request in to answer out.
+//! - `o2c_agent_returns_total{result}`: returns taken at a till, `created`,
+//!   `replayed`, `refused` (by any error; `errors_total` has the code).
 //! - `o2c_agent_errors_total{code}`: API errors by their `error.code`.
 //! - `o2c_agent_outbox_pending`: events waiting for the cloud.
 //! - `o2c_agent_offline_exposure_minor`: unconfirmed offline card money.
@@ -104,6 +106,7 @@ pub struct Metrics {
     pub(crate) catalog: CatalogMetrics,
     pub(crate) captures: Family<ResultLabel, Counter>,
     pub(crate) capture_seconds: Histogram,
+    pub(crate) returns: Family<ResultLabel, Counter>,
     pub(crate) errors: Family<CodeLabel, Counter>,
     pub(crate) offline_exposure: Gauge,
     pub(crate) sync_connected: Gauge,
@@ -158,6 +161,12 @@ impl Metrics {
         let offline_exposure = Gauge::default();
         let sync_connected = Gauge::default();
         registry.register("captures", "Order captures by result", captures.clone());
+        let returns = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "returns",
+            "Returns taken at a till by result",
+            returns.clone(),
+        );
         registry.register(
             "capture_seconds",
             "Capture latency, request received to answer sent",
@@ -226,6 +235,7 @@ impl Metrics {
             catalog,
             captures,
             capture_seconds,
+            returns,
             errors,
             offline_exposure,
             sync_connected,
@@ -240,6 +250,11 @@ impl Metrics {
     /// Counts a capture by result.
     pub(crate) fn capture(&self, result: &'static str) {
         self.captures.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Counts a return request by result.
+    pub(crate) fn return_outcome(&self, result: &'static str) {
+        self.returns.get_or_create(&ResultLabel { result }).inc();
     }
 
     /// Renders the registry.

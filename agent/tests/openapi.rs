@@ -32,6 +32,8 @@ fn openapi_documents_every_route() {
         ("/v1/orders", "get"),
         ("/v1/orders/{order_id}", "get"),
         ("/v1/orders/{order_id}/cancel", "post"),
+        ("/v1/orders/{order_id}/returns", "post"),
+        ("/v1/returns/{return_id}", "get"),
         ("/v1/reports/z", "get"),
         ("/v1/products/{sku}", "get"),
         ("/v1/sync", "get"),
@@ -51,5 +53,20 @@ fn openapi_documents_every_route() {
             "POST /v1/orders {status} missing"
         );
     }
+    let request_return = &paths["/v1/orders/{order_id}/returns"]["post"];
+    assert_eq!(request_return["operationId"], "requestReturn");
+    for status in [
+        "200", "201", "400", "401", "403", "404", "409", "413", "422", "503", "507",
+    ] {
+        assert!(
+            request_return["responses"][status].is_object(),
+            "POST /v1/orders/{{order_id}}/returns {status} missing"
+        );
+    }
+    assert!(request_return["responses"]["201"]["headers"]["Location"].is_object());
+    assert_eq!(
+        paths["/v1/returns/{return_id}"]["get"]["operationId"],
+        "getReturn"
+    );
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }

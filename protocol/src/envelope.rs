@@ -318,6 +318,7 @@ impl Envelope {
                 1,
                 crate::validate::MAX_REASON_LEN,
             ),
+            Event::ReturnRequested(r) => r.problems(),
             _ => Vec::new(),
         }
     }

@@ -1,6 +1,7 @@
 //! Order-to-Cash events: their types and payloads.
 //!
-//! `OrderCreated` and `OrderCancelled` come from stores; the rest come from
+//! `OrderCreated`, `OrderCancelled` and `ReturnRequested` come from
+//! stores (the return's payloads are in [`crate::returns`]); the rest come from
 //! the cloud saga. The cloud's order service may also emit `OrderCancelled`
 //! (for example after a declined payment).
 
@@ -9,9 +10,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::OrderId;
+use crate::ids::{OrderId, ReturnId};
 use crate::money::Money;
 use crate::order::Order;
+use crate::returns::{ReturnAccepted, ReturnRefused, ReturnRequested};
 
 /// The type of an event, as written in the envelope's `event_type`.
 #[derive(
@@ -55,13 +57,20 @@ pub enum EventType {
     ShipmentCancelled,
     /// The saga finished the order.
     OrderCompleted,
-    /// Money was returned after a void (compensation).
+    /// Money was returned: after a void (compensation), or for a return
+    /// (with its `return_id`, contract 1.7).
     RefundIssued,
+    /// A store took goods back (a store event, contract 1.7).
+    ReturnRequested,
+    /// The cloud checked a return against its order (contract 1.7).
+    ReturnAccepted,
+    /// The cloud refused a return (contract 1.7).
+    ReturnRefused,
 }
 
 impl EventType {
     /// Every event type.
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 16] = [
         EventType::OrderCreated,
         EventType::OrderCancelled,
         EventType::PaymentCaptured,
@@ -75,6 +84,9 @@ impl EventType {
         EventType::ShipmentCancelled,
         EventType::OrderCompleted,
         EventType::RefundIssued,
+        EventType::ReturnRequested,
+        EventType::ReturnAccepted,
+        EventType::ReturnRefused,
     ];
 
     /// The wire name.
@@ -93,6 +105,9 @@ impl EventType {
             EventType::ShipmentCancelled => "ShipmentCancelled",
             EventType::OrderCompleted => "OrderCompleted",
             EventType::RefundIssued => "RefundIssued",
+            EventType::ReturnRequested => "ReturnRequested",
+            EventType::ReturnAccepted => "ReturnAccepted",
+            EventType::ReturnRefused => "ReturnRefused",
         }
     }
 
@@ -112,12 +127,25 @@ impl EventType {
             EventType::ShipmentCancelled => "shipments.cancelled",
             EventType::OrderCompleted => "orders.completed",
             EventType::RefundIssued => "refunds.issued",
+            EventType::ReturnRequested => "returns.requested",
+            EventType::ReturnAccepted => "returns.accepted",
+            EventType::ReturnRefused => "returns.refused",
         }
     }
 
     /// Whether a store agent may send this type.
     pub fn is_store_event(self) -> bool {
-        matches!(self, EventType::OrderCreated | EventType::OrderCancelled)
+        matches!(
+            self,
+            EventType::OrderCreated | EventType::OrderCancelled | EventType::ReturnRequested
+        )
+    }
+
+    /// Whether a store may send this type only about its own orders. A
+    /// return may name any order (a web order returned in a store); the
+    /// cloud checks it against that order instead.
+    pub fn needs_order_owner(self) -> bool {
+        self.is_store_event() && self != EventType::ReturnRequested
     }
 }
 
@@ -272,6 +300,10 @@ pub struct RefundIssued {
     pub amount: Money,
     /// The processor's refund reference.
     pub psp_reference: String,
+    /// The return refunded; absent for the refund of a cancelled order
+    /// (contract 1.7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_id: Option<ReturnId>,
 }
 
 /// An event payload; its variant determines the envelope's `event_type`.
@@ -303,6 +335,12 @@ pub enum Event {
     OrderCompleted(OrderCompleted),
     /// See [`EventType::RefundIssued`].
     RefundIssued(RefundIssued),
+    /// See [`EventType::ReturnRequested`].
+    ReturnRequested(ReturnRequested),
+    /// See [`EventType::ReturnAccepted`].
+    ReturnAccepted(ReturnAccepted),
+    /// See [`EventType::ReturnRefused`].
+    ReturnRefused(ReturnRefused),
 }
 
 impl Event {
@@ -322,6 +360,9 @@ impl Event {
             Event::ShipmentCancelled(_) => EventType::ShipmentCancelled,
             Event::OrderCompleted(_) => EventType::OrderCompleted,
             Event::RefundIssued(_) => EventType::RefundIssued,
+            Event::ReturnRequested(_) => EventType::ReturnRequested,
+            Event::ReturnAccepted(_) => EventType::ReturnAccepted,
+            Event::ReturnRefused(_) => EventType::ReturnRefused,
         }
     }
 
@@ -341,6 +382,9 @@ impl Event {
             Event::ShipmentCancelled(e) => e.order_id,
             Event::OrderCompleted(e) => e.order_id,
             Event::RefundIssued(e) => e.order_id,
+            Event::ReturnRequested(e) => e.order_id,
+            Event::ReturnAccepted(e) => e.order_id,
+            Event::ReturnRefused(e) => e.order_id,
         }
     }
 
@@ -362,6 +406,9 @@ impl Event {
             Event::ShipmentCancelled(e) => serde_json::value::to_raw_value(e),
             Event::OrderCompleted(e) => serde_json::value::to_raw_value(e),
             Event::RefundIssued(e) => serde_json::value::to_raw_value(e),
+            Event::ReturnRequested(e) => serde_json::value::to_raw_value(e),
+            Event::ReturnAccepted(e) => serde_json::value::to_raw_value(e),
+            Event::ReturnRefused(e) => serde_json::value::to_raw_value(e),
         }
     }
 
@@ -381,6 +428,9 @@ impl Event {
             EventType::ShipmentCancelled => Event::ShipmentCancelled(serde_json::from_str(json)?),
             EventType::OrderCompleted => Event::OrderCompleted(serde_json::from_str(json)?),
             EventType::RefundIssued => Event::RefundIssued(serde_json::from_str(json)?),
+            EventType::ReturnRequested => Event::ReturnRequested(serde_json::from_str(json)?),
+            EventType::ReturnAccepted => Event::ReturnAccepted(serde_json::from_str(json)?),
+            EventType::ReturnRefused => Event::ReturnRefused(serde_json::from_str(json)?),
         })
     }
 }

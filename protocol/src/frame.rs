@@ -343,6 +343,19 @@ pub fn parse_status_trace_property(value: &str) -> Vec<Option<&str>> {
         .collect()
 }
 
+/// What a return's status update says about the return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReturnStatus {
+    /// The return.
+    pub return_id: crate::ids::ReturnId,
+    /// The money given back (accepted) or refunded (refunded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<crate::money::Money>,
+    /// For a refusal, the SKU at fault when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sku: Option<String>,
+}
+
 /// A status change for one order, sent down to its store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusUpdate {
@@ -353,6 +366,10 @@ pub struct StatusUpdate {
     /// Why, for `cancelled`, e.g. `payment_declined`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For a return's status (`return_*`): which return, and its figures
+    /// (contract 1.7). The order's own status is then left as it was.
+    #[serde(rename = "return", default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<ReturnStatus>,
     /// The saga event that caused it (dedup key at the agent).
     pub event_id: EventId,
     /// When that event happened.

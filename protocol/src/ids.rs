@@ -196,6 +196,11 @@ uuid_id!(
     OrderId, "order_id"
 );
 uuid_id!(
+    /// A return, minted by the agent that takes the goods back (UUIDv7;
+    /// contract 1.7).
+    ReturnId, "return_id"
+);
+uuid_id!(
     /// An event, minted once when the event is created (UUIDv7). Consumers
     /// deduplicate on it.
     EventId, "event_id"

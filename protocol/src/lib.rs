@@ -21,6 +21,9 @@
 //! - [`day`]: the day manifest (`DayClosed`): what an agent sent in one
 //!   business day (seq range, counts, totals by currency and tender, a
 //!   digest of event ids), and the tally both sides compute it with.
+//! - [`returns`]: returns (contract 1.7): `ReturnRequested` from a store,
+//!   `ReturnAccepted`/`ReturnRefused` from the cloud, and `assess`, the
+//!   check of a return against its order that both sides run.
 //! - [`status`]: `CloudStatus`, an order's saga status, and its wire names.
 //! - [`event`]: event types, their Kafka topics and payloads.
 //! - [`envelope`]: the `Envelope` around every event; JSON encode/decode
@@ -54,6 +57,7 @@ pub mod order;
 pub mod order_state;
 pub mod resync;
 pub mod retry;
+pub mod returns;
 pub mod schema;
 pub mod status;
 pub mod sync;
@@ -63,9 +67,10 @@ pub mod validate;
 pub use envelope::{DecodeError, EncodeError, Envelope, SCHEMA_VERSION, Traceparent};
 pub use event::{Event, EventType};
 pub use frame::{
-    Ack, AckMessage, Batch, FrameError, FrameId, FrameNack, RawBatch, Rejection, StatusUpdate,
+    Ack, AckMessage, Batch, FrameError, FrameId, FrameNack, RawBatch, Rejection, ReturnStatus,
+    StatusUpdate,
 };
-pub use ids::{AgentId, CustomerId, EventId, IdError, OrderId, Seq, StoreId, TerminalId};
+pub use ids::{AgentId, CustomerId, EventId, IdError, OrderId, ReturnId, Seq, StoreId, TerminalId};
 pub use money::{Currency, Money, MoneyError};
 pub use order::{
     Address, CardAuthorization, Customer, Fulfillment, Order, OrderLine, Payment, SalesChannel,

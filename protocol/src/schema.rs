@@ -35,20 +35,21 @@ pub mod check;
 use crate::envelope::{SCHEMA_VERSION, Traceparent};
 use crate::event::{self, Event, EventType};
 use crate::frame::{Ack, FrameNack, Rejection, StatusUpdate};
-use crate::ids::{AgentId, CustomerId, EventId, OrderId, Seq, StoreId, TerminalId};
+use crate::ids::{AgentId, CustomerId, EventId, OrderId, ReturnId, Seq, StoreId, TerminalId};
 use crate::money::{Currency, Money};
 use crate::order::{Address, CardAuthorization, Customer, Fulfillment, Order, OrderLine, Payment};
 use crate::order_state::{ORDER_STATE_VERSION, OrderStateRecord};
 use crate::resync::StatusResync;
+use crate::returns;
 use crate::status::CloudStatus;
 
 /// The contract version this crate writes: `{major}.{minor}`; the major is
 /// the envelope's `schema_version`.
-pub const CONTRACT_VERSION: &str = "1.6";
+pub const CONTRACT_VERSION: &str = "1.7";
 
 /// The contract versions before [`CONTRACT_VERSION`], oldest first; their
 /// directories under `protocol/schemas/` are frozen.
-pub const EARLIER_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3", "1.4", "1.5"];
+pub const EARLIER_VERSIONS: &[&str] = &["1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6"];
 
 macro_rules! string_schema {
     ($ty:ty, $name:literal, $schema:tt) => {
@@ -76,6 +77,10 @@ string_schema!(CustomerId, "CustomerId", {
     "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_-]+$"
 });
 string_schema!(OrderId, "OrderId", {
+    "type": "string", "format": "uuid",
+    "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+});
+string_schema!(ReturnId, "ReturnId", {
     "type": "string", "format": "uuid",
     "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-7[0-9a-fA-F]{3}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 });
@@ -144,6 +149,9 @@ pub fn schemas() -> Vec<(String, Value)> {
                 EventType::ShipmentCancelled => envelope_schema::<event::ShipmentCancelled>(t),
                 EventType::OrderCompleted => envelope_schema::<event::OrderCompleted>(t),
                 EventType::RefundIssued => envelope_schema::<event::RefundIssued>(t),
+                EventType::ReturnRequested => envelope_schema::<returns::ReturnRequested>(t),
+                EventType::ReturnAccepted => envelope_schema::<returns::ReturnAccepted>(t),
+                EventType::ReturnRefused => envelope_schema::<returns::ReturnRefused>(t),
             };
             (format!("{t}.json"), v)
         })
@@ -151,6 +159,12 @@ pub fn schemas() -> Vec<(String, Value)> {
     let mut message = |name: &str, v: Value| out.push((format!("{name}.json"), v));
     message(
         "StatusMessage",
+        schemars::schema_for!(Vec<StatusUpdate>).to_value(),
+    );
+    // The same message, holding return statuses: sent only to an agent
+    // that sent the return, so never to a reader before 1.7.
+    message(
+        "ReturnStatusMessage",
         schemars::schema_for!(Vec<StatusUpdate>).to_value(),
     );
     message(
@@ -506,10 +520,12 @@ pub fn samples() -> Vec<(String, Vec<u8>)> {
                     order_id,
                     amount: cad(2000),
                     psp_reference: "rfd_1".into(),
+                    return_id: None,
                 }),
             ),
         ),
     ];
+    let events = events.into_iter().chain(return_samples(order_id));
     let mut out: Vec<(String, Vec<u8>)> = events
         .into_iter()
         .map(|(variant, e)| {
@@ -524,6 +540,7 @@ pub fn samples() -> Vec<(String, Vec<u8>)> {
         event_id: EventId::from_parts(1_764_000_000_100 + u64::from(n), [n; 10]),
         occurred_at: at(100 + i64::from(n)),
         seq: None,
+        ret: None,
     };
     let updates = vec![
         update(CloudStatus::Paid, None, 1),
@@ -531,6 +548,23 @@ pub fn samples() -> Vec<(String, Vec<u8>)> {
     ];
     out.push((
         "StatusMessage.v1.json".into(),
+        StatusUpdate::encode_many(&updates).unwrap_or_default(),
+    ));
+    let returned = |status: CloudStatus, reason: Option<&str>, n: u8| StatusUpdate {
+        ret: Some(crate::frame::ReturnStatus {
+            return_id: return_id(),
+            amount: (status != CloudStatus::ReturnRefused).then(|| cad(1000)),
+            sku: reason.map(|_| "SKU-1".to_owned()),
+        }),
+        ..update(status, reason, n)
+    };
+    let updates = vec![
+        returned(CloudStatus::ReturnAccepted, None, 3),
+        returned(CloudStatus::ReturnRefunded, None, 4),
+        returned(CloudStatus::ReturnRefused, Some("over_return"), 5),
+    ];
+    out.push((
+        "ReturnStatusMessage.v1.json".into(),
         StatusUpdate::encode_many(&updates).unwrap_or_default(),
     ));
     out.push((
@@ -580,6 +614,101 @@ pub fn samples() -> Vec<(String, Vec<u8>)> {
     out.push(("DayClosed.v1.json".into(), day_closed_sample()));
     out.push(("Health.v1.json".into(), health_sample()));
     out
+}
+
+fn return_id() -> ReturnId {
+    ReturnId::from_parts(1_764_000_000_200, [9; 10])
+}
+
+/// A card return of one unit of the sample order, its acceptance and card
+/// refund, and a refusal (contract 1.7).
+fn return_samples(order_id: OrderId) -> Vec<(&'static str, Envelope)> {
+    use crate::returns::{RefundTender, ReturnAccepted, ReturnLine, ReturnRefused};
+    let lines = vec![ReturnLine {
+        sku: "SKU-1".into(),
+        quantity: 1,
+    }];
+    let card = RefundTender::Card {
+        token: "tok_visa_4242".into(),
+        brand: "visa".into(),
+        last4: "4242".into(),
+    };
+    vec![
+        (
+            "card",
+            envelope(
+                16,
+                Some(5),
+                Event::ReturnRequested(returns::ReturnRequested {
+                    order_id,
+                    return_id: return_id(),
+                    terminal_id: TerminalId::new("T1")
+                        .unwrap_or_else(|_| unreachable!("valid literal")),
+                    lines: lines.clone(),
+                    refund: card.clone(),
+                    reason: "damaged".into(),
+                }),
+            ),
+        ),
+        (
+            "cash",
+            envelope(
+                17,
+                Some(6),
+                Event::ReturnRequested(returns::ReturnRequested {
+                    order_id,
+                    return_id: ReturnId::from_parts(1_764_000_000_201, [8; 10]),
+                    terminal_id: TerminalId::new("T1")
+                        .unwrap_or_else(|_| unreachable!("valid literal")),
+                    lines: lines.clone(),
+                    refund: RefundTender::Cash {},
+                    reason: "changed_mind".into(),
+                }),
+            ),
+        ),
+        (
+            "v1",
+            envelope(
+                18,
+                None,
+                Event::ReturnAccepted(ReturnAccepted {
+                    order_id,
+                    return_id: return_id(),
+                    store_id: ids().0,
+                    lines,
+                    amount: cad(1000),
+                    refund: card,
+                    tender: Some(0),
+                }),
+            ),
+        ),
+        (
+            "v1",
+            envelope(
+                19,
+                None,
+                Event::ReturnRefused(ReturnRefused {
+                    order_id,
+                    return_id: ReturnId::from_parts(1_764_000_000_201, [8; 10]),
+                    reason: "over_return".into(),
+                    sku: Some("SKU-1".into()),
+                }),
+            ),
+        ),
+        (
+            "return",
+            envelope(
+                21,
+                None,
+                Event::RefundIssued(event::RefundIssued {
+                    order_id,
+                    amount: cad(1000),
+                    psp_reference: "rfd_2".into(),
+                    return_id: Some(return_id()),
+                }),
+            ),
+        ),
+    ]
 }
 
 /// An online agent's heartbeat with every figure.

@@ -29,6 +29,13 @@ pub enum CloudStatus {
     Cancelled,
     /// Refunded after a void.
     Refunded,
+    /// A return was checked and accepted (an update about a return, with
+    /// its `return`; contract 1.7).
+    ReturnAccepted,
+    /// A return was refused (contract 1.7).
+    ReturnRefused,
+    /// A return's card refund was made (contract 1.7).
+    ReturnRefunded,
 }
 
 /// A string that names no [`CloudStatus`].
@@ -38,7 +45,7 @@ pub struct UnknownCloudStatus(pub String);
 
 impl CloudStatus {
     /// Every status, in saga order.
-    pub const ALL: [CloudStatus; 9] = [
+    pub const ALL: [CloudStatus; 12] = [
         CloudStatus::Accepted,
         CloudStatus::Paid,
         CloudStatus::InventoryConfirmed,
@@ -48,6 +55,9 @@ impl CloudStatus {
         CloudStatus::Completed,
         CloudStatus::Cancelled,
         CloudStatus::Refunded,
+        CloudStatus::ReturnAccepted,
+        CloudStatus::ReturnRefused,
+        CloudStatus::ReturnRefunded,
     ];
 
     /// The wire name (`"inventory_confirmed"`), as serde writes it.
@@ -62,7 +72,19 @@ impl CloudStatus {
             CloudStatus::Completed => "completed",
             CloudStatus::Cancelled => "cancelled",
             CloudStatus::Refunded => "refunded",
+            CloudStatus::ReturnAccepted => "return_accepted",
+            CloudStatus::ReturnRefused => "return_refused",
+            CloudStatus::ReturnRefunded => "return_refunded",
         }
+    }
+
+    /// Whether this status is about a return, not its order: an agent
+    /// applies it to the return it names, never to the order's status.
+    pub fn is_return(self) -> bool {
+        matches!(
+            self,
+            CloudStatus::ReturnAccepted | CloudStatus::ReturnRefused | CloudStatus::ReturnRefunded
+        )
     }
 }
 

@@ -318,7 +318,7 @@ mod tests {
         let k = KafkaTopics::new("t1.").unwrap();
         assert_eq!(k.for_event(EventType::OrderCreated), "t1.orders.created");
         assert_eq!(k.dlq(), "t1.o2c.dlq");
-        assert_eq!(k.all().len(), 17);
+        assert_eq!(k.all().len(), 20);
         assert_eq!(k.days(), "t1.stores.days");
         assert_eq!(k.history(), "t1.orders.events");
         assert!(k.is_history("t1.orders.events"));

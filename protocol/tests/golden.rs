@@ -13,6 +13,10 @@ use o2c_protocol::*;
 use serde_json::Value;
 use time::macros::datetime;
 
+fn return_id() -> ReturnId {
+    "01890a5d-ac96-7a3e-9f1b-5c2d3e4f5a6c".parse().unwrap()
+}
+
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
 }
@@ -136,9 +140,52 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
         (
             "refund_issued.json",
             cloud(Event::RefundIssued(RefundIssued {
+                return_id: None,
                 order_id: oid,
                 amount: Money::new(2998, cad()),
                 psp_reference: "rf_1".into(),
+            })),
+        ),
+        (
+            "return_requested.json",
+            envelope(Event::ReturnRequested(returns::ReturnRequested {
+                order_id: oid,
+                return_id: return_id(),
+                terminal_id: TerminalId::new("T1").unwrap(),
+                lines: vec![returns::ReturnLine {
+                    sku: "SKU-1".into(),
+                    quantity: 1,
+                }],
+                refund: returns::RefundTender::Cash {},
+                reason: "damaged".into(),
+            })),
+        ),
+        (
+            "return_accepted.json",
+            cloud(Event::ReturnAccepted(returns::ReturnAccepted {
+                order_id: oid,
+                return_id: return_id(),
+                store_id: StoreId::new("S002").unwrap(),
+                lines: vec![returns::ReturnLine {
+                    sku: "SKU-1".into(),
+                    quantity: 1,
+                }],
+                amount: Money::new(999, cad()),
+                refund: returns::RefundTender::Card {
+                    token: "tok_visa_4242".into(),
+                    brand: "visa".into(),
+                    last4: "4242".into(),
+                },
+                tender: Some(0),
+            })),
+        ),
+        (
+            "return_refused.json",
+            cloud(Event::ReturnRefused(returns::ReturnRefused {
+                order_id: oid,
+                return_id: return_id(),
+                reason: "over_return".into(),
+                sku: Some("SKU-1".into()),
             })),
         ),
     ];
@@ -169,6 +216,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     };
     out.push(("frame_nack.json", nack.encode().unwrap()));
     let status = StatusUpdate {
+        ret: None,
         order_id: oid,
         status: CloudStatus::Cancelled,
         reason: Some("payment_declined".into()),
@@ -180,6 +228,7 @@ fn examples() -> Vec<(&'static str, Vec<u8>)> {
     };
     out.push(("status_update.json", status.encode().unwrap()));
     let paid = StatusUpdate {
+        ret: None,
         order_id: oid,
         status: CloudStatus::Paid,
         reason: None,

@@ -205,6 +205,7 @@ fn event() -> impl Strategy<Value = Event> {
         order_id().prop_map(|order_id| Event::OrderCompleted(OrderCompleted { order_id })),
         (order_id(), money(), text()).prop_map(|(order_id, amount, psp_reference)| {
             Event::RefundIssued(RefundIssued {
+                return_id: None,
                 order_id,
                 amount,
                 psp_reference,
@@ -285,7 +286,7 @@ proptest! {
         order_id in order_id(), status in cloud_status(), reason in proptest::option::of(text()),
         event_id in event_id(), occurred_at in timestamp(),
     ) {
-        let s = StatusUpdate { order_id, status, reason, event_id, occurred_at, seq: None };
+        let s = StatusUpdate { order_id, status, reason, event_id, occurred_at, seq: None, ret: None };
         prop_assert_eq!(StatusUpdate::decode(&s.encode().unwrap()).unwrap(), s.clone());
         // A single object is also a valid status message.
         prop_assert_eq!(StatusUpdate::decode_many(&s.encode().unwrap()).unwrap(), vec![s]);
@@ -301,6 +302,7 @@ proptest! {
         let updates: Vec<StatusUpdate> = updates
             .into_iter()
             .map(|(order_id, status, reason, event_id, occurred_at, seq)| StatusUpdate {
+                ret: None,
                 order_id, status, reason, event_id, occurred_at, seq: Some(seq),
             })
             .collect();

@@ -15,6 +15,8 @@
 //!   key: `{"status":"approved","id":…}`, `{"status":"declined",…}` or
 //!   `{"status":"unknown"}` (never received, or only failed with a 5xx).
 //! - `GET /v1/stats`: every capture and refund, for tests.
+//! - A refund beyond what its capture has left (partial refunds add up)
+//!   is refused: 422 `refund_exceeds_capture`.
 //! - `GET /healthz`.
 
 use crate::sim_http::{error, lock};
@@ -219,8 +221,26 @@ async fn refund(
         Ok(k) => k,
         Err(resp) => return *resp,
     };
-    if !sim.stats.captures.iter().any(|c| c.id == req.capture_id) {
+    let Some(captured) = sim
+        .stats
+        .captures
+        .iter()
+        .find(|c| c.id == req.capture_id)
+        .map(|c| c.amount_minor)
+    else {
         return error(StatusCode::NOT_FOUND, "no_such_capture");
+    };
+    // As a processor does: the refunds of a capture (partial ones, for
+    // returns) never add up to more than it took.
+    let refunded: i64 = sim
+        .stats
+        .refunds
+        .iter()
+        .filter(|r| r.capture_id.as_deref() == Some(req.capture_id.as_str()))
+        .map(|r| r.amount_minor)
+        .sum();
+    if req.amount_minor <= 0 || refunded + req.amount_minor > captured {
+        return error(StatusCode::UNPROCESSABLE_ENTITY, "refund_exceeds_capture");
     }
     let id = format!("ref_{}", sim.stats.refunds.len() + 1);
     sim.stats.refunds.push(Movement {

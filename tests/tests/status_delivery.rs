@@ -80,6 +80,7 @@ async fn publish_raw(
 
 fn update(order_id: &str, status: CloudStatus, at_ms: u64) -> StatusUpdate {
     StatusUpdate {
+        ret: None,
         order_id: order_id.parse::<OrderId>().expect("order id"),
         status,
         reason: None,
@@ -94,6 +95,7 @@ fn update(order_id: &str, status: CloudStatus, at_ms: u64) -> StatusUpdate {
 fn sequenced(order_id: &str, status: CloudStatus, at_ms: u64) -> StatusUpdate {
     let u = update(order_id, status, at_ms);
     StatusUpdate {
+        ret: None,
         seq: Some(status_seq(status, u.occurred_at)),
         ..u
     }

@@ -113,6 +113,11 @@ impl From<StoreError> for ApiError {
                     field: "payments".into(),
                 }),
             },
+            StoreError::ReturnRefused(r) => {
+                let field = r.field();
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, r.code(), r.to_string())
+                    .field(field)
+            }
             StoreError::OrderNotFound(id) => {
                 ApiError::not_found("order_not_found", format!("no order {id}"))
             }

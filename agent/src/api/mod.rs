@@ -1,7 +1,8 @@
 //! The local HTTP API (axum): routes, shared state, terminal auth and the
 //! error-counting layer. Handlers live in [`orders`](self) (capture, read,
-//! list, cancel), [`report`](self) (the Z-report) and [`misc`](self)
-//! (products, sync, OpenAPI); the
+//! list, cancel), [`returns`](self) (take a return, read one; and the
+//! request → `ReturnRequested` step), [`report`](self) (the Z-report) and
+//! [`misc`](self) (products, sync, OpenAPI); the
 //! request → validated `Order` translation (over the JSON bodies) in
 //! [`capture`]; `/healthz`,
 //! `/readyz` and `/metrics` are `o2c_runtime::http`'s, over the agent's
@@ -21,6 +22,7 @@ pub mod model;
 pub(crate) mod ops;
 pub(crate) mod orders;
 pub(crate) mod report;
+pub(crate) mod returns;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -122,6 +124,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/orders", post(orders::capture).get(orders::list))
         .route("/v1/orders/{order_id}", get(orders::get_one))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
+        .route(
+            "/v1/orders/{order_id}/returns",
+            post(returns::request_return),
+        )
+        .route("/v1/returns/{return_id}", get(returns::get_return))
         .route("/v1/reports/z", get(report::z_report))
         .route("/v1/products/{sku}", get(misc::product))
         .route("/v1/catalog/status", get(misc::catalog_status))

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::store::{LocalStatus, OrderSyncState};
+pub use crate::store::{RefundBody, ReturnLineBody, ReturnState, ReturnView};
 
 // The order's parts both order APIs share.
 pub use o2c_order_http::{
@@ -77,6 +78,36 @@ pub struct LineRequest {
     )]
     #[schema(minimum = 0, example = 1499)]
     pub unit_price_minor: Option<i64>,
+}
+
+/// `POST /v1/orders/{order_id}/returns` body. Unknown fields are refused
+/// (400 `unknown_field`); no field may hold a card number (422
+/// `card_data_rejected`).
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "terminal_id": "T1",
+    "lines": [{"sku": "SKU-1", "quantity": 1}],
+    "refund": {"method": "cash"},
+    "reason": "damaged"
+}))]
+pub struct ReturnRequest {
+    /// The terminal the bearer token belongs to (403 `forbidden` otherwise).
+    #[schema(
+        example = "T1",
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9_-]{1,64}$"
+    )]
+    pub terminal_id: String,
+    /// 1–500 lines, one per SKU.
+    #[schema(min_items = 1, max_items = 500)]
+    pub lines: Vec<ReturnLineBody>,
+    /// How the money goes back.
+    pub refund: RefundBody,
+    /// Why, 1–128 characters, e.g. `damaged` or `changed_mind`.
+    #[schema(min_length = 1, max_length = 128, example = "damaged")]
+    pub reason: String,
 }
 
 /// Sync failure details.

@@ -242,7 +242,7 @@ async fn capture_inner(
     Ok((status, outcome.response_json))
 }
 
-fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+pub(super) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large(MAX_BODY_BYTES)
@@ -252,21 +252,23 @@ fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-fn header_traceparent(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn header_traceparent(headers: &HeaderMap) -> Option<&str> {
     headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
 }
 
-fn traceparent(headers: &HeaderMap) -> Option<Traceparent> {
+pub(super) fn traceparent(headers: &HeaderMap) -> Option<Traceparent> {
     header_traceparent(headers).and_then(|s| Traceparent::new(s).ok())
 }
 
 /// The `{order_id}` of the path: 404 when it is not an order id, a
 /// segment that does not decode to UTF-8 included (axum's own rejection
 /// would answer a plain-text 400, outside the API's error shape).
-fn path_order_id(path: Result<Path<String>, PathRejection>) -> Result<OrderId, ApiError> {
+pub(super) fn path_order_id(
+    path: Result<Path<String>, PathRejection>,
+) -> Result<OrderId, ApiError> {
     let not_found = || ApiError::not_found("order_not_found", "no such order");
     let Path(raw) = path.map_err(|_| not_found())?;
     raw.parse().map_err(|_| not_found())

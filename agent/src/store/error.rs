@@ -48,6 +48,10 @@ pub enum StoreError {
         /// The store's (`[store] currency`).
         store: Option<o2c_protocol::Currency>,
     },
+    /// A return that does not fit its (local) order: its refusal names
+    /// the code and the request field at fault.
+    #[error("return refused: {0}")]
+    ReturnRefused(o2c_protocol::returns::Refusal),
     /// No such order.
     #[error("order {0} not found")]
     OrderNotFound(OrderId),

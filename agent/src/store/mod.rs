@@ -18,6 +18,10 @@
 //!   process, safe while the agent runs); CLI-managed terminals live in
 //!   the `terminals` table (`terminals` module).
 //!
+//! - Returns taken at a till live in the `returns` table: their values
+//!   and the one read in [`returns`](self) (the `returns` module), the
+//!   writer's op in `writer::returns`.
+//!
 //! - [`StoreError`] (`error` module) is every operation's error.
 //!
 //! The sync task uses [`Store::pending_batch`], [`Store::apply_ack`],
@@ -30,6 +34,7 @@ mod error;
 mod health;
 mod read;
 pub mod report;
+mod returns;
 mod schema;
 mod terminals;
 mod types;
@@ -39,12 +44,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
-use o2c_protocol::{Ack, AgentId, OrderId, StatusUpdate, StoreId, Traceparent};
+use o2c_protocol::{Ack, AgentId, OrderId, ReturnId, StatusUpdate, StoreId, Traceparent};
 use tokio::sync::{mpsc, oneshot};
 
 pub use admin::AdminDb;
 pub use error::StoreError;
 pub use health::HealthFigures;
+pub use returns::{
+    NewReturn, RefundBody, ReturnLineBody, ReturnOutcome, ReturnState, ReturnView, StoredReturn,
+};
 pub use terminals::{AddTerminalOutcome, RevokeTerminalOutcome, TerminalRecord, fingerprint};
 pub use types::{
     AckOutcome, CancelOutcome, CaptureOutcome, CaptureReceipt, ClosedDay, DayCloses, LocalStatus,
@@ -215,6 +223,17 @@ impl Store {
         .await
     }
 
+    /// Commits a return taken at a till: the `returns` row, its
+    /// `ReturnRequested` envelope (next `seq`) and the idempotency record,
+    /// in one transaction. A return of an order this agent captured is
+    /// checked against it and its earlier returns first
+    /// ([`StoreError::ReturnRefused`]); one of an order not known here is
+    /// taken unverified. A repeated `(terminal, key)` with the same request
+    /// hash returns the stored response with `replayed: true`.
+    pub async fn request_return(&self, r: NewReturn) -> Result<ReturnOutcome, StoreError> {
+        self.call(Op::Return(Box::new(r)), Reply::Return).await
+    }
+
     /// Applies a cumulative ack in one transaction: pending rows with
     /// `seq <= through_seq` become `acked`, those listed in `rejected`
     /// become `rejected` with their code and reason; the offline-card
@@ -228,7 +247,10 @@ impl Store {
     /// command (all of them are stored, or none): each once per
     /// `event_id`; an update is ignored (`Stale`) unless its `seq` is
     /// greater than that of the status its order shows (when both have
-    /// one) or, otherwise, it is not older than that status.
+    /// one) or, otherwise, it is not older than that status. A return's
+    /// status (`return_*`, with its `return`) goes to that return, never to
+    /// the order (`return_refunded` outranking the others when there is no
+    /// `seq` to decide).
     pub async fn apply_statuses(
         &self,
         updates: Vec<StatusUpdate>,
@@ -321,6 +343,14 @@ impl Store {
     /// One order with its local, sync and cloud status.
     pub async fn order(&self, order_id: OrderId) -> Result<Option<StoredOrder>, StoreError> {
         self.read(move |c| read::order(c, order_id)).await
+    }
+
+    /// One return with its sync and cloud status.
+    pub async fn stored_return(
+        &self,
+        return_id: ReturnId,
+    ) -> Result<Option<StoredReturn>, StoreError> {
+        self.read(move |c| returns::read_return(c, return_id)).await
     }
 
     /// Orders by id (capture time) after `after`, at most `limit`.

@@ -54,6 +54,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_orders_captured_index.sql",
         include_str!("../../migrations/0011_orders_captured_index.sql"),
     ),
+    (
+        "0012_returns.sql",
+        include_str!("../../migrations/0012_returns.sql"),
+    ),
 ];
 
 /// The last seq the cloud acked, as an SQL scalar subquery (a literal, for

@@ -13,6 +13,7 @@ use crate::metrics::StoreMetrics;
 
 mod day;
 mod offline;
+mod returns;
 mod status;
 
 fn cad() -> Currency {

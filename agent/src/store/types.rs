@@ -114,7 +114,8 @@ pub struct AckOutcome {
 /// one update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusOutcome {
-    /// The order's cloud status changed.
+    /// The order's (or, for a `return_*` status, the return's) cloud
+    /// status changed.
     Applied,
     /// This `event_id` was applied before.
     Duplicate,
@@ -122,6 +123,10 @@ pub enum StatusOutcome {
     Stale,
     /// No such order here; recorded, not applied.
     UnknownOrder,
+    /// A return's status (`return_*`) naming no return of this store (or
+    /// not naming its return); recorded, not applied, and never applied
+    /// to the order.
+    UnknownReturn,
 }
 
 /// Figures for `GET /v1/sync`.

@@ -185,7 +185,12 @@ pub fn fold(env: &Envelope, arrived: OffsetDateTime, s: Settings) -> Result<Fold
             change: Change::Created(Box::new(base(order, arrived, s)?)),
         },
         Event::OrderCancelled(e) => order_change(&e.order_id, Change::Cancelled),
+        // A return's money counts when the return is accepted, whatever
+        // its tender (cash and gift cards have no RefundIssued): its card
+        // refund must not count it twice.
+        Event::RefundIssued(e) if e.return_id.is_some() => Folded::Ignore,
         Event::RefundIssued(e) => order_change(&e.order_id, Change::Refunded(e.amount.minor)),
+        Event::ReturnAccepted(e) => order_change(&e.order_id, Change::Refunded(e.amount.minor)),
         Event::PaymentCaptured(e) => order_change(&e.order_id, Change::Paid),
         Event::PaymentFailed(e) => order_change(&e.order_id, Change::PaymentFailed),
         Event::OrderCompleted(e) => {
@@ -202,7 +207,9 @@ pub fn fold(env: &Envelope, arrived: OffsetDateTime, s: Settings) -> Result<Fold
         | Event::InventoryReleased(_)
         | Event::ShipmentDispatched(_)
         | Event::ShipmentDelivered(_)
-        | Event::ShipmentCancelled(_) => Folded::Ignore,
+        | Event::ShipmentCancelled(_)
+        | Event::ReturnRequested(_)
+        | Event::ReturnRefused(_) => Folded::Ignore,
     })
 }
 

@@ -149,6 +149,7 @@ fn each_event_maps_to_its_change() {
         order_id: o.order_id,
         amount: Money::new(700, cad()),
         psp_reference: "r".into(),
+        return_id: None,
     });
     assert_eq!(
         fold(&env(refund), at, settings()).unwrap(),

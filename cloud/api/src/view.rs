@@ -48,6 +48,12 @@ pub fn status(name: Option<&str>) -> StatusBody {
         Some(CloudStatus::Completed) => StatusBody::Completed,
         Some(CloudStatus::Cancelled) => StatusBody::Cancelled,
         Some(CloudStatus::Refunded) => StatusBody::Refunded,
+        // Never an order's stored status (a return's status is the
+        // return's: o2c_saga::state::record_for leaves them out); were one
+        // read, its order had settled, as returns are decided only then.
+        Some(
+            CloudStatus::ReturnAccepted | CloudStatus::ReturnRefused | CloudStatus::ReturnRefunded,
+        ) => StatusBody::Completed,
         None => StatusBody::Received,
     }
 }

@@ -51,13 +51,25 @@ pub struct Claimed {
     pub currency: String,
     /// Its total, minor units.
     pub total_minor: i64,
+    /// What else names it: a return's id for a return's notice, else empty.
+    pub reference: String,
 }
 
 impl Claimed {
-    /// The notice's stable name, `{order}.{kind}`: its `Message-ID` and its
-    /// webhook `Idempotency-Key`.
+    /// The notice's stable name, `{order}.{kind}` (and `.{reference}`
+    /// when it has one): its `Message-ID` and its webhook
+    /// `Idempotency-Key`.
     pub fn key(&self) -> String {
-        format!("{}.{}", self.order_id, self.kind.as_str())
+        if self.reference.is_empty() {
+            format!("{}.{}", self.order_id, self.kind.as_str())
+        } else {
+            format!(
+                "{}.{}.{}",
+                self.order_id,
+                self.kind.as_str(),
+                self.reference
+            )
+        }
     }
 }
 
@@ -100,7 +112,8 @@ pub async fn claim(
                  FROM due, {SCHEMA}.contacts c \
                  WHERE m.id = due.id AND c.order_id = m.order_id \
                  RETURNING m.id, m.order_id, m.kind, m.channel, m.event_id, m.facts::text, \
-                 m.attempts, c.email, c.customer_id, c.store_id, c.channel, c.currency, c.total_minor"
+                 m.attempts, c.email, c.customer_id, c.store_id, c.channel, c.currency, c.total_minor, \
+                 m.ref"
             ),
             &[&limit, &lease.as_secs_f64()],
         )
@@ -133,6 +146,7 @@ pub async fn claim(
             sales_channel: r.get(10),
             currency: r.get(11),
             total_minor: r.get(12),
+            reference: r.get(13),
         });
     }
     Ok(out)

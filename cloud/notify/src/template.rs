@@ -51,6 +51,7 @@ fn built_in(kind: Kind) -> &'static str {
         Kind::ShipmentDispatched => include_str!("../templates/shipment_dispatched.txt"),
         Kind::ShipmentDelivered => include_str!("../templates/shipment_delivered.txt"),
         Kind::RefundIssued => include_str!("../templates/refund_issued.txt"),
+        Kind::ReturnRefunded => include_str!("../templates/return_refunded.txt"),
     }
 }
 
@@ -73,6 +74,8 @@ pub struct Context {
     pub tracking: Option<String>,
     /// The carrier's name.
     pub carrier: Option<String>,
+    /// How a return's money went back (`card`, `cash`, `gift_card`).
+    pub refund_method: Option<String>,
 }
 
 impl Context {
@@ -95,6 +98,7 @@ impl Context {
             reason: facts.reason.clone(),
             tracking: facts.tracking.clone(),
             carrier: facts.carrier.clone(),
+            refund_method: facts.refund_method.clone(),
         }
     }
 }
@@ -230,6 +234,8 @@ mod tests {
             reason: Some("payment_declined".into()),
             tracking: Some("TRK-1".into()),
             carrier: Some("simpost".into()),
+            return_id: Some("R-1".into()),
+            refund_method: Some("cash".into()),
         };
         for kind in Kind::ALL {
             let r = t.render(kind, &cx(&facts)).expect("renders");
@@ -257,6 +263,22 @@ mod tests {
             "{}",
             delivered.subject
         );
+        let returned = t
+            .render(Kind::ReturnRefunded, &cx(&facts))
+            .expect("renders");
+        assert!(
+            returned.body.contains("25.00 EUR in cash"),
+            "{}",
+            returned.body
+        );
+        let by_card = Facts {
+            refund_method: Some("card".into()),
+            ..facts
+        };
+        let returned = t
+            .render(Kind::ReturnRefunded, &cx(&by_card))
+            .expect("renders");
+        assert!(returned.body.contains("to your card"), "{}", returned.body);
     }
 
     #[test]

@@ -234,6 +234,8 @@ pub(crate) struct Batch<'e, S> {
     fresh: Vec<&'e Envelope>,
     states: States<S>,
     emits: Vec<(&'e Envelope, Event)>,
+    /// Events caused by an envelope kept in a state, not in this batch.
+    emits_as: Vec<(Envelope, Event)>,
 }
 
 impl<'e, S: Serialize + DeserializeOwned + Default> Batch<'e, S> {
@@ -251,6 +253,7 @@ impl<'e, S: Serialize + DeserializeOwned + Default> Batch<'e, S> {
             fresh,
             states,
             emits: Vec::new(),
+            emits_as: Vec::new(),
         })
     }
 
@@ -274,9 +277,18 @@ impl<'e, S: Serialize + DeserializeOwned + Default> Batch<'e, S> {
         self.emits.push((cause, event));
     }
 
+    /// Queues `event`, caused by `cause`, an envelope a state kept (a
+    /// held return, answered for its store).
+    pub(crate) fn emit_as(&mut self, cause: Envelope, event: Event) {
+        self.emits_as.push((cause, event));
+    }
+
     /// Writes the changed states and the queued outbox rows.
     pub(crate) async fn close(self, tx: &Tx<'_>, topics: &KafkaTopics) -> Result<(), DbError> {
         self.states.save(tx).await?;
-        outbox::insert_many(tx, self.schema, topics, self.emits).await
+        let emits_as = self.emits_as;
+        let mut all: Vec<(&Envelope, Event)> = self.emits;
+        all.extend(emits_as.iter().map(|(c, e)| (c, e.clone())));
+        outbox::insert_many(tx, self.schema, topics, all).await
     }
 }

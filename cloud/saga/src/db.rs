@@ -152,11 +152,18 @@ fn own_migrations(service: Service) -> &'static [Migration] {
             "channel_orders",
             include_str!("../migrations/api/002_channel_orders.sql"),
         )],
-        Service::Notify => &[(
-            2,
-            "messages",
-            include_str!("../migrations/notify/002_messages.sql"),
-        )],
+        Service::Notify => &[
+            (
+                2,
+                "messages",
+                include_str!("../migrations/notify/002_messages.sql"),
+            ),
+            (
+                10,
+                "message_ref",
+                include_str!("../migrations/notify/010_message_ref.sql"),
+            ),
+        ],
     }
 }
 
@@ -416,7 +423,13 @@ pub(crate) async fn read_state<S: DeserializeOwned>(
 /// store and no seq.
 pub(crate) fn check_owner(event: &Envelope, owner: Option<&str>) -> Result<(), DbError> {
     match owner {
-        Some(owner) if event.seq.is_some() && owner != event.store_id.as_str() => {
+        // A return may name another store's order, or a web order (buy
+        // online, return in store): the order service checks it instead.
+        Some(owner)
+            if event.seq.is_some()
+                && event.event_type().needs_order_owner()
+                && owner != event.store_id.as_str() =>
+        {
             Err(DbError::NotOwner {
                 order: event.payload.order_id().to_string(),
                 store: event.store_id.to_string(),

@@ -85,7 +85,26 @@ pub fn outcome(event: &Event) -> String {
         Event::ShipmentDelivered(e) => format!("delivered: {} {}", e.carrier, e.tracking_number),
         Event::ShipmentCancelled(e) => format!("shipment cancelled: {}", e.reason),
         Event::OrderCompleted(_) => "completed".to_owned(),
-        Event::RefundIssued(e) => format!("refunded {} ({})", e.amount, e.psp_reference),
+        Event::RefundIssued(e) => match e.return_id {
+            Some(r) => format!("refunded {} for return {r} ({})", e.amount, e.psp_reference),
+            None => format!("refunded {} ({})", e.amount, e.psp_reference),
+        },
+        Event::ReturnRequested(e) => {
+            let units: i64 = e.lines.iter().map(|l| l.quantity).sum();
+            format!(
+                "return {} requested: {units} units, refund by {}",
+                e.return_id,
+                e.refund.method()
+            )
+        }
+        Event::ReturnAccepted(e) => format!(
+            "return {} accepted: {} back by {}, restocked at {}",
+            e.return_id,
+            e.amount,
+            e.refund.method(),
+            e.store_id
+        ),
+        Event::ReturnRefused(e) => format!("return {} refused: {}", e.return_id, e.reason),
     }
 }
 

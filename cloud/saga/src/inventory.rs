@@ -25,6 +25,9 @@
 //! ([`super::stock`]) and written once at the end. A void after confirmation puts the units back (`restock`).
 //! Events may arrive in any order: a capture or a cancellation seen before
 //! the order is remembered and acted on when the order arrives.
+//!
+//! A `ReturnAccepted` (contract 1.7) puts its units back on hand at the
+//! store that took them back (movement kind `return`), once per return.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -47,6 +50,7 @@ pub const SUBSCRIBES: &[EventType] = &[
     EventType::OrderCreated,
     EventType::PaymentCaptured,
     EventType::OrderCancelled,
+    EventType::ReturnAccepted,
 ];
 
 /// The release reason after a cancellation.
@@ -88,6 +92,9 @@ pub struct InventoryState {
     pub hold: Hold,
     /// `InventoryReleased` already emitted.
     pub release_emitted: bool,
+    /// Returns whose units were put back on hand (contract 1.7): each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restocked: Vec<o2c_protocol::ReturnId>,
 }
 
 /// Units wanted per SKU (merged, in SKU order).
@@ -169,8 +176,19 @@ impl Step for InventoryStep {
                 skus.extend(lines.iter().map(|l| l.sku.clone()));
             }
         }
+        // Returned units go back at the store that took them: its rows
+        // are made (empty) if it never stocked the SKU.
+        let mut receive = Vec::new();
+        for env in &fresh {
+            if let Event::ReturnAccepted(a) = &env.payload {
+                for l in &a.lines {
+                    skus.insert(l.sku.clone());
+                    receive.push((l.sku.clone(), a.store_id.to_string()));
+                }
+            }
+        }
         let skus: Vec<String> = skus.into_iter().collect();
-        let mut book = StockBook::load(tx, &skus, &provision, self.auto_stock).await?;
+        let mut book = StockBook::load(tx, &skus, &provision, self.auto_stock, &receive).await?;
         for env in fresh {
             let preferred = match &env.payload {
                 Event::OrderCreated(order) => self.preferred(order),
@@ -221,6 +239,22 @@ pub(crate) fn apply(
         }
         Event::PaymentCaptured(_) => st.paid = true,
         Event::OrderCancelled(_) => st.cancelled = true,
+        Event::ReturnAccepted(a) => {
+            if !st.restocked.contains(&a.return_id) {
+                let lines: Vec<Reservation> = a
+                    .lines
+                    .iter()
+                    .map(|l| Reservation {
+                        sku: l.sku.clone(),
+                        quantity: l.quantity,
+                        warehouse: a.store_id.to_string(),
+                    })
+                    .collect();
+                book.apply(&order_id, &lines, "return", 1, 0)?;
+                st.restocked.push(a.return_id);
+            }
+            return Ok(emit);
+        }
         _ => {}
     }
     let oid = env.payload.order_id();

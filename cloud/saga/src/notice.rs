@@ -37,16 +37,20 @@ pub enum Kind {
     ShipmentDelivered,
     /// Money went back to the customer.
     RefundIssued,
+    /// A return's money went back: at the till, or to the card (one per
+    /// return, contract 1.7).
+    ReturnRefunded,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::OrderConfirmed,
         Kind::OrderCancelled,
         Kind::ShipmentDispatched,
         Kind::ShipmentDelivered,
         Kind::RefundIssued,
+        Kind::ReturnRefunded,
     ];
 
     /// Its name (stored, in templates' file names, in webhooks).
@@ -57,6 +61,7 @@ impl Kind {
             Kind::ShipmentDispatched => "shipment_dispatched",
             Kind::ShipmentDelivered => "shipment_delivered",
             Kind::RefundIssued => "refund_issued",
+            Kind::ReturnRefunded => "return_refunded",
         }
     }
 
@@ -84,6 +89,12 @@ pub struct Facts {
     /// The carrier's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub carrier: Option<String>,
+    /// The return, for a return's notice: one message per return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_id: Option<String>,
+    /// How a return's money went back: `card`, `cash` or `gift_card`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_method: Option<String>,
 }
 
 impl Facts {
@@ -169,7 +180,26 @@ pub fn notice(env: &Envelope) -> Notice {
                 ..Facts::default()
             },
         ),
+        // A return's card refund: once the processor has it.
+        Event::RefundIssued(r) if r.return_id.is_some() => Notice::Message(
+            Kind::ReturnRefunded,
+            Facts {
+                return_id: r.return_id.map(|id| id.to_string()),
+                refund_method: Some("card".to_owned()),
+                ..Facts::money(&r.amount)
+            },
+        ),
         Event::RefundIssued(r) => Notice::Message(Kind::RefundIssued, Facts::money(&r.amount)),
+        // Money given back at the till: the return's acceptance is its
+        // refund (a card's waits for its RefundIssued above).
+        Event::ReturnAccepted(a) if a.tender.is_none() => Notice::Message(
+            Kind::ReturnRefunded,
+            Facts {
+                return_id: Some(a.return_id.to_string()),
+                refund_method: Some(a.refund.method().to_owned()),
+                ..Facts::money(&a.amount)
+            },
+        ),
         _ => Notice::None,
     }
 }
@@ -218,6 +248,7 @@ impl Step for NoticeStep {
         let mut contacts: Vec<Contact> = Vec::new();
         let (mut orders, mut kinds, mut channels, mut event_ids, mut facts) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut refs = Vec::new();
         let mut states = Vec::new();
         for env in events {
             match notice(env) {
@@ -244,6 +275,7 @@ impl Step for NoticeStep {
                         channels.push(*ch);
                         event_ids.push(env.event_id.to_string());
                         facts.push(json.clone());
+                        refs.push(f.return_id.clone().unwrap_or_default());
                     }
                 }
                 Notice::None => {}
@@ -297,12 +329,16 @@ impl Step for NoticeStep {
         if !orders.is_empty() {
             tx.execute(
                 &format!(
-                    "INSERT INTO {SCHEMA}.messages (order_id, kind, channel, event_id, facts, state) \
-                     SELECT o, k, c, e, f::jsonb, s FROM unnest($1::text[], $2::text[], \
-                     $3::text[], $4::text[], $5::text[], $6::text[]) AS m(o, k, c, e, f, s) \
-                     ON CONFLICT (order_id, kind, channel) DO NOTHING"
+                    "INSERT INTO {SCHEMA}.messages \
+                     (order_id, kind, channel, event_id, facts, state, ref) \
+                     SELECT o, k, c, e, f::jsonb, s, r FROM unnest($1::text[], $2::text[], \
+                     $3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) \
+                     AS m(o, k, c, e, f, s, r) \
+                     ON CONFLICT (order_id, kind, channel, ref) DO NOTHING"
                 ),
-                &[&orders, &kinds, &channels, &event_ids, &facts, &states],
+                &[
+                    &orders, &kinds, &channels, &event_ids, &facts, &states, &refs,
+                ],
             )
             .await?;
         }
@@ -375,6 +411,7 @@ mod tests {
             3,
             3,
             Event::RefundIssued(RefundIssued {
+                return_id: None,
                 order_id: order,
                 amount: eur(1250),
                 psp_reference: "r-1".into(),

@@ -8,9 +8,18 @@
 //! are known and, for `ship_to_home`, once the carrier has delivered
 //! (`ShipmentDelivered`). A shipment cancelled while the order is open (the
 //! carrier refused it) cancels the order, whose compensations follow.
+//!
+//! Returns (contract 1.7) are decided here, once each, in the order's
+//! state: a `ReturnRequested` is held until the order has settled, then
+//! checked against the sale and the returns accepted before
+//! ([`o2c_protocol::returns::assess_sale`]) and answered with
+//! `ReturnAccepted` or `ReturnRefused`, on behalf of the store that took
+//! the goods back (its store, agent and trace). A cancelled order refuses
+//! every return. The order's own phase never changes with a return.
 
 use o2c_protocol::event::{OrderCancelled, OrderCompleted};
-use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics};
+use o2c_protocol::returns::{ReturnLedger, Sale};
+use o2c_protocol::{Envelope, Event, EventType, Fulfillment, KafkaTopics, ReturnId};
 use serde::{Deserialize, Serialize};
 
 use super::batch::Batch;
@@ -54,6 +63,30 @@ pub struct OrderState {
     pub phase: Phase,
     /// Why it was cancelled.
     pub cancel_reason: Option<String>,
+    /// What was sold and paid, for returns (`OrderCreated` seen; orders
+    /// created before contract 1.7 have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale: Option<Sale>,
+    /// What the accepted returns gave back.
+    #[serde(default, skip_serializing_if = "ReturnLedger::is_empty")]
+    pub returned: ReturnLedger,
+    /// Returns answered (accepted or refused): each is decided once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decided: Vec<ReturnId>,
+    /// Returns waiting for the order to settle, with the envelope each
+    /// came in (JSON).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<HeldReturn>,
+}
+
+/// A return waiting for its order to settle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldReturn {
+    /// The return.
+    pub return_id: ReturnId,
+    /// Its `ReturnRequested` envelope as received (JSON): the answer goes
+    /// to its store and agent, under its trace.
+    pub cause: String,
 }
 
 impl OrderState {
@@ -61,7 +94,8 @@ impl OrderState {
     pub fn apply(&mut self, event: &Event) -> Vec<Event> {
         match event {
             Event::OrderCreated(o) => {
-                self.ship_to_home = Some(matches!(o.fulfillment, Fulfillment::ShipToHome { .. }))
+                self.ship_to_home = Some(matches!(o.fulfillment, Fulfillment::ShipToHome { .. }));
+                self.sale = Some(Sale::of(o));
             }
             Event::PaymentCaptured(_) => self.paid = true,
             Event::PaymentFailed(f) => self.payment_failed = Some(f.reason.clone()),
@@ -77,6 +111,9 @@ impl OrderState {
             }
             Event::OrderCompleted(_)
             | Event::RefundIssued(_)
+            | Event::ReturnRequested(_)
+            | Event::ReturnAccepted(_)
+            | Event::ReturnRefused(_)
             | Event::InventoryReserved(_)
             | Event::ShipmentScheduled(_)
             | Event::ShipmentDispatched(_) => {}
@@ -118,6 +155,7 @@ pub const INSUFFICIENT_STOCK: &str = "insufficient_stock";
 /// Topics the order service consumes.
 pub const SUBSCRIBES: &[EventType] = &[
     EventType::OrderCreated,
+    EventType::ReturnRequested,
     EventType::OrderCancelled,
     EventType::PaymentCaptured,
     EventType::PaymentFailed,
@@ -144,15 +182,32 @@ impl Step for OrderStep {
     async fn handle_in(&self, tx: &Tx<'_>, events: &[&Envelope]) -> Result<(), StepError> {
         let mut batch = Batch::<OrderState>::open(tx, SCHEMA, events).await?;
         for env in batch.fresh() {
-            let emit = batch.state_mut(env.payload.order_id()).apply(&env.payload);
+            let st = batch.state_mut(env.payload.order_id());
+            if matches!(env.payload, Event::ReturnRequested(_)) {
+                st.hold_return(env).map_err(bad_state)?;
+            }
+            let emit = st.apply(&env.payload);
+            let answers = st.settle_returns().map_err(bad_state)?;
             for e in emit {
                 batch.emit(env, e);
+            }
+            for (cause, e) in answers {
+                batch.emit_as(cause, e);
             }
         }
         batch.close(tx, &self.topics).await?;
         Ok(())
     }
 }
+
+fn bad_state(e: returns::ReturnStateError) -> StepError {
+    StepError::Poison {
+        code: "bad_state",
+        detail: e.to_string(),
+    }
+}
+
+mod returns;
 
 #[cfg(test)]
 mod tests {

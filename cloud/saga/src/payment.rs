@@ -23,6 +23,9 @@
 //! Cash is not sent to the processor; a cash-only order is captured as
 //! `in_store`.
 //!
+//! A return accepted with a card refund is refunded at the processor
+//! against that tender's capture ([`returns`](self::returns)).
+//!
 //! The decisions are pure, in [`state`] (what an `OrderCreated` or an
 //! `OrderCancelled` does to a [`PaymentState`]); this module and
 //! [`refund`](self::refund) are the shell that calls the processor and
@@ -45,6 +48,7 @@ use o2c_protocol::breaker::BreakerState;
 
 mod calls;
 mod refund;
+mod returns;
 pub mod state;
 
 pub(crate) use calls::{Calls, refund_capture, refund_issued};
@@ -53,7 +57,11 @@ pub use state::{CancelOutcome, CaptureStart};
 pub(crate) const SCHEMA: &str = "o2c_payment";
 
 /// Topics the payment service consumes.
-pub const SUBSCRIBES: &[EventType] = &[EventType::OrderCreated, EventType::OrderCancelled];
+pub const SUBSCRIBES: &[EventType] = &[
+    EventType::OrderCreated,
+    EventType::OrderCancelled,
+    EventType::ReturnAccepted,
+];
 
 /// The reason a declined payment gives.
 pub const PAYMENT_DECLINED: &str = "payment_declined";
@@ -103,6 +111,9 @@ pub struct PaymentState {
     /// reconciler refunds what was captured.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancel_requested: bool,
+    /// Returns refunded at the processor (contract 1.7): each once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub returns_refunded: Vec<o2c_protocol::ReturnId>,
 }
 
 /// Tenders that go to the processor: `(index, token, amount)`.
@@ -166,6 +177,10 @@ impl Step for PaymentStep {
                 Event::OrderCancelled(_) => {
                     self.capture(lane, &std::mem::take(&mut creations)).await?;
                     self.refund(env).await?;
+                }
+                Event::ReturnAccepted(a) => {
+                    self.capture(lane, &std::mem::take(&mut creations)).await?;
+                    self.refund_return(env, a).await?;
                 }
                 _ => {}
             }

@@ -27,9 +27,10 @@ use crate::pool::Pg;
 
 pub(crate) const SCHEMA: &str = "o2c_state";
 
-/// The state `env` gives its order, if it sets a status.
+/// The state `env` gives its order, if it sets a status (a return's
+/// status is the return's, not the order's state).
 pub fn record_for(env: &Envelope) -> Option<OrderStateRecord> {
-    let u = status_for(env)?;
+    let u = status_for(env).filter(|u| !u.status.is_return())?;
     Some(OrderStateRecord {
         version: ORDER_STATE_VERSION,
         order_id: u.order_id,

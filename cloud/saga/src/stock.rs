@@ -173,13 +173,34 @@ impl StockBook {
     }
 
     /// Provisions `units` of each `(sku, warehouse)` whose SKU has no row
-    /// at all, then locks and loads every row of `skus`.
+    /// at all, makes an empty row for each `(sku, warehouse)` of `receive`
+    /// that has none (units coming back), then locks and loads every row of
+    /// `skus`.
     pub(crate) async fn load(
         tx: &Tx<'_>,
         skus: &[String],
         provision: &[(String, String)],
         units: i64,
+        receive: &[(String, String)],
     ) -> Result<Self, tokio_postgres::Error> {
+        if !receive.is_empty() {
+            let mut sorted: Vec<(&str, &str)> = receive
+                .iter()
+                .map(|(s, w)| (s.as_str(), w.as_str()))
+                .collect();
+            sorted.sort_unstable();
+            sorted.dedup();
+            let (s, w): (Vec<&str>, Vec<&str>) = sorted.into_iter().unzip();
+            tx.execute(
+                &format!(
+                    "INSERT INTO {SCHEMA}.stock (sku, warehouse, on_hand) \
+                     SELECT u.s, u.w, 0 FROM unnest($1::text[], $2::text[]) AS u(s, w) \
+                     ON CONFLICT DO NOTHING"
+                ),
+                &[&s, &w],
+            )
+            .await?;
+        }
         if !provision.is_empty() && units > 0 {
             // Inserted in (sku, warehouse) order, as the rows are locked
             // below: batches of two processes provisioning the same new

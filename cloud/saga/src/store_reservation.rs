@@ -164,7 +164,7 @@ impl Reservations {
             .iter()
             .map(|s| (s.clone(), self.central_warehouse.clone()))
             .collect();
-        let mut book = StockBook::load(&tx, &skus, &provision, self.auto_stock).await?;
+        let mut book = StockBook::load(&tx, &skus, &provision, self.auto_stock, &[]).await?;
         let mut lines = Vec::with_capacity(wanted.len());
         for (sku, qty) in &wanted {
             match book.pick(sku, *qty, &self.central_warehouse) {
@@ -304,7 +304,7 @@ async fn give_back(
     let lines: Vec<Reservation> =
         serde_json::from_str(lines).map_err(|e| ReservationError::Corrupt(e.to_string()))?;
     let skus: Vec<String> = lines.iter().map(|l| l.sku.clone()).collect();
-    let mut book = StockBook::load(tx, &skus, &[], 0).await?;
+    let mut book = StockBook::load(tx, &skus, &[], 0, &[]).await?;
     book.apply(order_id, &lines, kind, 0, -1)?;
     book.flush(tx).await?;
     tx.execute(

@@ -304,15 +304,16 @@ mod tests {
     fn every_topic_with_one_value_type_has_a_closed_subject() {
         let topics = KafkaTopics::new("p.").unwrap();
         let s = subjects(&topics);
-        // 13 event types and the two records of their own.
-        assert_eq!(s.len(), 15);
+        // Every event type, then the two records of their own.
+        let n = o2c_protocol::EventType::ALL.len();
+        assert_eq!(s.len(), n + 2);
         assert_eq!(s[0].name, "p.orders.created-value");
         assert_eq!(s[0].value_type, "OrderCreated");
         assert_eq!(
-            (s[13].name.as_str(), s[13].value_type),
+            (s[n].name.as_str(), s[n].value_type),
             ("p.stores.days-value", "DayClosed")
         );
-        assert_eq!(s[14].name, "p.orders.state-value");
+        assert_eq!(s[n + 1].name, "p.orders.state-value");
         assert!(s.iter().all(|s| s.schema["additionalProperties"] == false));
         let ids = SchemaIds::from_ids([("OrderCreated", 7)]);
         assert_eq!(

@@ -164,7 +164,7 @@ pub fn decode_golden(name: &str, bytes: &[u8]) -> Result<(), String> {
     let bytes = bytes.trim_ascii_end();
     let kind = name.split('.').next().unwrap_or_default();
     match kind {
-        "StatusMessage" => StatusUpdate::decode_many(bytes)
+        "StatusMessage" | "ReturnStatusMessage" => StatusUpdate::decode_many(bytes)
             .map(drop)
             .map_err(|e| e.to_string()),
         "StatusResync" => StatusResync::decode(bytes)

@@ -61,6 +61,8 @@ pub fn print_cloud_row<'a>(
         completed,
         cancelled,
         refunded,
+        // A return's statuses never become its order's.
+        ..,
     ] = at;
     let shipment = scheduled + dispatched + delivered;
     println!(

@@ -3,7 +3,7 @@
 //! Mosquitto, ingest, saga, simulator, one agent, a database of its own),
 //! and the agent-side helpers the saga suites assert with. What the suites
 //! read back from a world's Kafka and database (groups caught up, outbox
-//! rows, stock) is in `state`.
+//! rows, stock) is in `state`; returns at the till in [`returns`].
 
 use crate::wait::wait_http_ok;
 use std::net::SocketAddr;
@@ -528,6 +528,7 @@ impl SagaWorld {
     }
 }
 
+pub mod returns;
 mod sims;
 mod state;
 

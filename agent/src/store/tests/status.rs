@@ -25,6 +25,7 @@ async fn status_updates_apply_once_and_in_time_order() {
     let id = capture(&store, 10, "k").await.order_id;
     let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
     let upd = |status, secs: i64| StatusUpdate {
+        ret: None,
         order_id: id,
         status,
         reason: None,
@@ -76,6 +77,7 @@ async fn a_status_message_applies_its_updates_in_order_as_one_command() {
     let b = capture(&store, 10, "b").await.order_id;
     let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
     let upd = |order_id, status, secs: i64| StatusUpdate {
+        ret: None,
         order_id,
         status,
         reason: None,
@@ -132,6 +134,7 @@ async fn a_status_message_applies_its_updates_in_order_as_one_command() {
 /// `status` of `order` at `ms` (unix milliseconds) with sequence `seq`.
 fn at_ms(order_id: OrderId, status: CloudStatus, ms: i64, seq: Option<u64>) -> StatusUpdate {
     StatusUpdate {
+        ret: None,
         order_id,
         status,
         reason: None,

@@ -11,6 +11,10 @@
 //! When nothing is queued, the writer also runs a small `PASSIVE`
 //! checkpoint between groups (see `checkpoint` for why there).
 //!
+//! The operations themselves: `ops` (capture, cancel, and the sync task's
+//! ack, status and prune), `returns` (a return taken at a till, and the
+//! acks and cloud statuses of returns) and `day` (closing business days).
+//!
 //! In-memory counters (next seq, pending events, offline exposure) are
 //! staged per command and published only after the commit succeeds, so a
 //! failed commit leaves them untouched and the seq stays gap-free.
@@ -26,7 +30,9 @@ use tokio::sync::{mpsc, oneshot};
 
 mod day;
 mod ops;
+mod returns;
 
+use super::returns::{NewReturn, ReturnOutcome};
 use super::types::{
     AckOutcome, CancelOutcome, CaptureOutcome, DayCloses, NewCapture, StatusOutcome,
 };
@@ -56,6 +62,8 @@ pub(crate) enum Op {
         reason: String,
         traceparent: Option<Traceparent>,
     },
+    /// A return taken at a till (`returns`).
+    Return(Box<NewReturn>),
     Ack(Ack, i64),
     /// One status message's updates, applied in order.
     Status(Vec<StatusUpdate>, i64),
@@ -72,6 +80,7 @@ type Tx<T> = oneshot::Sender<Result<T, StoreError>>;
 pub(crate) enum Reply {
     Capture(Tx<CaptureOutcome>),
     Cancel(Tx<CancelOutcome>),
+    Return(Tx<ReturnOutcome>),
     Ack(Tx<AckOutcome>),
     Status(Tx<Vec<StatusOutcome>>),
     Prune(Tx<u64>),
@@ -99,6 +108,7 @@ enum Attempt {
 enum Done {
     Capture(CaptureOutcome),
     Cancel(CancelOutcome),
+    Return(ReturnOutcome),
     Ack(AckOutcome),
     Status(Vec<StatusOutcome>),
     Prune(u64),
@@ -120,6 +130,10 @@ impl Reply {
             }))),
             Reply::Cancel(tx) => drop(tx.send(r.and_then(|d| match d {
                 Done::Cancel(x) => Ok(x),
+                _ => Err(mismatch()),
+            }))),
+            Reply::Return(tx) => drop(tx.send(r.and_then(|d| match d {
+                Done::Return(x) => Ok(x),
                 _ => Err(mismatch()),
             }))),
             Reply::Ack(tx) => drop(tx.send(r.and_then(|d| match d {
@@ -500,6 +514,7 @@ impl Writer {
             } => self
                 .cancel(st, *order_id, reason, traceparent.as_ref(), now, now_ms)
                 .map(Done::Cancel),
+            Op::Return(r) => self.request_return(st, r, now, now_ms).map(Done::Return),
             Op::Ack(ack, at) => self.ack(st, ack, *at).map(Done::Ack),
             Op::Status(updates, at) => updates
                 .iter()

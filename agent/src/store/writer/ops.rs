@@ -1,7 +1,8 @@
 //! The writer's operations (run by `Writer::attempt`, with or without a
 //! savepoint each): capture,
 //! cancel (both append to the outbox), and the sync task's ack, status and
-//! prune. Closing a business day is `day`.
+//! prune. Closing a business day is `day`; a return, and the part of an
+//! ack or a status that is about returns, is `returns`.
 
 use o2c_protocol::event::OrderCancelled;
 use o2c_protocol::{
@@ -35,24 +36,9 @@ impl Writer {
             return Err(StoreError::WrongStore(order.store_id.to_string()));
         }
         let terminal = order.terminal_id.as_str().to_owned();
-        let previous = self
-            .conn
-            .prepare_cached(
-                "SELECT request_sha256, order_id, response FROM idempotency \
-                 WHERE terminal_id = ?1 AND idem_key = ?2",
-            )?
-            .query_row(params![terminal, idempotency_key], |r| {
-                Ok((
-                    r.get::<_, Vec<u8>>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .optional()?;
-        if let Some((hash, order_id, response)) = previous {
-            if hash.as_slice() != request_sha256.as_slice() {
-                return Err(StoreError::IdempotencyConflict);
-            }
+        if let Some((order_id, response)) =
+            self.previous_answer(&terminal, idempotency_key, request_sha256)?
+        {
             let order_id = order_id
                 .parse()
                 .map_err(|_| StoreError::Corrupt(format!("idempotency order_id {order_id:?}")))?;
@@ -152,7 +138,39 @@ impl Writer {
         })
     }
 
-    fn check_backlog(&self, st: &State) -> Result<(), StoreError> {
+    /// The order id and response stored for `(terminal, key)`, if a request
+    /// was answered under it; a different request (hash) under that key is
+    /// [`StoreError::IdempotencyConflict`].
+    pub(super) fn previous_answer(
+        &self,
+        terminal: &str,
+        key: &str,
+        request_sha256: &[u8; 32],
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let previous = self
+            .conn
+            .prepare_cached(
+                "SELECT request_sha256, order_id, response FROM idempotency \
+                 WHERE terminal_id = ?1 AND idem_key = ?2",
+            )?
+            .query_row(params![terminal, key], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .optional()?;
+        match previous {
+            Some((hash, _, _)) if hash.as_slice() != request_sha256.as_slice() => {
+                Err(StoreError::IdempotencyConflict)
+            }
+            Some((_, order_id, response)) => Ok(Some((order_id, response))),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn check_backlog(&self, st: &State) -> Result<(), StoreError> {
         if st.pending >= self.max_pending {
             Err(StoreError::BacklogFull {
                 pending: st.pending,
@@ -164,7 +182,7 @@ impl Writer {
     }
 
     /// Appends one event to the outbox with the next seq.
-    fn append(
+    pub(super) fn append(
         &self,
         st: &mut State,
         payload: Event,
@@ -321,6 +339,7 @@ impl Writer {
                          WHERE seq = ?1 AND event_type = 'OrderCreated')",
                     )?
                     .execute(params![seq, r.code, r.reason])?;
+                self.reject_return(seq, &r.code, &r.reason)?;
             }
         }
         // The cloud settled every offline card sale in the range, accepted
@@ -355,6 +374,7 @@ impl Writer {
                  AND seq > ?2 AND seq <= ?1 AND event_type = 'OrderCreated')",
             )?
             .execute([through_i, from_i])?;
+        self.sync_returns(through_i, from_i)?;
         let acked = self
             .conn
             .prepare_cached(
@@ -393,6 +413,10 @@ impl Writer {
             return Ok(StatusOutcome::Duplicate);
         }
         let at = unix_ms(u.occurred_at);
+        // A return's status is the return's, never its order's.
+        if u.ret.is_some() || u.status.is_return() {
+            return self.return_status(u, at, now_ms);
+        }
         // The cloud's per-order sequence decides when both the stored status
         // and this update have one: only a greater one replaces it. Without
         // (a cloud that sends none), the newest `occurred_at` wins as before.

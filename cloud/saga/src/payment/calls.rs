@@ -37,6 +37,7 @@ pub(crate) fn refund_issued(order_id: OrderId, amount: Money, ids: &[&str]) -> E
         ids.join(",")
     };
     Event::RefundIssued(RefundIssued {
+        return_id: None,
         order_id,
         amount,
         psp_reference,
@@ -64,8 +65,21 @@ impl Calls {
         outcome: String,
         reference: Option<&str>,
     ) {
+        let key = idempotency_key(order_id, kind, tender);
+        self.push_key(order_id, kind, key, outcome, reference);
+    }
+
+    /// A call of kind `kind` made under `key` (a return's refund).
+    pub(crate) fn push_key(
+        &mut self,
+        order_id: &str,
+        kind: &'static str,
+        key: String,
+        outcome: String,
+        reference: Option<&str>,
+    ) {
         self.order_ids.push(order_id.to_owned());
-        self.keys.push(idempotency_key(order_id, kind, tender));
+        self.keys.push(key);
         self.kinds.push(kind);
         self.outcomes.push(outcome);
         self.references.push(reference.map(str::to_owned));

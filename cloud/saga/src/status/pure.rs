@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 
-use o2c_protocol::{CloudStatus, Envelope, Event, StatusUpdate};
+use o2c_protocol::event::RefundIssued;
+use o2c_protocol::{CloudStatus, Envelope, Event, ReturnStatus, StatusUpdate};
 
 /// Where a status stands in an order's saga: every event that moves an
 /// order on has a higher rank than those before it (created, paid, stock
@@ -23,6 +24,11 @@ pub fn status_rank(status: CloudStatus) -> u64 {
         CloudStatus::Completed => 5,
         CloudStatus::Cancelled => 6,
         CloudStatus::Refunded => 7,
+        // A return's statuses go to the return, never to its order (the
+        // agent keeps them apart): above the order's, the refund last.
+        CloudStatus::ReturnAccepted => 8,
+        CloudStatus::ReturnRefused => 9,
+        CloudStatus::ReturnRefunded => 10,
     }
 }
 
@@ -45,9 +51,54 @@ pub fn status_seq(status: CloudStatus, occurred_at: time::OffsetDateTime) -> u64
     (status_rank(status) << SEQ_TIME_BITS) | ms
 }
 
-/// The status a saga event gives its order, if any.
+/// The status a saga event gives its order, or one of its returns, if any.
 pub fn status_for(env: &Envelope) -> Option<StatusUpdate> {
-    let (status, reason) = match &env.payload {
+    let returned = |return_id, amount, sku: Option<&String>| {
+        Some(ReturnStatus {
+            return_id,
+            amount,
+            sku: sku.cloned(),
+        })
+    };
+    let (status, reason, ret) = match &env.payload {
+        Event::ReturnAccepted(a) => (
+            CloudStatus::ReturnAccepted,
+            None,
+            returned(a.return_id, Some(a.amount), None),
+        ),
+        Event::ReturnRefused(r) => (
+            CloudStatus::ReturnRefused,
+            Some(r.reason.clone()),
+            returned(r.return_id, None, r.sku.as_ref()),
+        ),
+        Event::RefundIssued(RefundIssued {
+            return_id: Some(id),
+            amount,
+            ..
+        }) => (
+            CloudStatus::ReturnRefunded,
+            None,
+            returned(*id, Some(*amount), None),
+        ),
+        other => {
+            let (status, reason) = order_status(other)?;
+            (status, reason, None)
+        }
+    };
+    Some(StatusUpdate {
+        order_id: env.payload.order_id(),
+        status,
+        reason,
+        ret,
+        event_id: env.event_id,
+        occurred_at: env.occurred_at,
+        seq: Some(status_seq(status, env.occurred_at)),
+    })
+}
+
+/// The status an order event gives its order, and why.
+fn order_status(event: &Event) -> Option<(CloudStatus, Option<String>)> {
+    Some(match event {
         Event::OrderCreated(_) => (CloudStatus::Accepted, None),
         Event::PaymentCaptured(_) => (CloudStatus::Paid, None),
         Event::InventoryConfirmed(_) => (CloudStatus::InventoryConfirmed, None),
@@ -60,17 +111,12 @@ pub fn status_for(env: &Envelope) -> Option<StatusUpdate> {
         Event::PaymentFailed(_)
         | Event::InventoryReleased(_)
         | Event::InventoryReserved(_)
-        | Event::ShipmentCancelled(_) => {
+        | Event::ShipmentCancelled(_)
+        | Event::ReturnRequested(_)
+        | Event::ReturnAccepted(_)
+        | Event::ReturnRefused(_) => {
             return None;
         }
-    };
-    Some(StatusUpdate {
-        order_id: env.payload.order_id(),
-        status,
-        reason,
-        event_id: env.event_id,
-        occurred_at: env.occurred_at,
-        seq: Some(status_seq(status, env.occurred_at)),
     })
 }
 
@@ -104,6 +150,7 @@ mod tests {
 
     fn update(n: u8) -> StatusUpdate {
         StatusUpdate {
+            ret: None,
             order_id: OrderId::from_parts(1, [n; 10]),
             status: CloudStatus::Paid,
             reason: None,
@@ -150,6 +197,22 @@ mod tests {
         let far = OffsetDateTime::from_unix_timestamp(253_402_300_799).unwrap();
         assert!(status_seq(CloudStatus::Refunded, far) < 1 << 53);
         assert!(status_seq(CloudStatus::Accepted, far) < status_seq(CloudStatus::Paid, t));
+    }
+
+    #[test]
+    fn the_publisher_reads_every_topic_that_gives_a_status() {
+        // One sample of every event type the contract has.
+        for (name, bytes) in o2c_protocol::schema::samples() {
+            let Ok(env) = Envelope::decode(&bytes) else {
+                continue;
+            };
+            if status_for(&env).is_some() {
+                assert!(
+                    super::super::SUBSCRIBES.contains(&env.event_type()),
+                    "{name} gives a status but its topic is not read"
+                );
+            }
+        }
     }
 
     #[test]
