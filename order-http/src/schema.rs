@@ -85,7 +85,7 @@ impl ToSchema for PaymentMethod {
 
 /// A string of `min..=max` characters (Unicode scalar values, as JSON
 /// Schema counts them and as `o2c_protocol::validate` does).
-fn text(min: usize, max: usize, description: &str) -> ObjectBuilder {
+pub fn text(min: usize, max: usize, description: &str) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(min))
@@ -94,7 +94,7 @@ fn text(min: usize, max: usize, description: &str) -> ObjectBuilder {
 }
 
 /// The rule every free-text field shares, appended to its description.
-const NO_CARD_DATA: &str = " Refused (422 `card_data_rejected`) when it holds \
+pub const NO_CARD_DATA: &str = " Refused (422 `card_data_rejected`) when it holds \
     what looks like a card number: a Luhn-valid run of 13-19 digits, possibly grouped by \
     single spaces or dashes.";
 
@@ -108,14 +108,24 @@ fn amount(minimum: i64, description: &str) -> ObjectBuilder {
 }
 
 /// The constant tag of one variant.
-fn tag(value: &str) -> ObjectBuilder {
+pub fn tag(value: &str) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .enum_values(Some([value]))
 }
 
-fn closed() -> Option<AdditionalProperties<Schema>> {
+/// No property but those listed.
+pub fn closed() -> Option<AdditionalProperties<Schema>> {
     Some(AdditionalProperties::FreeForm(false))
+}
+
+/// A card's last four digits.
+pub fn last4() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[0-9]{4}$"))
+        .description(Some("The card's last four digits."))
+        .examples([json!("4242")])
 }
 
 fn reference(name: &str) -> RefOr<Schema> {
@@ -123,7 +133,7 @@ fn reference(name: &str) -> RefOr<Schema> {
 }
 
 /// A tagged union of the named components, on `property`.
-fn union(property: &str, variants: &[(&str, &str)], description: &str) -> RefOr<Schema> {
+pub fn union(property: &str, variants: &[(&str, &str)], description: &str) -> RefOr<Schema> {
     let mut discriminator = Discriminator::new(property);
     let mut one_of = OneOfBuilder::new().description(Some(description));
     for (value, name) in variants {
@@ -181,14 +191,7 @@ fn card_payment(online_only: bool) -> RefOr<Schema> {
             text(1, 32, &format!("Card brand.{NO_CARD_DATA}")).examples([json!("visa")]),
         )
         .required("brand")
-        .property(
-            "last4",
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some("^[0-9]{4}$"))
-                .description(Some("The card's last four digits."))
-                .examples([json!("4242")]),
-        )
+        .property("last4", last4())
         .required("last4")
         .property("authorization", authorization)
         .required("authorization")

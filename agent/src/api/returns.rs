@@ -222,7 +222,7 @@ pub(crate) fn build_return(
                 quantity: l.quantity,
             })
             .collect(),
-        refund: req.refund.into(),
+        refund: req.refund.0,
         reason: req.reason,
     };
     let problems = request.problems();

@@ -58,68 +58,13 @@ pub struct ReturnLineBody {
     pub quantity: i64,
 }
 
-/// How the money goes back, by `method`. Never a card number: a card is
-/// its processor token (one of the order's card tenders), brand and last
-/// four. Its OpenAPI schema is written out in `api::returns::schema`.
+/// How the money goes back, by `method`: the contract's tender as the
+/// API writes it (a card is its processor token, brand and last four,
+/// never a card number; unknown fields are refused). A newtype only so
+/// that its OpenAPI schema can be written out, in `api::returns::schema`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "method", rename_all = "snake_case", deny_unknown_fields)]
-pub enum RefundBody {
-    /// Back to a card the order was paid with, refunded at the processor
-    /// by the cloud.
-    Card {
-        /// The processor token of one of the order's card payments.
-        token: String,
-        /// Card brand.
-        brand: String,
-        /// The card's last four digits.
-        last4: String,
-    },
-    // A struct variant, so that extra keys are refused: serde ignores them
-    // on a unit variant of a tagged enum.
-    /// Cash from the till.
-    Cash {},
-    /// Store credit loaded onto a gift card at the till.
-    GiftCard {
-        /// The gift card's token.
-        token: String,
-    },
-}
-
-impl From<RefundBody> for RefundTender {
-    fn from(b: RefundBody) -> Self {
-        match b {
-            RefundBody::Card {
-                token,
-                brand,
-                last4,
-            } => RefundTender::Card {
-                token,
-                brand,
-                last4,
-            },
-            RefundBody::Cash {} => RefundTender::Cash {},
-            RefundBody::GiftCard { token } => RefundTender::GiftCard { token },
-        }
-    }
-}
-
-impl From<&RefundTender> for RefundBody {
-    fn from(t: &RefundTender) -> Self {
-        match t.clone() {
-            RefundTender::Card {
-                token,
-                brand,
-                last4,
-            } => RefundBody::Card {
-                token,
-                brand,
-                last4,
-            },
-            RefundTender::Cash {} => RefundBody::Cash {},
-            RefundTender::GiftCard { token } => RefundBody::GiftCard { token },
-        }
-    }
-}
+#[serde(transparent)]
+pub struct RefundBody(pub RefundTender);
 
 /// Where a return stands, as the till sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -255,7 +200,7 @@ impl StoredReturn {
                     quantity: l.quantity,
                 })
                 .collect(),
-            refund: RefundBody::from(&r.refund),
+            refund: RefundBody(r.refund.clone()),
             reason: r.reason.clone(),
             status: ReturnState::of(self.cloud_status),
             verified_locally: self.verified_locally,
@@ -265,21 +210,10 @@ impl StoredReturn {
             cloud_status: self.cloud_status.map(|c| c.as_str().to_owned()),
             cloud_reason: self.cloud_reason.clone(),
             cloud_sku: self.cloud_sku.clone(),
-            requested_at: rfc3339_ms(self.created_at_ms),
-            cloud_status_received_at: self.cloud_status_received_at_ms.map(rfc3339_ms),
+            requested_at: crate::api::rfc3339_ms(self.created_at_ms),
+            cloud_status_received_at: self.cloud_status_received_at_ms.map(crate::api::rfc3339_ms),
         }
     }
-}
-
-/// Unix milliseconds as RFC 3339 (empty if out of range).
-fn rfc3339_ms(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
 }
 
 /// An amount column pair as money (`None` unless both are set).

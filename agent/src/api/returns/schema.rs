@@ -1,42 +1,18 @@
 //! The hand-written OpenAPI schema of [`RefundBody`]: one component per
 //! tender, each refusing unknown fields (as the parser does), with a
-//! discriminator on `method`, the way `o2c_order_http::schema` writes the
-//! payment tenders. The limits are `o2c_protocol::returns`'s.
+//! discriminator on `method`, built with `o2c_order_http::schema`'s parts
+//! as the payment tenders are. The limits are `o2c_protocol::returns`'s.
 
 use std::borrow::Cow;
 
+use o2c_order_http::schema::{NO_CARD_DATA, closed, last4, tag, text, union};
 use o2c_protocol::validate::MAX_TOKEN_LEN;
 use serde_json::json;
-use utoipa::openapi::schema::{
-    AdditionalProperties, Discriminator, ObjectBuilder, OneOfBuilder, Schema, Type,
-};
-use utoipa::openapi::{Ref, RefOr};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::store::RefundBody;
-
-const NO_CARD_DATA: &str = " Refused (422 `card_data_rejected`) when it holds what looks \
-    like a card number.";
-
-fn text(min: usize, max: usize, description: &str, example: &str) -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .min_length(Some(min))
-        .max_length(Some(max))
-        .description(Some(description))
-        .examples([json!(example)])
-}
-
-fn tag(value: &str) -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some([value]))
-}
-
-fn closed(o: ObjectBuilder) -> RefOr<Schema> {
-    o.additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(false)))
-        .into()
-}
 
 const VARIANTS: [(&str, &str); 3] = [
     ("card", "CardRefund"),
@@ -46,18 +22,12 @@ const VARIANTS: [(&str, &str); 3] = [
 
 impl PartialSchema for RefundBody {
     fn schema() -> RefOr<Schema> {
-        let mut discriminator = Discriminator::new("method");
-        let mut one_of = OneOfBuilder::new().description(Some(
+        union(
+            "method",
+            &VARIANTS,
             "How the money goes back, by `method`. Never a card number: a card is its \
              processor token, brand and last four.",
-        ));
-        for (value, name) in VARIANTS {
-            discriminator
-                .mapping
-                .insert(value.to_owned(), format!("#/components/schemas/{name}"));
-            one_of = one_of.item(RefOr::Ref(Ref::from_schema_name(name)));
-        }
-        one_of.discriminator(Some(discriminator)).into()
+        )
     }
 }
 
@@ -67,6 +37,10 @@ impl ToSchema for RefundBody {
     }
 
     fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        let token = |description: &str, example: &str| {
+            text(1, MAX_TOKEN_LEN, &format!("{description}{NO_CARD_DATA}"))
+                .examples([json!(example)])
+        };
         let card = ObjectBuilder::new()
             .description(Some(
                 "Back to a card the order was paid with, by its processor token; the cloud \
@@ -78,27 +52,18 @@ impl ToSchema for RefundBody {
             .required("method")
             .property(
                 "token",
-                text(
-                    1,
-                    MAX_TOKEN_LEN,
-                    &format!("The processor token of the order's card payment.{NO_CARD_DATA}"),
+                token(
+                    "The processor token of the order's card payment.",
                     "tok_visa_4f9a2c",
                 ),
             )
             .required("token")
             .property(
                 "brand",
-                text(1, 32, &format!("Card brand.{NO_CARD_DATA}"), "visa"),
+                text(1, 32, &format!("Card brand.{NO_CARD_DATA}")).examples([json!("visa")]),
             )
             .required("brand")
-            .property(
-                "last4",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .pattern(Some("^[0-9]{4}$"))
-                    .description(Some("The card's last four digits."))
-                    .examples([json!("4242")]),
-            )
+            .property("last4", last4())
             .required("last4");
         let cash = ObjectBuilder::new()
             .description(Some("Cash from the till."))
@@ -108,20 +73,15 @@ impl ToSchema for RefundBody {
             .description(Some("Store credit loaded onto a gift card at the till."))
             .property("method", tag("gift_card"))
             .required("method")
-            .property(
-                "token",
-                text(
-                    1,
-                    MAX_TOKEN_LEN,
-                    &format!("The gift card's token.{NO_CARD_DATA}"),
-                    "gc_7d1e0b",
-                ),
-            )
+            .property("token", token("The gift card's token.", "gc_7d1e0b"))
             .required("token");
-        schemas.extend([
-            ("CardRefund".to_owned(), closed(card)),
-            ("CashRefund".to_owned(), closed(cash)),
-            ("GiftCardRefund".to_owned(), closed(gift_card)),
-        ]);
+        schemas.extend(
+            [
+                ("CardRefund", card),
+                ("CashRefund", cash),
+                ("GiftCardRefund", gift_card),
+            ]
+            .map(|(name, o)| (name.to_owned(), o.additional_properties(closed()).into())),
+        );
     }
 }

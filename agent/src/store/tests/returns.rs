@@ -139,7 +139,7 @@ async fn tenders_are_checked_against_the_order_payments() {
         .await
         .unwrap();
     assert_eq!(view(&cash).amount_minor, Some(1499));
-    assert_eq!(view(&cash).refund, RefundBody::Cash {});
+    assert_eq!(view(&cash).refund, RefundBody(RefundTender::Cash {}));
     // A card the order was not paid with.
     let err = store
         .request_return(new_return(id, 1, card("tok_other"), "other"))

@@ -116,19 +116,14 @@ impl Writer {
         };
         let response_json =
             serde_json::to_string(&receipt).map_err(|e| StoreError::Encode(e.to_string()))?;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO idempotency (terminal_id, idem_key, request_sha256, order_id, \
-                 response, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                terminal,
-                idempotency_key,
-                request_sha256.as_slice(),
-                oid,
-                response_json,
-                now_ms
-            ])?;
+        self.record_answer(
+            &terminal,
+            idempotency_key,
+            request_sha256,
+            &oid,
+            &response_json,
+            now_ms,
+        )?;
         st.exposure = st.exposure.saturating_add(offline);
         Ok(CaptureOutcome {
             order_id,
@@ -168,6 +163,33 @@ impl Writer {
             Some((_, order_id, response)) => Ok(Some((order_id, response))),
             None => Ok(None),
         }
+    }
+
+    /// Records the answer given under `(terminal, key)` to the request
+    /// hashed `request_sha256` about `order_id`, for its replays.
+    pub(super) fn record_answer(
+        &self,
+        terminal: &str,
+        key: &str,
+        request_sha256: &[u8; 32],
+        order_id: &str,
+        response: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO idempotency (terminal_id, idem_key, request_sha256, order_id, \
+                 response, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                terminal,
+                key,
+                request_sha256.as_slice(),
+                order_id,
+                response,
+                now_ms
+            ])?;
+        Ok(())
     }
 
     pub(super) fn check_backlog(&self, st: &State) -> Result<(), StoreError> {

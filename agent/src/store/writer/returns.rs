@@ -135,19 +135,14 @@ impl Writer {
             created_at_ms: now_ms,
         };
         let response_json = serde_json::to_string(&stored.view()).map_err(encode)?;
-        self.conn
-            .prepare_cached(
-                "INSERT INTO idempotency (terminal_id, idem_key, request_sha256, order_id, \
-                 response, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                terminal,
-                idempotency_key,
-                request_sha256.as_slice(),
-                oid,
-                response_json,
-                now_ms
-            ])?;
+        self.record_answer(
+            terminal,
+            idempotency_key,
+            request_sha256,
+            &oid,
+            &response_json,
+            now_ms,
+        )?;
         Ok(ReturnOutcome {
             return_id: request.return_id,
             seq: Some(seq),
