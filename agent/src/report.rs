@@ -1,8 +1,9 @@
 //! The Z-report of a business day (issue 18), per terminal and for the
 //! store: pure, rows in → report out. No database, no clock: the store
-//! reads the rows (`store::report`), the caller passes `now`, and the
-//! shells are `GET /v1/reports/z` (`api::report`) and `o2c-agent report z`
-//! (`admin::report_z`, rendered by [`text`]).
+//! reads the rows (`store::report`, into the types of [`rows`]), the
+//! caller passes `now`, and the shells are `GET /v1/reports/z`
+//! (`api::report`) and `o2c-agent report z` (`admin::report_z`, rendered
+//! by [`text`]).
 //!
 //! The figures, per terminal and in total, per currency (money is never
 //! summed across currencies):
@@ -18,14 +19,29 @@
 //!   the store's offline cap; a voided sale counts until its ack too.
 //! - `rejected_orders` (and the report's `rejections`): orders the cloud
 //!   refused for good (`sync = rejected`), with its code.
+//! - Returns taken at the terminal in the window (by the return's
+//!   `created_at_ms`), whatever order they are of: `returns` (those the
+//!   cloud refused excluded; refused ones are `returns_refused` and in no
+//!   amount), of which `returns_unpriced` have no known amount yet (an
+//!   order not known here the cloud has not priced: no amount, no
+//!   currency, so counted in [`Figures`] only). The priced ones, per
+//!   currency (a currency with returns and no sales still gets its entry):
+//!   `returns`, `refunds` by refund tender (the cloud's amount once it gave
+//!   one, else this agent's) and `returned_minor` their sum;
+//!   `net_after_returns_minor = net_minor - returned_minor`; and
+//!   `cash_in_drawer_minor = tenders.cash_minor - refunds.cash_minor`, the
+//!   cash the day's sales and returns left in the drawer (the opening
+//!   float not included).
 //! - `events`: the outbox events of the day's orders (their
 //!   `OrderCreated`, and `OrderCancelled` for a void, whenever it
-//!   happened) by state. Acked rows are pruned after `[outbox]
-//!   retention_days`; every order has one `OrderCreated` and every void
-//!   one `OrderCancelled`, and only acked rows are pruned, so a missing
-//!   row is a synced event: it is counted in `synced` and also in `pruned`,
-//!   and [`ZReport::events_complete`] says so.
+//!   happened) and of the day's returns (their `ReturnRequested`) by
+//!   state. Acked rows are pruned after `[outbox] retention_days`; every
+//!   order has one `OrderCreated`, every void one `OrderCancelled` and
+//!   every return one `ReturnRequested`, and only acked rows are pruned,
+//!   so a missing row is a synced event: it is counted in `synced` and
+//!   also in `pruned`, and [`ZReport::events_complete`] says so.
 
+mod rows;
 mod text;
 
 use std::collections::BTreeMap;
@@ -36,6 +52,9 @@ use utoipa::ToSchema;
 
 use crate::business_day::{BusinessDay, BusinessDayError};
 
+pub use rows::{
+    Amount, DayRows, EventCount, EventKind, EventState, OrderRow, RefundMethod, ReturnRow, Tender,
+};
 pub use text::render_text;
 
 /// Why a report could not be built.
@@ -49,74 +68,6 @@ pub enum ReportError {
         /// Its currency.
         currency: String,
     },
-}
-
-/// A tender of the Z-report: the day manifest's.
-pub use o2c_protocol::day::Tender;
-
-/// One order captured in the window, as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderRow {
-    /// UUIDv7.
-    pub order_id: String,
-    /// Selling terminal.
-    pub terminal_id: String,
-    /// ISO 4217 code.
-    pub currency: String,
-    /// Order total, minor units.
-    pub total_minor: i64,
-    /// Voided (`status = cancelled`).
-    pub voided: bool,
-    /// `Some((code, reason))` when the cloud rejected it.
-    pub rejected: Option<(String, String)>,
-    /// Offline card money not yet released by the cloud's ack.
-    pub offline_unconfirmed_minor: i64,
-    /// Its payments: tender and amount (minor units, order currency).
-    pub tenders: Vec<(Tender, i64)>,
-}
-
-/// What an outbox event is, for the completeness check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
-    /// `OrderCreated`: one per order.
-    Created,
-    /// `OrderCancelled`: one per void.
-    Cancelled,
-    /// Any other type.
-    Other,
-}
-
-/// An outbox event's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventState {
-    /// Acked by the cloud.
-    Synced,
-    /// Not yet acked.
-    Pending,
-    /// Refused by the cloud.
-    Rejected,
-}
-
-/// Outbox rows of the day's orders, counted by terminal, kind and state.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventCount {
-    /// The order's terminal.
-    pub terminal_id: String,
-    /// Event kind.
-    pub kind: EventKind,
-    /// Its state.
-    pub state: EventState,
-    /// How many.
-    pub count: u64,
-}
-
-/// Everything the store read for one window, from one snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DayRows {
-    /// The orders captured in the window.
-    pub orders: Vec<OrderRow>,
-    /// Their outbox events still in the outbox.
-    pub events: Vec<EventCount>,
 }
 
 /// Who and when: what the report says about itself.
@@ -163,7 +114,8 @@ pub struct ZReport {
     /// Whether the business day is over; while it is not, the figures
     /// still change.
     pub day_closed: bool,
-    /// Per terminal that captured orders in the window, by id.
+    /// Per terminal that captured orders or took returns in the window,
+    /// by id.
     pub terminals: Vec<TerminalFigures>,
     /// The whole store.
     pub total: Figures,
@@ -171,7 +123,8 @@ pub struct ZReport {
     pub rejections: Vec<Rejection>,
     /// `[outbox] retention_days`: acked events older than this are pruned.
     pub outbox_retention_days: u32,
-    /// Whether every event of the day's orders is still in the outbox.
+    /// Whether every event of the day's orders and returns is still in
+    /// the outbox.
     /// When not, the missing ones were acked and pruned: they are counted
     /// as `synced` (and in `pruned`).
     pub events_complete: bool,
@@ -194,11 +147,22 @@ pub struct Figures {
     pub currencies: Vec<CurrencyFigures>,
     /// Orders the cloud rejected.
     pub rejected_orders: u64,
-    /// The outbox events of these orders by state.
+    /// Returns taken in the window, those the cloud refused excluded:
+    /// the priced ones (`returns` of each currency) and
+    /// `returns_unpriced`.
+    pub returns: u64,
+    /// Returns the cloud refused (`return_refused`): in no other figure.
+    pub returns_refused: u64,
+    /// Of `returns`, those whose amount is not known yet (an order not
+    /// known here, the cloud has not priced it): in no amount and no
+    /// currency.
+    pub returns_unpriced: u64,
+    /// The outbox events of these orders and returns by state.
     pub events: EventFigures,
 }
 
-/// Sales in one currency. Amounts are minor units of `currency`.
+/// Sales and returns in one currency. Amounts are minor units of
+/// `currency`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct CurrencyFigures {
     /// ISO 4217 code.
@@ -221,6 +185,32 @@ pub struct CurrencyFigures {
     /// That money (voided sales included until their ack: what counts
     /// against the store's offline cap).
     pub offline_unconfirmed_minor: i64,
+    /// Returns in this currency whose amount is known, those the cloud
+    /// refused excluded.
+    pub returns: u64,
+    /// Their money by refund tender: the cloud's amount once it gave one,
+    /// else this agent's.
+    pub refunds: Refunds,
+    /// All of it: the sum of `refunds`.
+    pub returned_minor: i64,
+    /// `net_minor - returned_minor`.
+    pub net_after_returns_minor: i64,
+    /// The cash the day's sales and returns left in the drawer:
+    /// `tenders.cash_minor - refunds.cash_minor` (cash paid for the orders
+    /// not voided, minus cash paid back for returns). The opening float is
+    /// not included; negative when more cash went out than came in.
+    pub cash_in_drawer_minor: i64,
+}
+
+/// Money given back by refund tender, minor units.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Refunds {
+    /// Back to the card the order was paid with.
+    pub card_minor: i64,
+    /// Cash out of the drawer.
+    pub cash_minor: i64,
+    /// Store credit on gift cards.
+    pub gift_card_minor: i64,
 }
 
 /// Payments by tender, minor units.
@@ -307,6 +297,13 @@ pub fn build(meta: &ReportMeta, rows: &DayRows) -> Result<ZReport, ReportError> 
             .or_default()
             .add_order(o)?;
     }
+    for r in &rows.returns {
+        total.add_return(r)?;
+        by_terminal
+            .entry(r.terminal_id.as_str())
+            .or_default()
+            .add_return(r)?;
+    }
     for e in &rows.events {
         total.add_events(e);
         by_terminal
@@ -359,26 +356,31 @@ pub fn build(meta: &ReportMeta, rows: &DayRows) -> Result<ZReport, ReportError> 
 struct Acc {
     currencies: BTreeMap<String, CurrencyFigures>,
     rejected_orders: u64,
-    /// Events the orders must have: one per order, one more per void.
+    returns: u64,
+    returns_refused: u64,
+    returns_unpriced: u64,
+    /// Events the rows must have: one per order, one more per void, one
+    /// per return.
     expected_events: u64,
-    /// `OrderCreated` and `OrderCancelled` rows found.
+    /// `OrderCreated`, `OrderCancelled` and `ReturnRequested` rows found.
     found_events: u64,
     events: EventFigures,
 }
 
 impl Acc {
-    fn add_order(&mut self, o: &OrderRow) -> Result<(), ReportError> {
-        let c = self
-            .currencies
-            .entry(o.currency.clone())
+    /// The figures of `code`, created empty.
+    fn currency(&mut self, code: &str) -> &mut CurrencyFigures {
+        self.currencies
+            .entry(code.to_owned())
             .or_insert_with(|| CurrencyFigures {
-                currency: o.currency.clone(),
+                currency: code.to_owned(),
                 ..CurrencyFigures::default()
-            });
-        let overflow = |what| ReportError::Overflow {
-            what,
-            currency: o.currency.clone(),
-        };
+            })
+    }
+
+    fn add_order(&mut self, o: &OrderRow) -> Result<(), ReportError> {
+        let c = self.currency(&o.currency);
+        let overflow = |what| overflow(what, &o.currency);
         c.orders += 1;
         c.gross_minor = add(c.gross_minor, o.total_minor).ok_or_else(|| overflow("gross"))?;
         if o.voided {
@@ -396,21 +398,43 @@ impl Acc {
                 *slot = add(*slot, amount).ok_or_else(|| overflow("tender total"))?;
             }
         }
-        c.net_minor = c
-            .gross_minor
-            .checked_sub(c.voided_minor)
-            .ok_or_else(|| overflow("net"))?;
         if o.offline_unconfirmed_minor > 0 {
             c.offline_unconfirmed_orders += 1;
             c.offline_unconfirmed_minor =
                 add(c.offline_unconfirmed_minor, o.offline_unconfirmed_minor)
                     .ok_or_else(|| overflow("unconfirmed offline card money"))?;
         }
+        settle(c)?;
         if o.rejected.is_some() {
             self.rejected_orders += 1;
         }
         self.expected_events += 1 + u64::from(o.voided);
         Ok(())
+    }
+
+    fn add_return(&mut self, r: &ReturnRow) -> Result<(), ReportError> {
+        self.expected_events += 1;
+        if r.refused() {
+            self.returns_refused += 1;
+            return Ok(());
+        }
+        self.returns += 1;
+        let Some(amount) = r.amount() else {
+            self.returns_unpriced += 1;
+            return Ok(());
+        };
+        let c = self.currency(&amount.currency);
+        let overflow = |what| overflow(what, &amount.currency);
+        c.returns += 1;
+        let slot = match r.refund {
+            RefundMethod::Card => &mut c.refunds.card_minor,
+            RefundMethod::Cash => &mut c.refunds.cash_minor,
+            RefundMethod::GiftCard => &mut c.refunds.gift_card_minor,
+        };
+        *slot = add(*slot, amount.minor).ok_or_else(|| overflow("refund total"))?;
+        c.returned_minor =
+            add(c.returned_minor, amount.minor).ok_or_else(|| overflow("returned total"))?;
+        settle(c)
     }
 
     fn add_events(&mut self, e: &EventCount) {
@@ -433,8 +457,37 @@ impl Acc {
         Figures {
             currencies: self.currencies.into_values().collect(),
             rejected_orders: self.rejected_orders,
+            returns: self.returns,
+            returns_refused: self.returns_refused,
+            returns_unpriced: self.returns_unpriced,
             events: self.events,
         }
+    }
+}
+
+/// Recomputes the figures derived from the sums of `c`.
+fn settle(c: &mut CurrencyFigures) -> Result<(), ReportError> {
+    let overflow = |what| overflow(what, &c.currency);
+    c.net_minor = c
+        .gross_minor
+        .checked_sub(c.voided_minor)
+        .ok_or_else(|| overflow("net"))?;
+    c.net_after_returns_minor = c
+        .net_minor
+        .checked_sub(c.returned_minor)
+        .ok_or_else(|| overflow("net after returns"))?;
+    c.cash_in_drawer_minor = c
+        .tenders
+        .cash_minor
+        .checked_sub(c.refunds.cash_minor)
+        .ok_or_else(|| overflow("cash in drawer"))?;
+    Ok(())
+}
+
+fn overflow(what: &'static str, currency: &str) -> ReportError {
+    ReportError::Overflow {
+        what,
+        currency: currency.to_owned(),
     }
 }
 

@@ -3,7 +3,8 @@
 //! - Replay: every saga topic is produced again, twice, interleaved at
 //!   random across topics and partitions (order kept within a partition).
 //!   Nothing may change: one capture per order at the simulator, stock
-//!   moved once, each compensation once, no new outbox row.
+//!   moved once, each compensation once, each return decided, restocked
+//!   and refunded once, no new outbox row.
 //! - Crash: with each service in its own process, payment and inventory
 //!   are killed with SIGKILL while orders flow, then restarted; every order
 //!   completes, captured exactly once.
@@ -12,12 +13,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use o2c_tests::kafka::{produce_raw, raw_producer};
+use o2c_tests::saga::returns::{card_refund, request_return, return_body, wait_return};
 use o2c_tests::saga::{SagaWorld, Tender, capture, cloud_status, order_body, wait_status};
 use rand::Rng;
+use serde_json::json;
 
 const SAGA: Duration = Duration::from_secs(120);
 
-const TOPICS: [&str; 12] = [
+const TOPICS: [&str; 15] = [
     "orders.created",
     "orders.cancelled",
     "payments.captured",
@@ -30,6 +33,9 @@ const TOPICS: [&str; 12] = [
     "shipments.cancelled",
     "orders.completed",
     "refunds.issued",
+    "returns.requested",
+    "returns.accepted",
+    "returns.refused",
 ];
 
 async fn movement_count(w: &SagaWorld) -> BTreeMap<String, i64> {
@@ -85,13 +91,32 @@ async fn replaying_every_topic_twice_changes_nothing() {
     a.cancel(&voided).await.unwrap();
     wait_final(&w, &voided, "refunded").await;
     finals[0].1 = "refunded";
+    // Returns: a card sale's unit back on its card (refunded at the
+    // processor), the cash sale's back in cash; each restocked.
+    let returns = [
+        (&finals[2].0, card_refund("tok_ok_2"), "return_refunded"),
+        (&finals[5].0, json!({"method": "cash"}), "return_accepted"),
+    ];
+    let mut returned = Vec::new();
+    for (i, (order, refund, end)) in returns.iter().enumerate() {
+        let body = return_body(&[("SKU-R", 1)], refund.clone());
+        let (code, v) = request_return(a, order, &format!("ret{i}"), &body)
+            .await
+            .unwrap();
+        assert_eq!(code, 201, "{v}");
+        let id = v["return_id"].as_str().unwrap().to_owned();
+        wait_return(a, &id, end, SAGA)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+        returned.push((id, *end));
+    }
     w.wait_groups_caught_up(SAGA).await.unwrap();
 
     let outbox = w.outbox_counts().await.unwrap();
     let stats = w.psp.stats().await.unwrap();
     let moves = movement_count(&w).await;
     assert_eq!(stats["captures"].as_array().unwrap().len(), 4);
-    assert_eq!(stats["refunds"].as_array().unwrap().len(), 1);
+    assert_eq!(stats["refunds"].as_array().unwrap().len(), 2);
 
     // Replay every topic twice, interleaved at random.
     let mut queues = Vec::new();
@@ -160,6 +185,10 @@ async fn replaying_every_topic_twice_changes_nothing() {
             Some(*st),
             "{id}"
         );
+    }
+    for (id, st) in &returned {
+        let v = a.get(&format!("/v1/returns/{id}")).await.unwrap();
+        assert_eq!(v["cloud_status"], *st, "{v}");
     }
 }
 

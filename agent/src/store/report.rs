@@ -7,7 +7,11 @@
 //! The Z-report's events are the outbox rows of the day's orders: one scan
 //! of the outbox (it holds `[outbox] retention_days` of acked rows plus
 //! the pending ones; there is no index on `order_id`, which would cost an
-//! insert per capture) probing the day's order ids.
+//! insert per capture) probing the day's order ids; their
+//! `ReturnRequested` rows are left to the returns. The day's returns (by
+//! `created_at_ms`, whatever order they are of) are one scan of `returns`
+//! (a table far smaller than `orders`, without an index on the time),
+//! each probing the outbox for its event by `seq`.
 
 use std::path::Path;
 
@@ -18,7 +22,9 @@ use super::read::{SUMMARY_COLUMNS, corrupt, summary_row};
 use super::types::{LocalStatus, OrderSummary, OrderSyncState};
 use super::writer::to_i64;
 use super::{Store, StoreError, schema};
-use crate::report::{DayRows, EventCount, EventKind, EventState, OrderRow, Tender};
+use crate::report::{
+    Amount, DayRows, EventCount, EventKind, EventState, OrderRow, RefundMethod, ReturnRow, Tender,
+};
 
 impl Store {
     /// The rows of the Z-report of `[start_ms, end_ms)`, from one snapshot.
@@ -108,13 +114,13 @@ fn day_rows(c: &Connection, start_ms: i64, end_ms: i64) -> Result<DayRows, Store
              FROM outbox x CROSS JOIN orders o ON o.order_id = x.order_id \
              WHERE x.order_id IN (SELECT order_id FROM orders \
                  WHERE captured_at_ms >= ?1 AND captured_at_ms < ?2) \
+             AND x.event_type <> 'ReturnRequested' \
              GROUP BY 1, 2, 3",
         )?;
         let mut rows = stmt.query(params![start_ms, end_ms])?;
         while let Some(r) = rows.next()? {
             let kind: String = r.get(1)?;
             let state: String = r.get(2)?;
-            let count: i64 = r.get(3)?;
             out.events.push(EventCount {
                 terminal_id: r.get(0)?,
                 kind: match kind.as_str() {
@@ -122,18 +128,72 @@ fn day_rows(c: &Connection, start_ms: i64, end_ms: i64) -> Result<DayRows, Store
                     "OrderCancelled" => EventKind::Cancelled,
                     _ => EventKind::Other,
                 },
-                state: match state.as_str() {
-                    "acked" => EventState::Synced,
-                    "pending" => EventState::Pending,
-                    "rejected" => EventState::Rejected,
-                    _ => return Err(corrupt("outbox state", &state)),
-                },
-                count: u64::try_from(count).unwrap_or(0),
+                state: event_state(&state)?,
+                count: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+            });
+        }
+    }
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT terminal_id, refund_method, local_amount_minor, currency, \
+             cloud_amount_minor, cloud_currency, cloud_status \
+             FROM returns WHERE created_at_ms >= ?1 AND created_at_ms < ?2 \
+             ORDER BY return_id",
+        )?;
+        let mut rows = stmt.query(params![start_ms, end_ms])?;
+        while let Some(r) = rows.next()? {
+            let method: String = r.get(1)?;
+            let cloud_status: Option<String> = r.get(6)?;
+            out.returns.push(ReturnRow {
+                terminal_id: r.get(0)?,
+                refund: RefundMethod::parse(&method)
+                    .ok_or_else(|| corrupt("refund_method", &method))?,
+                local: amount(r.get(2)?, r.get(3)?),
+                cloud: amount(r.get(4)?, r.get(5)?),
+                cloud_status: cloud_status
+                    .map(|c| c.parse().map_err(|_| corrupt("return cloud_status", &c)))
+                    .transpose()?,
+            });
+        }
+    }
+    {
+        // The returns' own events, by the outbox's primary key.
+        let mut stmt = tx.prepare_cached(
+            "SELECT r.terminal_id, x.state, COUNT(*) \
+             FROM returns r CROSS JOIN outbox x ON x.seq = r.seq \
+             WHERE r.created_at_ms >= ?1 AND r.created_at_ms < ?2 \
+             GROUP BY 1, 2",
+        )?;
+        let mut rows = stmt.query(params![start_ms, end_ms])?;
+        while let Some(r) = rows.next()? {
+            let state: String = r.get(1)?;
+            out.events.push(EventCount {
+                terminal_id: r.get(0)?,
+                kind: EventKind::ReturnRequested,
+                state: event_state(&state)?,
+                count: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
             });
         }
     }
     tx.finish()?;
     Ok(out)
+}
+
+fn event_state(state: &str) -> Result<EventState, StoreError> {
+    match state {
+        "acked" => Ok(EventState::Synced),
+        "pending" => Ok(EventState::Pending),
+        "rejected" => Ok(EventState::Rejected),
+        _ => Err(corrupt("outbox state", state)),
+    }
+}
+
+/// An amount column pair (`None` unless both are set).
+fn amount(minor: Option<i64>, currency: Option<String>) -> Option<Amount> {
+    Some(Amount {
+        minor: minor?,
+        currency: currency?,
+    })
 }
 
 fn tender(p: &Payment) -> (Tender, i64) {

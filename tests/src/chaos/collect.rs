@@ -13,7 +13,7 @@ use super::world::{AUTO_STOCK, World};
 use crate::HarnessError;
 use crate::kafka::group_offsets;
 use crate::pipeline::{TERMINAL_TOKEN, agent_records};
-use crate::saga::GROUP_TOPICS;
+use crate::saga::group_topics;
 
 /// Statuses that end an order.
 const FINAL: [&str; 3] = ["completed", "cancelled", "refunded"];
@@ -95,7 +95,7 @@ async fn agents_drained(world: &World) -> bool {
 /// Every saga group's offsets on every topic it reads.
 pub async fn group_facts(world: &World) -> Result<Vec<GroupOffset>, ChaosError> {
     let mut out = Vec::new();
-    for (group, topics) in GROUP_TOPICS {
+    for (group, topics) in group_topics() {
         let topics: Vec<String> = topics.iter().map(|t| world.topic(t)).collect();
         let g = world.group(group);
         for (topic, partition, committed, end) in group_offsets(&world.brokers, &g, &topics).await?

@@ -534,4 +534,4 @@ mod state;
 
 pub use sims::{CarrierSim, PspSim, carrier_table};
 
-pub use state::GROUP_TOPICS;
+pub use state::group_topics;

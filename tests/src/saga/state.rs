@@ -6,46 +6,21 @@ use std::time::Duration;
 use super::SagaWorld;
 use crate::{HarnessError, wait_until_named};
 
-/// The saga topics (without prefix) each consumer group reads.
-pub const GROUP_TOPICS: &[(&str, &[&str])] = &[
-    (
-        "order",
-        &[
-            "orders.created",
-            "orders.cancelled",
-            "payments.captured",
-            "payments.failed",
-            "inventory.confirmed",
-            "inventory.released",
-            "shipments.delivered",
-            "shipments.cancelled",
-        ],
-    ),
-    ("payment", &["orders.created", "orders.cancelled"]),
-    (
-        "inventory",
-        &["orders.created", "payments.captured", "orders.cancelled"],
-    ),
-    (
-        "shipping",
-        &["orders.created", "inventory.confirmed", "orders.cancelled"],
-    ),
-    ("state", &["orders.events"]),
-    (
-        "status",
-        &[
-            "orders.created",
-            "payments.captured",
-            "inventory.confirmed",
-            "shipments.scheduled",
-            "shipments.dispatched",
-            "shipments.delivered",
-            "orders.completed",
-            "orders.cancelled",
-            "refunds.issued",
-        ],
-    ),
-];
+/// The saga topics (without prefix) each consumer group reads: the
+/// services' own subscription lists, so a topic added to a service is
+/// waited for here too.
+pub fn group_topics() -> Vec<(&'static str, Vec<&'static str>)> {
+    use o2c_protocol::EventType;
+    let topics = |types: &[EventType]| types.iter().map(|t| t.kafka_topic()).collect();
+    vec![
+        ("order", topics(o2c_saga::order::SUBSCRIBES)),
+        ("payment", topics(o2c_saga::payment::SUBSCRIBES)),
+        ("inventory", topics(o2c_saga::inventory::SUBSCRIBES)),
+        ("shipping", topics(o2c_saga::shipping::SUBSCRIBES)),
+        ("state", vec!["orders.events"]),
+        ("status", topics(o2c_saga::status::SUBSCRIBES)),
+    ]
+}
 
 impl SagaWorld {
     /// Waits until the consumer group of every saga service that runs has
@@ -62,7 +37,7 @@ impl SagaWorld {
             || {
                 let prefix = prefix.clone();
                 async move {
-                    for (group, topics) in GROUP_TOPICS.iter().filter(|(g, _)| runs(g)) {
+                    for (group, topics) in group_topics().into_iter().filter(|(g, _)| runs(g)) {
                         let topics: Vec<String> =
                             topics.iter().map(|t| format!("{prefix}.{t}")).collect();
                         let g = format!("{prefix}-{group}");
