@@ -91,9 +91,9 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum ReportCommand {
     /// The Z-report of a business date, per terminal and for the store:
-    /// orders, voids, gross and net per currency, tenders, offline card
-    /// money not yet confirmed, rejections, and the sync state of the
-    /// day's events.
+    /// orders, voids, gross and net per currency, tenders, returns and
+    /// refunds, the cash left in the drawer, offline card money not yet
+    /// confirmed, rejections, and the sync state of the day's events.
     Z {
         /// Config file (TOML): data_dir, [store] timezone, [business_day].
         #[arg(long, env = "O2C_AGENT_CONFIG")]

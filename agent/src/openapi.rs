@@ -44,8 +44,8 @@ use crate::store::{CaptureReceipt, LocalStatus, OrderSyncState};
         model::ReturnState,
         crate::api::misc::ProductView, crate::catalog::pull::PullStatus,
         crate::report::ZReport, crate::report::TerminalFigures, crate::report::Figures,
-        crate::report::CurrencyFigures, crate::report::Tenders, crate::report::EventFigures,
-        crate::report::Rejection
+        crate::report::CurrencyFigures, crate::report::Tenders, crate::report::Refunds,
+        crate::report::EventFigures, crate::report::Rejection
     )),
     modifiers(&Bearer)
 )]

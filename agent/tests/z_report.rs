@@ -11,6 +11,8 @@
 #![allow(clippy::disallowed_methods)]
 
 mod common;
+#[path = "z_report/returns.rs"]
+mod returns;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -285,7 +287,11 @@ fn sales(
         "net_minor": gross - voided,
         "tenders": {"card_online_minor": tenders[0], "card_offline_minor": tenders[1],
                     "cash_minor": tenders[2], "gift_card_minor": tenders[3]},
-        "offline_unconfirmed_orders": offline.0, "offline_unconfirmed_minor": offline.1
+        "offline_unconfirmed_orders": offline.0, "offline_unconfirmed_minor": offline.1,
+        "returns": 0,
+        "refunds": {"card_minor": 0, "cash_minor": 0, "gift_card_minor": 0},
+        "returned_minor": 0, "net_after_returns_minor": gross - voided,
+        "cash_in_drawer_minor": tenders[2]
     })
 }
 
@@ -352,6 +358,14 @@ async fn z_report_checks_every_figure_of_the_day() {
     );
     check_currency(total, "EUR", sales(1, 0, 4000, 0, [4000, 0, 0, 0], (0, 0)));
     assert_eq!(total["rejected_orders"], 1);
+    assert_eq!(
+        (
+            &total["returns"],
+            &total["returns_refused"],
+            &total["returns_unpriced"]
+        ),
+        (&json!(0), &json!(0), &json!(0))
+    );
     assert_eq!(
         total["events"],
         json!({"synced": 2, "pending": 3, "rejected": 1, "pruned": 0})

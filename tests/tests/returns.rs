@@ -14,6 +14,9 @@
 //!   refused by the cloud, with its SKU, and the till shows it. The web
 //!   customer gets one mail for the return's refund. A return of an order
 //!   the cloud has never seen waits, answered by nobody.
+//! - A card return accepted while the processor hangs is owed, not
+//!   dead-lettered, and refunded once by the reconciler when it is back,
+//!   across a kill of the saga.
 
 use std::time::Duration;
 
@@ -338,4 +341,89 @@ async fn a_web_order_is_returned_in_a_store_and_checked_by_the_cloud() {
         "{}",
         returned[0].body
     );
+}
+
+/// Whether the payment service owes a return's refund for `order`.
+async fn return_owed(w: &SagaWorld, order: &str) -> bool {
+    let Ok(db) = w.db().await else { return false };
+    db.query_opt(
+        "SELECT (state::jsonb ->> 'return_owed') = 'true' FROM o2c_payment.orders \
+         WHERE order_id = $1",
+        &[&order],
+    )
+    .await
+    .ok()
+    .flatten()
+    .and_then(|r| r.get::<_, Option<bool>>(0))
+    .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_return_while_the_processor_hangs_is_refunded_once_it_is_back() {
+    // Retries at 100, 200 and 400 ms: without the owed refund, the return
+    // would be dead-lettered within a second and never refunded.
+    let saga = "retry_base_ms = 100\ncapture_reconcile_secs = 1\ncapture_stuck_secs = 2";
+    let psp = "timeout_ms = 500\nbreaker_open_ms = 1000";
+    let mut w = SagaWorld::start(&["all"], saga, psp).await.expect("world");
+    let id = capture(
+        &w.agent,
+        "h-1",
+        &order_body("SKU-H", 2, &Tender::Card("tok_ret_hang".into()), false),
+    )
+    .await
+    .expect("capture");
+    wait_status(&w.agent, &id, "completed", SAGA)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+
+    // The processor hangs (its ledger kept); a unit comes back on the card.
+    // The return is accepted and its refund owed, not dead-lettered.
+    w.psp.freeze().expect("freeze");
+    let body = return_body(&[("SKU-H", 1)], card_refund("tok_ret_hang"));
+    let (status, v) = request_return(&w.agent, &id, "hang-1", &body)
+        .await
+        .expect("return");
+    let ret = created(status, &v);
+    wait_return(&w.agent, &ret, "return_accepted", SAGA)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    if let Err(e) =
+        o2c_tests::wait::wait_until_named("the return's refund owed", || return_owed(&w, &id), SAGA)
+            .await
+    {
+        let db = w.db().await.expect("db");
+        let state: Vec<String> = db
+            .query(
+                "SELECT state FROM o2c_payment.orders WHERE order_id = $1",
+                &[&id],
+            )
+            .await
+            .expect("state")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        panic!("{e}: payment state {state:?}\n{}", w.logs());
+    }
+    w.wait_groups_caught_up(SAGA).await.expect("caught up");
+
+    // The saga dies too; the processor comes back, then the saga. The
+    // reconciler refunds under the return's key, once.
+    w.sagas[0].kill().expect("kill");
+    w.psp.thaw().expect("thaw");
+    w.sagas[0].restart().await.expect("restart");
+    let done = wait_return(&w.agent, &ret, "return_refunded", SAGA)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.logs()));
+    assert_eq!(done["amount_minor"], 1000, "{done}");
+    assert!(!return_owed(&w, &id).await);
+    let refunded = refunds(&w, &id).await;
+    assert_eq!(refunded.len(), 1, "{refunded:?}");
+    assert_eq!(refunded[0].0, 1000);
+    assert_eq!(records(&w, "refunds.issued").await, 1);
+    let outcome = "o2c_saga_payment_reconciled_total{outcome=\"return_refunded\"}";
+    assert_eq!(w.metric(outcome).await, 1.0, "after the restart");
+    let dead = o2c_tests::topic_record_count(&w.brokers, &w.env.topic("o2c.dlq"))
+        .await
+        .expect("dlq");
+    assert_eq!(dead, 0, "nothing dead-lettered");
 }

@@ -12,9 +12,11 @@ use crate::business_day::parse_date;
 use crate::report::{self, ZReport};
 
 /// The Z-report of a business date: per terminal and for the store, the
-/// orders, voids, gross and net per currency, the tenders, the offline
-/// card money the cloud has not confirmed, the rejections and the sync
-/// state of the day's events.
+/// orders, voids, gross and net per currency, the tenders, the returns
+/// taken (refunds by tender, net after returns, the cash left in the
+/// drawer; refused and unpriced ones counted apart), the offline card
+/// money the cloud has not confirmed, the rejections and the sync state of
+/// the day's events.
 #[utoipa::path(
     get, path = "/v1/reports/z", tag = "reports", operation_id = "getZReport",
     params(ZReportQuery),

@@ -1,6 +1,8 @@
 use super::text::money;
 use super::*;
 
+mod returns;
+
 fn meta(now_ms: i64) -> ReportMeta {
     ReportMeta {
         store_id: "S001".into(),
@@ -55,6 +57,7 @@ fn day() -> DayRows {
     let eur = order("o5", "T2", "EUR", &[(Tender::CardOnline, 1000)]);
     DayRows {
         orders: vec![split, void, offline, gift, eur],
+        returns: Vec::new(),
         events: vec![
             events("T1", EventKind::Created, EventState::Synced, 2),
             events("T1", EventKind::Created, EventState::Pending, 1),
@@ -91,7 +94,20 @@ fn figures_per_terminal_and_in_total() {
             },
             offline_unconfirmed_orders: 1,
             offline_unconfirmed_minor: 2500,
+            returns: 0,
+            refunds: Refunds::default(),
+            returned_minor: 0,
+            net_after_returns_minor: 4500,
+            cash_in_drawer_minor: 500,
         }]
+    );
+    assert_eq!(
+        (
+            t1.figures.returns,
+            t1.figures.returns_refused,
+            t1.figures.returns_unpriced
+        ),
+        (0, 0, 0)
     );
     assert_eq!(t1.figures.rejected_orders, 0);
     assert_eq!(
@@ -171,7 +187,7 @@ fn pruned_events_are_counted_as_synced_and_flagged() {
     assert_eq!(r.total.events.pruned, 2);
     let text = render_text(&r);
     assert!(
-        text.contains("2 synced events of these orders are no longer"),
+        text.contains("2 synced events of these orders and returns are no longer"),
         "{text}"
     );
 }
@@ -194,7 +210,7 @@ fn an_overflowing_sum_is_an_error_not_a_wrong_figure() {
             order("a", "T1", "CAD", &[(Tender::Cash, i64::MAX)]),
             order("b", "T1", "CAD", &[(Tender::Cash, 1)]),
         ],
-        events: Vec::new(),
+        ..DayRows::default()
     };
     assert_eq!(
         build(&meta(0), &rows),

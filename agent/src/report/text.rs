@@ -37,7 +37,7 @@ pub fn render_text(r: &ZReport) -> String {
         "\nSALES\n{:<16} {:<4} {:>7} {:>6} {:>14} {:>14} {:>14}",
         "TERMINAL", "CUR", "ORDERS", "VOIDS", "GROSS", "VOIDED", "NET"
     );
-    if r.total.currencies.is_empty() {
+    if r.total.currencies.iter().all(|c| c.orders == 0) {
         out.push_str("(no orders captured in this business day)\n");
     }
     for (name, f) in &rows {
@@ -77,6 +77,8 @@ pub fn render_text(r: &ZReport) -> String {
         }
     }
 
+    returns(&mut out, r, &rows);
+
     let _ = writeln!(
         out,
         "\nOFFLINE CARD MONEY NOT YET CONFIRMED BY THE CLOUD\n{:<16} {:<4} {:>7} {:>14}",
@@ -108,7 +110,7 @@ pub fn render_text(r: &ZReport) -> String {
 
     let _ = writeln!(
         out,
-        "\nEVENTS OF THE DAY'S ORDERS\n{:<16} {:>8} {:>8} {:>9} {:>14}",
+        "\nEVENTS OF THE DAY'S ORDERS AND RETURNS\n{:<16} {:>8} {:>8} {:>9} {:>14}",
         "TERMINAL", "SYNCED", "PENDING", "REJECTED", "REJECTED ORDERS"
     );
     for (name, f) in &rows {
@@ -122,9 +124,9 @@ pub fn render_text(r: &ZReport) -> String {
     if !r.events_complete {
         let _ = writeln!(
             out,
-            "note: {} synced events of these orders are no longer in the outbox (acked rows \
+            "note: {} synced events of these orders and returns are no longer in the outbox (acked rows \
              are pruned after {} days, [outbox] retention_days); they are counted as synced \
-             from the orders",
+             from the orders and returns",
             r.total.events.pruned, r.outbox_retention_days
         );
     }
@@ -152,6 +154,70 @@ pub fn render_text(r: &ZReport) -> String {
         }
     }
     out
+}
+
+/// The returns taken at each terminal (money per currency, then the
+/// counts in no amount) and the cash they leave in the drawer.
+fn returns(out: &mut String, r: &ZReport, rows: &[(&str, &Figures)]) {
+    let _ = writeln!(
+        out,
+        "\nRETURNS (priced; the refused and unpriced ones below are in no amount)\n\
+         {:<16} {:<4} {:>7} {:>14} {:>14} {:>14} {:>14} {:>17}",
+        "TERMINAL", "CUR", "RETURNS", "CARD", "CASH", "GIFT CARD", "RETURNED", "NET AFTER RETURNS"
+    );
+    if r.total.returns == 0 && r.total.returns_refused == 0 {
+        out.push_str("(no returns taken in this business day)\n");
+    }
+    for (name, f) in rows {
+        for c in f.currencies.iter().filter(|c| c.returns > 0) {
+            let m = |v| money(v, &c.currency);
+            let _ = writeln!(
+                out,
+                "{name:<16} {:<4} {:>7} {:>14} {:>14} {:>14} {:>14} {:>17}",
+                c.currency,
+                c.returns,
+                m(c.refunds.card_minor),
+                m(c.refunds.cash_minor),
+                m(c.refunds.gift_card_minor),
+                m(c.returned_minor),
+                m(c.net_after_returns_minor)
+            );
+        }
+    }
+    if r.total.returns_refused > 0 || r.total.returns_unpriced > 0 {
+        let _ = writeln!(
+            out,
+            "{:<16} {:>8} {:>9}  (unpriced: the amount is not known yet, in no figure)",
+            "TERMINAL", "REFUSED", "UNPRICED"
+        );
+        for (name, f) in rows {
+            let _ = writeln!(
+                out,
+                "{name:<16} {:>8} {:>9}",
+                f.returns_refused, f.returns_unpriced
+            );
+        }
+    }
+
+    let _ = writeln!(
+        out,
+        "\nCASH DRAWER (cash of orders not voided minus cash refunds; float not included)\n\
+         {:<16} {:<4} {:>14} {:>14} {:>14}",
+        "TERMINAL", "CUR", "CASH IN", "CASH REFUNDS", "IN DRAWER"
+    );
+    for (name, f) in rows {
+        for c in &f.currencies {
+            let m = |v| money(v, &c.currency);
+            let _ = writeln!(
+                out,
+                "{name:<16} {:<4} {:>14} {:>14} {:>14}",
+                c.currency,
+                m(c.tenders.cash_minor),
+                m(c.refunds.cash_minor),
+                m(c.cash_in_drawer_minor)
+            );
+        }
+    }
 }
 
 /// `minor` in major units of `code` (`2998` CAD is `29.98`); raw minor

@@ -112,6 +112,11 @@ fn own_migrations(service: Service) -> &'static [Migration] {
                 "refunds_owed",
                 include_str!("../migrations/payment/006_refunds_owed.sql"),
             ),
+            (
+                11,
+                "returns_owed",
+                include_str!("../migrations/payment/011_returns_owed.sql"),
+            ),
         ],
         Service::Inventory => &[
             (

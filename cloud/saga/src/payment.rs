@@ -52,6 +52,7 @@ mod returns;
 pub mod state;
 
 pub(crate) use calls::{Calls, refund_capture, refund_issued};
+pub(crate) use returns::{ReturnRefundError, record_return_refund, refund_return};
 pub use state::{CancelOutcome, CaptureStart};
 
 pub(crate) const SCHEMA: &str = "o2c_payment";
@@ -114,6 +115,25 @@ pub struct PaymentState {
     /// Returns refunded at the processor (contract 1.7): each once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub returns_refunded: Vec<o2c_protocol::ReturnId>,
+    /// Returns whose card refund the processor could not take yet: their
+    /// `ReturnAccepted` envelopes (JSON), refunded by the reconciler.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub returns_owed: Vec<String>,
+    /// Set while `returns_owed` is not empty: the reconciler's index
+    /// (migration 011) reads it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub return_owed: bool,
+}
+
+impl PaymentState {
+    /// Owes the refund of the return of `cause` (a `ReturnAccepted`
+    /// envelope, JSON).
+    pub fn owe_return(&mut self, cause: String) {
+        if !self.returns_owed.contains(&cause) {
+            self.returns_owed.push(cause);
+        }
+        self.return_owed = true;
+    }
 }
 
 /// Tenders that go to the processor: `(index, token, amount)`.

@@ -1,12 +1,17 @@
 //! The checker: pure. It takes the facts the runner collected after
 //! quiescence ([`Facts`]) and returns a [`Verdict`]. Nothing here touches
 //! a socket, so it is unit-tested with synthetic histories, failing ones
-//! included.
+//! included. The returns' checks are in `checker_returns.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
+
+#[path = "checker_returns.rs"]
+mod returns;
+
+pub use returns::{ORDER_CANCELLED, ReturnFact, return_settled};
 
 /// How a till paid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,12 +79,16 @@ pub struct OrderFact {
 pub struct StockFact {
     /// SKU.
     pub sku: String,
-    /// Units provisioned (rows × auto stock).
+    /// Units provisioned (auto stock for each row made for a sale; none
+    /// for a row a return made at a store that had none).
     pub initial: i64,
     /// Units on hand now, over every warehouse.
     pub on_hand: i64,
     /// Units reserved now.
     pub reserved: i64,
+    /// Units put back by returns (the `return` movements; each return's
+    /// own are checked against its decision).
+    pub returned: i64,
 }
 
 /// What Kafka holds for the agents' events, by `event_id`.
@@ -146,6 +155,12 @@ pub struct FaultSpan {
 pub struct Facts {
     /// Orders with a 2xx.
     pub orders: Vec<OrderFact>,
+    /// Every return a till asked for.
+    pub returns: Vec<ReturnFact>,
+    /// Return events and `return` movements in the cloud that no till's
+    /// return accounts for, and return records that do not decode
+    /// (described: topic or table, return and order).
+    pub stray_returns: Vec<String>,
     /// Stock per SKU.
     pub stock: Vec<StockFact>,
     /// The Kafka view.
@@ -176,6 +191,10 @@ pub struct Verdict {
     pub orders: usize,
     /// Orders by final status at the store.
     pub by_status: BTreeMap<String, usize>,
+    /// Returns asked for.
+    pub returns: usize,
+    /// Returns by final status at the store (or how the till was refused).
+    pub returns_by_status: BTreeMap<String, usize>,
     /// Raw duplicates in Kafka (allowed; removed by dedup).
     pub raw_duplicates: usize,
     /// Everything that failed.
@@ -194,9 +213,11 @@ impl fmt::Display for Verdict {
         let word = if self.passed() { "PASS" } else { "FAIL" };
         writeln!(
             f,
-            "verdict: {word}: {} orders, final statuses {:?}, {} raw Kafka duplicates (deduped), {} failures",
+            "verdict: {word}: {} orders, final statuses {:?}, {} returns {:?}, {} raw Kafka duplicates (deduped), {} failures",
             self.orders,
             self.by_status,
+            self.returns,
+            self.returns_by_status,
             self.raw_duplicates,
             self.failures.len()
         )?;
@@ -245,13 +266,21 @@ const FINAL: [&str; 3] = ["completed", "cancelled", "refunded"];
 pub fn check(facts: &Facts) -> Verdict {
     let mut v = Verdict {
         orders: facts.orders.len(),
+        returns: facts.returns.len(),
         raw_duplicates: facts.kafka.raw_duplicates,
         ..Verdict::default()
     };
+    // Orders whose processor refunds the checks of their returns account for.
+    let returned: BTreeSet<&str> = facts
+        .returns
+        .iter()
+        .filter(|r| r.return_id.is_some())
+        .map(|r| r.order_id.as_str())
+        .collect();
     for o in &facts.orders {
         let status = o.final_status.clone().unwrap_or_else(|| "none".into());
         *v.by_status.entry(status).or_default() += 1;
-        for what in order_problems(o) {
+        for what in order_problems(o, returned.contains(o.order_id.as_str())) {
             v.failures.push(Failure {
                 order_id: Some(o.order_id.clone()),
                 what: format!(
@@ -269,6 +298,10 @@ pub fn check(facts: &Facts) -> Verdict {
                 faults_near: faults_near(&facts.faults, o.captured_ms),
             });
         }
+    }
+    return_failures(facts, &mut v);
+    for s in &facts.stray_returns {
+        v.failures.push(global(format!("returns: {s}")));
     }
     stock_problems(facts, &mut v.failures);
     let k = &facts.kafka;
@@ -353,12 +386,56 @@ pub fn must_sell(o: &OrderFact) -> bool {
     o.voided_ms.is_none() && o.pay != Pay::Declined
 }
 
-fn order_problems(o: &OrderFact) -> Vec<String> {
+/// Each return's failures, with its till, times and the faults near its
+/// request.
+fn return_failures(facts: &Facts, v: &mut Verdict) {
+    let orders: BTreeMap<&str, &OrderFact> = facts
+        .orders
+        .iter()
+        .map(|o| (o.order_id.as_str(), o))
+        .collect();
+    for r in &facts.returns {
+        *v.returns_by_status.entry(r.outcome()).or_default() += 1;
+        let order = orders.get(r.order_id.as_str()).copied();
+        for what in returns::return_problems(r, order) {
+            v.failures.push(Failure {
+                order_id: Some(r.order_id.clone()),
+                what: format!(
+                    "return {}: {what} (agent-{}, key {}, {} of {} {} of a {} order, requested t+{} ms, http {}; store: {}{})",
+                    r.return_id.as_deref().unwrap_or("(none)"),
+                    r.agent + 1,
+                    r.key,
+                    if r.card { "card refund" } else { "cash refund" },
+                    r.units,
+                    r.sku,
+                    order.map_or_else(|| "?".to_owned(), |o| format!("{:?}", o.pay)),
+                    r.requested_ms,
+                    r.http,
+                    r.cloud_status.as_deref().unwrap_or("no status"),
+                    r.cloud_reason
+                        .as_deref()
+                        .map(|x| format!(" {x}"))
+                        .unwrap_or_default()
+                ),
+                faults_near: faults_near(&facts.faults, r.requested_ms),
+            });
+        }
+    }
+}
+
+/// `returned`: the order has a return a till was given, whose checks
+/// account for the order's processor refunds.
+fn order_problems(o: &OrderFact, returned: bool) -> Vec<String> {
     let mut out = Vec::new();
     let (caps, refs) = (o.captures.len(), o.refunds.len());
     // Money: exactly once, from what the till did.
     if o.pay.uses_card() && o.pay != Pay::Declined {
-        if must_sell(o) && (caps, refs) != (1, 0) {
+        if must_sell(o) && returned && caps != 1 {
+            out.push(format!(
+                "{caps} captures in the processor's ledger, expected exactly 1 (its return's refunds are checked with the return)"
+            ));
+        }
+        if must_sell(o) && !returned && (caps, refs) != (1, 0) {
             out.push(format!(
                 "{caps} captures and {refs} refunds in the processor's ledger, expected exactly 1 capture and no refund"
             ));
@@ -374,7 +451,7 @@ fn order_problems(o: &OrderFact) -> Vec<String> {
                 o.captures, o.card_minor
             ));
         }
-    } else if caps + refs > 0 {
+    } else if caps > 0 || (refs > 0 && !returned) {
         out.push(format!(
             "{caps} captures and {refs} refunds in the processor's ledger for a {:?} order",
             o.pay
@@ -433,7 +510,7 @@ fn stock_problems(facts: &Facts, out: &mut Vec<Failure>) {
         *sold.entry(o.sku.as_str()).or_default() += o.qty;
     }
     for s in &facts.stock {
-        let want = s.initial - sold.get(s.sku.as_str()).copied().unwrap_or(0);
+        let want = s.initial - sold.get(s.sku.as_str()).copied().unwrap_or(0) + s.returned;
         if s.on_hand != want || s.reserved != 0 {
             out.push(global(format!(
                 "stock of {}: on_hand {} reserved {}, expected on_hand {want} (initial {} minus sold, returns and releases added back) and reserved 0",

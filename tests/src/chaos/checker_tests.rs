@@ -43,11 +43,14 @@ fn healthy() -> Facts {
             voided,
             order("o4", Pay::Declined, "cancelled"),
         ],
+        returns: vec![],
+        stray_returns: vec![],
         stock: vec![StockFact {
             sku: "SKU-A".into(),
             initial: 100,
             on_hand: 98,
             reserved: 0,
+            returned: 0,
         }],
         kafka: KafkaFact {
             raw_duplicates: 3,
@@ -270,4 +273,223 @@ fn faults_outside_the_window_are_not_named() {
         },
     ];
     assert_eq!(faults_near(&faults, 60_000), vec!["t+50000..51000 ms near"]);
+}
+
+/// A return of one unit of `order`'s SKU-A at store `s1`, accepted (card:
+/// and refunded) as it should be; `cloud` is its final status at the store.
+fn ret(id: &str, order: &str, card: bool) -> ReturnFact {
+    ReturnFact {
+        order_id: order.into(),
+        agent: 0,
+        store: "s1".into(),
+        key: format!("k-{order}-ret"),
+        card,
+        sku: "SKU-A".into(),
+        units: 1,
+        amount_minor: 1000,
+        requested_ms: 15_000,
+        http: 201,
+        return_id: Some(id.into()),
+        code: None,
+        cloud_status: Some(
+            if card {
+                "return_refunded"
+            } else {
+                "return_accepted"
+            }
+            .into(),
+        ),
+        cloud_reason: None,
+        accepted: vec![1000],
+        refused: vec![],
+        refund_issued: if card { vec![1000] } else { vec![] },
+        psp_refunds: if card { vec![1000] } else { vec![] },
+        movements: vec![("s1".into(), 1)],
+    }
+}
+
+/// `healthy()` with returns: a card sale returned to its card, a cash sale
+/// returned in cash, a declined order's return refused by the cloud and
+/// another refused at the till.
+fn with_returns() -> Facts {
+    let mut f = healthy();
+    f.orders[0].refunds = vec![1000];
+    f.orders.push(order("o6", Pay::Declined, "cancelled"));
+    let mut refused = ret("r4", "o4", true);
+    refused.accepted = vec![];
+    refused.refused = vec![ORDER_CANCELLED.into()];
+    refused.refund_issued = vec![];
+    refused.psp_refunds = vec![];
+    refused.movements = vec![];
+    refused.cloud_status = Some("return_refused".into());
+    refused.cloud_reason = Some(ORDER_CANCELLED.into());
+    let mut at_till = ret("-", "o6", false);
+    at_till.return_id = None;
+    at_till.http = 422;
+    at_till.code = Some(ORDER_CANCELLED.into());
+    at_till.accepted = vec![];
+    at_till.movements = vec![];
+    at_till.cloud_status = None;
+    f.returns = vec![
+        ret("r1", "o1", true),
+        ret("r2", "o2", false),
+        refused,
+        at_till,
+    ];
+    f.stock[0].on_hand = 100;
+    f.stock[0].returned = 2;
+    f
+}
+
+/// The failures about `order`'s return.
+fn return_failures_of(f: &Facts, order: &str) -> Vec<Failure> {
+    check(f)
+        .failures
+        .into_iter()
+        .filter(|x| x.order_id.as_deref() == Some(order) && x.what.starts_with("return "))
+        .collect()
+}
+
+#[test]
+fn a_history_with_returns_passes() {
+    let v = check(&with_returns());
+    assert!(v.passed(), "{v}");
+    assert_eq!(v.returns, 4);
+    assert_eq!(v.returns_by_status["return_refunded"], 1);
+    assert_eq!(v.returns_by_status["return_accepted"], 1);
+    assert_eq!(v.returns_by_status["return_refused"], 1);
+    assert_eq!(v.returns_by_status["not taken: 422 order_cancelled"], 1);
+    assert!(v.to_string().contains("4 returns"), "{v}");
+    assert!(return_settled(true, Some("return_refunded")));
+    assert!(!return_settled(true, Some("return_accepted")));
+    assert!(return_settled(false, Some("return_accepted")));
+    assert!(return_settled(false, Some("return_refused")) && !return_settled(false, None));
+}
+
+#[test]
+fn a_return_accepted_twice_fails_and_names_the_faults_near_it() {
+    let mut f = with_returns();
+    f.returns[0].accepted = vec![1000, 1000];
+    let fails = return_failures_of(&f, "o1");
+    assert_eq!(fails.len(), 1, "{fails:?}");
+    assert!(
+        fails[0].what.starts_with("return r1: accepted 2 times"),
+        "{fails:?}"
+    );
+    assert!(fails[0].what.contains("key k-o1-ret"), "{fails:?}");
+    assert_eq!(
+        fails[0].faults_near,
+        ["t+9000..9500 ms kill -9 saga-payment"]
+    );
+    // Accepted and refused: one decision too many.
+    let mut f = with_returns();
+    f.returns[1].refused = vec!["over_return".into()];
+    let fails = return_failures_of(&f, "o2");
+    assert!(
+        fails
+            .iter()
+            .any(|x| x.what.contains("both accepted and refused")),
+        "{fails:?}"
+    );
+}
+
+#[test]
+fn a_card_return_refunded_twice_fails() {
+    let mut f = with_returns();
+    f.orders[0].refunds = vec![1000, 1000];
+    f.returns[0].psp_refunds = vec![1000, 1000];
+    let fails = return_failures_of(&f, "o1");
+    assert_eq!(fails.len(), 1, "{fails:?}");
+    assert!(
+        fails[0]
+            .what
+            .contains("2 processor refunds [1000, 1000] for a card return"),
+        "{fails:?}"
+    );
+    // The order's own check leaves its returns' refunds to them.
+    assert!(
+        check(&f)
+            .failures
+            .iter()
+            .all(|x| x.what.starts_with("return "))
+    );
+    // Two RefundIssued for it, or none, fail too; so does a cash return
+    // refunded at the processor.
+    let mut f = with_returns();
+    f.returns[0].refund_issued = vec![];
+    assert!(check(&f).to_string().contains("RefundIssued [] naming it"));
+    let mut f = with_returns();
+    f.orders[1].refunds = vec![1000];
+    f.returns[1].psp_refunds = vec![1000];
+    assert!(
+        check(&f)
+            .to_string()
+            .contains("a cash return, with processor refunds [1000]")
+    );
+}
+
+#[test]
+fn a_return_with_no_decision_fails() {
+    let mut f = with_returns();
+    f.returns[1].accepted = vec![];
+    f.returns[1].movements = vec![];
+    f.returns[1].cloud_status = None;
+    f.stock[0].on_hand = 99;
+    f.stock[0].returned = 1;
+    let fails = return_failures_of(&f, "o2");
+    assert_eq!(fails.len(), 1, "{fails:?}");
+    assert!(fails[0].what.contains("no decision in Kafka"), "{fails:?}");
+    assert!(fails[0].what.contains("store: no status"), "{fails:?}");
+}
+
+#[test]
+fn a_refused_return_that_was_restocked_fails() {
+    let mut f = with_returns();
+    f.returns[2].movements = vec![("s1".into(), 1)];
+    f.stock[0].on_hand = 101;
+    f.stock[0].returned = 3;
+    let fails = return_failures_of(&f, "o4");
+    assert_eq!(fails.len(), 1, "{fails:?}");
+    assert!(
+        fails[0].what.contains("not accepted, yet restocked"),
+        "{fails:?}"
+    );
+    // Stock that moved without a `return` movement is the stock check's.
+    let mut f = with_returns();
+    f.stock[0].on_hand = 101;
+    assert!(
+        check(&f)
+            .to_string()
+            .contains("stock of SKU-A: on_hand 101")
+    );
+}
+
+#[test]
+fn wrong_decisions_and_strays_fail() {
+    // A sale's return refused, a cancelled order's accepted, a sale's
+    // return refused at the till, a return event nobody asked for.
+    let mut f = with_returns();
+    f.returns[0].accepted = vec![];
+    f.returns[0].refused = vec!["over_return".into()];
+    f.returns[0].refund_issued = vec![];
+    f.returns[0].psp_refunds = vec![];
+    f.returns[0].movements = vec![];
+    f.returns[0].cloud_status = Some("return_refused".into());
+    f.returns[0].cloud_reason = Some("over_return".into());
+    f.orders[0].refunds = vec![];
+    f.returns[2].refused = vec![];
+    f.returns[2].accepted = vec![1000];
+    f.returns[1].return_id = None;
+    f.returns[1].http = 422;
+    f.returns[1].code = Some("over_return".into());
+    f.stray_returns = vec!["returns.accepted names return r9 of order o9".into()];
+    let text = check(&f).to_string();
+    for needle in [
+        "return r1: refused [\"over_return\"], expected accepted",
+        "return r4: accepted, expected refused `order_cancelled`",
+        "return (none): the till's return was not taken: http 422 `over_return`, expected 201",
+        "returns: returns.accepted names return r9 of order o9",
+    ] {
+        assert!(text.contains(needle), "{needle} in {text}");
+    }
 }

@@ -1,19 +1,27 @@
 //! After the faults: waiting for quiescence, then reading every fact the
 //! checker needs from the real components (agents' APIs and outboxes, the
-//! processor's ledger, the inventory schema, Kafka, consumer groups).
+//! processor's ledger, the inventory schema, Kafka, consumer groups). The
+//! returns' own facts are read in `collect_returns.rs`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use o2c_protocol::EventType;
+
 use super::ChaosError;
-use super::checker::{AgentFact, Facts, GroupOffset, KafkaFact, OrderFact, StockFact};
+use super::checker::{
+    AgentFact, Facts, GroupOffset, KafkaFact, OrderFact, StockFact, return_settled,
+};
 use super::tills::TillRecord;
 use super::world::{AUTO_STOCK, World};
 use crate::HarnessError;
-use crate::kafka::group_offsets;
-use crate::pipeline::{TERMINAL_TOKEN, agent_records};
+use crate::kafka::{ConsumedRecord, group_offsets};
+use crate::pipeline::{KafkaView, TERMINAL_TOKEN, agent_records};
 use crate::saga::group_topics;
+
+#[path = "collect_returns.rs"]
+mod returns;
 
 /// Statuses that end an order.
 const FINAL: [&str; 3] = ["completed", "cancelled", "refunded"];
@@ -123,8 +131,9 @@ pub enum Quiet {
     Deadline,
 }
 
-/// Polls once a second until every order is final, every agent drained and
-/// every group caught up; or nothing changed for `quiet`; or `deadline`.
+/// Polls once a second until every order and every return the tills were
+/// given is final at its store, every agent drained and every group caught
+/// up; or nothing changed for `quiet`; or `deadline`.
 pub async fn wait_quiescence(
     world: &World,
     orders: &[TillRecord],
@@ -133,10 +142,22 @@ pub async fn wait_quiescence(
     log: impl Fn(&str),
 ) -> Quiet {
     let end = Instant::now() + deadline;
-    let mut last: Option<(Vec<Option<String>>, bool, bool)> = None;
+    type Seen = (Vec<Option<String>>, Vec<Option<String>>, bool, bool);
+    let mut last: Option<Seen> = None;
     let mut unchanged_since = Instant::now();
+    let taken = returns::taken(orders);
     loop {
         let st = statuses(world, orders).await;
+        let rs: Vec<Option<String>> = returns::statuses(world, &taken)
+            .await
+            .into_iter()
+            .map(|(status, _)| status)
+            .collect();
+        let returns_final = taken
+            .iter()
+            .zip(&rs)
+            .filter(|(t, s)| return_settled(t.card, s.as_deref()))
+            .count();
         let drained = agents_drained(world).await;
         let caught_up = group_facts(world)
             .await
@@ -146,17 +167,18 @@ pub async fn wait_quiescence(
             .filter(|s| s.as_deref().is_some_and(|s| FINAL.contains(&s)))
             .count();
         let all_final = finals == orders.iter().filter(|o| o.order_id.is_some()).count();
-        if all_final && drained && caught_up {
+        if all_final && returns_final == taken.len() && drained && caught_up {
             log(&format!(
-                "quiescent: {finals} orders final, outboxes empty, groups caught up"
+                "quiescent: {finals} orders and {returns_final} returns final, outboxes empty, groups caught up"
             ));
             return Quiet::Settled;
         }
-        let now = (st, drained, caught_up);
+        let now = (st, rs, drained, caught_up);
         if last.as_ref() != Some(&now) {
             log(&format!(
-                "waiting for quiescence: {finals}/{} final, agents drained {drained}, groups caught up {caught_up}",
-                now.0.len()
+                "waiting for quiescence: {finals}/{} orders and {returns_final}/{} returns final, agents drained {drained}, groups caught up {caught_up}",
+                now.0.len(),
+                taken.len()
             ));
             last = Some(now);
             unchanged_since = Instant::now();
@@ -215,13 +237,13 @@ pub async fn collect(world: &World, orders: &[TillRecord]) -> Result<Facts, Chao
             .push(b["status"].as_str().unwrap_or("?").to_owned());
     }
 
-    // Stock and each order's net movement.
+    // Stock and each order's net movement (its returns' are theirs).
     let db = world.pg.connect(crate::pg::DB_NAME).await?;
     let mut moves: HashMap<String, (i64, i64)> = HashMap::new();
     for r in db
         .query(
             "SELECT order_id, sum(delta_on_hand)::bigint, sum(delta_reserved)::bigint \
-             FROM o2c_inventory.movements GROUP BY order_id",
+             FROM o2c_inventory.movements WHERE kind <> 'return' GROUP BY order_id",
             &[],
         )
         .await
@@ -250,10 +272,20 @@ pub async fn collect(world: &World, orders: &[TillRecord]) -> Result<Facts, Chao
             ),
         );
     }
+    // A row whose first movement is a return was made empty by it (its
+    // store had none of the SKU); every other row was provisioned.
     let stock = db
         .query(
-            "SELECT sku, count(*)::bigint, sum(on_hand)::bigint, sum(reserved)::bigint \
-             FROM o2c_inventory.stock GROUP BY sku ORDER BY sku",
+            "WITH first AS (SELECT DISTINCT ON (sku, warehouse) sku, warehouse, kind \
+               FROM o2c_inventory.movements ORDER BY sku, warehouse, id), \
+             back AS (SELECT sku, sum(delta_on_hand)::bigint AS units \
+               FROM o2c_inventory.movements WHERE kind = 'return' GROUP BY sku) \
+             SELECT s.sku, (count(*) FILTER (WHERE f.kind IS DISTINCT FROM 'return'))::bigint, \
+               sum(s.on_hand)::bigint, sum(s.reserved)::bigint, coalesce(max(b.units), 0)::bigint \
+             FROM o2c_inventory.stock s \
+             LEFT JOIN first f ON f.sku = s.sku AND f.warehouse = s.warehouse \
+             LEFT JOIN back b ON b.sku = s.sku \
+             GROUP BY s.sku ORDER BY s.sku",
             &[],
         )
         .await
@@ -264,8 +296,11 @@ pub async fn collect(world: &World, orders: &[TillRecord]) -> Result<Facts, Chao
             initial: r.get::<_, i64>(1) * AUTO_STOCK,
             on_hand: r.get(2),
             reserved: r.get(3),
+            returned: r.get(4),
         })
         .collect();
+    let requested = returns::read_topic(world, EventType::ReturnRequested).await?;
+    let (returns, stray_returns) = returns::facts(world, orders, &requested, &refs, &db).await?;
 
     let facts_orders = confirmed
         .iter()
@@ -294,9 +329,11 @@ pub async fn collect(world: &World, orders: &[TillRecord]) -> Result<Facts, Chao
         })
         .collect();
 
-    let (kafka, agents) = kafka_and_outboxes(world).await?;
+    let (kafka, agents) = kafka_and_outboxes(world, requested).await?;
     Ok(Facts {
         orders: facts_orders,
+        returns,
+        stray_returns,
         stock,
         kafka,
         agents,
@@ -306,8 +343,12 @@ pub async fn collect(world: &World, orders: &[TillRecord]) -> Result<Facts, Chao
 }
 
 /// Compares every agent's outbox with what Kafka holds on the topics the
-/// agents write (`orders.created`, `orders.cancelled`).
-async fn kafka_and_outboxes(world: &World) -> Result<(KafkaFact, Vec<AgentFact>), ChaosError> {
+/// agents write (`orders.created`, `orders.cancelled`, and
+/// `returns.requested`, whose records are `requested`).
+async fn kafka_and_outboxes(
+    world: &World,
+    requested: Vec<ConsumedRecord>,
+) -> Result<(KafkaFact, Vec<AgentFact>), ChaosError> {
     let mut written: BTreeSet<String> = BTreeSet::new();
     let mut agents = Vec::new();
     let mut agent_ids = Vec::new();
@@ -324,9 +365,16 @@ async fn kafka_and_outboxes(world: &World) -> Result<(KafkaFact, Vec<AgentFact>)
     }
     let mut fact = KafkaFact::default();
     let mut seen: BTreeSet<String> = BTreeSet::new();
-    for (topic, view) in
-        agent_records(&world.brokers, &world.prefix, Duration::from_secs(120)).await?
-    {
+    let mut views = agent_records(&world.brokers, &world.prefix, Duration::from_secs(120)).await?;
+    let from_agents = requested
+        .into_iter()
+        .filter(|r| r.header_str("seq").is_some())
+        .collect();
+    views.push((
+        world.topic(EventType::ReturnRequested.kafka_topic()),
+        KafkaView::new(from_agents),
+    ));
+    for (topic, view) in views {
         fact.raw_duplicates += view.raw_duplicates();
         for (id, records) in &view.by_event {
             let payloads: BTreeSet<&[u8]> = records.iter().map(|r| r.payload.as_slice()).collect();

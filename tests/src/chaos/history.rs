@@ -1,7 +1,7 @@
 //! The history file: JSON lines, written as the run goes. The first line
 //! is the schedule, then one line per fault as it starts and heals, one per
-//! order once its fate is known, and the verdict last, so a failure can be
-//! read back against what happened around it.
+//! order and one per return once their fate is known, and the verdict last,
+//! so a failure can be read back against what happened around it.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -61,14 +61,18 @@ impl History {
         )
     }
 
-    /// Every order and the verdict, at the end.
+    /// Every order, every return and the verdict, at the end.
     pub fn finish(&self, facts: &Facts, verdict: &Verdict) -> Result<(), ChaosError> {
         for o in &facts.orders {
             self.record("order", o)?;
         }
+        for r in &facts.returns {
+            self.record("return", r)?;
+        }
         self.record(
             "end_state",
-            json!({"stock": facts.stock, "kafka": facts.kafka, "agents": facts.agents, "groups": facts.groups}),
+            json!({"stock": facts.stock, "kafka": facts.kafka, "agents": facts.agents,
+                   "groups": facts.groups, "stray_returns": facts.stray_returns}),
         )?;
         self.record(
             "verdict",

@@ -4,13 +4,16 @@
 //! # Layout
 //! - [`schedule`]: pure and seeded: the fault schedule (same seed, same
 //!   schedule) and issue 21's `saga-kill` reproduction. Start here.
-//! - [`tills`]: the simulated tills' seeded order plan and the till loop.
+//! - [`tills`]: the simulated tills' seeded order plan (with its returns)
+//!   and the till loop.
 //! - [`world`]: every component as a real process on loopback (private
 //!   PostgreSQL, Tansu, Mosquitto; two ingest replicas; the saga; the
 //!   processor simulator; agents behind cuttable links).
 //! - [`faults`]: applying and healing one fault.
-//! - [`collect`]: quiescence, then the facts the checker needs.
-//! - [`checker`]: pure: facts in, [`checker::Verdict`] out.
+//! - [`collect`]: quiescence, then the facts the checker needs (the
+//!   returns' in `collect_returns.rs`).
+//! - [`checker`]: pure: facts in, [`checker::Verdict`] out (the returns'
+//!   checks in `checker_returns.rs`).
 //! - [`history`]: the JSON-lines history file.
 //!
 //! [`run`] is the library entry point (`src/bin/o2c-chaos.rs` and
@@ -232,9 +235,10 @@ pub async fn run(opts: &Options) -> Result<Outcome, ChaosError> {
     // Printed before anything starts: the seed reproduces it.
     println!("{}", schedule.render());
     println!(
-        "{} orders planned over {} agents; cpu load: {}; history: {}",
+        "{} orders planned over {} agents ({} with a return); cpu load: {}; history: {}",
         plans.len(),
         opts.agents,
+        plans.iter().filter(|p| p.ret.is_some()).count(),
         opts.cpu_load,
         opts.history.display()
     );
@@ -326,8 +330,12 @@ pub async fn run(opts: &Options) -> Result<Outcome, ChaosError> {
         .filter(|r| r.order_id.is_some())
         .cloned()
         .collect();
+    let returns = confirmed
+        .iter()
+        .filter(|r| r.ret.as_ref().is_some_and(|x| x.return_id.is_some()))
+        .count();
     say(&format!(
-        "{} orders confirmed; waiting for quiescence",
+        "{} orders confirmed, {returns} returns taken; waiting for quiescence",
         confirmed.len()
     ));
     let quiet =

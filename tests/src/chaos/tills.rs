@@ -1,8 +1,9 @@
 //! Simulated tills. [`plan_orders`] is pure and seeded: which agent sells
-//! what, when, how it is paid and fulfilled, and which orders are voided
-//! later. [`run_till`] plays one agent's plan against its HTTP API,
-//! retrying each capture (and each void) with the same idempotency key
-//! while the agent is down, exactly as a real till would.
+//! what, when, how it is paid and fulfilled, which orders are voided later
+//! and which have goods returned ([`ReturnPlan`]). [`run_till`] plays one
+//! agent's plan against its HTTP API, retrying each capture (and each void
+//! and return) with the same idempotency key while the agent is down,
+//! exactly as a real till would.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,13 +14,28 @@ use serde_json::{Value, json};
 use super::checker::Pay;
 use super::schedule::SplitMix64;
 use crate::pipeline::TERMINAL_TOKEN;
+use crate::saga::returns::{card_refund, return_body};
 
 /// Unit price of every SKU, minor units (CAD).
 pub const UNIT_MINOR: i64 = 1000;
 /// The SKUs the tills sell.
 pub const SKUS: [&str; 4] = ["SKU-A", "SKU-B", "SKU-C", "SKU-D"];
-/// How long a till keeps retrying one capture or void before giving up.
+/// How long a till keeps retrying one capture, void or return before
+/// giving up.
 const GIVE_UP: Duration = Duration::from_secs(120);
+
+/// Goods a till takes back from one of its orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReturnPlan {
+    /// Request it this long after the order's capture was answered (a few
+    /// seconds: many returns reach the cloud before their order settles,
+    /// and are held).
+    pub after_ms: u64,
+    /// Units given back (at most the order's quantity).
+    pub units: i64,
+    /// Refunded to the order's card; else in cash.
+    pub card: bool,
+}
 
 /// One order a till will ring up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +56,8 @@ pub struct OrderPlan {
     pub ship: bool,
     /// Void it this long after its capture, if at all.
     pub void_after_ms: Option<u64>,
+    /// Goods returned after its capture, if any (never for a voided order).
+    pub ret: Option<ReturnPlan>,
 }
 
 impl OrderPlan {
@@ -52,6 +70,30 @@ impl OrderPlan {
         }
     }
 
+    /// The token of its card (the processor declines `tok_decline…`).
+    pub fn card_token(&self) -> String {
+        match self.pay {
+            Pay::Declined => format!("tok_decline_{}", self.key),
+            _ => format!("tok_chaos_{}", self.key),
+        }
+    }
+
+    /// The idempotency key of its return (unique in the run).
+    pub fn return_key(&self) -> String {
+        format!("{}-ret", self.key)
+    }
+
+    /// The return request body of `r`: its units of the order's SKU, to the
+    /// order's own card or in cash.
+    pub fn return_body(&self, r: &ReturnPlan) -> Value {
+        let refund = if r.card {
+            card_refund(&self.card_token())
+        } else {
+            json!({"method": "cash"})
+        };
+        return_body(&[(self.sku, r.units)], refund)
+    }
+
     /// The capture request body.
     pub fn body(&self) -> Value {
         let total = UNIT_MINOR * self.qty;
@@ -61,10 +103,9 @@ impl OrderPlan {
         };
         let payments = match self.pay {
             Pay::Cash => vec![json!({"method": "cash", "amount_minor": total})],
-            Pay::Card => vec![card(total, format!("tok_chaos_{}", self.key))],
-            Pay::Declined => vec![card(total, format!("tok_decline_{}", self.key))],
+            Pay::Card | Pay::Declined => vec![card(total, self.card_token())],
             Pay::Split => vec![
-                card(self.card_minor(), format!("tok_chaos_{}", self.key)),
+                card(self.card_minor(), self.card_token()),
                 json!({"method": "cash", "amount_minor": total - self.card_minor()}),
             ],
         };
@@ -85,8 +126,9 @@ impl OrderPlan {
 }
 
 /// The general mix: `per_agent_per_min` orders a minute at each of `agents`
-/// tills over `duration_ms`; about 45% card, 25% cash, 15% split, 5%
-/// declined; 30% ship-to-home; 12% voided 0.2 to 8 s after capture.
+/// tills over `duration_ms`; about 50% card, 25% cash, 15% split, 10%
+/// declined; 30% ship-to-home; 12% voided 0.2 to 8 s after capture; about
+/// 13% with a return ([`plan_return`]).
 pub fn plan_orders(
     seed: u64,
     agents: usize,
@@ -95,6 +137,8 @@ pub fn plan_orders(
 ) -> Vec<OrderPlan> {
     // Another stream than the fault schedule's, from the same seed.
     let mut rng = SplitMix64::new(seed ^ 0x7117_5EED_0000_0001);
+    // Returns from a third stream: the orders of a seed stay as they were.
+    let mut returns = SplitMix64::new(seed ^ 0x7117_5EED_0000_0002);
     let gap = 60_000 / per_agent_per_min.max(1);
     let mut out = Vec::new();
     for agent in 0..agents {
@@ -108,15 +152,20 @@ pub fn plan_orders(
                 _ => Pay::Declined,
             };
             let qty = rng.range(if pay == Pay::Split { 2 } else { 1 }, 3) as i64;
+            let sku = SKUS[rng.range(0, SKUS.len() as u64 - 1) as usize];
+            let ship = rng.chance(30);
+            let void_after_ms = rng.chance(12).then(|| rng.range(200, 8_000));
+            let ret = plan_return(&mut returns, pay, void_after_ms.is_some());
             out.push(OrderPlan {
                 agent,
                 key: format!("a{}-{n}", agent + 1),
                 at_ms: at,
                 pay,
-                sku: SKUS[rng.range(0, SKUS.len() as u64 - 1) as usize],
+                sku,
                 qty,
-                ship: rng.chance(30),
-                void_after_ms: rng.chance(12).then(|| rng.range(200, 8_000)),
+                ship,
+                void_after_ms,
+                ret,
             });
             n += 1;
             at += rng.range(gap / 2, gap * 3 / 2);
@@ -124,6 +173,31 @@ pub fn plan_orders(
     }
     out.sort_by_key(|o| o.at_ms);
     out
+}
+
+/// Whether an order paid with `pay` gets a return, and which: none for a
+/// voided order; 14% of the others (one unit, 0.5 to 6 s after capture, to
+/// the card for a card sale, in cash for cash and split), and 25% of the
+/// declined ones (card or cash: the cloud refuses them, `order_cancelled`,
+/// or the agent does at the till once it knows).
+pub fn plan_return(rng: &mut SplitMix64, pay: Pay, voided: bool) -> Option<ReturnPlan> {
+    // Every draw is made for every order, so one order's choice does not
+    // shift the next's.
+    let (roll, after_ms, coin) = (rng.range(0, 99), rng.range(500, 6_000), rng.chance(50));
+    let share = match pay {
+        _ if voided => 0,
+        Pay::Declined => 25,
+        _ => 14,
+    };
+    (roll < share).then_some(ReturnPlan {
+        after_ms,
+        units: 1,
+        card: match pay {
+            Pay::Card => true,
+            Pay::Declined => coin,
+            Pay::Cash | Pay::Split => false,
+        },
+    })
 }
 
 /// Issue 21's scenario: `n` carry-out card orders spread over the agents,
@@ -139,8 +213,22 @@ pub fn plan_card_orders(n: usize, agents: usize) -> Vec<OrderPlan> {
             qty: 1,
             ship: false,
             void_after_ms: None,
+            ret: None,
         })
         .collect()
+}
+
+/// What a till saw for one return.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReturnRecord {
+    /// When it got its answer (or gave up), ms from the run's start.
+    pub requested_ms: u64,
+    /// 201, 200 (replay), a 4xx, or 0 when it gave up.
+    pub http: u16,
+    /// The return id, on a 2xx.
+    pub return_id: Option<String>,
+    /// The agent's `error.code` on a 4xx, or why the till gave up.
+    pub code: Option<String>,
 }
 
 /// What a till saw for one order.
@@ -156,6 +244,8 @@ pub struct TillRecord {
     pub captured_ms: u64,
     /// When its void was accepted.
     pub voided_ms: Option<u64>,
+    /// Its return, once the till had an answer.
+    pub ret: Option<ReturnRecord>,
     /// Why the till gave up, if it did.
     pub error: Option<String>,
 }
@@ -211,13 +301,14 @@ async fn post_retrying(
 }
 
 /// Plays `plans` (one agent's, by time) against the agent whose data dir
-/// is `data_dir`, appending to `ledger`. Voids run on their own tasks.
+/// is `data_dir`, appending to `ledger`. Voids and returns run on their own
+/// tasks.
 pub async fn run_till(plans: Vec<OrderPlan>, data_dir: PathBuf, t0: Instant, ledger: Ledger) {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap_or_default();
-    let mut voids = Vec::new();
+    let mut later = Vec::new();
     for plan in plans {
         let due = t0 + Duration::from_millis(plan.at_ms);
         // The till's own pace: it rings up an order when it is due.
@@ -244,14 +335,41 @@ pub async fn run_till(plans: Vec<OrderPlan>, data_dir: PathBuf, t0: Instant, led
                 http,
                 captured_ms,
                 voided_ms: None,
+                ret: None,
                 error,
             });
             l.len() - 1
         };
+        if let (Some(id), Some(r)) = (&order_id, plan.ret) {
+            let path = format!("/v1/orders/{id}/returns");
+            let (key, body) = (plan.return_key(), plan.return_body(&r));
+            let (client, data_dir, ledger) =
+                (client.clone(), data_dir.clone(), Arc::clone(&ledger));
+            later.push(tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(r.after_ms)).await;
+                let answer = post_retrying(&client, &data_dir, &path, Some(&key), &body).await;
+                let requested_ms = ms_since(t0);
+                let record = match answer {
+                    Ok((http, v)) => ReturnRecord {
+                        requested_ms,
+                        http,
+                        return_id: v["return_id"].as_str().map(str::to_owned),
+                        code: v["error"]["code"].as_str().map(str::to_owned),
+                    },
+                    Err(e) => ReturnRecord {
+                        requested_ms,
+                        http: 0,
+                        return_id: None,
+                        code: Some(e),
+                    },
+                };
+                ledger.lock().unwrap_or_else(|p| p.into_inner())[index].ret = Some(record);
+            }));
+        }
         if let (Some(id), Some(after)) = (order_id, plan.void_after_ms) {
             let (client, data_dir, ledger) =
                 (client.clone(), data_dir.clone(), Arc::clone(&ledger));
-            voids.push(tokio::spawn(async move {
+            later.push(tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(after)).await;
                 let path = format!("/v1/orders/{id}/cancel");
                 let r = post_retrying(&client, &data_dir, &path, None, &json!({})).await;
@@ -264,8 +382,8 @@ pub async fn run_till(plans: Vec<OrderPlan>, data_dir: PathBuf, t0: Instant, led
             }));
         }
     }
-    for v in voids {
-        let _ = v.await;
+    for t in later {
+        let _ = t.await;
     }
 }
 
@@ -308,6 +426,33 @@ mod tests {
                 .sum();
             assert_eq!(card, o.card_minor());
         }
+    }
+
+    #[test]
+    fn about_one_order_in_eight_has_a_return_and_none_is_voided() {
+        let a = plan_orders(5, 3, 600_000, 60);
+        let with: Vec<&OrderPlan> = a.iter().filter(|o| o.ret.is_some()).collect();
+        let share = with.len() * 100 / a.len();
+        assert!((9..=17).contains(&share), "{share}% of {}", a.len());
+        for o in &with {
+            let r = o.ret.unwrap();
+            assert!(o.void_after_ms.is_none(), "{o:?}");
+            assert!((1..=o.qty).contains(&r.units) && (500..=6_000).contains(&r.after_ms));
+            match o.pay {
+                Pay::Card => assert!(r.card),
+                Pay::Cash | Pay::Split => assert!(!r.card),
+                Pay::Declined => {}
+            }
+            let b = o.return_body(&r);
+            assert_eq!(b["lines"][0]["sku"], o.sku, "{b}");
+            if r.card {
+                assert_eq!(b["refund"]["token"], o.card_token(), "{b}");
+            } else {
+                assert_eq!(b["refund"], json!({"method": "cash"}), "{b}");
+            }
+        }
+        let declined = with.iter().filter(|o| o.pay == Pay::Declined).count();
+        assert!(declined > 0 && declined * 4 < with.len(), "{declined}");
     }
 
     #[test]

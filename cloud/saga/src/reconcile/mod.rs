@@ -21,7 +21,9 @@
 //! whose refund the processor could not take when the cancellation came
 //! (`Captured` with `cancel_requested`, see `payment::refund`). It refunds
 //! each capture under its `refund` key (a refund made before answers its
-//! stored result) and ends `Refunded` with one `RefundIssued`.
+//! stored result) and ends `Refunded` with one `RefundIssued`. And the
+//! card refunds of returns owed (`returns_owed`, see `payment::returns`),
+//! each under its return's key, with one `RefundIssued` each.
 
 pub mod core;
 
@@ -37,8 +39,9 @@ use self::core::{Action, CAPTURE_EXPIRED, Stuck, decide};
 use super::db::{Lane, Tx};
 use super::outbox;
 use super::payment::{
-    Calls, Captured, PAYMENT_DECLINED, PayPhase, PaymentState, SCHEMA, idempotency_key,
-    processor_tenders, refund_capture, refund_issued,
+    Calls, Captured, PAYMENT_DECLINED, PayPhase, PaymentState, ReturnRefundError, SCHEMA,
+    idempotency_key, processor_tenders, record_return_refund, refund_capture, refund_issued,
+    refund_return,
 };
 use crate::db::DbError;
 use crate::metrics::{OutcomeLabel, SagaMetrics};
@@ -95,6 +98,17 @@ const CLAIM_OWED: &str = "SELECT order_id, state, capture_cause, \
      AND NOT (order_id = ANY($2)) \
      ORDER BY capture_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED";
 
+/// Orders owing a return's card refund whose last attempt is older than
+/// `$1` ms, oldest first, except those in `$2` (tried this round).
+const CLAIM_RETURNS: &str = "SELECT order_id, state, coalesce(capture_cause, ''::bytea), \
+     (extract(epoch FROM capture_started_at) * 1000)::int8, \
+     (extract(epoch FROM clock_timestamp()) * 1000)::int8 \
+     FROM o2c_payment.orders \
+     WHERE (state::jsonb ->> 'return_owed') = 'true' \
+     AND capture_attempt_at < clock_timestamp() - $1::int8 * interval '1 millisecond' \
+     AND NOT (order_id = ANY($2)) \
+     ORDER BY capture_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED";
+
 /// What a sweep settles.
 #[derive(Debug, Clone, Copy)]
 enum Work {
@@ -102,6 +116,8 @@ enum Work {
     Captures,
     /// Refunds owed.
     Refunds,
+    /// Returns' card refunds owed.
+    Returns,
 }
 
 /// One order, if still capturing.
@@ -200,7 +216,8 @@ impl Reconciler {
         cancel: &CancellationToken,
     ) -> Result<usize, ReconcileError> {
         Ok(self.sweep_for(lane, cancel, Work::Captures).await?
-            + self.sweep_for(lane, cancel, Work::Refunds).await?)
+            + self.sweep_for(lane, cancel, Work::Refunds).await?
+            + self.sweep_for(lane, cancel, Work::Returns).await?)
     }
 
     async fn sweep_for(
@@ -213,6 +230,7 @@ impl Reconciler {
         let claim = match work {
             Work::Captures => CLAIM_STUCK,
             Work::Refunds => CLAIM_OWED,
+            Work::Returns => CLAIM_RETURNS,
         };
         let mut tried: Vec<String> = Vec::new();
         let mut settled = 0;
@@ -225,6 +243,7 @@ impl Reconciler {
             let done = match work {
                 Work::Captures => self.settle(&tx, &row).await,
                 Work::Refunds => self.refund_owed(&tx, &row).await,
+                Work::Returns => self.refund_returns_owed(&tx, &row).await,
             };
             match done {
                 Ok(outcome) => {
@@ -426,6 +445,57 @@ impl Reconciler {
         let event = refund_issued(env.payload.order_id(), total, &ids);
         self.write(tx, row, &st, &calls, &env, Some(event)).await?;
         Ok("refunded")
+    }
+
+    /// Pays the return refunds owed by claimed row `row`, each under its
+    /// return's key (one made before answers its stored result), with one
+    /// `RefundIssued` each, caused by its `ReturnAccepted`.
+    async fn refund_returns_owed(
+        &self,
+        tx: &Tx<'_>,
+        row: &Claimed,
+    ) -> Result<&'static str, ReconcileError> {
+        let mut st = row.state.clone();
+        let mut calls = Calls::default();
+        let mut events = Vec::with_capacity(st.returns_owed.len());
+        for cause in std::mem::take(&mut st.returns_owed) {
+            let env = Envelope::decode(cause.as_bytes()).map_err(|e| row.bad(e.to_string()))?;
+            let Event::ReturnAccepted(a) = &env.payload else {
+                return Err(row.bad("an owed return that is not a ReturnAccepted"));
+            };
+            let tender = a
+                .tender
+                .ok_or_else(|| row.bad("an owed return with no tender"))?;
+            let reference =
+                refund_return(&self.psp, &st, a, tender)
+                    .await
+                    .map_err(|e| match e {
+                        ReturnRefundError::Psp(source) => ReconcileError::Psp {
+                            order: row.order_id.clone(),
+                            source,
+                        },
+                        e => row.bad(e.to_string()),
+                    })?;
+            if let Some(event) = record_return_refund(&mut st, &mut calls, a, reference) {
+                events.push((env.clone(), event));
+            }
+        }
+        st.return_owed = false;
+        let text = serde_json::to_string(&st).map_err(DbError::State)?;
+        tx.execute(
+            &format!(
+                "UPDATE {SCHEMA}.orders SET state = $2, updated_at = now() WHERE order_id = $1"
+            ),
+            &[&row.order_id, &text],
+        )
+        .await?;
+        calls
+            .write(tx)
+            .await
+            .map_err(|e| row.bad(format!("recording processor calls: {e}")))?;
+        let events: Vec<(&Envelope, Event)> = events.iter().map(|(c, e)| (c, e.clone())).collect();
+        outbox::insert_many(tx, SCHEMA, &self.topics, events).await?;
+        Ok("return_refunded")
     }
 
     /// Writes a settled row's new state, its processor calls and its event
