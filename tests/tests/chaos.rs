@@ -4,7 +4,9 @@
 //! service as its own process, the processor simulator, a private
 //! PostgreSQL), then the checker. The verdict must pass: every confirmed
 //! order final at its store, card orders captured exactly once (never when
-//! cancelled, refunded once when voided after capture), stock exact, every
+//! cancelled, refunded once when voided after capture), every return
+//! decided once as expected (restocked once, a card return refunded once,
+//! a cash one never, a cancelled order's refused), stock exact, every
 //! event in Kafka once after dedup and unchanged, outboxes empty and
 //! gap-free, every consumer group caught up.
 //!
