@@ -413,7 +413,8 @@ impl Reconciler {
                 }))
             }
         };
-        self.write(tx, row, &st, &calls, env, event).await?;
+        let events = event.map(|e| vec![(env, e)]).unwrap_or_default();
+        self.write(tx, row, &st, &calls, events).await?;
         Ok(outcome)
     }
 
@@ -443,7 +444,8 @@ impl Reconciler {
         st.phase = PayPhase::Refunded;
         let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         let event = refund_issued(env.payload.order_id(), total, &ids);
-        self.write(tx, row, &st, &calls, &env, Some(event)).await?;
+        self.write(tx, row, &st, &calls, vec![(&env, event)])
+            .await?;
         Ok("refunded")
     }
 
@@ -481,33 +483,20 @@ impl Reconciler {
             }
         }
         st.return_owed = false;
-        let text = serde_json::to_string(&st).map_err(DbError::State)?;
-        tx.execute(
-            &format!(
-                "UPDATE {SCHEMA}.orders SET state = $2, updated_at = now() WHERE order_id = $1"
-            ),
-            &[&row.order_id, &text],
-        )
-        .await?;
-        calls
-            .write(tx)
-            .await
-            .map_err(|e| row.bad(format!("recording processor calls: {e}")))?;
         let events: Vec<(&Envelope, Event)> = events.iter().map(|(c, e)| (c, e.clone())).collect();
-        outbox::insert_many(tx, SCHEMA, &self.topics, events).await?;
+        self.write(tx, row, &st, &calls, events).await?;
         Ok("return_refunded")
     }
 
-    /// Writes a settled row's new state, its processor calls and its event
-    /// (caused by `env`) inside `tx`.
+    /// Writes a settled row's new state, its processor calls and its
+    /// events (each with its cause) inside `tx`.
     async fn write(
         &self,
         tx: &Tx<'_>,
         row: &Claimed,
         st: &PaymentState,
         calls: &Calls,
-        env: &Envelope,
-        event: Option<Event>,
+        events: Vec<(&Envelope, Event)>,
     ) -> Result<(), ReconcileError> {
         let text = serde_json::to_string(st).map_err(DbError::State)?;
         tx.execute(
@@ -521,9 +510,7 @@ impl Reconciler {
             .write(tx)
             .await
             .map_err(|e| row.bad(format!("recording processor calls: {e}")))?;
-        if let Some(event) = event {
-            outbox::insert_many(tx, SCHEMA, &self.topics, vec![(env, event)]).await?;
-        }
+        outbox::insert_many(tx, SCHEMA, &self.topics, events).await?;
         Ok(())
     }
 
