@@ -1,5 +1,5 @@
 //! Status resync: an agent asks the cloud again for the current status of
-//! its orders that are not final yet.
+//! its orders, and returns (contract 1.7), that are not final yet.
 //!
 //! Status updates travel at QoS 1 and wait at the MQTT broker while a
 //! store is away, but a broker that crashes (kill -9, power loss) loses
@@ -23,7 +23,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::frame::FrameError;
-use crate::ids::OrderId;
+use crate::ids::{OrderId, ReturnId};
 
 /// Most orders one request names (about 40 bytes each).
 pub const MAX_RESYNC_ORDERS: usize = 256;
@@ -33,11 +33,17 @@ pub const MAX_RESYNC_ORDERS: usize = 256;
 /// missed.
 pub const RESYNC_PROPERTY: &str = "o2c-status-resync";
 
-/// An agent's request for the current status of some of its orders.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+/// An agent's request for the current status of some of its orders and
+/// returns.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusResync {
-    /// The orders, 1 to [`MAX_RESYNC_ORDERS`] of them.
+    /// The orders.
     pub orders: Vec<OrderId>,
+    /// Returns it took whose status is not final yet (contract 1.7): the
+    /// cloud answers with each one's latest return status. Orders and
+    /// returns together are 1 to [`MAX_RESYNC_ORDERS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub returns: Vec<ReturnId>,
 }
 
 impl StatusResync {
@@ -60,10 +66,12 @@ impl StatusResync {
     }
 
     fn check(&self) -> Result<(), FrameError> {
-        match self.orders.len() {
-            0 => Err(FrameError::Malformed("a resync names no order".into())),
+        match self.orders.len() + self.returns.len() {
+            0 => Err(FrameError::Malformed(
+                "a resync names no order or return".into(),
+            )),
             n if n > MAX_RESYNC_ORDERS => Err(FrameError::Malformed(format!(
-                "a resync names {n} orders, more than {MAX_RESYNC_ORDERS}"
+                "a resync names {n} orders and returns, more than {MAX_RESYNC_ORDERS}"
             ))),
             _ => Ok(()),
         }
@@ -82,20 +90,28 @@ mod tests {
     fn round_trips_and_refuses_empty_oversized_or_foreign_requests() {
         let r = StatusResync {
             orders: vec![id(1), id(2)],
+            returns: vec![],
+        };
+        assert_eq!(StatusResync::decode(&r.encode().unwrap()).unwrap(), r);
+        // Returns only (contract 1.7); a 1.6 reader's body still decodes.
+        let r = StatusResync {
+            orders: vec![],
+            returns: vec![ReturnId::from_parts(1_764_000_000_000, [3; 10])],
         };
         assert_eq!(StatusResync::decode(&r.encode().unwrap()).unwrap(), r);
 
-        let empty = StatusResync { orders: vec![] };
+        let empty = StatusResync::default();
         assert!(empty.encode().is_err());
         assert!(StatusResync::decode(br#"{"orders":[]}"#).is_err());
 
         let big = StatusResync {
             orders: (0..=MAX_RESYNC_ORDERS).map(|n| id(n as u8)).collect(),
+            returns: vec![],
         };
         assert!(big.encode().is_err());
         let bytes = serde_json::to_vec(&big).unwrap();
         let e = StatusResync::decode(&bytes).unwrap_err();
-        assert!(e.to_string().contains("257 orders"), "{e}");
+        assert!(e.to_string().contains("257 orders and returns"), "{e}");
 
         for bad in [
             &br#"{"orders":["not-an-id"]}"#[..],

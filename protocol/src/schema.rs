@@ -571,6 +571,7 @@ pub fn samples() -> Vec<(String, Vec<u8>)> {
         "StatusResync.v1.json".into(),
         StatusResync {
             orders: vec![order_id],
+            returns: vec![return_id()],
         }
         .encode()
         .unwrap_or_default(),

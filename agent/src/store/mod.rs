@@ -374,6 +374,17 @@ impl Store {
             .await
     }
 
+    /// Returns a status resync asks about (see `read::resync_returns`).
+    pub async fn resync_returns(
+        &self,
+        after: ReturnId,
+        from_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<ReturnId>, StoreError> {
+        self.read(move |c| read::resync_returns(c, after, from_ms, limit))
+            .await
+    }
+
     /// The change counter of the CLI-managed `terminals` table (one point
     /// read): the auth cache reloads the list only when it moved.
     pub async fn terminals_generation(&self) -> Result<i64, StoreError> {

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use o2c_protocol::{EventId, Order, OrderId, Seq};
+use o2c_protocol::{EventId, Order, OrderId, ReturnId, Seq};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::types::{
@@ -278,6 +278,33 @@ pub(crate) fn resync_candidates(
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
         out.push(id.parse().map_err(|_| corrupt("order_id", &id))?);
+    }
+    Ok(out)
+}
+
+/// Up to `limit` returns after `after` (by id, so by the time they were
+/// taken) that a status resync asks about: known to the cloud (their
+/// `ReturnRequested` was acked), taken at or after `from_ms`, and whose
+/// status is not final: no answer yet, or accepted to a card whose refund
+/// has not been reported.
+pub(crate) fn resync_returns(
+    c: &Connection,
+    after: ReturnId,
+    from_ms: i64,
+    limit: usize,
+) -> Result<Vec<ReturnId>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT return_id FROM returns WHERE return_id > ?1 AND created_at_ms >= ?2 \
+         AND sync_state = 'synced' \
+         AND (cloud_status IS NULL \
+              OR (cloud_status = 'return_accepted' AND refund_method = 'card')) \
+         ORDER BY return_id LIMIT ?3",
+    )?;
+    let mut rows = stmt.query(params![after.to_string(), from_ms, to_i64(limit as u64)])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let id: String = r.get(0)?;
+        out.push(id.parse().map_err(|_| corrupt("return_id", &id))?);
     }
     Ok(out)
 }

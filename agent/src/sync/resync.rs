@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
-use o2c_protocol::OrderId;
 use o2c_protocol::resync::{MAX_RESYNC_ORDERS, StatusResync};
+use o2c_protocol::{OrderId, ReturnId};
 use rumqttc::v5::AsyncClient;
 use rumqttc::v5::mqttbytes::QoS;
 
@@ -109,8 +109,9 @@ fn first_id_at(unix_ms: i64) -> OrderId {
 }
 
 /// Asks the cloud for the status of every open order of the last week
-/// (see `Store::resync_candidates`), [`MAX_RESYNC_ORDERS`] per request.
-/// Returns how many orders were named.
+/// (see `Store::resync_candidates`), then of every return of the last week
+/// whose status is not final (`Store::resync_returns`),
+/// [`MAX_RESYNC_ORDERS`] per request. Returns how many were named.
 pub(crate) async fn send(
     store: &Store,
     client: &AsyncClient,
@@ -131,19 +132,56 @@ pub(crate) async fn send(
         };
         let full = orders.len() == MAX_RESYNC_ORDERS;
         named += orders.len();
-        let body = StatusResync { orders }
-            .encode()
-            .map_err(|e| ResyncError::Encode(e.to_string()))?;
-        client
-            .publish(topic, QoS::AtLeastOnce, false, body)
-            .await
-            .map_err(|e| ResyncError::Mqtt(e.to_string()))?;
+        publish(
+            client,
+            topic,
+            StatusResync {
+                orders,
+                returns: vec![],
+            },
+        )
+        .await?;
+        if !full {
+            break;
+        }
+        after = last;
+    }
+    // Returns whose status is not final yet, the same way (by return id,
+    // so by the time they were taken).
+    let from_ms = now.saturating_sub(ms(HORIZON));
+    let mut after = ReturnId::from_parts(0, [0; 10]);
+    for _ in 0..MAX_REQUESTS {
+        let returns = store
+            .resync_returns(after, from_ms, MAX_RESYNC_ORDERS)
+            .await?;
+        let Some(last) = returns.last().copied() else {
+            break;
+        };
+        let full = returns.len() == MAX_RESYNC_ORDERS;
+        named += returns.len();
+        publish(
+            client,
+            topic,
+            StatusResync {
+                orders: vec![],
+                returns,
+            },
+        )
+        .await?;
         if !full {
             break;
         }
         after = last;
     }
     Ok(named)
+}
+
+async fn publish(client: &AsyncClient, topic: &str, r: StatusResync) -> Result<(), ResyncError> {
+    let body = r.encode().map_err(|e| ResyncError::Encode(e.to_string()))?;
+    client
+        .publish(topic, QoS::AtLeastOnce, false, body)
+        .await
+        .map_err(|e| ResyncError::Mqtt(e.to_string()))
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 //! update of every order in its own schema ([`Latest::record`]), and
 //! answers an agent's [`StatusResync`](o2c_protocol::resync::StatusResync)
 //! with what it recorded for the orders named, of that agent only
-//! ([`Latest::lookup`]). [`newest_per_order`] is the pure part.
+//! ([`Latest::lookup`]). A return's latest status (contract 1.7) is kept
+//! in the same table under the return's id, and answered for the returns
+//! a request names. [`newest_per_order`] is the pure part.
 //!
 //! Rows older than [`KEEP`] are swept ([`Latest::sweep`]): agents ask only
 //! about orders of the last week.
@@ -24,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use o2c_protocol::resync::StatusResync;
 use o2c_protocol::topic::{Channel, TopicError, parse_agent_topic};
-use o2c_protocol::{AgentId, FrameError, OrderId, StatusUpdate, StoreId};
+use o2c_protocol::{AgentId, FrameError, StatusUpdate, StoreId};
 
 use crate::db::DbError;
 use crate::db::STATUS_SCHEMA;
@@ -150,9 +152,16 @@ impl Latest {
         &self,
         store: &StoreId,
         agent: &AgentId,
-        orders: &[OrderId],
+        request: &StatusResync,
     ) -> Result<Vec<StatusUpdate>, DbError> {
-        let ids: Vec<String> = orders.iter().map(ToString::to_string).collect();
+        // A return's latest status is kept under its return id (see
+        // `status::build`).
+        let ids: Vec<String> = request
+            .orders
+            .iter()
+            .map(ToString::to_string)
+            .chain(request.returns.iter().map(ToString::to_string))
+            .collect();
         let sql = format!(
             "SELECT seq, body FROM {STATUS_SCHEMA}.latest \
              WHERE order_id = ANY($1) AND store_id = $2 AND agent_id = $3 ORDER BY order_id"
@@ -256,10 +265,11 @@ pub(crate) fn on_request(
     metrics.status_resync_requests.inc();
     let (latest, answers) = (latest.clone(), answers.clone());
     tokio::spawn(async move {
-        match latest.lookup(&store, &agent, &request.orders).await {
+        match latest.lookup(&store, &agent, &request).await {
             Ok(updates) if updates.is_empty() => {}
             Ok(updates) => {
-                tracing::debug!(%store, %agent, asked = request.orders.len(), found = updates.len(), "resync answered");
+                tracing::debug!(%store, %agent, orders = request.orders.len(),
+                    returns = request.returns.len(), found = updates.len(), "resync answered");
                 let _ = answers.send(Answer {
                     store,
                     agent,
@@ -303,9 +313,10 @@ mod tests {
 
     #[test]
     fn a_request_names_its_agent_by_topic_and_bad_ones_are_refused() {
-        let order = OrderId::from_parts(1_764_000_000_000, [7; 10]);
+        let order = o2c_protocol::OrderId::from_parts(1_764_000_000_000, [7; 10]);
         let body = StatusResync {
             orders: vec![order],
+            returns: vec![],
         }
         .encode()
         .unwrap();

@@ -435,18 +435,20 @@ fn build(cfg: &LoopConfig, records: &[BorrowedMessage<'_>]) -> Result<Built, Sta
                     let json = update
                         .encode()
                         .map_err(|e| StatusError::Encode(e.to_string()))?;
-                    // A return's status is not its order's: the latest
-                    // update per order, which a resync answers, stays the
-                    // order's own.
-                    if !update.status.is_return() {
-                        sent.push(Sent {
-                            order_id: update.order_id.to_string(),
-                            store: who.0.clone(),
-                            agent: who.1.clone(),
-                            seq: update.seq.unwrap_or(0),
-                            body: String::from_utf8_lossy(&json).into_owned(),
-                        });
-                    }
+                    // What a resync answers: the latest update per order,
+                    // and per return under the return's id (a return's
+                    // status is not its order's).
+                    let key = match &update.ret {
+                        Some(r) => r.return_id.to_string(),
+                        None => update.order_id.to_string(),
+                    };
+                    sent.push(Sent {
+                        order_id: key,
+                        store: who.0.clone(),
+                        agent: who.1.clone(),
+                        seq: update.seq.unwrap_or(0),
+                        body: String::from_utf8_lossy(&json).into_owned(),
+                    });
                     updates.push((topic, (update, pos, who, tp)));
                 }
             }

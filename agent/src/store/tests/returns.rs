@@ -414,3 +414,57 @@ async fn acks_mark_returns_synced_or_rejected() {
         .unwrap();
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_resync_asks_about_the_synced_returns_not_final_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path()).await;
+    let id = sold(&store, sale(4, None)).await;
+    let mut ids = Vec::new();
+    for (key, refund) in [
+        ("cash", RefundTender::Cash {}),
+        ("card", card("tok_a")),
+        ("refused", RefundTender::Cash {}),
+        ("card-done", card("tok_a")),
+    ] {
+        let r = store
+            .request_return(new_return(id, 1, refund, key))
+            .await
+            .unwrap();
+        ids.push(r.return_id);
+    }
+    let none = ReturnId::from_parts(0, [0; 10]);
+    // Not synced yet: the cloud cannot know them.
+    assert!(store.resync_returns(none, 0, 10).await.unwrap().is_empty());
+    store.apply_ack(&ack(5, vec![]), 5).await.unwrap();
+    assert_eq!(store.resync_returns(none, 0, 10).await.unwrap(), ids);
+    // Final: a cash return accepted, a refused one, a card one refunded. A
+    // card return accepted waits for its refund.
+    let updates = vec![
+        ret_update(id, ids[0], CloudStatus::ReturnAccepted, 1, Some(1499), None),
+        ret_update(id, ids[1], CloudStatus::ReturnAccepted, 1, Some(1499), None),
+        ret_update(id, ids[2], CloudStatus::ReturnRefused, 1, None, None),
+        ret_update(id, ids[3], CloudStatus::ReturnRefunded, 1, Some(1499), None),
+    ];
+    store.apply_statuses(updates, 6).await.unwrap();
+    assert_eq!(
+        store.resync_returns(none, 0, 10).await.unwrap(),
+        vec![ids[1]]
+    );
+    // Paged by id, and bounded by time.
+    assert!(
+        store
+            .resync_returns(ids[1], 0, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .resync_returns(none, i64::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await.unwrap();
+}
