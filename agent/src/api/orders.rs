@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use o2c_protocol::validate::{MAX_REASON_LEN, contains_card_number};
 use std::sync::Arc;
 
-use o2c_protocol::{Fulfillment, OrderId, StockCheck, Traceparent};
+use o2c_protocol::{Fulfillment, OrderId, StockCheck, TerminalId, Traceparent};
 use o2c_runtime::trace;
 use sha2::{Digest, Sha256};
 use tracing::Instrument as _;
@@ -133,14 +133,7 @@ async fn capture_inner(
     let body = read_body(body)?;
     o2c_order_http::scan_card_data(&body)?;
     let req = capture::parse_request(&body)?;
-    if req.terminal_id != terminal.as_str() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the token belongs to another terminal",
-        )
-        .field("terminal_id"));
-    }
+    same_terminal(&req.terminal_id, &terminal)?;
     let order_id = OrderId::from_uuid(uuid::Uuid::now_v7())
         .map_err(|e| ApiError::from(CaptureError::Catalog(e.to_string())))?;
     span.record("order_id", tracing::field::display(order_id));
@@ -240,6 +233,42 @@ async fn capture_inner(
         StatusCode::CREATED
     };
     Ok((status, outcome.response_json))
+}
+
+/// 403 unless the body's `terminal_id` is the token's terminal.
+pub(crate) fn same_terminal(body_terminal: &str, token: &TerminalId) -> Result<(), ApiError> {
+    if body_terminal == token.as_str() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "the token belongs to another terminal",
+    )
+    .field("terminal_id"))
+}
+
+/// The context of an event about order `id` (a void, a return): with
+/// traces exported, `span` goes under the order's capture span (else the
+/// till's) and its context is the event's; without, the till's context
+/// goes on.
+pub(crate) async fn continue_order_trace(
+    st: &AppState,
+    id: OrderId,
+    headers: &HeaderMap,
+    span: &tracing::Span,
+) -> Result<Option<Traceparent>, ApiError> {
+    let tp = traceparent(headers);
+    if !trace::enabled() {
+        return Ok(tp);
+    }
+    let captured = st.inner.store.order(id).await?.and_then(|o| o.traceparent);
+    if let Some(parent) = captured.as_deref().or(header_traceparent(headers)) {
+        trace::set_parent(span, parent);
+    }
+    Ok(trace::traceparent(span)
+        .and_then(|t| Traceparent::new(&t).ok())
+        .or(tp))
 }
 
 pub(super) fn read_body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -509,16 +538,7 @@ pub(crate) async fn cancel(
     // are exported; else the till's context goes on as before.
     let span = tracing::info_span!(target: trace::TARGET, "agent.cancel", otel.kind = "server",
         order_id = %id);
-    let mut tp = traceparent(&headers);
-    if trace::enabled() {
-        let captured = st.inner.store.order(id).await?.and_then(|o| o.traceparent);
-        if let Some(parent) = captured.as_deref().or(header_traceparent(&headers)) {
-            trace::set_parent(&span, parent);
-        }
-        tp = trace::traceparent(&span)
-            .and_then(|t| Traceparent::new(&t).ok())
-            .or(tp);
-    }
+    let tp = continue_order_trace(&st, id, &headers, &span).await?;
     let out = st
         .inner
         .store

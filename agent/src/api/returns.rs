@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use o2c_order_http::{BodyError, parse_body};
 use o2c_protocol::returns::{ReturnLine, ReturnRequested};
 use o2c_protocol::validate::CARD_DATA;
-use o2c_protocol::{OrderId, ReturnId, TerminalId, Traceparent};
+use o2c_protocol::{OrderId, ReturnId, TerminalId};
 use o2c_runtime::trace;
 use sha2::{Digest, Sha256};
 use tracing::Instrument as _;
@@ -144,14 +144,7 @@ async fn request_inner(
     let body = orders::read_body(body)?;
     o2c_order_http::scan_card_data(&body)?;
     let req: ReturnRequest = parse_body(&body)?;
-    if req.terminal_id != terminal.as_str() {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "the token belongs to another terminal",
-        )
-        .field("terminal_id"));
-    }
+    orders::same_terminal(&req.terminal_id, &terminal)?;
     let return_id = ReturnId::from_uuid(uuid::Uuid::now_v7())
         .map_err(|e| ApiError::internal("minting a return id", &e))?;
     let request = build_return(req, order_id, return_id, terminal)?;
@@ -161,21 +154,7 @@ async fn request_inner(
     // writer continues the order's stored trace.
     let span = tracing::info_span!(target: trace::TARGET, "agent.return", otel.kind = "server",
         order_id = %order_id, return_id = %return_id);
-    let mut tp = orders::traceparent(headers);
-    if trace::enabled() {
-        let captured = st
-            .inner
-            .store
-            .order(order_id)
-            .await?
-            .and_then(|o| o.traceparent);
-        if let Some(parent) = captured.as_deref().or(orders::header_traceparent(headers)) {
-            trace::set_parent(&span, parent);
-        }
-        tp = trace::traceparent(&span)
-            .and_then(|t| Traceparent::new(&t).ok())
-            .or(tp);
-    }
+    let tp = orders::continue_order_trace(st, order_id, headers, &span).await?;
     Ok(st
         .inner
         .store
