@@ -105,7 +105,11 @@ impl Agent {
             );
         }
         let store = Store::open(opts, metrics.store.clone())?;
-        let mut catalog = Catalog::open(&config.catalog_path(), config.catalog.cache_bytes)?;
+        let mut catalog = Catalog::open_sized(
+            &config.catalog_path(),
+            config.catalog.cache_bytes,
+            config.catalog.price_cache_skus,
+        )?;
         if std::env::var(crate::catalog::FAULT_ABORT_MID_APPLY).is_ok_and(|v| v == "1") {
             tracing::warn!("fault injection: will abort part-way through a catalog apply");
             catalog.inject_abort_mid_apply();

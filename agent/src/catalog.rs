@@ -4,7 +4,7 @@
 //! to sled (bounded page cache), so a large catalog is never held in memory.
 //!
 //! Trees: `products` (SKU → `o2c_protocol::catalog::Product` JSON),
-//! `stock` (SKU → `StockLevel` JSON), `meta` (versions, the price table,
+//! `stock` (SKU → `StockLevel` JSON), `meta` (versions,
 //! walk markers) and one staging tree per kind (see [`apply`]).
 //!
 //! The cloud feeds it through [`pull`] (the down-sync task); [`check`]
@@ -13,9 +13,11 @@
 //! been online, one product per line, either the cloud's import format or
 //! the older `{"sku","name","price_minor","currency","category","stock_on_hand"}`.
 //!
-//! Capture does not look prices up in sled: [`Catalog::price`] reads a
-//! compact in-memory [`Prices`] table, loaded when the catalog opens and
-//! replaced after each change. `GET /v1/products/{sku}` reads sled.
+//! Capture looks prices up through a bounded [`PriceCache`] in front of
+//! the products tree ([`Catalog::price`]): the SKUs a store sells stay in
+//! memory, the rest of a large catalog stays on disk. Each change to the
+//! products makes the cached prices stale. `GET /v1/products/{sku}` reads
+//! sled.
 
 mod apply;
 pub mod check;
@@ -23,7 +25,7 @@ mod prices;
 pub mod pull;
 
 pub use apply::Kind;
-pub use prices::{Prices, PricesError};
+pub use prices::{PriceCache, SkuPrices};
 
 use std::io::BufRead;
 use std::path::Path;
@@ -47,9 +49,6 @@ pub enum CatalogError {
         /// What was wrong.
         message: String,
     },
-    /// The price table could not hold the catalog.
-    #[error("building the price table: {0}")]
-    Prices(#[from] PricesError),
     /// Reading the import file failed.
     #[error("reading the import file: {0}")]
     Io(#[from] std::io::Error),
@@ -105,15 +104,12 @@ pub struct Catalog {
     /// The live products tree (a snapshot pull swaps in a new one).
     products: Arc<RwLock<sled::Tree>>,
     stock: sled::Tree,
-    /// Versions ([`Kind::version_key`]), the [`PRICES_KEY`] table of the
-    /// last change that completed, and walk markers.
+    /// Versions ([`Kind::version_key`]) and walk markers.
     meta: sled::Tree,
-    /// The price table in memory, swapped whole by each change.
-    prices: Arc<RwLock<Arc<Prices>>>,
+    /// The capture path's prices (bounded; made stale by each change).
+    prices: Arc<PriceCache>,
     /// What the last pulls did.
     status: pull::StatusCell,
-    /// The table in memory is newer than the stored one.
-    prices_unsaved: Arc<std::sync::atomic::AtomicBool>,
     /// The catalog version held, for capture without a sled read
     /// (`u64::MAX`: none yet); set at open and by each commit.
     version_held: Arc<std::sync::atomic::AtomicU64>,
@@ -127,7 +123,14 @@ pub struct Catalog {
 /// Tests only (`tests/tests/catalog_crash.rs`).
 pub const FAULT_ABORT_MID_APPLY: &str = "O2C_AGENT_FAULT_ABORT_MID_CATALOG_APPLY";
 
-const PRICES_KEY: &[u8] = b"prices";
+/// `meta` key of the whole price table agents before the price cache kept
+/// (about 50 MiB for a million SKUs): removed at open, never read.
+const LEGACY_PRICES_KEY: &[u8] = b"prices";
+
+/// SKUs whose prices capture keeps in memory, unless configured
+/// (`[catalog] price_cache_skus`): about 10 MiB when full, more than the
+/// distinct SKUs most stores sell in a month.
+pub const DEFAULT_PRICE_CACHE_SKUS: usize = 65_536;
 
 /// How long [`Catalog::open`] waits for sled's file lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -156,21 +159,26 @@ fn decode_product(key: &[u8], bytes: &[u8]) -> Result<Product, CatalogError> {
     }
 }
 
-fn unix_seconds(t: time::OffsetDateTime) -> i64 {
-    t.unix_timestamp()
-}
-
 impl Catalog {
     /// Opens (creating) the catalog at `dir`, with a page cache of
-    /// `cache_bytes`, and finishes a change a crash interrupted (see
-    /// [`apply`]).
+    /// `cache_bytes` and the default price cache, and finishes a change a
+    /// crash interrupted (see [`apply`]).
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Catalog, CatalogError> {
+        Self::open_sized(dir, cache_bytes, DEFAULT_PRICE_CACHE_SKUS)
+    }
+
+    /// [`Catalog::open`] with a price cache of `price_cache_skus` SKUs.
     ///
     /// sled holds a file lock until its background flusher has stopped,
     /// which is a little after the last handle is dropped (or after a
     /// previous agent process exits). A lock held that way is waited for,
     /// up to [`LOCK_WAIT`]; a lock still held after that (another process
     /// has the catalog open) is an error.
-    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Catalog, CatalogError> {
+    pub fn open_sized(
+        dir: &Path,
+        cache_bytes: u64,
+        price_cache_skus: usize,
+    ) -> Result<Catalog, CatalogError> {
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
@@ -187,24 +195,20 @@ impl Catalog {
         let meta = db.open_tree("meta")?;
         let products = db.open_tree(apply::live_products_name(&meta)?)?;
         let stock = db.open_tree("stock")?;
-        let mut catalog = Catalog {
+        let catalog = Catalog {
             db,
             products: Arc::new(RwLock::new(products)),
             stock,
             meta,
-            prices: Arc::default(),
+            prices: Arc::new(PriceCache::new(price_cache_skus)),
             status: pull::StatusCell::default(),
-            prices_unsaved: Arc::default(),
             version_held: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             abort_mid_apply: false,
         };
-        let rebuilt = catalog.recover()?;
-        let prices = if rebuilt {
-            catalog.store_prices()?
-        } else {
-            catalog.load_prices()?
-        };
-        catalog.prices = Arc::new(RwLock::new(Arc::new(prices)));
+        catalog.recover()?;
+        if catalog.meta.remove(LEGACY_PRICES_KEY)?.is_some() {
+            catalog.db.flush()?;
+        }
         catalog.hold_version()?;
         Ok(catalog)
     }
@@ -269,97 +273,38 @@ impl Catalog {
     }
 
     /// A SKU's price in force at `at`, preferring `currency` (minor units
-    /// and its currency), from the in-memory table. Inactive SKUs have none.
+    /// and its currency), through the price cache. Inactive and unknown
+    /// SKUs have none.
     pub fn price(
         &self,
         sku: &str,
         currency: Currency,
         at: time::OffsetDateTime,
-    ) -> Option<(i64, Currency)> {
-        self.table().get(sku, currency, unix_seconds(at))
+    ) -> Result<Option<(i64, Currency)>, CatalogError> {
+        Ok(self.prices_of(sku)?.get(currency, at))
     }
 
     /// [`Catalog::price`] and the product's category (capture copies it
-    /// onto the order line), from one look at the table.
+    /// onto the order line), from one lookup.
     pub fn price_and_category(
         &self,
         sku: &str,
         currency: Currency,
         at: time::OffsetDateTime,
-    ) -> Option<(i64, Currency, Option<String>)> {
-        let table = self.table();
-        let (minor, currency) = table.get(sku, currency, unix_seconds(at))?;
-        Some((minor, currency, table.category(sku).map(str::to_owned)))
+    ) -> Result<Option<(i64, Currency, Option<String>)>, CatalogError> {
+        let p = self.prices_of(sku)?;
+        Ok(p.get(currency, at)
+            .map(|(minor, currency)| (minor, currency, p.category().map(str::to_owned))))
     }
 
-    /// The current price table.
-    pub fn table(&self) -> Arc<Prices> {
-        match self.prices.read() {
-            Ok(t) => Arc::clone(&t),
-            // A writer panicked mid-swap; the Arc inside is still whole.
-            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        }
+    /// A SKU's prices, from the cache or the products tree.
+    fn prices_of(&self, sku: &str) -> Result<Arc<SkuPrices>, CatalogError> {
+        self.prices.lookup(sku, || self.get(sku))
     }
 
-    /// The stored price table. Each change stores it whole, so opening
-    /// the catalog reads one value instead of walking every product
-    /// through sled's cache (which left about 14 MiB more resident for
-    /// 50,000 SKUs). A catalog without a readable one (a change that did
-    /// not finish, one made by an older agent, a damaged value) gets it
-    /// built again from the products and stored: it is derived data.
-    fn load_prices(&self) -> Result<Prices, CatalogError> {
-        if let Some(bytes) = self.meta.get(PRICES_KEY)? {
-            match Prices::decode(&bytes) {
-                Ok(prices) => return Ok(prices),
-                Err(e) => {
-                    tracing::warn!(error = %e, "stored price table unreadable; rebuilding it")
-                }
-            }
-        }
-        self.store_prices()
-    }
-
-    /// Builds the price table from the products and stores it.
-    fn store_prices(&self) -> Result<Prices, CatalogError> {
-        let prices = self.build_prices()?;
-        self.meta.insert(PRICES_KEY, prices.encode()?)?;
-        self.db.flush()?;
-        Ok(prices)
-    }
-
-    /// Reads every active product's prices.
-    fn build_prices(&self) -> Result<Prices, CatalogError> {
-        let mut prices = Prices::default();
-        for item in self.live_products().iter() {
-            let (key, value) = item?;
-            prices.push_product(&decode_product(&key, &value)?)?;
-        }
-        Ok(prices.finish())
-    }
-
-    /// Builds, stores and swaps in the price table (after a change).
-    fn swap_prices(&self) -> Result<(), CatalogError> {
-        self.set_prices(self.store_prices()?);
-        Ok(())
-    }
-
-    fn set_prices(&self, prices: Prices) {
-        let prices = Arc::new(prices);
-        match self.prices.write() {
-            Ok(mut t) => *t = prices,
-            Err(poisoned) => *poisoned.into_inner() = prices,
-        }
-    }
-
-    /// After a delta: the table in memory gets `changed` merged in (no
-    /// read of the whole catalog); the stored copy is written at shutdown
-    /// ([`Catalog::flush`]), or rebuilt at the next open after a crash.
-    fn merge_prices(&self, changed: &[Product]) -> Result<(), CatalogError> {
-        let merged = self.table().merged(changed)?;
-        self.set_prices(merged);
-        self.prices_unsaved
-            .store(true, std::sync::atomic::Ordering::Release);
-        Ok(())
+    /// The price cache (tests, diagnostics).
+    pub fn price_cache(&self) -> &PriceCache {
+        &self.prices
     }
 
     /// Changes the pull status.
@@ -406,17 +351,13 @@ impl Catalog {
 
     /// Upserts products from JSON lines (the cloud's import format or the
     /// older agent format); blank lines are skipped, bad lines are reported
-    /// and skipped. Then stores the price table. Flushes before returning.
+    /// and skipped. Then makes the cached prices stale. Flushes before
+    /// returning.
     /// The catalog version is left as it is: the next pull brings the
     /// cloud's.
     pub fn import_jsonl(&self, input: impl BufRead) -> Result<ImportReport, CatalogError> {
-        // Until this import completes, no price table: one that stops
-        // half-way leaves the next open to build it from what is there.
-        self.meta.remove(PRICES_KEY)?;
         let mut report = ImportReport::default();
         let live = self.live_products();
-        let (mut products, mut stock) = (sled::Batch::default(), sled::Batch::default());
-        let mut in_batch = 0;
         for (i, line) in input.lines().enumerate() {
             let line_no = i as u64 + 1;
             let line = line?;
@@ -447,35 +388,24 @@ impl Catalog {
             }
             let value =
                 serde_json::to_vec(&product).map_err(|e| corrupt(product.sku.as_bytes(), e))?;
-            products.insert(product.sku.as_bytes(), value);
+            // One write per product: sled holds a batch whole in memory
+            // (a large one costs far more than its size), and an import
+            // is not atomic anyway.
+            live.insert(product.sku.as_bytes(), value)?;
             if let Some(level) = level {
                 let value =
                     serde_json::to_vec(&level).map_err(|e| corrupt(level.sku.as_bytes(), e))?;
-                stock.insert(level.sku.as_bytes(), value);
+                self.stock.insert(level.sku.as_bytes(), value)?;
             }
-            in_batch += 1;
             report.imported += 1;
-            if in_batch == 1000 {
-                live.apply_batch(std::mem::take(&mut products))?;
-                self.stock.apply_batch(std::mem::take(&mut stock))?;
-                in_batch = 0;
-            }
         }
-        live.apply_batch(products)?;
-        self.stock.apply_batch(stock)?;
-        self.swap_prices()?;
+        self.db.flush()?;
+        self.prices.invalidate();
         Ok(report)
     }
 
-    /// Flushes to disk (at shutdown), with the price table if a delta
-    /// changed it since it was last stored.
+    /// Flushes to disk (at shutdown).
     pub fn flush(&self) -> Result<(), CatalogError> {
-        if self
-            .prices_unsaved
-            .swap(false, std::sync::atomic::Ordering::AcqRel)
-        {
-            self.meta.insert(PRICES_KEY, self.table().encode()?)?;
-        }
         self.db.flush()?;
         Ok(())
     }

@@ -324,6 +324,10 @@ pub struct CatalogConfig {
     /// sled page cache, bytes (default 4 MiB); bounds the catalog's RSS.
     #[serde(default = "defaults::catalog_cache_bytes")]
     pub cache_bytes: u64,
+    /// SKUs whose prices capture keeps in memory (default 65,536, about
+    /// 10 MiB when full); the rest of the catalog is read from sled when sold.
+    #[serde(default = "defaults::price_cache_skus")]
+    pub price_cache_skus: usize,
     /// The cloud catalog service, `https://host:port`; without it the
     /// catalog changes only by `o2c-agent catalog import`. Its client
     /// certificate is `[mqtt.tls]`'s.
@@ -342,6 +346,7 @@ impl Default for CatalogConfig {
     fn default() -> Self {
         Self {
             cache_bytes: defaults::catalog_cache_bytes(),
+            price_cache_skus: defaults::price_cache_skus(),
             url: None,
             poll_interval_secs: defaults::catalog_poll_secs(),
             timeout_ms: defaults::catalog_timeout_ms(),
@@ -456,6 +461,9 @@ mod defaults {
     }
     pub(super) fn catalog_cache_bytes() -> u64 {
         4 * 1024 * 1024
+    }
+    pub(super) fn price_cache_skus() -> usize {
+        crate::catalog::DEFAULT_PRICE_CACHE_SKUS
     }
 }
 

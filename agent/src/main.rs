@@ -348,8 +348,12 @@ fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
 
 fn import(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
     let input = std::fs::File::open(file).with_context(|| format!("open {}", file.display()))?;
-    let catalog = Catalog::open(&config.catalog_path(), config.catalog.cache_bytes)
-        .context("open the catalog (is the agent running? stop it first)")?;
+    let catalog = Catalog::open_sized(
+        &config.catalog_path(),
+        config.catalog.cache_bytes,
+        config.catalog.price_cache_skus,
+    )
+    .context("open the catalog (is the agent running? stop it first)")?;
     let report = catalog.import_jsonl(std::io::BufReader::new(input))?;
     for (line, message) in &report.errors {
         eprintln!("{}:{line}: {message}", file.display());

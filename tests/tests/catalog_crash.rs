@@ -123,6 +123,9 @@ fn check_after_kill(agent: &AgentProc, version: u64, minor: i64, when: &str) -> 
     }
     assert_eq!(n, SKUS, "products at version {got}");
     let at = time::OffsetDateTime::now_utc();
-    assert_eq!(opened.price("SKU-000000", cad, at), Some((want, cad)));
+    assert_eq!(
+        opened.price("SKU-000000", cad, at).expect("price"),
+        Some((want, cad))
+    );
     got
 }

@@ -146,13 +146,15 @@ async fn capture_inner(
         order_id,
         inner.offline,
         |sku, currency| {
-            Ok(inner.catalog.price_and_category(sku, currency, now).map(
-                |(minor, currency, category)| Price {
+            Ok(inner
+                .catalog
+                .price_and_category(sku, currency, now)
+                .map_err(|e| e.to_string())?
+                .map(|(minor, currency, category)| Price {
                     minor,
                     currency,
                     category,
-                },
-            ))
+                }))
         },
     );
     let mut order = match built {

@@ -4,14 +4,19 @@
 //! 1. `begin`: the walk marker names its staging tree: for a catalog
 //!    snapshot a fresh tree, `products.gN`; otherwise the kind's staging
 //!    tree, cleared.
-//! 2. `stage`: each checked page into staging (one sled batch each).
+//! 2. `stage`: each checked page into staging, one write per entry (sled
+//!    keeps a batch whole in memory: a page of 5,000 products as one batch
+//!    took a million-SKU sync past 1.8 GiB resident; written one by one,
+//!    it stays near the page cache's bound).
 //! 3. `commit`: one write of the commit marker `{version, full, staging}`,
 //!    flushed after everything staged. This is the commit point.
 //! 4. A catalog snapshot: one batch on `meta` makes `products.gN` the live
 //!    tree and writes the version (no copy; the old tree is dropped by the
 //!    next walk or open, never under a reader). Otherwise: staging is
-//!    copied into the live tree in batches (a stock snapshot also removes
-//!    entries it does not list), then the version, then staging is cleared.
+//!    copied into the live tree (a stock snapshot also removes entries it
+//!    does not list), then the version, then staging is cleared.
+//! 5. A catalog change makes the cached prices stale
+//!    ([`super::PriceCache::invalidate`]), after sled has it.
 //!
 //! A crash (kill -9, power loss) before 3 leaves the previous version: at
 //! open, the staging tree is dropped. A crash after 3 leaves the new one:
@@ -91,8 +96,8 @@ const GENERATION: &[u8] = b"generation";
 /// Snapshot trees are `products.g1`, `products.g2`, ...
 const GENERATION_PREFIX: &str = "products.g";
 
-/// Copies per batch in step 4.
-const APPLY_BATCH: usize = 2000;
+/// The fault injection aborts step 4 after this many copies.
+const ABORT_AFTER: usize = 2000;
 
 /// The live products tree's name in `meta` (`products` until a snapshot).
 pub(super) fn live_products_name(meta: &sled::Tree) -> Result<String, CatalogError> {
@@ -154,10 +159,8 @@ impl Catalog {
         Ok(())
     }
 
-    /// At open: finishes a committed walk, drops an uncommitted one. True
-    /// if the catalog changed (its price table must be rebuilt).
-    pub(super) fn recover(&self) -> Result<bool, CatalogError> {
-        let mut changed = false;
+    /// At open: finishes a committed walk, drops an uncommitted one.
+    pub(super) fn recover(&self) -> Result<(), CatalogError> {
         for kind in [Kind::Catalog, Kind::Stock] {
             if let Some(commit) = self.meta.get(kind.commit_key())? {
                 let c: Commit =
@@ -168,7 +171,6 @@ impl Catalog {
                     "finishing a catalog change a restart interrupted"
                 );
                 self.finish(kind, &c)?;
-                changed |= kind == Kind::Catalog;
             } else if let Some(walk) = self.walk(kind)? {
                 tracing::info!(
                     kind = kind.name(),
@@ -180,7 +182,7 @@ impl Catalog {
         }
         self.drop_old_generations()?;
         self.db.flush()?;
-        Ok(changed)
+        Ok(())
     }
 
     /// Step 1.
@@ -218,20 +220,20 @@ impl Catalog {
         self.stage(Kind::Stock, levels, |l| &l.sku)
     }
 
-    /// Step 2: `items` as JSON under their SKUs, in one batch.
+    /// Step 2: `items` as JSON under their SKUs (the commit marker, not a
+    /// batch, makes the walk atomic).
     fn stage<T: Serialize>(
         &self,
         kind: Kind,
         items: &[T],
         sku: impl Fn(&T) -> &str,
     ) -> Result<(), CatalogError> {
-        let mut batch = sled::Batch::default();
+        let staging = self.staging_of(kind)?;
         for item in items {
             let key = sku(item);
             let v = serde_json::to_vec(item).map_err(|e| corrupt(key.as_bytes(), e))?;
-            batch.insert(key.as_bytes(), v);
+            staging.insert(key.as_bytes(), v)?;
         }
-        self.staging_of(kind)?.apply_batch(batch)?;
         Ok(())
     }
 
@@ -251,30 +253,13 @@ impl Catalog {
             staging: Some(walk.staging),
         };
         let bytes = serde_json::to_vec(&c).map_err(|e| corrupt(kind.commit_key(), e))?;
-        // A delta's products, for the price table (a snapshot's table is
-        // built from the new tree).
-        let changed = if kind == Kind::Catalog && !full {
-            let staging = self.staging_of(kind)?;
-            let mut changed = Vec::with_capacity(staging.len());
-            for item in staging.iter() {
-                let (k, v) = item?;
-                changed.push(super::decode_product(&k, &v)?);
-            }
-            Some(changed)
-        } else {
-            None
-        };
         // Everything staged is on disk before the commit marker is.
         self.db.flush()?;
         self.meta.insert(kind.commit_key(), bytes)?;
         self.db.flush()?;
         self.finish(kind, &c)?;
-        match (kind, changed) {
-            (Kind::Catalog, Some(changed)) => self.merge_prices(&changed)?,
-            (Kind::Catalog, None) => self.swap_prices()?,
-            (Kind::Stock, _) => {}
-        }
         if kind == Kind::Catalog {
+            self.prices.invalidate();
             self.hold_version()?;
         }
         Ok(())
@@ -286,11 +271,6 @@ impl Catalog {
             .staging
             .clone()
             .unwrap_or_else(|| kind.staging().to_owned());
-        if kind == Kind::Catalog {
-            // The stored price table is stale from here on; an open that
-            // finds none builds it from the products.
-            self.meta.remove(super::PRICES_KEY)?;
-        }
         if kind == Kind::Catalog && c.full && staging_name != kind.staging() {
             // The snapshot's tree becomes the live one, with its version,
             // in one batch.
@@ -307,40 +287,25 @@ impl Catalog {
         }
         let staging = self.db.open_tree(&staging_name)?;
         let live = self.live(kind);
+        // One write per entry, like staging; a restart runs this step again.
         if c.full {
             // Entries the snapshot does not list are gone.
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
             for item in live.iter().keys() {
                 let key = item?;
                 if !staging.contains_key(&key)? {
-                    batch.remove(key);
-                    n += 1;
-                    if n == APPLY_BATCH {
-                        live.apply_batch(std::mem::take(&mut batch))?;
-                        n = 0;
-                    }
+                    live.remove(key)?;
                 }
             }
-            live.apply_batch(batch)?;
         }
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for item in staging.iter() {
+        for (n, item) in staging.iter().enumerate() {
             let (k, v) = item?;
-            batch.insert(k, v);
-            n += 1;
-            if n == APPLY_BATCH {
-                live.apply_batch(std::mem::take(&mut batch))?;
-                n = 0;
-                if self.abort_mid_apply {
-                    tracing::error!("fault injection: aborting part-way through a catalog apply");
-                    let _ = self.db.flush();
-                    std::process::abort();
-                }
+            live.insert(k, v)?;
+            if self.abort_mid_apply && n + 1 == ABORT_AFTER {
+                tracing::error!("fault injection: aborting part-way through a catalog apply");
+                let _ = self.db.flush();
+                std::process::abort();
             }
         }
-        live.apply_batch(batch)?;
         self.meta
             .insert(kind.version_key(), &c.version.to_be_bytes()[..])?;
         self.meta.remove(kind.walk_key())?;

@@ -1,406 +1,315 @@
-//! The capture path's price table: SKU → catalog prices (per currency, each
-//! from its `effective_from`). Each catalog import or applied pull builds it
-//! and stores it in sled; the catalog reads it back when it opens and swaps
-//! in a new one after each change (see `Catalog::price`). Inactive products
-//! have no entry: capture refuses them as unknown.
+//! The capture path's prices: a bounded cache of SKU → prices (per
+//! currency, each from its `effective_from`) in front of the sled products
+//! tree. A catalog of a million SKUs is never held in memory: only the SKUs
+//! a store sells, up to `[catalog] price_cache_skus` (`quick_cache`, which
+//! keeps the ones asked for often and evicts the rest).
 //!
-//! One string holds every SKU back to back and a table sorted by SKU points
-//! into it, so a 50,000-SKU catalog takes about 1.3 MiB and a lookup is a
-//! binary search: no I/O, no allocation. Looking each line up in
-//! sled instead (its page cache bounded to a few MiB) was a fifth of the
-//! HTTP threads' CPU under the capture benchmark.
+//! Each cached entry carries the generation it was read under. A change to
+//! the catalog writes sled first, then moves the generation on, so an entry
+//! read before (or during) a change is never served after it: a lookup
+//! takes the generation before it reads sled, and an entry of an older
+//! generation counts as a miss. Unknown and inactive SKUs are cached too,
+//! as "no price", so a till retrying an unknown SKU does not walk sled each
+//! time.
 
-use std::borrow::Cow;
-use std::fmt;
-
-use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use o2c_protocol::Currency;
 use o2c_protocol::catalog::Product;
-use serde::Deserializer as _;
-use serde::de::{self, SeqAccess, Visitor};
+use time::OffsetDateTime;
 
-/// SKU → price (and the product's category, which capture copies onto
-/// each order line for sales analytics).
-#[derive(Debug, Default)]
-pub struct Prices {
-    skus: String,
-    table: Vec<Entry>,
-    /// Distinct categories; an entry's `category` is 1 + its index here
-    /// (0: none). A catalog has few, so each entry holds a small number.
-    categories: Vec<Box<str>>,
-    /// While building: category → its number in `categories`.
-    interned: std::collections::HashMap<Box<str>, u32>,
+/// One SKU's prices and category as capture needs them, compact (a cache
+/// of tens of thousands of SKUs costs a few MiB): no prices for a SKU that
+/// is unknown, inactive or unpriced.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SkuPrices {
+    /// Sorted by currency code, then start time.
+    rows: Box<[Row]>,
+    category: Option<Box<str>>,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Entry {
-    start: u32,
-    len: u8,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Row {
     currency: Currency,
     minor: i64,
     /// In force from (Unix seconds); `i64::MIN` for always.
     from: i64,
-    /// 1 + index into `Prices::categories`; 0 for none.
-    category: u32,
 }
 
-/// "Always": the `from` of a price without `effective_from`.
-pub(crate) const ALWAYS: i64 = i64::MIN;
-
-/// Why a SKU could not go into the table.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PricesError {
-    /// Longer than any SKU the catalog accepts.
-    #[error("SKU of {0} bytes is too long for the price table")]
-    SkuTooLong(usize),
-    /// More SKU text (or categories) than the table can address.
-    #[error("the catalog's SKUs exceed 4 GiB")]
-    TooLarge,
-    /// The stored table could not be written or read back.
-    #[error("stored price table: {0}")]
-    Codec(String),
-}
-
-impl Prices {
-    /// Adds one SKU (each at most once; any order).
-    pub(crate) fn push(
-        &mut self,
-        sku: &str,
-        minor: i64,
-        currency: Currency,
-        from: i64,
-        category: Option<&str>,
-    ) -> Result<(), PricesError> {
-        let len = u8::try_from(sku.len()).map_err(|_| PricesError::SkuTooLong(sku.len()))?;
-        let start = u32::try_from(self.skus.len()).map_err(|_| PricesError::TooLarge)?;
-        u32::try_from(self.skus.len() + sku.len()).map_err(|_| PricesError::TooLarge)?;
-        let category = match category {
-            None => 0,
-            Some(c) => match self.interned.get(c) {
-                Some(&n) => n,
-                None => {
-                    self.categories.push(c.into());
-                    let n =
-                        u32::try_from(self.categories.len()).map_err(|_| PricesError::TooLarge)?;
-                    self.interned.insert(c.into(), n);
-                    n
-                }
-            },
-        };
-        self.skus.push_str(sku);
-        self.table.push(Entry {
-            start,
-            len,
-            currency,
-            minor,
-            from,
-            category,
-        });
-        Ok(())
-    }
-
-    /// Adds every price of an active product (an inactive one has none).
-    pub(crate) fn push_product(&mut self, p: &Product) -> Result<(), PricesError> {
+impl SkuPrices {
+    /// A product's prices (none if it is inactive: capture refuses it as
+    /// unknown).
+    pub fn of(p: &Product) -> SkuPrices {
         if !p.active {
-            return Ok(());
+            return SkuPrices::default();
         }
-        for price in &p.prices {
-            let from = price
-                .effective_from
-                .map_or(ALWAYS, time::OffsetDateTime::unix_timestamp);
-            self.push(
-                &p.sku,
-                price.minor,
-                price.currency,
-                from,
-                p.category.as_deref(),
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Sorts the table for lookups; call once after the last `push`.
-    pub(crate) fn finish(self) -> Prices {
-        let Prices {
-            mut skus,
-            mut table,
-            mut categories,
-            interned: _,
-        } = self;
-        table.sort_unstable_by(|a, b| order(&skus, a, &skus, b));
-        skus.shrink_to_fit();
-        table.shrink_to_fit();
-        categories.shrink_to_fit();
-        Prices {
-            skus,
-            table,
-            categories,
-            interned: Default::default(),
-        }
-    }
-
-    /// The category of `sku`'s product, if it has a price and a category.
-    pub fn category(&self, sku: &str) -> Option<&str> {
-        let start = self.table.partition_point(|e| sku_of(&self.skus, e) < sku);
-        let e = self
-            .table
-            .get(start)
-            .filter(|e| sku_of(&self.skus, e) == sku)?;
-        self.category_of(e)
-    }
-
-    fn category_of(&self, e: &Entry) -> Option<&str> {
-        let n = usize::try_from(e.category).ok()?.checked_sub(1)?;
-        self.categories.get(n).map(|c| &**c)
-    }
-
-    /// This table with every SKU of `changed` replaced by its new prices
-    /// (none for an inactive product): a delta's table without reading the
-    /// catalog back from disk. The kept rows are already in order, so only
-    /// the new ones are sorted, then the two runs are merged.
-    pub(crate) fn merged(&self, changed: &[Product]) -> Result<Prices, PricesError> {
-        let gone: HashSet<&str> = changed.iter().map(|p| p.sku.as_str()).collect();
-        let mut fresh = Prices::default();
-        for p in changed {
-            fresh.push_product(p)?;
-        }
-        let fresh = fresh.finish();
-        let mut out = Prices {
-            skus: String::with_capacity(self.skus.len() + fresh.skus.len()),
-            table: Vec::with_capacity(self.table.len() + fresh.table.len()),
-            ..Prices::default()
-        };
-        let kept = self
-            .table
+        let mut rows: Vec<Row> = p
+            .prices
             .iter()
-            .filter(|e| !gone.contains(sku_of(&self.skus, e)));
-        let mut kept = kept.peekable();
-        let mut new = fresh.table.iter().peekable();
-        loop {
-            let take_kept = match (kept.peek(), new.peek()) {
-                (None, None) => break,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some(k), Some(n)) => order(&self.skus, k, &fresh.skus, n).is_le(),
-            };
-            let (from, e) = if take_kept {
-                (self, kept.next())
-            } else {
-                (&fresh, new.next())
-            };
-            if let Some(e) = e {
-                out.push(
-                    sku_of(&from.skus, e),
-                    e.minor,
-                    e.currency,
-                    e.from,
-                    from.category_of(e),
-                )?;
-            }
+            .map(|price| Row {
+                currency: price.currency,
+                minor: price.minor,
+                from: price
+                    .effective_from
+                    .map_or(i64::MIN, OffsetDateTime::unix_timestamp),
+            })
+            .collect();
+        rows.sort_unstable_by(|a, b| (a.currency.code(), a.from).cmp(&(b.currency.code(), b.from)));
+        SkuPrices {
+            rows: rows.into_boxed_slice(),
+            category: p.category.as_deref().map(Box::from),
         }
-        Ok(out)
     }
 
-    /// The price of `sku` in force at `at` (Unix seconds): in `currency`
-    /// if the catalog has one, else in another currency (the caller names
-    /// the mismatch); `None` for a SKU without a price in force.
-    pub fn get(&self, sku: &str, currency: Currency, at: i64) -> Option<(i64, Currency)> {
-        let start = self.table.partition_point(|e| sku_of(&self.skus, e) < sku);
-        let end = start + self.table[start..].partition_point(|e| sku_of(&self.skus, e) == sku);
-        let rows = &self.table[start..end];
+    /// The price in force at `at`: in `currency` if the product has one,
+    /// else in the first other currency (by code) that has one, so the
+    /// caller can name the mismatch; `None` if no price is in force.
+    pub fn get(&self, currency: Currency, at: OffsetDateTime) -> Option<(i64, Currency)> {
+        let at = at.unix_timestamp();
+        // The latest start not after `at`, in `c` (rows are in start order).
         let in_force = |c: Currency| {
-            rows.iter()
-                .rfind(|e| e.currency == c && e.from <= at)
-                .map(|e| (e.minor, e.currency))
+            self.rows
+                .iter()
+                .rfind(|r| r.currency == c && r.from <= at)
+                .map(|r| (r.minor, r.currency))
         };
         in_force(currency).or_else(|| {
-            rows.iter()
-                .filter(|e| e.from <= at)
-                .find_map(|e| in_force(e.currency))
+            self.rows
+                .iter()
+                .filter(|r| r.from <= at)
+                .find_map(|r| in_force(r.currency))
         })
     }
 
-    /// The table as JSON, `[[sku, minor, currency, from, category], ...]`,
-    /// sorted. A table stored by an older agent (no category) does not
-    /// decode, and is built again from the products (see `load_prices`).
-    pub(crate) fn encode(&self) -> Result<Vec<u8>, PricesError> {
-        let rows: Vec<(&str, i64, &str, i64, Option<&str>)> = self
-            .table
-            .iter()
-            .map(|e| {
-                (
-                    sku_of(&self.skus, e),
-                    e.minor,
-                    e.currency.code(),
-                    e.from,
-                    self.category_of(e),
-                )
-            })
-            .collect();
-        serde_json::to_vec(&rows).map_err(|e| PricesError::Codec(e.to_string()))
+    /// The product's category (`None` too for a SKU without prices).
+    pub fn category(&self) -> Option<&str> {
+        if self.rows.is_empty() {
+            return None;
+        }
+        self.category.as_deref()
+    }
+}
+
+/// A cached lookup and the generation it was read under.
+#[derive(Debug)]
+struct Cached {
+    generation: u64,
+    prices: Arc<SkuPrices>,
+}
+
+/// The bounded price cache.
+#[derive(Debug)]
+pub struct PriceCache {
+    cache: quick_cache::sync::Cache<String, Cached>,
+    generation: AtomicU64,
+}
+
+impl Clone for Cached {
+    fn clone(&self) -> Self {
+        Cached {
+            generation: self.generation,
+            prices: Arc::clone(&self.prices),
+        }
+    }
+}
+
+impl PriceCache {
+    /// A cache of at most `skus` SKUs (at least one).
+    pub fn new(skus: usize) -> PriceCache {
+        PriceCache {
+            cache: quick_cache::sync::Cache::new(skus.max(1)),
+            generation: AtomicU64::new(0),
+        }
     }
 
-    /// Reads what [`Prices::encode`] wrote, row by row (no intermediate
-    /// list of rows: the table is all that stays allocated).
-    pub(crate) fn decode(bytes: &[u8]) -> Result<Prices, PricesError> {
-        struct Rows;
-        impl<'de> Visitor<'de> for Rows {
-            type Value = Prices;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a list of [sku, price_minor, currency, from, category]")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Prices, A::Error> {
-                let mut prices = Prices::default();
-                type Row<'a> = (Cow<'a, str>, i64, Cow<'a, str>, i64, Option<Cow<'a, str>>);
-                while let Some((sku, minor, code, from, category)) =
-                    seq.next_element::<Row<'de>>()?
-                {
-                    let currency = Currency::from_code(&code).map_err(de::Error::custom)?;
-                    prices
-                        .push(&sku, minor, currency, from, category.as_deref())
-                        .map_err(de::Error::custom)?;
-                }
-                Ok(prices.finish())
-            }
+    /// `sku`'s prices: from the cache if read under the current generation,
+    /// else from `load` (a read of the products tree), then cached.
+    pub fn lookup<E>(
+        &self,
+        sku: &str,
+        load: impl FnOnce() -> Result<Option<Product>, E>,
+    ) -> Result<Arc<SkuPrices>, E> {
+        // Taken before the read: a change that lands after it makes this
+        // entry stale rather than letting an old read pass for a new one.
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(hit) = self.cache.get(sku)
+            && hit.generation == generation
+        {
+            return Ok(hit.prices);
         }
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let prices = de
-            .deserialize_seq(Rows)
-            .and_then(|p| de.end().map(|()| p))
-            .map_err(|e| PricesError::Codec(e.to_string()))?;
+        let prices = Arc::new(load()?.as_ref().map(SkuPrices::of).unwrap_or_default());
+        self.cache.insert(
+            sku.to_owned(),
+            Cached {
+                generation,
+                prices: Arc::clone(&prices),
+            },
+        );
         Ok(prices)
     }
 
-    /// Number of prices (a SKU has one per currency and start time).
+    /// After a change to the products is written: every entry cached so far
+    /// is stale.
+    pub fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.clear();
+    }
+
+    /// SKUs cached now (tests, diagnostics).
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.cache.len()
     }
 
-    /// Whether there are none.
+    /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.cache.is_empty()
     }
-}
-
-/// The table's order: SKU, then currency, then start time.
-fn order(a_skus: &str, a: &Entry, b_skus: &str, b: &Entry) -> std::cmp::Ordering {
-    sku_of(a_skus, a)
-        .cmp(sku_of(b_skus, b))
-        .then(a.currency.code().cmp(b.currency.code()))
-        .then(a.from.cmp(&b.from))
-}
-
-fn sku_of<'a>(skus: &'a str, e: &Entry) -> &'a str {
-    let start = e.start as usize;
-    skus.get(start..start + usize::from(e.len))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use o2c_protocol::catalog::Price;
 
-    #[test]
-    fn finds_the_price_in_force_in_the_currency_asked() {
-        let cad = Currency::from_code("CAD").unwrap();
-        let eur = Currency::from_code("EUR").unwrap();
-        let mut p = Prices::default();
-        for (i, sku) in ["b", "a", "SKU-10", "SKU-1", "SKU-2", "ü"]
-            .iter()
-            .enumerate()
-        {
-            let currency = if i % 2 == 0 { cad } else { eur };
-            p.push(
-                sku,
-                i as i64 * 100,
-                currency,
-                ALWAYS,
-                Some(if i % 2 == 0 { "even" } else { "odd" }),
-            )
-            .unwrap();
+    fn cur(code: &str) -> Currency {
+        Currency::from_code(code).unwrap()
+    }
+
+    fn at(unix: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(unix).unwrap()
+    }
+
+    fn product(sku: &str, active: bool, prices: &[(&str, i64, Option<i64>)]) -> Product {
+        Product {
+            sku: sku.into(),
+            name: sku.into(),
+            category: Some("tools".into()),
+            active,
+            prices: prices
+                .iter()
+                .map(|&(c, minor, from)| Price {
+                    currency: cur(c),
+                    minor,
+                    effective_from: from.map(at),
+                })
+                .collect(),
         }
-        // SKU-1 also in CAD from t=1000, and again from t=2000.
-        p.push("SKU-1", 777, cad, 1000, None).unwrap();
-        p.push("SKU-1", 888, cad, 2000, None).unwrap();
-        let p = p.finish();
-        assert_eq!(p.len(), 8);
-        assert_eq!(p.get("b", cad, 0), Some((0, cad)));
-        assert_eq!(p.get("a", eur, 0), Some((100, eur)));
-        // Asked in CAD, priced only in EUR: the EUR price names the mismatch.
-        assert_eq!(p.get("a", cad, 0), Some((100, eur)));
-        assert_eq!(p.get("SKU-1", eur, 0), Some((300, eur)));
-        assert_eq!(p.get("SKU-1", cad, 999), Some((300, eur)));
-        assert_eq!(p.get("SKU-1", cad, 1000), Some((777, cad)));
-        assert_eq!(p.get("SKU-1", cad, 5000), Some((888, cad)));
-        assert_eq!(p.get("SKU-10", cad, 0), Some((200, cad)));
-        assert_eq!(p.get("ü", eur, 0), Some((500, eur)));
-        for missing in ["", "SKU", "SKU-3", "c", "SKU-1 "] {
-            assert_eq!(p.get(missing, cad, 0), None, "{missing:?}");
-        }
-        assert_eq!(p.category("b"), Some("even"));
-        assert_eq!(p.category("a"), Some("odd"));
-        assert_eq!(p.category("SKU-3"), None);
-        let back = Prices::decode(&p.encode().unwrap()).unwrap();
-        assert_eq!(back.len(), 8);
-        assert_eq!(back.category("a"), Some("odd"));
-        // A table an older agent stored (no category) is rebuilt, not misread.
-        assert!(Prices::decode(br#"[["a",1,"CAD",0]]"#).is_err());
-        for sku in ["a", "b", "SKU-1", "SKU-10", "SKU-2", "ü"] {
-            for at in [0, 1500, 3000] {
-                assert_eq!(back.get(sku, cad, at), p.get(sku, cad, at), "{sku}");
-            }
-        }
-        assert!(matches!(
-            Prices::decode(b"[[1]]"),
-            Err(PricesError::Codec(_))
-        ));
-        assert!(Prices::default().finish().get("a", cad, 0).is_none());
-        let long = "x".repeat(256);
-        assert_eq!(
-            Prices::default().push(&long, 1, cad, ALWAYS, None),
-            Err(PricesError::SkuTooLong(256))
-        );
     }
 
     #[test]
-    fn a_merge_replaces_changed_skus_and_keeps_the_order() {
-        let cad = Currency::from_code("CAD").unwrap();
-        let mut p = Prices::default();
-        for (sku, minor) in [("a", 1), ("c", 3), ("e", 5), ("g", 7)] {
-            p.push(sku, minor, cad, ALWAYS, Some("old")).unwrap();
+    fn finds_the_price_in_force_in_the_currency_asked() {
+        let (cad, eur) = (cur("CAD"), cur("EUR"));
+        // Listed out of order: CAD from 2000, EUR always, CAD always, CAD
+        // from 1000.
+        let p = SkuPrices::of(&product(
+            "SKU-1",
+            true,
+            &[
+                ("CAD", 888, Some(2000)),
+                ("EUR", 300, None),
+                ("CAD", 100, None),
+                ("CAD", 777, Some(1000)),
+            ],
+        ));
+        assert_eq!(p.get(cad, at(0)), Some((100, cad)));
+        assert_eq!(p.get(cad, at(999)), Some((100, cad)));
+        assert_eq!(p.get(cad, at(1000)), Some((777, cad)));
+        assert_eq!(p.get(cad, at(5000)), Some((888, cad)));
+        assert_eq!(p.get(eur, at(5000)), Some((300, eur)));
+        // Asked in JPY, priced in CAD and EUR: the first currency in force
+        // names the mismatch.
+        assert_eq!(p.get(cur("JPY"), at(0)), Some((100, cad)));
+        assert_eq!(p.category(), Some("tools"));
+
+        // Priced in USD from t=1000 and in EUR from t=2000: nothing in force
+        // before, then the first currency by code that is.
+        let later = SkuPrices::of(&product(
+            "L",
+            true,
+            &[("USD", 6, Some(1000)), ("EUR", 5, Some(2000))],
+        ));
+        assert_eq!(later.get(eur, at(999)), None);
+        assert_eq!(later.get(cad, at(1000)), Some((6, cur("USD"))));
+        assert_eq!(later.get(cad, at(2000)), Some((5, eur)));
+
+        for none in [
+            product("I", false, &[("EUR", 5, None)]),
+            product("N", true, &[]),
+        ] {
+            let p = SkuPrices::of(&none);
+            assert_eq!(
+                (p.get(eur, at(0)), p.category()),
+                (None, None),
+                "{}",
+                none.sku
+            );
         }
-        let p = p.finish();
-        let product = |sku: &str, minor: i64, active: bool| Product {
-            sku: sku.into(),
-            name: sku.into(),
-            category: Some("new".into()),
-            active,
-            prices: vec![o2c_protocol::catalog::Price {
-                currency: cad,
-                minor,
-                effective_from: None,
-            }],
+    }
+
+    #[test]
+    fn a_change_makes_every_earlier_read_stale() {
+        let cache = PriceCache::new(10);
+        let eur = cur("EUR");
+        let mut reads = 0;
+        let mut read = |minor: i64| {
+            reads += 1;
+            Ok::<_, ()>(Some(product("A", true, &[("EUR", minor, None)])))
         };
-        let m = p
-            .merged(&[
-                product("c", 30, true),
-                product("d", 4, true),
-                product("a", 1, false),
-                product("h", 8, true),
-            ])
-            .unwrap();
-        let got: Vec<Option<i64>> = ["a", "c", "d", "e", "g", "h", "b"]
-            .iter()
-            .map(|s| m.get(s, cad, 0).map(|(minor, _)| minor))
-            .collect();
-        assert_eq!(
-            got,
-            [None, Some(30), Some(4), Some(5), Some(7), Some(8), None]
+        let price = |p: Arc<SkuPrices>| p.get(eur, at(0)).map(|(m, _)| m);
+        assert_eq!(price(cache.lookup("A", || read(1)).unwrap()), Some(1));
+        // A hit: no read.
+        assert_eq!(price(cache.lookup("A", || read(2)).unwrap()), Some(1));
+        cache.invalidate();
+        assert_eq!(price(cache.lookup("A", || read(3)).unwrap()), Some(3));
+        assert_eq!(reads, 2);
+
+        // A read that started before a change (it took the old generation)
+        // and stored its answer after it is never served.
+        let stale_generation = cache.generation.load(Ordering::Acquire);
+        cache.invalidate();
+        cache.cache.insert(
+            "B".into(),
+            Cached {
+                generation: stale_generation,
+                prices: Arc::new(SkuPrices::of(&product("B", true, &[("EUR", 9, None)]))),
+            },
         );
-        let skus: Vec<&str> = m.table.iter().map(|e| sku_of(&m.skus, e)).collect();
-        assert_eq!(skus, ["c", "d", "e", "g", "h"]);
-        assert_eq!(m.category("c"), Some("new"));
-        assert_eq!(m.category("e"), Some("old"));
+        let fresh = cache
+            .lookup("B", || {
+                Ok::<_, ()>(Some(product("B", true, &[("EUR", 10, None)])))
+            })
+            .unwrap();
+        assert_eq!(price(fresh), Some(10));
+
+        // Unknown SKUs are cached as "no price"; a load error is returned
+        // and caches nothing.
+        assert_eq!(
+            price(cache.lookup("Z", || Ok::<_, ()>(None)).unwrap()),
+            None
+        );
+        let cached = cache.lookup("Z", || -> Result<Option<Product>, ()> { panic!("cached") });
+        assert_eq!(cached.map(price), Ok(None));
+        assert_eq!(
+            cache
+                .lookup("Y", || Err::<Option<Product>, _>("down"))
+                .map(price),
+            Err("down")
+        );
+        assert_eq!(cache.lookup("Y", || Ok::<_, ()>(None)).map(price), Ok(None));
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = PriceCache::new(100);
+        for i in 0..10_000 {
+            let sku = format!("SKU-{i}");
+            cache
+                .lookup(&sku, || {
+                    Ok::<_, ()>(Some(product(&sku, true, &[("EUR", 1, None)])))
+                })
+                .unwrap();
+        }
+        assert!(cache.len() <= 100, "{} cached", cache.len());
     }
 }
