@@ -101,6 +101,11 @@ impl CatalogProc {
         format!("https://{}", self.api)
     }
 
+    /// The store API's address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api
+    }
+
     /// The config file (for `o2c-cloud catalog import`).
     pub fn config_path(&self) -> &Path {
         &self.config
@@ -272,15 +277,34 @@ impl CatalogWorld {
     /// Starts agent `agent` of `store` over TLS, pulling from the service;
     /// `extra` is more TOML (e.g. `[fulfillment]`).
     pub async fn agent(&self, store: &str, agent: &str, extra: &str) -> AgentProc {
+        self.agent_via(
+            store,
+            agent,
+            &self.fleet.broker.url(),
+            &self.cat.url(),
+            extra,
+        )
+        .await
+    }
+
+    /// [`CatalogWorld::agent`] reaching the broker at `mqtt_url` and the
+    /// service at `catalog_url` (e.g. through [`crate::proxy::LinkProxy`]s).
+    pub async fn agent_via(
+        &self,
+        store: &str,
+        agent: &str,
+        mqtt_url: &str,
+        catalog_url: &str,
+        extra: &str,
+    ) -> AgentProc {
         let tls = self.fleet.pki.agent(agent).toml_table();
         AgentProc::start(
             self.fleet.env.path(),
             store,
             agent,
-            &self.fleet.broker.url(),
+            mqtt_url,
             &format!(
-                "{tls}\n[catalog]\nurl = \"{}\"\npoll_interval_secs = 3600\n{extra}",
-                self.cat.url()
+                "{tls}\n[catalog]\nurl = \"{catalog_url}\"\npoll_interval_secs = 3600\n{extra}"
             ),
         )
         .await

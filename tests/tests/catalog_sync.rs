@@ -10,12 +10,16 @@
 //! - a store cannot read another store's catalog or stock over HTTPS (403),
 //!   nor its hint over MQTT;
 //! - with the catalog service down the agent keeps selling on its last
-//!   catalog, and catches up when the service is back.
+//!   catalog, and catches up when the service is back;
+//! - with the agent's own links cut (MQTT and HTTPS) it sells on its last
+//!   catalog while the cloud changes a price, and catches up once they heal.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use o2c_tests::catalog::{CatalogWorld, StoreClient, wait_catalog_version};
 use o2c_tests::pipeline::AgentProc;
+use o2c_tests::proxy::{LinkMode, LinkProxy};
 use o2c_tests::wait_until_named;
 use rumqttc::v5::mqttbytes::v5::SubscribeReasonCode;
 use serde_json::{Value, json};
@@ -166,4 +170,83 @@ async fn catalog_flows_down_and_each_store_reads_only_its_own() {
     w.cat.restart().await.expect("restart catalog");
     wait_catalog_version(&agent, 3, Duration::from_secs(20)).await;
     assert_eq!(product(&agent, "SKU-2").await["price_minor"], json!(550));
+}
+
+/// The issue's "an offline agent keeps selling on its last catalog, then
+/// catches up on reconnect", with the agent's links cut rather than the
+/// service stopped: both its MQTT and its HTTPS connections go through
+/// proxies that are cut while the cloud changes a price, so the change hint
+/// never reaches it and no pull can; healed, it pulls (on reconnecting to
+/// the broker, and on the retained hint) and sells at the new price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cut_off_sells_on_its_last_catalog_and_catches_up_when_back() {
+    let w = CatalogWorld::start(&[("S001", "S001-A1")], "catalog_offline", "", "").await;
+    w.import(
+        "v1.jsonl",
+        r#"{"sku":"SKU-1","name":"Mug","prices":[{"currency":"CAD","minor":1000}]}
+"#,
+    );
+    let broker = SocketAddr::from(([127, 0, 0, 1], w.fleet.broker.port()));
+    let mqtt = LinkProxy::start(broker).await.expect("mqtt proxy");
+    let https = LinkProxy::start(w.cat.api_addr())
+        .await
+        .expect("https proxy");
+    let agent = w
+        .agent_via(
+            "S001",
+            "S001-A1",
+            &format!("mqtts://{}", mqtt.addr()),
+            &format!("https://{}", https.addr()),
+            "",
+        )
+        .await;
+    wait_catalog_version(&agent, 1, Duration::from_secs(20)).await;
+
+    mqtt.set_mode(LinkMode::Cut);
+    https.set_mode(LinkMode::Cut);
+    wait_until_named(
+        "the agent to see its broker link down",
+        || async {
+            agent
+                .get("/v1/sync")
+                .await
+                .is_ok_and(|s| s["connected"] == json!(false))
+        },
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("agent offline");
+    w.import(
+        "v2.jsonl",
+        r#"{"sku":"SKU-1","name":"Mug","prices":[{"currency":"CAD","minor":1200}]}
+"#,
+    );
+    // The service serves v2 and hints it to the broker, which the agent
+    // cannot reach; the agent sells on at v1.
+    wait_until_named(
+        "the service at catalog version 2",
+        || async {
+            w.cat
+                .metrics()
+                .await
+                .is_ok_and(|m| m.lines().any(|l| l.trim() == "o2c_catalog_version 2"))
+        },
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("service at v2");
+    let (status, body) = sell(&agent, "offline-1", "SKU-1", 1000).await;
+    assert_eq!(status, 201, "{body}");
+    let p = product(&agent, "SKU-1").await;
+    assert_eq!(p["price_minor"], json!(1000), "{p}");
+    let s = agent.get("/v1/catalog/status").await.expect("status");
+    assert_eq!(s["version"], json!(1), "{s}");
+
+    https.set_mode(LinkMode::Up);
+    mqtt.set_mode(LinkMode::Up);
+    wait_catalog_version(&agent, 2, Duration::from_secs(30)).await;
+    let p = product(&agent, "SKU-1").await;
+    assert_eq!(p["price_minor"], json!(1200), "{p}");
+    let (status, body) = sell(&agent, "online-1", "SKU-1", 1200).await;
+    assert_eq!(status, 201, "{body}");
 }
