@@ -4,8 +4,8 @@
 //! to sled (bounded page cache), so a large catalog is never held in memory.
 //!
 //! Trees: `products` (SKU → `o2c_protocol::catalog::Product` JSON),
-//! `stock` (SKU → `StockLevel` JSON), `meta` (versions,
-//! walk markers) and one staging tree per kind (see [`apply`]).
+//! `stock` (SKU → `StockLevel` JSON), `meta` (versions and walk markers)
+//! and one staging tree per kind (see [`apply`]).
 //!
 //! The cloud feeds it through [`pull`] (the down-sync task); [`check`]
 //! reserves a ship-to-home sale's stock in the cloud at capture;
