@@ -159,19 +159,30 @@ impl Catalog {
         Ok(())
     }
 
+    /// Finishes a walk of `kind` that was committed but not finished (a
+    /// restart, or an error in step 4); true if there was one.
+    fn finish_committed(&self, kind: Kind) -> Result<bool, CatalogError> {
+        let Some(commit) = self.meta.get(kind.commit_key())? else {
+            return Ok(false);
+        };
+        let c: Commit =
+            serde_json::from_slice(&commit).map_err(|e| corrupt(kind.commit_key(), e))?;
+        tracing::info!(
+            kind = kind.name(),
+            version = c.version,
+            "finishing a committed catalog change"
+        );
+        self.finish(kind, &c)?;
+        Ok(true)
+    }
+
     /// At open: finishes a committed walk, drops an uncommitted one.
     pub(super) fn recover(&self) -> Result<(), CatalogError> {
         for kind in [Kind::Catalog, Kind::Stock] {
-            if let Some(commit) = self.meta.get(kind.commit_key())? {
-                let c: Commit =
-                    serde_json::from_slice(&commit).map_err(|e| corrupt(kind.commit_key(), e))?;
-                tracing::info!(
-                    kind = kind.name(),
-                    version = c.version,
-                    "finishing a catalog change a restart interrupted"
-                );
-                self.finish(kind, &c)?;
-            } else if let Some(walk) = self.walk(kind)? {
+            if self.finish_committed(kind)? {
+                continue;
+            }
+            if let Some(walk) = self.walk(kind)? {
                 tracing::info!(
                     kind = kind.name(),
                     "dropping a catalog pull a restart interrupted"
@@ -185,8 +196,10 @@ impl Catalog {
         Ok(())
     }
 
-    /// Step 1.
+    /// Step 1 (after finishing a committed walk whose step 4 failed: its
+    /// staging is the committed change, not a leftover to drop).
     pub(crate) fn begin(&self, kind: Kind, full: bool) -> Result<(), CatalogError> {
+        self.finish_committed(kind)?;
         if let Some(old) = self.walk(kind)? {
             self.drop_staging(kind, &old.staging)?;
         }
@@ -257,7 +270,12 @@ impl Catalog {
         self.db.flush()?;
         self.meta.insert(kind.commit_key(), bytes)?;
         self.db.flush()?;
-        self.finish(kind, &c)?;
+        self.finish(kind, &c)
+    }
+
+    /// Steps 4 and 5.
+    fn finish(&self, kind: Kind, c: &Commit) -> Result<(), CatalogError> {
+        self.apply_committed(kind, c)?;
         if kind == Kind::Catalog {
             self.prices.invalidate();
             self.hold_version()?;
@@ -266,23 +284,34 @@ impl Catalog {
     }
 
     /// Step 4.
-    fn finish(&self, kind: Kind, c: &Commit) -> Result<(), CatalogError> {
+    fn apply_committed(&self, kind: Kind, c: &Commit) -> Result<(), CatalogError> {
         let staging_name = c
             .staging
             .clone()
             .unwrap_or_else(|| kind.staging().to_owned());
         if kind == Kind::Catalog && c.full && staging_name != kind.staging() {
             // The snapshot's tree becomes the live one, with its version,
-            // in one batch.
+            // in one batch. Readers move to it first: one that sees the
+            // new version must find the new tree (a restart reads only the
+            // batch, so the disk order is unchanged).
+            let tree = self.db.open_tree(&staging_name)?;
+            let old = self.live_products();
+            self.set_live_products(tree);
             let mut b = sled::Batch::default();
             b.insert(LIVE_PRODUCTS, staging_name.as_bytes());
             b.insert(kind.version_key(), &c.version.to_be_bytes()[..]);
             b.remove(kind.walk_key());
             b.remove(kind.commit_key());
-            self.meta.apply_batch(b)?;
-            self.db.flush()?;
-            let tree = self.db.open_tree(&staging_name)?;
-            self.set_live_products(tree);
+            if let Err(e) = self
+                .meta
+                .apply_batch(b)
+                .and_then(|()| self.db.flush().map(drop))
+            {
+                // Not committed to disk: readers go back to the old tree
+                // (the next pull or open finishes this commit).
+                self.set_live_products(old);
+                return Err(e.into());
+            }
             return Ok(());
         }
         let staging = self.db.open_tree(&staging_name)?;

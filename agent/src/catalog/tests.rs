@@ -207,3 +207,40 @@ fn a_crash_leaves_the_old_version_or_finishes_the_new_one() {
     assert_eq!(cat.price("A", cad(), now()).unwrap(), None);
     assert_eq!(trees(&cat), ["products", staging.as_str()]);
 }
+
+#[test]
+fn a_commit_whose_apply_failed_is_finished_by_the_next_pull_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let cat = Catalog::open(&dir.path().join("c"), 1 << 20).unwrap();
+    cat.begin(Kind::Catalog, true).unwrap();
+    cat.stage_products(&[product("A", 100, true)]).unwrap();
+    cat.commit(Kind::Catalog, CatalogVersion(1), true).unwrap();
+    assert_eq!(cat.price("A", cad(), now()).unwrap(), Some((100, cad())));
+    // A snapshot committed (the marker written) whose swap did not happen,
+    // as when step 4 fails on an I/O error, in the running agent.
+    cat.begin(Kind::Catalog, true).unwrap();
+    cat.stage_products(&[product("A", 200, true), product("B", 5, true)])
+        .unwrap();
+    let staging = cat.walk(Kind::Catalog).unwrap().unwrap().staging;
+    let c =
+        serde_json::to_vec(&serde_json::json!({"version": 2, "full": true, "staging": staging}))
+            .unwrap();
+    cat.meta.insert(&b"commit:catalog"[..], c).unwrap();
+    // The next pull starts: the committed change is applied, not dropped
+    // as a leftover walk, and prices and the held version follow it.
+    cat.begin(Kind::Catalog, false).unwrap();
+    assert_eq!(cat.version(Kind::Catalog).unwrap(), Some(CatalogVersion(2)));
+    assert_eq!(cat.catalog_version(), Some(2));
+    assert_eq!(dump(&cat), [("A".into(), 200, true), ("B".into(), 5, true)]);
+    assert_eq!(cat.price("A", cad(), now()).unwrap(), Some((200, cad())));
+    cat.stage_products(&[product("C", 7, true)]).unwrap();
+    cat.commit(Kind::Catalog, CatalogVersion(3), false).unwrap();
+    assert_eq!(
+        dump(&cat),
+        [
+            ("A".into(), 200, true),
+            ("B".into(), 5, true),
+            ("C".into(), 7, true)
+        ]
+    );
+}
