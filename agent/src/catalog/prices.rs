@@ -92,7 +92,7 @@ impl SkuPrices {
 }
 
 /// A cached lookup and the generation it was read under.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Cached {
     generation: u64,
     prices: Arc<SkuPrices>,
@@ -103,15 +103,6 @@ struct Cached {
 pub struct PriceCache {
     cache: quick_cache::sync::Cache<String, Cached>,
     generation: AtomicU64,
-}
-
-impl Clone for Cached {
-    fn clone(&self) -> Self {
-        Cached {
-            generation: self.generation,
-            prices: Arc::clone(&self.prices),
-        }
-    }
 }
 
 impl PriceCache {

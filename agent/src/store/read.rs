@@ -268,16 +268,24 @@ pub(crate) fn resync_candidates(
          AND (cloud_status IS NOT 'cancelled' OR order_id >= ?3) \
          ORDER BY order_id LIMIT ?4",
     )?;
-    let mut rows = stmt.query(params![
+    let rows = stmt.query(params![
         after.to_string(),
         from.to_string(),
         cancelled_from.to_string(),
         to_i64(limit as u64)
     ])?;
+    ids(rows, "order_id")
+}
+
+/// The ids in the first column of `rows` (`column` names it in errors).
+fn ids<T: std::str::FromStr>(
+    mut rows: rusqlite::Rows<'_>,
+    column: &str,
+) -> Result<Vec<T>, StoreError> {
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let id: String = r.get(0)?;
-        out.push(id.parse().map_err(|_| corrupt("order_id", &id))?);
+        out.push(id.parse().map_err(|_| corrupt(column, &id))?);
     }
     Ok(out)
 }
@@ -300,11 +308,6 @@ pub(crate) fn resync_returns(
               OR (cloud_status = 'return_accepted' AND refund_method = 'card')) \
          ORDER BY return_id LIMIT ?3",
     )?;
-    let mut rows = stmt.query(params![after.to_string(), from_ms, to_i64(limit as u64)])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let id: String = r.get(0)?;
-        out.push(id.parse().map_err(|_| corrupt("return_id", &id))?);
-    }
-    Ok(out)
+    let rows = stmt.query(params![after.to_string(), from_ms, to_i64(limit as u64)])?;
+    ids(rows, "return_id")
 }

@@ -121,53 +121,53 @@ pub(crate) async fn send(
     let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
     let from = first_id_at(now.saturating_sub(ms(HORIZON)));
     let cancelled_from = first_id_at(now.saturating_sub(ms(CANCELLED_HORIZON)));
-    let mut after = first_id_at(0);
-    let mut named = 0;
-    for _ in 0..MAX_REQUESTS {
-        let orders = store
-            .resync_candidates(after, from, cancelled_from, MAX_RESYNC_ORDERS)
-            .await?;
-        let Some(last) = orders.last().copied() else {
-            break;
-        };
-        let full = orders.len() == MAX_RESYNC_ORDERS;
-        named += orders.len();
-        publish(
-            client,
-            topic,
-            StatusResync {
-                orders,
-                returns: vec![],
-            },
-        )
-        .await?;
-        if !full {
-            break;
-        }
-        after = last;
-    }
+    let orders = named_in_pages(
+        first_id_at(0),
+        |after| store.resync_candidates(after, from, cancelled_from, MAX_RESYNC_ORDERS),
+        |orders| StatusResync {
+            orders,
+            returns: vec![],
+        },
+        client,
+        topic,
+    )
+    .await?;
     // Returns whose status is not final yet, the same way (by return id,
     // so by the time they were taken).
     let from_ms = now.saturating_sub(ms(HORIZON));
-    let mut after = ReturnId::from_parts(0, [0; 10]);
+    let returns = named_in_pages(
+        ReturnId::from_parts(0, [0; 10]),
+        |after| store.resync_returns(after, from_ms, MAX_RESYNC_ORDERS),
+        |returns| StatusResync {
+            orders: vec![],
+            returns,
+        },
+        client,
+        topic,
+    )
+    .await?;
+    Ok(orders + returns)
+}
+
+/// Publishes `wrap` of each page `fetch` gives (up to
+/// [`MAX_RESYNC_ORDERS`] ids after the last one named), until a short page
+/// or [`MAX_REQUESTS`] requests. Returns how many ids were named.
+async fn named_in_pages<Id: Copy, F: Future<Output = Result<Vec<Id>, StoreError>>>(
+    mut after: Id,
+    mut fetch: impl FnMut(Id) -> F,
+    wrap: impl Fn(Vec<Id>) -> StatusResync,
+    client: &AsyncClient,
+    topic: &str,
+) -> Result<usize, ResyncError> {
+    let mut named = 0;
     for _ in 0..MAX_REQUESTS {
-        let returns = store
-            .resync_returns(after, from_ms, MAX_RESYNC_ORDERS)
-            .await?;
-        let Some(last) = returns.last().copied() else {
+        let ids = fetch(after).await?;
+        let Some(last) = ids.last().copied() else {
             break;
         };
-        let full = returns.len() == MAX_RESYNC_ORDERS;
-        named += returns.len();
-        publish(
-            client,
-            topic,
-            StatusResync {
-                orders: vec![],
-                returns,
-            },
-        )
-        .await?;
+        let full = ids.len() == MAX_RESYNC_ORDERS;
+        named += ids.len();
+        publish(client, topic, wrap(ids)).await?;
         if !full {
             break;
         }
