@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use crate::api::{self, AppState};
 use crate::catalog::check::StockChecker;
 use crate::catalog::pull::Puller;
+use crate::catalog::worker::{NICENESS_STEP, Worker, WorkerError};
 use crate::catalog::{Catalog, CatalogError};
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
@@ -38,6 +39,9 @@ pub enum AgentError {
     /// The catalog pull's client could not be built.
     #[error("catalog pull: {0}")]
     Pull(#[from] crate::catalog::pull::PullError),
+    /// The catalog thread could not be started.
+    #[error("catalog: {0}")]
+    Worker(#[from] WorkerError),
     /// A fault-injection variable with a bad value.
     #[error("{var} {problem}")]
     Fault {
@@ -105,11 +109,17 @@ impl Agent {
             );
         }
         let store = Store::open(opts, metrics.store.clone())?;
-        let mut catalog = Catalog::open_sized(
-            &config.catalog_path(),
-            config.catalog.cache_bytes,
-            config.catalog.price_cache_skus,
-        )?;
+        // The catalog opens on its own thread, below capture's priority,
+        // where sled's background threads are born and the pull works.
+        let worker = Worker::start(NICENESS_STEP)?;
+        let mut catalog = {
+            let (path, cache, prices) = (
+                config.catalog_path(),
+                config.catalog.cache_bytes,
+                config.catalog.price_cache_skus,
+            );
+            worker.call(move || Catalog::open_sized(&path, cache, prices))??
+        };
         if std::env::var(crate::catalog::FAULT_ABORT_MID_APPLY).is_ok_and(|v| v == "1") {
             tracing::warn!("fault injection: will abort part-way through a catalog apply");
             catalog.inject_abort_mid_apply();
@@ -119,6 +129,7 @@ impl Agent {
         let puller = http.as_ref().map(|(client, base)| {
             Puller::new(
                 catalog.clone(),
+                worker,
                 client.clone(),
                 base,
                 &config,

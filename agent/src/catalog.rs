@@ -7,7 +7,8 @@
 //! `stock` (SKU → `StockLevel` JSON), `meta` (versions and walk markers)
 //! and one staging tree per kind (see [`apply`]).
 //!
-//! The cloud feeds it through [`pull`] (the down-sync task); [`check`]
+//! The cloud feeds it through [`pull`] (the down-sync task, whose CPU work
+//! runs on the catalog thread, [`worker`], below capture's priority); [`check`]
 //! reserves a ship-to-home sale's stock in the cloud at capture;
 //! `o2c-agent catalog import FILE.jsonl` bootstraps a box that has never
 //! been online, one product per line, either the cloud's import format or
@@ -21,8 +22,10 @@
 
 mod apply;
 pub mod check;
+pub mod pace;
 mod prices;
 pub mod pull;
+pub mod worker;
 
 pub use apply::Kind;
 pub use prices::{PriceCache, SkuPrices};
@@ -108,6 +111,8 @@ pub struct Catalog {
     meta: sled::Tree,
     /// The capture path's prices (bounded; made stale by each change).
     prices: Arc<PriceCache>,
+    /// When the tills last looked a price up (the pull yields to them).
+    pace: Arc<pace::Pace>,
     /// What the last pulls did.
     status: pull::StatusCell,
     /// The catalog version held, for capture without a sled read
@@ -201,6 +206,7 @@ impl Catalog {
             stock,
             meta,
             prices: Arc::new(PriceCache::new(price_cache_skus)),
+            pace: Arc::new(pace::Pace::new(o2c_runtime::clock::now())),
             status: pull::StatusCell::default(),
             version_held: Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             abort_mid_apply: false,
@@ -297,9 +303,16 @@ impl Catalog {
             .map(|(minor, currency)| (minor, currency, p.category().map(str::to_owned))))
     }
 
-    /// A SKU's prices, from the cache or the products tree.
+    /// A SKU's prices, from the cache or the products tree; marks the
+    /// tills busy.
     fn prices_of(&self, sku: &str) -> Result<Arc<SkuPrices>, CatalogError> {
+        self.pace.busy(o2c_runtime::clock::now());
         self.prices.lookup(sku, || self.get(sku))
+    }
+
+    /// When the tills last looked a price up.
+    pub fn pace(&self) -> &pace::Pace {
+        &self.pace
     }
 
     /// The price cache (tests, diagnostics).

@@ -340,6 +340,11 @@ pub struct CatalogConfig {
     /// Per request.
     #[serde(default = "defaults::catalog_timeout_ms")]
     pub timeout_ms: u64,
+    /// Most a pull waits, before writing each page, for the tills to pause
+    /// (default 200 ms; 0: never waits). Selling goes first; a sync under
+    /// continuous selling still writes a page (5,000 products) per wait.
+    #[serde(default = "defaults::catalog_yield_per_page_ms")]
+    pub yield_per_page_ms: u64,
 }
 
 impl Default for CatalogConfig {
@@ -350,6 +355,7 @@ impl Default for CatalogConfig {
             url: None,
             poll_interval_secs: defaults::catalog_poll_secs(),
             timeout_ms: defaults::catalog_timeout_ms(),
+            yield_per_page_ms: defaults::catalog_yield_per_page_ms(),
         }
     }
 }
@@ -461,6 +467,9 @@ mod defaults {
     }
     pub(super) fn catalog_cache_bytes() -> u64 {
         4 * 1024 * 1024
+    }
+    pub(super) fn catalog_yield_per_page_ms() -> u64 {
+        200
     }
     pub(super) fn price_cache_skus() -> usize {
         crate::catalog::DEFAULT_PRICE_CACHE_SKUS

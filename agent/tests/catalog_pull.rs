@@ -1,16 +1,21 @@
 //! The catalog pull against a scripted catalog service (plain HTTP on port
 //! 0, one canned answer per request): a page that fails its checks refuses
 //! the whole pull and the previous catalog keeps serving, as it does after
-//! a 5xx or a walk whose pages disagree.
+//! a 5xx or a walk whose pages disagree. The service gzips its answers
+//! (as the cloud's does) and counts requests that did not ask for gzip:
+//! the agent asks, and inflates on its catalog thread.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
-use axum::http::StatusCode;
+use axum::http::header::ACCEPT_ENCODING;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use o2c_agent::Config;
 use o2c_agent::catalog::pull::{PullError, Puller};
+use o2c_agent::catalog::worker::{NICENESS_STEP, Worker};
 use o2c_agent::catalog::{Catalog, Kind};
 use o2c_agent::metrics::CatalogMetrics;
 use o2c_protocol::Currency;
@@ -18,18 +23,26 @@ use o2c_protocol::catalog::CatalogVersion;
 
 type Script = Arc<Mutex<VecDeque<(u16, String)>>>;
 
-async fn service(script: Script) -> String {
-    let app = Router::new().fallback(move || {
-        let script = Arc::clone(&script);
-        async move {
-            let (status, body) = script
-                .lock()
-                .unwrap()
-                .pop_front()
-                .unwrap_or((500, "script exhausted".into()));
-            (StatusCode::from_u16(status).unwrap(), body).into_response()
-        }
-    });
+async fn service(script: Script, plain: Arc<AtomicUsize>) -> String {
+    let app = Router::new()
+        .fallback(move |headers: HeaderMap| {
+            let script = Arc::clone(&script);
+            let gzip = headers
+                .get(ACCEPT_ENCODING)
+                .is_some_and(|v| v.to_str().is_ok_and(|v| v.contains("gzip")));
+            if !gzip {
+                plain.fetch_add(1, Ordering::Relaxed);
+            }
+            async move {
+                let (status, body) = script
+                    .lock()
+                    .unwrap()
+                    .pop_front()
+                    .unwrap_or((500, "script exhausted".into()));
+                (StatusCode::from_u16(status).unwrap(), body).into_response()
+            }
+        })
+        .layer(tower_http::compression::CompressionLayer::new());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -67,9 +80,11 @@ async fn a_bad_or_inconsistent_pull_changes_nothing() {
     .unwrap();
     let catalog = Catalog::open(&dir.path().join("catalog"), 1 << 20).unwrap();
     let script: Script = Arc::default();
-    let base = service(Arc::clone(&script)).await;
+    let plain = Arc::new(AtomicUsize::new(0));
+    let base = service(Arc::clone(&script), Arc::clone(&plain)).await;
     let puller = Puller::new(
         catalog.clone(),
+        Worker::start(NICENESS_STEP).unwrap(),
         reqwest::Client::new(),
         &base,
         &config,
@@ -125,8 +140,12 @@ async fn a_bad_or_inconsistent_pull_changes_nothing() {
     ]);
     unchanged(puller.pull_all().await.unwrap_err(), "is for version 3");
     // The service failing.
-    push(&[(503, "busy".into())]);
-    unchanged(puller.pull_all().await.unwrap_err(), "503");
+    // Its error body comes gzipped too, and shows inflated.
+    push(&[(503, "busy ".repeat(20))]);
+    unchanged(
+        puller.pull_all().await.unwrap_err(),
+        "answered 503 Service Unavailable: busy busy",
+    );
 
     // And then a good delta applies.
     push(&[
@@ -141,4 +160,5 @@ async fn a_bad_or_inconsistent_pull_changes_nothing() {
     assert_eq!(catalog.price("C", cad, now).unwrap(), Some((300, cad)));
     // Nothing staged by the refused pulls leaked into it.
     assert_eq!(catalog.price("A", cad, now).unwrap(), Some((100, cad)));
+    assert_eq!(plain.load(Ordering::Relaxed), 0, "every pull asks for gzip");
 }

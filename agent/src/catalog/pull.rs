@@ -1,6 +1,9 @@
 //! The down-sync task: pulls the catalog and this store's stock from the
 //! cloud's catalog service with reqwest (rustls, the `[mqtt.tls]` client
-//! certificate) and applies each walk atomically (see `apply`).
+//! certificate) and applies each walk atomically (see `apply`). Each page
+//! is inflated, parsed and written on the catalog thread (`worker`), below
+//! capture's priority, and waits first for the tills to pause (`pace`, at
+//! most `[catalog] yield_per_page_ms`); the async task only moves bytes.
 //!
 //! It pulls at start, when the sync task reconnects or receives a change
 //! hint ([`Puller::trigger`]), and every `[catalog] poll_interval_secs`
@@ -16,12 +19,13 @@ use std::time::Duration;
 use o2c_protocol::StoreId;
 use o2c_protocol::catalog::{CatalogPage, CatalogVersion, PageError, StockPage};
 use reqwest::StatusCode;
-use reqwest::header::{ETAG, IF_NONE_MATCH};
+use reqwest::header::{ACCEPT_ENCODING, CONTENT_ENCODING, ETAG, IF_NONE_MATCH};
 use serde::Serialize;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::worker::{Worker, WorkerError};
 use super::{Catalog, CatalogError, Kind};
 use crate::metrics::CatalogMetrics;
 
@@ -51,6 +55,12 @@ pub enum PullError {
     /// The local cache failed.
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    /// The catalog thread failed.
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+    /// A gzip body did not inflate, or inflated past [`MAX_PAGE_BYTES`].
+    #[error("refused: {0}")]
+    Body(String),
 }
 
 /// What `GET /v1/catalog/status` shows.
@@ -77,8 +87,10 @@ pub struct PullStatus {
 
 /// The HTTPS client of the catalog service and its base URL, when
 /// `[catalog] url` is set: rustls with `[mqtt.tls]`'s CA as the only trust
-/// root and its client certificate, gzip, `[catalog] timeout_ms`. The
-/// pull and the stock check share it (one connection pool).
+/// root and its client certificate, `[catalog] timeout_ms`. The pull and
+/// the stock check share it (one connection pool). The pull asks for gzip
+/// itself and inflates on the catalog thread (reqwest would inflate on
+/// tokio's workers, beside capture).
 pub fn http_client(
     cfg: &crate::config::Config,
 ) -> Result<Option<(reqwest::Client, String)>, PullError> {
@@ -106,7 +118,6 @@ pub fn http_client(
         .use_preconfigured_tls(rustls)
         .timeout(Duration::from_millis(cfg.catalog.timeout_ms))
         .connect_timeout(Duration::from_millis(cfg.catalog.timeout_ms))
-        .gzip(true)
         .build()
         .map_err(|e| PullError::Setup(e.to_string()))?;
     Ok(Some((client, url.trim_end_matches('/').to_owned())))
@@ -123,9 +134,12 @@ pub struct Puller {
     base: String,
     store: StoreId,
     poll: Duration,
+    /// Most a page waits for the tills to pause (see `pace`).
+    yield_per_page: Duration,
     metrics: CatalogMetrics,
     trigger: Arc<Notify>,
     etags: Mutex<[Option<(CatalogVersion, String)>; 2]>,
+    worker: Worker,
 }
 
 fn index(kind: Kind) -> usize {
@@ -138,10 +152,43 @@ fn index(kind: Kind) -> usize {
 /// Longest error body kept.
 const BODY_SNIPPET: usize = 300;
 
+/// The largest page accepted, inflated (a page of 5,000 products is about
+/// 1 MiB): a bigger one is refused, not held.
+pub const MAX_PAGE_BYTES: u64 = 64 << 20;
+
+/// A response body as it came: gzip or plain.
+struct Body {
+    bytes: bytes::Bytes,
+    gzip: bool,
+}
+
+impl Body {
+    /// The body, inflated if it is gzip (bounded by [`MAX_PAGE_BYTES`]).
+    fn inflate(self) -> Result<Vec<u8>, PullError> {
+        if !self.gzip {
+            return Ok(self.bytes.to_vec());
+        }
+        use std::io::Read as _;
+        let mut out = Vec::with_capacity(self.bytes.len().saturating_mul(8));
+        flate2::read::MultiGzDecoder::new(&self.bytes[..])
+            .take(MAX_PAGE_BYTES + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| PullError::Body(format!("gzip: {e}")))?;
+        if out.len() as u64 > MAX_PAGE_BYTES {
+            return Err(PullError::Body(format!(
+                "a page inflates past {MAX_PAGE_BYTES} bytes"
+            )));
+        }
+        Ok(out)
+    }
+}
+
 impl Puller {
-    /// The puller over `client` (see [`http_client`]).
+    /// The puller over `client` (see [`http_client`]), working on the
+    /// catalog thread `worker` (the one that opened `catalog`).
     pub fn new(
         catalog: Catalog,
+        worker: Worker,
         client: reqwest::Client,
         base: &str,
         cfg: &crate::config::Config,
@@ -154,9 +201,11 @@ impl Puller {
             base: base.to_owned(),
             store: cfg.store_id.clone(),
             poll: Duration::from_secs(cfg.catalog.poll_interval_secs),
+            yield_per_page: Duration::from_millis(cfg.catalog.yield_per_page_ms),
             metrics,
             trigger: Arc::new(Notify::new()),
             etags: Mutex::default(),
+            worker,
         }
     }
 
@@ -215,8 +264,12 @@ impl Puller {
         kind: Kind,
         query: &[(&str, String)],
         etag: Option<&str>,
-    ) -> Result<Option<(Vec<u8>, Option<String>)>, PullError> {
-        let mut req = self.client.get(self.url(kind)).query(query);
+    ) -> Result<Option<(Body, Option<String>)>, PullError> {
+        let mut req = self
+            .client
+            .get(self.url(kind))
+            .query(query)
+            .header(ACCEPT_ENCODING, "gzip");
         if let Some(tag) = etag {
             req = req.header(IF_NONE_MATCH, tag);
         }
@@ -230,15 +283,40 @@ impl Puller {
             .get(ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = resp.bytes().await?;
+        let gzip = resp
+            .headers()
+            .get(CONTENT_ENCODING)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+        let body = Body {
+            bytes: resp.bytes().await?,
+            gzip,
+        };
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
+            // An error body is short: inflated here.
+            let text = body
+                .inflate()
+                .unwrap_or_else(|e| e.to_string().into_bytes());
+            let text = String::from_utf8_lossy(&text);
             return Err(PullError::Status {
                 status,
                 body: text.chars().take(BODY_SNIPPET).collect(),
             });
         }
-        Ok(Some((body.to_vec(), tag)))
+        Ok(Some((body, tag)))
+    }
+
+    /// Inflates and checks a page on the catalog thread.
+    async fn parse(
+        &self,
+        kind: Kind,
+        body: Body,
+        have: Option<CatalogVersion>,
+        after: Option<&str>,
+    ) -> Result<Walk, PullError> {
+        let after = after.map(str::to_owned);
+        self.worker
+            .run(move || Ok(Walk::parse(kind, &body.inflate()?, have, after.as_deref())?))
+            .await?
     }
 
     /// One walk of `kind`: nothing (304 or an empty delta), or every page
@@ -262,7 +340,7 @@ impl Puller {
         let Some((body, tag)) = self.get(kind, &query, etag.as_deref()).await? else {
             return Ok(());
         };
-        let first = Walk::parse(kind, &body, have, None)?;
+        let first = self.parse(kind, body, have, None).await?;
         let version = first.version;
         if first.is_empty() && first.next_after.is_none() && Some(version) == have {
             self.remember(kind, version, tag);
@@ -270,14 +348,15 @@ impl Puller {
         }
         let full = first.full;
         let started = o2c_runtime::clock::now();
-        self.blocking(move |c| c.begin(kind, full)).await?;
+        self.on_catalog(move |c| c.begin(kind, full)).await?;
         let staged = async {
             let mut page = first;
             loop {
-                // Stage this page (sled, on a blocking thread: the API's
-                // tasks keep their workers) while the next one downloads.
+                // Stage this page (on the catalog thread: the API's tasks
+                // keep their workers) while the next one downloads.
                 let after = page.next_after.clone();
-                let stage = self.blocking(move |c| page.stage(c));
+                self.yield_to_tills().await;
+                let stage = self.on_catalog(move |c| page.stage(c));
                 let fetch = async {
                     match &after {
                         None => Ok(None),
@@ -301,11 +380,11 @@ impl Puller {
         }
         .await;
         if let Err(e) = staged {
-            self.blocking(move |c| c.abandon(kind)).await?;
+            self.on_catalog(move |c| c.abandon(kind)).await?;
             return Err(e);
         }
         let staged_at = o2c_runtime::clock::now();
-        self.blocking(move |c| c.commit(kind, version, full))
+        self.on_catalog(move |c| c.commit(kind, version, full))
             .await?;
         let done = o2c_runtime::clock::now();
         tracing::info!(
@@ -337,19 +416,31 @@ impl Puller {
                 "304 for a page after the first".into(),
             ));
         };
-        Ok(Some(Walk::parse(kind, &body, have, Some(after))?))
+        Ok(Some(self.parse(kind, body, have, Some(after)).await?))
     }
 
-    /// Runs `f` on the catalog on a blocking thread (sled does disk I/O).
-    async fn blocking<T: Send + 'static>(
+    /// Lets the tills go first: waits until they pause (`pace`), at most
+    /// `yield_per_page`.
+    async fn yield_to_tills(&self) {
+        let start = o2c_runtime::clock::now();
+        while let Some(wait) = self.catalog.pace().wait(
+            o2c_runtime::clock::now(),
+            o2c_runtime::clock::now() - start,
+            self.yield_per_page,
+        ) {
+            // Pacing, not synchronisation: the page goes after the wait
+            // whatever happens.
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Runs `f` on the catalog, on the catalog thread (sled does disk I/O).
+    async fn on_catalog<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Catalog) -> Result<T, CatalogError> + Send + 'static,
     ) -> Result<T, PullError> {
         let catalog = self.catalog.clone();
-        tokio::task::spawn_blocking(move || f(&catalog))
-            .await
-            .map_err(|e| PullError::Setup(format!("catalog task: {e}")))?
-            .map_err(PullError::from)
+        Ok(self.worker.run(move || f(&catalog)).await??)
     }
 
     fn remember(&self, kind: Kind, version: CatalogVersion, tag: Option<String>) {
@@ -431,4 +522,44 @@ fn jitter(d: Duration, percent: u64) -> Duration {
     } else {
         rand::random::<u64>() % extra
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn gzip(data: &[u8]) -> bytes::Bytes {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        enc.finish().unwrap().into()
+    }
+
+    #[test]
+    fn a_gzip_page_is_inflated_bounded_and_a_bad_one_refused() {
+        let page = br#"{"version":3,"products":[]}"#;
+        let plain = Body {
+            bytes: bytes::Bytes::from_static(page),
+            gzip: false,
+        };
+        assert_eq!(plain.inflate().unwrap(), page);
+        let zipped = Body {
+            bytes: gzip(page),
+            gzip: true,
+        };
+        assert_eq!(zipped.inflate().unwrap(), page);
+
+        let garbage = Body {
+            bytes: bytes::Bytes::from_static(b"not gzip at all"),
+            gzip: true,
+        };
+        assert!(matches!(garbage.inflate(), Err(PullError::Body(m)) if m.starts_with("gzip")));
+
+        // A bomb: 64 MiB and one byte of zeros, a few dozen KiB on the wire.
+        let bomb = Body {
+            bytes: gzip(&vec![0u8; MAX_PAGE_BYTES as usize + 1]),
+            gzip: true,
+        };
+        assert!(matches!(bomb.inflate(), Err(PullError::Body(m)) if m.contains("inflates past")));
+    }
 }

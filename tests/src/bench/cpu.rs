@@ -1,5 +1,5 @@
-//! [`CpuSnapshot`]: utime + stime of the agent, ingest, saga, processor
-//! simulator, Mosquitto and Tansu (this process's children), of every
+//! [`CpuSnapshot`]: utime + stime of the agent, ingest, saga, catalog
+//! service, processor simulator, Mosquitto and Tansu (this process's children), of every
 //! PostgreSQL process (the shared server's backends) and of the bench
 //! process itself, read from `/proc/<pid>/stat`, and the difference of two
 //! snapshots as benchmark metrics.
@@ -20,13 +20,14 @@ pub(super) struct CpuSnapshot {
 }
 
 /// The processes accounted, by `comm`, and their metric names (an
-/// `o2c-cloud` child is `saga` when its command line runs the saga,
-/// `ingest` otherwise; `postgres` is every PostgreSQL process, whoever
-/// started it).
-const PROCESSES: [(&str, &str); 7] = [
+/// `o2c-cloud` child is `saga` or `catalog` when its command line runs
+/// that service, `ingest` otherwise; `postgres` is every PostgreSQL
+/// process, whoever started it).
+const PROCESSES: [(&str, &str); 8] = [
     ("o2c-agent", "agent"),
     ("o2c-cloud", "ingest"),
     ("o2c-cloud", "saga"),
+    ("o2c-cloud", "catalog"),
     ("o2c-psp-sim", "psp"),
     ("mosquitto", "mosquitto"),
     ("tansu", "tansu"),
@@ -58,8 +59,11 @@ impl CpuSnapshot {
                 _ if stat.ppid != me => continue,
                 "o2c-cloud" => {
                     let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-                    if cmdline.split(|b| *b == 0).any(|a| a == b"saga") {
+                    let runs = |service: &[u8]| cmdline.split(|b| *b == 0).any(|a| a == service);
+                    if runs(b"saga") {
                         "saga"
+                    } else if runs(b"catalog") {
+                        "catalog"
                     } else {
                         "ingest"
                     }

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use super::agent::BenchAgent;
 use super::{http, load};
+use crate::bench::cpu::CpuSnapshot;
 use crate::bench::{BenchArgs, BenchError, Measurement, Scenario, block_on, harness};
 use crate::catalog::{CatalogProc, CatalogWorld};
 
@@ -165,6 +166,7 @@ async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
         &extra,
     )
     .await?;
+    let cpu0 = CpuSnapshot::take()?;
     let (during, ()) = load::closed_loop(
         busy.addr(),
         &busy.terminals[..TILLS],
@@ -173,6 +175,10 @@ async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
         || (),
     )
     .await?;
+    // Where the CPU went while both ran: the agent, the catalog service
+    // and PostgreSQL (the cloud's, here on the store's two cores) and the
+    // tills (`bench`).
+    cpu0.record_delta(&CpuSnapshot::take()?, &mut m, "during_sync_");
     let still_running = version_of(&busy).await != Some(1);
     wait_version(&busy, 1, Duration::from_millis(50)).await?;
     let (alone, ()) = load::closed_loop(
