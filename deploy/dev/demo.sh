@@ -8,6 +8,9 @@
 # customers' web orders, a few declined cards, one cancelled once paid),
 # and the customer notifications (`o2c-cloud notify`, mailing the customers
 # who gave an address through an SMTP server of the demo's own, aiosmtpd).
+# The stores use MQTT over mutual TLS (a fleet PKI and Mosquitto of the
+# demo's own) and pull their catalog from the catalog service (`o2c-cloud
+# catalog`); a price change imported part-way reaches each store.
 # One store's link is cut for a while and restored; a table per store is
 # printed every second (sync side and cloud statuses, with a row for the
 # web channel); at the end it checks that every event the stores wrote and
@@ -18,6 +21,7 @@
 #
 #   deploy/dev/demo.sh [--duration-secs 35] [--rate 20] [--web-rate 2]
 #                      [--outage-at-secs 8] [--outage-secs 10] [--settle-secs 120]
+#                      [--price-change-at-secs 12]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -39,6 +43,6 @@ phase "1/4 services: Mosquitto, PostgreSQL, Tansu (Tansu: ~11-12 min the first t
 deploy/dev/services.sh up
 phase "2/4 release build of o2c-agent, o2c-cloud, o2c-demo, o2c-psp-sim (about 7 min the first time on 2 cores; seconds when cached) ..."
 cargo build --release --locked -p o2c-agent -p o2c-cloud -p o2c-tests --bins
-phase "3/4 pipeline starting: ingest, processor simulator, saga, order API, analytics, notify and its SMTP server, 2 store agents (about 1 s with the services up) ..."
+phase "3/4 pipeline starting: fleet PKI and Mosquitto over mutual TLS, catalog service, ingest, processor simulator, saga, order API, analytics, notify and its SMTP server, 2 store agents (a few seconds with the services up) ..."
 phase "4/4 then selling for ${duration} s and settling (a few seconds; at most ${settle} s); a table per store and the web channel every second ..."
 exec target/release/o2c-demo "$@"

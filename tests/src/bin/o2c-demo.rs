@@ -15,7 +15,12 @@
 //! (`o2c_tests::demo::web`). The notification service (`o2c-cloud
 //! notify`) mails the customers who gave an address (one store order in 3,
 //! every web order) through an SMTP server of the demo's own
-//! (`o2c_tests::demo::mail`).
+//! (`o2c_tests::demo::mail`). The stores reach the cloud as in a real
+//! deployment: MQTT over mutual TLS, each agent with its own certificate,
+//! and the catalog service (`o2c-cloud catalog`) brings the catalog down
+//! to them; the tills ask their agent for each price, a price change
+//! imported part-way reaches an online store within a second and the
+//! offline one once its link is back (`o2c_tests::demo::catalog`).
 //!
 //! Every second it prints a table per store: the sync side (captured,
 //! pending, synced, rejected, oldest pending) and the saga side (how many
@@ -33,12 +38,12 @@
 //! no other order got any. Exit 1, naming the orders, otherwise.
 //!
 //! Services come from `O2C_TEST_MQTT_URL`, `O2C_TEST_KAFKA` and
-//! `O2C_TEST_PG` (defaults: the dev services of `deploy/dev/services.sh`).
+//! `O2C_TEST_PG` (defaults: the dev services of `deploy/dev/services.sh`);
+//! the stores' TLS broker is the demo's own Mosquitto.
 //! Run it with `deploy/dev/demo.sh`, which starts them and builds the
 //! binaries.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::ToSocketAddrs;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,10 +51,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use o2c_protocol::MqttUrl;
 use o2c_tests::TestEnv;
 use o2c_tests::analytics::AnalyticsProc;
 use o2c_tests::api::WEB_STORE;
+use o2c_tests::demo::catalog::{self as cat, DemoCatalog};
 use o2c_tests::demo::mail::{Mail, with_email};
 use o2c_tests::demo::web::{CUSTOMERS, WebShop, web_records};
 use o2c_tests::demo::{CLOUD_HEADER, FINAL, PAID, lock, print_cloud_row, some, tally};
@@ -78,6 +83,10 @@ struct Cli {
     /// How long it stays cut.
     #[arg(long, default_value_t = 10)]
     outage_secs: u64,
+    /// When a price change is imported into the cloud's catalog (seconds
+    /// after selling starts; by default while store 2 is cut off).
+    #[arg(long, default_value_t = 12)]
+    price_change_at_secs: u64,
     /// After selling, how long every order has to reach a final status.
     #[arg(long, default_value_t = 120)]
     settle_secs: u64,
@@ -136,8 +145,8 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     let prefix = env.prefix().to_owned();
     let (mqtt, kafka) = (env.mqtt_url().to_owned(), env.kafka_brokers().to_owned());
     phase(&format!(
-        "starting the pipeline: ingest, processor simulator, saga, order API, notifications and SMTP, \
-         analytics, 2 store agents \
+        "starting the pipeline: fleet PKI and Mosquitto over mutual TLS, catalog service, ingest, \
+         processor simulator, saga, order API, notifications and SMTP, analytics, 2 store agents \
          (topics {prefix}.*, logs in {})",
         dir.display()
     ));
@@ -145,15 +154,24 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     env.require_kafka().await;
     env.require_postgres().await;
     let pg = env.create_database("saga").await?;
-    let url: MqttUrl = mqtt.parse()?;
-    let upstream = (url.host.as_str(), url.port)
-        .to_socket_addrs()?
-        .next()
-        .context("resolve the MQTT broker")?;
+    let (s1, s2) = (env.store_id("s1"), env.store_id("s2"));
+    let catalog = DemoCatalog::start(dir, &[&s1, &s2], &pg).await?;
+    let tls_mqtt = catalog.mqtt_url();
+    println!(
+        "           stores' broker {tls_mqtt} (mutual TLS), catalog log {}",
+        catalog.log_path().display()
+    );
 
-    let _ingest = Ingest::start(dir, &prefix, &mqtt, &kafka)
-        .await
-        .context("start the ingest")?;
+    let _ingest = Ingest::start_with_tables(
+        dir,
+        &prefix,
+        &tls_mqtt,
+        &kafka,
+        &[],
+        &catalog.service_tls("o2c-ingest")?,
+    )
+    .await
+    .context("start the ingest")?;
     let psp = PspSim::start(dir)
         .await
         .context("start the processor simulator")?;
@@ -172,7 +190,14 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         extra_psp: String::new(),
         extra_kafka: String::new(),
     };
-    let saga = SagaProc::start(dir, &settings, "all")
+    // The saga's status publisher reaches the stores over TLS; the other
+    // services keep the plain settings.
+    let saga_settings = SagaSettings {
+        mqtt_url: tls_mqtt.clone(),
+        extra_tables: catalog.service_tls("o2c-status")?,
+        ..settings.clone()
+    };
+    let saga = SagaProc::start(dir, &saga_settings, "all")
         .await
         .context("start the saga (o2c-cloud saga --service all)")?;
     println!(
@@ -201,24 +226,48 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         web.log_path().display()
     );
     println!("           {}", mail.describe());
-    let proxy = LinkProxy::start(upstream).await?;
-    let s1 = env.store_id("s1");
-    let s2 = env.store_id("s2");
+    // Store 2 reaches the broker and the catalog service through a link
+    // that the demo cuts.
+    let link = [
+        LinkProxy::start(catalog.broker_addr()).await?,
+        LinkProxy::start(catalog.api_addr()).await?,
+    ];
+    let set_link = |up: bool| link.iter().for_each(|p| p.set_up(up));
     let extra = "[sync]\nack_timeout_ms = 2000";
-    let a1 = AgentProc::start(dir, &s1, &format!("{s1}-A1"), &mqtt, extra).await?;
-    let proxied = format!("mqtt://{}", proxy.addr());
-    let a2 = AgentProc::start(dir, &s2, &format!("{s2}-A1"), &proxied, extra).await?;
+    let a1_tables = catalog.agent_tables(&s1, catalog.api_addr());
+    let a1 = AgentProc::start(
+        dir,
+        &s1,
+        &format!("{s1}-A1"),
+        &tls_mqtt,
+        &format!("{extra}\n{a1_tables}"),
+    )
+    .await?;
+    let proxied = format!("mqtts://{}", link[0].addr());
+    let a2_tables = catalog.agent_tables(&s2, link[1].addr());
+    let a2 = AgentProc::start(
+        dir,
+        &s2,
+        &format!("{s2}-A1"),
+        &proxied,
+        &format!("{extra}\n{a2_tables}"),
+    )
+    .await?;
+    for agent in [&a1, &a2] {
+        cat::wait_first_catalog(agent).await?;
+    }
     let stores = Arc::new(vec![Store::new("store 1", a1), Store::new("store 2", a2)]);
 
     phase(&format!(
         "pipeline up in {:.1} s; selling for {} s at {} orders/s per store and {} web \
-         orders/s; store 2's link is cut at {} s for {} s",
+         orders/s; store 2's link is cut at {} s for {} s; a price change at {} s",
         t0.elapsed().as_secs_f64(),
         cli.duration_secs,
         cli.rate,
         cli.web_rate,
         cli.outage_at_secs,
-        cli.outage_secs
+        cli.outage_secs,
+        cli.price_change_at_secs
     ));
     let selling = Duration::from_secs(cli.duration_secs);
     let start = Instant::now();
@@ -239,6 +288,7 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     let settle = Duration::from_secs(cli.settle_secs);
     let mut settling = false;
     let mut second = 0;
+    let mut watchers = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
     loop {
@@ -246,16 +296,29 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         tick.tick().await;
         second += 1;
         if second == cut {
-            proxy.set_up(false);
+            set_link(false);
             println!(">>> cutting store 2's network link (it keeps selling offline)");
         }
         if second == restore {
-            proxy.set_up(true);
+            set_link(true);
             println!(">>> restoring store 2's network link");
         }
+        if second == cli.price_change_at_secs {
+            let (sku, minor) = cat::CHANGED;
+            catalog.change_price()?;
+            println!(">>> the cloud's catalog changes {sku}'s price to {minor} (version 2)");
+            let since = Instant::now();
+            for i in 0..stores.len() {
+                let stores = Arc::clone(&stores);
+                watchers.push(tokio::spawn(async move {
+                    let s = &stores[i];
+                    cat::watch(s.name, &s.agent, since, Duration::from_secs(120)).await
+                }));
+            }
+        }
         let selling_done = start.elapsed() >= selling;
-        if selling_done && !proxy.is_up() {
-            proxy.set_up(true);
+        if selling_done && !link[0].is_up() {
+            set_link(true);
             println!(">>> restoring store 2's network link (selling is over)");
         }
         if selling_done && !settling {
@@ -266,7 +329,7 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
                 cli.settle_secs
             ));
         }
-        let settled = print_table(&stores, second, proxy.is_up()).await;
+        let settled = print_table(&stores, second, link[0].is_up()).await;
         let web_settled = web.print_row().await;
         mail.print_row();
         if selling_done && settled && web_settled {
@@ -279,6 +342,10 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     }
     for s in sellers {
         s.await?;
+    }
+    let mut served = Vec::new();
+    for w in watchers {
+        served.push(w.await?);
     }
     println!();
     phase(&format!(
@@ -316,7 +383,8 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
     if web_checked.is_err() {
         eprintln!("order API log: {}", web.log_path().display());
     }
-    let failures: Vec<String> = [checked, web_checked, counted, mailed]
+    let priced = cat::check_served(&served);
+    let failures: Vec<String> = [checked, web_checked, counted, mailed, priced]
         .into_iter()
         .filter_map(|r| r.err().map(|e| format!("{e:#}")))
         .collect();
@@ -386,14 +454,21 @@ async fn sell(s: &Store, store_no: usize, mail: &Mail, period: Duration, end: In
             _ => (Tender::Card(format!("tok_decline_{key}")), false),
         };
         let declined = matches!(&tender, Tender::Card(t) if t.starts_with("tok_decline"));
-        let mut body = order_body(
-            &format!("SKU-{}", n % 4 + 1),
-            1 + (n % 3) as i64,
-            &tender,
-            ship,
-        );
+        let sku = cat::SKUS[(n % 4) as usize];
+        let qty = 1 + (n % 3) as i64;
+        let mut body = order_body(sku, qty, &tender, ship);
         let email = n.is_multiple_of(3).then(|| with_email(&mut body, &key));
-        match capture(&s.agent, &key, &body).await {
+        // The till asks its agent for the price in force, then sells.
+        let captured = match cat::price_at(&s.agent, sku).await {
+            Ok(unit) => {
+                cat::price_by_catalog(&mut body, unit * qty);
+                capture(&s.agent, &key, &body)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(format!("price of {sku}: {e:#}")),
+        };
+        match captured {
             Ok(id) => {
                 s.captured.fetch_add(1, Ordering::Relaxed);
                 if let Some(email) = email {

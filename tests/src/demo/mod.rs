@@ -4,6 +4,7 @@
 //! [`web`]; the customers' mail (`o2c-cloud notify`, an SMTP server, the
 //! check of what it received) is [`mail`].
 
+pub mod catalog;
 pub mod mail;
 pub mod web;
 
