@@ -239,8 +239,9 @@ impl Catalog {
         }
     }
 
-    /// Looks a SKU up.
+    /// Looks a SKU up (a till asking: marks the tills busy, see [`pace`]).
     pub fn get(&self, sku: &str) -> Result<Option<Product>, CatalogError> {
+        self.pace.busy(o2c_runtime::clock::now());
         self.live_products()
             .get(sku.as_bytes())?
             .map(|bytes| decode_product(sku.as_bytes(), &bytes))
@@ -303,8 +304,8 @@ impl Catalog {
             .map(|(minor, currency)| (minor, currency, p.category().map(str::to_owned))))
     }
 
-    /// A SKU's prices, from the cache or the products tree; marks the
-    /// tills busy.
+    /// A SKU's prices, from the cache or the products tree (a till
+    /// selling: marks the tills busy, see [`pace`]).
     fn prices_of(&self, sku: &str) -> Result<Arc<SkuPrices>, CatalogError> {
         self.pace.busy(o2c_runtime::clock::now());
         self.prices.lookup(sku, || self.get(sku))

@@ -7,12 +7,14 @@
 //!    `o2c-cloud catalog import` (`import_s`).
 //! 2. `full_sync_*`: an agent with an empty catalog pulls it all (pages of
 //!    5,000, gzip); seconds from its start to the version applied, and its
-//!    peak RSS (`VmHWM`). Targets: under 30 s, at most 64 MiB.
+//!    peak RSS (`VmHWM`). Targets: under 30 s, at most 64 MiB. A 50 ms
+//!    sampler adds when the sampled peak came and how much was heap.
 //! 3. `during_sync_*` and `alone_*`: a second agent, bootstrapped with the
 //!    capture scenario's 50,000-SKU local catalog, starts its own full
 //!    sync; 16 tills post orders closed loop while it runs, then again once
 //!    it has finished (the baseline, same agent, same run).
-//!    `during_over_alone_ratio` targets at least 0.8;
+//!    `during_over_alone_ratio` targets at least 0.8; `during_sync_cpu_*`
+//!    splits the phase's CPU by process;
 //!    `sync_still_running_at_end` says whether the sync outlasted the load.
 //! 4. `not_modified_*`: 1,000 simulated agents (each its own TLS
 //!    connection) poll `GET .../catalog` with `If-None-Match` for 10 s;
@@ -48,6 +50,8 @@ const POLLERS: usize = 1_000;
 const POLL_SECONDS: u64 = 10;
 const DELTAS: u32 = 20;
 const DELTA_SIZE: u32 = 1_000;
+/// How long the empty agent's memory is traced after its sync.
+const AFTER_SYNC: Duration = Duration::from_secs(3);
 
 fn run(args: &BenchArgs) -> Result<Measurement, BenchError> {
     let skus = args.n.unwrap_or(DEFAULT_SKUS);
@@ -148,12 +152,15 @@ async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
     // 2. A full sync into an empty agent.
     let t = Instant::now();
     let empty = BenchAgent::start_with(&dir.join("empty"), 1, 0, Some(&mqtt), &extra).await?;
+    let trace = RssTrace::start(empty.pid());
     wait_version(&empty, 1, Duration::from_millis(20)).await?;
-    m.metric("full_sync_s", t.elapsed().as_secs_f64());
+    let sync_s = t.elapsed().as_secs_f64();
+    m.metric("full_sync_s", sync_s);
     m.metric(
         "full_sync_peak_rss_mib",
         empty.memory()?.hwm_kib as f64 / 1024.0,
     );
+    trace.finish(sync_s, &mut m).await;
 
     // 3. Capture during a full sync, then alone.
     // Twice the tills: the first half posts during the sync, the second
@@ -256,6 +263,67 @@ async fn measure(dir: &Path, skus: u32) -> Result<Measurement, BenchError> {
     m.param("pollers", POLLERS as u64);
     drop(w);
     Ok(m)
+}
+
+/// The empty agent's resident memory every 50 ms of its full sync and of
+/// the [`AFTER_SYNC`] that follow (sled's background work goes on): when
+/// the sync's peak came (as a fraction of the sync), how much of it was
+/// heap (`RssAnon`) rather than the binary's pages, and the peak after.
+struct RssTrace {
+    task: tokio::task::JoinHandle<Vec<(f64, u64, u64)>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl RssTrace {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let task = tokio::spawn({
+            let stop = Arc::clone(&stop);
+            async move {
+                let t0 = Instant::now();
+                let mut samples = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    if let Some((rss, anon)) = rss_and_anon_kib(pid) {
+                        samples.push((t0.elapsed().as_secs_f64(), rss, anon));
+                    }
+                    // A sampling period, not synchronisation.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                samples
+            }
+        });
+        Self { task, stop }
+    }
+
+    async fn finish(self, sync_s: f64, m: &mut Measurement) {
+        // The trace's own span: AFTER_SYNC more of samples.
+        tokio::time::sleep(AFTER_SYNC).await;
+        self.stop.store(true, Ordering::Relaxed);
+        let Ok(samples) = self.task.await else {
+            return;
+        };
+        let (during, after): (Vec<_>, Vec<_>) =
+            samples.iter().partition(|(at, _, _)| *at <= sync_s);
+        if let Some((at, rss, anon)) = during.iter().max_by_key(|(_, rss, _)| *rss) {
+            m.metric("full_sync_sampled_peak_at_fraction", at / sync_s.max(1e-9));
+            m.metric("full_sync_sampled_peak_rss_mib", *rss as f64 / 1024.0);
+            m.metric("full_sync_sampled_peak_anon_mib", *anon as f64 / 1024.0);
+        }
+        if let Some((_, rss, _)) = after.iter().max_by_key(|(_, rss, _)| *rss) {
+            m.metric("after_sync_sampled_peak_rss_mib", *rss as f64 / 1024.0);
+        }
+    }
+}
+
+/// `VmRSS` and `RssAnon` of `pid`, KiB.
+fn rss_and_anon_kib(pid: u32) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("RssAnon:")?))
 }
 
 /// 304s per second over [`POLL_SECONDS`], per second of the service's
