@@ -118,6 +118,9 @@ pub fn http_client(
         .use_preconfigured_tls(rustls)
         .timeout(Duration::from_millis(cfg.catalog.timeout_ms))
         .connect_timeout(Duration::from_millis(cfg.catalog.timeout_ms))
+        // reqwest would otherwise ask for gzip on every request and
+        // inflate on tokio's workers (its `gzip` feature turns it on).
+        .no_gzip()
         .build()
         .map_err(|e| PullError::Setup(e.to_string()))?;
     Ok(Some((client, url.trim_end_matches('/').to_owned())))
