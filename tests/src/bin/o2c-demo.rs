@@ -84,7 +84,8 @@ struct Cli {
     #[arg(long, default_value_t = 10)]
     outage_secs: u64,
     /// When a price change is imported into the cloud's catalog (seconds
-    /// after selling starts; by default while store 2 is cut off).
+    /// after selling starts; by default while store 2 is cut off; at most
+    /// half-way through the selling, so that the tills sell at it).
     #[arg(long, default_value_t = 12)]
     price_change_at_secs: u64,
     /// After selling, how long every order has to reach a final status.
@@ -257,6 +258,7 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         cat::wait_first_catalog(agent).await?;
     }
     let stores = Arc::new(vec![Store::new("store 1", a1), Store::new("store 2", a2)]);
+    let change_at = cli.price_change_at_secs.min(cli.duration_secs / 2).max(1);
 
     phase(&format!(
         "pipeline up in {:.1} s; selling for {} s at {} orders/s per store and {} web \
@@ -267,7 +269,7 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
         cli.web_rate,
         cli.outage_at_secs,
         cli.outage_secs,
-        cli.price_change_at_secs
+        change_at
     ));
     let selling = Duration::from_secs(cli.duration_secs);
     let start = Instant::now();
@@ -303,7 +305,7 @@ async fn run(cli: &Cli, dir: &Path) -> anyhow::Result<()> {
             set_link(true);
             println!(">>> restoring store 2's network link");
         }
-        if second == cli.price_change_at_secs {
+        if second == change_at {
             let (sku, minor) = cat::CHANGED;
             catalog.change_price()?;
             println!(">>> the cloud's catalog changes {sku}'s price to {minor} (version 2)");
