@@ -66,15 +66,10 @@ impl Worker {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, WorkerError> {
         let (done, answer) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move || {
-            let _ = done.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
-        });
-        self.jobs.send(job).map_err(|_| WorkerError::Gone)?;
-        match answer.recv() {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(_)) => Err(WorkerError::Panicked),
-            Err(_) => Err(WorkerError::Gone),
-        }
+        self.submit(f, move |out| {
+            let _ = done.send(out);
+        })?;
+        outcome(answer.recv().ok())
     }
 
     /// Runs `f` on the catalog thread, after the jobs queued before it.
@@ -83,17 +78,31 @@ impl Worker {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, WorkerError> {
         let (done, answer) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        self.submit(f, move |out| {
             // The caller may have been cancelled; the work stands anyway.
             let _ = done.send(out);
-        });
-        self.jobs.send(job).map_err(|_| WorkerError::Gone)?;
-        match answer.await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(_)) => Err(WorkerError::Panicked),
-            Err(_) => Err(WorkerError::Gone),
-        }
+        })?;
+        outcome(answer.await.ok())
+    }
+
+    /// Queues `f`, catching a panic, with `reply` for its outcome.
+    fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+        reply: impl FnOnce(std::thread::Result<T>) + Send + 'static,
+    ) -> Result<(), WorkerError> {
+        let job: Job =
+            Box::new(move || reply(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))));
+        self.jobs.send(job).map_err(|_| WorkerError::Gone)
+    }
+}
+
+/// A job's answer (`None`: the thread dropped it, so it is gone).
+fn outcome<T>(answer: Option<std::thread::Result<T>>) -> Result<T, WorkerError> {
+    match answer {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(_)) => Err(WorkerError::Panicked),
+        None => Err(WorkerError::Gone),
     }
 }
 

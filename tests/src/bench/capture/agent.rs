@@ -49,6 +49,8 @@ pub(super) struct BenchAgent {
 pub(super) struct Memory {
     pub(super) rss_kib: u64,
     pub(super) hwm_kib: u64,
+    /// Heap and other anonymous pages (`RssAnon`).
+    pub(super) anon_kib: u64,
 }
 
 /// CPU ticks of the agent, split by thread role, plus the bench process.
@@ -392,7 +394,7 @@ impl BenchAgent {
     }
 }
 
-/// `VmRSS` and `VmHWM` of `pid`.
+/// `VmRSS`, `VmHWM` and `RssAnon` of `pid`.
 pub(super) fn memory_of(pid: u32) -> Result<Memory, BenchError> {
     let path = format!("/proc/{pid}/status");
     let text =
@@ -402,9 +404,15 @@ pub(super) fn memory_of(pid: u32) -> Result<Memory, BenchError> {
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
     };
-    match (field("VmRSS:"), field("VmHWM:")) {
-        (Some(rss_kib), Some(hwm_kib)) => Ok(Memory { rss_kib, hwm_kib }),
-        _ => Err(BenchError::Invalid(format!("no VmRSS/VmHWM in {path}"))),
+    match (field("VmRSS:"), field("VmHWM:"), field("RssAnon:")) {
+        (Some(rss_kib), Some(hwm_kib), Some(anon_kib)) => Ok(Memory {
+            rss_kib,
+            hwm_kib,
+            anon_kib,
+        }),
+        _ => Err(BenchError::Invalid(format!(
+            "no VmRSS/VmHWM/RssAnon in {path}"
+        ))),
     }
 }
 

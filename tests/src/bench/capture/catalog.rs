@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::agent::BenchAgent;
+use super::agent::{BenchAgent, memory_of};
 use super::{http, load};
 use crate::bench::cpu::CpuSnapshot;
 use crate::bench::{BenchArgs, BenchError, Measurement, Scenario, block_on, harness};
@@ -283,8 +283,8 @@ impl RssTrace {
                 let t0 = Instant::now();
                 let mut samples = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
-                    if let Some((rss, anon)) = rss_and_anon_kib(pid) {
-                        samples.push((t0.elapsed().as_secs_f64(), rss, anon));
+                    if let Ok(mem) = memory_of(pid) {
+                        samples.push((t0.elapsed().as_secs_f64(), mem.rss_kib, mem.anon_kib));
                     }
                     // A sampling period, not synchronisation.
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -313,17 +313,6 @@ impl RssTrace {
             m.metric("after_sync_sampled_peak_rss_mib", *rss as f64 / 1024.0);
         }
     }
-}
-
-/// `VmRSS` and `RssAnon` of `pid`, KiB.
-fn rss_and_anon_kib(pid: u32) -> Option<(u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-    };
-    Some((field("VmRSS:")?, field("RssAnon:")?))
 }
 
 /// 304s per second over [`POLL_SECONDS`], per second of the service's
