@@ -28,7 +28,7 @@
 use o2c_protocol::catalog::{CatalogVersion, Product, StockLevel};
 use serde::{Deserialize, Serialize};
 
-use super::{Catalog, CatalogError, corrupt};
+use super::{Catalog, CatalogError, RECLAIM_EVERY, corrupt, reclaim};
 
 /// What a walk pulls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,11 +242,15 @@ impl Catalog {
         sku: impl Fn(&T) -> &str,
     ) -> Result<(), CatalogError> {
         let staging = self.staging_of(kind)?;
-        for item in items {
+        for (n, item) in items.iter().enumerate() {
             let key = sku(item);
             let v = serde_json::to_vec(item).map_err(|e| corrupt(key.as_bytes(), e))?;
             staging.insert(key.as_bytes(), v)?;
+            if (n + 1).is_multiple_of(RECLAIM_EVERY) {
+                reclaim();
+            }
         }
+        reclaim();
         Ok(())
     }
 
@@ -329,6 +333,9 @@ impl Catalog {
         for (n, item) in staging.iter().enumerate() {
             let (k, v) = item?;
             live.insert(k, v)?;
+            if (n + 1).is_multiple_of(RECLAIM_EVERY) {
+                reclaim();
+            }
             if self.abort_mid_apply && n + 1 == ABORT_AFTER {
                 tracing::error!("fault injection: aborting part-way through a catalog apply");
                 let _ = self.db.flush();
