@@ -254,13 +254,16 @@ fn reclaim_frees_what_this_thread_deferred() {
     let held = std::sync::Arc::clone(&garbage);
     crossbeam_epoch::pin().defer(move || drop(held));
     assert_eq!(std::sync::Arc::strong_count(&garbage), 2, "freed too early");
-    // Another test's thread may be pinned for a moment (sled pins for each
-    // operation), which holds the epoch back: a few more rounds, no wait.
-    for _ in 0..1000 {
+    // Another test's thread may be pinned for a while (sled pins for each
+    // operation, some of which wait on the disk), which holds the epoch
+    // back: more rounds until it moves on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
         reclaim();
         if std::sync::Arc::strong_count(&garbage) == 1 {
             return;
         }
+        std::thread::yield_now();
     }
     panic!("reclaim never freed what this thread deferred");
 }
