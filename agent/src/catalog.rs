@@ -161,6 +161,14 @@ fn reclaim() {
     }
 }
 
+/// After the `written`-th write of a walk or an import: [`reclaim`] every
+/// [`RECLAIM_EVERY`] writes.
+fn reclaim_after(written: usize) {
+    if written.is_multiple_of(RECLAIM_EVERY) {
+        reclaim();
+    }
+}
+
 /// How long [`Catalog::open`] waits for sled's file lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -430,9 +438,7 @@ impl Catalog {
             // (a large one costs far more than its size), and an import
             // is not atomic anyway.
             live.insert(product.sku.as_bytes(), value)?;
-            if (report.imported + 1).is_multiple_of(RECLAIM_EVERY as u64) {
-                reclaim();
-            }
+            reclaim_after(report.imported as usize + 1);
             if let Some(level) = level {
                 let value =
                     serde_json::to_vec(&level).map_err(|e| corrupt(level.sku.as_bytes(), e))?;

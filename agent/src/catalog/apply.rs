@@ -28,7 +28,7 @@
 use o2c_protocol::catalog::{CatalogVersion, Product, StockLevel};
 use serde::{Deserialize, Serialize};
 
-use super::{Catalog, CatalogError, RECLAIM_EVERY, corrupt, reclaim};
+use super::{Catalog, CatalogError, corrupt, reclaim, reclaim_after};
 
 /// What a walk pulls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,9 +246,7 @@ impl Catalog {
             let key = sku(item);
             let v = serde_json::to_vec(item).map_err(|e| corrupt(key.as_bytes(), e))?;
             staging.insert(key.as_bytes(), v)?;
-            if (n + 1).is_multiple_of(RECLAIM_EVERY) {
-                reclaim();
-            }
+            reclaim_after(n + 1);
         }
         reclaim();
         Ok(())
@@ -333,9 +331,7 @@ impl Catalog {
         for (n, item) in staging.iter().enumerate() {
             let (k, v) = item?;
             live.insert(k, v)?;
-            if (n + 1).is_multiple_of(RECLAIM_EVERY) {
-                reclaim();
-            }
+            reclaim_after(n + 1);
             if self.abort_mid_apply && n + 1 == ABORT_AFTER {
                 tracing::error!("fault injection: aborting part-way through a catalog apply");
                 let _ = self.db.flush();
