@@ -39,7 +39,7 @@ done
 
 phase() { printf '[demo] %s\n' "$*"; }
 
-phase "1/4 services: Mosquitto, PostgreSQL, Tansu (Tansu: ~11-12 min the first time on a fresh 2-core machine, cargo install tansu; cached after, then seconds) ..."
+phase "1/4 services: Mosquitto, PostgreSQL, Tansu (Tansu: ~11-12 min the first time on a fresh 2-core machine, cargo install tansu with o2c's fetch patch; cached after, then seconds) ..."
 deploy/dev/services.sh up
 phase "2/4 release build of o2c-agent, o2c-cloud, o2c-demo, o2c-psp-sim (about 7 min the first time on 2 cores; seconds when cached) ..."
 cargo build --release --locked -p o2c-agent -p o2c-cloud -p o2c-tests --bins

@@ -14,6 +14,9 @@
 #
 # State lives in ${O2C_DEV_DIR:-$HOME/.local/state/o2c-dev}:
 #   tansu/tansu.db, tansu.pid, tansu.log
+#   tansu-o2c/bin/tansu: Tansu 0.6.0 with o2c's fetch patch
+#     (deploy/dev/tansu/fetch-wakeup.patch), and tansu-o2c/patch.sha256, the
+#     patch it was built with; a changed patch rebuilds it
 #   clickhouse/{config.xml,users.xml,data/,log/}, clickhouse.pid, clickhouse.log
 #     (ClickHouse 18.16 from Debian, run as a plain process with its own config;
 #     there is no systemd here)
@@ -28,8 +31,13 @@ STATE_DIR=${O2C_DEV_DIR:-$HOME/.local/state/o2c-dev}
 TANSU_DIR=$STATE_DIR/tansu
 TANSU_PID=$STATE_DIR/tansu.pid
 TANSU_LOG=$STATE_DIR/tansu.log
-TANSU_VERSION=${O2C_TANSU_VERSION:-0.6.0}
+# The patch applies to this exact tansu-storage, checked by its crates.io
+# checksum (the one Tansu 0.6.0's own Cargo.lock pins).
+TANSU_VERSION=0.6.0
 TANSU_FEATURES=dynostore,libsql
+TANSU_STORAGE_SHA256=720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d
+TANSU_PATCH=$HERE/tansu/fetch-wakeup.patch
+TANSU_ROOT=$STATE_DIR/tansu-o2c
 HOST=127.0.0.1
 MQTT_PORT=1883
 PG_PORT=5432
@@ -148,16 +156,52 @@ postgres_down() {
 }
 
 # --- Tansu -----------------------------------------------------------------
-tansu_bin() { command -v tansu || true; }
+tansu_patch_sha() { sha256sum "$TANSU_PATCH" | cut -d' ' -f1; }
 
+# The patched Tansu, if it is built from the patch as it is now.
+tansu_bin() {
+  [[ -x $TANSU_ROOT/bin/tansu && -f $TANSU_ROOT/patch.sha256 ]] || return 0
+  [[ $(cat "$TANSU_ROOT/patch.sha256") == "$(tansu_patch_sha)" ]] || return 0
+  echo "$TANSU_ROOT/bin/tansu"
+}
+
+# Builds Tansu 0.6.0 with deploy/dev/tansu/fetch-wakeup.patch applied to its
+# tansu-storage crate (fetches answer when records land, not at max wait).
+# The crate comes from crates.io and is checked against its checksum; cargo
+# builds the rest of Tansu from its own lock file, with the patched crate in
+# place of the published one.
 tansu_install() {
   if [[ -n $(tansu_bin) ]]; then
     return
   fi
   command -v cargo >/dev/null || die "cargo is needed to install Tansu"
-  log "tansu: not found; cargo install tansu $TANSU_VERSION (several minutes, cached in ~/.cargo/bin)"
-  cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES"
-  [[ -n $(tansu_bin) ]] || die "tansu still not on PATH after cargo install"
+  command -v patch >/dev/null || die "patch is needed to build Tansu (apt-get install patch)"
+  local src=$STATE_DIR/tansu-storage-src
+  local crate=$STATE_DIR/tansu-storage-$TANSU_VERSION.crate
+  log "tansu: building $TANSU_VERSION with o2c's fetch patch into $TANSU_ROOT (about 12-15 minutes the first time)"
+  if ! echo "$TANSU_STORAGE_SHA256  $crate" | sha256sum -c --quiet - 2>/dev/null; then
+    curl -sSfL --retry 3 -o "$crate" \
+      "https://static.crates.io/crates/tansu-storage/$TANSU_VERSION/download" \
+      || die "could not download tansu-storage $TANSU_VERSION from crates.io"
+    echo "$TANSU_STORAGE_SHA256  $crate" | sha256sum -c --quiet - \
+      || die "tansu-storage $TANSU_VERSION from crates.io does not match its checksum"
+  fi
+  rm -rf "$src"
+  mkdir -p "$src"
+  tar -xzf "$crate" -C "$src" --strip-components=1
+  patch -d "$src" -p1 --quiet --forward <"$TANSU_PATCH" \
+    || die "$TANSU_PATCH does not apply to tansu-storage $TANSU_VERSION"
+  local out=$STATE_DIR/tansu-install.log
+  if ! cargo install tansu --version "$TANSU_VERSION" --locked --features "$TANSU_FEATURES" \
+    --root "$TANSU_ROOT" --force \
+    --config "patch.crates-io.tansu-storage.path=\"$src\"" 2>&1 | tee "$out" >&2; then
+    die "cargo install tansu failed (log $out)"
+  fi
+  if grep -q "was not used in the crate graph" "$out"; then
+    die "cargo did not use the patched tansu-storage (log $out)"
+  fi
+  tansu_patch_sha >"$TANSU_ROOT/patch.sha256"
+  [[ -n $(tansu_bin) ]] || die "no patched tansu in $TANSU_ROOT after cargo install"
 }
 
 # The pid of the Tansu this script started, if it still runs.
@@ -228,6 +272,11 @@ tansu_apply_index() {
 
 tansu_up() {
   tansu_install
+  local pid
+  if pid=$(tansu_pid) && [[ $(readlink "/proc/$pid/exe") != "$(tansu_bin)" ]]; then
+    log "tansu: pid $pid runs $(readlink "/proc/$pid/exe"), not $(tansu_bin); restarting it"
+    tansu_stop
+  fi
   if kafka_ok; then
     if tansu_pid >/dev/null && tansu_needs_index; then
       tansu_apply_index

@@ -10,8 +10,9 @@ use tempfile::TempDir;
 
 use crate::HarnessError;
 use crate::broker::BrokerProcess;
+use crate::env::dev_state_dir;
 use crate::kafka::kafka_answers;
-use crate::process::{find_program, free_port};
+use crate::process::{find_program_in, free_port};
 use crate::proxy::LinkProxy;
 
 /// How long a fresh Tansu may take to answer a metadata request.
@@ -35,18 +36,18 @@ pub struct PrivateTansu {
     advertised: Option<SocketAddr>,
 }
 
-/// Finds the `tansu` binary: `$O2C_TANSU_BIN`, then `PATH`, then `~/.cargo/bin`.
+/// Finds the `tansu` binary: `$O2C_TANSU_BIN`, else the build with o2c's
+/// fetch patch that `deploy/dev/services.sh up` makes in the dev state dir
+/// (`tansu-o2c/bin/tansu`). A `tansu` on `PATH` is not used: Tansu 0.6.0 as
+/// published sleeps out every fetch's max wait (`deploy/dev/tansu/`).
 pub fn tansu_program() -> Result<PathBuf, HarnessError> {
     if let Some(path) = std::env::var_os("O2C_TANSU_BIN") {
         return Ok(PathBuf::from(path));
     }
-    let cargo_bin = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")))
-        .map(|home| home.join("bin"));
-    find_program("tansu", cargo_bin.as_slice()).ok_or(HarnessError::ProgramNotFound {
+    let patched = dev_state_dir().join("tansu-o2c/bin");
+    find_program_in("tansu", &[patched]).ok_or(HarnessError::ProgramNotFound {
         name: "tansu".to_owned(),
-        hint: "`deploy/dev/services.sh up` installs it with cargo install",
+        hint: "`deploy/dev/services.sh up` builds Tansu 0.6.0 with o2c's fetch patch",
     })
 }
 

@@ -2,17 +2,19 @@
 //! (`deploy/dev/services.sh up`) and private brokers started per test.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, ensure};
 use o2c_tests::mqtt::mqtt_answers;
 use o2c_tests::{
-    PrivateMosquitto, PrivateTansu, TestEnv, bin_path, consume_all, create_topics,
+    PrivateMosquitto, PrivateTansu, TansuStorage, TestEnv, bin_path, consume_all, create_topics,
     topic_record_count,
 };
 use rdkafka::config::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 
 const WAIT: Duration = Duration::from_secs(30);
 const PROBE: Duration = Duration::from_secs(2);
@@ -87,6 +89,71 @@ async fn consume_all_reports_a_short_topic() -> Result<()> {
         .await
         .expect_err("only one record exists");
     assert!(err.to_string().contains("consumed 1 of 2"), "{err}");
+    Ok(())
+}
+
+/// A consumer's `fetch.wait.max.ms` far above any delivery time.
+const LONG_FETCH_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a record takes from its produce's ack to a consumer that waits up
+/// to [`LONG_FETCH_WAIT`] per fetch and is already fetching the topic's tail.
+///
+/// A broker that answers a fetch when records land delivers it in
+/// milliseconds. Tansu 0.6.0 as published sleeps after every read, so it
+/// takes at least half of the wait (`deploy/dev/tansu/fetch-wakeup.patch`).
+async fn delivery_under_a_long_fetch_wait(brokers: &str, topic: &str) -> Result<Duration> {
+    create_topics(brokers, &[topic]).await?;
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", topic)
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", LONG_FETCH_WAIT.as_millis().to_string())
+        .create()?;
+    let mut partitions = TopicPartitionList::new();
+    partitions.add_partition_offset(topic, 0, Offset::Beginning)?;
+    consumer.assign(&partitions)?;
+
+    // The first record brings the consumer up; its next fetch then waits on
+    // the empty tail of the topic.
+    produce(brokers, topic, &[("first", "1")]).await?;
+    let first = tokio::time::timeout(WAIT, consumer.recv())
+        .await
+        .context("the first record never arrived")??;
+    ensure!(first.key() == Some(&b"first"[..]), "{:?}", first.key());
+
+    produce(brokers, topic, &[("second", "2")]).await?;
+    let acked = Instant::now();
+    let second = tokio::time::timeout(WAIT, consumer.recv())
+        .await
+        .context("the second record never arrived")??;
+    ensure!(second.key() == Some(&b"second"[..]), "{:?}", second.key());
+    Ok(acked.elapsed())
+}
+
+fn assert_answered_on_produce(broker: &str, delivery: Duration) {
+    assert!(
+        delivery < LONG_FETCH_WAIT / 4,
+        "{broker} delivered a record {delivery:?} after its produce to a consumer waiting up \
+         to {LONG_FETCH_WAIT:?} per fetch: it sleeps out the fetch wait. It must be Tansu \
+         built with deploy/dev/tansu/fetch-wakeup.patch (deploy/dev/services.sh up)"
+    );
+}
+
+#[tokio::test]
+async fn shared_kafka_answers_a_waiting_fetch_when_a_record_lands() -> Result<()> {
+    let env = TestEnv::new();
+    let brokers = env.require_kafka().await.to_owned();
+    let delivery = delivery_under_a_long_fetch_wait(&brokers, &env.topic("wake")).await?;
+    assert_answered_on_produce("the shared Kafka", delivery);
+    Ok(())
+}
+
+#[tokio::test]
+async fn private_tansu_answers_a_waiting_fetch_when_a_record_lands() -> Result<()> {
+    let env = TestEnv::new();
+    let tansu = PrivateTansu::start_with(TansuStorage::Memory).await?;
+    let delivery = delivery_under_a_long_fetch_wait(&tansu.brokers(), &env.topic("wake")).await?;
+    assert_answered_on_produce("the private Tansu (memory storage)", delivery);
     Ok(())
 }
 

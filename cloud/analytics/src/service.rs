@@ -153,8 +153,8 @@ fn consumer(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // A short fetch wait: Tansu holds an empty fetch this long, and
-        // the counters' latency target is a second.
+        // How long the broker holds a fetch that finds nothing; records
+        // that land answer it at once (Kafka, and the project's Tansu).
         .set("fetch.wait.max.ms", "20")
         .set("client.id", format!("o2c-analytics-{group}"))
         .create_with_context(TracingContext)?;

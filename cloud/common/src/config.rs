@@ -344,10 +344,11 @@ pub struct KafkaConfig {
     #[serde(default = "default_linger")]
     pub linger_ms: u32,
     /// The saga consumers' and the status publisher's `fetch.wait.max.ms`:
-    /// how long the broker may hold a fetch that finds no data. Tansu 0.6
-    /// also sleeps part of it when data is waiting (its issue #672), so it
-    /// bounds each Kafka hop's latency; each idle consumer's fetches cost
-    /// the broker CPU in inverse proportion (BENCHMARKS.md, issue 17).
+    /// how long the broker may hold a fetch that finds no data. Kafka, and
+    /// the project's Tansu (`deploy/dev/tansu/fetch-wakeup.patch`), answer
+    /// a held fetch as soon as records land, so this sets how often an idle
+    /// consumer asks, not a hop's latency. Tansu 0.6.0 as published sleeps
+    /// it out on every fetch (its issue #672; BENCHMARKS.md, issue 17).
     #[serde(default = "default_fetch_wait")]
     pub fetch_wait_ms: u32,
     /// Dev and tests: apply the topology file at startup, with

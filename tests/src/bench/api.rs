@@ -41,9 +41,9 @@
 //! body), both by this machine's wall clock:
 //! - `kafka_consumed_*`: to the record's receipt by the consumer. This is
 //!   the headline: the order is in Kafka and readable by the saga, relay
-//!   and broker included. It is an upper bound: it includes the consumer's
-//!   fetch wait ([`FETCH_WAIT_MS`]; Tansu 0.6 holds a fetch part of that
-//!   even when data is waiting, BENCHMARKS.md issue 17).
+//!   and broker included. The consumer's fetch ([`FETCH_WAIT_MS`]) is
+//!   answered when the record lands (the project's Tansu carries
+//!   `deploy/dev/tansu/fetch-wakeup.patch`; BENCHMARKS.md issue 17).
 //! - `kafka_timestamp_*`: to the record's Kafka timestamp, which is the
 //!   relay's produce call (librdkafka sets `CreateTime` when the record is
 //!   handed to it; whole milliseconds, so the middle of that millisecond

@@ -288,6 +288,13 @@ async fn measure(n: u64, rate: u64) -> Result<Measurement, BenchError> {
             "shared Tansu, SQLite storage"
         },
     );
+    if kafka.is_some() {
+        let program = crate::tansu::tansu_program().map_err(|e| harness("finding Tansu", e))?;
+        m.param("tansu_bin", program.display().to_string());
+    }
+    if let Ok(wait) = std::env::var("O2C_CLOUD__KAFKA__FETCH_WAIT_MS") {
+        m.param("fetch_wait_ms_override", wait);
+    }
     m.param("mosquitto", MOSQUITTO_QUEUE);
     m.param("warmup_ms", warmup_ms);
     m.metric("throughput_per_s", n as f64 / total);
