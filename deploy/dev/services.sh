@@ -15,7 +15,7 @@
 # State lives in ${O2C_DEV_DIR:-$HOME/.local/state/o2c-dev}:
 #   tansu/tansu.db, tansu.pid, tansu.log
 #   tansu-o2c/bin/tansu: Tansu 0.6.0 with o2c's fetch patch
-#     (deploy/dev/tansu/fetch-wakeup.patch), and tansu-o2c/patch.sha256, the
+#     (deploy/dev/tansu/fetch.patch), and tansu-o2c/patch.sha256, the
 #     patch it was built with; a changed patch rebuilds it
 #   clickhouse/{config.xml,users.xml,data/,log/}, clickhouse.pid, clickhouse.log
 #     (ClickHouse 18.16 from Debian, run as a plain process with its own config;
@@ -36,7 +36,7 @@ TANSU_LOG=$STATE_DIR/tansu.log
 TANSU_VERSION=0.6.0
 TANSU_FEATURES=dynostore,libsql
 TANSU_STORAGE_SHA256=720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d
-TANSU_PATCH=$HERE/tansu/fetch-wakeup.patch
+TANSU_PATCH=$HERE/tansu/fetch.patch
 TANSU_ROOT=$STATE_DIR/tansu-o2c
 HOST=127.0.0.1
 MQTT_PORT=1883
@@ -165,7 +165,7 @@ tansu_bin() {
   echo "$TANSU_ROOT/bin/tansu"
 }
 
-# Builds Tansu 0.6.0 with deploy/dev/tansu/fetch-wakeup.patch applied to its
+# Builds Tansu 0.6.0 with deploy/dev/tansu/fetch.patch applied to its
 # tansu-storage crate (fetches answer when records land, not at max wait).
 # The crate comes from crates.io and is checked against its checksum; cargo
 # builds the rest of Tansu from its own lock file, with the patched crate in

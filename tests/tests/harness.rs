@@ -100,7 +100,7 @@ const LONG_FETCH_WAIT: Duration = Duration::from_secs(10);
 ///
 /// A broker that answers a fetch when records land delivers it in
 /// milliseconds. Tansu 0.6.0 as published sleeps after every read, so it
-/// takes at least half of the wait (`deploy/dev/tansu/fetch-wakeup.patch`).
+/// takes at least half of the wait (`deploy/dev/tansu/fetch.patch`).
 async fn delivery_under_a_long_fetch_wait(brokers: &str, topic: &str) -> Result<Duration> {
     create_topics(brokers, &[topic]).await?;
     let consumer: StreamConsumer = ClientConfig::new()
@@ -135,7 +135,7 @@ fn assert_answered_on_produce(broker: &str, delivery: Duration) {
         delivery < LONG_FETCH_WAIT / 4,
         "{broker} delivered a record {delivery:?} after its produce to a consumer waiting up \
          to {LONG_FETCH_WAIT:?} per fetch: it sleeps out the fetch wait. It must be Tansu \
-         built with deploy/dev/tansu/fetch-wakeup.patch (deploy/dev/services.sh up)"
+         built with deploy/dev/tansu/fetch.patch (deploy/dev/services.sh up)"
     );
 }
 

@@ -345,7 +345,7 @@ pub struct KafkaConfig {
     pub linger_ms: u32,
     /// The saga consumers' and the status publisher's `fetch.wait.max.ms`:
     /// how long the broker may hold a fetch that finds no data. Kafka, and
-    /// the project's Tansu (`deploy/dev/tansu/fetch-wakeup.patch`), answer
+    /// the project's Tansu (`deploy/dev/tansu/fetch.patch`), answer
     /// a held fetch as soon as records land, so this sets how often an idle
     /// consumer asks, not a hop's latency. Tansu 0.6.0 as published sleeps
     /// it out on every fetch (its issue #672; BENCHMARKS.md, issue 17).

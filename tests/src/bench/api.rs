@@ -43,7 +43,7 @@
 //!   the headline: the order is in Kafka and readable by the saga, relay
 //!   and broker included. The consumer's fetch ([`FETCH_WAIT_MS`]) is
 //!   answered when the record lands (the project's Tansu carries
-//!   `deploy/dev/tansu/fetch-wakeup.patch`; BENCHMARKS.md issue 17).
+//!   `deploy/dev/tansu/fetch.patch`; BENCHMARKS.md issue 17).
 //! - `kafka_timestamp_*`: to the record's Kafka timestamp, which is the
 //!   relay's produce call (librdkafka sets `CreateTime` when the record is
 //!   handed to it; whole milliseconds, so the middle of that millisecond
