@@ -100,6 +100,26 @@ async fn agents_drained(world: &World) -> bool {
     true
 }
 
+/// Refunds the payment service still owes: a cancelled order's capture, or
+/// a return, whose refund the processor could not take when it came (the
+/// reconciler pays them later). An order owed one may already show
+/// `cancelled` at its store, so it is not settled yet. `None` if the
+/// database cannot be read.
+async fn refunds_owed(world: &World) -> Option<i64> {
+    let db = world.pg.connect(crate::pg::DB_NAME).await.ok()?;
+    let row = db
+        .query_one(
+            "SELECT count(*) FROM o2c_payment.orders \
+             WHERE ((state::jsonb ->> 'phase') = 'captured' \
+                    AND (state::jsonb ->> 'cancel_requested') = 'true') \
+                OR (state::jsonb ->> 'return_owed') = 'true'",
+            &[],
+        )
+        .await
+        .ok()?;
+    Some(row.get(0))
+}
+
 /// Every saga group's offsets on every topic it reads.
 pub async fn group_facts(world: &World) -> Result<Vec<GroupOffset>, ChaosError> {
     let mut out = Vec::new();
@@ -132,8 +152,8 @@ pub enum Quiet {
 }
 
 /// Polls once a second until every order and every return the tills were
-/// given is final at its store, every agent drained and every group caught
-/// up; or nothing changed for `quiet`; or `deadline`.
+/// given is final at its store, no refund is owed, every agent drained and
+/// every group caught up; or nothing changed for `quiet`; or `deadline`.
 pub async fn wait_quiescence(
     world: &World,
     orders: &[TillRecord],
@@ -142,7 +162,13 @@ pub async fn wait_quiescence(
     log: impl Fn(&str),
 ) -> Quiet {
     let end = Instant::now() + deadline;
-    type Seen = (Vec<Option<String>>, Vec<Option<String>>, bool, bool);
+    type Seen = (
+        Vec<Option<String>>,
+        Vec<Option<String>>,
+        bool,
+        bool,
+        Option<i64>,
+    );
     let mut last: Option<Seen> = None;
     let mut unchanged_since = Instant::now();
     let taken = returns::taken(orders);
@@ -166,19 +192,21 @@ pub async fn wait_quiescence(
             .iter()
             .filter(|s| s.as_deref().is_some_and(|s| FINAL.contains(&s)))
             .count();
+        let owed = refunds_owed(world).await;
         let all_final = finals == orders.iter().filter(|o| o.order_id.is_some()).count();
-        if all_final && returns_final == taken.len() && drained && caught_up {
+        if all_final && returns_final == taken.len() && owed == Some(0) && drained && caught_up {
             log(&format!(
-                "quiescent: {finals} orders and {returns_final} returns final, outboxes empty, groups caught up"
+                "quiescent: {finals} orders and {returns_final} returns final, no refund owed, outboxes empty, groups caught up"
             ));
             return Quiet::Settled;
         }
-        let now = (st, rs, drained, caught_up);
+        let now = (st, rs, drained, caught_up, owed);
         if last.as_ref() != Some(&now) {
             log(&format!(
-                "waiting for quiescence: {finals}/{} orders and {returns_final}/{} returns final, agents drained {drained}, groups caught up {caught_up}",
+                "waiting for quiescence: {finals}/{} orders and {returns_final}/{} returns final, refunds owed {}, agents drained {drained}, groups caught up {caught_up}",
                 now.0.len(),
-                taken.len()
+                taken.len(),
+                owed.map_or("unknown".to_owned(), |n| n.to_string())
             ));
             last = Some(now);
             unchanged_since = Instant::now();

@@ -43,6 +43,13 @@ pub enum SagaLayout {
     All,
 }
 
+/// The saga reconciler's period in a chaos world, and the age after which
+/// it takes up a capture or an owed refund (`[saga] capture_reconcile_secs`
+/// and `capture_stuck_secs`; 30 s and 60 s by default). A run's quiet
+/// period is 30 s, so at the defaults a refund owed near the end would be
+/// called a stall before it was due.
+pub const RECONCILE_SECS: u64 = 5;
+
 /// How many of each.
 #[derive(Debug, Clone, Copy)]
 pub struct WorldShape {
@@ -176,7 +183,12 @@ impl World {
             pg: pg.conn_str(),
             psp_url: format!("http://{}", psp_link.addr()),
             carrier_url: carrier.url(),
-            extra_saga: String::new(),
+            // A refund the processor could not take (unreachable at the
+            // cancellation) is owed and paid by the reconciler: soon enough
+            // here that the run settles well inside its quiet period.
+            extra_saga: format!(
+                "capture_reconcile_secs = {RECONCILE_SECS}\ncapture_stuck_secs = {RECONCILE_SECS}"
+            ),
             extra_tables: String::new(),
             extra_psp: String::new(),
             extra_kafka: String::new(),
