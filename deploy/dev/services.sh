@@ -166,7 +166,9 @@ tansu_bin() {
 }
 
 # Builds Tansu 0.6.0 with deploy/dev/tansu/fetch.patch applied to its
-# tansu-storage crate (fetches answer when records land, not at max wait).
+# tansu-storage crate (a fetch answers when records land, not at max wait;
+# SQLite reads a fetch's headers in one query; DescribeGroups decodes a
+# stored group; the patch's header says why).
 # The crate comes from crates.io and is checked against its checksum; cargo
 # builds the rest of Tansu from its own lock file, with the patched crate in
 # place of the published one.

@@ -144,15 +144,8 @@ pub fn free_port() -> Result<u16, HarnessError> {
 /// Finds `name` on `PATH`, then in `extra` directories.
 pub(crate) fn find_program(name: &str, extra: &[PathBuf]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs: Vec<PathBuf> = std::env::split_paths(&path)
+    std::env::split_paths(&path)
         .chain(extra.iter().cloned())
-        .collect();
-    find_program_in(name, &dirs)
-}
-
-/// The first `dir/name` that is a file, in the order given.
-pub(crate) fn find_program_in(name: &str, dirs: &[PathBuf]) -> Option<PathBuf> {
-    dirs.iter()
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
 }

@@ -12,7 +12,7 @@ use crate::HarnessError;
 use crate::broker::BrokerProcess;
 use crate::env::dev_state_dir;
 use crate::kafka::kafka_answers;
-use crate::process::{find_program_in, free_port};
+use crate::process::free_port;
 use crate::proxy::LinkProxy;
 
 /// How long a fresh Tansu may take to answer a metadata request.
@@ -44,11 +44,15 @@ pub fn tansu_program() -> Result<PathBuf, HarnessError> {
     if let Some(path) = std::env::var_os("O2C_TANSU_BIN") {
         return Ok(PathBuf::from(path));
     }
-    let patched = dev_state_dir().join("tansu-o2c/bin");
-    find_program_in("tansu", &[patched]).ok_or(HarnessError::ProgramNotFound {
-        name: "tansu".to_owned(),
-        hint: "`deploy/dev/services.sh up` builds Tansu 0.6.0 with o2c's fetch patch",
-    })
+    let patched = dev_state_dir().join("tansu-o2c/bin/tansu");
+    if patched.is_file() {
+        Ok(patched)
+    } else {
+        Err(HarnessError::ProgramNotFound {
+            name: "tansu".to_owned(),
+            hint: "`deploy/dev/services.sh up` builds Tansu 0.6.0 with o2c's fetch patch",
+        })
+    }
 }
 
 /// Where a [`PrivateTansu`] keeps its records.
