@@ -130,8 +130,62 @@ impl Drop for ChildGuard {
     }
 }
 
-/// A loopback TCP port that was free a moment ago (bound to port 0, then released).
+/// A loopback TCP port that is free now and that the kernel does not hand out
+/// by itself.
+///
+/// A port from `bind(0)` is an ephemeral one. Once it is released, the kernel
+/// may give it to any outgoing connection (to PostgreSQL, the broker, Kafka)
+/// made before the child binds it, or to the next `bind(0)`, so two listeners
+/// of one child can get the same port. CI saw that as a service failing with
+/// "Address already in use". So ports come from outside the kernel's
+/// ephemeral range (`net.ipv4.ip_local_port_range`), one after another from
+/// an offset drawn per process, and each is checked bindable.
 pub fn free_port() -> Result<u16, HarnessError> {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    static SPAN: OnceLock<Option<(u32, u32)>> = OnceLock::new();
+    let Some((first, len)) = *SPAN.get_or_init(|| {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+        let span = non_ephemeral_span(range.as_deref());
+        let seed = std::process::id().wrapping_mul(7919)
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+        NEXT.store(seed, Ordering::Relaxed);
+        span
+    }) else {
+        return kernel_port();
+    };
+    for _ in 0..len {
+        let port = first + NEXT.fetch_add(1, Ordering::Relaxed) % len;
+        let Ok(port) = u16::try_from(port) else {
+            continue;
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    Err(HarnessError::io(
+        format!("finding a free loopback port in {first}..{}", first + len),
+        std::io::Error::from(std::io::ErrorKind::AddrInUse),
+    ))
+}
+
+/// The larger run of ports outside the ephemeral range `range` (the text of
+/// `ip_local_port_range`, "low high"), above 10000, as (first, length); None
+/// if no run of 1000 ports is left or the range cannot be read.
+fn non_ephemeral_span(range: Option<&str>) -> Option<(u32, u32)> {
+    let mut it = range?.split_whitespace().map(str::parse::<u32>);
+    let (low, high) = (it.next()?.ok()?, it.next()?.ok()?);
+    let below = (10_000, low.saturating_sub(10_000));
+    let above = (high + 1, 65_535u32.saturating_sub(high));
+    let best = if below.1 >= above.1 { below } else { above };
+    (best.1 >= 1000).then_some(best)
+}
+
+/// A port from `bind(0)`: the fallback where no non-ephemeral span exists.
+fn kernel_port() -> Result<u16, HarnessError> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| HarnessError::io("binding 127.0.0.1:0", e))?;
     let port = listener
@@ -171,6 +225,33 @@ mod tests {
         let port = free_port().unwrap();
         assert_ne!(port, 0);
         TcpListener::bind(("127.0.0.1", port)).unwrap();
+    }
+
+    #[test]
+    fn free_ports_are_distinct_and_outside_the_ephemeral_range() {
+        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+        let (first, len) = non_ephemeral_span(Some(&range)).unwrap();
+        let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap()).collect();
+        let distinct: std::collections::HashSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "{ports:?}");
+        for p in ports {
+            assert!((first..first + len).contains(&u32::from(p)), "{p}");
+        }
+    }
+
+    #[test]
+    fn non_ephemeral_span_takes_the_larger_side() {
+        assert_eq!(
+            non_ephemeral_span(Some("32768\t60999\n")),
+            Some((10_000, 22_768))
+        );
+        assert_eq!(
+            non_ephemeral_span(Some("1024 40000")),
+            Some((40_001, 25_535))
+        );
+        assert_eq!(non_ephemeral_span(Some("1024 65000")), None);
+        assert_eq!(non_ephemeral_span(Some("junk")), None);
+        assert_eq!(non_ephemeral_span(None), None);
     }
 
     #[tokio::test]
