@@ -1,9 +1,11 @@
 //! The OpenAPI links between operations: the 2xx responses that carry an
-//! order id, and the operations that take it (`getOrder`, `cancelOrder`).
+//! order id, and the operations that take it (`getOrder`, `cancelOrder`);
+//! and links that fill a request body from a response ([`body_link`]).
 //!
-//! Written out because utoipa 5.5 serialises a link's operation id as
-//! `operation_id`, which no OpenAPI reader knows: the key is set as
-//! `operationId` here instead.
+//! Written out because utoipa 5.5 serialises a link's operation id and
+//! request body as `operation_id` and `request_body`, which no OpenAPI
+//! reader knows: the keys are set as `operationId` and `requestBody` here
+//! instead.
 
 use serde_json::json;
 use utoipa::openapi::link::{Link, LinkBuilder};
@@ -22,6 +24,21 @@ pub fn link(operation_id: &str, parameter: &str, expression: &str, description: 
     link.extensions
         .get_or_insert_with(Default::default)
         .insert("operationId".to_owned(), json!(operation_id));
+    link
+}
+
+/// A link to `operation_id` whose request body is `body`: a literal with
+/// runtime expressions (`$response.body#/...`) inside. The body is the
+/// whole request, as OpenAPI has it; `x-schemathesis: {merge_body: false}`
+/// says so to Schemathesis, which would otherwise merge it field by field
+/// into a body of its own, leaving lines and payments that no longer add
+/// up.
+pub fn body_link(operation_id: &str, body: serde_json::Value, description: &str) -> Link {
+    let mut link = LinkBuilder::new().description(description).build();
+    let ext = link.extensions.get_or_insert_with(Default::default);
+    ext.insert("operationId".to_owned(), json!(operation_id));
+    ext.insert("requestBody".to_owned(), body);
+    ext.insert("x-schemathesis".to_owned(), json!({"merge_body": false}));
     link
 }
 

@@ -1,7 +1,8 @@
 //! The cloud order API (issue 19) against the real services: a web order
 //! and a store order complete through the same saga; a customer reads and
 //! cancels only their own orders; retries are idempotent; tokens and quotas
-//! are enforced; bad bodies get the agent's error shape.
+//! are enforced; bad bodies get the agent's error shape; the product list
+//! shows what can be ordered, at the price an order is charged.
 
 use std::time::Duration;
 
@@ -412,4 +413,115 @@ async fn bad_orders_get_the_agents_error_shape_naming_the_field() {
         assert_eq!(a.json["stock_check"], "verified", "{}", a.text);
     }
     expect(last, 422, "out_of_stock", Some("lines[0].quantity"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_product_list_shows_what_an_order_can_buy_at_its_price() {
+    let env = TestEnv::new();
+    let api = ApiProc::alone(&env, "currencies = [\"CAD\", \"EUR\"]")
+        .await
+        .expect("api");
+    let price = |c: &str, minor: i64| json!({"currency": c, "minor": minor});
+    let product = |sku: &str, active: bool, prices: Value| {
+        json!({"sku": sku, "name": format!("{sku} product"), "active": active, "prices": prices})
+            .to_string()
+    };
+    let later = json!({"currency": "CAD", "minor": 900, "effective_from": "2099-01-01T00:00:00Z"});
+    let catalog = [
+        product("SKU-A", true, json!([price("CAD", 1000)])),
+        product(
+            "SKU-B",
+            true,
+            json!([price("CAD", 2000), price("EUR", 1800)]),
+        ),
+        product("SKU-C", false, json!([price("CAD", 500)])),
+        product("SKU-D", true, json!([price("EUR", 300)])),
+        product("SKU-E", true, json!([price("CAD", 700), later.clone()])),
+        product("SKU-F", true, json!([later])),
+    ]
+    .join("\n");
+    api.import_catalog(env.path(), &format!("{catalog}\n"));
+    let ada = token("ada");
+    let get = |path: String| {
+        let (api, ada) = (&api, ada.clone());
+        async move { api.call(Method::GET, &path, Some(&ada), None, None).await }
+    };
+    let listed = |a: &o2c_tests::api::Answer| -> Vec<(String, i64)> {
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json["products"]
+            .as_array()
+            .expect("products")
+            .iter()
+            .map(|p| {
+                let minor = p["unit_price_minor"].as_i64().expect("price");
+                (p["sku"].as_str().expect("sku").to_owned(), minor)
+            })
+            .collect()
+    };
+
+    // In SKU order, active only, priced now: an inactive SKU, one not sold
+    // in CAD and a price not yet in force are left out, and a page may be
+    // short while more follow.
+    let p1 = get("/v1/products?currency=CAD&limit=2".into()).await;
+    assert_eq!(
+        listed(&p1),
+        [("SKU-A".into(), 1000), ("SKU-B".into(), 2000)]
+    );
+    assert_eq!(p1.json["currency"], "CAD", "{}", p1.text);
+    assert_eq!(p1.json["next_after"], "SKU-B", "{}", p1.text);
+    let p2 = get("/v1/products?currency=CAD&limit=2&after=SKU-B".into()).await;
+    assert_eq!(listed(&p2), [("SKU-E".into(), 700)]);
+    assert_eq!(p2.json["next_after"], "SKU-F", "{}", p2.text);
+    let p3 = get("/v1/products?currency=CAD&limit=2&after=SKU-F".into()).await;
+    assert_eq!(listed(&p3), []);
+    assert!(p3.json.get("next_after").is_none(), "{}", p3.text);
+    let eur = get("/v1/products?currency=EUR".into()).await;
+    assert_eq!(
+        listed(&eur),
+        [("SKU-B".into(), 1800), ("SKU-D".into(), 300)]
+    );
+    assert!(eur.json.get("next_after").is_none(), "{}", eur.text);
+
+    // What is listed can be ordered at the listed price.
+    let order = api
+        .call(
+            Method::POST,
+            "/v1/orders",
+            Some(&ada),
+            Some("p1"),
+            Some(&web_order("SKU-E", 2, 700, false)),
+        )
+        .await;
+    assert_eq!(order.status, 201, "{}", order.text);
+    assert_eq!(order.json["total_minor"], 1400, "{}", order.text);
+
+    // Bad queries name the parameter; no token is 401.
+    for (query, field) in [
+        ("currency=USD", "currency"),
+        ("currency=cad", "currency"),
+        ("currency=CAD&limit=0", "limit"),
+        ("currency=CAD&limit=101", "limit"),
+    ] {
+        let a = get(format!("/v1/products?{query}")).await;
+        assert_eq!(a.status, 400, "{query}: {}", a.text);
+        assert_eq!(
+            a.json["error"]["code"], "invalid_query",
+            "{query}: {}",
+            a.text
+        );
+        assert_eq!(a.json["error"]["field"], field, "{query}: {}", a.text);
+    }
+    for query in ["", "currency=CAD&colour=red", "currency=CAD&limit=x"] {
+        let a = get(format!("/v1/products?{query}")).await;
+        assert_eq!(a.status, 400, "{query}: {}", a.text);
+        assert_eq!(
+            a.json["error"]["code"], "invalid_query",
+            "{query}: {}",
+            a.text
+        );
+    }
+    let anon = api
+        .call(Method::GET, "/v1/products?currency=CAD", None, None, None)
+        .await;
+    assert_eq!(anon.status, 401, "{}", anon.text);
 }

@@ -76,6 +76,26 @@ pub struct Context<'a> {
     pub currencies: &'a [Currency],
 }
 
+/// `code` as a currency the API sells in (`currencies`; empty: any), or
+/// why not (`invalid_currency`, `currency_not_sold`, on field `currency`).
+pub fn sold_currency(code: &str, currencies: &[Currency]) -> Result<Currency, BuildError> {
+    let invalid = |rule: &str, message: String| BuildError::Invalid {
+        field: "currency".to_owned(),
+        rule: rule.to_owned(),
+        message,
+    };
+    let currency =
+        Currency::from_code(code).map_err(|e| invalid("invalid_currency", e.to_string()))?;
+    if !currencies.is_empty() && !currencies.contains(&currency) {
+        let sold: Vec<String> = currencies.iter().map(ToString::to_string).collect();
+        return Err(invalid(
+            "currency_not_sold",
+            format!("orders are taken in {} only", sold.join(", ")),
+        ));
+    }
+    Ok(currency)
+}
+
 /// Builds and validates the order; `catalog` holds (at least) the
 /// products of the request's SKUs.
 pub fn build(
@@ -88,16 +108,7 @@ pub fn build(
         rule: rule.to_owned(),
         message,
     };
-    let currency = Currency::from_code(&req.currency)
-        .map_err(|e| invalid("currency", "invalid_currency", e.to_string()))?;
-    if !cx.currencies.is_empty() && !cx.currencies.contains(&currency) {
-        let sold: Vec<String> = cx.currencies.iter().map(ToString::to_string).collect();
-        return Err(invalid(
-            "currency",
-            "currency_not_sold",
-            format!("orders are taken in {} only", sold.join(", ")),
-        ));
-    }
+    let currency = sold_currency(&req.currency, cx.currencies)?;
     let channel = SalesChannel::from(req.channel);
     let mut lines = Vec::with_capacity(req.lines.len());
     for (i, l) in req.lines.into_iter().enumerate() {

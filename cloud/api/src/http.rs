@@ -19,10 +19,10 @@ use o2c_protocol::{CustomerId, OrderId, StoreId};
 
 use crate::auth::{AuthError, Verifier};
 use crate::build::BuildError;
-use crate::orders;
 use crate::quota::{Quotas, RetryAfter};
 use crate::stock::StockCheck as Checker;
 use crate::store::{Store, StoreError};
+use crate::{orders, products};
 
 /// The largest body taken.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -60,6 +60,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/orders/{order_id}", get(orders::get_order))
         .route("/v1/orders/{order_id}/cancel", post(orders::cancel))
         .route("/v1/customers/me/orders", get(orders::my_orders))
+        .route("/v1/products", get(products::list))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("not_found", "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -5,7 +5,8 @@
 //! order with an `Idempotency-Key`; it is written to the API's PostgreSQL
 //! outbox in the same transaction as its idempotency record and relayed to
 //! `orders.created` like a store's, with its channel (`web` | `mobile`) and
-//! customer id. The customer then reads its status and history, lists
+//! customer id. The customer can list the products on sale and their
+//! prices beforehand. The customer then reads its status and history, lists
 //! their orders, and may cancel (an `OrderCancelled`, compensated by the
 //! saga like a store's void).
 //!
@@ -22,7 +23,9 @@
 //! - [`store`]: PostgreSQL (schema `o2c_api`): idempotent creation,
 //!   cancellation, reads of one customer's orders.
 //! - [`view`]: stored orders as bodies.
-//! - [`http`] and [`orders`]: the router, authentication, and the handlers.
+//! - [`http`], [`orders`] and [`products`]: the router, authentication,
+//!   and the handlers; `GET /v1/products` lists the catalog priced in a
+//!   currency, as `createOrder` prices it.
 //! - [`openapi`]: the OpenAPI document, checked in as
 //!   `cloud/api/openapi.json`.
 //!
@@ -36,6 +39,7 @@ pub mod http;
 pub mod model;
 pub mod openapi;
 pub mod orders;
+pub mod products;
 pub mod quota;
 pub mod stock;
 pub mod store;

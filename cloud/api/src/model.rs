@@ -257,3 +257,51 @@ pub struct CancelAccepted {
     /// before; nothing more was done).
     pub repeat: bool,
 }
+
+/// `GET /v1/products` query.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ProductParams {
+    /// The currency to price in: one the API sells in.
+    #[param(value_type = CurrencyCode)]
+    pub currency: String,
+    /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub limit: Option<i64>,
+    /// Products after this SKU (`next_after` of the previous page).
+    #[param(min_length = 1, max_length = 64)]
+    pub after: Option<String>,
+}
+
+/// One product of `GET /v1/products`, priced in the page's currency.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct ProductView {
+    /// What an order line names.
+    #[schema(example = "SKU-1", min_length = 1, max_length = 64)]
+    pub sku: String,
+    /// Display name.
+    pub name: String,
+    /// Category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// The unit price in force, in the page currency's minor units: what an
+    /// order line's `unit_price_minor` must state, if it states one.
+    #[schema(minimum = 0, example = 1499)]
+    pub unit_price_minor: i64,
+}
+
+/// `GET /v1/products`: the active products priced in `currency`, in SKU
+/// order.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+pub struct ProductPage {
+    /// The currency of every price on the page.
+    #[schema(value_type = CurrencyCode)]
+    pub currency: String,
+    /// This page. It may hold fewer than `limit` products while more
+    /// follow.
+    pub products: Vec<ProductView>,
+    /// Pass as `after` for the next page; absent on the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<String>,
+}

@@ -3,8 +3,10 @@
 //! `tests/openapi.rs` fails when the two drift. Regenerate with
 //! `O2C_UPDATE_OPENAPI=1 cargo test -p o2c-api --test openapi`.
 
-use o2c_order_http::links::{BODY_ORDER_ID, json_response, link, order_links};
+use o2c_order_http::links::{BODY_ORDER_ID, body_link, json_response, link, order_links};
+use serde_json::json;
 use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::link::Link;
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr};
@@ -27,12 +29,14 @@ use crate::model;
         crate::orders::get_order,
         crate::orders::cancel,
         crate::orders::my_orders,
+        crate::products::list,
         crate::http::openapi,
     ),
     components(schemas(
         model::CreateOrderRequest, model::WebLine, model::ChannelBody, model::StatusBody,
         model::StockCheckBody, model::CreatedOrder, model::HistoryEntry, model::OrderDetail,
         model::OrderSummary, model::OrderList, model::CancelAccepted,
+        model::ProductPage, model::ProductView,
         o2c_order_http::RemotePayment, o2c_order_http::CardAuthorizationBody,
         o2c_order_http::FulfillmentBody, o2c_order_http::AddressBody,
         o2c_order_http::CustomerBody, o2c_order_http::LineView, o2c_order_http::PaymentView,
@@ -78,8 +82,11 @@ pub fn served_json(currencies: &[o2c_protocol::Currency]) -> String {
         code.enum_values = Some(currencies.iter().map(|c| c.to_string().into()).collect());
         code.description = Some("ISO 4217 alphabetic code: a currency this API sells in.".into());
     }
-    let mut s = doc
-        .to_pretty_json()
+    // Through a `serde_json::Value`, whose objects keep their keys sorted:
+    // utoipa keeps a link's extensions (`operationId`, `requestBody`,
+    // `x-schemathesis`) in a `HashMap`, whose order changes from run to run.
+    let mut s = serde_json::to_value(&doc)
+        .and_then(|v| serde_json::to_string_pretty(&v))
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     s.push('\n');
     s
@@ -150,9 +157,60 @@ impl<'r> ToResponse<'r> for OrderRead {
             BODY_ORDER_ID,
             "Cancel this order",
         );
-        let r = json_response("The order", "OrderDetail", vec![("cancelOrder", cancel)]);
+        let again = one_unit_link(
+            "$response.body#/currency",
+            "$response.body#/lines/0/sku",
+            "$response.body#/lines/0/unit_price_minor",
+            "Order one more unit of this order's first line, at the price it was sold at \
+             (refused `price_changed` if the catalog's price has changed since)",
+        );
+        let r = json_response(
+            "The order",
+            "OrderDetail",
+            vec![("cancelOrder", cancel), ("orderAgain", again)],
+        );
         ("OrderRead", r)
     }
+}
+
+/// `200` of `listProducts`, with a link to order the page's first product.
+#[derive(Debug)]
+pub(crate) struct ProductsRead;
+
+impl<'r> ToResponse<'r> for ProductsRead {
+    fn response() -> (&'r str, RefOr<Response>) {
+        let order = one_unit_link(
+            "$response.body#/currency",
+            "$response.body#/products/0/sku",
+            "$response.body#/products/0/unit_price_minor",
+            "Order one unit of the page's first product at its listed price",
+        );
+        let r = json_response(
+            "A page of products",
+            "ProductPage",
+            vec![("orderFirstProduct", order)],
+        );
+        ("ProductsRead", r)
+    }
+}
+
+/// A link to `createOrder` for one unit of a SKU at a price, each a
+/// runtime expression into the response: paid by card, collected in store.
+fn one_unit_link(currency: &str, sku: &str, price: &str, description: &str) -> Link {
+    body_link(
+        "createOrder",
+        json!({
+            "channel": "web",
+            "currency": currency,
+            "lines": [{"sku": sku, "quantity": 1, "unit_price_minor": price}],
+            "payments": [{
+                "method": "card", "amount_minor": price, "token": "tok_visa_4f9a2c",
+                "brand": "visa", "last4": "4242", "authorization": "online",
+            }],
+            "fulfillment": {"type": "carry_out"},
+        }),
+        &format!("{description}, paid by card and collected in store"),
+    )
 }
 
 /// `401`.

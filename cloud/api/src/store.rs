@@ -146,6 +146,19 @@ impl Store {
         Ok(found.into_iter().map(|p| (p.sku.clone(), p)).collect())
     }
 
+    /// Up to `limit` active products after `after` with a price in
+    /// `currency` (see [`o2c_catalog::pages::priced_page`]).
+    pub async fn priced_products(
+        &self,
+        customer: &CustomerId,
+        currency: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<Product>, StoreError> {
+        let lane = self.pg.get(customer.as_str()).await?;
+        Ok(o2c_catalog::pages::priced_page(lane.client(), currency, after, limit).await?)
+    }
+
     /// What `key` of `customer` answered before, if it was used:
     /// [`Created::Replay`] for the same body, [`Created::Conflict`] for
     /// another.

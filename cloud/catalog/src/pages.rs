@@ -93,6 +93,27 @@ pub async fn products(client: &Client, skus: &[String]) -> Result<Vec<Product>, 
     products_of(&rows)
 }
 
+/// Up to `limit` active products after the SKU `after` holding a price in
+/// `currency` (in force or to come), in SKU order: the pages of the cloud
+/// order API's product list. The caller drops those whose price is not
+/// yet in force, so a page may hold fewer than `limit`.
+pub async fn priced_page(
+    client: &Client,
+    currency: &str,
+    after: &str,
+    limit: u32,
+) -> Result<Vec<Product>, CatalogError> {
+    let rows = client
+        .query(
+            "SELECT sku, name, category, active, prices::text FROM o2c_catalog.products \
+             WHERE active AND sku > $1 AND prices @> jsonb_build_array(jsonb_build_object('currency', $2::text)) \
+             ORDER BY sku LIMIT $3",
+            &[&after, &currency, &i64::from(limit)],
+        )
+        .await?;
+    products_of(&rows)
+}
+
 /// One stock page of `store`'s warehouse, for a stock at `current`.
 pub async fn stock_page(
     client: &Client,
