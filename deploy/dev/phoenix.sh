@@ -12,7 +12,8 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-STATE_DIR=${O2C_DEV_DIR:-$HOME/.local/state/o2c-dev}
+# shellcheck source=deploy/dev/pyvenv.sh
+. "$HERE/pyvenv.sh"
 PHOENIX_VERSION=${O2C_PHOENIX_VERSION:-20.26.1}
 VENV=$STATE_DIR/phoenix-venv
 DATA=$STATE_DIR/phoenix
@@ -21,9 +22,6 @@ LOG=$STATE_DIR/phoenix.log
 HOST=127.0.0.1
 PORT=${O2C_PHOENIX_PORT:-6006}
 GRPC_PORT=${O2C_PHOENIX_GRPC_PORT:-4317}
-
-log() { printf '[services] %s\n' "$*" >&2; }
-die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
 
 ok() { python3 "$HERE/probe.py" phoenix "$HOST" "$PORT" >/dev/null 2>&1; }
 
@@ -36,12 +34,7 @@ pid() {
 }
 
 install() {
-  if [[ -x $VENV/bin/python3 ]] && "$VENV/bin/python3" -c 'import phoenix' 2>/dev/null; then
-    return
-  fi
-  log "phoenix: installing arize-phoenix $PHOENIX_VERSION into $VENV (about 2 minutes)"
-  python3 -m venv "$VENV" || die "python3 cannot make a venv (apt-get install python3-venv)"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "arize-phoenix==$PHOENIX_VERSION"
+  pyvenv_install "$VENV" arize-phoenix "$PHOENIX_VERSION" "about 2 minutes"
 }
 
 up() {

@@ -10,39 +10,15 @@
 # the harness runs (override with O2C_SCHEMATHESIS).
 set -euo pipefail
 
-STATE_DIR=${O2C_DEV_DIR:-$HOME/.local/state/o2c-dev}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=deploy/dev/pyvenv.sh
+. "$HERE/pyvenv.sh"
 SCHEMATHESIS_VERSION=${O2C_SCHEMATHESIS_VERSION:-4.32.5}
 VENV=$STATE_DIR/schemathesis-venv
-ST=$VENV/bin/st
-
-log() { printf '[services] %s\n' "$*" >&2; }
-die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
-
-installed() {
-  [[ -x $ST ]] || return 1
-  local have
-  have=$("$VENV/bin/python3" -c \
-    'import importlib.metadata as m; print(m.version("schemathesis"))' 2>/dev/null) || return 1
-  [[ $have == "$SCHEMATHESIS_VERSION" ]]
-}
-
-install() {
-  if installed; then
-    log "schemathesis: $SCHEMATHESIS_VERSION installed ($ST)"
-    return
-  fi
-  log "schemathesis: installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
-  mkdir -p "$STATE_DIR"
-  python3 -m venv "$VENV" || die "python3 cannot make a venv (apt-get install python3-venv)"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "schemathesis==$SCHEMATHESIS_VERSION"
-  installed || die "schemathesis $SCHEMATHESIS_VERSION did not install into $VENV"
-  log "schemathesis: installed ($ST)"
-}
 
 case ${1:-} in
-  install) install ;;
-  path) echo "$ST" ;;
+  install) pyvenv_install "$VENV" schemathesis "$SCHEMATHESIS_VERSION" ;;
+  path) echo "$VENV/bin/st" ;;
   *)
     echo "usage: $0 install|path" >&2
     exit 64
