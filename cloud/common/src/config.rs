@@ -91,7 +91,8 @@ pub struct SagaConfig {
     /// (default 1000: 1 s, 2 s, 4 s).
     #[serde(default = "default_retry_base")]
     pub retry_base_ms: u64,
-    /// Outbox polling backstop when no NOTIFY arrives.
+    /// Outbox polling backstop: how soon a relay finds rows no commit of
+    /// its own process woke it for (another process's, a lost wake).
     #[serde(default = "default_outbox_poll")]
     pub outbox_poll_ms: u64,
     /// PostgreSQL connections per service (twice as many for payment;

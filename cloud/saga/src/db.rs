@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use o2c_protocol::Envelope;
 use serde::de::DeserializeOwned;
@@ -232,7 +231,7 @@ impl Lane {
         Ok(Tx {
             tx: client.transaction().await?,
             stmts,
-            notified: AtomicBool::new(false),
+            wakes: Mutex::new(Vec::new()),
         })
     }
 }
@@ -241,7 +240,7 @@ impl Lane {
 pub struct Tx<'a> {
     tx: Transaction<'a>,
     stmts: &'a Mutex<HashMap<String, Statement>>,
-    notified: AtomicBool,
+    wakes: Mutex<Vec<String>>,
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -291,19 +290,23 @@ impl Tx<'_> {
         self.tx.query(&s, params).await
     }
 
-    /// Notifies `channel` at commit, once per transaction (PostgreSQL
-    /// folds identical notifications of a transaction anyway).
-    pub async fn notify_once(&self, channel: &str) -> Result<(), tokio_postgres::Error> {
-        if !self.notified.swap(true, Ordering::Relaxed) {
-            self.execute("SELECT pg_notify($1, '')", &[&channel])
-                .await?;
+    /// Wakes this process's relays of the outbox in `schema` once the
+    /// transaction commits (see [`crate::wake`]); nothing if it rolls back.
+    pub fn wake_relay_at_commit(&self, schema: &str) {
+        let mut wakes = self.wakes.lock().unwrap_or_else(|p| p.into_inner());
+        if !wakes.iter().any(|w| w == schema) {
+            wakes.push(schema.to_owned());
         }
-        Ok(())
     }
 
-    /// Commits.
+    /// Commits, then wakes the relays of the outboxes written.
     pub async fn commit(self) -> Result<(), tokio_postgres::Error> {
-        self.tx.commit().await
+        self.tx.commit().await?;
+        let wakes = self.wakes.into_inner().unwrap_or_else(|p| p.into_inner());
+        for schema in &wakes {
+            crate::wake::wake(schema);
+        }
+        Ok(())
     }
 }
 

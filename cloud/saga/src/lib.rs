@@ -32,9 +32,10 @@
 //!   statements (ledger, state rows, outbox). Each state row records the
 //!   store whose `OrderCreated` made it; a store event about another
 //!   store's order is dead-lettered as `identity_mismatch`.
-//! - [`outbox`]: the transactional outbox and its relay (LISTEN/NOTIFY,
-//!   `FOR UPDATE SKIP LOCKED`), which writes each event to its own topic
-//!   and to the order history, `orders.events`.
+//! - [`outbox`]: the transactional outbox and its relay (woken in-process
+//!   at commit by `wake`, not by PostgreSQL's `NOTIFY`, which serialises
+//!   commits; `FOR UPDATE SKIP LOCKED`), which writes each event to its own
+//!   topic and to the order history, `orders.events`.
 //! - [`order`], [`payment`], [`inventory`], [`shipping`]: the services;
 //!   each has a pure state type with unit tests and a thin step. The
 //!   shipping service also runs the tracker ([`shipping::worker`], deciding
@@ -112,6 +113,7 @@ pub mod store_reservation;
 #[cfg(test)]
 mod test_support;
 pub mod upstream;
+mod wake;
 pub mod watch;
 
 pub use error::SagaError;

@@ -2,9 +2,10 @@
 //! transaction as the state change ([`insert_many`]); the [`relay`] publishes it
 //! to Kafka with the idempotent producer and marks it published.
 //!
-//! The relay wakes on `LISTEN/NOTIFY` (channel `{schema}_outbox`), polls as
-//! a backstop, and claims rows with `FOR UPDATE SKIP LOCKED`, so several
-//! relays (one per process) can run side by side. A row keeps its
+//! The relay wakes when a transaction of this process that wrote to its
+//! outbox commits ([`crate::wake`]), polls as a backstop (and for rows
+//! other processes write), and claims rows with `FOR UPDATE SKIP LOCKED`,
+//! so several relays (one per process) can run side by side. A row keeps its
 //! `event_id`, the order id as key and the upstream trace.
 //!
 //! Each event goes to its own topic and to the order history,
@@ -16,16 +17,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use o2c_protocol::{Envelope, Event, EventId, KafkaTopics, SCHEMA_VERSION, Traceparent};
 use time::OffsetDateTime;
-use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::db::Tx;
 use crate::db::DbError;
 use crate::metrics::SagaMetrics;
 use crate::service::Service;
+use crate::wake::RelayWake;
 use o2c_runtime::kafka::{self, Producer_};
 use o2c_topology::registry::SchemaIds;
 
@@ -68,14 +68,14 @@ pub enum OutboxError {
     /// Kafka refused a record.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    /// The LISTEN connection ended.
-    #[error("{0} closed")]
-    Closed(&'static str),
+    /// Connecting to PostgreSQL failed.
+    #[error("connect: {0}")]
+    Connect(String),
 }
 
 /// Inserts each `(cause, payload)` as an event caused by `cause` into the
 /// outbox of `schema`, inside the caller's transaction (one statement for
-/// all of them), and notifies the relay at commit.
+/// all of them), and wakes the relay at commit.
 pub(crate) async fn insert_many(
     tx: &Tx<'_>,
     schema: &str,
@@ -106,7 +106,7 @@ pub(crate) async fn insert_many(
 
 /// Inserts `envs`, as they are, into the outbox of `schema` inside the
 /// caller's transaction (one statement for all of them), each for its
-/// event type's topic keyed by its order, and notifies the relay at
+/// event type's topic keyed by its order, and wakes the relay at
 /// commit. An event already there (same `event_id`) is an error: the
 /// caller's transaction decides each event once.
 pub async fn insert_envelopes(
@@ -154,7 +154,7 @@ pub async fn insert_envelopes(
         ],
     )
     .await?;
-    tx.notify_once(&format!("{schema}_outbox")).await?;
+    tx.wake_relay_at_commit(schema);
     Ok(())
 }
 
@@ -235,45 +235,22 @@ async fn relay_once(
     metrics: &SagaMetrics,
     cancel: &CancellationToken,
 ) -> Result<(), OutboxError> {
-    let (schema, poll) = (relay.schema, relay.poll);
-    let (mut client, mut conn) = tokio_postgres::connect(pg_url, NoTls).await?;
-    // Drive the connection ourselves to see notifications.
-    let (wake_tx, mut wake_rx) = tokio::sync::mpsc::channel::<()>(1);
-    let conn_task = tokio::spawn(async move {
-        let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
-        while let Some(m) = messages.next().await {
-            match m {
-                Ok(AsyncMessage::Notification(_)) => {
-                    let _ = wake_tx.try_send(());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "outbox listen connection ended");
-                    break;
-                }
-            }
-        }
-    });
-    let result = async {
-        super::db::set_up_session(&client).await?;
-        client
-            .batch_execute(&format!("LISTEN {schema}_outbox"))
-            .await?;
-        loop {
-            // Drain everything pending, then wait for a wake-up.
-            while publish_batch(&mut client, relay, producer, metrics).await? == BATCH as usize {}
-            tokio::select! {
-                () = cancel.cancelled() => return Ok(()),
-                w = wake_rx.recv() => if w.is_none() {
-                    return Err(OutboxError::Closed("outbox listen connection"));
-                },
-                () = tokio::time::sleep(poll) => {}
-            }
+    let poll = relay.poll;
+    // Registered before the first drain: a commit from now on leaves a
+    // permit, whatever the relay is doing when it lands.
+    let wake = RelayWake::register(relay.schema);
+    let mut client = crate::db::connect(pg_url)
+        .await
+        .map_err(|e| OutboxError::Connect(e.to_string()))?;
+    loop {
+        // Drain everything pending, then wait for a wake-up or the poll.
+        while publish_batch(&mut client, relay, producer, metrics).await? == BATCH as usize {}
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            () = wake.woken() => {}
+            () = tokio::time::sleep(poll) => {}
         }
     }
-    .await;
-    conn_task.abort();
-    result
 }
 
 /// Claims, publishes and marks one batch; returns how many rows it had.

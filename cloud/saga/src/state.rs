@@ -142,7 +142,7 @@ impl Step for StateStep {
             &[&ev, &tp, &key, &ty, &st, &ag, &pl],
         )
         .await?;
-        tx.notify_once(&format!("{SCHEMA}_outbox")).await?;
+        tx.wake_relay_at_commit(SCHEMA);
         Ok(())
     }
 }
