@@ -497,28 +497,21 @@ async fn the_product_list_shows_what_an_order_can_buy_at_its_price() {
 
     // Bad queries name the parameter; no token is 401.
     for (query, field) in [
-        ("currency=USD", "currency"),
-        ("currency=cad", "currency"),
-        ("currency=CAD&limit=0", "limit"),
-        ("currency=CAD&limit=101", "limit"),
+        ("currency=USD", Some("currency")),
+        ("currency=cad", Some("currency")),
+        ("currency=CAD&limit=0", Some("limit")),
+        ("currency=CAD&limit=101", Some("limit")),
+        ("", None),
+        ("currency=CAD&colour=red", None),
+        ("currency=CAD&limit=x", None),
     ] {
         let a = get(format!("/v1/products?{query}")).await;
         assert_eq!(a.status, 400, "{query}: {}", a.text);
-        assert_eq!(
-            a.json["error"]["code"], "invalid_query",
-            "{query}: {}",
-            a.text
-        );
-        assert_eq!(a.json["error"]["field"], field, "{query}: {}", a.text);
-    }
-    for query in ["", "currency=CAD&colour=red", "currency=CAD&limit=x"] {
-        let a = get(format!("/v1/products?{query}")).await;
-        assert_eq!(a.status, 400, "{query}: {}", a.text);
-        assert_eq!(
-            a.json["error"]["code"], "invalid_query",
-            "{query}: {}",
-            a.text
-        );
+        let error = &a.json["error"];
+        assert_eq!(error["code"], "invalid_query", "{query}: {}", a.text);
+        if let Some(field) = field {
+            assert_eq!(error["field"], field, "{query}: {}", a.text);
+        }
     }
     let anon = api
         .call(Method::GET, "/v1/products?currency=CAD", None, None, None)
