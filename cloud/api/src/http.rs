@@ -173,6 +173,29 @@ pub(crate) fn build_error(e: BuildError) -> ApiError {
     }
 }
 
+/// A bad query string: 400 `invalid_query`.
+pub(crate) fn bad_query(e: &axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::bad_request("invalid_query", e.body_text())
+}
+
+/// A list's `limit`: 1-100, 20 when absent.
+pub(crate) fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(20);
+    if (1..=100).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::bad_request("invalid_query", "limit must be 1-100").field("limit"))
+    }
+}
+
+/// Whether `sku` could be a catalog SKU (1-64 characters, no NUL, which
+/// PostgreSQL text cannot hold): only such strings are looked up.
+pub(crate) fn sku_shaped(sku: &str) -> bool {
+    !sku.is_empty()
+        && sku.chars().count() <= o2c_protocol::validate::MAX_SKU_LEN
+        && !sku.contains('\0')
+}
+
 pub(crate) fn order_id_of(raw: &str) -> Result<OrderId, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::not_found("order_not_found", format!("no order {raw}")))

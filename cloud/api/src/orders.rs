@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::build::{Context, build};
-use crate::http::{CANCEL_REASON, Shared, build_error, order_id_of, store_error};
+use crate::http::{
+    CANCEL_REASON, Shared, bad_query, build_error, order_id_of, page_limit, sku_shaped, store_error,
+};
 use crate::model::{CancelAccepted, CreateOrderRequest, CreatedOrder, ListParams, OrderList};
 use crate::stock::Checked;
 use crate::store::{Cancelled, Created};
@@ -114,11 +116,7 @@ pub(crate) async fn create(
         .lines
         .iter()
         .map(|l| &l.sku)
-        .filter(|s| {
-            !s.is_empty()
-                && s.chars().count() <= o2c_protocol::validate::MAX_SKU_LEN
-                && !s.contains('\0')
-        })
+        .filter(|s| sku_shaped(s))
         .cloned()
         .collect();
     let catalog = api
@@ -354,11 +352,8 @@ pub(crate) async fn my_orders(
     query: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let customer = api.authenticate(&headers, peer)?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::bad_request("invalid_query", "limit must be 1-100").field("limit"));
-    }
+    let Query(q) = query.map_err(|e| bad_query(&e))?;
+    let limit = page_limit(q.limit)?;
     let before = q
         .before
         .as_deref()

@@ -13,11 +13,8 @@ use o2c_order_http::{ApiError, ErrorBody};
 use time::OffsetDateTime;
 
 use crate::build::{BuildError, sold_currency};
-use crate::http::{Shared, store_error};
+use crate::http::{Shared, bad_query, page_limit, sku_shaped, store_error};
 use crate::model::{ProductPage, ProductParams, ProductView};
-
-/// The largest page.
-const MAX_LIMIT: i64 = 100;
 
 /// The catalog's active products priced in `currency`, in SKU order, paged
 /// with `after`. Order one with `createOrder`: its `sku`, and its
@@ -42,22 +39,16 @@ pub(crate) async fn list(
     query: Result<Query<ProductParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let customer = api.authenticate(&headers, peer)?;
-    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
+    let Query(q) = query.map_err(|e| bad_query(&e))?;
     let currency = sold_currency(&q.currency, &api.currencies).map_err(|e| match e {
         BuildError::Invalid { message, .. } => {
             ApiError::bad_request("invalid_query", message).field("currency")
         }
         other => ApiError::internal("currency check", &other),
     })?;
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(
-            ApiError::bad_request("invalid_query", format!("limit must be 1-{MAX_LIMIT}"))
-                .field("limit"),
-        );
-    }
+    let limit = page_limit(q.limit)?;
     let after = q.after.unwrap_or_default();
-    if after.chars().count() > o2c_protocol::validate::MAX_SKU_LEN || after.contains('\0') {
+    if !after.is_empty() && !sku_shaped(&after) {
         return Err(ApiError::bad_request(
             "invalid_query",
             format!(

@@ -70,7 +70,7 @@ pub enum OutboxError {
     Kafka(#[from] rdkafka::error::KafkaError),
     /// Connecting to PostgreSQL failed.
     #[error("connect: {0}")]
-    Connect(String),
+    Connect(#[from] DbError),
 }
 
 /// Inserts each `(cause, payload)` as an event caused by `cause` into the
@@ -239,9 +239,7 @@ async fn relay_once(
     // Registered before the first drain: a commit from now on leaves a
     // permit, whatever the relay is doing when it lands.
     let wake = RelayWake::register(relay.schema);
-    let mut client = crate::db::connect(pg_url)
-        .await
-        .map_err(|e| OutboxError::Connect(e.to_string()))?;
+    let mut client = crate::db::connect(pg_url).await?;
     loop {
         // Drain everything pending, then wait for a wake-up or the poll.
         while publish_batch(&mut client, relay, producer, metrics).await? == BATCH as usize {}

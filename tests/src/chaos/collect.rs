@@ -100,24 +100,12 @@ async fn agents_drained(world: &World) -> bool {
     true
 }
 
-/// Refunds the payment service still owes: a cancelled order's capture, or
-/// a return, whose refund the processor could not take when it came (the
-/// reconciler pays them later). An order owed one may already show
-/// `cancelled` at its store, so it is not settled yet. `None` if the
-/// database cannot be read.
+/// Refunds the payment service still owes ([`o2c_saga::reconcile::refunds_owed`]):
+/// an order owed one may already show `cancelled` at its store, so it is
+/// not settled yet. `None` if the database cannot be read.
 async fn refunds_owed(world: &World) -> Option<i64> {
     let db = world.pg.connect(crate::pg::DB_NAME).await.ok()?;
-    let row = db
-        .query_one(
-            "SELECT count(*) FROM o2c_payment.orders \
-             WHERE ((state::jsonb ->> 'phase') = 'captured' \
-                    AND (state::jsonb ->> 'cancel_requested') = 'true') \
-                OR (state::jsonb ->> 'return_owed') = 'true'",
-            &[],
-        )
-        .await
-        .ok()?;
-    Some(row.get(0))
+    o2c_saga::reconcile::refunds_owed(&db).await.ok()
 }
 
 /// Every saga group's offsets on every topic it reads.

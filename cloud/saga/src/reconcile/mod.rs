@@ -75,6 +75,22 @@ pub enum ReconcileError {
     },
 }
 
+/// The payment row of a captured order whose cancellation still owes its
+/// refund (SQL, on `o2c_payment.orders`).
+macro_rules! owed_capture_refund {
+    () => {
+        "(state::jsonb ->> 'phase') = 'captured' \
+         AND (state::jsonb ->> 'cancel_requested') = 'true'"
+    };
+}
+
+/// The payment row of an order whose return still owes its card refund.
+macro_rules! owed_return_refund {
+    () => {
+        "(state::jsonb ->> 'return_owed') = 'true'"
+    };
+}
+
 /// Rows still capturing whose last call is older than `$1` ms, oldest
 /// first, except those in `$2` (tried this round).
 const CLAIM_STUCK: &str = "SELECT order_id, state, capture_cause, \
@@ -88,26 +104,45 @@ const CLAIM_STUCK: &str = "SELECT order_id, state, capture_cause, \
 
 /// Captured orders owing a refund whose last attempt is older than `$1`
 /// ms, oldest first, except those in `$2` (tried this round).
-const CLAIM_OWED: &str = "SELECT order_id, state, capture_cause, \
+const CLAIM_OWED: &str = concat!(
+    "SELECT order_id, state, capture_cause, \
      (extract(epoch FROM capture_started_at) * 1000)::int8, \
      (extract(epoch FROM clock_timestamp()) * 1000)::int8 \
-     FROM o2c_payment.orders \
-     WHERE (state::jsonb ->> 'phase') = 'captured' \
-     AND (state::jsonb ->> 'cancel_requested') = 'true' AND capture_cause IS NOT NULL \
+     FROM o2c_payment.orders WHERE ",
+    owed_capture_refund!(),
+    " AND capture_cause IS NOT NULL \
      AND capture_attempt_at < clock_timestamp() - $1::int8 * interval '1 millisecond' \
      AND NOT (order_id = ANY($2)) \
-     ORDER BY capture_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED";
+     ORDER BY capture_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+);
 
 /// Orders owing a return's card refund whose last attempt is older than
 /// `$1` ms, oldest first, except those in `$2` (tried this round).
-const CLAIM_RETURNS: &str = "SELECT order_id, state, coalesce(capture_cause, ''::bytea), \
+const CLAIM_RETURNS: &str = concat!(
+    "SELECT order_id, state, coalesce(capture_cause, ''::bytea), \
      (extract(epoch FROM capture_started_at) * 1000)::int8, \
      (extract(epoch FROM clock_timestamp()) * 1000)::int8 \
-     FROM o2c_payment.orders \
-     WHERE (state::jsonb ->> 'return_owed') = 'true' \
-     AND capture_attempt_at < clock_timestamp() - $1::int8 * interval '1 millisecond' \
+     FROM o2c_payment.orders WHERE ",
+    owed_return_refund!(),
+    " AND capture_attempt_at < clock_timestamp() - $1::int8 * interval '1 millisecond' \
      AND NOT (order_id = ANY($2)) \
-     ORDER BY capture_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED";
+     ORDER BY capture_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+);
+
+/// How many refunds the payment service owes (a cancelled order's capture,
+/// or a return's card refund, that the processor could not take when it
+/// came), whatever their age: what the reconciler has still to pay. An
+/// order owing one may already show `cancelled` at its store.
+pub async fn refunds_owed(client: &tokio_postgres::Client) -> Result<i64, tokio_postgres::Error> {
+    const SQL: &str = concat!(
+        "SELECT count(*) FROM o2c_payment.orders WHERE (",
+        owed_capture_refund!(),
+        ") OR (",
+        owed_return_refund!(),
+        ")"
+    );
+    Ok(client.query_one(SQL, &[]).await?.get(0))
+}
 
 /// What a sweep settles.
 #[derive(Debug, Clone, Copy)]
