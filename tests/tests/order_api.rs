@@ -501,6 +501,10 @@ async fn the_product_list_shows_what_an_order_can_buy_at_its_price() {
         ("currency=cad", Some("currency")),
         ("currency=CAD&limit=0", Some("limit")),
         ("currency=CAD&limit=101", Some("limit")),
+        (
+            &*format!("currency=CAD&after={}", "S".repeat(65)),
+            Some("after"),
+        ),
         ("", None),
         ("currency=CAD&colour=red", None),
         ("currency=CAD&limit=x", None),
