@@ -5,9 +5,11 @@
 //! test, takes its share of the partitions and then never fetches (its
 //! librdkafka thread keeps heartbeating, so the coordinator keeps it in the
 //! group). Card orders whose `payments.captured` lands on a ghost partition
-//! stop at `paid`. The inventory service must then say so: `/readyz` 503
-//! naming the group, `o2c_saga_consumer_stalled_partitions` above zero, and
-//! rejoin attempts counted. Once the ghost leaves, the group rebalances,
+//! stop at `paid`. The inventory service, whose own partitions keep
+//! committing, must then say so within `group_orphan_after_ms` (the 10-minute
+//! stall threshold never comes into play): `/readyz` 503 naming the group,
+//! `o2c_saga_consumer_stalled_partitions` above zero, and rejoin attempts
+//! counted. Once the ghost leaves, the group rebalances,
 //! every order completes and `/readyz` is 200 again.
 
 use std::time::Duration;
@@ -48,7 +50,9 @@ fn ghost(brokers: &str, group: &str, topics: &[String]) -> BaseConsumer {
 async fn a_member_that_stops_fetching_makes_the_service_not_ready_until_it_leaves() {
     let w = SagaWorld::start(
         &["all"],
-        "group_check_ms = 500\ngroup_stall_after_ms = 3000\ngroup_unowned_after_ms = 3000",
+        // The stall threshold is out of reach: the early stall of another
+        // member's partition while this one commits is what must act.
+        "group_check_ms = 500\ngroup_stall_after_ms = 600000\ngroup_unowned_after_ms = 3000\ngroup_orphan_after_ms = 3000",
         "",
     )
     .await

@@ -134,6 +134,12 @@ pub struct SagaConfig {
     /// 10,000 ms; see `saga::watch`).
     #[serde(default = "default_group_idle_rejoin_after")]
     pub group_idle_rejoin_after_ms: u64,
+    /// A partition another member holds, with a backlog and no commit for
+    /// this long while this member's own commits move, is stalled and this
+    /// member rejoins (default 20,000 ms, twice the session timeout: its
+    /// owner is gone or no longer fetches; see `saga::watch`).
+    #[serde(default = "default_group_orphan_after")]
+    pub group_orphan_after_ms: u64,
     /// Published outbox rows older than this many hours are deleted
     /// (0: kept forever). Unpublished rows are never deleted.
     #[serde(default = "default_outbox_retention")]
@@ -260,6 +266,9 @@ fn default_group_unowned_after() -> u64 {
 fn default_group_idle_rejoin_after() -> u64 {
     10_000
 }
+fn default_group_orphan_after() -> u64 {
+    20_000
+}
 fn default_group_stall_after() -> u64 {
     60_000
 }
@@ -282,6 +291,7 @@ impl Default for SagaConfig {
             group_unowned_after_ms: default_group_unowned_after(),
             group_stall_after_ms: default_group_stall_after(),
             group_idle_rejoin_after_ms: default_group_idle_rejoin_after(),
+            group_orphan_after_ms: default_group_orphan_after(),
             group_behind_after_ms: default_group_behind_after(),
             outbox_retention_hours: default_outbox_retention(),
             ledger_retention_hours: 0,

@@ -61,6 +61,7 @@ impl GroupCheck {
                 stall_after: Duration::from_millis(cfg.group_stall_after_ms),
                 behind_after: Duration::from_millis(cfg.group_behind_after_ms),
                 idle_rejoin_after: Duration::from_millis(cfg.group_idle_rejoin_after_ms),
+                orphan_after: Duration::from_millis(cfg.group_orphan_after_ms),
             },
         }
     }
@@ -215,7 +216,7 @@ impl Member {
         })
         .await
         .map_err(|_| MemberError::Closed("consumer rejoin"))?;
-        self.watch.rejoined();
+        self.watch.rejoined(Instant::now().into_std());
         Ok(())
     }
 }

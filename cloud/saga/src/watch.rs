@@ -81,6 +81,15 @@ pub struct WatchConfig {
     /// member with nothing assigned while the dead one's partitions wait
     /// (RELIABILITY.md, seeds 1818 and 2020).
     pub idle_rejoin_after: Duration,
+    /// A partition another member holds, with a backlog and no commit for
+    /// this long while this member's own commits have moved since, is
+    /// stalled, and this member rejoins (shorter than `stall_after`: the
+    /// shared database and broker work, so its owner is gone or no longer
+    /// fetches). After a member's kill -9, Tansu 0.6 can keep its
+    /// partitions assigned to it and never rebalance the survivors (the
+    /// scale-out test in CI, 2026-12-07). Such a stall asks for at most
+    /// one rejoin per period.
+    pub orphan_after: Duration,
 }
 
 impl Default for WatchConfig {
@@ -90,6 +99,7 @@ impl Default for WatchConfig {
             stall_after: Duration::from_secs(60),
             behind_after: Duration::from_secs(180),
             idle_rejoin_after: Duration::from_secs(10),
+            orphan_after: Duration::from_secs(20),
         }
     }
 }
@@ -103,7 +113,8 @@ pub struct Verdict {
     /// [`WatchConfig::unowned_after`].
     pub unowned: Vec<Tp>,
     /// Partitions with a backlog whose committed offset has not moved for
-    /// [`WatchConfig::stall_after`].
+    /// [`WatchConfig::stall_after`] (another member's: for
+    /// [`WatchConfig::orphan_after`] while this member's commits moved).
     pub stalled: Vec<Tp>,
     /// Partitions whose backlog has only grown for
     /// [`WatchConfig::behind_after`].
@@ -113,6 +124,8 @@ pub struct Verdict {
     /// partition has no owner, or is stalled while another member holds it
     /// (a member that no longer fetches), or this member holds nothing
     /// while a partition has waited [`WatchConfig::idle_rejoin_after`].
+    /// After a rejoin, stalls on other members' partitions ask for the
+    /// next one only [`WatchConfig::orphan_after`] later.
     pub rejoin: bool,
 }
 
@@ -144,6 +157,10 @@ pub struct GroupWatch {
     /// Since when this member has held no partition (since it was first
     /// seen so, after its last rejoin).
     idle_since: Option<Instant>,
+    /// When a commit of this member's own partitions was last seen to move.
+    worked_at: Option<Instant>,
+    /// When this member last rejoined.
+    rejoined_at: Option<Instant>,
 }
 
 impl GroupWatch {
@@ -153,6 +170,8 @@ impl GroupWatch {
             cfg,
             tracks: BTreeMap::new(),
             idle_since: None,
+            worked_at: None,
+            rejoined_at: None,
         }
     }
 
@@ -168,6 +187,21 @@ impl GroupWatch {
         };
         let idle = idle_for >= self.cfg.idle_rejoin_after;
         self.tracks.retain(|tp, _| seen.contains(tp));
+        let worked = snap.partitions.iter().any(|p| {
+            p.mine
+                && self
+                    .tracks
+                    .get(&p.tp())
+                    .is_some_and(|t| t.progress_at.is_some() && t.committed != p.committed)
+        });
+        if worked {
+            self.worked_at = Some(now);
+        }
+        // An early stall of another member's partition asks for a rejoin
+        // at most once per `orphan_after`.
+        let settled = self
+            .rejoined_at
+            .is_none_or(|r| now.saturating_duration_since(r) >= self.cfg.orphan_after);
         for p in &snap.partitions {
             *v.lag.entry(p.topic.clone()).or_default() += p.lag();
             let t = self.tracks.entry(p.tp()).or_default();
@@ -187,9 +221,14 @@ impl GroupWatch {
                 t.progress_at = Some(now);
             } else if let Some(at) = t.progress_at {
                 let waited = now.saturating_duration_since(at);
-                if waited >= self.cfg.stall_after {
+                let stalled = waited >= self.cfg.stall_after;
+                // Its owner idles while this member's commits move.
+                let orphaned = !p.mine
+                    && waited >= self.cfg.orphan_after
+                    && self.worked_at.is_some_and(|w| w > at);
+                if stalled || orphaned {
                     v.stalled.push(p.tp());
-                    v.rejoin |= !p.mine;
+                    v.rejoin |= !p.mine && (stalled || settled);
                 }
                 v.rejoin |= idle && waited >= self.cfg.idle_rejoin_after;
             }
@@ -210,8 +249,11 @@ impl GroupWatch {
 
     /// Forgets ownership and idle history (after this member rejoined), so
     /// a gap must last [`WatchConfig::unowned_after`] (an idle member
-    /// [`WatchConfig::idle_rejoin_after`]) again before it counts.
-    pub fn rejoined(&mut self) {
+    /// [`WatchConfig::idle_rejoin_after`]) again before it counts, and
+    /// an early stall of another member's partition asks for the next
+    /// rejoin only [`WatchConfig::orphan_after`] after `now`.
+    pub fn rejoined(&mut self, now: Instant) {
+        self.rejoined_at = Some(now);
         for t in self.tracks.values_mut() {
             t.unowned_since = None;
         }
@@ -306,6 +348,7 @@ mod tests {
             stall_after: Duration::from_secs(60),
             behind_after: Duration::from_secs(120),
             idle_rejoin_after: Duration::from_secs(10),
+            orphan_after: Duration::from_secs(20),
         }
     }
 
@@ -349,7 +392,7 @@ mod tests {
         assert!(v.rejoin, "idle while a backlog waits");
         assert!(v.stalled.is_empty(), "not yet stalled: {v:?}");
         // After the rejoin, the member gets as long again before the next.
-        w.rejoined();
+        w.rejoined(t0 + Duration::from_secs(10));
         assert!(!w.observe(t0 + Duration::from_secs(11), &theirs).rejoin);
         assert!(!w.observe(t0 + Duration::from_secs(20), &theirs).rejoin);
         assert!(w.observe(t0 + Duration::from_secs(21), &theirs).rejoin);
@@ -387,6 +430,57 @@ mod tests {
     }
 
     #[test]
+    fn another_members_backlog_that_waits_while_this_one_commits_is_stalled_early() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // Its own partition "a" commits; "b" is another member's (ownership
+        // unknown, as Tansu 0.6 reports it) and its backlog does not move.
+        let at = |mine_committed: i64, end_b: i64| {
+            let mut b = view("b", 0, end_b, Some(3), false);
+            b.owned = None;
+            Snapshot {
+                partitions: vec![view("a", 0, 100, Some(mine_committed), true), b],
+            }
+        };
+        let mut w = GroupWatch::new(cfg());
+        assert!(w.observe(t0, &at(10, 5)).healthy());
+        assert!(w.observe(t0 + s(10), &at(20, 6)).healthy());
+        assert!(w.observe(t0 + s(19), &at(30, 7)).healthy());
+        let v = w.observe(t0 + s(20), &at(40, 8));
+        assert_eq!(v.stalled, vec![("b".to_owned(), 0)]);
+        assert!(v.rejoin, "its owner idles while this member works");
+        // After the rejoin: still reported, but the next rejoin waits.
+        w.rejoined(t0 + s(21));
+        let v = w.observe(t0 + s(30), &at(50, 9));
+        assert_eq!(v.stalled.len(), 1);
+        assert!(!v.rejoin, "one early rejoin per period: {v:?}");
+        assert!(w.observe(t0 + s(41), &at(60, 9)).rejoin);
+        // Its owner commits again: healthy at once.
+        let mut moved = at(70, 9);
+        moved.partitions[1].committed = Some(9);
+        assert!(w.observe(t0 + s(42), &moved).healthy());
+
+        // The same wait while this member's own commits do not move (the
+        // database or broker is out for everyone): only the stall
+        // threshold counts.
+        let mut w = GroupWatch::new(cfg());
+        for secs in [0, 10, 20, 59] {
+            let v = w.observe(t0 + s(secs), &at(10, 5));
+            assert!(v.healthy() && !v.rejoin, "at {secs} s: {v:?}");
+        }
+        assert!(w.observe(t0 + s(60), &at(10, 5)).rejoin);
+        // This member's commits moved only before the wait began: no
+        // evidence about now.
+        let mut w = GroupWatch::new(cfg());
+        let mut before = at(10, 5);
+        before.partitions[1].committed = Some(2);
+        w.observe(t0, &before);
+        w.observe(t0 + s(5), &at(20, 5));
+        let v = w.observe(t0 + s(30), &at(20, 5));
+        assert!(v.healthy() && !v.rejoin, "{v:?}");
+    }
+
+    #[test]
     fn a_caught_up_partition_is_never_stalled() {
         let t0 = Instant::now();
         let mut w = GroupWatch::new(cfg());
@@ -418,7 +512,7 @@ mod tests {
                 .len(),
             1
         );
-        w.rejoined();
+        w.rejoined(t0 + Duration::from_secs(16));
         assert!(
             w.observe(t0 + Duration::from_secs(17), &unowned)
                 .unowned
