@@ -124,8 +124,9 @@ pub struct Verdict {
     /// partition has no owner, or is stalled while another member holds it
     /// (a member that no longer fetches), or this member holds nothing
     /// while a partition has waited [`WatchConfig::idle_rejoin_after`].
-    /// After a rejoin, stalls on other members' partitions ask for the
-    /// next one only [`WatchConfig::orphan_after`] later.
+    /// An early stall of another member's partition (before
+    /// [`WatchConfig::stall_after`]) asks for a rejoin at most once per
+    /// [`WatchConfig::orphan_after`].
     pub rejoin: bool,
 }
 
